@@ -1,0 +1,73 @@
+/**
+ * Benchmark reporting: timing helpers that compare candidates side by side in one run (interleaved rounds,
+ * median of rounds, so machine noise hits every candidate alike), a markdown table printer, and a writer
+ * that replaces one marked section of docs/benchmarks.md so each benchmark owns its section.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const DOCS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../docs');
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index]!;
+}
+
+export interface Candidate {
+  name: string;
+  /** Runs the operation `iterations` times; returns when done. */
+  run: (iterations: number) => void | Promise<void>;
+}
+
+/** ns per operation for each candidate: `rounds` interleaved rounds of `iterations`, median per candidate. */
+export async function compare(candidates: Candidate[], { iterations, rounds }: { iterations: number; rounds: number }): Promise<Map<string, number>> {
+  const samples = new Map<string, number[]>(candidates.map((c) => [c.name, []]));
+  for (const c of candidates) await c.run(Math.min(iterations, 10_000)); // warm up
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? candidates : [...candidates].reverse();
+    for (const c of order) {
+      const start = process.hrtime.bigint();
+      await c.run(iterations);
+      const ns = Number(process.hrtime.bigint() - start) / iterations;
+      samples.get(c.name)!.push(ns);
+    }
+  }
+  return new Map([...samples].map(([name, values]) => [name, median(values)]));
+}
+
+export function table(headers: string[], rows: Array<Array<string | number>>): string {
+  const line = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
+  return [line(headers), line(headers.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+export function machineLine(): string {
+  return `Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${new Date().toISOString().slice(0, 10)}`;
+}
+
+/** Replaces the section between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in docs/benchmarks.md. */
+export function writeSection(name: string, markdown: string): void {
+  const file = path.join(DOCS_DIR, 'benchmarks.md');
+  const start = `<!-- bench:${name} -->`;
+  const end = `<!-- /bench:${name} -->`;
+  let doc = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\nEvery table here is written by `npm run bench` (bench/); numbers are from one run on the machine named under each table.\n';
+  const block = `${start}\n${markdown.trim()}\n${end}`;
+  const from = doc.indexOf(start);
+  const to = doc.indexOf(end);
+  doc = from >= 0 && to > from ? doc.slice(0, from) + block + doc.slice(to + end.length) : `${doc.trimEnd()}\n\n${block}\n`;
+  fs.mkdirSync(DOCS_DIR, { recursive: true });
+  fs.writeFileSync(file, doc.endsWith('\n') ? doc : `${doc}\n`);
+}
+
+export function fmt(n: number, digits = 1): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
+}

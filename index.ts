@@ -1,0 +1,34 @@
+/**
+ * github-p2p-cache: one process-wide cache of GitHub API responses, shared with peers over libp2p.
+ *
+ * @example
+ * ```ts
+ * import { getGlobalCache } from 'github-p2p-cache';
+ * const cache = await getGlobalCache();
+ * await cache.put('get_repo_info:octo/hello', { stars: 3 });
+ * ```
+ */
+export { GitHubAPICache, type CacheStats, type PutOptions, type CacheDependencies } from './src/cache/github-api-cache.js';
+export type { CacheEntry } from './src/cache/entry.js';
+export {
+  CacheError,
+  CacheClosedError,
+  CacheConfigError,
+  CacheValueError,
+  CacheCreationError,
+  CacheNotReadyError,
+  RateLimitError,
+  UpstreamError,
+} from './src/errors.js';
+export {
+  resolveOptions,
+  DEFAULTS,
+  DEFAULT_TTL_BY_OPERATION,
+  ENVIRONMENT_VARIABLES,
+  type CacheOptions,
+  type P2POptions,
+  type ResolvedCacheOptions,
+  type ResolvedP2POptions,
+} from './src/options.js';
+export type { LogSink } from './src/log.js';
+export * from './providers/index.js';

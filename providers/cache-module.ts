@@ -1,0 +1,61 @@
+import { Container, ContainerModule } from 'inversify';
+import type { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import { CacheNotReadyError } from '../src/errors.js';
+import { resolveOptions, type CacheOptions } from '../src/options.js';
+import { getCacheProvider } from './global-cache.js';
+import { TYPES } from './types.js';
+
+/**
+ * The Inversify face of the process's one cache.
+ *
+ * `TYPES.GitHubAPICache` is bound with `toDynamicValue` in transient scope over the process provider, not with
+ * `inSingletonScope()`: Inversify 8 caches a rejected async singleton forever, and `rebindAsync` while a
+ * resolution is in flight hands out the old, already-deactivated instance (both measured). The provider owns
+ * the one instance and its lock; the binding only asks it. With the instance published, the binding returns
+ * it synchronously, so `container.get(TYPES.GitHubAPICache)` works; before that it returns the creation's
+ * promise, which `container.getAsync` awaits.
+ */
+export const cacheModule = new ContainerModule(({ bind }) => {
+  bind<GitHubAPICache>(TYPES.GitHubAPICache)
+    .toDynamicValue(() => {
+      const provider = getCacheProvider();
+      const current = provider.current;
+      if (current !== undefined) return current;
+      const creating = provider.get();
+      // A sync container.get drops this promise: mark it handled so a failed creation is not an unhandled
+      // rejection there (getAsync callers still receive the error).
+      creating.catch(() => undefined);
+      return creating;
+    })
+    .inTransientScope();
+  bind<CacheOptions>(TYPES.CacheOptions)
+    .toDynamicValue(() => getCacheProvider().options)
+    .inTransientScope();
+});
+
+/**
+ * A Container with cacheModule loaded whose `get(TYPES.GitHubAPICache)` explains what to do when the cache
+ * has not been created yet (Inversify's own message only says the service is asynchronous).
+ */
+export class CacheContainer extends Container {
+  override get<T>(...args: Parameters<Container['get']>): T {
+    // Checked before resolving, so a synchronous get never starts a creation nobody awaits.
+    if (args[0] === TYPES.GitHubAPICache && getCacheProvider().current === undefined) throw new CacheNotReadyError();
+    return super.get(...args) as T;
+  }
+}
+
+/**
+ * A new Inversify container with cacheModule loaded. Every such container (and getGlobalCache) resolves the
+ * same instance. `options`, when given, are used if the cache has not been created yet (like
+ * `getGlobalCache(options)`); to replace a running cache, call `configureCache(options)`.
+ */
+export function createCacheContainer(options?: CacheOptions): CacheContainer {
+  const container = new CacheContainer();
+  if (options !== undefined) {
+    resolveOptions(options); // a bad option throws CacheConfigError and changes nothing
+    getCacheProvider().preferOptions(options);
+  }
+  container.load(cacheModule);
+  return container;
+}

@@ -1,0 +1,72 @@
+import { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import { createLogger } from '../src/log.js';
+import { resolveOptions, type CacheOptions } from '../src/options.js';
+import { SingletonProvider } from './singleton-provider.js';
+
+/**
+ * The process's one cache provider. It lives on globalThis under a `Symbol.for` key, so every way of reaching
+ * the cache (getGlobalCache, any container that loaded cacheModule, the Octokit plugin, the CLI) shares it,
+ * even when two copies of this package are loaded. Worker threads and other processes have their own.
+ */
+export type CacheProvider = SingletonProvider<GitHubAPICache, CacheOptions>;
+
+const PROVIDER_KEY = Symbol.for('github-p2p-cache.provider.v1');
+
+interface ProviderSlot {
+  [PROVIDER_KEY]?: { provider: CacheProvider; warnedOptionsIgnored: boolean };
+}
+
+function slot(): { provider: CacheProvider; warnedOptionsIgnored: boolean } {
+  const g = globalThis as ProviderSlot;
+  g[PROVIDER_KEY] ??= {
+    provider: new SingletonProvider<GitHubAPICache, CacheOptions>((options) => GitHubAPICache.create(options), {}),
+    warnedOptionsIgnored: false,
+  };
+  return g[PROVIDER_KEY];
+}
+
+/** The provider behind getGlobalCache and cacheModule (for stats, and for tests that inject a factory). */
+export function getCacheProvider(): CacheProvider {
+  return slot().provider;
+}
+
+/**
+ * The process's one GitHubAPICache, created on the first call. Concurrent first callers share one creation.
+ *
+ * `options` are used only when this call creates the instance; when one exists already they are ignored with
+ * a warning (once): use `configureCache(options)` to change options. Invalid options reject with
+ * CacheConfigError and change nothing.
+ */
+export function getGlobalCache(options?: CacheOptions): Promise<GitHubAPICache> {
+  const s = slot();
+  if (options === undefined) return s.provider.get();
+  return getWithOptions(s, options);
+}
+
+async function getWithOptions(s: { provider: CacheProvider; warnedOptionsIgnored: boolean }, options: CacheOptions): Promise<GitHubAPICache> {
+  resolveOptions(options); // validate first: a bad option changes nothing
+  const { instance, applied } = await s.provider.getWith(options);
+  if (!applied && !s.warnedOptionsIgnored) {
+    s.warnedOptionsIgnored = true;
+    createLogger('provider', instance.options.logSink).warn(
+      'getGlobalCache(options) was called while the cache already exists, so these options were ignored; ' +
+        'call `await configureCache(options)` to replace the instance with new options.',
+    );
+  }
+  return instance;
+}
+
+/**
+ * Replaces the process's cache under the provider's lock: waits for a creation in flight, closes the old
+ * instance (its P2P port is released), then creates one with `options`. Concurrent calls apply in call order;
+ * the last call's options win. Invalid options reject with CacheConfigError and change nothing.
+ */
+export async function configureCache(options: CacheOptions = {}): Promise<GitHubAPICache> {
+  resolveOptions(options);
+  return slot().provider.configure(options);
+}
+
+/** Closes and forgets the process's cache; the next getGlobalCache() creates a new one. */
+export async function shutdownGlobalCache(): Promise<void> {
+  await slot().provider.shutdown();
+}

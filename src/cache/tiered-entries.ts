@@ -1,0 +1,240 @@
+import { LRUCache } from 'lru-cache';
+import type { CacheEntry } from './entry.js';
+import type { EntryStore } from '../store/entry-store.js';
+import type { Logger } from '../log.js';
+
+/**
+ * The local tiers of the cache: a memory LRU (lru-cache) in front of an optional persistent store.
+ * Guarantees: a write reaches memory even when the store fails (the failure is counted, never thrown);
+ * a read checks memory, then the store, and promotes what the store had; both tiers hold at most
+ * `maxEntries`, evicting the least recently used, and overwriting a key never evicts another.
+ * Keys are opaque strings: two different keys never share an entry.
+ */
+
+export type LocalTier = 'memory' | 'disk';
+
+interface MemoryItem {
+  readonly entry: CacheEntry;
+  /** The parsed, frozen body, computed on first use. */
+  parsed?: { value: unknown };
+}
+
+export interface TieredEntriesCounters {
+  evictions: number;
+  persistenceErrors: number;
+}
+
+const TOUCH_FLUSH_MS = 1_000;
+
+export class TieredEntries {
+  readonly #memory: LRUCache<string, MemoryItem>;
+  #store: EntryStore | undefined;
+  readonly #logger: Logger;
+  readonly #counters: TieredEntriesCounters;
+  /** Keys read from memory since the last flush: their recency is written to the store in one batch. */
+  readonly #touched = new Set<string>();
+  #touchTimer: NodeJS.Timeout | undefined;
+  #warnedPersistence = false;
+
+  constructor(options: { maxEntries: number; store?: EntryStore | undefined; logger: Logger; counters: TieredEntriesCounters }) {
+    this.#store = options.store;
+    this.#logger = options.logger;
+    this.#counters = options.counters;
+    this.#memory = new LRUCache<string, MemoryItem>({
+      max: options.maxEntries,
+      dispose: (_value, _key, reason) => {
+        if (reason === 'evict') this.#counters.evictions++;
+      },
+    });
+  }
+
+  /** Whether entries are persisted. */
+  get persistent(): boolean {
+    return this.#store !== undefined;
+  }
+
+  /** The entry from memory or the store, with the tier it came from. */
+  read(key: string): { entry: CacheEntry; tier: LocalTier; item: MemoryItem } | undefined {
+    const item = this.#memory.get(key);
+    if (item !== undefined) {
+      if (this.#store !== undefined) this.#touch(key);
+      return { entry: item.entry, tier: 'memory', item };
+    }
+    if (this.#store === undefined) return undefined;
+    let entry: CacheEntry | undefined;
+    try {
+      entry = this.#store.get(key);
+    } catch (err) {
+      this.#persistenceFailed('read', err);
+      return undefined;
+    }
+    if (entry === undefined) return undefined;
+    const promoted: MemoryItem = { entry };
+    this.#memory.set(key, promoted);
+    return { entry, tier: 'disk', item: promoted };
+  }
+
+  /** The parsed, deep-frozen JSON body of an item (parsed once per memory item). */
+  static parsed(item: { entry: CacheEntry; parsed?: { value: unknown } }, parse: (body: string) => unknown): unknown {
+    if (item.parsed === undefined) item.parsed = { value: parse(item.entry.body) };
+    return item.parsed.value;
+  }
+
+  /** Stores in memory and, if persistent, in the store. `parsed` may carry the already-parsed value. */
+  write(key: string, entry: CacheEntry, parsed?: { value: unknown }): void {
+    const item: MemoryItem = parsed === undefined ? { entry } : { entry, parsed };
+    this.#memory.set(key, item);
+    this.#touched.delete(key);
+    if (this.#store !== undefined) {
+      try {
+        this.#counters.evictions += this.#store.set(key, entry);
+      } catch (err) {
+        this.#persistenceFailed('write', err);
+      }
+    }
+  }
+
+  /** Marks an entry fresh again after a 304, keeping its body. */
+  refresh(key: string, storedAt: number, expiresAt: number): CacheEntry | undefined {
+    const found = this.read(key);
+    if (found === undefined) return undefined;
+    const entry: CacheEntry = { ...found.entry, storedAt, expiresAt };
+    this.#memory.set(key, { entry, ...(found.item.parsed !== undefined ? { parsed: found.item.parsed } : {}) });
+    if (this.#store !== undefined) {
+      try {
+        this.#store.refresh(key, storedAt, expiresAt);
+      } catch (err) {
+        this.#persistenceFailed('write', err);
+      }
+    }
+    return entry;
+  }
+
+  delete(key: string): boolean {
+    const inMemory = this.#memory.delete(key);
+    this.#touched.delete(key);
+    let onDisk = false;
+    if (this.#store !== undefined) {
+      try {
+        onDisk = this.#store.delete(key);
+      } catch (err) {
+        this.#persistenceFailed('delete', err);
+      }
+    }
+    return inMemory || onDisk;
+  }
+
+  /** Deletes every key starting with prefix from both tiers; returns how many distinct keys went. */
+  deleteByPrefix(prefix: string): number {
+    let memoryOnly = 0;
+    const memoryKeys: string[] = [];
+    for (const key of this.#memory.keys()) if (key.startsWith(prefix)) memoryKeys.push(key);
+    let onDisk = 0;
+    if (this.#store !== undefined) {
+      // Keys in memory but not on disk (a failed write) still count once.
+      for (const key of memoryKeys) {
+        let there: CacheEntry | undefined;
+        try {
+          there = this.#store.get(key);
+        } catch {
+          there = undefined;
+        }
+        if (there === undefined) memoryOnly++;
+      }
+      try {
+        onDisk = this.#store.deleteByPrefix(prefix);
+      } catch (err) {
+        this.#persistenceFailed('delete', err);
+      }
+    } else {
+      memoryOnly = memoryKeys.length;
+    }
+    for (const key of memoryKeys) {
+      this.#memory.delete(key);
+      this.#touched.delete(key);
+    }
+    return onDisk + memoryOnly;
+  }
+
+  clear(): void {
+    this.#memory.clear();
+    this.#touched.clear();
+    if (this.#store !== undefined) {
+      try {
+        this.#store.clear();
+      } catch (err) {
+        this.#persistenceFailed('clear', err);
+      }
+    }
+  }
+
+  /** Entries held: the store's count when persistent (it holds every entry), else memory's. */
+  size(): number {
+    if (this.#store !== undefined) {
+      try {
+        return Math.max(this.#store.count(), this.#memory.size);
+      } catch {
+        return this.#memory.size;
+      }
+    }
+    return this.#memory.size;
+  }
+
+  get memorySize(): number {
+    return this.#memory.size;
+  }
+
+  diskBytes(): number | undefined {
+    if (this.#store === undefined) return undefined;
+    try {
+      return this.#store.bytes();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Writes pending recency, closes the store, releases the timer. Idempotent. */
+  close(): void {
+    this.#flushTouches();
+    if (this.#touchTimer !== undefined) clearTimeout(this.#touchTimer);
+    this.#touchTimer = undefined;
+    const store = this.#store;
+    this.#store = undefined;
+    try {
+      store?.close();
+    } catch (err) {
+      this.#logger.warn('closing the SQLite store failed:', err);
+    }
+  }
+
+  #touch(key: string): void {
+    this.#touched.add(key);
+    if (this.#touchTimer === undefined) {
+      this.#touchTimer = setTimeout(() => {
+        this.#touchTimer = undefined;
+        this.#flushTouches();
+      }, TOUCH_FLUSH_MS);
+      this.#touchTimer.unref();
+    }
+  }
+
+  #flushTouches(): void {
+    if (this.#store === undefined || this.#touched.size === 0) return;
+    const keys = [...this.#touched];
+    this.#touched.clear();
+    try {
+      // A store read marks the key recently used, so the disk tier's LRU follows memory hits.
+      for (const key of keys) this.#store.get(key);
+    } catch (err) {
+      this.#persistenceFailed('read', err);
+    }
+  }
+
+  #persistenceFailed(operation: string, err: unknown): void {
+    this.#counters.persistenceErrors++;
+    if (!this.#warnedPersistence) {
+      this.#warnedPersistence = true;
+      this.#logger.warn(`SQLite ${operation} failed; the memory tier keeps working (further failures are counted in getStats().persistenceErrors):`, err);
+    }
+  }
+}

@@ -1,0 +1,536 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { expect } from 'chai';
+import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
+import { CacheConfigError } from '../src/errors.js';
+import type { Logger } from '../src/log.js';
+import { SqliteStore, StoreError, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
+
+/** Collects warnings so specs can assert on them (and the run stays quiet). */
+class RecordingLogger implements Logger {
+  readonly warnings: string[] = [];
+  readonly errors: string[] = [];
+  debug(): void {}
+  warn(message: string): void {
+    this.warnings.push(message);
+  }
+  error(message: string): void {
+    this.errors.push(message);
+  }
+}
+
+/** A clock the specs move by hand, so "least recently used" never depends on how fast the machine is. */
+class Clock {
+  ms = Date.UTC(2026, 0, 1);
+  readonly now = (): number => this.ms;
+  tick(ms = 1000): void {
+    this.ms += ms;
+  }
+}
+
+function entry(body: string, extra: Partial<Omit<CacheEntry, 'body' | 'digest'>> = {}): CacheEntry {
+  return { body, digest: sha256Hex(body), storedAt: 1_000, expiresAt: 61_000, status: 200, headers: {}, ...extra };
+}
+
+/** Reads the database behind the store's back, through its own read-only connection, and checks the bookkeeping. */
+function inspect(dir: string): { entries: number; bodies: number; bodyBytes: number } {
+  const db = new Database(path.join(dir, 'cache.sqlite'), { readonly: true, fileMustExist: true });
+  try {
+    const count = (sql: string) => (db.prepare(sql).get() as { n: number }).n;
+    const entries = count('SELECT count(*) AS n FROM entries');
+    const bodies = count('SELECT count(*) AS n FROM bodies');
+    const bodyBytes = count('SELECT coalesce(sum(size), 0) AS n FROM bodies');
+    const stats = db.prepare('SELECT entries, bytes FROM stats').get() as { entries: number; bytes: number };
+    // The invariants the triggers keep: no orphan body, exact reference counts, exact counters.
+    expect(count('SELECT count(*) AS n FROM bodies WHERE digest NOT IN (SELECT digest FROM entries)'), 'orphan bodies').to.equal(0);
+    expect(count('SELECT count(*) AS n FROM entries WHERE digest NOT IN (SELECT digest FROM bodies)'), 'entries without body').to.equal(0);
+    expect(
+      count('SELECT count(*) AS n FROM bodies b WHERE refs <> (SELECT count(*) FROM entries e WHERE e.digest = b.digest)'),
+      'wrong refcounts',
+    ).to.equal(0);
+    expect(stats).to.deep.equal({ entries, bytes: bodyBytes });
+    return { entries, bodies, bodyBytes };
+  } finally {
+    db.close();
+  }
+}
+
+describe('SqliteStore', () => {
+  let dir: string;
+  let logger: RecordingLogger;
+  let clock: Clock;
+  const opened: SqliteStore[] = [];
+
+  function open(options: Partial<SqliteStoreOptions> = {}): SqliteStore {
+    const store = SqliteStore.open({ dir, maxEntries: 1000, maxBytes: 1_000_000, logger, now: clock.now, ...options });
+    opened.push(store);
+    return store;
+  }
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sqlite-store-spec-'));
+    logger = new RecordingLogger();
+    clock = new Clock();
+  });
+
+  afterEach(() => {
+    for (const store of opened.splice(0)) store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe('storing', () => {
+    it('round-trips every CacheEntry field', () => {
+      const store = open();
+      const full = entry('{"name":"répo ✓","items":[1,2,3]}', {
+        storedAt: 1_767_225_600_123,
+        expiresAt: 1_767_225_660_123,
+        status: 404,
+        headers: { 'content-type': 'application/json; charset=utf-8', link: '<https://x/?page=2>; rel="next"', 'x-note': 'ünïcødé' },
+        etag: 'W/"abc123"',
+        lastModified: 'Thu, 01 Jan 2026 00:00:00 GMT',
+      });
+      const minimal = entry('');
+      store.set('full', full);
+      store.set('minimal', minimal);
+
+      expect(store.get('full')).to.deep.equal(full);
+      const back = store.get('minimal');
+      expect(back).to.deep.equal(minimal);
+      // Absent optional fields stay absent rather than coming back as explicit undefined.
+      expect(back).to.not.have.property('etag');
+      expect(back).to.not.have.property('lastModified');
+      expect(store.get('absent')).to.equal(undefined);
+    });
+
+    it('survives close and reopen, and a second store on the same dir sees the data', () => {
+      const first = open();
+      const e = entry('persisted', { etag: '"e1"' });
+      first.set('k', e);
+      const second = open();
+      expect(second.get('k')).to.deep.equal(e);
+      first.close();
+      second.close();
+
+      const reopened = open();
+      expect(reopened.get('k')).to.deep.equal(e);
+      expect(reopened.count()).to.equal(1);
+      expect(reopened.bytes()).to.equal(Buffer.byteLength('persisted'));
+    });
+
+    it('creates the directory when missing', () => {
+      const nested = path.join(dir, 'a', 'b');
+      const store = SqliteStore.open({ dir: nested, maxEntries: 10, maxBytes: 1000, logger });
+      opened.push(store);
+      store.set('k', entry('v'));
+      expect(fs.statSync(nested).isDirectory()).to.equal(true);
+      expect(fs.existsSync(path.join(nested, 'cache.sqlite'))).to.equal(true);
+    });
+
+    it('keeps identical bodies once', () => {
+      const store = open();
+      const body = JSON.stringify({ same: 'body', n: 42 });
+      store.set('a', entry(body, { etag: '"1"' }));
+      store.set('b', entry(body, { etag: '"2"' }));
+      store.set('c', entry(body, { status: 201 }));
+      store.set('d', entry('other'));
+
+      expect(inspect(dir)).to.deep.equal({ entries: 4, bodies: 2, bodyBytes: Buffer.byteLength(body) + 5 });
+      expect(store.count()).to.equal(4);
+      expect(store.bytes()).to.equal(Buffer.byteLength(body) + 5);
+      expect(store.get('b')?.etag).to.equal('"2"');
+    });
+
+    it('frees a body when its last entry goes, whether deleted or replaced', () => {
+      const store = open();
+      store.set('a', entry('shared'));
+      store.set('b', entry('shared'));
+      expect(store.delete('a')).to.equal(true);
+      expect(inspect(dir).bodies).to.equal(1);
+      expect(store.get('b')?.body).to.equal('shared');
+
+      store.set('b', entry('replacement'));
+      expect(inspect(dir)).to.deep.equal({ entries: 1, bodies: 1, bodyBytes: Buffer.byteLength('replacement') });
+      expect(store.delete('b')).to.equal(true);
+      expect(store.delete('b')).to.equal(false);
+      expect(inspect(dir)).to.deep.equal({ entries: 0, bodies: 0, bodyBytes: 0 });
+      expect(store.bytes()).to.equal(0);
+    });
+
+    it('refuses an entry whose digest is not the sha256 of its body, storing nothing', () => {
+      const store = open();
+      store.set('victim', entry('real body'));
+      const forged: CacheEntry = { ...entry('forged body'), digest: sha256Hex('real body') };
+      expect(() => store.set('k', forged)).to.throw(StoreError, /not the sha256 of its body/);
+      expect(store.get('k')).to.equal(undefined);
+      expect(store.get('victim')?.body).to.equal('real body');
+    });
+
+    it('refresh updates freshness only', () => {
+      const store = open();
+      const original = entry('body', { etag: '"v1"', lastModified: 'yesterday', status: 200, headers: { a: 'b' } });
+      store.set('k', original);
+      const bytes = store.bytes();
+
+      expect(store.refresh('k', 5_000, 65_000)).to.equal(true);
+      expect(store.get('k')).to.deep.equal({ ...original, storedAt: 5_000, expiresAt: 65_000 });
+      expect(store.bytes()).to.equal(bytes);
+      expect(store.count()).to.equal(1);
+      expect(store.refresh('absent', 5_000, 65_000)).to.equal(false);
+      expect(store.get('absent')).to.equal(undefined);
+    });
+
+    it('completes 1000 sets and gets', () => {
+      const store = open({ maxEntries: 2000, maxBytes: 10_000_000 });
+      for (let i = 0; i < 1000; i++) store.set(`key-${i}`, entry(`{"i":${i % 100}}`));
+      for (let i = 0; i < 1000; i++) expect(store.get(`key-${i}`)?.body).to.equal(`{"i":${i % 100}}`);
+      expect(store.count()).to.equal(1000);
+      expect(inspect(dir).bodies).to.equal(100);
+    });
+  });
+
+  describe('keys', () => {
+    // Keys that trip up LIKE patterns, SQL quoting, UTF-8 encoding, and byte-range edge cases.
+    const keys = [
+      'a%b', 'a%c', 'ab', 'a_b', 'axb', 'a\\b', 'a\\\\', "a'b", 'a"b', 'a\0b',
+      'ключ/1', 'ключ/2', 'клю', '😀/1', '😀/2', '\uD800x', '\uFFFDx', '\uFFFF', '\uFFFF\uFFFF', '',
+    ];
+
+    it('never lets two different keys share an entry', () => {
+      const store = open();
+      for (const key of keys) store.set(key, entry(`value of ${JSON.stringify(key)}`));
+      expect(store.count()).to.equal(keys.length);
+      // A lone surrogate and U+FFFD look alike once converted to UTF-8; they are still different keys.
+      for (const key of keys) expect(store.get(key)?.body).to.equal(`value of ${JSON.stringify(key)}`);
+    });
+
+    it('deleteByPrefix treats every character literally, unicode included', () => {
+      const store = open();
+      for (const key of keys) store.set(key, entry(key));
+      const remaining = () => keys.filter((key) => store.get(key) !== undefined);
+
+      expect(store.deleteByPrefix('a%')).to.equal(2);
+      expect(store.deleteByPrefix('a_')).to.equal(1);
+      expect(remaining()).to.include.members(['ab', 'axb']);
+      expect(store.deleteByPrefix('a\\')).to.equal(2);
+      expect(store.deleteByPrefix("a'")).to.equal(1);
+      expect(store.deleteByPrefix('a"')).to.equal(1);
+      expect(store.deleteByPrefix('a\0')).to.equal(1);
+      expect(store.deleteByPrefix('ключ/')).to.equal(2);
+      expect(remaining()).to.include('клю');
+      expect(store.deleteByPrefix('😀')).to.equal(2);
+      expect(store.deleteByPrefix('\uD800')).to.equal(1);
+      expect(remaining()).to.include('\uFFFDx');
+      // No string is greater than every string starting with U+FFFF: the open-ended range.
+      expect(store.deleteByPrefix('\uFFFF')).to.equal(2);
+      expect(store.deleteByPrefix('nothing-here')).to.equal(0);
+      expect(remaining()).to.deep.equal(['ab', 'axb', 'клю', '\uFFFDx', '']);
+
+      // The empty prefix is a prefix of every key, the empty key included.
+      expect(store.deleteByPrefix('')).to.equal(5);
+      expect(store.count()).to.equal(0);
+      expect(inspect(dir)).to.deep.equal({ entries: 0, bodies: 0, bodyBytes: 0 });
+    });
+
+    it('deleteByPrefix removes a key equal to the prefix', () => {
+      const store = open();
+      store.set('scope:GET /repos/o/r', entry('1'));
+      store.set('scope:GET /repos/o/r/issues', entry('2'));
+      store.set('scope:GET /repos/o/q', entry('3'));
+      expect(store.deleteByPrefix('scope:GET /repos/o/r')).to.equal(2);
+      expect(store.get('scope:GET /repos/o/q')?.body).to.equal('3');
+    });
+
+    it('clear removes every entry and body, and the store stays usable', () => {
+      const store = open();
+      for (let i = 0; i < 10; i++) store.set(`k${i}`, entry(`v${i % 3}`));
+      store.clear();
+      expect(store.count()).to.equal(0);
+      expect(store.bytes()).to.equal(0);
+      expect(inspect(dir)).to.deep.equal({ entries: 0, bodies: 0, bodyBytes: 0 });
+      store.set('again', entry('v'));
+      expect(store.get('again')?.body).to.equal('v');
+    });
+  });
+
+  describe('eviction', () => {
+    it('evicts the least recently used entry past maxEntries; the recently read key survives', () => {
+      const store = open({ maxEntries: 3 });
+      for (const key of ['a', 'b', 'c']) {
+        expect(store.set(key, entry(key))).to.equal(0);
+        clock.tick();
+      }
+      expect(store.get('a')).to.not.equal(undefined);
+      clock.tick();
+
+      expect(store.set('d', entry('d'))).to.equal(1);
+      expect(store.get('b')).to.equal(undefined);
+      for (const key of ['a', 'c', 'd']) expect(store.get(key), key).to.not.equal(undefined);
+      expect(store.count()).to.equal(3);
+    });
+
+    it('evicts by bytes of distinct bodies; the recently read key survives', () => {
+      const store = open({ maxBytes: 30 });
+      for (const key of ['a', 'b', 'c']) {
+        store.set(key, entry(key.repeat(10)));
+        clock.tick();
+      }
+      // Sharing a body costs no bytes, so this evicts nothing.
+      expect(store.set('a2', entry('a'.repeat(10)))).to.equal(0);
+      clock.tick();
+      store.get('a');
+      store.get('a2');
+      clock.tick();
+
+      expect(store.set('d', entry('d'.repeat(10)))).to.equal(1);
+      expect(store.get('b')).to.equal(undefined);
+      expect(store.bytes()).to.equal(30);
+      for (const key of ['a', 'a2', 'c', 'd']) expect(store.get(key), key).to.not.equal(undefined);
+      inspect(dir);
+    });
+
+    it('replacing a key does not evict another', () => {
+      const store = open({ maxEntries: 3 });
+      for (const key of ['a', 'b', 'c']) {
+        store.set(key, entry(key));
+        clock.tick();
+      }
+      expect(store.set('a', entry('a, new version'))).to.equal(0);
+      expect(store.count()).to.equal(3);
+      expect(store.get('a')?.body).to.equal('a, new version');
+      for (const key of ['b', 'c']) expect(store.get(key), key).to.not.equal(undefined);
+    });
+
+    it('does not keep a body larger than maxBytes, and drops the version it replaces', () => {
+      const store = open({ maxBytes: 30 });
+      store.set('small', entry('x'));
+      store.set('big', entry('old'));
+      expect(store.set('big', entry('y'.repeat(31)))).to.equal(1);
+      expect(store.get('big')).to.equal(undefined);
+      expect(store.get('small')?.body).to.equal('x');
+      expect(store.bytes()).to.equal(1);
+    });
+
+    it('remembers reads across close and reopen', () => {
+      const first = open({ maxEntries: 3 });
+      for (const key of ['a', 'b', 'c']) {
+        first.set(key, entry(key));
+        clock.tick();
+      }
+      first.get('a');
+      first.close();
+      clock.tick();
+
+      const second = open({ maxEntries: 3 });
+      expect(second.set('d', entry('d'))).to.equal(1);
+      expect(second.get('a')).to.not.equal(undefined);
+      expect(second.get('b')).to.equal(undefined);
+    });
+
+    it('shows a read in one store to another store on the same dir within about a second', async () => {
+      const reader = open({ maxEntries: 3 });
+      const writer = open({ maxEntries: 3 });
+      for (const key of ['a', 'b', 'c']) {
+        writer.set(key, entry(key));
+        clock.tick();
+      }
+      reader.get('a');
+      // Reads are written back in batches; wait for the batch instead of asserting on its timing.
+      await new Promise((resolve) => setTimeout(resolve, 1300));
+      expect(writer.set('d', entry('d'))).to.equal(1);
+      expect(writer.get('a')).to.not.equal(undefined);
+      expect(writer.get('b')).to.equal(undefined);
+    });
+  });
+
+  describe('sharing a directory', () => {
+    it('two stores on the same dir writing interleaved both succeed', () => {
+      const one = open();
+      const two = open();
+      for (let i = 0; i < 200; i++) {
+        one.set(`one-${i}`, entry(`body-${i % 20}`));
+        two.set(`two-${i}`, entry(`body-${i % 30}`));
+        (i % 2 === 0 ? one : two).set(`both-${i % 50}`, entry(`both-${i}`));
+      }
+      expect(one.count()).to.equal(450);
+      expect(two.count()).to.equal(450);
+      expect(one.get('two-199')?.body).to.equal('body-19');
+      expect(two.get('one-199')?.body).to.equal('body-19');
+      expect(one.bytes()).to.equal(two.bytes());
+      expect(inspect(dir).entries).to.equal(450);
+    });
+
+    it('two threads writing at the same time both succeed', async () => {
+      const storeUrl = new URL('../src/store/sqlite-store.js', import.meta.url).href;
+      const entryUrl = new URL('../src/cache/entry.js', import.meta.url).href;
+      // Each worker has its own connection and really runs in parallel, so the busy timeout is exercised.
+      const code = `
+        const { workerData, parentPort } = require('node:worker_threads');
+        (async () => {
+          const { SqliteStore } = await import(workerData.storeUrl);
+          const { sha256Hex } = await import(workerData.entryUrl);
+          const logger = { debug() {}, warn() {}, error() {} };
+          const store = SqliteStore.open({ dir: workerData.dir, maxEntries: 100000, maxBytes: 100000000, logger });
+          const mk = (body) => ({ body, digest: sha256Hex(body), storedAt: 1, expiresAt: 2, status: 200, headers: {} });
+          for (let i = 0; i < 300; i++) {
+            store.set('w' + workerData.id + '-' + i, mk('body-' + (i % 40)));
+            store.set('shared-' + (i % 60), mk('from ' + workerData.id + ' #' + i));
+            store.get('shared-' + ((i * 7) % 60));
+          }
+          store.close();
+          parentPort.postMessage('done');
+        })().catch((err) => parentPort.postMessage('failed: ' + (err && err.stack || err)));
+      `;
+      const run = (id: number) =>
+        new Promise<unknown>((resolve, reject) => {
+          const worker = new Worker(code, { eval: true, workerData: { id, dir, storeUrl, entryUrl } });
+          worker.once('message', resolve);
+          worker.once('error', reject);
+        });
+      const results = await Promise.all([run(1), run(2)]);
+      expect(results).to.deep.equal(['done', 'done']);
+
+      const store = open();
+      expect(store.count()).to.equal(660);
+      expect(inspect(dir).entries).to.equal(660);
+    });
+
+    it('a write blocked by another connection throws StoreError; reads keep working', () => {
+      const store = open({ busyTimeoutMs: 50 });
+      store.set('k', entry('v'));
+      const other = new Database(path.join(dir, 'cache.sqlite'));
+      try {
+        other.exec('BEGIN IMMEDIATE');
+        let failure: unknown;
+        try {
+          store.set('k2', entry('v2'));
+        } catch (err) {
+          failure = err;
+        }
+        expect(failure).to.be.instanceOf(StoreError);
+        expect(failure).to.include({ code: 'ERR_STORE', operation: 'set' });
+        expect((failure as StoreError).sqliteCode).to.match(/^SQLITE_BUSY/);
+        expect((failure as Error).message).to.include(store.file);
+        expect(store.get('k')?.body).to.equal('v');
+        expect(store.count()).to.equal(1);
+        other.exec('ROLLBACK');
+      } finally {
+        other.close();
+      }
+      store.set('k2', entry('v2'));
+      expect(store.get('k2')?.body).to.equal('v2');
+    });
+  });
+
+  describe('damaged or unusable files', () => {
+    const movedFile = (warning: string | undefined) => /moved it to (\S+) /.exec(warning ?? '')?.[1];
+
+    it('moves a corrupt file aside, logs a warning naming it, and works on a fresh database', () => {
+      const file = path.join(dir, 'cache.sqlite');
+      const garbage = Buffer.from(Array.from({ length: 8192 }, (_, i) => (i * 7919 + 13) % 256));
+      fs.writeFileSync(file, garbage);
+      fs.writeFileSync(`${file}-wal`, 'not a wal either');
+
+      const store = open();
+      expect(logger.warnings).to.have.length(1);
+      const moved = movedFile(logger.warnings[0]);
+      expect(moved).to.match(/cache\.sqlite\.corrupt-/);
+      expect(fs.readFileSync(moved!)).to.deep.equal(garbage);
+      // The old WAL is gone (SQLite discards an invalid one when the failed connection closes; a surviving one is
+      // moved along), so it can never be replayed into the fresh database.
+      const wal = `${file}-wal`;
+      expect(fs.existsSync(wal) ? fs.readFileSync(wal, 'utf8') : '').to.not.equal('not a wal either');
+
+      store.set('k', entry('v'));
+      expect(store.get('k')?.body).to.equal('v');
+    });
+
+    it('treats a truncated header as corrupt', () => {
+      fs.writeFileSync(path.join(dir, 'cache.sqlite'), 'SQLite format 3\0\x10');
+      const store = open();
+      expect(movedFile(logger.warnings[0])).to.match(/cache\.sqlite\.corrupt-/);
+      store.set('k', entry('v'));
+      expect(store.count()).to.equal(1);
+    });
+
+    it('recovers from damage first found by a query after open', () => {
+      const first = open();
+      first.set('k', entry('v'));
+      first.close();
+      const file = path.join(dir, 'cache.sqlite');
+      // Wreck only the entries table: open's probes (header, schema, stats, key index) still pass.
+      const probe = new Database(file, { readonly: true });
+      const { rootpage } = probe.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'entries'").get() as { rootpage: number };
+      const pageSize = Number(probe.pragma('page_size', { simple: true }));
+      probe.close();
+      const fd = fs.openSync(file, 'r+');
+      fs.writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootpage - 1) * pageSize);
+      fs.closeSync(fd);
+
+      const store = open();
+      expect(logger.warnings).to.deep.equal([]);
+      expect(store.get('k')).to.equal(undefined);
+      expect(movedFile(logger.warnings[0])).to.match(/cache\.sqlite\.corrupt-/);
+      store.set('k', entry('fresh'));
+      expect(store.get('k')?.body).to.equal('fresh');
+    });
+
+    // Specs run as root, for whom chmod 0o500 does not stop writes; a regular file in the way fails for root too.
+    it('throws CacheConfigError naming the directory when it cannot be created (a file is in the way)', () => {
+      const blocker = path.join(dir, 'not-a-dir');
+      fs.writeFileSync(blocker, 'x');
+      for (const target of [blocker, path.join(blocker, 'sub')]) {
+        let failure: unknown;
+        try {
+          open({ dir: target });
+        } catch (err) {
+          failure = err;
+        }
+        expect(failure).to.be.instanceOf(CacheConfigError);
+        expect(failure).to.include({ option: 'cacheDir', code: 'ERR_CACHE_CONFIG' });
+        expect((failure as Error).message).to.include(target).and.match(/EEXIST|ENOTDIR/);
+      }
+    });
+
+    it('throws CacheConfigError when the database file cannot be opened', () => {
+      fs.mkdirSync(path.join(dir, 'cache.sqlite'));
+      expect(() => open()).to.throw(CacheConfigError, /cache\.sqlite/);
+      expect(logger.warnings).to.deep.equal([]);
+    });
+
+    it('rejects bounds that are not positive integers', () => {
+      expect(() => open({ maxEntries: 0 })).to.throw(CacheConfigError, /maxEntries/);
+      expect(() => open({ maxBytes: Number.NaN })).to.throw(CacheConfigError, /maxBytes/);
+    });
+  });
+
+  describe('closing', () => {
+    it('close is idempotent and every method then throws StoreError', () => {
+      const store = open();
+      store.set('k', entry('v'));
+      store.close();
+      store.close();
+      const calls: Array<[string, () => unknown]> = [
+        ['get', () => store.get('k')],
+        ['set', () => store.set('k', entry('v'))],
+        ['refresh', () => store.refresh('k', 1, 2)],
+        ['delete', () => store.delete('k')],
+        ['deleteByPrefix', () => store.deleteByPrefix('k')],
+        ['clear', () => store.clear()],
+        ['count', () => store.count()],
+        ['bytes', () => store.bytes()],
+      ];
+      for (const [operation, call] of calls) {
+        expect(call, operation).to.throw(StoreError, /is closed/);
+        try {
+          call();
+        } catch (err) {
+          expect(err).to.include({ code: 'ERR_STORE', operation });
+        }
+      }
+      expect(open().get('k')?.body).to.equal('v');
+    });
+  });
+});
