@@ -64,13 +64,17 @@ export class RateLimitError extends CacheError {
   readonly resetAt: number;
   /** The one-way scope id of the token (never the token). */
   readonly scopeId: string;
-  constructor(scopeId: string, resetAt: number, detail: string) {
+  /** The refusal GitHub sent, when this error reports one (absent when the cache refused before sending). */
+  readonly response: { readonly status: number; readonly headers: Readonly<Record<string, string>>; readonly data: unknown } | undefined;
+  constructor(scopeId: string, resetAt: number, detail: string,
+    response?: { status: number; headers: Record<string, string>; data: unknown }) {
     super(
       'ERR_RATE_LIMITED',
       `GitHub rate limit reached for scope ${scopeId.slice(0, 12)}: ${detail}; requests resume at ${new Date(resetAt).toISOString()}.`,
     );
     this.resetAt = resetAt;
     this.scopeId = scopeId;
+    this.response = response;
   }
 }
 
@@ -80,7 +84,10 @@ export class UpstreamError extends CacheError {
   readonly status: number;
   /** GitHub's own `message`, or the network error's message. */
   readonly upstreamMessage: string;
-  constructor(status: number, method: string, url: string, upstreamMessage: string, options?: { cause?: unknown }) {
+  /** The response GitHub sent, when it sent one (headers lowercase; data parsed when JSON). */
+  readonly response: { readonly headers: Readonly<Record<string, string>>; readonly data: unknown } | undefined;
+  constructor(status: number, method: string, url: string, upstreamMessage: string,
+    options?: { cause?: unknown; response?: { headers: Record<string, string>; data: unknown } }) {
     super(
       'ERR_UPSTREAM',
       status === 0
@@ -90,5 +97,6 @@ export class UpstreamError extends CacheError {
     );
     this.status = status;
     this.upstreamMessage = upstreamMessage;
+    this.response = options?.response;
   }
 }

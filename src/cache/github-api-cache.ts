@@ -5,6 +5,8 @@ import type { EntryStore } from '../store/entry-store.js';
 import { sha256Hex, type CacheEntry } from './entry.js';
 import { checkJsonValue, deepFreeze } from './json-value.js';
 import { TieredEntries } from './tiered-entries.js';
+import { GitHubRequester, type CachedResponse, type RequestOptions } from '../github/github-requester.js';
+import type { ScopeRateLimit } from '../github/rate-limits.js';
 
 /** Counters and gauges of one cache instance. */
 export interface CacheStats {
@@ -34,6 +36,22 @@ export interface CacheStats {
   persistence: 'sqlite' | 'memory';
   /** Bytes of bodies on disk, when persistent. */
   diskBytes?: number | undefined;
+  /** Callers that joined another caller's upstream request for the same key. */
+  coalesced: number;
+  /** Conditional requests GitHub answered 304 Not Modified (free of rate limit). */
+  notModified: number;
+  /** Requests refused because the scope was rate-limited (by GitHub, or by the cache honouring GitHub). */
+  rateLimited: number;
+  /** Upstream 5xx, resets and timeouts. */
+  upstreamErrors: number;
+  /** Entries dropped because their token lost access (401/403/404 on revalidation). */
+  purged: number;
+  /** Entries dropped by writes (POST, PATCH, PUT, DELETE) to their resource or collection. */
+  invalidations: number;
+  /** Writes passed through to GitHub. */
+  writes: number;
+  /** What GitHub last said per token scope (keys are one-way scope ids, never tokens). */
+  rateLimits: Record<string, ScopeRateLimit>;
 }
 
 /** Options of `put`. */
@@ -85,6 +103,7 @@ export class GitHubAPICache implements AsyncDisposable {
     staleServed: 0,
     persistenceErrors: 0,
   };
+  protected readonly requester: GitHubRequester;
   #closing: Promise<void> | undefined;
   #inFlight = 0;
   #idle: (() => void) | undefined;
@@ -107,6 +126,7 @@ export class GitHubAPICache implements AsyncDisposable {
     this.options = options;
     this.logger = logger;
     this.tiers = new TieredEntries({ maxEntries: options.maxEntries, store, logger, counters: this.counters });
+    this.requester = new GitHubRequester({ options, logger, tiers: this.tiers, counters: this.counters });
   }
 
   /** True once `close()` was called; every operation then rejects with CacheClosedError. */
@@ -188,6 +208,20 @@ export class GitHubAPICache implements AsyncDisposable {
     return this.#run('clear', () => this.tiers.clear());
   }
 
+  /**
+   * A GitHub REST call through the cache, Octokit-style:
+   * `cache.request('GET /repos/{owner}/{repo}', { owner, repo }, { token })`.
+   *
+   * GET and HEAD are cached per token scope, method, URL and Accept: a fresh entry answers without contacting
+   * GitHub; an expired one is revalidated with If-None-Match (a 304 costs no rate limit); concurrent identical
+   * calls share one upstream request. Other methods pass through and invalidate the resource and its
+   * collection. Rejects with RateLimitError when GitHub rate-limited the token and no stale entry exists, and
+   * with UpstreamError for other failures (a 5xx, reset or timeout is answered from a stale entry if any).
+   */
+  async request<T = unknown>(route: string, params?: Record<string, unknown>, options?: RequestOptions): Promise<CachedResponse<T>> {
+    return this.track('request', () => this.requester.request<T>(route, params, options));
+  }
+
   /** A snapshot of counters and gauges. */
   async getStats(): Promise<CacheStats> {
     return this.#run('getStats', () => this.statsSnapshot());
@@ -202,6 +236,8 @@ export class GitHubAPICache implements AsyncDisposable {
       hitRate: reads === 0 ? 0 : c.hits / reads,
       persistence: this.tiers.persistent ? 'sqlite' : 'memory',
       diskBytes: this.tiers.diskBytes(),
+      ...this.requester.extra,
+      rateLimits: this.requester.rateLimitSnapshot(),
     };
   }
 

@@ -1,9 +1,10 @@
 import { ANONYMOUS_SCOPE } from './scope.js';
 
 /**
- * The cache key of a GitHub request: scope id, method, normalized URL (with its sorted query) and the Accept
+ * The cache key of a GitHub request: normalized URL (with its sorted query), method, scope id and the Accept
  * media type, space-separated. The URL is percent-encoded so it holds no space; Accept goes last so it may.
- * Two requests share an entry exactly when a cache may answer one with the other's response.
+ * Two requests share an entry exactly when a cache may answer one with the other's response. The URL comes
+ * first so that a write can drop a resource's entries for every token and method by key prefix.
  */
 export interface RequestKeyParts {
   readonly scopeId: string;
@@ -34,7 +35,7 @@ export function normalizeAccept(accept: string | undefined): string {
 }
 
 export function formatRequestKey(parts: RequestKeyParts): string {
-  return `${parts.scopeId} ${parts.method} ${parts.url} ${parts.accept}`;
+  return `${parts.url} ${parts.method} ${parts.scopeId} ${parts.accept}`;
 }
 
 /** Parses a key made by formatRequestKey; undefined if it is not one (never throws: peers send keys). */
@@ -43,9 +44,9 @@ export function parseRequestKey(key: string): RequestKeyParts | undefined {
   const b = a < 0 ? -1 : key.indexOf(' ', a + 1);
   const c = b < 0 ? -1 : key.indexOf(' ', b + 1);
   if (c < 0) return undefined;
-  const scopeId = key.slice(0, a);
+  const url = key.slice(0, a);
   const method = key.slice(a + 1, b);
-  const url = key.slice(b + 1, c);
+  const scopeId = key.slice(b + 1, c);
   const accept = key.slice(c + 1);
   if (!(scopeId === ANONYMOUS_SCOPE || /^[0-9a-f]{32}$/.test(scopeId))) return undefined;
   if (method !== 'GET' && method !== 'HEAD') return undefined;

@@ -1,0 +1,409 @@
+import { endpoint } from '@octokit/endpoint';
+import { LRUCache } from 'lru-cache';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { sha256Hex, type CacheEntry } from '../cache/entry.js';
+import { deepFreeze } from '../cache/json-value.js';
+import { Singleflight } from '../cache/singleflight.js';
+import { TieredEntries } from '../cache/tiered-entries.js';
+import { CacheValueError, RateLimitError, UpstreamError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ResolvedCacheOptions } from '../options.js';
+import { RateLimitTracker, type ScopeRateLimit } from './rate-limits.js';
+import { formatRequestKey, normalizeAccept, normalizeUrl, parseRequestKey, type RequestKeyParts } from './request-key.js';
+import { ANONYMOUS_SCOPE, entryKeyOf, scopeIdOf } from './scope.js';
+import { UpstreamClient, upstreamMessage, type UpstreamResponse } from './upstream.js';
+
+/** Where an answer came from. */
+export type ResponseSource = 'memory' | 'disk' | 'peer' | 'origin' | 'revalidated' | 'coalesced' | 'stale';
+
+/** What `cache.request` resolves with: GitHub's status, headers and parsed data, and where it came from. */
+export interface CachedResponse<T = unknown> {
+  status: number;
+  /** Lowercase header names. Cached answers carry the headers stored with the entry (ETag, Link, …). */
+  headers: Record<string, string>;
+  /** The parsed JSON body (deep-frozen), the text of a non-JSON body, or undefined for an empty one. */
+  data: T;
+  source: ResponseSource;
+}
+
+/** Options of one `cache.request` call. */
+export interface RequestOptions {
+  /** The GitHub token of this call. It selects the cache scope and is sent upstream; it is never stored. */
+  token?: string | undefined;
+  /** Seconds the response stays fresh. Default: the response's `max-age` (GitHub sends 60), else defaultTtl. */
+  ttl?: number | undefined;
+  /** Aborts waiting for this call (a shared upstream request goes on for its other callers). */
+  signal?: AbortSignal | undefined;
+  /** Extra request headers, e.g. `accept` for a media type. Conditional headers are managed by the cache. */
+  headers?: Record<string, string> | undefined;
+}
+
+/** Asks the fleet for an entry (implemented by the P2P layer). */
+export interface PeerLookup {
+  fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<
+    { kind: 'self' } | { kind: 'entry'; entry: CacheEntry; peerId: string } | { kind: 'unavailable'; reason: string }
+  >;
+  announceScopes(): void;
+}
+
+/** What the requester needs of the cache that owns it. */
+export interface RequesterHost {
+  readonly options: ResolvedCacheOptions;
+  readonly logger: Logger;
+  readonly tiers: TieredEntries;
+  readonly counters: {
+    hits: number;
+    misses: number;
+    peerHits: number;
+    expirations: number;
+    apiCallsMade: number;
+    apiCallsSaved: number;
+    staleServed: number;
+  };
+}
+
+/** GitHub response entries live under this prefix, apart from key/value entries. */
+export const HTTP_PREFIX = 'h:';
+
+const SKIPPED_REQUEST_HEADERS = new Set(['authorization', 'if-none-match', 'if-modified-since', 'host', 'content-length']);
+const UNSTORED_RESPONSE_HEADERS = /^(x-ratelimit-|x-github-request-id$|retry-after$)/;
+const MAX_HELD_TOKENS = 1_000;
+
+interface Outcome {
+  entry: CacheEntry;
+  source: 'peer' | 'origin' | 'revalidated' | 'stale';
+  /** The full response headers when the answer came from GitHub just now. */
+  headers?: Record<string, string>;
+}
+
+/**
+ * GitHubRequester: GitHub REST through the cache. Fresh entries answer without contacting GitHub; expired ones
+ * are revalidated with If-None-Match / If-Modified-Since (a 304 is free of rate limit); one upstream request
+ * per key at a time (singleflight); a scope GitHub rate-limited sends nothing until the time GitHub gave;
+ * 5xx, resets and timeouts fall back to a stale entry; writes pass through and invalidate what they change.
+ * Tokens live only in this object's memory (to make requests as a key's owner for peers), never in keys,
+ * entries, logs or errors.
+ */
+export class GitHubRequester {
+  readonly rateLimits: RateLimitTracker;
+  readonly #host: RequesterHost;
+  readonly #upstream: UpstreamClient;
+  readonly #flights = new Singleflight<Outcome>();
+  readonly #limiters = new Map<string, LimitFunction>();
+  /** Tokens seen, by scope id: memory only, bounded, used to serve peers as a key's owner. */
+  readonly #tokens = new LRUCache<string, { token: string; entryKey: Uint8Array }>({ max: MAX_HELD_TOKENS });
+  readonly #endpoint: typeof endpoint;
+  peers: PeerLookup | undefined;
+  readonly extra = { coalesced: 0, revalidated: 0, notModified: 0, rateLimited: 0, upstreamErrors: 0, purged: 0, invalidations: 0, writes: 0 };
+
+  constructor(host: RequesterHost) {
+    this.#host = host;
+    this.rateLimits = new RateLimitTracker(host.options.now);
+    this.#upstream = new UpstreamClient({ timeoutMs: host.options.upstreamTimeoutMs });
+    this.#endpoint = endpoint.defaults({ baseUrl: host.options.githubApiUrl, headers: { 'user-agent': 'github-p2p-cache' } });
+  }
+
+  async request<T = unknown>(route: string, params: Record<string, unknown> = {}, options: RequestOptions = {}): Promise<CachedResponse<T>> {
+    const { method, url, headers, body } = this.#build(route, params, options);
+    const token = options.token === undefined || options.token === '' ? undefined : options.token;
+    const scopeId = this.#hold(token);
+    if (method !== 'GET' && method !== 'HEAD') return this.#write<T>(method, url, headers, body, token, scopeId, options.signal);
+
+    const parts: RequestKeyParts = { url: normalizeUrl(url), method, scopeId, accept: normalizeAccept(headers.accept) };
+    const key = formatRequestKey(parts);
+    const c = this.#host.counters;
+    const found = this.#host.tiers.read(HTTP_PREFIX + key);
+    const now = this.#host.options.now();
+    if (found !== undefined && now < found.entry.expiresAt) {
+      c.hits++;
+      c.apiCallsSaved++;
+      return this.#answer<T>(found.entry, found.tier, found.item);
+    }
+    c.misses++;
+    if (found !== undefined) c.expirations++;
+
+    const { promise, shared } = this.#flights.do(key, () =>
+      this.#resolve(parts, key, token, { ttl: options.ttl, headers, usePeers: true }),
+    );
+    const outcome = await abortable(promise, options.signal);
+    if (shared) {
+      this.extra.coalesced++;
+      c.apiCallsSaved++;
+      return this.#answer<T>(outcome.entry, 'coalesced');
+    }
+    return this.#answer<T>(outcome.entry, outcome.source, undefined, outcome.headers);
+  }
+
+  /**
+   * As the key's owner, for a peer: the fresh entry, or the one upstream request made with this node's own
+   * token of the key's scope (under the same singleflight as local callers). undefined when this node holds
+   * no token of that scope or GitHub failed.
+   */
+  async serveAsOwner(key: string, signal?: AbortSignal): Promise<CacheEntry | undefined> {
+    const parts = parseRequestKey(key);
+    if (parts === undefined) return undefined;
+    const held = parts.scopeId === ANONYMOUS_SCOPE ? undefined : this.#tokens.get(parts.scopeId);
+    if (parts.scopeId !== ANONYMOUS_SCOPE && held === undefined) return undefined;
+    const found = this.#host.tiers.read(HTTP_PREFIX + key);
+    if (found !== undefined && this.#host.options.now() < found.entry.expiresAt) {
+      this.#host.counters.apiCallsSaved++;
+      return found.entry;
+    }
+    const headers: Record<string, string> = { accept: parts.accept };
+    const { promise } = this.#flights.do(key, () => this.#resolve(parts, key, held?.token, { ttl: undefined, headers, usePeers: false }));
+    try {
+      const outcome = await abortable(promise, signal);
+      return outcome.entry;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The AES key for a scope whose token this node holds (anonymous: undefined; the P2P layer keys it). */
+  entryKey(scopeId: string): Uint8Array | undefined {
+    return this.#tokens.get(scopeId)?.entryKey;
+  }
+
+  /** Scope ids this node holds tokens for, and the anonymous scope. */
+  heldScopes(): string[] {
+    return [ANONYMOUS_SCOPE, ...this.#tokens.keys()];
+  }
+
+  rateLimitSnapshot(): Record<string, ScopeRateLimit> {
+    return this.rateLimits.snapshot();
+  }
+
+  /** Waits for upstream requests in flight. */
+  async drain(): Promise<void> {
+    await this.#flights.drain();
+  }
+
+  #hold(token: string | undefined): string {
+    const scopeId = scopeIdOf(token);
+    if (token !== undefined && !this.#tokens.has(scopeId)) {
+      this.#tokens.set(scopeId, { token, entryKey: entryKeyOf(token) });
+      this.peers?.announceScopes();
+    } else if (token !== undefined) {
+      this.#tokens.get(scopeId); // recency
+    }
+    return scopeId;
+  }
+
+  #build(route: string, params: Record<string, unknown>, options: RequestOptions) {
+    if (typeof route !== 'string' || route.trim() === '') throw new CacheValueError(String(route), 'a route such as "GET /repos/{owner}/{repo}" is required');
+    const requested: Record<string, string> = {};
+    for (const [name, value] of Object.entries(options.headers ?? {})) {
+      const lower = name.toLowerCase();
+      if (!SKIPPED_REQUEST_HEADERS.has(lower)) requested[lower] = value;
+    }
+    const ep = this.#endpoint(route, { ...params, headers: requested }) as {
+      method: string; url: string; headers: Record<string, string>; body?: unknown;
+    };
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(ep.headers)) if (!SKIPPED_REQUEST_HEADERS.has(name.toLowerCase())) headers[name.toLowerCase()] = String(value);
+    if (headers.accept === 'application/vnd.github.v3+json') headers.accept = 'application/vnd.github+json';
+    const method = ep.method.toUpperCase();
+    const body = ep.body === undefined ? undefined : typeof ep.body === 'string' ? ep.body : JSON.stringify(ep.body);
+    return { method, url: ep.url, headers, body } as { method: string; url: string; headers: Record<string, string>; body: string | undefined };
+  }
+
+  /** The leader's work for one key: a peer, else GitHub (conditional when an entry exists), else stale. */
+  async #resolve(parts: RequestKeyParts, key: string, token: string | undefined,
+    opts: { ttl: number | undefined; headers: Record<string, string>; usePeers: boolean }): Promise<Outcome> {
+    const { options, tiers, counters } = this.#host;
+    const storeKey = HTTP_PREFIX + key;
+    const stale = tiers.read(storeKey)?.entry;
+
+    if (opts.usePeers && this.peers !== undefined) {
+      const answer = await this.peers.fetch(key, parts.scopeId);
+      if (answer.kind === 'entry' && (stale === undefined || answer.entry.storedAt >= stale.storedAt)) {
+        tiers.write(storeKey, answer.entry);
+        counters.peerHits++;
+        counters.apiCallsSaved++;
+        return { entry: answer.entry, source: 'peer' };
+      }
+    }
+
+    const blockedUntil = this.rateLimits.blockedUntil(parts.scopeId);
+    if (blockedUntil > 0) {
+      if (stale !== undefined) return this.#stale(stale);
+      const wait = blockedUntil - options.now();
+      if (wait > options.maxRateLimitWait * 1000) {
+        this.extra.rateLimited++;
+        throw new RateLimitError(parts.scopeId, blockedUntil, 'GitHub asked this token to pause');
+      }
+      await sleep(wait);
+    }
+
+    const headers: Record<string, string> = { ...opts.headers, accept: parts.accept };
+    if (stale?.etag !== undefined) headers['if-none-match'] = stale.etag;
+    if (stale?.lastModified !== undefined) headers['if-modified-since'] = stale.lastModified;
+
+    let response: UpstreamResponse;
+    try {
+      response = await this.#limiter(parts.scopeId)(() => {
+        counters.apiCallsMade++;
+        return this.#upstream.send({ method: parts.method, url: parts.url, headers, token });
+      });
+    } catch (err) {
+      this.extra.upstreamErrors++;
+      if (stale !== undefined) return this.#stale(stale);
+      throw err;
+    }
+    const message = response.status >= 400 ? upstreamMessage(response) : undefined;
+    this.rateLimits.record(parts.scopeId, response.status, response.headers, message);
+    const now = options.now();
+
+    if (response.status === 304 && stale !== undefined) {
+      this.extra.notModified++;
+      counters.apiCallsSaved++;
+      const ttl = this.#ttl(opts.ttl, response.headers, stale.headers);
+      const refreshed = tiers.refresh(storeKey, now, now + ttl * 1000) ?? { ...stale, storedAt: now, expiresAt: now + ttl * 1000 };
+      return { entry: refreshed, source: 'revalidated' };
+    }
+    if (response.status >= 200 && response.status < 300) {
+      const entry = this.#entryOf(response, now, opts.ttl);
+      if (response.status === 200 && !/no-store/i.test(response.headers['cache-control'] ?? '')) tiers.write(storeKey, entry);
+      return { entry, source: 'origin', headers: response.headers };
+    }
+    const data = parseBody(response.body, response.headers['content-type']);
+    if (RateLimitTracker.isRateLimited(response.status, response.headers, message)) {
+      this.extra.rateLimited++;
+      if (stale !== undefined) return this.#stale(stale);
+      throw new RateLimitError(parts.scopeId, this.rateLimits.blockedUntil(parts.scopeId) || now, message ?? `HTTP ${response.status}`,
+        { status: response.status, headers: response.headers, data });
+    }
+    if (response.status >= 500) {
+      this.extra.upstreamErrors++;
+      if (stale !== undefined) return this.#stale(stale);
+    } else if ([401, 403, 404, 410].includes(response.status) && stale !== undefined) {
+      // The token lost access (or the resource is gone): its entry must not answer anyone again.
+      tiers.delete(storeKey);
+      this.extra.purged++;
+    }
+    throw new UpstreamError(response.status, parts.method, parts.url, message ?? `HTTP ${response.status}`, {
+      response: { headers: response.headers, data },
+    });
+  }
+
+  async #write<T>(method: string, url: string, headers: Record<string, string>, body: string | undefined, token: string | undefined,
+    scopeId: string, signal: AbortSignal | undefined): Promise<CachedResponse<T>> {
+    const blockedUntil = this.rateLimits.blockedUntil(scopeId);
+    if (blockedUntil > 0) {
+      this.extra.rateLimited++;
+      throw new RateLimitError(scopeId, blockedUntil, 'GitHub asked this token to pause; the write was not sent');
+    }
+    this.extra.writes++;
+    const response = await this.#limiter(scopeId)(() => {
+      this.#host.counters.apiCallsMade++;
+      return this.#upstream.send({ method, url, headers, body, token, signal });
+    });
+    const message = response.status >= 400 ? upstreamMessage(response) : undefined;
+    this.rateLimits.record(scopeId, response.status, response.headers, message);
+    const data = parseBody(response.body, response.headers['content-type']);
+    if (response.status < 400) this.#invalidateAfterWrite(url);
+    if (RateLimitTracker.isRateLimited(response.status, response.headers, message)) {
+      this.extra.rateLimited++;
+      throw new RateLimitError(scopeId, this.rateLimits.blockedUntil(scopeId) || this.#host.options.now(), message ?? `HTTP ${response.status}`,
+        { status: response.status, headers: response.headers, data });
+    }
+    if (response.status >= 400) {
+      throw new UpstreamError(response.status, method, url, message ?? `HTTP ${response.status}`, { response: { headers: response.headers, data } });
+    }
+    return { status: response.status, headers: response.headers, data: deepFreeze(data) as T, source: 'origin' };
+  }
+
+  /** Drops the written resource (and below it) and its collection, for every token and media type. */
+  #invalidateAfterWrite(url: string): void {
+    const target = new URL(normalizeUrl(url));
+    target.search = '';
+    const resource = target.href.replace(/\/+$/, '');
+    const parent = resource.slice(0, resource.lastIndexOf('/'));
+    const tiers = this.#host.tiers;
+    let dropped = 0;
+    for (const prefix of [`${resource} `, `${resource}?`, `${resource}/`, `${parent} `, `${parent}?`]) {
+      dropped += tiers.deleteByPrefix(HTTP_PREFIX + prefix);
+    }
+    this.extra.invalidations += dropped;
+  }
+
+  #limiter(scopeId: string): LimitFunction {
+    let limit = this.#limiters.get(scopeId);
+    if (limit === undefined) {
+      limit = pLimit(this.#host.options.maxConcurrentPerScope);
+      this.#limiters.set(scopeId, limit);
+    }
+    return limit;
+  }
+
+  #stale(entry: CacheEntry): Outcome {
+    this.#host.counters.staleServed++;
+    this.#host.counters.apiCallsSaved++;
+    return { entry, source: 'stale' };
+  }
+
+  #ttl(explicit: number | undefined, headers: Record<string, string>, fallbackHeaders?: Readonly<Record<string, string>>): number {
+    if (explicit !== undefined) return explicit;
+    const cc = headers['cache-control'] ?? fallbackHeaders?.['cache-control'] ?? '';
+    const match = /(?:^|,)\s*max-age=(\d+)/i.exec(cc);
+    return match ? Number(match[1]) : this.#host.options.defaultTtl;
+  }
+
+  #entryOf(response: UpstreamResponse, now: number, ttl: number | undefined): CacheEntry {
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(response.headers)) if (!UNSTORED_RESPONSE_HEADERS.test(name)) headers[name] = value;
+    return {
+      body: response.body,
+      digest: sha256Hex(response.body),
+      storedAt: now,
+      expiresAt: now + this.#ttl(ttl, response.headers) * 1000,
+      status: response.status,
+      headers,
+      etag: response.headers.etag,
+      lastModified: response.headers['last-modified'],
+    };
+  }
+
+  #answer<T>(entry: CacheEntry, source: ResponseSource, item?: { entry: CacheEntry; parsed?: { value: unknown } },
+    headers?: Record<string, string>): CachedResponse<T> {
+    const parse = (body: string) => deepFreeze(parseBody(body, entry.headers['content-type']));
+    const data = item !== undefined ? TieredEntries.parsed(item, parse) : parse(entry.body);
+    return { status: entry.status, headers: { ...(headers ?? entry.headers) }, data: data as T, source };
+  }
+}
+
+function parseBody(body: string, contentType: string | undefined): unknown {
+  if (body === '') return undefined;
+  if (contentType === undefined || /json/i.test(contentType)) {
+    try {
+      return JSON.parse(body);
+    } catch {
+      return body;
+    }
+  }
+  return body;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+/** Resolves like `promise`, or rejects with the signal's reason when it aborts first. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}

@@ -1,0 +1,73 @@
+import { UpstreamError } from '../errors.js';
+
+/**
+ * UpstreamClient: one HTTP exchange with GitHub through Node's own fetch (undici, keep-alive by default),
+ * with a timeout and the caller's abort signal. A response of any status is returned; only a failure to get
+ * one (reset, refused, DNS, timeout) throws, as UpstreamError with status 0. The token travels in the
+ * Authorization header and nowhere else: error messages carry the method and URL only.
+ */
+export interface UpstreamResponse {
+  status: number;
+  /** Lowercase header names. */
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Headers that describe the transfer, not the resource: never stored or replayed. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-encoding', 'content-length', 'date', 'server', 'set-cookie']);
+
+export class UpstreamClient {
+  readonly #timeoutMs: number;
+  readonly #userAgent: string;
+
+  constructor(options: { timeoutMs: number; userAgent?: string }) {
+    this.#timeoutMs = options.timeoutMs;
+    this.#userAgent = options.userAgent ?? 'github-p2p-cache';
+  }
+
+  async send(request: {
+    method: string;
+    url: string;
+    headers: Record<string, string>;
+    token?: string | undefined;
+    body?: string | undefined;
+    signal?: AbortSignal | undefined;
+  }): Promise<UpstreamResponse> {
+    const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...request.headers };
+    if (request.token !== undefined && request.token !== '') headers.authorization = `token ${request.token}`;
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const signal = request.signal === undefined ? timeout : AbortSignal.any([request.signal, timeout]);
+    let response: Response;
+    let body: string;
+    try {
+      response = await fetch(request.url, { method: request.method, headers, body: request.body, signal });
+      body = request.method === 'HEAD' ? '' : await response.text();
+    } catch (err) {
+      if (request.signal?.aborted === true) throw request.signal.reason ?? err;
+      const reason = timeout.aborted ? `no response within ${this.#timeoutMs} ms` : describeNetworkError(err);
+      throw new UpstreamError(0, request.method, request.url, reason, { cause: err });
+    }
+    const out: Record<string, string> = {};
+    response.headers.forEach((value, name) => {
+      if (!HOP_BY_HOP.has(name)) out[name] = value;
+    });
+    return { status: response.status, headers: out, body };
+  }
+}
+
+function describeNetworkError(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  if (cause?.code !== undefined) return `${cause.code}${cause.message ? ` (${cause.message})` : ''}`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** GitHub's `message` from an error body, or a short description. */
+export function upstreamMessage(response: UpstreamResponse): string {
+  try {
+    const parsed = JSON.parse(response.body) as { message?: unknown };
+    if (typeof parsed.message === 'string') return parsed.message;
+  } catch {
+    // not JSON
+  }
+  return response.body.length > 0 ? response.body.slice(0, 200) : `HTTP ${response.status}`;
+}
