@@ -23,6 +23,8 @@ export interface CachedResponse<T = unknown> {
   headers: Record<string, string>;
   /** The parsed JSON body (deep-frozen), the text of a non-JSON body, or undefined for an empty one. */
   data: T;
+  /** The body exactly as GitHub sent it (what a proxy forwards byte for byte). */
+  body: string;
   source: ResponseSource;
 }
 
@@ -36,6 +38,8 @@ export interface RequestOptions {
   signal?: AbortSignal | undefined;
   /** Extra request headers, e.g. `accept` for a media type. Conditional headers are managed by the cache. */
   headers?: Record<string, string> | undefined;
+  /** A write's raw body (e.g. forwarded by a proxy). Default: the route's leftover params as JSON, as Octokit does. */
+  body?: string | undefined;
 }
 
 /** Asks the fleet for an entry (implemented by the P2P layer). */
@@ -203,7 +207,8 @@ export class GitHubRequester {
     for (const [name, value] of Object.entries(ep.headers)) if (!SKIPPED_REQUEST_HEADERS.has(name.toLowerCase())) headers[name.toLowerCase()] = String(value);
     if (headers.accept === 'application/vnd.github.v3+json') headers.accept = 'application/vnd.github+json';
     const method = ep.method.toUpperCase();
-    const body = ep.body === undefined ? undefined : typeof ep.body === 'string' ? ep.body : JSON.stringify(ep.body);
+    const body = options.body !== undefined ? options.body
+      : ep.body === undefined ? undefined : typeof ep.body === 'string' ? ep.body : JSON.stringify(ep.body);
     return { method, url: ep.url, headers, body } as { method: string; url: string; headers: Record<string, string>; body: string | undefined };
   }
 
@@ -310,7 +315,7 @@ export class GitHubRequester {
     if (response.status >= 400) {
       throw new UpstreamError(response.status, method, url, message ?? `HTTP ${response.status}`, { response: { headers: response.headers, data } });
     }
-    return { status: response.status, headers: response.headers, data: deepFreeze(data) as T, source: 'origin' };
+    return { status: response.status, headers: response.headers, data: deepFreeze(data) as T, body: response.body, source: 'origin' };
   }
 
   /** Drops the written resource (and below it) and its collection, for every token and media type. */
@@ -368,7 +373,7 @@ export class GitHubRequester {
     headers?: Record<string, string>): CachedResponse<T> {
     const parse = (body: string) => deepFreeze(parseBody(body, entry.headers['content-type']));
     const data = item !== undefined ? TieredEntries.parsed(item, parse) : parse(entry.body);
-    return { status: entry.status, headers: { ...(headers ?? entry.headers) }, data: data as T, source };
+    return { status: entry.status, headers: { ...(headers ?? entry.headers) }, data: data as T, body: entry.body, source };
   }
 }
 
