@@ -32,3 +32,9 @@ export {
 } from './src/options.js';
 export type { LogSink } from './src/log.js';
 export * from './providers/index.js';
+// The Octokit plugin, wired to the global cache here (the composition root): src/ does not import providers/.
+import { getGlobalCache } from './providers/index.js';
+import { createGitHubCachePlugin } from './src/github/octokit-plugin.js';
+/** `Octokit.plugin(githubCachePlugin)`; option `cache` defaults to the process's global cache (getGlobalCache). */
+export const githubCachePlugin = createGitHubCachePlugin(() => getGlobalCache());
+export { createGitHubCachePlugin, type GitHubCachePluginOptions, type GitHubCacheSource, type GitHubCachePlugin } from './src/github/octokit-plugin.js';

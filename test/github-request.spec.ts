@@ -1,5 +1,7 @@
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { GitHubAPICache } from '../src/cache/github-api-cache.js';
 import { RateLimitError, UpstreamError } from '../src/errors.js';
@@ -288,6 +290,26 @@ describe('cache.request (GitHub REST through the cache)', () => {
       const revalidated = await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A });
       expect(revalidated.source).to.equal('revalidated');
       expect(github.stats.notModified).to.equal(1);
+    });
+
+    it('lets a new process on the same cacheDir answer from disk, then revalidate with the stored ETag', async () => {
+      await cache.close();
+      const script = new URL('./support/request-once.js', import.meta.url).pathname;
+      const run = async (nowMs: number) => {
+        const { stdout } = await promisify(execFile)(process.execPath, [script], {
+          env: { ...process.env, CACHE_DIR: temp.dir, GITHUB_API_URL: github.url, REQUEST_ROUTE: 'GET /repos/octo/hello', REQUEST_TOKEN: TOKEN_A, REQUEST_NOW_MS: String(nowMs) },
+        });
+        return JSON.parse(stdout.trim()) as { source: string; data: { name: string } };
+      };
+      expect((await run(clock.ms)).source).to.equal('origin');
+      const second = await run(clock.ms + 1_000);
+      expect(second.source).to.equal('disk');
+      expect(second.data.name).to.equal('hello');
+      expect(github.stats.requests).to.equal(1);
+      const third = await run(clock.ms + 120_000);
+      expect(third.source).to.equal('revalidated');
+      expect(github.stats.notModified).to.equal(1);
+      expect(github.requestLog.at(-1)!.ifNoneMatch).to.be.a('string');
     });
 
     it('keeps working on a corrupt database file: moved aside, fresh one created', async () => {

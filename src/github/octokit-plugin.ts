@@ -1,0 +1,146 @@
+import { STATUS_CODES } from 'node:http';
+import type { Octokit, OctokitOptions } from '@octokit/core';
+import type { GitHubAPICache } from '../cache/github-api-cache.js';
+import { RateLimitError, UpstreamError } from '../errors.js';
+
+/**
+ * githubCachePlugin: Octokit's REST calls go through `cache.request`, so GETs are answered from the cache
+ * (or revalidated for free) and writes invalidate what they change. It is not a second cache: it only swaps
+ * the fetch Octokit's transport calls for one that asks `cache.request`.
+ *
+ * Why at the fetch and not in the `request` hook itself: Octokit registers its auth hook before any plugin,
+ * and before-after-hook runs the first-registered wrap innermost, so a plugin's wrap sees the request
+ * *without* its `authorization` header (it would cache every call as anonymous). The fetch Octokit calls last
+ * sees the final method, URL, headers (with the token of any auth strategy) and JSON body. Answers and
+ * GitHub's refusals go back as `Response`s, so Octokit builds its usual `{ status, url, headers, data }` and
+ * its own `RequestError` (authorization redacted), from the user's own copy of `@octokit/request-error`.
+ *
+ * Only types are imported from `@octokit/core`: loading this package never loads Octokit.
+ */
+
+/** Where the plugin finds its cache: an instance, or a function asked on every request. */
+export type GitHubCacheSource = GitHubAPICache | (() => GitHubAPICache | Promise<GitHubAPICache>);
+
+/** Options the plugin reads from the Octokit constructor's options. */
+export interface GitHubCachePluginOptions {
+  /**
+   * The cache to go through. A function is called on every request, so an instance replaced by
+   * `configureCache` is picked up. Default: the process's global cache (`getGlobalCache()`).
+   */
+  cache?: GitHubCacheSource;
+}
+
+/** The plugin as `Octokit.plugin` takes it. */
+export type GitHubCachePlugin = (octokit: Octokit, options: OctokitOptions & GitHubCachePluginOptions) => void;
+
+type Fetch = (url: string, init: RequestInit) => Promise<Response>;
+
+/** Statuses whose Response must have no body. */
+const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+
+/**
+ * Builds the plugin around a default cache. The default is injected, not imported: the global cache lives in
+ * providers/, which depends on src/, so the package's index (the composition root) passes `getGlobalCache`
+ * and exports the result as `githubCachePlugin`.
+ */
+export function createGitHubCachePlugin(defaultCache: GitHubCacheSource): GitHubCachePlugin {
+  return function githubCachePlugin(octokit, options) {
+    const source = options.cache ?? defaultCache;
+    const cacheOf = typeof source === 'function' ? source : () => source;
+    octokit.hook.wrap('request', (request, endpoint) => {
+      const current = endpoint.request;
+      // A streamed body cannot be answered from text the cache holds; a retry comes back with our fetch set.
+      if (current?.parseSuccessResponseBody !== false && !ourFetches.has(current?.fetch)) {
+        // before-after-hook hands every wrap the same options object (what a wrap passes to `request` is
+        // ignored), so the fetch goes onto it; `endpoint.request` may be the defaults' object, so it is replaced.
+        endpoint.request = { ...current, fetch: cachedFetch(cacheOf, current?.fetch ?? globalThis.fetch) };
+      }
+      return request(endpoint);
+    });
+  };
+}
+
+/** The fetches this plugin made, so a request that comes back through the hook is not wrapped twice. */
+const ourFetches = new WeakSet<object>();
+
+/** A fetch that answers through the cache; what the cache cannot carry goes to Octokit's own fetch. */
+function cachedFetch(cacheOf: () => GitHubAPICache | Promise<GitHubAPICache>, transport: Fetch): Fetch {
+  const fetch: Fetch = async (url, init) => {
+    const method = (init.method ?? 'GET').toUpperCase();
+    const headers: Record<string, string> = {};
+    new Headers(init.headers).forEach((value, name) => {
+      headers[name] = value;
+    });
+    const token = tokenOf(headers.authorization);
+    if (token === null || !cacheable(url, headers, init.body)) return transport(url, init);
+    delete headers.authorization;
+
+    const cache = await cacheOf();
+    const body = typeof init.body === 'string' ? init.body : undefined;
+    try {
+      const answer = await cache.request(`${method} ${url}`, {}, { token, headers, body, signal: init.signal ?? undefined });
+      return responseOf(url, method, answer.status, { ...answer.headers, 'x-cache-source': answer.source }, answer.body);
+    } catch (err) {
+      const refusal = refusalOf(err, cache.options.now());
+      if (refusal === undefined) throw err; // no response (reset, timeout, closed cache): Octokit makes it a RequestError 500
+      return responseOf(url, method, refusal.status, refusal.headers, refusal.body);
+    }
+  };
+  ourFetches.add(fetch);
+  return fetch;
+}
+
+/**
+ * The token of an `authorization` header: undefined when there is none (anonymous), null for credentials the
+ * cache does not send (Basic, an App's JWT, which GitHub wants as `Bearer`): those bypass the cache.
+ */
+function tokenOf(authorization: string | undefined): string | undefined | null {
+  if (authorization === undefined) return undefined;
+  const match = /^(token|bearer)\s+(\S+)$/i.exec(authorization.trim());
+  if (match === null) return null;
+  const token = match[2]!;
+  return match[1]!.toLowerCase() === 'bearer' && token.split('.').length === 3 ? null : token;
+}
+
+/** Whether the cache can carry this exchange: REST (not GraphQL), a text body, a text response. */
+function cacheable(url: string, headers: Record<string, string>, body: unknown): boolean {
+  if (body !== undefined && body !== null && typeof body !== 'string') return false; // uploads (Buffer, stream)
+  if (/application\/octet-stream/i.test(headers.accept ?? '')) return false; // binary downloads
+  // GraphQL is a POST with its own rate limit: not cacheable, and not a REST write that invalidates.
+  return !new URL(url).pathname.endsWith('/graphql');
+}
+
+/** GitHub's refusal carried by a cache error, or one the cache made itself (rate limit, nothing sent). */
+function refusalOf(err: unknown, now: number): { status: number; headers: Record<string, string>; body: string } | undefined {
+  if (err instanceof UpstreamError && err.status > 0 && err.response !== undefined) {
+    return { status: err.status, headers: { ...err.response.headers, 'x-cache-source': 'origin' }, body: serialize(err.response.data) };
+  }
+  if (!(err instanceof RateLimitError)) return undefined;
+  if (err.response !== undefined) {
+    return { status: err.response.status, headers: { ...err.response.headers, 'x-cache-source': 'origin' }, body: serialize(err.response.data) };
+  }
+  // The cache refused before sending: answer like GitHub would, so plugin-throttling sees when to retry.
+  const reset = Math.ceil(err.resetAt / 1000);
+  return {
+    status: 403,
+    headers: {
+      'content-type': 'application/json; charset=utf-8',
+      'x-ratelimit-remaining': '0',
+      'x-ratelimit-reset': String(reset),
+      'retry-after': String(Math.max(0, Math.ceil((err.resetAt - now) / 1000))),
+    },
+    body: JSON.stringify({ message: err.message, documentation_url: 'https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api' }),
+  };
+}
+
+function serialize(data: unknown): string {
+  if (data === undefined) return '';
+  return typeof data === 'string' ? data : JSON.stringify(data);
+}
+
+function responseOf(url: string, method: string, status: number, headers: Record<string, string>, body: string): Response {
+  const empty = method === 'HEAD' || NULL_BODY_STATUSES.has(status);
+  const response = new Response(empty ? null : body, { status, statusText: STATUS_CODES[status] ?? '', headers });
+  Object.defineProperty(response, 'url', { value: url }); // a constructed Response has url ''; Octokit reports it
+  return response;
+}
