@@ -223,6 +223,18 @@ describe('cache.request (GitHub REST through the cache)', () => {
       expect((await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A })).data).to.deep.include({ name: 'changed' });
     });
 
+    it('keeps the search window apart: a spent search limit does not stop REST calls', async () => {
+      github.setResource('/search/repositories', { total_count: 0, items: [] });
+      github.secondaryLimitNext(1, 30, { path: '/search/repositories' });
+      let error: unknown;
+      await cache.request('GET /search/repositories', { q: 'x' }, { token: TOKEN_A }).catch((err) => (error = err));
+      expect(error).to.be.instanceOf(RateLimitError);
+      expect((await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A })).source).to.equal('origin');
+      const sent = github.stats.requests;
+      await cache.request('GET /search/repositories', { q: 'y' }, { token: TOKEN_A }).catch(() => undefined);
+      expect(github.stats.requests).to.equal(sent, 'search stays blocked');
+    });
+
     it('honours retry-after of a secondary limit', async () => {
       github.secondaryLimitNext(1, 30);
       let error: unknown;
@@ -235,6 +247,28 @@ describe('cache.request (GitHub REST through the cache)', () => {
       clock.advance(31);
       expect((await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A })).source).to.equal('origin');
     });
+  });
+
+  it('passes a binary body (an archive) through as bytes without caching it', async () => {
+    github.setResource('/repos/octo/hello/tarball', 'not used', {});
+    const server = await import('node:http');
+    const bytes = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x80]);
+    const archive = server.createServer((_req, res) => {
+      res.setHeader('content-type', 'application/x-gzip');
+      res.end(bytes);
+    });
+    await new Promise<void>((resolve) => archive.listen(0, '127.0.0.1', resolve));
+    const { port } = archive.address() as { port: number };
+    try {
+      const first = await cache.request(`GET http://127.0.0.1:${port}/archive.tgz`, {}, { token: TOKEN_A });
+      expect(Buffer.isBuffer(first.data)).to.equal(true);
+      expect((first.data as Buffer).equals(bytes)).to.equal(true);
+      const second = await cache.request(`GET http://127.0.0.1:${port}/archive.tgz`, {}, { token: TOKEN_A });
+      expect(second.source).to.equal('origin', 'binary bodies are never cached');
+    } finally {
+      archive.closeAllConnections();
+      await new Promise((resolve) => archive.close(resolve));
+    }
   });
 
   describe('writes', () => {

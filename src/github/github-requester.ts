@@ -129,7 +129,17 @@ export class GitHubRequester {
     const { promise, shared } = this.#flights.do(key, () =>
       this.#resolve(parts, key, token, { ttl: options.ttl, headers, usePeers: true }),
     );
-    const outcome = await abortable(promise, options.signal);
+    let outcome: Outcome;
+    try {
+      outcome = await abortable(promise, options.signal);
+    } catch (err) {
+      // A binary body (an archive, an asset) is passed through, never cached or parsed as text.
+      if (err instanceof BinaryResponse) {
+        const r = err.response;
+        return { status: r.status, headers: { ...r.headers }, data: Buffer.from(r.binary!) as T, body: '', source: shared ? 'coalesced' : 'origin' };
+      }
+      throw err;
+    }
     if (shared) {
       this.extra.coalesced++;
       c.apiCallsSaved++;
@@ -218,6 +228,7 @@ export class GitHubRequester {
     const { options, tiers, counters } = this.#host;
     const storeKey = HTTP_PREFIX + key;
     const stale = tiers.read(storeKey)?.entry;
+    const rateKey = this.#rateKey(parts.scopeId, parts.url);
 
     if (opts.usePeers && this.peers !== undefined) {
       const answer = await this.peers.fetch(key, parts.scopeId);
@@ -229,7 +240,7 @@ export class GitHubRequester {
       }
     }
 
-    const blockedUntil = this.rateLimits.blockedUntil(parts.scopeId);
+    const blockedUntil = this.rateLimits.blockedUntil(rateKey);
     if (blockedUntil > 0) {
       if (stale !== undefined) return this.#stale(stale);
       const wait = blockedUntil - options.now();
@@ -256,7 +267,7 @@ export class GitHubRequester {
       throw err;
     }
     const message = response.status >= 400 ? upstreamMessage(response) : undefined;
-    this.rateLimits.record(parts.scopeId, response.status, response.headers, message);
+    this.rateLimits.record(rateKey, response.status, response.headers, message);
     const now = options.now();
 
     if (response.status === 304 && stale !== undefined) {
@@ -267,6 +278,7 @@ export class GitHubRequester {
       return { entry: refreshed, source: 'revalidated' };
     }
     if (response.status >= 200 && response.status < 300) {
+      if (response.binary !== undefined) throw new BinaryResponse(response);
       const entry = this.#entryOf(response, now, opts.ttl);
       if (response.status === 200 && !/no-store/i.test(response.headers['cache-control'] ?? '')) tiers.write(storeKey, entry);
       return { entry, source: 'origin', headers: response.headers };
@@ -275,7 +287,7 @@ export class GitHubRequester {
     if (RateLimitTracker.isRateLimited(response.status, response.headers, message)) {
       this.extra.rateLimited++;
       if (stale !== undefined) return this.#stale(stale);
-      throw new RateLimitError(parts.scopeId, this.rateLimits.blockedUntil(parts.scopeId) || now, message ?? `HTTP ${response.status}`,
+      throw new RateLimitError(parts.scopeId, this.rateLimits.blockedUntil(rateKey) || now, message ?? `HTTP ${response.status}`,
         { status: response.status, headers: response.headers, data });
     }
     if (response.status >= 500) {
@@ -293,7 +305,8 @@ export class GitHubRequester {
 
   async #write<T>(method: string, url: string, headers: Record<string, string>, body: string | undefined, token: string | undefined,
     scopeId: string, signal: AbortSignal | undefined): Promise<CachedResponse<T>> {
-    const blockedUntil = this.rateLimits.blockedUntil(scopeId);
+    const rateKey = this.#rateKey(scopeId, url);
+    const blockedUntil = this.rateLimits.blockedUntil(rateKey);
     if (blockedUntil > 0) {
       this.extra.rateLimited++;
       throw new RateLimitError(scopeId, blockedUntil, 'GitHub asked this token to pause; the write was not sent');
@@ -304,18 +317,18 @@ export class GitHubRequester {
       return this.#upstream.send({ method, url, headers, body, token, signal });
     });
     const message = response.status >= 400 ? upstreamMessage(response) : undefined;
-    this.rateLimits.record(scopeId, response.status, response.headers, message);
-    const data = parseBody(response.body, response.headers['content-type']);
+    this.rateLimits.record(rateKey, response.status, response.headers, message);
+    const data = response.binary !== undefined ? Buffer.from(response.binary) : parseBody(response.body, response.headers['content-type']);
     if (response.status < 400) this.#invalidateAfterWrite(url);
     if (RateLimitTracker.isRateLimited(response.status, response.headers, message)) {
       this.extra.rateLimited++;
-      throw new RateLimitError(scopeId, this.rateLimits.blockedUntil(scopeId) || this.#host.options.now(), message ?? `HTTP ${response.status}`,
+      throw new RateLimitError(scopeId, this.rateLimits.blockedUntil(rateKey) || this.#host.options.now(), message ?? `HTTP ${response.status}`,
         { status: response.status, headers: response.headers, data });
     }
     if (response.status >= 400) {
       throw new UpstreamError(response.status, method, url, message ?? `HTTP ${response.status}`, { response: { headers: response.headers, data } });
     }
-    return { status: response.status, headers: response.headers, data: deepFreeze(data) as T, body: response.body, source: 'origin' };
+    return { status: response.status, headers: response.headers, data: (Buffer.isBuffer(data) ? data : deepFreeze(data)) as T, body: response.body, source: 'origin' };
   }
 
   /** Drops the written resource (and below it) and its collection, for every token and media type. */
@@ -330,6 +343,14 @@ export class GitHubRequester {
       dropped += tiers.deleteByPrefix(HTTP_PREFIX + prefix);
     }
     this.extra.invalidations += dropped;
+  }
+
+  /**
+   * GitHub keeps separate rate-limit windows per resource (`x-ratelimit-resource`: core, search, …): a spent
+   * search window must not stop a token's REST calls. Tracker keys are the scope id, plus `/search` for search.
+   */
+  #rateKey(scopeId: string, url: string): string {
+    return url.startsWith(`${this.#host.options.githubApiUrl}/search/`) ? `${scopeId}/search` : scopeId;
   }
 
   #limiter(scopeId: string): LimitFunction {
@@ -374,6 +395,13 @@ export class GitHubRequester {
     const parse = (body: string) => deepFreeze(parseBody(body, entry.headers['content-type']));
     const data = item !== undefined ? TieredEntries.parsed(item, parse) : parse(entry.body);
     return { status: entry.status, headers: { ...(headers ?? entry.headers) }, data: data as T, body: entry.body, source };
+  }
+}
+
+/** Carries a binary response out of a singleflight without it ever becoming an entry. */
+class BinaryResponse extends Error {
+  constructor(readonly response: UpstreamResponse) {
+    super('binary response');
   }
 }
 

@@ -10,7 +10,16 @@ export interface UpstreamResponse {
   status: number;
   /** Lowercase header names. */
   headers: Record<string, string>;
+  /** The body as text ('' for a binary body). */
   body: string;
+  /** The bytes of a body whose content type is not text (an archive, an asset): never cached. */
+  binary?: Uint8Array | undefined;
+}
+
+/** Content types read as text (and so cacheable); everything else is kept as bytes. */
+export function isTextual(contentType: string | undefined): boolean {
+  if (contentType === undefined || contentType === '') return true;
+  return /^(text\/|application\/([\w.+-]*\+)?(json|xml)|application\/(javascript|x-www-form-urlencoded))/i.test(contentType);
 }
 
 /** Headers that describe the transfer, not the resource: never stored or replayed. */
@@ -38,10 +47,14 @@ export class UpstreamClient {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = request.signal === undefined ? timeout : AbortSignal.any([request.signal, timeout]);
     let response: Response;
-    let body: string;
+    let body = '';
+    let binary: Uint8Array | undefined;
     try {
       response = await fetch(request.url, { method: request.method, headers, body: request.body, signal });
-      body = request.method === 'HEAD' ? '' : await response.text();
+      if (request.method !== 'HEAD') {
+        if (isTextual(response.headers.get('content-type') ?? undefined)) body = await response.text();
+        else binary = new Uint8Array(await response.arrayBuffer());
+      }
     } catch (err) {
       if (request.signal?.aborted === true) throw request.signal.reason ?? err;
       const reason = timeout.aborted ? `no response within ${this.#timeoutMs} ms` : describeNetworkError(err);
@@ -51,7 +64,7 @@ export class UpstreamClient {
     response.headers.forEach((value, name) => {
       if (!HOP_BY_HOP.has(name)) out[name] = value;
     });
-    return { status: response.status, headers: out, body };
+    return { status: response.status, headers: out, body, binary };
   }
 }
 
