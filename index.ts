@@ -38,3 +38,5 @@ import { createGitHubCachePlugin } from './src/github/octokit-plugin.js';
 /** `Octokit.plugin(githubCachePlugin)`; option `cache` defaults to the process's global cache (getGlobalCache). */
 export const githubCachePlugin = createGitHubCachePlugin(() => getGlobalCache());
 export { createGitHubCachePlugin, type GitHubCachePluginOptions, type GitHubCacheSource, type GitHubCachePlugin } from './src/github/octokit-plugin.js';
+export { startProxy, ProxyListenError, type ProxyServer, type ProxyOptions, type ProxyCounters } from './src/proxy/proxy-server.js';
+export type { CachedResponse, RequestOptions, ResponseSource } from './src/github/github-requester.js';

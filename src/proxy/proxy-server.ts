@@ -1,0 +1,643 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { CacheStats, GitHubAPICache } from '../cache/github-api-cache.js';
+import { CacheClosedError, CacheConfigError, CacheError, CacheValueError, RateLimitError, UpstreamError } from '../errors.js';
+import type { CachedResponse } from '../github/github-requester.js';
+import { createLogger, type LogSink, type Logger } from '../log.js';
+import { p2pStatsOf } from './p2p-stats.js';
+import { ProxyMetrics } from './proxy-metrics.js';
+
+/**
+ * The caching proxy: an HTTP server that answers GitHub REST calls through one GitHubAPICache, so a client in
+ * any language shares the process's cache (and its P2P fleet): `curl -H "Authorization: token …"
+ * http://127.0.0.1:8787/repos/o/r`, or Octokit with `baseUrl: 'http://127.0.0.1:8787'`.
+ *
+ * Every path but `/healthz`, `/metrics` and `/_cache/stats` is a GitHub call: the method, path and query go
+ * to `cache.request` against the cache's `githubApiUrl`, the client's `Authorization` token selects the cache
+ * scope (and is never logged or stored), and the answer carries GitHub's status, headers and exact body plus
+ * `X-Cache-Source`. The proxy knows nothing of the singleton provider: the caller hands it a cache (or a getter).
+ *
+ * @example
+ * ```ts
+ * const cache = await GitHubAPICache.create();
+ * const proxy = await startProxy({ cache, port: 0 });
+ * console.log(proxy.url); // http://127.0.0.1:41234
+ * await proxy.close();
+ * await cache.close();
+ * ```
+ */
+
+/** Options of {@link startProxy}. */
+export interface ProxyOptions {
+  /** The cache to answer through, or a getter called per request (e.g. `() => getGlobalCache()`). */
+  cache: GitHubAPICache | (() => GitHubAPICache | Promise<GitHubAPICache>);
+  /** Address to listen on. Default: '127.0.0.1' (loopback only). */
+  host?: string;
+  /** Port to listen on; 0 picks a free one (read it from `url`). Default: 8787. */
+  port?: number;
+  /** Largest request body accepted, in bytes; larger ones get 413. Default: 10 MiB. */
+  maxBodyBytes?: number;
+  /** How long `close()` lets in-flight requests finish before cutting their connections, in ms. Default: 5000. */
+  closeTimeoutMs?: number;
+  /** Collect process metrics (CPU, memory, event loop, GC) into /metrics. Default: true. */
+  processMetrics?: boolean;
+  /** Where warnings and errors go. Default: stderr. */
+  logSink?: LogSink;
+}
+
+/** What the proxy counted since it started. */
+export interface ProxyCounters {
+  /** GitHub API requests received (not /healthz, /metrics or /_cache/stats). */
+  requests: number;
+  /** Requests being handled now. */
+  inFlight: number;
+  /** Answers by source: the cache's sources, and `proxy` for answers the proxy made itself (304, 4xx, 5xx). */
+  bySource: Record<string, number>;
+  /** Answers by HTTP status. */
+  byStatus: Record<string, number>;
+  /** 304s answered locally because the client's If-None-Match matched. */
+  notModified: number;
+  /** 502s: GitHub could not be reached. */
+  upstreamUnreachable: number;
+  /** Requests whose client went away before the answer. */
+  aborted: number;
+}
+
+/** A running proxy. */
+export interface ProxyServer {
+  /** The base URL clients use, e.g. `http://127.0.0.1:8787` (no trailing slash). */
+  readonly url: string;
+  readonly host: string;
+  /** The bound port (the real one when 0 was asked). */
+  readonly port: number;
+  /** Live counters (a read-only view). */
+  readonly counters: Readonly<ProxyCounters>;
+  /** The proxy's own Prometheus registry (what /metrics renders, besides process metrics). */
+  readonly metrics: ProxyMetrics;
+  /** True once `close()` was called. */
+  readonly closing: boolean;
+  /**
+   * Stops accepting connections, lets requests in flight finish (up to `closeTimeoutMs`, then cuts them),
+   * closes idle keep-alive connections, and resolves once the port is released. Does not close the cache.
+   * Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** The proxy could not listen (port in use, address not available, permission denied). */
+export class ProxyListenError extends CacheError {
+  readonly host: string;
+  readonly port: number;
+  constructor(host: string, port: number, cause: unknown) {
+    const code = (cause as { code?: string }).code;
+    const hint = code === 'EADDRINUSE'
+      ? 'the port is in use (another proxy?); stop it or choose another port'
+      : code === 'EACCES'
+        ? 'permission denied; choose a port above 1023'
+        : code === 'EADDRNOTAVAIL'
+          ? 'the address is not one of this machine\'s; use 127.0.0.1 or 0.0.0.0'
+          : (cause instanceof Error ? cause.message : String(cause));
+    super('ERR_PROXY_LISTEN', `Cannot listen on ${host}:${port}: ${hint}`, { cause });
+    this.host = host;
+    this.port = port;
+  }
+}
+
+const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_PORT = 8787;
+const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
+const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
+/**
+ * GitHub's REST methods; anything else is refused before it reaches the cache (OPTIONS too: the cache would
+ * treat it as a write and drop the resource's entries, for a CORS preflight no API client sends here).
+ */
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PATCH', 'PUT', 'DELETE']);
+/** During an outage every request fails alike: warn about it at most this often. */
+const UNREACHABLE_WARNING_INTERVAL_MS = 10_000;
+/** Client headers forwarded to GitHub; the cache manages conditional ones, the token travels apart. */
+const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'x-github-api-version'];
+/** Response headers about one hop, never forwarded (the body is re-framed by this server). */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding',
+  'upgrade', 'content-length', 'content-encoding',
+]);
+const RATE_LIMIT_DOCS = 'https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api';
+const RESERVED_PATHS = new Set(['/healthz', '/metrics', '/_cache/stats']);
+
+/** The cache route: a URL template variable holding the whole absolute URL, expanded verbatim (`{+…}`). */
+const PROXIED_ROUTE_VARIABLE = 'proxied_url';
+
+/** A response the proxy is about to write. */
+interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  source: string;
+}
+
+class BodyTooLargeError extends Error {}
+
+/** Starts the proxy and resolves once it listens. Rejects with ProxyListenError when it cannot. */
+export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
+  const host = options.host ?? DEFAULT_HOST;
+  const port = options.port ?? DEFAULT_PORT;
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new CacheConfigError('port', `expected an integer from 0 to 65535, got ${String(port)}`);
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 0) throw new CacheConfigError('maxBodyBytes', `expected a non-negative integer, got ${String(maxBodyBytes)}`);
+  if (options.cache === undefined || options.cache === null) throw new CacheConfigError('cache', 'a GitHubAPICache or a function returning one is required');
+  const proxy = new CachingProxy({
+    getCache: typeof options.cache === 'function' ? options.cache : ((cache) => () => cache)(options.cache),
+    maxBodyBytes,
+    closeTimeoutMs: options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS,
+    logger: createLogger('proxy', options.logSink),
+    metrics: new ProxyMetrics({ processMetrics: options.processMetrics ?? true }),
+  });
+  await proxy.listen(host, port);
+  return proxy;
+}
+
+class CachingProxy implements ProxyServer {
+  readonly metrics: ProxyMetrics;
+  readonly #server: Server;
+  readonly #getCache: () => GitHubAPICache | Promise<GitHubAPICache>;
+  readonly #maxBodyBytes: number;
+  readonly #closeTimeoutMs: number;
+  readonly #log: Logger;
+  readonly #counters: ProxyCounters = { requests: 0, inFlight: 0, bySource: {}, byStatus: {}, notModified: 0, upstreamUnreachable: 0, aborted: 0 };
+  readonly #sockets = new Set<Socket>();
+  readonly #startedAt = performance.now();
+  #active = 0;
+  #idle: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
+  #host = DEFAULT_HOST;
+  #port = 0;
+  #unreachableWarnedAt = Number.NEGATIVE_INFINITY;
+  #unreachableSuppressed = 0;
+
+  constructor(init: {
+    getCache: () => GitHubAPICache | Promise<GitHubAPICache>;
+    maxBodyBytes: number;
+    closeTimeoutMs: number;
+    logger: Logger;
+    metrics: ProxyMetrics;
+  }) {
+    this.#getCache = init.getCache;
+    this.#maxBodyBytes = init.maxBodyBytes;
+    this.#closeTimeoutMs = init.closeTimeoutMs;
+    this.#log = init.logger;
+    this.metrics = init.metrics;
+    // keepAlive: TCP keep-alive probes on accepted sockets; HTTP keep-alive is on by default.
+    this.#server = createServer({ keepAlive: true }, (req, res) => this.#onRequest(req, res));
+    this.#server.on('connection', (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+    });
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    });
+  }
+
+  get url(): string {
+    const host = this.#host.includes(':') ? `[${this.#host}]` : this.#host;
+    return `http://${host}:${this.#port}`;
+  }
+
+  get host(): string {
+    return this.#host;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get counters(): Readonly<ProxyCounters> {
+    return this.#counters;
+  }
+
+  get closing(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  async listen(host: string, port: number): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: unknown) => reject(new ProxyListenError(host, port, err));
+      this.#server.once('error', onError);
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', onError);
+        resolve();
+      });
+    });
+    const address = this.#server.address() as AddressInfo;
+    this.#host = host;
+    this.#port = address.port;
+    this.#server.on('error', (err) => this.#log.error('server error:', err));
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeIdleConnections();
+    if (this.#active > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          this.#idle = resolve;
+        }),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            this.#log.warn(`close(): ${this.#active} request(s) still in flight after ${this.#closeTimeoutMs} ms; cutting their connections`);
+            resolve();
+          }, this.#closeTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    this.#server.closeAllConnections();
+    for (const socket of this.#sockets) socket.destroy();
+    await closed;
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    this.#active++;
+    res.once('close', () => {
+      if (--this.#active === 0 && this.#closing !== undefined) {
+        // Let the keep-alive socket go now that its last response is out.
+        this.#server.closeIdleConnections();
+        const idle = this.#idle;
+        this.#idle = undefined;
+        idle?.();
+      }
+    });
+    if (this.#closing !== undefined) res.setHeader('connection', 'close');
+    this.#route(req, res).catch((err: unknown) => {
+      this.#log.error(`unexpected failure answering ${req.method ?? '?'} ${pathOnly(req.url)}:`, err);
+      if (!res.headersSent && !res.destroyed) this.#send(res, req, jsonAnswer(500, 'proxy', { message: 'Internal proxy error' }));
+      else res.destroy();
+    });
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const target = req.url ?? '/';
+    const path = pathOnly(target);
+    if (RESERVED_PATHS.has(path) && (req.method === 'GET' || req.method === 'HEAD')) {
+      req.resume();
+      if (path === '/healthz') this.#send(res, req, await this.#health());
+      else if (path === '/metrics') this.#send(res, req, await this.#metricsAnswer());
+      else this.#send(res, req, await this.#statsAnswer());
+      return;
+    }
+    await this.#forward(req, res, target);
+  }
+
+  async #forward(req: IncomingMessage, res: ServerResponse, target: string): Promise<void> {
+    const started = performance.now();
+    this.#counters.requests++;
+    this.#counters.inFlight++;
+    this.metrics.requestStarted();
+    let finished = false;
+    const finish = (answer: Answer | undefined) => {
+      if (finished) return;
+      finished = true;
+      this.#counters.inFlight--;
+      if (answer === undefined) {
+        this.#counters.aborted++;
+        this.metrics.requestAbandoned();
+        return;
+      }
+      bump(this.#counters.bySource, answer.source);
+      bump(this.#counters.byStatus, String(answer.status));
+      this.metrics.requestFinished(answer.source, answer.status, (performance.now() - started) / 1000);
+    };
+    const aborter = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) {
+        aborter.abort(new Error('the client closed the connection'));
+        finish(undefined);
+      }
+    });
+
+    let answer: Answer;
+    try {
+      answer = await this.#answer(req, target, aborter.signal);
+    } catch (err) {
+      answer = this.#errorAnswer(err, req.method ?? 'GET', target);
+    }
+    if (res.destroyed || aborter.signal.aborted) {
+      finish(undefined);
+      return;
+    }
+    const notModified = answer.status === 200 && etagMatches(req.headers['if-none-match'], answer.headers['etag']);
+    const sent = notModified ? notModifiedAnswer(answer) : answer;
+    if (notModified) this.#counters.notModified++;
+    this.#send(res, req, sent);
+    finish(sent);
+  }
+
+  /** What GitHub (through the cache) answers to this request, or the proxy's own error answer. */
+  async #answer(req: IncomingMessage, target: string, signal: AbortSignal): Promise<Answer> {
+    const method = (req.method ?? 'GET').toUpperCase();
+    if (!METHODS.has(method)) {
+      req.resume();
+      return jsonAnswer(405, 'proxy', { message: `Method ${method} is not a GitHub REST method` }, { allow: [...METHODS].join(', ') });
+    }
+    const auth = tokenOf(req.headers.authorization);
+    if ('problem' in auth) {
+      req.resume();
+      return jsonAnswer(401, 'proxy', { message: auth.problem });
+    }
+
+    let cache: GitHubAPICache;
+    try {
+      cache = await this.#getCache();
+    } catch (err) {
+      req.resume();
+      return this.#errorAnswer(err, method, target);
+    }
+    const url = upstreamUrl(cache.options.githubApiUrl, target);
+    if (url === undefined) {
+      req.resume();
+      return jsonAnswer(400, 'proxy', { message: 'The request path must stay under the GitHub API URL (no "..", no other host)' });
+    }
+
+    let body: string | undefined;
+    if (method === 'GET' || method === 'HEAD') {
+      req.resume();
+    } else {
+      try {
+        body = await readBody(req, this.#maxBodyBytes);
+      } catch (err) {
+        if (err instanceof BodyTooLargeError) {
+          return jsonAnswer(413, 'proxy', { message: `The request body is larger than the proxy's limit of ${this.#maxBodyBytes} bytes` }, { connection: 'close' });
+        }
+        throw err;
+      }
+    }
+
+    const headers: Record<string, string> = {};
+    for (const name of FORWARDED_REQUEST_HEADERS) {
+      const value = req.headers[name];
+      if (typeof value === 'string' && value.trim() !== '') headers[name] = value;
+    }
+    // curl and most HTTP clients send `*/*`: GitHub answers it as its default media type, so share that entry.
+    if (headers['accept'] !== undefined && /^\s*\*\/\*\s*$/.test(headers['accept'])) delete headers['accept'];
+    if (body !== undefined && body !== '' && headers['content-type'] === undefined) headers['content-type'] = 'application/json; charset=utf-8';
+
+    let response: CachedResponse;
+    try {
+      response = await cache.request(`${method} {+${PROXIED_ROUTE_VARIABLE}}`, { [PROXIED_ROUTE_VARIABLE]: url }, {
+        token: auth.token, headers, body, signal,
+      });
+    } catch (err) {
+      if (signal.aborted) return jsonAnswer(499, 'proxy', { message: 'client closed request' });
+      return this.#errorAnswer(err, method, target, cache.options.now);
+    }
+    return {
+      status: response.status,
+      headers: { ...forwardableHeaders(response.headers), 'x-cache-source': response.source },
+      body: method === 'HEAD' ? '' : response.body,
+      source: response.source,
+    };
+  }
+
+  /** How an error from the cache reaches the client: GitHub's own refusal when there is one. */
+  #errorAnswer(err: unknown, method: string, target: string, now: () => number = Date.now): Answer {
+    if (err instanceof RateLimitError) {
+      if (err.response !== undefined) return forwardedError(err.response.status, err.response.headers, err.response.data);
+      const retryAfter = Math.max(1, Math.ceil((err.resetAt - now()) / 1000));
+      return jsonAnswer(429, 'proxy', { message: err.message, documentation_url: RATE_LIMIT_DOCS }, {
+        'retry-after': String(retryAfter),
+        'x-ratelimit-reset': String(Math.ceil(err.resetAt / 1000)),
+      });
+    }
+    if (err instanceof UpstreamError) {
+      if (err.status !== 0 && err.response !== undefined) return forwardedError(err.status, err.response.headers, err.response.data);
+      if (err.status !== 0) return jsonAnswer(err.status, 'origin', { message: err.upstreamMessage });
+      this.#counters.upstreamUnreachable++;
+      this.#warnUnreachable(`${method} ${pathOnly(target)}: GitHub API unreachable: ${err.upstreamMessage}`);
+      return jsonAnswer(502, 'proxy', {
+        message: `Upstream GitHub API unreachable: ${err.upstreamMessage}`,
+        error: err.message,
+      });
+    }
+    if (err instanceof CacheValueError) return jsonAnswer(400, 'proxy', { message: err.message });
+    if (err instanceof CacheClosedError) return jsonAnswer(503, 'proxy', { message: 'The cache is shutting down; retry shortly' }, { 'retry-after': '1' });
+    if (err instanceof CacheError) {
+      this.#log.error(`${method} ${pathOnly(target)}:`, err);
+      return jsonAnswer(500, 'proxy', { message: err.message, code: err.code });
+    }
+    this.#log.error(`${method} ${pathOnly(target)}: unexpected error:`, err);
+    return jsonAnswer(500, 'proxy', { message: `Internal proxy error: ${err instanceof Error ? err.message : String(err)}` });
+  }
+
+  #warnUnreachable(message: string): void {
+    const now = performance.now();
+    if (now - this.#unreachableWarnedAt < UNREACHABLE_WARNING_INTERVAL_MS) {
+      this.#unreachableSuppressed++;
+      return;
+    }
+    const suppressed = this.#unreachableSuppressed;
+    this.#unreachableWarnedAt = now;
+    this.#unreachableSuppressed = 0;
+    this.#log.warn(suppressed === 0 ? message : `${message} (and ${suppressed} more such failures)`);
+  }
+
+  // ---------------------------------------------------------------- /healthz, /metrics, /_cache/stats
+
+  /** The cache if it can be had and is open, else undefined. */
+  async #openCache(): Promise<GitHubAPICache | undefined> {
+    try {
+      const cache = await this.#getCache();
+      return cache.closed ? undefined : cache;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #statsOf(cache: GitHubAPICache | undefined): Promise<CacheStats | undefined> {
+    if (cache === undefined) return undefined;
+    try {
+      return await cache.getStats();
+    } catch {
+      return undefined; // closed between the check and the call
+    }
+  }
+
+  async #health(): Promise<Answer> {
+    const cache = await this.#openCache();
+    const stats = await this.#statsOf(cache);
+    const p2p = p2pStatsOf(stats);
+    const ok = stats !== undefined && this.#closing === undefined;
+    return jsonAnswer(ok ? 200 : 503, 'proxy', {
+      status: ok ? 'ok' : this.#closing !== undefined ? 'closing' : 'unavailable',
+      uptime: Math.round((performance.now() - this.#startedAt) / 1000),
+      cache: stats === undefined ? 'closed' : 'open',
+      p2p: p2p === undefined ? 'disabled' : { connectedPeers: p2p.connectedPeers },
+    }, { 'cache-control': 'no-store' });
+  }
+
+  async #metricsAnswer(): Promise<Answer> {
+    const stats = await this.#statsOf(await this.#openCache());
+    const { contentType, body } = await this.metrics.render(stats);
+    return { status: 200, headers: { 'content-type': contentType, 'cache-control': 'no-store' }, body, source: 'proxy' };
+  }
+
+  async #statsAnswer(): Promise<Answer> {
+    const stats = await this.#statsOf(await this.#openCache());
+    if (stats === undefined) return jsonAnswer(503, 'proxy', { message: 'The cache is closed' });
+    return jsonAnswer(200, 'proxy', { ...stats, proxy: this.#counters }, { 'cache-control': 'no-store' });
+  }
+
+  #send(res: ServerResponse, req: IncomingMessage, answer: Answer): void {
+    if (res.destroyed) return;
+    const bytes = Buffer.from(answer.body, 'utf8');
+    const headers: Record<string, string> = { ...answer.headers };
+    if (answer.status !== 304 && answer.status !== 204 && req.method !== 'HEAD') headers['content-length'] = String(bytes.length);
+    if (this.#closing !== undefined) headers['connection'] = 'close';
+    try {
+      res.writeHead(answer.status, headers);
+    } catch (err) {
+      // A header value GitHub sent that Node refuses to write (should not happen): answer without it.
+      this.#log.warn('dropping unwritable response headers:', err);
+      res.writeHead(answer.status, { 'content-type': headers['content-type'] ?? 'application/octet-stream', 'content-length': String(bytes.length) });
+    }
+    res.end(answer.status === 304 || answer.status === 204 || req.method === 'HEAD' ? undefined : bytes);
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/**
+ * The token of an `Authorization` header (`token X` or `Bearer X`, as GitHub accepts), `{}` for none, or a
+ * problem to answer with 401. The header's value never appears in the problem.
+ */
+export function tokenOf(header: string | undefined): { token?: string } | { problem: string } {
+  const value = header?.trim() ?? '';
+  if (value === '') return {};
+  const match = /^(token|bearer)\s+(\S+)$/i.exec(value);
+  if (match === null) {
+    const scheme = /^\S+/.exec(value)?.[0] ?? '';
+    const shown = /^[A-Za-z-]{1,20}$/.test(scheme) ? ` (got scheme "${scheme}")` : '';
+    return { problem: `The proxy accepts "Authorization: token <token>" or "Authorization: Bearer <token>"${shown}` };
+  }
+  return { token: match[2]! };
+}
+
+/** The absolute GitHub URL of a request target, or undefined if it would leave the API base. */
+export function upstreamUrl(githubApiUrl: string, target: string): string | undefined {
+  let pathAndQuery: string;
+  if (target.startsWith('/')) {
+    pathAndQuery = target;
+  } else {
+    // Absolute form (a client using this server as an HTTP proxy): keep only the path and query.
+    try {
+      const parsed = new URL(target);
+      pathAndQuery = parsed.pathname + parsed.search;
+    } catch {
+      return undefined;
+    }
+  }
+  const hash = pathAndQuery.indexOf('#');
+  if (hash !== -1) pathAndQuery = pathAndQuery.slice(0, hash);
+  const base = githubApiUrl.replace(/\/+$/, '');
+  let resolved: URL;
+  try {
+    resolved = new URL(base + pathAndQuery);
+  } catch {
+    return undefined;
+  }
+  const baseUrl = new URL(base);
+  if (resolved.origin !== baseUrl.origin) return undefined;
+  const basePath = baseUrl.pathname.replace(/\/+$/, '');
+  if (basePath !== '' && resolved.pathname !== basePath && !resolved.pathname.startsWith(`${basePath}/`)) return undefined;
+  return base + pathAndQuery;
+}
+
+function pathOnly(target: string | undefined): string {
+  const value = target ?? '/';
+  const q = value.indexOf('?');
+  return q === -1 ? value : value.slice(0, q);
+}
+
+function forwardableHeaders(headers: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (!HOP_BY_HOP.has(lower)) out[lower] = value;
+  }
+  return out;
+}
+
+function forwardedError(status: number, headers: Readonly<Record<string, string>>, data: unknown): Answer {
+  const body = data === undefined ? '' : typeof data === 'string' ? data : JSON.stringify(data);
+  return { status, headers: { ...forwardableHeaders(headers), 'x-cache-source': 'origin' }, body, source: 'origin' };
+}
+
+function jsonAnswer(status: number, source: string, value: unknown, headers: Record<string, string> = {}): Answer {
+  return { status, headers: { 'content-type': 'application/json; charset=utf-8', ...headers }, body: JSON.stringify(value), source };
+}
+
+/** A 304 for a 200 the client already holds: the same validators and caching headers, no body. */
+function notModifiedAnswer(answer: Answer): Answer {
+  const headers = { ...answer.headers };
+  delete headers['content-type'];
+  return { status: 304, headers, body: '', source: answer.source };
+}
+
+/** Weak comparison (RFC 9110 §13.1.2) of an If-None-Match list with an ETag; `*` matches any. */
+export function etagMatches(ifNoneMatch: string | undefined, etag: string | undefined): boolean {
+  if (ifNoneMatch === undefined || etag === undefined) return false;
+  const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
+  const want = opaque(etag);
+  return ifNoneMatch.split(',').some((candidate) => candidate.trim() === '*' || opaque(candidate) === want);
+}
+
+function bump(record: Record<string, number>, key: string): void {
+  record[key] = (record[key] ?? 0) + 1;
+}
+
+/** The request body as text, refusing more than `limit` bytes (early, by Content-Length, when declared). */
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume();
+    return Promise.reject(new BodyTooLargeError());
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on('data', (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > limit) {
+        done = true;
+        chunks.length = 0;
+        req.resume();
+        reject(new BodyTooLargeError());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.once('end', () => {
+      if (done) return;
+      done = true;
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    req.once('error', (err) => {
+      if (done) return;
+      done = true;
+      reject(err);
+    });
+  });
+}

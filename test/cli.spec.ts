@@ -1,0 +1,198 @@
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+// Importing the CLI module also makes `tsc -p tsconfig.json` compile bin/ (tsconfig's include lists no bin/).
+import { createProgram } from '../bin/cli.js';
+import { FakeGitHub } from './support/fake-github.js';
+import { makeTempDir } from './support/temp-dir.js';
+
+const CLI = fileURLToPath(new URL('../bin/cli.js', import.meta.url));
+const TOKEN_A = 'test_cliAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!/^(CACHE_|GITHUB_|GH_TOKEN$|DEBUG$)/.test(name)) env[name] = value;
+  }
+  return { ...env, ...extra };
+}
+
+const running = new Set<ChildProcess>();
+
+function spawnCli(args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
+/** Runs the CLI to completion. */
+function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const child = spawnCli(args, env);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString('utf8');
+  });
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+  });
+  return new Promise((resolve) => {
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('github-p2p-cache CLI', () => {
+  let github: FakeGitHub;
+  let temp: { dir: string; cleanup: () => void };
+  let env: Record<string, string>;
+
+  beforeEach(async () => {
+    github = await FakeGitHub.start({ tokens: { [TOKEN_A]: { label: 'A' } } });
+    github.setResource('/repos/octo/hello', { id: 1, name: 'hello' });
+    github.setResource('/repos/octo/secret', { id: 2, name: 'secret' }, { visibleTo: [TOKEN_A] });
+    temp = makeTempDir();
+    env = { CACHE_DIR: temp.dir, GITHUB_API_URL: github.url };
+  });
+  afterEach(async () => {
+    await Promise.all([...running].map((child) => new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    })));
+    await github.close();
+    temp.cleanup();
+  });
+
+  it('has the commands serve, get, stats, peers and demo', () => {
+    const program = createProgram();
+    expect(program.commands.map((c) => c.name())).to.deep.equal(['serve', 'get', 'stats', 'peers', 'demo']);
+    for (const command of program.commands) expect(command.description()).not.to.equal('');
+  });
+
+  describe('get', () => {
+    it('prints {status, source, data} from GitHub, then from the disk cache in a new process, never the token', async () => {
+      const first = await cli(['get', '/repos/octo/hello'], { ...env, GITHUB_TOKEN: TOKEN_A });
+      expect(first.code, first.stderr).to.equal(0);
+      expect(JSON.parse(first.stdout)).to.deep.equal({ status: 200, source: 'origin', data: { id: 1, name: 'hello' } });
+
+      const second = await cli(['get', 'repos/octo/hello'], { ...env, GITHUB_TOKEN: TOKEN_A });
+      expect(second.code, second.stderr).to.equal(0);
+      expect(JSON.parse(second.stdout)).to.include({ status: 200, source: 'disk' });
+      expect(github.stats.requests).to.equal(1);
+      for (const run of [first, second]) expect(run.stdout + run.stderr).not.to.include(TOKEN_A);
+    });
+
+    it('takes the token from the variable named by --token-env, and fills route parameters', async () => {
+      const run = await cli(['get', 'GET /repos/{owner}/{repo}', '-p', 'owner=octo', '-p', 'repo=secret', '--token-env', 'MY_TOKEN', '--persistence', 'off'],
+        { ...env, MY_TOKEN: TOKEN_A });
+      expect(run.code, run.stderr).to.equal(0);
+      expect(JSON.parse(run.stdout)).to.deep.include({ status: 200, source: 'origin' });
+      expect(run.stdout + run.stderr).not.to.include(TOKEN_A);
+    });
+
+    it('prints GitHub\'s error and exits 1 when GitHub refuses', async () => {
+      const run = await cli(['get', '/repos/octo/secret', '--persistence', 'off'], env);
+      expect(run.code).to.equal(1);
+      expect(JSON.parse(run.stdout)).to.deep.include({ status: 404, source: 'origin' });
+      expect(run.stderr).to.include('404');
+    });
+
+    it('exits 2 when --token-env names a variable that is not set', async () => {
+      const run = await cli(['get', '/repos/octo/hello', '--token-env', 'NOT_SET_ANYWHERE', '--persistence', 'off'], env);
+      expect(run.code).to.equal(2);
+      expect(run.stderr).to.include('NOT_SET_ANYWHERE');
+      expect(github.stats.requests).to.equal(0);
+    });
+  });
+
+  describe('stats and peers', () => {
+    it('stats prints this process\'s cache statistics as JSON (entries on disk included), never the token', async () => {
+      await cli(['get', '/repos/octo/hello'], { ...env, GITHUB_TOKEN: TOKEN_A });
+      const run = await cli(['stats'], { ...env, GITHUB_TOKEN: TOKEN_A });
+      expect(run.code, run.stderr).to.equal(0);
+      const stats = JSON.parse(run.stdout) as Record<string, unknown>;
+      expect(stats).to.include({ persistence: 'sqlite', apiCallsMade: 0 });
+      expect(stats['size']).to.be.at.least(1);
+      expect(run.stdout + run.stderr).not.to.include(TOKEN_A);
+    });
+
+    it('stats --url and peers --url read a running proxy', async () => {
+      const serve = spawnCli(['serve', '--port', '0', '--persistence', 'off'], env);
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        serve.stdout!.on('data', (chunk: Buffer) => {
+          out += chunk.toString('utf8');
+          const line = out.split('\n').find((l) => l.includes('"listening"'));
+          if (line !== undefined) resolve((JSON.parse(line) as { url: string }).url);
+        });
+        serve.once('exit', (code) => reject(new Error(`serve exited ${code}`)));
+      });
+      await (await fetch(`${url}/repos/octo/hello`, { headers: { authorization: `token ${TOKEN_A}` } })).text();
+
+      const stats = await cli(['stats', '--url', url]);
+      expect(stats.code, stats.stderr).to.equal(0);
+      const parsed = JSON.parse(stats.stdout) as { apiCallsMade: number; proxy: { requests: number } };
+      expect(parsed.apiCallsMade).to.equal(1);
+      expect(parsed.proxy.requests).to.equal(1);
+
+      const peers = await cli(['peers', '--url', url]);
+      expect(peers.code, peers.stderr).to.equal(0);
+      expect(peers.stdout).to.match(/^P2P disabled/);
+    });
+
+    it('peers says "P2P disabled" when no P2P host runs', async () => {
+      const run = await cli(['peers', '--persistence', 'off'], env);
+      expect(run.code, run.stderr).to.equal(0);
+      expect(run.stdout).to.match(/^P2P disabled/);
+    });
+
+    it('stats --url names the address it could not reach and exits 1', async () => {
+      const run = await cli(['stats', '--url', 'http://127.0.0.1:1']);
+      expect(run.code).to.equal(1);
+      expect(run.stderr).to.include('http://127.0.0.1:1/_cache/stats');
+    });
+  });
+
+  describe('usage', () => {
+    for (const command of [[], ['serve'], ['get'], ['stats'], ['peers'], ['demo']]) {
+      it(`prints help for ${['github-p2p-cache', ...command].join(' ')} --help and exits 0`, async () => {
+        const run = await cli([...command, '--help']);
+        expect(run.code).to.equal(0);
+        expect(run.stdout).to.include(`Usage: ${['github-p2p-cache', ...command].join(' ')}`);
+      });
+    }
+
+    const bad: Array<{ args: string[]; env?: Record<string, string>; names: string }> = [
+      { args: ['serve', '--port', 'abc'], names: '--port' },
+      { args: ['serve', '--port', '70000'], names: '--port' },
+      { args: ['get', '/x', '--default-ttl', 'soon'], names: '--default-ttl' },
+      { args: ['stats', '--max-entries', '0'], names: 'Invalid --max-entries' },
+      { args: ['stats', '--persistence', 'sometimes'], names: '--persistence' },
+      { args: ['serve', '--bogus'], names: '--bogus' },
+      { args: ['serve', '--p2p', '--port', '0'], names: 'Invalid --p2p' },
+      { args: ['stats'], env: { CACHE_DEFAULT_TTL: 'soon' }, names: 'CACHE_DEFAULT_TTL' },
+      { args: ['frobnicate'], names: 'frobnicate' },
+    ];
+    for (const { args, env: extra, names } of bad) {
+      it(`exits 2 and names the problem for: ${args.join(' ')}${extra ? ` with ${Object.keys(extra).join(', ')}` : ''}`, async () => {
+        const run = await cli(args, { CACHE_DIR: temp.dir, ...extra });
+        expect(run.code, run.stderr).to.equal(2);
+        expect(run.stderr).to.include(names);
+      });
+    }
+
+    it('warns that --shared-secret shows in ps', async () => {
+      const run = await cli(['stats', '--persistence', 'off', '--no-p2p', '--shared-secret', 'x'.repeat(32)], { CACHE_DIR: temp.dir });
+      expect(run.code, run.stderr).to.equal(0);
+      expect(run.stderr).to.include('CACHE_P2P_SHARED_SECRET');
+      expect(run.stderr).not.to.include('x'.repeat(32));
+    });
+  });
+});
