@@ -1,3 +1,4 @@
+import './src/polyfills.js'; // first: libp2p 3 needs Promise.withResolvers, which Node 20 lacks
 /**
  * github-p2p-cache: one process-wide cache of GitHub API responses, shared with peers over libp2p.
  *

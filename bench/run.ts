@@ -2,10 +2,13 @@
  * `npm run bench [-- name ...]`: runs the named benchmarks (default: all), prints their tables and writes them
  * into docs/benchmarks.md.
  */
+import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
 
 const benches: Record<string, () => Promise<string>> = {
   'hot-path': benchHotPath,
+  'hit-latency': benchHitLatency,
+  'zipf-workload': benchZipfWorkload,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

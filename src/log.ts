@@ -11,7 +11,7 @@ export interface Logger {
   error(message: string, ...args: unknown[]): void;
 }
 
-/** Where warnings and errors go. Replace it (option `logger`) to route them into your own logging. */
+/** Where warnings and errors go. Replace it (option `logSink`) to route them into your own logging. */
 export interface LogSink {
   warn(component: string, message: string): void;
   error(component: string, message: string): void;

@@ -7,6 +7,7 @@ import { checkJsonValue, deepFreeze } from './json-value.js';
 import { TieredEntries } from './tiered-entries.js';
 import { GitHubRequester, type CachedResponse, type RequestOptions } from '../github/github-requester.js';
 import type { ScopeRateLimit } from '../github/rate-limits.js';
+import type { PeerNetwork, PeerNetworkStats } from '../p2p/peer-network.js';
 
 /** Counters and gauges of one cache instance. */
 export interface CacheStats {
@@ -52,6 +53,8 @@ export interface CacheStats {
   writes: number;
   /** What GitHub last said per token scope (keys are one-way scope ids, never tokens). */
   rateLimits: Record<string, ScopeRateLimit>;
+  /** The P2P host: peer id, listen addresses, peers and counters; absent when P2P is disabled. */
+  p2p?: PeerNetworkStats | undefined;
 }
 
 /** Options of `put`. */
@@ -65,6 +68,7 @@ export interface CacheDependencies {
   /** Opens the persistent store; default opens SQLite in `cacheDir`. */
   openStore?: (options: ResolvedCacheOptions, logger: Logger) => EntryStore;
 }
+
 
 /** Key/value entries live under this prefix, so they never collide with GitHub response entries. */
 const KV_PREFIX = 'k:';
@@ -104,6 +108,7 @@ export class GitHubAPICache implements AsyncDisposable {
     persistenceErrors: 0,
   };
   protected readonly requester: GitHubRequester;
+  protected network: PeerNetwork | undefined;
   #closing: Promise<void> | undefined;
   #inFlight = 0;
   #idle: (() => void) | undefined;
@@ -119,6 +124,14 @@ export class GitHubAPICache implements AsyncDisposable {
     const { store, failed } = await openStoreFor(resolved, logger, dependencies);
     const cache = new GitHubAPICache(resolved, store, logger);
     if (failed) cache.counters.persistenceErrors++;
+    if (resolved.p2p.enabled) {
+      try {
+        await cache.startPeerNetwork();
+      } catch (err) {
+        cache.tiers.close(); // nothing may outlive a failed creation
+        throw err;
+      }
+    }
     return cache;
   }
 
@@ -227,6 +240,27 @@ export class GitHubAPICache implements AsyncDisposable {
     return this.#run('getStats', () => this.statsSnapshot());
   }
 
+  /** Starts the libp2p host inside this instance (one per instance, so one per process through the provider). */
+  protected async startPeerNetwork(): Promise<void> {
+    // Loaded on demand: a cache without P2P never loads libp2p. The polyfill goes first (Node 20 lacks
+    // Promise.withResolvers, which libp2p 3 calls).
+    await import('../polyfills.js');
+    const { PeerNetwork } = await import('../p2p/peer-network.js');
+    const requester = this.requester;
+    this.network = await PeerNetwork.start({
+      p2p: this.options.p2p,
+      cacheDir: this.options.cacheDir,
+      logger: createLogger('p2p', this.options.logSink),
+      now: this.options.now,
+      backend: {
+        serveAsOwner: (key, signal) => requester.serveAsOwner(key, signal),
+        entryKey: (scopeId) => requester.entryKey(scopeId),
+        heldScopes: () => requester.heldScopes(),
+      },
+    });
+    requester.peers = this.network;
+  }
+
   protected statsSnapshot(): CacheStats {
     const c = this.counters;
     const reads = c.hits + c.misses;
@@ -238,6 +272,7 @@ export class GitHubAPICache implements AsyncDisposable {
       diskBytes: this.tiers.diskBytes(),
       ...this.requester.extra,
       rateLimits: this.requester.rateLimitSnapshot(),
+      ...(this.network !== undefined ? { p2p: this.network.stats() } : {}),
     };
   }
 
@@ -258,6 +293,14 @@ export class GitHubAPICache implements AsyncDisposable {
   /** Waits for in-flight work (bounded), then releases resources. Subclasses extend it. */
   protected async shutdown(): Promise<void> {
     await this.drain(this.options.closeTimeoutMs);
+    this.requester.peers = undefined;
+    const network = this.network;
+    this.network = undefined;
+    try {
+      await network?.stop(); // releases the port: a new instance can bind it right after
+    } catch (err) {
+      this.logger.warn('stopping the P2P host failed:', err);
+    }
     this.tiers.close();
   }
 
@@ -318,8 +361,8 @@ async function defaultOpenStore(): Promise<(options: ResolvedCacheOptions, logge
 export async function openStoreFor(options: ResolvedCacheOptions, logger: Logger, dependencies: CacheDependencies):
   Promise<{ store: EntryStore | undefined; failed: boolean }> {
   if (options.persistence === 'off') return { store: undefined, failed: false };
-  const open = dependencies.openStore ?? (await defaultOpenStore());
   try {
+    const open = dependencies.openStore ?? (await defaultOpenStore());
     return { store: open(options, logger), failed: false };
   } catch (err) {
     if (options.persistence === 'required') {

@@ -43,7 +43,8 @@ export class TieredEntries {
     this.#memory = new LRUCache<string, MemoryItem>({
       max: options.maxEntries,
       dispose: (_value, _key, reason) => {
-        if (reason === 'evict') this.#counters.evictions++;
+        // With a store, leaving memory is not leaving the cache: the store counts its own evictions.
+        if (reason === 'evict' && this.#store === undefined) this.#counters.evictions++;
       },
     });
   }

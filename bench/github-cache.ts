@@ -1,0 +1,389 @@
+/**
+ * GitHub REST through the cache (issue 3), against the loopback fake GitHub (test/support/fake-github.ts):
+ * - `hit-latency`: `cache.request` answered from memory and from SQLite (the first read of each key after a
+ *   restart), per-call p50/p90/p99, beside the raw tiers (lru-cache `get`, `SqliteStore.get`) and the cost
+ *   of the timer itself. Targets: memory p50 under 20 µs, SQLite p50 under 200 µs.
+ * - `zipf-workload`: 3,000 Zipf-distributed GETs over 300 resources, 50 in flight, 20 ms upstream latency,
+ *   without a cache and through `cache.request`. Target: upstream requests equal to the distinct resources
+ *   touched, zero extra requests from concurrency.
+ */
+import os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LRUCache } from 'lru-cache';
+import type { CacheEntry } from '../src/cache/entry.js';
+import { GitHubAPICache, type CacheStats } from '../src/cache/github-api-cache.js';
+import { HTTP_PREFIX, type ResponseSource } from '../src/github/github-requester.js';
+import { DEFAULT_ACCEPT, formatRequestKey, normalizeUrl } from '../src/github/request-key.js';
+import { scopeIdOf } from '../src/github/scope.js';
+import { createLogger } from '../src/log.js';
+import { SqliteStore } from '../src/store/sqlite-store.js';
+import { FakeGitHub } from '../test/support/fake-github.js';
+import { makeTempDir } from '../test/support/temp-dir.js';
+import { fmt, machineLine, median, percentile, table, writeSection } from './report.js';
+
+/** A made-up token the fake accepts; never printed. */
+const TOKEN = 'test_benchmarkTokenNotARealOne0000000000';
+const OWNER = 'bench';
+const ROUTE = 'GET /repos/{owner}/{repo}';
+
+// ---------------------------------------------------------------- hit latency
+
+const HIT_KEYS = 5_000;
+const HIT_ROUNDS = 3;
+/** Long enough for both recency flushes (TieredEntries, then SqliteStore; 1 s timers each) to run. */
+const RECENCY_WAIT_MS = 2_500;
+
+export async function benchHitLatency(): Promise<string> {
+  const load = loadLine();
+  const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 1_000_000 } } });
+  const { dir, cleanup } = makeTempDir('gh-p2p-cache-bench-');
+  const names = Array.from({ length: HIT_KEYS }, (_, i) => `repo-${i}`);
+  for (const [i, name] of names.entries()) fake.setResource(`/repos/${OWNER}/${name}`, repoBody(OWNER, name, i));
+  const options = { cacheDir: dir, persistence: 'required' as const, githubApiUrl: fake.url, maxEntries: 2 * HIT_KEYS };
+  const get = (cache: GitHubAPICache, repo: string) => cache.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN, ttl: 3600 });
+
+  try {
+    // Fill SQLite through the cache, then close it: every later process starts with an empty memory tier.
+    const filler = await GitHubAPICache.create(options);
+    await pool(names, 50, async (repo) => {
+      const response = await get(filler, repo);
+      if (response.source !== 'origin') throw new Error(`fill: expected origin for ${repo}, got ${response.source}`);
+    });
+    await filler.close();
+    const bodyBytes = Buffer.byteLength(JSON.stringify(repoBody(OWNER, names[0]!, 0)));
+
+    const random = mulberry32(0x5eed);
+    const samples = { memory: [] as number[], disk: [] as number[], rawLru: [] as number[], rawSqlite: [] as number[], floor: [] as number[] };
+    const storeKeys = names.map((repo) => HTTP_PREFIX + formatRequestKey({
+      url: normalizeUrl(`${fake.url}/repos/${OWNER}/${repo}`), method: 'GET', scopeId: scopeIdOf(TOKEN), accept: DEFAULT_ACCEPT,
+    }));
+    const stallsMs: number[] = [];
+
+    for (let round = 0; round < HIT_ROUNDS; round++) {
+      // A restart: memory is empty, so the first request of each key is a SQLite hit (then promoted to memory).
+      const cache = await GitHubAPICache.create(options);
+      await timeEach(shuffled(names, random), samples.disk, async (repo) => expectSource(await get(cache, repo), 'disk'));
+      await timeEach(shuffled(names, random), samples.memory, async (repo) => expectSource(await get(cache, repo), 'memory'));
+      // Memory hits record recency for the disk tier on a timer; what that costs shows up as event-loop stalls later.
+      const loop = monitorEventLoopDelay({ resolution: 1 });
+      loop.enable();
+      await sleep(RECENCY_WAIT_MS);
+      loop.disable();
+      stallsMs.push(loop.max / 1e6);
+      await cache.close();
+
+      // The raw tiers on the same data: what the cache adds on top of them is the difference.
+      const store = SqliteStore.open({ dir, maxEntries: 2 * HIT_KEYS, maxBytes: 256 * 1024 * 1024, logger: createLogger('bench') });
+      const order = shuffled([...storeKeys.keys()], random);
+      const read: CacheEntry[] = new Array<CacheEntry>(HIT_KEYS);
+      await timeEach(order, samples.rawSqlite, (i) => {
+        const entry = store.get(storeKeys[i]!);
+        if (entry === undefined) throw new Error(`raw SQLite: key ${i} missing`);
+        read[i] = entry;
+      });
+      store.close();
+
+      const lru = new LRUCache<string, { entry: CacheEntry }>({ max: 2 * HIT_KEYS });
+      for (const [i, key] of storeKeys.entries()) lru.set(key, { entry: read[i]! });
+      await timeEach(shuffled([...storeKeys], random), samples.rawLru, (key) => {
+        if (lru.get(key) === undefined) throw new Error('raw LRU: key missing');
+      });
+      await timeEach(names, samples.floor, () => undefined);
+    }
+
+    const row = (what: string, values: number[], target?: number) => {
+      const p50 = percentile(values, 50) / 1000;
+      return [
+        what, values.length, fmt(p50), fmt(percentile(values, 90) / 1000), fmt(percentile(values, 99) / 1000), fmt(mean(values) / 1000),
+        target === undefined ? '—' : `p50 < ${target} µs: ${p50 < target ? 'met' : '**missed**'}`,
+      ];
+    };
+    const memoryP50 = percentile(samples.memory, 50) / 1000;
+    const diskP50 = percentile(samples.disk, 50) / 1000;
+    const md = [
+      '## GitHub response hit latency (issue 3)',
+      '',
+      `\`npm run bench -- hit-latency\` · ${machineLine()} · ${HIT_KEYS.toLocaleString('en-US')} keys × ${HIT_ROUNDS} rounds, each call timed with`,
+      '`process.hrtime.bigint()` (awaited, so a promise hop is included). A SQLite hit is the first request of a key after',
+      `the cache reopened its filled database (then promoted to memory); a memory hit repeats the keys afterwards, in a new`,
+      `random order. Bodies: a repository-shaped JSON of ${fmt(bodyBytes / 1024, 1)} KiB. The OS page cache holds the database file.`,
+      load,
+      '',
+      table(['path', 'samples', 'p50 µs', 'p90 µs', 'p99 µs', 'mean µs', 'target'], [
+        row('`cache.request`, memory hit', samples.memory, 20),
+        row('`cache.request`, SQLite hit (first read after restart)', samples.disk, 200),
+        row('raw tier: lru-cache `get`', samples.rawLru),
+        row('raw tier: `SqliteStore.get` (select + row to entry)', samples.rawSqlite),
+        row('timer floor (two `hrtime.bigint()` and an await)', samples.floor),
+      ]),
+      '',
+      `Background work after ${HIT_KEYS.toLocaleString('en-US')} memory hits (recency written to SQLite on 1 s timers): the longest event-loop`,
+      `stall in the next ${fmt(RECENCY_WAIT_MS / 1000, 1)} s, median of ${HIT_ROUNDS} rounds: ${fmt(median(stallsMs), 0)} ms`,
+      `(rounds: ${stallsMs.map((ms) => fmt(ms, 0)).join(', ')} ms).`,
+      '',
+      `This run: memory p50 ${fmt(memoryP50)} µs (${memoryP50 < 20 ? 'met' : 'missed'}), SQLite p50 ${fmt(diskP50)} µs (${diskP50 < 200 ? 'met' : 'missed'}).`,
+    ].join('\n');
+    writeSection('hit-latency', md);
+    return md;
+  } finally {
+    await fake.close();
+    cleanup();
+  }
+}
+
+/** Times `fn` once per item, in ns, appending to `into`. */
+async function timeEach<T>(items: readonly T[], into: number[], fn: (item: T) => unknown): Promise<void> {
+  for (const item of items) {
+    const start = process.hrtime.bigint();
+    await fn(item);
+    into.push(Number(process.hrtime.bigint() - start));
+  }
+}
+
+function expectSource(response: { source: ResponseSource }, want: ResponseSource): void {
+  if (response.source !== want) throw new Error(`expected a ${want} hit, got ${response.source}`);
+}
+
+// ---------------------------------------------------------------- Zipf workload
+
+const WORKLOAD_REQUESTS = 3_000;
+const WORKLOAD_RESOURCES = 300;
+const WORKLOAD_IN_FLIGHT = 50;
+const WORKLOAD_LATENCY_MS = 20;
+const ZIPF_S = 1.0;
+
+interface WorkloadResult {
+  name: string;
+  upstream: number;
+  charged: number;
+  maxUpstreamInFlight: number;
+  latenciesNs: number[];
+  wallNs: number;
+  sources?: Partial<Record<ResponseSource, number>>;
+  stats?: CacheStats;
+}
+
+export async function benchZipfWorkload(): Promise<string> {
+  const load = loadLine();
+  const random = mulberry32(20_240_601);
+  const zipf = zipfSampler(WORKLOAD_RESOURCES, ZIPF_S, random);
+  const requests = Array.from({ length: WORKLOAD_REQUESTS }, () => `repo-${zipf()}`);
+  const distinct = new Set(requests).size;
+
+  const results: WorkloadResult[] = [];
+  results.push(await runWorkload('no cache (fetch with the token)', requests, async (url, repo) => {
+    const response = await fetch(`${url}/repos/${OWNER}/${repo}`, { headers: { authorization: `token ${TOKEN}`, accept: DEFAULT_ACCEPT } });
+    await response.text();
+    if (response.status !== 200) throw new Error(`no cache: HTTP ${response.status}`);
+  }));
+  for (const [name, extra] of [
+    ['`cache.request`, memory only (defaults: 10 upstream per scope)', { persistence: 'off' }],
+    ['`cache.request`, SQLite in a temp dir (defaults)', { persistence: 'required' }],
+    ['`cache.request`, memory only, `maxConcurrentPerScope: 50`', { persistence: 'off', maxConcurrentPerScope: 50 }],
+  ] as const) {
+    results.push(await runCached(name, requests, extra));
+  }
+
+  const ms = (ns: number) => fmt(ns / 1e6, 1);
+  const rows = results.map((r) => [
+    r.name,
+    r.upstream,
+    r.charged,
+    distinct,
+    r.upstream - distinct,
+    r.maxUpstreamInFlight,
+    ms(percentile(r.latenciesNs, 50)),
+    ms(percentile(r.latenciesNs, 99)),
+    ms(r.wallNs),
+    fmt(WORKLOAD_REQUESTS / (r.wallNs / 1e9), 0),
+  ]);
+  const cached = results.slice(1);
+  const met = cached.every((r) => r.upstream === distinct);
+  const sourceRows = cached.map((r) => [
+    r.name,
+    ...(['memory', 'origin', 'coalesced', 'disk', 'revalidated', 'stale'] as const).map((s) => r.sources?.[s] ?? 0),
+    r.stats?.apiCallsMade ?? 0,
+    r.stats?.apiCallsSaved ?? 0,
+  ]);
+  const md = [
+    '## 3,000-request Zipf workload against no cache (issue 3)',
+    '',
+    `\`npm run bench -- zipf-workload\` · ${machineLine()} · ${WORKLOAD_REQUESTS.toLocaleString('en-US')} GETs of \`${ROUTE}\`, Zipf (s = ${ZIPF_S.toFixed(1)},`,
+    `seeded) over ${WORKLOAD_RESOURCES} resources, ${WORKLOAD_IN_FLIGHT} async workers pulling from one list, one token, ${WORKLOAD_LATENCY_MS} ms latency injected by`,
+    'the fake GitHub on loopback (a fresh fake per row), in the same process as the client. Latencies are per request',
+    `as the worker saw it. ${load}`,
+    '',
+    table(
+      ['client', 'upstream requests', 'rate-limit units', 'distinct resources', 'extra from concurrency', 'max upstream in flight',
+        'p50 ms', 'p99 ms', 'wall ms', 'req/s'],
+      rows,
+    ),
+    '',
+    'Where the cached answers came from (`source` of each response) and the cache\'s own counters:',
+    '',
+    table(['client', 'memory', 'origin', 'coalesced', 'disk', 'revalidated', 'stale', 'apiCallsMade', 'apiCallsSaved'], sourceRows),
+    '',
+    `Target: upstream requests equal to the distinct resources touched (${distinct}), zero extra from concurrency.`,
+    `This run: ${met ? 'met' : '**missed**'} (${cached.map((r) => `${r.upstream - distinct} extra`).join(', ')}); no cache spent`,
+    `${results[0]!.charged} rate-limit units, the cache ${cached.map((r) => r.charged).join(' / ')}.`,
+  ].join('\n');
+  writeSection('zipf-workload', md);
+  return md;
+}
+
+async function runCached(name: string, requests: readonly string[],
+  extra: { persistence: 'off' | 'required'; maxConcurrentPerScope?: number }): Promise<WorkloadResult> {
+  const { dir, cleanup } = makeTempDir('gh-p2p-cache-bench-');
+  let cache: GitHubAPICache | undefined;
+  const sources: Partial<Record<ResponseSource, number>> = {};
+  try {
+    const result = await runWorkload(name, requests, async (_url, repo) => {
+      const response = await cache!.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
+      sources[response.source] = (sources[response.source] ?? 0) + 1;
+    }, async (url) => {
+      cache = await GitHubAPICache.create({ cacheDir: dir, githubApiUrl: url, ...extra });
+    });
+    result.sources = sources;
+    result.stats = await cache!.getStats();
+    return result;
+  } finally {
+    await cache?.close();
+    cleanup();
+  }
+}
+
+/** Runs the request list on a fresh fake with a pool of workers; `setup` runs before the clock starts. */
+async function runWorkload(name: string, requests: readonly string[], send: (url: string, repo: string) => Promise<void>,
+  setup?: (url: string) => Promise<void>): Promise<WorkloadResult> {
+  const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 1_000_000 } }, latencyMs: WORKLOAD_LATENCY_MS });
+  try {
+    for (let i = 0; i < WORKLOAD_RESOURCES; i++) fake.setResource(`/repos/${OWNER}/repo-${i}`, repoBody(OWNER, `repo-${i}`, i));
+    await setup?.(fake.url);
+    const latenciesNs: number[] = [];
+    const start = process.hrtime.bigint();
+    await pool(requests, WORKLOAD_IN_FLIGHT, async (repo) => {
+      const t = process.hrtime.bigint();
+      await send(fake.url, repo);
+      latenciesNs.push(Number(process.hrtime.bigint() - t));
+    });
+    const wallNs = Number(process.hrtime.bigint() - start);
+    const stats = fake.stats;
+    return { name, upstream: stats.requests, charged: stats.charged, maxUpstreamInFlight: stats.maxConcurrent, latenciesNs, wallNs };
+  } finally {
+    await fake.close();
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/** `concurrency` async workers pulling items from one list in order until it is empty. */
+async function pool<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same workload on every machine. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Ranks 0..n-1 with P(k) ∝ 1/(k+1)^s, by inverse CDF. */
+function zipfSampler(n: number, s: number, random: () => number): () => number {
+  const cdf: number[] = [];
+  let sum = 0;
+  for (let k = 1; k <= n; k++) cdf.push((sum += 1 / k ** s));
+  return () => {
+    const u = random() * sum;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/** Other work on the machine moves these numbers; say how busy it was. */
+function loadLine(): string {
+  return `Load average at start: ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs.`;
+}
+
+function mean(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+/** Shaped like GitHub's `GET /repos/{owner}/{repo}` (the URL templates are most of its size). */
+function repoBody(owner: string, name: string, id: number): Record<string, unknown> {
+  const api = `https://api.github.com/repos/${owner}/${name}`;
+  const ownerApi = `https://api.github.com/users/${owner}`;
+  const urls: Record<string, string> = {};
+  for (const rel of ['forks', 'keys{/key_id}', 'collaborators{/collaborator}', 'teams', 'hooks', 'issue_events{/number}', 'events',
+    'assignees{/user}', 'branches{/branch}', 'tags', 'blobs{/sha}', 'git_tags{/sha}', 'git_refs{/sha}', 'trees{/sha}', 'statuses/{sha}',
+    'languages', 'stargazers', 'contributors', 'subscribers', 'subscription', 'commits{/sha}', 'git_commits{/sha}', 'comments{/number}',
+    'issue_comment{/number}', 'contents/{+path}', 'compare/{base}...{head}', 'merges', '{archive_format}{/ref}', 'downloads',
+    'issues{/number}', 'pulls{/number}', 'milestones{/number}', 'notifications{?since,all,participating}', 'labels{/name}',
+    'releases{/id}', 'deployments']) {
+    urls[`${rel.replace(/[{/].*$/, '').replace(/^$/, 'archive')}_url`] = `${api}/${rel}`;
+  }
+  return {
+    id: 1_000_000 + id,
+    node_id: `R_kgDO${id.toString(36).padStart(6, '0')}`,
+    name,
+    full_name: `${owner}/${name}`,
+    private: false,
+    owner: {
+      login: owner, id: 42, node_id: 'MDQ6VXNlcjQy', avatar_url: 'https://avatars.githubusercontent.com/u/42?v=4', gravatar_id: '',
+      url: ownerApi, html_url: `https://github.com/${owner}`, followers_url: `${ownerApi}/followers`, repos_url: `${ownerApi}/repos`,
+      type: 'Organization', site_admin: false,
+    },
+    html_url: `https://github.com/${owner}/${name}`,
+    description: `Benchmark repository number ${id}`,
+    fork: false,
+    url: api,
+    ...urls,
+    created_at: '2020-01-01T00:00:00Z',
+    updated_at: '2026-01-01T00:00:00Z',
+    pushed_at: '2026-01-01T00:00:00Z',
+    git_url: `git://github.com/${owner}/${name}.git`,
+    clone_url: `https://github.com/${owner}/${name}.git`,
+    homepage: null,
+    size: 1024 + id,
+    stargazers_count: (id * 7919) % 5000,
+    watchers_count: (id * 7919) % 5000,
+    language: 'TypeScript',
+    has_issues: true,
+    has_projects: true,
+    has_wiki: false,
+    forks_count: id % 97,
+    archived: false,
+    disabled: false,
+    open_issues_count: id % 31,
+    license: { key: 'mit', name: 'MIT License', spdx_id: 'MIT', url: 'https://api.github.com/licenses/mit', node_id: 'MDc6TGljZW5zZTEz' },
+    topics: ['github', 'cache', 'benchmark'],
+    visibility: 'public',
+    default_branch: 'main',
+    permissions: { admin: false, maintain: false, push: false, triage: false, pull: true },
+  };
+}

@@ -1,0 +1,200 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { decode as cborDecode, encode as cborEncode } from 'cborg';
+import { sha256Hex, type CacheEntry } from '../cache/entry.js';
+import { CacheError } from '../errors.js';
+import { PROTOCOL } from './wire.js';
+
+/**
+ * An entry sealed for the wire: AES-256-GCM under the scope's entry key.
+ *
+ * Guarantee: `openEntry` returns an entry only if all of these hold, checked in this order, and otherwise throws
+ * `PeerEntryRejected` naming the first that failed:
+ *   1. 'decrypt'  it authenticates and decrypts under the scope's key, with the asked cache key and this protocol
+ *                 version as additional data (so an entry sealed for another key, scope or version fails here);
+ *   2. 'schema'   the plaintext is a CBOR map with exactly the CacheEntry fields, each of the right type and size;
+ *   3. 'digest'   sha256(body) equals its digest;
+ *   4. 'key'      the key inside the plaintext is the key that was asked;
+ *   5. 'future'   storedAt is not later than now + the allowed clock skew (default 30 s);
+ *   6. 'ttl'      expiresAt - storedAt is between 0 and maxEntryTtl.
+ * A peer without the scope's entry key can neither read nor forge an entry; a peer with it cannot make us store
+ * a body that does not match its digest, an entry for another key, or one that lives longer than allowed.
+ *
+ * Layout: version byte (1) | 12-byte random nonce | ciphertext | 16-byte GCM tag. The plaintext is canonical CBOR.
+ */
+
+/** Version byte of the sealed layout. */
+export const ENVELOPE_VERSION = 1;
+/** Clock skew tolerated on a peer's storedAt, in ms. */
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 30_000;
+
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
+const HEADER_BYTES = 1 + NONCE_BYTES;
+
+export type PeerEntryRejectionReason = 'decrypt' | 'schema' | 'digest' | 'key' | 'future' | 'ttl';
+
+/** An entry from a peer failed verification; it was not used. `reason` says which check failed. */
+export class PeerEntryRejected extends CacheError {
+  readonly reason: PeerEntryRejectionReason;
+  constructor(reason: PeerEntryRejectionReason, detail: string) {
+    super('ERR_PEER_ENTRY_REJECTED', `Rejected an entry from a peer (${reason}): ${detail}. The entry was dropped; the request goes upstream instead.`);
+    this.reason = reason;
+  }
+}
+
+export interface OpenEntryOptions {
+  /** Largest TTL (expiresAt - storedAt) accepted, in seconds (`p2p.maxEntryTtl`). */
+  maxEntryTtlSeconds: number;
+  /** Clock in ms since the epoch. Default: Date.now. */
+  now?: () => number;
+  /** How far in the future storedAt may be, in ms. Default: 30 000. */
+  maxClockSkewMs?: number;
+}
+
+function additionalData(key: string): Buffer {
+  return Buffer.from(`${PROTOCOL} entry v${ENVELOPE_VERSION}\0${key}`, 'utf8');
+}
+
+function checkAesKey(entryKey: Uint8Array): void {
+  if (entryKey.byteLength !== 32) throw new TypeError(`an entry key must be 32 bytes, got ${entryKey.byteLength}`);
+}
+
+/**
+ * Seals any CBOR-encodable payload for `key`. Low level: production code calls `sealEntry`; tests use this to
+ * play a peer that holds the key but sends a malformed entry.
+ */
+export function sealPayload(payload: unknown, key: string, entryKey: Uint8Array): Uint8Array {
+  checkAesKey(entryKey);
+  const nonce = randomBytes(NONCE_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', entryKey, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(additionalData(key));
+  const plaintext = cborEncode(payload);
+  const out = Buffer.concat([Buffer.from([ENVELOPE_VERSION]), nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** Seals `entry`, the answer for cache key `key`, under the scope's AES-256-GCM entry key. */
+export function sealEntry(entry: CacheEntry, key: string, entryKey: Uint8Array): Uint8Array {
+  const payload: Record<string, unknown> = {
+    key,
+    body: entry.body,
+    digest: entry.digest,
+    storedAt: entry.storedAt,
+    expiresAt: entry.expiresAt,
+    status: entry.status,
+    headers: { ...entry.headers },
+  };
+  if (entry.etag !== undefined) payload.etag = entry.etag;
+  if (entry.lastModified !== undefined) payload.lastModified = entry.lastModified;
+  return sealPayload(payload, key, entryKey);
+}
+
+const DECODE_OPTIONS = {
+  strict: true,
+  allowIndefinite: false,
+  allowUndefined: false,
+  allowInfinity: false,
+  allowNaN: false,
+  allowBigInt: false,
+  rejectDuplicateMapKeys: true,
+  useMaps: false,
+} as const;
+
+const REQUIRED_FIELDS = ['key', 'body', 'digest', 'storedAt', 'expiresAt', 'status', 'headers'] as const;
+const OPTIONAL_FIELDS = ['etag', 'lastModified'] as const;
+const ALLOWED_FIELDS = new Set<string>([...REQUIRED_FIELDS, ...OPTIONAL_FIELDS]);
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]{1,256}$/;
+const MAX_HEADERS = 256;
+const MAX_HEADER_VALUE = 16 * 1024;
+const MAX_KEY = 8 * 1024;
+const MAX_VALIDATOR = 1024;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+/** Validates the decrypted payload's shape; throws PeerEntryRejected('schema'). */
+function toEntryPayload(value: unknown): CacheEntry & { key: string } {
+  const fail = (detail: string): never => {
+    throw new PeerEntryRejected('schema', detail);
+  };
+  if (!isPlainObject(value)) return fail('the payload is not a map');
+  for (const field of Object.keys(value)) if (!ALLOWED_FIELDS.has(field)) fail(`unexpected field ${JSON.stringify(field.slice(0, 40))}`);
+  for (const field of REQUIRED_FIELDS) if (!Object.hasOwn(value, field)) fail(`missing field ${field}`);
+  const { key, body, digest, storedAt, expiresAt, status, headers, etag, lastModified } = value;
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY) fail('key is not a string of 1 to 8192 characters');
+  if (typeof body !== 'string') fail('body is not a string');
+  if (typeof digest !== 'string' || !/^[0-9a-f]{64}$/.test(digest)) fail('digest is not 64 lowercase hex characters');
+  if (!Number.isSafeInteger(storedAt) || (storedAt as number) < 0) fail('storedAt is not a non-negative integer');
+  if (!Number.isSafeInteger(expiresAt) || (expiresAt as number) < 0) fail('expiresAt is not a non-negative integer');
+  if (!Number.isInteger(status) || (status as number) < 100 || (status as number) > 599) fail('status is not an HTTP status');
+  if (!isPlainObject(headers)) return fail('headers is not a map');
+  const headerEntries = Object.entries(headers);
+  if (headerEntries.length > MAX_HEADERS) fail(`more than ${MAX_HEADERS} headers`);
+  for (const [name, v] of headerEntries) {
+    if (!HEADER_NAME.test(name)) fail(`header name ${JSON.stringify(name.slice(0, 40))} is not a lowercase token`);
+    if (typeof v !== 'string' || v.length > MAX_HEADER_VALUE || /[\r\n\0]/.test(v)) fail(`header ${name} is not a single-line string`);
+  }
+  if (etag !== undefined && (typeof etag !== 'string' || etag.length > MAX_VALIDATOR)) fail('etag is not a short string');
+  if (lastModified !== undefined && (typeof lastModified !== 'string' || lastModified.length > MAX_VALIDATOR)) fail('lastModified is not a short string');
+  return {
+    key: key as string,
+    body: body as string,
+    digest: digest as string,
+    storedAt: storedAt as number,
+    expiresAt: expiresAt as number,
+    status: status as number,
+    headers: Object.freeze(Object.fromEntries(headerEntries as Array<[string, string]>)),
+    etag: etag as string | undefined,
+    lastModified: lastModified as string | undefined,
+  };
+}
+
+/**
+ * Opens and verifies a sealed entry received as the answer for `key` (see the module guarantee for the checks
+ * and their order). Throws PeerEntryRejected; never anything else.
+ */
+export function openEntry(sealed: Uint8Array, key: string, entryKey: Uint8Array, options: OpenEntryOptions): CacheEntry {
+  checkAesKey(entryKey);
+  if (sealed.byteLength < HEADER_BYTES + TAG_BYTES) throw new PeerEntryRejected('decrypt', `${sealed.byteLength} bytes is too short for a sealed entry`);
+  if (sealed[0] !== ENVELOPE_VERSION) throw new PeerEntryRejected('decrypt', `unknown envelope version ${sealed[0]}`);
+  const nonce = sealed.subarray(1, HEADER_BYTES);
+  const ciphertext = sealed.subarray(HEADER_BYTES, sealed.byteLength - TAG_BYTES);
+  const tag = sealed.subarray(sealed.byteLength - TAG_BYTES);
+  let plaintext: Buffer;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', entryKey, nonce, { authTagLength: TAG_BYTES });
+    decipher.setAAD(additionalData(key));
+    decipher.setAuthTag(tag);
+    plaintext = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+  } catch {
+    throw new PeerEntryRejected('decrypt', 'it does not authenticate under this scope\'s key for this cache key');
+  }
+
+  let decoded: unknown;
+  try {
+    decoded = cborDecode(plaintext, DECODE_OPTIONS);
+  } catch (err) {
+    throw new PeerEntryRejected('schema', `the payload is not canonical CBOR (${err instanceof Error ? err.message.slice(0, 120) : 'decode failed'})`);
+  }
+  const payload = toEntryPayload(decoded);
+
+  if (sha256Hex(payload.body) !== payload.digest) throw new PeerEntryRejected('digest', 'sha256 of the body does not match its digest');
+  if (payload.key !== key) throw new PeerEntryRejected('key', 'it is the answer for another cache key');
+  const now = (options.now ?? Date.now)();
+  const skew = options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
+  if (payload.storedAt > now + skew) {
+    throw new PeerEntryRejected('future', `storedAt is ${payload.storedAt - now} ms in the future (at most ${skew} ms of clock skew is allowed)`);
+  }
+  const ttlMs = payload.expiresAt - payload.storedAt;
+  if (ttlMs < 0 || ttlMs > options.maxEntryTtlSeconds * 1000) {
+    throw new PeerEntryRejected('ttl', `its TTL of ${ttlMs / 1000} s is outside 0..${options.maxEntryTtlSeconds} s (p2p.maxEntryTtl)`);
+  }
+  const entry: CacheEntry = {
+    body: payload.body, digest: payload.digest, storedAt: payload.storedAt, expiresAt: payload.expiresAt,
+    status: payload.status, headers: payload.headers,
+    ...(payload.etag !== undefined ? { etag: payload.etag } : {}),
+    ...(payload.lastModified !== undefined ? { lastModified: payload.lastModified } : {}),
+  };
+  return Object.freeze(entry);
+}

@@ -1,0 +1,79 @@
+import type { MissReason } from './wire.js';
+
+/**
+ * In-flight requests multiplexed on one stream, correlated by request id.
+ *
+ * Guarantee: every request opened here settles exactly once, with the first of: its answer, its timeout, its
+ * caller's abort, or `closeAll` (the stream ended), and its timer is cleared when it settles. So a request on
+ * a stream that dies settles at once, not after its timeout, and a table whose requests all settled holds no
+ * timer. Ids are unique among in-flight requests; an answer for an unknown (settled) id is reported, not used.
+ */
+
+export type Answer =
+  | { readonly kind: 'entry'; readonly sealed: Uint8Array }
+  | { readonly kind: 'miss'; readonly reason: MissReason }
+  | { readonly kind: 'error'; readonly message: string }
+  | { readonly kind: 'timeout' }
+  | { readonly kind: 'closed' }
+  | { readonly kind: 'aborted' };
+
+interface Pending {
+  settle(answer: Answer): void;
+}
+
+/** Request ids stay below 2^32 (WIRE_LIMITS.maxId). */
+const ID_SPACE = 0x1_0000_0000;
+
+export class RequestTable {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private closed = false;
+
+  /** Requests in flight. */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Opens a request: returns its id (to send) and its answer. The answer settles with 'timeout' after
+   * `timeoutMs`, with 'aborted' when `signal` aborts, with 'closed' if the table is or gets closed.
+   */
+  open(timeoutMs: number, signal?: AbortSignal): { id: number; answer: Promise<Answer> } {
+    let id = this.nextId;
+    while (this.pending.has(id)) id = (id + 1) % ID_SPACE;
+    this.nextId = (id + 1) % ID_SPACE;
+    if (this.closed) return { id, answer: Promise.resolve({ kind: 'closed' }) };
+    if (signal?.aborted === true) return { id, answer: Promise.resolve({ kind: 'aborted' }) };
+
+    const answer = new Promise<Answer>((resolve) => {
+      const onAbort = (): void => pending.settle({ kind: 'aborted' });
+      const timer = setTimeout(() => pending.settle({ kind: 'timeout' }), timeoutMs);
+      const pending: Pending = {
+        settle: (value) => {
+          if (this.pending.get(id) !== pending) return;
+          this.pending.delete(id);
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          resolve(value);
+        },
+      };
+      this.pending.set(id, pending);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    return { id, answer };
+  }
+
+  /** Settles request `id` with `answer`. false when no such request is in flight (late or bogus answer). */
+  settle(id: number, answer: Answer): boolean {
+    const pending = this.pending.get(id);
+    if (pending === undefined) return false;
+    pending.settle(answer);
+    return true;
+  }
+
+  /** Settles every request with 'closed' and refuses new ones. Idempotent. */
+  closeAll(): void {
+    this.closed = true;
+    for (const pending of [...this.pending.values()]) pending.settle({ kind: 'closed' });
+  }
+}

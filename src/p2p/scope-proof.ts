@@ -1,0 +1,64 @@
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+
+/**
+ * Proofs that a peer holds a scope, i.e. knows the scope's entry key (which only holders of a token of that
+ * scope can derive; for the anonymous scope, only fleet members).
+ *
+ * Guarantee: a peer that does not know a scope's entry key can neither make an owner serve it a key of that
+ * scope (`get` proof) nor become a candidate owner of that scope for another node (`scopes` claim proof), so
+ * it never sees the scope's cache keys or entries. Each proof is HMAC-SHA256, under a key derived from the
+ * entry key, over a domain tag and the verifier's random per-stream challenge (plus, for a `get`, the request
+ * id and cache key): a proof is good for one stream, one purpose and one request, and is useless if replayed.
+ * It reveals nothing about the entry key; the HMAC key is a separate HKDF output, never the AES key itself.
+ */
+
+/** Bytes of a challenge (sent in `hello`) and of a proof. */
+export const CHALLENGE_BYTES = 32;
+export const PROOF_BYTES = 32;
+
+const PROOF_SALT = Buffer.from('github-p2p-cache/scope-proof/v1', 'utf8');
+
+/** The HMAC key of a scope's proofs, derived from its entry key. Pure: cache it per scope. */
+export function proofKeyOf(entryKey: Uint8Array): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', entryKey, PROOF_SALT, Buffer.from('proof', 'utf8'), 32));
+}
+
+function hmac(proofKey: Uint8Array, domain: string, challenge: Uint8Array, ...parts: Array<Uint8Array | string>): Uint8Array {
+  const mac = createHmac('sha256', proofKey).update(`${domain}\0`, 'utf8').update(challenge);
+  for (const part of parts) {
+    // length-prefix each part so that no two different part lists hash alike
+    const bytes = typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.byteLength);
+    mac.update(length).update(bytes);
+  }
+  return new Uint8Array(mac.digest());
+}
+
+function idBytes(id: number): Uint8Array {
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64BE(BigInt(id));
+  return out;
+}
+
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === PROOF_BYTES && b.byteLength === PROOF_BYTES && timingSafeEqual(a, b);
+}
+
+/** Proof for a `get` of `key` with request `id`, on a stream whose owner sent `challenge`. */
+export function getProof(proofKey: Uint8Array, challenge: Uint8Array, id: number, key: string): Uint8Array {
+  return hmac(proofKey, 'get', challenge, idBytes(id), key);
+}
+
+export function verifyGetProof(proofKey: Uint8Array, challenge: Uint8Array, id: number, key: string, proof: Uint8Array): boolean {
+  return same(getProof(proofKey, challenge, id, key), proof);
+}
+
+/** Proof that the sender holds `scopeId`, on a stream whose other end sent `challenge`. */
+export function scopeClaimProof(proofKey: Uint8Array, challenge: Uint8Array, scopeId: string): Uint8Array {
+  return hmac(proofKey, 'scope', challenge, scopeId);
+}
+
+export function verifyScopeClaim(proofKey: Uint8Array, challenge: Uint8Array, scopeId: string, proof: Uint8Array): boolean {
+  return same(scopeClaimProof(proofKey, challenge, scopeId), proof);
+}

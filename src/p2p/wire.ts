@@ -1,0 +1,259 @@
+import { decode as cborDecode, encode as cborEncode } from 'cborg';
+import { CacheError } from '../errors.js';
+
+/**
+ * The frames of protocol `/github-cache/1.0.0`, as CBOR maps, and their strict validator.
+ *
+ * Guarantee: `decodeFrame` returns a well-typed `Frame` or throws `WireFormatError`, whatever the bytes: not
+ * CBOR, non-canonical CBOR, an unknown `type`, a missing, extra or wrongly typed field, or a field above its
+ * size limit (see WIRE_LIMITS). It never returns a partially checked value and never throws anything else.
+ * Frames are length-prefixed on the stream (unsigned varint, `lpStream` of @libp2p/utils); the frame size limit
+ * is enforced by the reader before any byte is decoded.
+ *
+ * One long-lived stream per peer and direction carries many requests at once. Both ends first send `hello`
+ * (with a fresh random challenge). The opener (the asker) then sends `get`s, each with a proof under the
+ * acceptor's challenge; the acceptor (the owner) sends `scopes` (its scope ids, each with a proof under the
+ * opener's challenge) once the opener's `hello` has arrived and again whenever its scopes or known peers
+ * change, and answers each `get` with `entry`, `miss` or `error` carrying the `get`'s `id`, in any order.
+ */
+
+/** The libp2p protocol id. Part of every entry's additional data, so a version change invalidates old envelopes. */
+export const PROTOCOL = '/github-cache/1.0.0';
+/** Version number carried in `hello`. */
+export const WIRE_VERSION = 1;
+
+/** Size limits of fields, checked on every decoded frame. */
+export const WIRE_LIMITS = Object.freeze({
+  /** Scope claims per `scopes`. */
+  scopes: 1024,
+  /** Multiaddrs per peer. */
+  addrs: 16,
+  /** Characters per multiaddr. */
+  addrLength: 256,
+  /** Peers per `hello`/`scopes` (peer exchange). */
+  peers: 64,
+  /** Characters per peer id. */
+  peerIdLength: 128,
+  /** Characters per cache key. */
+  keyLength: 8192,
+  /** Characters per `error` message. */
+  messageLength: 1024,
+  /** Largest request id (ids wrap around below it). */
+  maxId: 0xffff_ffff,
+  /** Bytes of the `hello` challenge and of a `get` proof. */
+  challengeBytes: 32,
+  proofBytes: 32,
+});
+
+/** Why an owner answered `miss`. */
+export const MISS_REASONS = ['not-held', 'no-entry', 'busy', 'bad-key', 'bad-proof', 'too-large', 'stopping'] as const;
+export type MissReason = (typeof MISS_REASONS)[number];
+
+/** A peer this node knows, for peer exchange. */
+export interface PeerRecord {
+  /** The peer's id (base58btc or CID text). */
+  readonly id: string;
+  /** Its listen multiaddrs, without /p2p/. */
+  readonly addrs: readonly string[];
+}
+
+/** First frame of each end of a stream. */
+export interface HelloFrame {
+  readonly type: 'hello';
+  /** WIRE_VERSION of the sender. */
+  readonly version: number;
+  /** Random bytes the other end's proofs on this stream must cover (see scope-proof.ts). */
+  readonly challenge: Uint8Array;
+  /** The sender's own listen multiaddrs. */
+  readonly addrs: readonly string[];
+  /** Peers the sender is connected to, for peer exchange. */
+  readonly peers: readonly PeerRecord[];
+}
+
+/** A scope the sender holds: its one-way id (never a token) and the proof that the sender holds it. */
+export interface ScopeClaim {
+  readonly id: string;
+  /** scopeClaimProof under the receiver's challenge on this stream. */
+  readonly proof: Uint8Array;
+}
+
+/** From the acceptor: the scopes it holds (all of them, replacing earlier claims) and the peers it knows. */
+export interface ScopesFrame {
+  readonly type: 'scopes';
+  readonly scopes: readonly ScopeClaim[];
+  readonly peers: readonly PeerRecord[];
+}
+
+/** Asks the acceptor, as the key's owner, for an entry. */
+export interface GetFrame {
+  readonly type: 'get';
+  /** Request id, unique among the sender's in-flight requests on this stream. */
+  readonly id: number;
+  /** The cache key (`scopeId METHOD url accept`). */
+  readonly key: string;
+  /** getProof under the acceptor's challenge: the sender holds the key's scope (scope-proof.ts). */
+  readonly proof: Uint8Array;
+}
+
+/** The answer: a sealed entry (envelope.ts). */
+export interface EntryFrame {
+  readonly type: 'entry';
+  readonly id: number;
+  readonly sealed: Uint8Array;
+}
+
+/** The owner has no entry to give. */
+export interface MissFrame {
+  readonly type: 'miss';
+  readonly id: number;
+  readonly reason: MissReason;
+}
+
+/** The owner failed while answering. */
+export interface ErrorFrame {
+  readonly type: 'error';
+  readonly id: number;
+  readonly message: string;
+}
+
+export type Frame = HelloFrame | ScopesFrame | GetFrame | EntryFrame | MissFrame | ErrorFrame;
+
+/** A frame from a peer is not a valid frame of this protocol. Nothing in it was used. */
+export class WireFormatError extends CacheError {
+  constructor(detail: string) {
+    super('ERR_P2P_WIRE_FORMAT', `Invalid ${PROTOCOL} frame from a peer: ${detail}. The stream is closed.`);
+  }
+}
+
+export function encodeFrame(frame: Frame): Uint8Array {
+  return cborEncode(frame);
+}
+
+const DECODE_OPTIONS = {
+  strict: true,
+  allowIndefinite: false,
+  allowUndefined: false,
+  allowInfinity: false,
+  allowNaN: false,
+  allowBigInt: false,
+  rejectDuplicateMapKeys: true,
+  useMaps: false,
+} as const;
+
+const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
+  hello: ['type', 'version', 'challenge', 'addrs', 'peers'],
+  scopes: ['type', 'scopes', 'peers'],
+  get: ['type', 'id', 'key', 'proof'],
+  entry: ['type', 'id', 'sealed'],
+  miss: ['type', 'id', 'reason'],
+  error: ['type', 'id', 'message'],
+};
+
+const SCOPE_ID = /^(anonymous|[0-9a-f]{32})$/;
+const PEER_ID = /^[0-9A-Za-z]+$/;
+
+function fail(detail: string): never {
+  throw new WireFormatError(detail);
+}
+
+function isMap(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+function string(value: unknown, field: string, max: number): string {
+  if (typeof value !== 'string') fail(`${field} is not a string`);
+  if (value.length > max) fail(`${field} is longer than ${max} characters`);
+  return value;
+}
+
+function bytes(value: unknown, field: string, exact?: number): Uint8Array {
+  if (!(value instanceof Uint8Array)) fail(`${field} is not a byte string`);
+  if (exact !== undefined && value.byteLength !== exact) fail(`${field} is not ${exact} bytes`);
+  return value;
+}
+
+function list<T>(value: unknown, field: string, max: number, item: (v: unknown, field: string) => T): T[] {
+  if (!Array.isArray(value)) fail(`${field} is not an array`);
+  if (value.length > max) fail(`${field} has more than ${max} items`);
+  return value.map((v, i) => item(v, `${field}[${i}]`));
+}
+
+function requestId(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > WIRE_LIMITS.maxId) fail('id is not an integer from 0 to 2^32-1');
+  return value;
+}
+
+function scopeClaims(value: unknown): ScopeClaim[] {
+  return list(value, 'scopes', WIRE_LIMITS.scopes, (v, f) => {
+    if (!isMap(v)) fail(`${f} is not a map`);
+    if (Object.keys(v).length !== 2 || !Object.hasOwn(v, 'id') || !Object.hasOwn(v, 'proof')) fail(`${f} must have exactly id and proof`);
+    const id = string(v.id, `${f}.id`, 64);
+    if (!SCOPE_ID.test(id)) fail(`${f}.id is not a scope id`);
+    return { id, proof: bytes(v.proof, `${f}.proof`, WIRE_LIMITS.proofBytes) };
+  });
+}
+
+function addrs(value: unknown, field: string): string[] {
+  return list(value, field, WIRE_LIMITS.addrs, (v, f) => {
+    const s = string(v, f, WIRE_LIMITS.addrLength);
+    if (!s.startsWith('/')) fail(`${f} is not a multiaddr`);
+    return s;
+  });
+}
+
+function peers(value: unknown): PeerRecord[] {
+  return list(value, 'peers', WIRE_LIMITS.peers, (v, f) => {
+    if (!isMap(v)) fail(`${f} is not a map`);
+    const keys = Object.keys(v);
+    if (keys.length !== 2 || !Object.hasOwn(v, 'id') || !Object.hasOwn(v, 'addrs')) fail(`${f} must have exactly id and addrs`);
+    const id = string(v.id, `${f}.id`, WIRE_LIMITS.peerIdLength);
+    if (!PEER_ID.test(id)) fail(`${f}.id is not a peer id`);
+    return { id, addrs: addrs(v.addrs, `${f}.addrs`) };
+  });
+}
+
+/** Decodes and validates one frame (the bytes between two length prefixes). */
+export function decodeFrame(data: Uint8Array): Frame {
+  let value: unknown;
+  try {
+    value = cborDecode(data, DECODE_OPTIONS);
+  } catch (err) {
+    // cborg throws plain Errors (and RangeError on absurd nesting); all of them mean "not our CBOR".
+    fail(`not canonical CBOR (${err instanceof Error ? err.message.slice(0, 120) : 'decode failed'})`);
+  }
+  if (!isMap(value)) fail('a frame must be a CBOR map');
+  const type = value.type;
+  if (typeof type !== 'string' || !Object.hasOwn(FIELDS, type)) fail(`unknown frame type ${JSON.stringify(typeof type === 'string' ? type.slice(0, 40) : typeof type)}`);
+  const expected = FIELDS[type as Frame['type']];
+  const present = Object.keys(value);
+  for (const field of present) if (!expected.includes(field)) fail(`unexpected field ${JSON.stringify(field.slice(0, 40))} in ${type}`);
+  for (const field of expected) if (!Object.hasOwn(value, field)) fail(`missing field ${field} in ${type}`);
+
+  switch (type as Frame['type']) {
+    case 'hello': {
+      if (value.version !== WIRE_VERSION) fail(`unsupported version ${JSON.stringify(value.version)} (this node speaks ${WIRE_VERSION})`);
+      return {
+        type: 'hello',
+        version: WIRE_VERSION,
+        challenge: bytes(value.challenge, 'challenge', WIRE_LIMITS.challengeBytes),
+        addrs: addrs(value.addrs, 'addrs'),
+        peers: peers(value.peers),
+      };
+    }
+    case 'scopes':
+      return { type: 'scopes', scopes: scopeClaims(value.scopes), peers: peers(value.peers) };
+    case 'get': {
+      const key = string(value.key, 'key', WIRE_LIMITS.keyLength);
+      return { type: 'get', id: requestId(value.id), key, proof: bytes(value.proof, 'proof', WIRE_LIMITS.proofBytes) };
+    }
+    case 'entry':
+      return { type: 'entry', id: requestId(value.id), sealed: bytes(value.sealed, 'sealed') };
+    case 'miss': {
+      const reason = string(value.reason, 'reason', 32);
+      if (!(MISS_REASONS as readonly string[]).includes(reason)) fail(`unknown miss reason ${JSON.stringify(reason)}`);
+      return { type: 'miss', id: requestId(value.id), reason: reason as MissReason };
+    }
+    case 'error':
+      return { type: 'error', id: requestId(value.id), message: string(value.message, 'message', WIRE_LIMITS.messageLength) };
+  }
+}

@@ -1,0 +1,138 @@
+import { randomBytes } from 'node:crypto';
+import { expect } from 'chai';
+import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
+import { ANONYMOUS_SCOPE, entryKeyOf } from '../src/github/scope.js';
+import { openEntry, PeerEntryRejected, sealEntry, sealPayload, type OpenEntryOptions } from '../src/p2p/envelope.js';
+import { anonymousEntryKeyOf, swarmKeyOf } from '../src/p2p/fleet-keys.js';
+import { requestKey } from './support/p2p-fixtures.js';
+
+describe('envelope (sealed entries on the wire)', () => {
+  const NOW = 1_700_000_000_000;
+  const aesKey = entryKeyOf('test_envelope_spec_token_000000000000000');
+  const key = requestKey(ANONYMOUS_SCOPE, 'envelope');
+  const body = JSON.stringify({ full_name: 'octo/repo', stars: 42 });
+  const entry: CacheEntry = {
+    body, digest: sha256Hex(body), storedAt: NOW - 1_000, expiresAt: NOW + 59_000, status: 200,
+    headers: { 'content-type': 'application/json', etag: '"abc"' }, etag: '"abc"', lastModified: 'Tue, 14 Nov 2023 22:13:20 GMT',
+  };
+  const options: OpenEntryOptions = { maxEntryTtlSeconds: 3600, now: () => NOW };
+
+  function payload(changes: Record<string, unknown> = {}): Record<string, unknown> {
+    return { key, body, digest: entry.digest, storedAt: entry.storedAt, expiresAt: entry.expiresAt, status: 200, headers: {}, ...changes };
+  }
+
+  function rejection(open: () => unknown): string {
+    try {
+      open();
+    } catch (err) {
+      expect(err).to.be.instanceOf(PeerEntryRejected);
+      return (err as PeerEntryRejected).reason;
+    }
+    throw new Error('expected a PeerEntryRejected');
+  }
+
+  it('round-trips every CacheEntry field', () => {
+    expect(openEntry(sealEntry(entry, key, aesKey), key, aesKey, options)).to.deep.equal(entry);
+  });
+
+  it('uses a fresh nonce each time: sealing twice gives different bytes', () => {
+    expect(Buffer.from(sealEntry(entry, key, aesKey)).equals(Buffer.from(sealEntry(entry, key, aesKey)))).to.equal(false);
+  });
+
+  describe('openEntry rejects', () => {
+    it("with 'decrypt' an entry sealed under another scope's key", () => {
+      expect(rejection(() => openEntry(sealEntry(entry, key, entryKeyOf('test_other_token_000000000000000000000')), key, aesKey, options))).to.equal('decrypt');
+    });
+
+    it("with 'decrypt' an entry sealed for another cache key (the key is authenticated data)", () => {
+      expect(rejection(() => openEntry(sealEntry(entry, requestKey(ANONYMOUS_SCOPE, 'other'), aesKey), key, aesKey, options))).to.equal('decrypt');
+    });
+
+    it("with 'decrypt' a tampered ciphertext, a truncated envelope, garbage and an unknown version", () => {
+      const sealed = sealEntry(entry, key, aesKey);
+      const tampered = new Uint8Array(sealed);
+      tampered[20] = tampered[20]! ^ 1;
+      const otherVersion = new Uint8Array(sealed);
+      otherVersion[0] = 2;
+      for (const bytes of [tampered, sealed.subarray(0, 20), new Uint8Array(randomBytes(100)), otherVersion, new Uint8Array()]) {
+        expect(rejection(() => openEntry(bytes, key, aesKey, options))).to.equal('decrypt');
+      }
+    });
+
+    it("with 'schema' a payload that is not exactly a CacheEntry", () => {
+      const bad = [
+        'not a map',
+        payload({ status: '200' }),
+        payload({ storedAt: 1.5 }),
+        payload({ digest: 'ABC' }),
+        payload({ headers: { 'Content-Type': 'x' } }),
+        payload({ headers: { 'x-evil': 'a\r\nb' } }),
+        payload({ extra: true }),
+        payload({ etag: 42 }),
+        (() => {
+          const p = payload();
+          delete p.body;
+          return p;
+        })(),
+      ];
+      for (const p of bad) expect(rejection(() => openEntry(sealPayload(p, key, aesKey), key, aesKey, options)), JSON.stringify(p)).to.equal('schema');
+    });
+
+    it("with 'digest' a body that does not match its sha256", () => {
+      expect(rejection(() => openEntry(sealPayload(payload({ body: 'tampered' }), key, aesKey), key, aesKey, options))).to.equal('digest');
+    });
+
+    it("with 'key' an entry whose inner key is not the key asked", () => {
+      expect(rejection(() => openEntry(sealPayload(payload({ key: requestKey(ANONYMOUS_SCOPE, 'other') }), key, aesKey), key, aesKey, options))).to.equal('key');
+    });
+
+    it("with 'future' a storedAt beyond the allowed clock skew (30 s by default), and accepts one within it", () => {
+      const within = payload({ storedAt: NOW + 29_000, expiresAt: NOW + 89_000 });
+      expect(openEntry(sealPayload(within, key, aesKey), key, aesKey, options).storedAt).to.equal(NOW + 29_000);
+      const beyond = payload({ storedAt: NOW + 31_000, expiresAt: NOW + 91_000 });
+      expect(rejection(() => openEntry(sealPayload(beyond, key, aesKey), key, aesKey, options))).to.equal('future');
+      expect(rejection(() => openEntry(sealPayload(within, key, aesKey), key, aesKey, { ...options, maxClockSkewMs: 1_000 }))).to.equal('future');
+    });
+
+    it("with 'ttl' an entry that lives longer than maxEntryTtl, or expires before it was stored", () => {
+      const long = payload({ storedAt: NOW, expiresAt: NOW + 3_601_000 });
+      expect(rejection(() => openEntry(sealPayload(long, key, aesKey), key, aesKey, options))).to.equal('ttl');
+      const backwards = payload({ storedAt: NOW, expiresAt: NOW - 1 });
+      expect(rejection(() => openEntry(sealPayload(backwards, key, aesKey), key, aesKey, options))).to.equal('ttl');
+      const exact = payload({ storedAt: NOW, expiresAt: NOW + 3_600_000 });
+      expect(openEntry(sealPayload(exact, key, aesKey), key, aesKey, options).expiresAt).to.equal(NOW + 3_600_000);
+    });
+
+    it('in the documented order: a payload failing several checks names the first', () => {
+      const many = payload({ body: 'tampered', key: 'other', storedAt: NOW + 999_999, expiresAt: NOW + 999_999_999 });
+      expect(rejection(() => openEntry(sealPayload(many, key, aesKey), key, aesKey, options))).to.equal('digest');
+      const keyAndFuture = payload({ key: 'other', storedAt: NOW + 999_999, expiresAt: NOW + 999_999_999 });
+      expect(rejection(() => openEntry(sealPayload(keyAndFuture, key, aesKey), key, aesKey, options))).to.equal('key');
+    });
+  });
+
+  it('gives a typed error whose message names the reason and what happens next', () => {
+    try {
+      openEntry(new Uint8Array(10), key, aesKey, options);
+      expect.fail('expected a rejection');
+    } catch (err) {
+      expect(err).to.be.instanceOf(PeerEntryRejected).with.property('code', 'ERR_PEER_ENTRY_REJECTED');
+      expect((err as Error).message).to.match(/\(decrypt\).*upstream/);
+    }
+  });
+});
+
+describe('fleet keys (derived from the shared secret)', () => {
+  it('give a pnet swarm key in the swarm.key format, different per secret', () => {
+    const text = new TextDecoder().decode(swarmKeyOf('0123456789abcdef-secret'));
+    expect(text).to.match(/^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}$/);
+    expect(swarmKeyOf('another-secret-0123456789')).to.not.deep.equal(swarmKeyOf('0123456789abcdef-secret'));
+  });
+
+  it('give an anonymous entry key unrelated to the swarm key', () => {
+    const secret = '0123456789abcdef-secret';
+    const anonymous = Buffer.from(anonymousEntryKeyOf(secret)).toString('hex');
+    expect(anonymous).to.have.length(64);
+    expect(new TextDecoder().decode(swarmKeyOf(secret))).to.not.include(anonymous);
+  });
+});

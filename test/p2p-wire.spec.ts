@@ -1,0 +1,100 @@
+import { randomBytes } from 'node:crypto';
+import { expect } from 'chai';
+import { encode as cborEncode } from 'cborg';
+import { decodeFrame, encodeFrame, WIRE_LIMITS, WireFormatError, type Frame } from '../src/p2p/wire.js';
+
+describe('wire frames of /github-cache/1.0.0', () => {
+  const challenge = new Uint8Array(32).fill(7);
+  const proof = new Uint8Array(32).fill(9);
+  const valid: Frame[] = [
+    { type: 'hello', version: 1, challenge, addrs: ['/ip4/127.0.0.1/tcp/9100'], peers: [{ id: '12D3KooWAbc', addrs: ['/ip4/10.0.0.2/tcp/9100'] }] },
+    { type: 'scopes', scopes: [{ id: 'anonymous', proof }, { id: '0123456789abcdef0123456789abcdef', proof }], peers: [] },
+    { type: 'get', id: 0, key: 'anonymous GET https://api.github.com/x application/json', proof },
+    { type: 'get', id: WIRE_LIMITS.maxId, key: 'k', proof },
+    { type: 'entry', id: 5, sealed: new Uint8Array([1, 2, 3]) },
+    { type: 'miss', id: 6, reason: 'busy' },
+    { type: 'error', id: 7, message: 'upstream failed' },
+  ];
+
+  function reject(bytes: Uint8Array): string {
+    try {
+      decodeFrame(bytes);
+    } catch (err) {
+      expect(err).to.be.instanceOf(WireFormatError);
+      expect(err).to.have.property('code', 'ERR_P2P_WIRE_FORMAT');
+      return (err as Error).message;
+    }
+    throw new Error('expected a WireFormatError');
+  }
+
+  it('round-trips every frame type', () => {
+    for (const frame of valid) expect(decodeFrame(encodeFrame(frame))).to.deep.equal(frame);
+  });
+
+  it('rejects bytes that are not CBOR, not canonical, or have trailing data', () => {
+    expect(reject(new Uint8Array([0xff, 0x00, 0x13]))).to.include('not canonical CBOR');
+    expect(reject(new Uint8Array())).to.include('not canonical CBOR');
+    const withTrailing = new Uint8Array([...encodeFrame(valid[5]!), 0x00]);
+    reject(withTrailing);
+    for (let i = 0; i < 200; i++) {
+      try {
+        decodeFrame(new Uint8Array(randomBytes(1 + (i % 64))));
+      } catch (err) {
+        expect(err).to.be.instanceOf(WireFormatError);
+      }
+    }
+  });
+
+  it('rejects an absurdly nested value without crashing', () => {
+    const nested = new Uint8Array(100_000).fill(0x81); // arrays of one array of ...
+    expect(reject(nested)).to.be.a('string');
+  });
+
+  it('rejects an unknown type, a missing field and an extra field', () => {
+    expect(reject(cborEncode({ type: 'gimme', id: 1 }))).to.include('unknown frame type "gimme"');
+    expect(reject(cborEncode({ id: 1 }))).to.include('unknown frame type');
+    expect(reject(cborEncode([1, 2]))).to.include('must be a CBOR map');
+    expect(reject(cborEncode({ type: 'miss', id: 1 }))).to.include('missing field reason');
+    expect(reject(cborEncode({ type: 'miss', id: 1, reason: 'busy', extra: 1 }))).to.include('unexpected field "extra"');
+  });
+
+  it('rejects wrongly typed fields', () => {
+    const cases: Array<Record<string, unknown>> = [
+      { type: 'get', id: '1', key: 'k', proof },
+      { type: 'get', id: -1, key: 'k', proof },
+      { type: 'get', id: 1.5, key: 'k', proof },
+      { type: 'get', id: WIRE_LIMITS.maxId + 1, key: 'k', proof },
+      { type: 'get', id: 1, key: 42, proof },
+      { type: 'get', id: 1, key: 'k', proof: 'not bytes' },
+      { type: 'get', id: 1, key: 'k', proof: new Uint8Array(31) },
+      { type: 'entry', id: 1, sealed: 'text' },
+      { type: 'miss', id: 1, reason: 'because' },
+      { type: 'hello', version: 2, challenge, addrs: [], peers: [] },
+      { type: 'hello', version: 1, challenge: new Uint8Array(8), addrs: [], peers: [] },
+      { type: 'hello', version: 1, challenge, addrs: ['not-a-multiaddr'], peers: [] },
+      { type: 'hello', version: 1, challenge, addrs: [], peers: [{ id: 'bad id!', addrs: [] }] },
+      { type: 'hello', version: 1, challenge, addrs: [], peers: [{ id: 'abc', addrs: [], more: 1 }] },
+      { type: 'scopes', scopes: ['anonymous'], peers: [] },
+      { type: 'scopes', scopes: [{ id: 'test_looks_like_a_token', proof }], peers: [] },
+    ];
+    for (const value of cases) expect(reject(cborEncode(value)), JSON.stringify(value)).to.be.a('string');
+  });
+
+  it('rejects fields above their size limits', () => {
+    expect(reject(cborEncode({ type: 'get', id: 1, key: 'k'.repeat(WIRE_LIMITS.keyLength + 1), proof }))).to.include('key is longer');
+    expect(reject(cborEncode({ type: 'error', id: 1, message: 'm'.repeat(WIRE_LIMITS.messageLength + 1) }))).to.include('message is longer');
+    const manyScopes = Array.from({ length: WIRE_LIMITS.scopes + 1 }, () => ({ id: 'anonymous', proof }));
+    expect(reject(cborEncode({ type: 'scopes', scopes: manyScopes, peers: [] }))).to.include('more than');
+    const manyAddrs = Array.from({ length: WIRE_LIMITS.addrs + 1 }, () => '/ip4/1.2.3.4/tcp/1');
+    expect(reject(cborEncode({ type: 'hello', version: 1, challenge, addrs: manyAddrs, peers: [] }))).to.include('more than');
+    const manyPeers = Array.from({ length: WIRE_LIMITS.peers + 1 }, () => ({ id: 'abc', addrs: [] }));
+    expect(reject(cborEncode({ type: 'hello', version: 1, challenge, addrs: [], peers: manyPeers }))).to.include('more than');
+  });
+
+  it('rejects duplicate map keys and non-string map keys', () => {
+    // {"type": "miss", "type": "miss", ...} written by hand: cborg will not encode duplicates
+    const dup = new Uint8Array([0xa3, 0x64, ...Buffer.from('type'), 0x64, ...Buffer.from('miss'), 0x64, ...Buffer.from('type'), 0x64, ...Buffer.from('miss'), 0x62, ...Buffer.from('id'), 0x01]);
+    reject(dup);
+    reject(new Uint8Array([0xa1, 0x01, 0x02]));
+  });
+});

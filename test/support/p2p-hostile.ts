@@ -1,0 +1,140 @@
+import '../../src/polyfills.js';
+import { randomBytes } from 'node:crypto';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { identify } from '@libp2p/identify';
+import type { Libp2p, Stream } from '@libp2p/interface';
+import { preSharedKey } from '@libp2p/pnet';
+import { tcp } from '@libp2p/tcp';
+import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import { ANONYMOUS_SCOPE } from '../../src/github/scope.js';
+import { anonymousEntryKeyOf, swarmKeyOf } from '../../src/p2p/fleet-keys.js';
+import { CHALLENGE_BYTES, getProof, proofKeyOf, scopeClaimProof } from '../../src/p2p/scope-proof.js';
+import { decodeFrame, encodeFrame, PROTOCOL, WIRE_VERSION, type Frame, type GetFrame, type ScopeClaim } from '../../src/p2p/wire.js';
+import { SHARED_SECRET } from './p2p-fixtures.js';
+
+/**
+ * A hostile member of the fleet for specs: a raw libp2p node with the fleet's pre-shared key (so it gets in)
+ * that speaks /github-cache/1.0.0 by hand, and can send anything: garbage, oversized frames, bad entries.
+ */
+
+export const ANONYMOUS_KEY = anonymousEntryKeyOf(SHARED_SECRET);
+export const ANONYMOUS_PROOF_KEY = proofKeyOf(ANONYMOUS_KEY);
+
+/** What the hostile owner answers to a `get`: a frame, or raw bytes written as one length-prefixed frame. */
+export type HostileAnswer = (get: GetFrame) => Frame | Uint8Array | undefined;
+
+export class HostilePeer {
+  /** Gets received while acting as owner. */
+  readonly gets: GetFrame[] = [];
+  /** How it answers gets (settable per test). */
+  answer: HostileAnswer = () => undefined;
+  /** The scopes it claims to the victim, given the victim's challenge. Default: the anonymous scope, validly. */
+  claims: (challenge: Uint8Array) => ScopeClaim[] = (challenge) => [{ id: ANONYMOUS_SCOPE, proof: scopeClaimProof(ANONYMOUS_PROOF_KEY, challenge, ANONYMOUS_SCOPE) }];
+
+  private constructor(readonly node: Libp2p) {}
+
+  static async start(secret = SHARED_SECRET): Promise<HostilePeer> {
+    const node = await createLibp2p({
+      start: false,
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionProtector: preSharedKey({ psk: swarmKeyOf(secret) }),
+      services: { identify: identify() },
+    });
+    const peer = new HostilePeer(node);
+    await node.handle(PROTOCOL, (stream) => void peer.actAsOwner(stream), { maxInboundStreams: 64, maxOutboundStreams: 64 });
+    await node.start();
+    return peer;
+  }
+
+  get peerId(): string {
+    return this.node.peerId.toString();
+  }
+
+  /** The victim opened its asking stream to us: claim the anonymous scope (validly) and answer its gets. */
+  private async actAsOwner(stream: Stream): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: 64 * 1024 * 1024 });
+    await lp.write(encodeFrame({ type: 'hello', version: WIRE_VERSION, challenge: randomBytes(CHALLENGE_BYTES), addrs: [], peers: [] }));
+    try {
+      while (true) {
+        const frame = decodeFrame((await lp.read()).subarray());
+        if (frame.type === 'hello') {
+          await lp.write(encodeFrame({ type: 'scopes', scopes: this.claims(frame.challenge), peers: [] }));
+        } else if (frame.type === 'get') {
+          this.gets.push(frame);
+          const answer = this.answer(frame);
+          if (answer instanceof Uint8Array) await lp.write(answer);
+          else if (answer !== undefined) await lp.write(encodeFrame(answer));
+        }
+      }
+    } catch {
+      // the victim closed the stream
+    }
+  }
+
+  /** Connects to the victim (by multiaddr with /p2p/). */
+  async connect(addr: string): Promise<void> {
+    await this.node.dial(multiaddr(addr), { signal: AbortSignal.timeout(2_000) });
+  }
+
+  /** Opens an asking stream to the victim; returns a raw frame reader/writer and the victim's challenge. */
+  async openAsker(addr: string): Promise<HostileAsker> {
+    const stream = await this.node.dialProtocol(multiaddr(addr), PROTOCOL, { signal: AbortSignal.timeout(2_000) });
+    const lp = lpStream(stream, { maxDataLength: 64 * 1024 * 1024 });
+    await lp.write(encodeFrame({ type: 'hello', version: WIRE_VERSION, challenge: randomBytes(CHALLENGE_BYTES), addrs: [], peers: [] }));
+    const hello = decodeFrame((await lp.read({ signal: AbortSignal.timeout(2_000) })).subarray());
+    if (hello.type !== 'hello') throw new Error(`expected hello, got ${hello.type}`);
+    return new HostileAsker(stream, lp, hello.challenge);
+  }
+
+  async stop(): Promise<void> {
+    await this.node.stop();
+  }
+}
+
+export class HostileAsker {
+  constructor(readonly stream: Stream, readonly lp: LengthPrefixedStream<Stream>, readonly challenge: Uint8Array) {}
+
+  /** Writes raw bytes to the stream (no length prefix added). */
+  async writeRaw(bytes: Uint8Array): Promise<void> {
+    this.stream.send(bytes);
+  }
+
+  async send(frame: Frame): Promise<void> {
+    await this.lp.write(encodeFrame(frame));
+  }
+
+  /** A get for an anonymous-scope key with a valid proof (the hostile peer knows the shared secret). */
+  validGet(id: number, key: string): GetFrame {
+    return { type: 'get', id, key, proof: getProof(ANONYMOUS_PROOF_KEY, this.challenge, id, key) };
+  }
+
+  private readonly answers = new Map<number, Frame>();
+
+  /** The answer to request `id`, reading (and keeping) other frames until it arrives. */
+  async answerTo(id: number, timeoutMs = 3_000): Promise<Frame> {
+    const signal = AbortSignal.timeout(timeoutMs);
+    while (!this.answers.has(id)) {
+      const frame = decodeFrame((await this.lp.read({ signal })).subarray());
+      if ('id' in frame) this.answers.set(frame.id, frame);
+    }
+    const answer = this.answers.get(id)!;
+    this.answers.delete(id);
+    return answer;
+  }
+
+  /** Resolves when the victim has closed (reset) this stream. */
+  async closedByVictim(timeoutMs = 3_000): Promise<void> {
+    const signal = AbortSignal.timeout(timeoutMs);
+    try {
+      while (true) await this.lp.read({ signal });
+    } catch (err) {
+      if (signal.aborted) throw new Error('the victim did not close the stream');
+    }
+  }
+}
