@@ -24,16 +24,12 @@ export interface TieredEntriesCounters {
   persistenceErrors: number;
 }
 
-const TOUCH_FLUSH_MS = 1_000;
 
 export class TieredEntries {
   readonly #memory: LRUCache<string, MemoryItem>;
   #store: EntryStore | undefined;
   readonly #logger: Logger;
   readonly #counters: TieredEntriesCounters;
-  /** Keys read from memory since the last flush: their recency is written to the store in one batch. */
-  readonly #touched = new Set<string>();
-  #touchTimer: NodeJS.Timeout | undefined;
   #warnedPersistence = false;
 
   constructor(options: { maxEntries: number; store?: EntryStore | undefined; logger: Logger; counters: TieredEntriesCounters }) {
@@ -58,7 +54,8 @@ export class TieredEntries {
   read(key: string): { entry: CacheEntry; tier: LocalTier; item: MemoryItem } | undefined {
     const item = this.#memory.get(key);
     if (item !== undefined) {
-      if (this.#store !== undefined) this.#touch(key);
+      // The store's LRU follows memory hits (it batches the writes itself).
+      this.#store?.touch(key);
       return { entry: item.entry, tier: 'memory', item };
     }
     if (this.#store === undefined) return undefined;
@@ -85,7 +82,6 @@ export class TieredEntries {
   write(key: string, entry: CacheEntry, parsed?: { value: unknown }): void {
     const item: MemoryItem = parsed === undefined ? { entry } : { entry, parsed };
     this.#memory.set(key, item);
-    this.#touched.delete(key);
     if (this.#store !== undefined) {
       try {
         this.#counters.evictions += this.#store.set(key, entry);
@@ -113,7 +109,6 @@ export class TieredEntries {
 
   delete(key: string): boolean {
     const inMemory = this.#memory.delete(key);
-    this.#touched.delete(key);
     let onDisk = false;
     if (this.#store !== undefined) {
       try {
@@ -150,16 +145,12 @@ export class TieredEntries {
     } else {
       memoryOnly = memoryKeys.length;
     }
-    for (const key of memoryKeys) {
-      this.#memory.delete(key);
-      this.#touched.delete(key);
-    }
+    for (const key of memoryKeys) this.#memory.delete(key);
     return onDisk + memoryOnly;
   }
 
   clear(): void {
     this.#memory.clear();
-    this.#touched.clear();
     if (this.#store !== undefined) {
       try {
         this.#store.clear();
@@ -194,40 +185,14 @@ export class TieredEntries {
     }
   }
 
-  /** Writes pending recency, closes the store, releases the timer. Idempotent. */
+  /** Closes the store (which writes its pending recency). Idempotent. */
   close(): void {
-    this.#flushTouches();
-    if (this.#touchTimer !== undefined) clearTimeout(this.#touchTimer);
-    this.#touchTimer = undefined;
     const store = this.#store;
     this.#store = undefined;
     try {
       store?.close();
     } catch (err) {
       this.#logger.warn('closing the SQLite store failed:', err);
-    }
-  }
-
-  #touch(key: string): void {
-    this.#touched.add(key);
-    if (this.#touchTimer === undefined) {
-      this.#touchTimer = setTimeout(() => {
-        this.#touchTimer = undefined;
-        this.#flushTouches();
-      }, TOUCH_FLUSH_MS);
-      this.#touchTimer.unref();
-    }
-  }
-
-  #flushTouches(): void {
-    if (this.#store === undefined || this.#touched.size === 0) return;
-    const keys = [...this.#touched];
-    this.#touched.clear();
-    try {
-      // A store read marks the key recently used, so the disk tier's LRU follows memory hits.
-      for (const key of keys) this.#store.get(key);
-    } catch (err) {
-      this.#persistenceFailed('read', err);
     }
   }
 

@@ -9,7 +9,8 @@ import { CacheValueError, RateLimitError, UpstreamError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ResolvedCacheOptions } from '../options.js';
 import { RateLimitTracker, type ScopeRateLimit } from './rate-limits.js';
-import { formatRequestKey, normalizeAccept, normalizeUrl, parseRequestKey, type RequestKeyParts } from './request-key.js';
+import { DEFAULT_ACCEPT, formatRequestKey, normalizeAccept, normalizeUrl, parseRequestKey, type RequestKeyParts } from './request-key.js';
+import { RouteTemplates } from './route-template.js';
 import { ANONYMOUS_SCOPE, entryKeyOf, scopeIdOf } from './scope.js';
 import { UpstreamClient, upstreamMessage, type UpstreamResponse } from './upstream.js';
 
@@ -97,6 +98,9 @@ export class GitHubRequester {
   /** Tokens seen, by scope id: memory only, bounded, used to serve peers as a key's owner. */
   readonly #tokens = new LRUCache<string, { token: string; entryKey: Uint8Array }>({ max: MAX_HELD_TOKENS });
   readonly #endpoint: typeof endpoint;
+  readonly #routes = new RouteTemplates();
+  /** token → scope id, so the hot path hashes a token once (memory only, bounded like #tokens). */
+  readonly #scopeOfToken = new LRUCache<string, string>({ max: MAX_HELD_TOKENS });
   peers: PeerLookup | undefined;
   readonly extra = { coalesced: 0, revalidated: 0, notModified: 0, rateLimited: 0, upstreamErrors: 0, purged: 0, invalidations: 0, writes: 0 };
 
@@ -108,12 +112,24 @@ export class GitHubRequester {
   }
 
   async request<T = unknown>(route: string, params: Record<string, unknown> = {}, options: RequestOptions = {}): Promise<CachedResponse<T>> {
-    const { method, url, headers, body } = this.#build(route, params, options);
     const token = options.token === undefined || options.token === '' ? undefined : options.token;
     const scopeId = this.#hold(token);
-    if (method !== 'GET' && method !== 'HEAD') return this.#write<T>(method, url, headers, body, token, scopeId, options.signal);
+    let parts: RequestKeyParts;
+    let headers: Record<string, string>;
+    const simple = options.headers === undefined && options.body === undefined
+      ? this.#routes.expand(route, params, this.#host.options.githubApiUrl) : undefined;
+    if (simple !== undefined) {
+      // Fast path: the URL is already normal (see RouteTemplates), the Accept is GitHub's default.
+      parts = { url: simple.url, method: simple.method, scopeId, accept: DEFAULT_ACCEPT };
+      headers = { accept: DEFAULT_ACCEPT };
+    } else {
+      const built = this.#build(route, params, options);
+      const { method, url, body } = built;
+      headers = built.headers;
+      if (method !== 'GET' && method !== 'HEAD') return this.#write<T>(method, url, headers, body, token, scopeId, options.signal);
+      parts = { url: normalizeUrl(url), method, scopeId, accept: normalizeAccept(headers.accept) };
+    }
 
-    const parts: RequestKeyParts = { url: normalizeUrl(url), method, scopeId, accept: normalizeAccept(headers.accept) };
     const key = formatRequestKey(parts);
     const c = this.#host.counters;
     const found = this.#host.tiers.read(HTTP_PREFIX + key);
@@ -193,7 +209,11 @@ export class GitHubRequester {
   }
 
   #hold(token: string | undefined): string {
+    if (token === undefined) return ANONYMOUS_SCOPE;
+    const known = this.#scopeOfToken.get(token);
+    if (known !== undefined && this.#tokens.has(known)) return known;
     const scopeId = scopeIdOf(token);
+    this.#scopeOfToken.set(token, scopeId);
     if (token !== undefined && !this.#tokens.has(scopeId)) {
       this.#tokens.set(scopeId, { token, entryKey: entryKeyOf(token) });
       this.peers?.announceScopes();

@@ -8,6 +8,8 @@ import type { CacheEntry } from '../cache/entry.js';
 export interface EntryStore {
   /** The entry, fresh or expired, or undefined. Marks it recently used. */
   get(key: string): CacheEntry | undefined;
+  /** Marks a key recently used without reading it (a hit in a tier above). Cheap: recency is written in batches. */
+  touch(key: string): void;
   /** Stores or replaces the entry, then evicts least recently used entries past the bounds. Returns how many were evicted. */
   set(key: string, entry: CacheEntry): number;
   /** Updates freshness after a 304 revalidation without rewriting the body. Returns false if the key is absent. */

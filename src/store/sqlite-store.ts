@@ -396,6 +396,12 @@ export class SqliteStore implements EntryStore {
     return this.connection(operation);
   }
 
+  /** Marks `key` recently used, as a read would, without reading it (the memory tier answered the read). */
+  touch(key: string): void {
+    if (this.closed) return;
+    this.noteRead(key);
+  }
+
   /** Remembers a read; written in batches (before evictions, every TOUCH_FLUSH_MS, at close) so reads stay writes-free. */
   private noteRead(key: string): void {
     this.pendingTouches.set(key, this.now());
