@@ -60,6 +60,8 @@ export interface SqliteStoreOptions {
 const SCHEMA_VERSION = 1;
 const DATABASE_FILE = 'cache.sqlite';
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+/** Recency updates written per transaction by the background flush (the rest follow on the next turns). */
+const TOUCH_BATCH = 250;
 /** How long reads are remembered in memory before their recency is written, so a read costs no write. */
 const TOUCH_FLUSH_MS = 1000;
 
@@ -417,8 +419,13 @@ export class SqliteStore implements EntryStore {
     try {
       // Not run(): recovery from a timer would warn with no caller to see the operation fail; the next call does it.
       const c = this.connection('get');
-      immediate(c, () => this.flushTouches(c));
+      // A bounded batch per turn of the event loop, so thousands of hits never stall it for long.
+      immediate(c, () => this.flushTouches(c, TOUCH_BATCH));
       this.touchFailureLogged = false;
+      if (this.pendingTouches.size > 0 && this.touchTimer === undefined) {
+        this.touchTimer = setTimeout(() => this.flushTouchesSoon(), 0);
+        this.touchTimer.unref();
+      }
     } catch (err) {
       // Keep the reads for the next attempt (before the next set, or the next timer).
       if (!this.touchFailureLogged) {
@@ -429,9 +436,13 @@ export class SqliteStore implements EntryStore {
   }
 
   /** Must run inside a write transaction. Only moves `last_used` forward, so a stale read never ages a newer write. */
-  private flushTouches(c: Connection): void {
-    for (const [key, at] of this.pendingTouches) c.touch.run(at, encodeKey(key), at);
-    this.pendingTouches.clear();
+  private flushTouches(c: Connection, limit = Number.POSITIVE_INFINITY): void {
+    let written = 0;
+    for (const [key, at] of this.pendingTouches) {
+      if (written++ >= limit) break;
+      c.touch.run(at, encodeKey(key), at);
+      this.pendingTouches.delete(key);
+    }
   }
 }
 
