@@ -1,0 +1,71 @@
+/**
+ * One fleet member for specs and the demo, run as a child process (IPC) or a worker thread (parentPort).
+ * It builds the process's one cache through the package entry (configureCache) with P2P on, says
+ * `{type:'ready', ...}`, then answers messages: `{type:'request', id, route, token}` → `{type:'response', id,
+ * source, status, data}` or `{type:'error', id, message}`; `{type:'stats', id}` → `{type:'stats', id, stats,
+ * provider}`; `{type:'close'}` → closes the cache and exits.
+ *
+ * Configuration comes from the environment (CACHE_* variables, GITHUB_API_URL) or, in a worker, workerData.env.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { configureCache, getCacheProvider, getGlobalCache, shutdownGlobalCache } from '../../index.js';
+
+type Message = { type: 'request'; id: number; route: string; token?: string } | { type: 'stats'; id: number } | { type: 'close' };
+type Reply = Record<string, unknown>;
+
+const env: Record<string, string | undefined> = parentPort !== null ? { ...process.env, ...(workerData?.env ?? {}) } : process.env;
+const send = (reply: Reply): void => {
+  if (parentPort !== null) parentPort.postMessage(reply);
+  else process.send?.(reply);
+};
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  let cache;
+  try {
+    cache = await configureCache({
+      persistence: 'off',
+      cacheDir: env.CACHE_DIR,
+      githubApiUrl: env.GITHUB_API_URL,
+      p2p: {
+        enabled: true,
+        sharedSecret: env.CACHE_P2P_SHARED_SECRET,
+        listenPort: Number(env.CACHE_LISTEN_PORT ?? 0),
+        listenHost: '127.0.0.1',
+        bootstrapPeers: (env.CACHE_BOOTSTRAP_PEERS ?? '').split(',').filter((p) => p !== ''),
+      },
+    });
+  } catch (err) {
+    send({ type: 'failed', message: (err as Error).message });
+    process.exitCode = 1;
+    return;
+  }
+  const stats = await cache.getStats();
+  send({ type: 'ready', startedMs: Date.now() - started, p2p: stats.p2p, pid: process.pid });
+
+  const onMessage = (message: Message): void => {
+    void (async () => {
+      if (message.type === 'close') {
+        await shutdownGlobalCache();
+        if (parentPort !== null) parentPort.close();
+        else process.disconnect?.();
+        return;
+      }
+      const c = await getGlobalCache();
+      if (message.type === 'stats') {
+        send({ type: 'stats', id: message.id, stats: await c.getStats(), provider: getCacheProvider().stats() });
+        return;
+      }
+      try {
+        const r = await c.request(message.route, {}, { token: message.token });
+        send({ type: 'response', id: message.id, source: r.source, status: r.status, data: r.data });
+      } catch (err) {
+        send({ type: 'error', id: message.id, message: (err as Error).message });
+      }
+    })();
+  };
+  if (parentPort !== null) parentPort.on('message', onMessage);
+  else process.on('message', onMessage);
+}
+
+await main();
