@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { createProgram } from '../bin/cli.js';
 import { FakeGitHub } from './support/fake-github.js';
 import { makeTempDir } from './support/temp-dir.js';
+import { childEnv } from './support/child-env.js';
 
 const CLI = fileURLToPath(new URL('../bin/cli.js', import.meta.url));
 const TOKEN_A = 'test_cliAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
@@ -15,13 +16,6 @@ interface Run {
   stderr: string;
 }
 
-function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!/^(CACHE_|GITHUB_|GH_TOKEN$|DEBUG$)/.test(name)) env[name] = value;
-  }
-  return { ...env, ...extra };
-}
 
 const running = new Set<ChildProcess>();
 

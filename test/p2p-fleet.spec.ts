@@ -7,7 +7,7 @@ import { formatRequestKey } from '../src/github/request-key.js';
 import { scopeIdOf } from '../src/github/scope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FakeGitHub } from './support/fake-github.js';
-import { freePort, removeTmpDirs, tmpCacheDir, waitFor } from './support/p2p-fixtures.js';
+import { freePort, removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
 
 /**
  * The fleet, end to end: real caches (and real processes and worker threads) sharing over libp2p on

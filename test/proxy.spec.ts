@@ -8,6 +8,7 @@ import { ProxyMetrics } from '../src/proxy/proxy-metrics.js';
 import { startProxy, type ProxyServer } from '../src/proxy/proxy-server.js';
 import { FakeGitHub } from './support/fake-github.js';
 import { FakeClock, makeTempDir } from './support/temp-dir.js';
+import { childEnv } from './support/child-env.js';
 
 const CLI = fileURLToPath(new URL('../bin/cli.js', import.meta.url));
 const TOKEN_A = 'test_proxyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
@@ -23,14 +24,6 @@ interface ServeProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** The environment of a child: this one's, without anything that would configure the cache behind our back. */
-function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!/^(CACHE_|GITHUB_|GH_TOKEN$|DEBUG$)/.test(name)) env[name] = value;
-  }
-  return { ...env, ...extra };
-}
 
 const running = new Set<ChildProcess>();
 

@@ -6,21 +6,9 @@ import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import { CacheConfigError } from '../src/errors.js';
-import type { Logger } from '../src/log.js';
 import { SqliteStore, StoreError, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
 
-/** Collects warnings so specs can assert on them (and the run stays quiet). */
-class RecordingLogger implements Logger {
-  readonly warnings: string[] = [];
-  readonly errors: string[] = [];
-  debug(): void {}
-  warn(message: string): void {
-    this.warnings.push(message);
-  }
-  error(message: string): void {
-    this.errors.push(message);
-  }
-}
+import { RecordingLogger } from './support/recording-logger.js';
 
 /** A clock the specs move by hand, so "least recently used" never depends on how fast the machine is. */
 class Clock {

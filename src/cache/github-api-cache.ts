@@ -1,4 +1,5 @@
 import { CacheClosedError, CacheConfigError, CacheValueError } from '../errors.js';
+import { InFlight } from '../in-flight.js';
 import { createLogger, type Logger } from '../log.js';
 import { resolveOptions, ttlForKey, type CacheOptions, type ResolvedCacheOptions } from '../options.js';
 import type { EntryStore } from '../store/entry-store.js';
@@ -110,8 +111,7 @@ export class GitHubAPICache implements AsyncDisposable {
   protected readonly requester: GitHubRequester;
   protected network: PeerNetwork | undefined;
   #closing: Promise<void> | undefined;
-  #inFlight = 0;
-  #idle: (() => void) | undefined;
+  readonly #inFlight = new InFlight();
 
   /**
    * Creates a cache: resolves options (explicit > environment > defaults), opens SQLite unless
@@ -304,36 +304,21 @@ export class GitHubAPICache implements AsyncDisposable {
     this.tiers.close();
   }
 
-  /** Resolves when no operation is in flight, or after `timeoutMs`. */
+  /** Resolves when no operation is in flight, or after `timeoutMs` (with a warning). */
   protected async drain(timeoutMs: number): Promise<void> {
-    if (this.#inFlight === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      new Promise<void>((resolve) => {
-        this.#idle = resolve;
-      }),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          this.logger.warn(`close(): ${this.#inFlight} operation(s) still in flight after ${timeoutMs} ms; closing anyway`);
-          resolve();
-        }, timeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
+    if (!(await this.#inFlight.idle(timeoutMs))) {
+      this.logger.warn(`close(): ${this.#inFlight.count} operation(s) still in flight after ${timeoutMs} ms; closing anyway`);
+    }
   }
 
   /** Runs an operation: rejects when closed, counts it in flight so close() can wait for it. */
   protected async track<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     if (this.#closing !== undefined) throw new CacheClosedError(operation);
-    this.#inFlight++;
+    this.#inFlight.enter();
     try {
       return await fn();
     } finally {
-      if (--this.#inFlight === 0 && this.#idle !== undefined) {
-        const idle = this.#idle;
-        this.#idle = undefined;
-        idle();
-      }
+      this.#inFlight.leave();
     }
   }
 

@@ -3,6 +3,7 @@ import { decode as cborDecode, encode as cborEncode } from 'cborg';
 import { sha256Hex, type CacheEntry } from '../cache/entry.js';
 import { CacheError } from '../errors.js';
 import { PROTOCOL } from './wire.js';
+import { STRICT_CBOR_DECODE } from './strict-cbor.js';
 
 /**
  * An entry sealed for the wire: AES-256-GCM under the scope's entry key.
@@ -89,16 +90,7 @@ export function sealEntry(entry: CacheEntry, key: string, entryKey: Uint8Array):
   return sealPayload(payload, key, entryKey);
 }
 
-const DECODE_OPTIONS = {
-  strict: true,
-  allowIndefinite: false,
-  allowUndefined: false,
-  allowInfinity: false,
-  allowNaN: false,
-  allowBigInt: false,
-  rejectDuplicateMapKeys: true,
-  useMaps: false,
-} as const;
+const DECODE_OPTIONS = STRICT_CBOR_DECODE;
 
 const REQUIRED_FIELDS = ['key', 'body', 'digest', 'storedAt', 'expiresAt', 'status', 'headers'] as const;
 const OPTIONAL_FIELDS = ['etag', 'lastModified'] as const;

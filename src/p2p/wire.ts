@@ -1,5 +1,6 @@
 import { decode as cborDecode, encode as cborEncode } from 'cborg';
 import { CacheError } from '../errors.js';
+import { STRICT_CBOR_DECODE } from './strict-cbor.js';
 
 /**
  * The frames of protocol `/github-cache/1.0.0`, as CBOR maps, and their strict validator.
@@ -129,16 +130,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
   return cborEncode(frame);
 }
 
-const DECODE_OPTIONS = {
-  strict: true,
-  allowIndefinite: false,
-  allowUndefined: false,
-  allowInfinity: false,
-  allowNaN: false,
-  allowBigInt: false,
-  rejectDuplicateMapKeys: true,
-  useMaps: false,
-} as const;
+const DECODE_OPTIONS = STRICT_CBOR_DECODE;
 
 const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
   hello: ['type', 'version', 'challenge', 'addrs', 'peers'],

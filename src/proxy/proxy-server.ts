@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { CacheStats, GitHubAPICache } from '../cache/github-api-cache.js';
+import { InFlight } from '../in-flight.js';
 import { CacheClosedError, CacheConfigError, CacheError, CacheValueError, RateLimitError, UpstreamError } from '../errors.js';
 import type { CachedResponse } from '../github/github-requester.js';
 import { createLogger, type LogSink, type Logger } from '../log.js';
@@ -167,8 +168,8 @@ class CachingProxy implements ProxyServer {
   readonly #counters: ProxyCounters = { requests: 0, inFlight: 0, bySource: {}, byStatus: {}, notModified: 0, upstreamUnreachable: 0, aborted: 0 };
   readonly #sockets = new Set<Socket>();
   readonly #startedAt = performance.now();
-  #active = 0;
-  #idle: (() => void) | undefined;
+  /** Responses not yet finished (close waits for them, bounded). */
+  readonly #active = new InFlight();
   #closing: Promise<void> | undefined;
   #host = DEFAULT_HOST;
   #port = 0;
@@ -246,20 +247,8 @@ class CachingProxy implements ProxyServer {
   async #shutdown(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeIdleConnections();
-    if (this.#active > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => {
-          this.#idle = resolve;
-        }),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(() => {
-            this.#log.warn(`close(): ${this.#active} request(s) still in flight after ${this.#closeTimeoutMs} ms; cutting their connections`);
-            resolve();
-          }, this.#closeTimeoutMs);
-        }),
-      ]);
-      clearTimeout(timer);
+    if (!(await this.#active.idle(this.#closeTimeoutMs))) {
+      this.#log.warn(`close(): ${this.#active.count} request(s) still in flight after ${this.#closeTimeoutMs} ms; cutting their connections`);
     }
     this.#server.closeAllConnections();
     for (const socket of this.#sockets) socket.destroy();
@@ -269,15 +258,11 @@ class CachingProxy implements ProxyServer {
   // ---------------------------------------------------------------- requests
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    this.#active++;
+    this.#active.enter();
     res.once('close', () => {
-      if (--this.#active === 0 && this.#closing !== undefined) {
-        // Let the keep-alive socket go now that its last response is out.
-        this.#server.closeIdleConnections();
-        const idle = this.#idle;
-        this.#idle = undefined;
-        idle?.();
-      }
+      this.#active.leave();
+      // While closing, let the keep-alive socket go now that its last response is out.
+      if (this.#active.count === 0 && this.#closing !== undefined) this.#server.closeIdleConnections();
     });
     if (this.#closing !== undefined) res.setHeader('connection', 'close');
     this.#route(req, res).catch((err: unknown) => {

@@ -5,9 +5,11 @@ import path from 'node:path';
 import { sha256Hex, type CacheEntry } from '../../src/cache/entry.js';
 import { formatRequestKey } from '../../src/github/request-key.js';
 import { ANONYMOUS_SCOPE, entryKeyOf, scopeIdOf } from '../../src/github/scope.js';
-import type { Logger } from '../../src/log.js';
 import { DEFAULTS, type ResolvedP2POptions } from '../../src/options.js';
 import { PeerNetwork, type PeerBackend, type PeerNetworkLimits } from '../../src/p2p/peer-network.js';
+import { RecordingLogger } from './recording-logger.js';
+
+export { RecordingLogger };
 
 /**
  * Fixtures of the P2P specs: an in-memory backend that counts "upstream" calls, node factories on loopback
@@ -33,18 +35,6 @@ export function p2pOptions(overrides: Partial<ResolvedP2POptions> = {}): Resolve
   };
 }
 
-/** A logger that keeps warnings and errors for assertions instead of printing them. */
-export class RecordingLogger implements Logger {
-  readonly warnings: string[] = [];
-  readonly errors: string[] = [];
-  debug(): void {}
-  warn(message: string): void {
-    this.warnings.push(message);
-  }
-  error(message: string): void {
-    this.errors.push(message);
-  }
-}
 
 /** A cache key of a GitHub GET for scope `scopeId`. */
 export function requestKey(scopeId: string, n: number | string): string {
