@@ -126,6 +126,21 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
     }
   });
 
+  it('reads its own writes: after a write, a node does not take the pre-write entry from the owner', async () => {
+    const nodes = await fleet(github, 2);
+    open.push(...nodes);
+    await shareScope(nodes, TOKEN_A);
+    github.setCollection('/repos/octo/hello/issues', [{ number: 1, title: 'one' }]);
+    const route = 'GET /repos/octo/hello/issues';
+    await Promise.all(nodes.map((c) => c.request(route, {}, { token: TOKEN_A })));
+    for (const writer of nodes) {
+      await writer.request('POST /repos/octo/hello/issues', { title: `by ${writer === nodes[0] ? 'first' : 'second'}` }, { token: TOKEN_A });
+      const after = await writer.request(route, {}, { token: TOKEN_A });
+      expect(after.source).to.equal('origin');
+      expect((after.data as unknown[]).length).to.equal(writer === nodes[0] ? 2 : 3);
+    }
+  });
+
   describe('configureCache with P2P on', () => {
     afterEach(async () => {
       await shutdownGlobalCache();

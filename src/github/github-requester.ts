@@ -102,12 +102,18 @@ export class GitHubRequester {
   /** token → scope id, so the hot path hashes a token once (memory only, bounded like #tokens). */
   readonly #scopeOfToken = new LRUCache<string, string>({ max: MAX_HELD_TOKENS });
   peers: PeerLookup | undefined;
+  /**
+   * Resources this node wrote recently (URL without query → true). Peers may still hold the entry from before
+   * the write until it expires, so reads below these go to GitHub (conditionally) instead of asking the owner.
+   */
+  readonly #written: LRUCache<string, true>;
   readonly extra = { coalesced: 0, revalidated: 0, notModified: 0, rateLimited: 0, upstreamErrors: 0, purged: 0, invalidations: 0, writes: 0 };
 
   constructor(host: RequesterHost) {
     this.#host = host;
     this.rateLimits = new RateLimitTracker(host.options.now);
     this.#upstream = new UpstreamClient({ timeoutMs: host.options.upstreamTimeoutMs });
+    this.#written = new LRUCache<string, true>({ max: 10_000, ttl: host.options.p2p.maxEntryTtl * 1000 });
     this.#endpoint = endpoint.defaults({ baseUrl: host.options.githubApiUrl, headers: { 'user-agent': 'github-p2p-cache' } });
   }
 
@@ -183,7 +189,8 @@ export class GitHubRequester {
     const { promise } = this.#flights.do(key, () => this.#resolve(parts, key, held?.token, { ttl: undefined, headers, usePeers: false }));
     try {
       const outcome = await abortable(promise, signal);
-      return outcome.entry;
+      // Only fresh answers go to peers: a stale fallback is this node's business, the asker has its own.
+      return this.#host.options.now() < outcome.entry.expiresAt ? outcome.entry : undefined;
     } catch {
       return undefined;
     }
@@ -250,9 +257,9 @@ export class GitHubRequester {
     const stale = tiers.read(storeKey)?.entry;
     const rateKey = this.#rateKey(parts.scopeId, parts.url);
 
-    if (opts.usePeers && this.peers !== undefined) {
+    if (opts.usePeers && this.peers !== undefined && !this.#writtenBelow(parts.url)) {
       const answer = await this.peers.fetch(key, parts.scopeId);
-      if (answer.kind === 'entry' && (stale === undefined || answer.entry.storedAt >= stale.storedAt)) {
+      if (answer.kind === 'entry' && options.now() < answer.entry.expiresAt && (stale === undefined || answer.entry.storedAt >= stale.storedAt)) {
         tiers.write(storeKey, answer.entry);
         counters.peerHits++;
         counters.apiCallsSaved++;
@@ -358,6 +365,8 @@ export class GitHubRequester {
     const resource = target.href.replace(/\/+$/, '');
     const parent = resource.slice(0, resource.lastIndexOf('/'));
     const tiers = this.#host.tiers;
+    this.#written.set(`${resource}/*`, true); // the resource and everything below it
+    this.#written.set(parent, true); // its collection itself
     let dropped = 0;
     for (const prefix of [`${resource} `, `${resource}?`, `${resource}/`, `${parent} `, `${parent}?`]) {
       dropped += tiers.deleteByPrefix(HTTP_PREFIX + prefix);
@@ -371,6 +380,19 @@ export class GitHubRequester {
    */
   #rateKey(scopeId: string, url: string): string {
     return url.startsWith(`${this.#host.options.githubApiUrl}/search/`) ? `${scopeId}/search` : scopeId;
+  }
+
+  /** Whether `url` is a resource this node wrote recently, or lies below or is the collection of one. */
+  #writtenBelow(url: string): boolean {
+    if (this.#written.size === 0) return false;
+    let path = url.split('?', 1)[0]!.replace(/\/+$/, '');
+    if (this.#written.has(path)) return true;
+    const origin = this.#host.options.githubApiUrl;
+    while (path.length > origin.length) {
+      if (this.#written.has(`${path}/*`)) return true;
+      path = path.slice(0, path.lastIndexOf('/'));
+    }
+    return false;
   }
 
   #limiter(scopeId: string): LimitFunction {
