@@ -37,6 +37,12 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = Object.freeze({
   persistence: '--persistence',
   upstreamTimeoutMs: '--upstream-timeout',
   closeTimeoutMs: '--close-timeout',
+  maxBytes: '--max-bytes',
+  maxConcurrentPerScope: '--max-concurrent-per-scope',
+  maxRateLimitWait: '--max-rate-limit-wait',
+  'p2p.listenHost': '--listen-host',
+  'p2p.requestTimeoutMs': '--peer-timeout',
+  'p2p.maxEntryTtl': '--max-peer-entry-ttl',
   'p2p.enabled': '--p2p',
   'p2p.listenPort': '--listen-port',
   'p2p.bootstrapPeers': '--bootstrap-peers',
@@ -52,6 +58,12 @@ interface CacheFlags {
   persistence?: 'auto' | 'required' | 'off';
   upstreamTimeout?: number;
   closeTimeout?: number;
+  maxBytes?: number;
+  maxConcurrentPerScope?: number;
+  maxRateLimitWait?: number;
+  listenHost?: string;
+  peerTimeout?: number;
+  maxPeerEntryTtl?: number;
   p2p?: boolean;
   listenPort?: number;
   bootstrapPeers?: string;
@@ -85,9 +97,15 @@ function addCacheOptions(command: Command): Command {
       .choices(['auto', 'required', 'off']))
     .option('--upstream-timeout <ms>', 'abort a request to GitHub after this long (default: 30000)', numberArg('--upstream-timeout'))
     .option('--close-timeout <ms>', 'on shutdown, how long in-flight work may take to finish (default: 5000)', numberArg('--close-timeout'))
+    .option('--max-bytes <bytes>', 'most bytes of response bodies kept on disk (default: 268435456, 256 MiB)', numberArg('--max-bytes'))
+    .option('--max-concurrent-per-scope <n>', 'concurrent GitHub requests per token; keep members x n under GitHub\'s 100 (default: 10)', numberArg('--max-concurrent-per-scope'))
+    .option('--max-rate-limit-wait <seconds>', 'wait this long for a rate-limited token to reset before failing (default: 0)', numberArg('--max-rate-limit-wait'))
     .option('--p2p', 'share entries with peers over libp2p; needs a shared secret [env CACHE_ENABLE_P2P] (default: on when a shared secret is set)')
     .option('--no-p2p', 'do not run the P2P host, even with a shared secret')
     .option('--listen-port <port>', 'TCP port of the P2P host, 0 for any free one [env CACHE_LISTEN_PORT] (default: 9100)', portArg)
+    .option('--listen-host <address>', 'IP address the P2P host listens on (default: 0.0.0.0)')
+    .option('--peer-timeout <ms>', 'how long to wait for a key\'s owner before going to GitHub (default: 2000)', numberArg('--peer-timeout'))
+    .option('--max-peer-entry-ttl <seconds>', 'largest TTL accepted on an entry from a peer (default: 3600)', numberArg('--max-peer-entry-ttl'))
     .option('--bootstrap-peers <multiaddrs>', 'comma-separated multiaddrs of peers to dial, e.g. /ip4/10.0.0.2/tcp/9100/p2p/12D3... [env CACHE_BOOTSTRAP_PEERS]')
     .option('--shared-secret <secret>', 'secret of the fleet, at least 16 characters; prefer the env CACHE_P2P_SHARED_SECRET: arguments are visible to other users in `ps`');
 }
@@ -103,6 +121,12 @@ export function cacheOptionsFromFlags(flags: CacheFlags): CacheOptions {
   if (flags.persistence !== undefined) options.persistence = flags.persistence;
   if (flags.upstreamTimeout !== undefined) options.upstreamTimeoutMs = flags.upstreamTimeout;
   if (flags.closeTimeout !== undefined) options.closeTimeoutMs = flags.closeTimeout;
+  if (flags.maxBytes !== undefined) options.maxBytes = flags.maxBytes;
+  if (flags.maxConcurrentPerScope !== undefined) options.maxConcurrentPerScope = flags.maxConcurrentPerScope;
+  if (flags.maxRateLimitWait !== undefined) options.maxRateLimitWait = flags.maxRateLimitWait;
+  if (flags.listenHost !== undefined) p2p.listenHost = flags.listenHost;
+  if (flags.peerTimeout !== undefined) p2p.requestTimeoutMs = flags.peerTimeout;
+  if (flags.maxPeerEntryTtl !== undefined) p2p.maxEntryTtl = flags.maxPeerEntryTtl;
   if (flags.p2p !== undefined) p2p.enabled = flags.p2p;
   if (flags.listenPort !== undefined) p2p.listenPort = flags.listenPort;
   if (flags.bootstrapPeers !== undefined) p2p.bootstrapPeers = flags.bootstrapPeers.split(',').map((s) => s.trim()).filter((s) => s !== '');

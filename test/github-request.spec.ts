@@ -271,6 +271,22 @@ describe('cache.request (GitHub REST through the cache)', () => {
     }
   });
 
+  it('serves peers only keys under its GitHub API URL, never an arbitrary URL with its token', async () => {
+    const { formatRequestKey } = await import('../src/github/request-key.js');
+    const { scopeIdOf } = await import('../src/github/scope.js');
+    await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A }); // this node now holds scope A
+    const requester = (cache as unknown as { requester: { serveAsOwner(key: string): Promise<unknown> } }).requester;
+    const key = (url: string) => formatRequestKey({ url, method: 'GET', scopeId: scopeIdOf(TOKEN_A), accept: 'application/vnd.github+json' });
+    const inside = await requester.serveAsOwner(key(`${github.url}/repos/octo/hello`));
+    expect(inside).to.have.property('body');
+    const sent = github.stats.requests;
+    const elsewhere = await requester.serveAsOwner(key('http://127.0.0.1:9/latest/meta-data'));
+    expect(elsewhere).to.equal(undefined);
+    const sibling = await requester.serveAsOwner(key(`${github.url}.evil.example/x`));
+    expect(sibling).to.equal(undefined);
+    expect(github.stats.requests).to.equal(sent);
+  });
+
   describe('writes', () => {
     it('pass through and invalidate the resource and its collection', async () => {
       github.setCollection('/repos/octo/hello/issues', [{ number: 1, title: 'one' }]);

@@ -70,6 +70,20 @@ describe('SqliteStore', () => {
   });
 
   describe('storing', () => {
+    it('keeps the database readable by its owner only (mode 0600), even under a permissive umask', () => {
+      const previous = process.umask(0o022);
+      try {
+        const s2 = open();
+        s2.set('k', entry('body'));
+        for (const f of fs.readdirSync(dir).filter((name) => name.startsWith('cache.sqlite'))) {
+          expect(fs.statSync(path.join(dir, f)).mode & 0o777, f).to.equal(0o600);
+        }
+        s2.close();
+      } finally {
+        process.umask(previous);
+      }
+    });
+
     it('round-trips every CacheEntry field', () => {
       const store = open();
       const full = entry('{"name":"répo ✓","items":[1,2,3]}', {

@@ -177,7 +177,9 @@ export class GitHubRequester {
    */
   async serveAsOwner(key: string, signal?: AbortSignal): Promise<CacheEntry | undefined> {
     const parts = parseRequestKey(key);
-    if (parts === undefined) return undefined;
+    // A peer may only make this node fetch from the GitHub API it is configured for (never an arbitrary URL
+    // with this node's token: that would be a server-side request forgery through the fleet).
+    if (parts === undefined || !this.#isApiUrl(parts.url)) return undefined;
     const held = parts.scopeId === ANONYMOUS_SCOPE ? undefined : this.#tokens.get(parts.scopeId);
     if (parts.scopeId !== ANONYMOUS_SCOPE && held === undefined) return undefined;
     const found = this.#host.tiers.read(HTTP_PREFIX + key);
@@ -257,7 +259,7 @@ export class GitHubRequester {
     const stale = tiers.read(storeKey)?.entry;
     const rateKey = this.#rateKey(parts.scopeId, parts.url);
 
-    if (opts.usePeers && this.peers !== undefined && !this.#writtenBelow(parts.url)) {
+    if (opts.usePeers && this.peers !== undefined && this.#isApiUrl(parts.url) && !this.#writtenBelow(parts.url)) {
       const answer = await this.peers.fetch(key, parts.scopeId);
       if (answer.kind === 'entry' && options.now() < answer.entry.expiresAt && (stale === undefined || answer.entry.storedAt >= stale.storedAt)) {
         tiers.write(storeKey, answer.entry);
@@ -380,6 +382,11 @@ export class GitHubRequester {
    */
   #rateKey(scopeId: string, url: string): string {
     return url.startsWith(`${this.#host.options.githubApiUrl}/search/`) ? `${scopeId}/search` : scopeId;
+  }
+
+  /** Whether `url` is under the configured GitHub API base (only such requests are shared with peers). */
+  #isApiUrl(url: string): boolean {
+    return url.startsWith(`${this.#host.options.githubApiUrl}/`);
   }
 
   /** Whether `url` is a resource this node wrote recently, or lies below or is the collection of one. */

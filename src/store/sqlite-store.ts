@@ -465,6 +465,7 @@ function tryOpenConnection(file: string, busyTimeoutMs: number): OpenAttempt {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     ensureSchema(db, file);
+    restrictToOwner(file);
     const conn = prepareConnection(db, identity);
     // Touch the tables once so damage in them is found now, not by the first caller.
     readStats(conn);
@@ -477,6 +478,20 @@ function tryOpenConnection(file: string, busyTimeoutMs: number): OpenAttempt {
       // Already failing; the original error is the one worth reporting.
     }
     return { ok: false, error, identity };
+  }
+}
+
+/**
+ * The database holds response bodies as each token saw them: only the owner may read it, whatever the umask
+ * or the mode of an existing directory. (SQLite creates -wal and -shm with the database's mode.)
+ */
+function restrictToOwner(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      fs.chmodSync(f, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 }
 
