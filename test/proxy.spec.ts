@@ -254,6 +254,29 @@ describe('startProxy (in process)', () => {
     await github.close();
   });
 
+  it('forwards a binary body (an archive) byte for byte', async () => {
+    const { createServer } = await import('node:http');
+    const bytes = Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x00, 0xff, 0xfe, 0x80, 0x00]);
+    const api = createServer((_req, res) => {
+      res.setHeader('content-type', 'application/zip');
+      res.end(bytes);
+    });
+    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+    const apiCache = await GitHubAPICache.create({ githubApiUrl: `http://127.0.0.1:${(api.address() as { port: number }).port}`, persistence: 'off' });
+    const apiProxy = await startProxy({ cache: apiCache, port: 0, processMetrics: false });
+    try {
+      const response = await fetch(`${apiProxy.url}/repos/octo/hello/zipball`, { headers: auth });
+      expect(response.status).to.equal(200);
+      expect(response.headers.get('content-type')).to.equal('application/zip');
+      expect(Buffer.from(await response.arrayBuffer()).equals(bytes)).to.equal(true);
+    } finally {
+      await apiProxy.close();
+      await apiCache.close();
+      api.closeAllConnections();
+      await new Promise((resolve) => api.close(resolve));
+    }
+  });
+
   it('revalidates an expired entry with GitHub (a free 304) and says so in X-Cache-Source', async () => {
     await (await fetch(`${proxy.url}/repos/octo/hello`, { headers: auth })).text();
     clock.advance(61); // GitHub said max-age=60

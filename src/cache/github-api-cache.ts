@@ -46,7 +46,7 @@ export interface CacheStats {
   rateLimited: number;
   /** Upstream 5xx, resets and timeouts. */
   upstreamErrors: number;
-  /** Entries dropped because their token lost access (401/403/404 on revalidation). */
+  /** Entries dropped because their token lost access or the resource is gone (401/403/404/410 on revalidation). */
   purged: number;
   /** Entries dropped by writes (POST, PATCH, PUT, DELETE) to their resource or collection. */
   invalidations: number;

@@ -107,7 +107,7 @@ export class GitHubRequester {
    * the write until it expires, so reads below these go to GitHub (conditionally) instead of asking the owner.
    */
   readonly #written: LRUCache<string, true>;
-  readonly extra = { coalesced: 0, revalidated: 0, notModified: 0, rateLimited: 0, upstreamErrors: 0, purged: 0, invalidations: 0, writes: 0 };
+  readonly extra = { coalesced: 0, notModified: 0, rateLimited: 0, upstreamErrors: 0, purged: 0, invalidations: 0, writes: 0 };
 
   constructor(host: RequesterHost) {
     this.#host = host;

@@ -133,7 +133,8 @@ const PROXIED_ROUTE_VARIABLE = 'proxied_url';
 interface Answer {
   status: number;
   headers: Record<string, string>;
-  body: string;
+  /** Text as GitHub sent it, or the bytes of a binary body. */
+  body: string | Buffer;
   source: string;
 }
 
@@ -390,7 +391,8 @@ class CachingProxy implements ProxyServer {
     return {
       status: response.status,
       headers: { ...forwardableHeaders(response.headers), 'x-cache-source': response.source },
-      body: method === 'HEAD' ? '' : response.body,
+      // A binary body (an archive, an asset) comes as bytes in `data`, uncached; text is forwarded as GitHub sent it.
+      body: method === 'HEAD' ? '' : Buffer.isBuffer(response.data) ? response.data : response.body,
       source: response.source,
     };
   }
@@ -485,7 +487,7 @@ class CachingProxy implements ProxyServer {
 
   #send(res: ServerResponse, req: IncomingMessage, answer: Answer): void {
     if (res.destroyed) return;
-    const bytes = Buffer.from(answer.body, 'utf8');
+    const bytes = typeof answer.body === 'string' ? Buffer.from(answer.body, 'utf8') : answer.body;
     const headers: Record<string, string> = { ...answer.headers };
     if (answer.status !== 304 && answer.status !== 204 && req.method !== 'HEAD') headers['content-length'] = String(bytes.length);
     if (this.#closing !== undefined) headers['connection'] = 'close';
