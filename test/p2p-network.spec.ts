@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import type { CacheEntry } from '../src/cache/entry.js';
 import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/github/scope.js';
 import type { ResolvedP2POptions } from '../src/options.js';
-import { PeerNetwork } from '../src/p2p/peer-network.js';
+import { PeerNetwork, type PeerNetworkLimits } from '../src/p2p/peer-network.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import {
   addressOf, entryFor, freePort, fullyConnected, p2pOptions, RecordingLogger, removeTmpDirs, requestKey, startNode, tmpCacheDir, UpstreamCounter, waitFor,
@@ -23,12 +23,15 @@ describe('PeerNetwork', function () {
   });
 
   /** Starts `count` nodes that bootstrap from the first, and waits until each sees every other with `scopes` shared scopes. */
-  async function startFleet(count: number, upstream: UpstreamCounter, options: { tokensOf?: (i: number) => string[]; p2p?: Partial<ResolvedP2POptions>; scopes?: number } = {}): Promise<SpecNode[]> {
+  async function startFleet(count: number, upstream: UpstreamCounter, options: {
+    tokensOf?: (i: number) => string[]; p2p?: Partial<ResolvedP2POptions>; scopes?: number; limits?: Partial<PeerNetworkLimits>;
+  } = {}): Promise<SpecNode[]> {
     const tokensOf = options.tokensOf ?? (() => []);
-    const first = await startNode({ upstream, tokens: tokensOf(0), p2p: options.p2p ?? {} });
+    const limits = options.limits === undefined ? {} : { limits: options.limits };
+    const first = await startNode({ upstream, tokens: tokensOf(0), p2p: options.p2p ?? {}, ...limits });
     nodes.push(first);
     const rest = await Promise.all(Array.from({ length: count - 1 }, (_, i) => startNode({
-      upstream, tokens: tokensOf(i + 1), p2p: { ...options.p2p, bootstrapPeers: [addressOf(first)] },
+      upstream, tokens: tokensOf(i + 1), p2p: { ...options.p2p, bootstrapPeers: [addressOf(first)] }, ...limits,
     })));
     nodes.push(...rest);
     await waitFor(() => fullyConnected([first, ...rest], options.scopes ?? 1), 'a fully connected fleet');
@@ -53,6 +56,31 @@ describe('PeerNetwork', function () {
         expect(node.network.stats().rejected).to.deep.equal({});
       }
       expect(fleet.reduce((sum, node) => sum + node.network.stats().requestsServed, 0)).to.equal(200);
+    });
+
+    it('keep waiting for an owner that is slow but alive (working frames), instead of fetching the key again', async () => {
+      const upstream = new UpstreamCounter();
+      upstream.delayMs = 500; // GitHub is slow: five request timeouts long
+      const fleet = await startFleet(2, upstream, { p2p: { requestTimeoutMs: 100 } });
+      const ids = fleet.map((node) => node.network.peerId);
+      const [a, b] = fleet;
+      const key = Array.from({ length: 50 }, (_, i) => requestKey(ANONYMOUS_SCOPE, `slow-${i}`)).find((k) => rendezvousOwner(k, ids) === b!.network.peerId)!;
+      const answer = await a!.network.fetch(key, ANONYMOUS_SCOPE);
+      expect(answer.kind).to.equal('entry');
+      expect(a!.network.stats().timeouts).to.equal(0);
+      expect(upstream.calls).to.equal(1);
+    });
+
+    it('give up on an owner that keeps saying it works after maxOwnerWaitMs', async () => {
+      const upstream = new UpstreamCounter();
+      upstream.delayMs = 2_000;
+      const fleet = await startFleet(2, upstream, { p2p: { requestTimeoutMs: 100 }, limits: { maxOwnerWaitMs: 300 } });
+      const ids = fleet.map((node) => node.network.peerId);
+      const [a, b] = fleet;
+      const key = Array.from({ length: 50 }, (_, i) => requestKey(ANONYMOUS_SCOPE, `stuck-${i}`)).find((k) => rendezvousOwner(k, ids) === b!.network.peerId)!;
+      const answer = await a!.network.fetch(key, ANONYMOUS_SCOPE);
+      expect(answer.kind).to.equal('unavailable');
+      expect(a!.network.stats().timeouts).to.equal(1);
     });
 
     it('answer \'self\' for the keys a node owns, so the caller goes upstream', async () => {

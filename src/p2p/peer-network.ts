@@ -86,6 +86,9 @@ export interface PeerNetworkLimits {
   maxStreamsPerConnection: number;
   /** How far in the future a peer's storedAt may be, in ms. Default: 30 000. */
   maxClockSkewMs: number;
+  /** Longest an asker waits for an owner that keeps saying it is working (a `working` frame every half
+   *  request timeout), in ms. Default: 30 000 (GitHub's own answers are bounded by upstreamTimeoutMs). */
+  maxOwnerWaitMs: number;
   /** Creation completes or fails within this many ms. Default: 10 000. */
   startTimeoutMs: number;
   /** Delay that batches peer-exchange updates after peers join or leave, in ms. Default: 25. */
@@ -100,6 +103,7 @@ export const DEFAULT_PEER_NETWORK_LIMITS: Readonly<PeerNetworkLimits> = Object.f
   maxPeers: 64,
   maxStreamsPerConnection: 32,
   maxClockSkewMs: DEFAULT_MAX_CLOCK_SKEW_MS,
+  maxOwnerWaitMs: 30_000,
   startTimeoutMs: 10_000,
   peerExchangeDelayMs: 25,
 });
@@ -633,6 +637,9 @@ export class PeerNetwork {
       case 'error':
         client.requests.settle(frame.id, { kind: 'error', message: frame.message });
         return;
+      case 'working':
+        client.requests.extend(frame.id); // late or unknown ids are ignored; maxOwnerWaitMs bounds the rest
+        return;
       case 'get':
         return this.protocolViolation(session, client.channel, 'a get on the asker\'s own stream');
     }
@@ -652,6 +659,7 @@ export class PeerNetwork {
         return;
       case 'scopes':
       case 'entry':
+      case 'working':
       case 'miss':
       case 'error':
         return this.protocolViolation(session, server.channel, `${frame.type} on the owner's side of a stream`);
@@ -683,12 +691,18 @@ export class PeerNetwork {
     if (session.serving >= this.limits.maxConcurrentServesPerPeer) return reply({ type: 'miss', id: frame.id, reason: 'busy' });
     if (this.stopped) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
     session.serving++;
+    // While GitHub is slow (or this node's per-scope cap queues the request), tell the asker we are alive.
+    const heartbeat = setInterval(() => {
+      if (!server.channel.closed) reply({ type: 'working', id: frame.id });
+    }, Math.max(1, Math.floor(this.p2p.requestTimeoutMs / 2)));
+    heartbeat.unref();
     let entry: CacheEntry | undefined;
     try {
       entry = await this.backend.serveAsOwner(frame.key, this.serving.signal);
     } catch (err) {
       return reply({ type: 'error', id: frame.id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
     } finally {
+      clearInterval(heartbeat);
       session.serving--;
     }
     if (server.channel.closed) return;
@@ -722,7 +736,7 @@ export class PeerNetwork {
     const client = session?.client;
     if (session === undefined || client?.remoteChallenge === undefined) return { kind: 'unavailable', reason: 'owner disconnected' };
 
-    const { id, answer } = client.requests.open(this.p2p.requestTimeoutMs, signal);
+    const { id, answer } = client.requests.open(this.p2p.requestTimeoutMs, signal, this.limits.maxOwnerWaitMs);
     this.counters.requestsSent++;
     if (!client.channel.send({ type: 'get', id, key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key) })) {
       client.requests.settle(id, { kind: 'closed' });

@@ -19,6 +19,7 @@ export type Answer =
 
 interface Pending {
   settle(answer: Answer): void;
+  extend(): boolean;
 }
 
 /** Request ids stay below 2^32 (WIRE_LIMITS.maxId). */
@@ -36,9 +37,10 @@ export class RequestTable {
 
   /**
    * Opens a request: returns its id (to send) and its answer. The answer settles with 'timeout' after
-   * `timeoutMs`, with 'aborted' when `signal` aborts, with 'closed' if the table is or gets closed.
+   * `timeoutMs` without news (see extend), and at the latest after `maxWaitMs`; with 'aborted' when `signal`
+   * aborts; with 'closed' if the table is or gets closed.
    */
-  open(timeoutMs: number, signal?: AbortSignal): { id: number; answer: Promise<Answer> } {
+  open(timeoutMs: number, signal?: AbortSignal, maxWaitMs = timeoutMs): { id: number; answer: Promise<Answer> } {
     let id = this.nextId;
     while (this.pending.has(id)) id = (id + 1) % ID_SPACE;
     this.nextId = (id + 1) % ID_SPACE;
@@ -47,7 +49,8 @@ export class RequestTable {
 
     const answer = new Promise<Answer>((resolve) => {
       const onAbort = (): void => pending.settle({ kind: 'aborted' });
-      const timer = setTimeout(() => pending.settle({ kind: 'timeout' }), timeoutMs);
+      const deadline = Date.now() + Math.max(timeoutMs, maxWaitMs);
+      let timer = setTimeout(() => pending.settle({ kind: 'timeout' }), timeoutMs);
       const pending: Pending = {
         settle: (value) => {
           if (this.pending.get(id) !== pending) return;
@@ -55,6 +58,13 @@ export class RequestTable {
           clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
           resolve(value);
+        },
+        extend: () => {
+          const left = deadline - Date.now();
+          if (left <= 0) return false;
+          clearTimeout(timer);
+          timer = setTimeout(() => pending.settle({ kind: 'timeout' }), Math.min(timeoutMs, left));
+          return true;
         },
       };
       this.pending.set(id, pending);
@@ -69,6 +79,11 @@ export class RequestTable {
     if (pending === undefined) return false;
     pending.settle(answer);
     return true;
+  }
+
+  /** The other side is still working on request `id`: restart its timeout (never past its maxWaitMs). */
+  extend(id: number): boolean {
+    return this.pending.get(id)?.extend() ?? false;
   }
 
   /** Settles every request with 'closed' and refuses new ones. Idempotent. */

@@ -103,6 +103,15 @@ export interface EntryFrame {
   readonly sealed: Uint8Array;
 }
 
+/**
+ * The owner is still working on request `id` (typically: waiting for GitHub). Sent every half request timeout
+ * while it serves, so an asker keeps waiting for a live owner instead of fetching the same key itself.
+ */
+export interface WorkingFrame {
+  readonly type: 'working';
+  readonly id: number;
+}
+
 /** The owner has no entry to give. */
 export interface MissFrame {
   readonly type: 'miss';
@@ -117,7 +126,7 @@ export interface ErrorFrame {
   readonly message: string;
 }
 
-export type Frame = HelloFrame | ScopesFrame | GetFrame | EntryFrame | MissFrame | ErrorFrame;
+export type Frame = HelloFrame | ScopesFrame | GetFrame | EntryFrame | WorkingFrame | MissFrame | ErrorFrame;
 
 /** A frame from a peer is not a valid frame of this protocol. Nothing in it was used. */
 export class WireFormatError extends CacheError {
@@ -137,6 +146,7 @@ const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
   scopes: ['type', 'scopes', 'peers'],
   get: ['type', 'id', 'key', 'proof'],
   entry: ['type', 'id', 'sealed'],
+  working: ['type', 'id'],
   miss: ['type', 'id', 'reason'],
   error: ['type', 'id', 'message'],
 };
@@ -240,6 +250,8 @@ export function decodeFrame(data: Uint8Array): Frame {
     }
     case 'entry':
       return { type: 'entry', id: requestId(value.id), sealed: bytes(value.sealed, 'sealed') };
+    case 'working':
+      return { type: 'working', id: requestId(value.id) };
     case 'miss': {
       const reason = string(value.reason, 'reason', 32);
       if (!(MISS_REASONS as readonly string[]).includes(reason)) fail(`unknown miss reason ${JSON.stringify(reason)}`);
