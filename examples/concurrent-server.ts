@@ -3,7 +3,7 @@
  *
  * An HTTP server handles many requests at once; every handler resolves the process's cache (half through an
  * Inversify container, half through getGlobalCache) and does a put and a get. With the double-checked promise
- * lock there is one instance however the requests interleave. Run it with `npm run demo`; it exits non-zero
+ * lock there is one instance however the requests interleave. Run it with `npm run demo:concurrent-server`; it exits non-zero
  * if more than one instance was ever created or a request read back something it did not write.
  *
  *   node dist/examples/concurrent-server.js [--requests 20]
