@@ -23,9 +23,9 @@ import { makeTempDir } from '../test/support/temp-dir.js';
 import { fmt, machineLine, median, percentile, table, writeSection } from './report.js';
 
 /** A made-up token the fake accepts; never printed. */
-const TOKEN = 'test_benchmarkTokenNotARealOne0000000000';
-const OWNER = 'bench';
-const ROUTE = 'GET /repos/{owner}/{repo}';
+export const TOKEN = 'test_benchmarkTokenNotARealOne0000000000';
+export const OWNER = 'bench';
+export const ROUTE = 'GET /repos/{owner}/{repo}';
 
 // ---------------------------------------------------------------- hit latency
 
@@ -147,11 +147,11 @@ function expectSource(response: { source: ResponseSource }, want: ResponseSource
 
 // ---------------------------------------------------------------- Zipf workload
 
-const WORKLOAD_REQUESTS = 3_000;
-const WORKLOAD_RESOURCES = 300;
-const WORKLOAD_IN_FLIGHT = 50;
-const WORKLOAD_LATENCY_MS = 20;
-const ZIPF_S = 1.0;
+export const WORKLOAD_REQUESTS = 3_000;
+export const WORKLOAD_RESOURCES = 300;
+export const WORKLOAD_IN_FLIGHT = 50;
+export const WORKLOAD_LATENCY_MS = 20;
+export const ZIPF_S = 1.0;
 
 interface WorkloadResult {
   name: string;
@@ -278,7 +278,7 @@ async function runWorkload(name: string, requests: readonly string[], send: (url
 // ---------------------------------------------------------------- helpers
 
 /** `concurrency` async workers pulling items from one list in order until it is empty. */
-async function pool<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+export async function pool<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < items.length) await work(items[next++]!);
@@ -287,7 +287,7 @@ async function pool<T>(items: readonly T[], concurrency: number, work: (item: T)
 }
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same workload on every machine. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -299,7 +299,7 @@ function mulberry32(seed: number): () => number {
 }
 
 /** Ranks 0..n-1 with P(k) ∝ 1/(k+1)^s, by inverse CDF. */
-function zipfSampler(n: number, s: number, random: () => number): () => number {
+export function zipfSampler(n: number, s: number, random: () => number): () => number {
   const cdf: number[] = [];
   let sum = 0;
   for (let k = 1; k <= n; k++) cdf.push((sum += 1 / k ** s));
@@ -326,7 +326,7 @@ function shuffled<T>(items: readonly T[], random: () => number): T[] {
 }
 
 /** Other work on the machine moves these numbers; say how busy it was. */
-function loadLine(): string {
+export function loadLine(): string {
   return `Load average at start: ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs.`;
 }
 
@@ -335,7 +335,7 @@ function mean(values: number[]): number {
 }
 
 /** Shaped like GitHub's `GET /repos/{owner}/{repo}` (the URL templates are most of its size). */
-function repoBody(owner: string, name: string, id: number): Record<string, unknown> {
+export function repoBody(owner: string, name: string, id: number): Record<string, unknown> {
   const api = `https://api.github.com/repos/${owner}/${name}`;
   const ownerApi = `https://api.github.com/users/${owner}`;
   const urls: Record<string, string> = {};

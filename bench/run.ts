@@ -2,13 +2,20 @@
  * `npm run bench [-- name ...]`: runs the named benchmarks (default: all), prints their tables and writes them
  * into docs/benchmarks.md.
  */
+import { benchCompare } from './compare/index.js';
+import { benchProxyLoad } from './compare/proxy-load.js';
 import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
+import { benchFleetRatio, benchPeerLatency } from './p2p.js';
 
 const benches: Record<string, () => Promise<string>> = {
   'hot-path': benchHotPath,
   'hit-latency': benchHitLatency,
   'zipf-workload': benchZipfWorkload,
+  compare: benchCompare,
+  'proxy-load': benchProxyLoad,
+  'peer-latency': benchPeerLatency,
+  'fleet-ratio': benchFleetRatio,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

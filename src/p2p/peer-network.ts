@@ -249,6 +249,9 @@ export class PeerNetwork {
   /** Aborted at stop: the signal of every serveAsOwner call. */
   private readonly serving = new AbortController();
   private exchangeTimer: NodeJS.Timeout | undefined;
+  /** Requests being served as owner; one shared timer sends `working` for those older than half a timeout. */
+  private readonly inService = new Set<{ channel: FrameChannel; id: number; since: number }>();
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
 
   private readonly counters = { requestsSent: 0, entriesReceived: 0, requestsServed: 0, timeouts: 0, disconnectedForAbuse: 0 };
@@ -466,6 +469,9 @@ export class PeerNetwork {
 
   private async doStop(): Promise<void> {
     if (this.exchangeTimer !== undefined) clearTimeout(this.exchangeTimer);
+    if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+    this.inService.clear();
     this.exchangeTimer = undefined;
     this.serving.abort(new Error('the P2P host is stopping'));
     for (const session of this.sessions.values()) this.closeSession(session);
@@ -692,17 +698,16 @@ export class PeerNetwork {
     if (this.stopped) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
     session.serving++;
     // While GitHub is slow (or this node's per-scope cap queues the request), tell the asker we are alive.
-    const heartbeat = setInterval(() => {
-      if (!server.channel.closed) reply({ type: 'working', id: frame.id });
-    }, Math.max(1, Math.floor(this.p2p.requestTimeoutMs / 2)));
-    heartbeat.unref();
+    const pending = { channel: server.channel, id: frame.id, since: Date.now() };
+    this.inService.add(pending);
+    this.ensureHeartbeat();
     let entry: CacheEntry | undefined;
     try {
       entry = await this.backend.serveAsOwner(frame.key, this.serving.signal);
     } catch (err) {
       return reply({ type: 'error', id: frame.id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
     } finally {
-      clearInterval(heartbeat);
+      this.inService.delete(pending);
       session.serving--;
     }
     if (server.channel.closed) return;
@@ -714,6 +719,24 @@ export class PeerNetwork {
     if (sealed.byteLength + 64 > this.p2p.maxFrameBytes) return reply({ type: 'miss', id: frame.id, reason: 'too-large' });
     reply({ type: 'entry', id: frame.id, sealed });
     this.counters.requestsServed++;
+  }
+
+  /** Runs the shared heartbeat while anything is being served; it stops by itself when nothing is. */
+  private ensureHeartbeat(): void {
+    if (this.heartbeatTimer !== undefined) return;
+    const half = Math.max(1, Math.floor(this.p2p.requestTimeoutMs / 2));
+    this.heartbeatTimer = setInterval(() => {
+      if (this.inService.size === 0 || this.stopped) {
+        clearInterval(this.heartbeatTimer);
+        this.heartbeatTimer = undefined;
+        return;
+      }
+      const due = Date.now() - half;
+      for (const { channel, id, since } of this.inService) {
+        if (since <= due && !channel.closed) channel.send({ type: 'working', id });
+      }
+    }, Math.max(1, Math.floor(half / 2)));
+    this.heartbeatTimer.unref();
   }
 
   // ---------------------------------------------------------------- asking (as asker)

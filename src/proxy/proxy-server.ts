@@ -128,6 +128,12 @@ const RESERVED_PATHS = new Set(['/healthz', '/metrics', '/_cache/stats']);
 
 /** The cache route: a URL template variable holding the whole absolute URL, expanded verbatim (`{+…}`). */
 const PROXIED_ROUTE_VARIABLE = 'proxied_url';
+/** A path the cache's fast route path takes as is: no query, no characters a route template would read. */
+const SIMPLE_PATH = /^\/[A-Za-z0-9._~\-/]*$/;
+
+function isDefaultAccept(accept: string): boolean {
+  return /^\s*application\/vnd\.github(\.v3)?\+json\s*$/i.test(accept);
+}
 
 /** A response the proxy is about to write. */
 interface Answer {
@@ -381,9 +387,14 @@ class CachingProxy implements ProxyServer {
 
     let response: CachedResponse;
     try {
-      response = await cache.request(`${method} {+${PROXIED_ROUTE_VARIABLE}}`, { [PROXIED_ROUTE_VARIABLE]: url }, {
-        token: auth.token, headers, body, signal,
-      });
+      const simple = (method === 'GET' || method === 'HEAD') && Object.keys(headers).every((h) => h === 'accept' && isDefaultAccept(headers[h]!));
+      const path = url.slice(cache.options.githubApiUrl.length);
+      response = simple && SIMPLE_PATH.test(path)
+        // The common read (a plain path, GitHub's default media type): the cache's fast route path.
+        ? await cache.request(`${method} ${path}`, {}, { token: auth.token, signal })
+        : await cache.request(`${method} {+${PROXIED_ROUTE_VARIABLE}}`, { [PROXIED_ROUTE_VARIABLE]: url }, {
+          token: auth.token, headers, body, signal,
+        });
     } catch (err) {
       if (signal.aborted) return jsonAnswer(499, 'proxy', { message: 'client closed request' });
       return this.#errorAnswer(err, method, target, cache.options.now);

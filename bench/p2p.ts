@@ -1,0 +1,794 @@
+/**
+ * P2P sharing (issue 4): real GitHubAPICache nodes meshed over libp2p on loopback, against the fake GitHub
+ * (test/support/fake-github.ts), as test/p2p-fleet.spec.ts starts them.
+ * - `peer-latency`: per-call p50/p90/p99 and CPU of a peer hit (the first request on an asker of a key its peer
+ *   owns and already holds fresh) beside a memory hit and an origin fetch, in one run; the peer hit twice: with
+ *   the owner in this process (one event loop for both) and in a child process (test/support/fleet-node.ts).
+ *   Under them, the floors a peer hit stands on: the protocol's own work (crypto, CBOR) without I/O, and its
+ *   two frames echoed over raw TCP and over the same libp2p stack. Target: peer hit p50 under 1 ms.
+ * - `fleet-ratio`: the Zipf workload of `zipf-workload` (3,000 GETs over 300 resources, 50 in flight, 20 ms
+ *   upstream) run by one node, by a 3-node fleet with every node running all of it at once, and by three
+ *   independent caches. Target: the fleet spends at most 1.1x the upstream requests of one node (independent
+ *   caches spend about 3x).
+ */
+import { fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
+import { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import type { ResponseSource } from '../src/github/github-requester.js';
+import { DEFAULT_ACCEPT, formatRequestKey, normalizeUrl, parseRequestKey } from '../src/github/request-key.js';
+import { entryKeyOf, scopeIdOf } from '../src/github/scope.js';
+import { openEntry, sealEntry } from '../src/p2p/envelope.js';
+import { swarmKeyOf } from '../src/p2p/fleet-keys.js';
+import type { PeerNetworkStats } from '../src/p2p/peer-network.js';
+import { rendezvousOwner } from '../src/p2p/rendezvous.js';
+import { CHALLENGE_BYTES, getProof, proofKeyOf, verifyGetProof } from '../src/p2p/scope-proof.js';
+import { decodeFrame, encodeFrame } from '../src/p2p/wire.js';
+import { FakeGitHub } from '../test/support/fake-github.js';
+import { makeTempDir } from '../test/support/temp-dir.js';
+import { fmt, machineLine, percentile, table, writeSection } from './report.js';
+
+/** A made-up token the fake accepts; never printed. */
+const TOKEN = 'test_benchmarkP2PTokenNotARealOne00000000';
+const SECRET = 'bench-p2p-shared-secret-0123456789abcdef';
+const OWNER = 'bench';
+const ROUTE = 'GET /repos/{owner}/{repo}';
+/** The member script of the specs (dist/test/support/fleet-node.js): one cache with P2P on, driven over IPC. */
+const MEMBER_SCRIPT = fileURLToPath(new URL('../test/support/fleet-node.js', import.meta.url));
+
+// ---------------------------------------------------------------- peer hit latency
+
+const LATENCY_KEYS = 2_000;
+/** Rows that only set the scene (origin fetches, fleet misses) take fewer samples: each costs milliseconds. */
+const SCENE_KEYS = 1_000;
+/** Untimed calls through each path first. */
+const WARM_UP_KEYS = 300;
+/** Resources on the fake: enough that the owner of two nodes owns LATENCY_KEYS + SCENE_KEYS + WARM_UP_KEYS of them (it owns about half). */
+const LATENCY_POOL = 4 * LATENCY_KEYS;
+const ORIGIN_LATENCY_MS = 2;
+/** Room for every key of the run (the default, 1,000, would evict the owner's keys before they are asked for). */
+const LATENCY_MAX_ENTRIES = 4 * LATENCY_KEYS;
+const ECHO_PROTOCOL = '/github-cache-bench/echo/1.0.0';
+
+/** Per-call wall times (ns) and the CPU the run cost, per call (µs, every process involved). */
+interface Measured {
+  ns: number[];
+  cpuUs: number | undefined;
+}
+
+export async function benchPeerLatency(): Promise<string> {
+  const load = loadLine();
+  const temp = new TempDirs();
+  const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 10_000_000 } }, latencyMs: ORIGIN_LATENCY_MS });
+  fake.setResource('/rate_limit', { resources: {} });
+  const names = Array.from({ length: LATENCY_POOL }, (_, i) => `repo-${i}`);
+  for (const [i, name] of names.entries()) fake.setResource(`/repos/${OWNER}/${name}`, repoBody(OWNER, name, i));
+  const bodyBytes = Buffer.byteLength(JSON.stringify(repoBody(OWNER, names[0]!, 0)));
+  const get = (cache: GitHubAPICache, repo: string) => cache.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
+  const rows = new Map<string, Measured>();
+  const upstreamDuringPeerHits: number[] = [];
+  const open: GitHubAPICache[] = [];
+  const floors: Floor[] = [];
+  let frameBytes = { request: 0, reply: 0 };
+
+  try {
+    // The floors a peer hit stands on, timed in alternation with the peer hits (so all see the same machine).
+    const protocol = protocolWork(fake.url, names.slice(0, LATENCY_KEYS));
+    floors.push(protocol);
+    frameBytes = protocol.frames;
+    const tcpFloor = await tcpEcho(frameBytes.request, frameBytes.reply);
+    floors.push(tcpFloor);
+    const libp2pFloor = await libp2pEcho(frameBytes.request, frameBytes.reply);
+    floors.push(libp2pFloor);
+    const indices = Array.from({ length: LATENCY_KEYS }, (_, i) => i);
+    for (const floor of floors) for (const i of indices.slice(0, WARM_UP_KEYS)) await floor.roundTrip(i);
+
+    // 1. Asker and owner in this process, meshed, sharing the token's scope.
+    const [asker, owner] = await mesh(fake.url, 2, temp, LATENCY_MAX_ENTRIES);
+    open.push(asker!, owner!);
+    await shareScope([asker!, owner!]);
+    const ids = [(await p2pOf(asker!)).peerId, (await p2pOf(owner!)).peerId];
+    const ownedBy = (id: string, among: string[]) => names.filter((repo) => rendezvousOwner(keyOf(fake.url, repo), among) === id);
+    const owned = ownedBy(ids[1]!, ids);
+    if (owned.length < LATENCY_KEYS + SCENE_KEYS + WARM_UP_KEYS) throw new Error(`only ${owned.length} of ${LATENCY_POOL} keys are owned by the owner`);
+    const held = owned.slice(0, LATENCY_KEYS);
+    const notHeld = owned.slice(LATENCY_KEYS, LATENCY_KEYS + SCENE_KEYS);
+    const warmUp = owned.slice(LATENCY_KEYS + SCENE_KEYS, LATENCY_KEYS + SCENE_KEYS + WARM_UP_KEYS);
+    const plain = await GitHubAPICache.create({ persistence: 'off', cacheDir: temp.make(), githubApiUrl: fake.url, maxEntries: LATENCY_MAX_ENTRIES });
+    open.push(plain);
+
+    // Warm up every path timed below (origin with P2P on and off, peer hits), so no row pays for the JIT.
+    for (const repo of warmUp) {
+      expectSource(await get(owner!, repo), 'origin');
+      expectSource(await get(asker!, repo), 'peer');
+      expectSource(await get(plain, repo), 'origin');
+    }
+
+    // The owner fetches its keys (origin on a P2P node that owns the key itself: rendezvous says 'self'), in
+    // alternating blocks with a cache with P2P off fetching keys it never saw, so both see the same machine.
+    const [originOwner, originPlain] = await measureAlternating([
+      { items: held, fn: async (repo) => expectSource(await get(owner!, repo), 'origin') },
+      { items: notHeld, fn: async (repo) => expectSource(await get(plain, repo), 'origin') },
+    ]);
+    rows.set('originOwner', originOwner!);
+    rows.set('originPlain', originPlain!);
+    let before = fake.stats.requests;
+    const [peerSameLoop, protocolRow, tcpRow, libp2pRow] = await measureAlternating<string | number>([
+      { items: held, fn: async (repo) => expectSource(await get(asker!, repo as string), 'peer') },
+      { items: indices, fn: (i) => protocol.roundTrip(i as number) },
+      { items: indices, fn: (i) => tcpFloor.roundTrip(i as number) },
+      { items: indices, fn: (i) => libp2pFloor.roundTrip(i as number) },
+    ]);
+    rows.set('peerSameLoop', peerSameLoop!);
+    rows.set('protocol', protocolRow!);
+    rows.set('tcpEcho', tcpRow!);
+    rows.set('libp2pEcho', libp2pRow!);
+    upstreamDuringPeerHits.push(fake.stats.requests - before);
+    expectNoUpstream(upstreamDuringPeerHits);
+    rows.set('memory', await measure(held, async (repo) => expectSource(await get(asker!, repo), 'memory')));
+    // A key the owner does not hold yet: the owner makes the upstream request and answers (a fleet miss).
+    rows.set('peerMiss', await measure(notHeld, async (repo) => expectSource(await get(asker!, repo), 'peer')));
+
+    await Promise.all(open.splice(0).map((c) => c.close()));
+
+    // 2. The owner in a child process: the asker's event loop does only the asker's work.
+    const member = startMember({
+      CACHE_DIR: temp.make(), GITHUB_API_URL: fake.url, CACHE_LISTEN_PORT: '0', CACHE_P2P_SHARED_SECRET: SECRET, CACHE_BOOTSTRAP_PEERS: '',
+      CACHE_MAX_ENTRIES: String(LATENCY_MAX_ENTRIES),
+    });
+    try {
+      const ready = await member.ready;
+      const childAddr = ready.p2p.listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
+      const remoteAsker = await node(fake.url, temp, [childAddr], LATENCY_MAX_ENTRIES);
+      open.push(remoteAsker);
+      await waitUntil(async () => (await p2pOf(remoteAsker)).connectedPeers >= 1 && (await member.stats()).p2p.connectedPeers >= 1, 'the child connected');
+      await Promise.all([remoteAsker.request('GET /rate_limit', {}, { token: TOKEN }), member.request('GET /rate_limit', TOKEN)]);
+      await waitUntil(async () => {
+        const [mine, theirs] = [await p2pOf(remoteAsker), (await member.stats()).p2p];
+        return [mine, theirs].every((s) => s.peers.length >= 1 && s.peers.every((p) => p.scopes >= 2));
+      }, 'the child and the asker sharing the scope');
+      const childIds = [(await p2pOf(remoteAsker)).peerId, ready.p2p.peerId];
+      const childOwned = ownedBy(childIds[1]!, childIds);
+      const childHeld = childOwned.slice(0, LATENCY_KEYS);
+      const childWarmUp = childOwned.slice(LATENCY_KEYS, LATENCY_KEYS + WARM_UP_KEYS);
+      await pool([...childHeld, ...childWarmUp], 20, async (repo) => {
+        const reply = await member.request(`GET /repos/${OWNER}/${repo}`, TOKEN);
+        if (reply.source !== 'origin') throw new Error(`child fill: expected origin for ${repo}, got ${String(reply.source ?? reply.message)}`);
+      });
+      for (const repo of childWarmUp) expectSource(await get(remoteAsker, repo), 'peer'); // the child's serving path, cold until now
+      before = fake.stats.requests;
+      rows.set('peerChild', await measure(childHeld, async (repo) => expectSource(await get(remoteAsker, repo), 'peer'), member.pid));
+      upstreamDuringPeerHits.push(fake.stats.requests - before);
+      expectNoUpstream(upstreamDuringPeerHits);
+    } finally {
+      await Promise.all(open.splice(0).map((c) => c.close()));
+      await member.stop();
+    }
+
+  } finally {
+    await Promise.all([...open.map((c) => c.close()), ...floors.map((f) => f.close())]);
+    await fake.close();
+    temp.removeAll();
+  }
+
+  const us = (ns: number) => fmt(ns / 1000, 0);
+  const row = (what: string, name: string, target?: number) => {
+    const { ns, cpuUs } = rows.get(name)!;
+    const p50 = percentile(ns, 50) / 1e6;
+    return [
+      what, ns.length, us(percentile(ns, 50)), us(percentile(ns, 90)), us(percentile(ns, 99)), us(mean(ns)),
+      cpuUs === undefined ? 'n/a' : fmt(cpuUs, 0),
+      target === undefined ? '—' : `p50 < ${target} ms: ${p50 < target ? 'met' : '**missed**'}`,
+    ];
+  };
+  const sameLoopP50 = percentile(rows.get('peerSameLoop')!.ns, 50) / 1e6;
+  const childP50 = percentile(rows.get('peerChild')!.ns, 50) / 1e6;
+  const cpuOf = (name: string) => rows.get(name)!.cpuUs ?? Number.NaN;
+  const rest = cpuOf('peerSameLoop') - cpuOf('libp2pEcho') - cpuOf('protocol');
+  const md = [
+    '## Peer hit latency on loopback (issue 4)',
+    '',
+    `\`npm run bench -- peer-latency\` · ${machineLine()} · one call at a time, each timed with \`process.hrtime.bigint()\``,
+    'around an awaited `cache.request`, on distinct keys. A peer hit is the first request on the asker of a key whose rendezvous',
+    'owner is the other node and which the owner already holds fresh (each one checked to answer `source: \'peer\'`; upstream',
+    `requests during the two peer-hit rows: ${upstreamDuringPeerHits.join(' and ')}). A memory hit repeats those keys on the asker. Origin rows go to the`,
+    `fake GitHub (in this process) with ${ORIGIN_LATENCY_MS} ms injected latency, the two in alternating blocks of 100 calls. Every path is`,
+    `warmed up first (${WARM_UP_KEYS} untimed calls each). Bodies: a repository-shaped JSON of ${fmt(bodyBytes / 1024, 1)} KiB, sealed (AES-256-GCM) by the`,
+    'owner, opened and verified by the asker. Two nodes meshed over libp2p (TCP, pnet, noise, yamux) on 127.0.0.1. CPU per call is the CPU time of a row over its calls, in',
+    'every process involved (`process.cpuUsage`, and `/proc/<pid>/stat` for the child); unlike the latencies, it does not grow',
+    `when other work on the machine makes the calls wait. ${load}`,
+    '',
+    table(['path', 'samples', 'p50 µs', 'p90 µs', 'p99 µs', 'mean µs', 'CPU µs per call', 'target'], [
+      row('memory hit (asker, repeat)', 'memory'),
+      row('**peer hit**, owner in this process (one event loop for both)', 'peerSameLoop', 1),
+      row('**peer hit**, owner in a child process', 'peerChild', 1),
+      row('peer miss: the owner fetches from origin, then answers', 'peerMiss'),
+      row(`origin, cache with P2P off (${ORIGIN_LATENCY_MS} ms injected)`, 'originPlain'),
+      row(`origin, P2P node that owns the key itself (${ORIGIN_LATENCY_MS} ms injected)`, 'originOwner'),
+    ]),
+    '',
+    `What a peer hit stands on, timed in alternating blocks of 100 calls with the in-process peer hits: its two frames (a ${frameBytes.request} B`,
+    `\`get\`, a ${frameBytes.reply} B \`entry\`) echoed over one long-lived stream in this process, and the protocol's own work on them without any`,
+    'I/O (owner: decode the get, check its proof, seal the entry, encode it; asker: pick the owner, prove the scope, encode, decode,',
+    'open and verify the entry).',
+    '',
+    table(['floor', 'samples', 'p50 µs', 'p90 µs', 'p99 µs', 'mean µs', 'CPU µs per call'], [
+      row('protocol work alone (crypto, CBOR; no I/O)', 'protocol').slice(0, -1),
+      row('echo over raw TCP (`net`, no delay)', 'tcpEcho').slice(0, -1),
+      row('echo over libp2p (TCP + pnet + noise + yamux, `lpStream`)', 'libp2pEcho').slice(0, -1),
+    ]),
+    '',
+    `Of a peer hit's ${fmt(cpuOf('peerSameLoop'), 0)} µs of CPU, the libp2p echo of its frames accounts for ${fmt(cpuOf('libp2pEcho'), 0)} µs and the protocol work`,
+    `for ${fmt(cpuOf('protocol'), 0)} µs; the other ${fmt(rest, 0)} µs are the framing, request table, serving and cache code around them.`,
+    `This run: peer hit p50 ${fmt(sameLoopP50 * 1000, 0)} µs with the owner in this process (${sameLoopP50 < 1 ? 'met' : '**missed**'}),`,
+    `${fmt(childP50 * 1000, 0)} µs with the owner in a child process (${childP50 < 1 ? 'met' : '**missed**'}).`,
+  ].join('\n');
+  writeSection('peer-latency', md);
+  return md;
+}
+
+/** Times `fn` once per item; CPU per call covers this process and, when given, the child `pid`. */
+async function measure<T>(items: readonly T[], fn: (item: T) => unknown, pid?: number): Promise<Measured> {
+  const ns: number[] = [];
+  const childBefore = pid === undefined ? 0 : processCpuUs(pid);
+  const cpu = process.cpuUsage();
+  await timeEach(items, ns, fn);
+  const used = process.cpuUsage(cpu);
+  const child = pid === undefined ? 0 : (processCpuUs(pid) ?? Number.NaN) - (childBefore ?? Number.NaN);
+  const cpuUs = (used.user + used.system + child) / items.length;
+  return { ns, cpuUs: Number.isFinite(cpuUs) ? cpuUs : undefined };
+}
+
+/** Like `measure` for several rows at once, in alternating blocks of `block` calls until every row is done. */
+async function measureAlternating<T>(runs: Array<{ items: readonly T[]; fn: (item: T) => unknown }>, block = 100): Promise<Measured[]> {
+  const out = runs.map(() => ({ ns: [] as number[], cpu: 0 }));
+  for (let from = 0; runs.some((r) => from < r.items.length); from += block) {
+    for (const [i, run] of runs.entries()) {
+      const items = run.items.slice(from, from + block);
+      if (items.length === 0) continue;
+      const cpu = process.cpuUsage();
+      await timeEach(items, out[i]!.ns, run.fn);
+      const used = process.cpuUsage(cpu);
+      out[i]!.cpu += used.user + used.system;
+    }
+  }
+  return out.map(({ ns, cpu }) => ({ ns, cpuUs: cpu / ns.length }));
+}
+
+/** CPU time of another process in µs (Linux /proc, clock ticks of 10 ms), or undefined where /proc is missing. */
+function processCpuUs(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime, stime (fields 14 and 15 of the line)
+  } catch {
+    return undefined;
+  }
+}
+
+/** Something timed call by call beside the peer hits: one round trip (or one unit of work) per call. */
+interface Floor {
+  roundTrip(i: number): Promise<void> | void;
+  close(): Promise<void>;
+}
+
+/**
+ * The protocol's CPU work of one peer hit, without I/O: the asker picks the owner and proves the scope, both
+ * sides encode and decode the frames, the owner checks the proof and seals, the asker opens and verifies.
+ */
+function protocolWork(githubApiUrl: string, repos: readonly string[]): Floor & { frames: { request: number; reply: number } } {
+  const entryKey = entryKeyOf(TOKEN);
+  const proofKey = proofKeyOf(entryKey);
+  const challenge = new Uint8Array(randomBytes(CHALLENGE_BYTES));
+  const peers = ['12D3KooWAskerAskerAskerAskerAskerAskerAskerAskerAsk', '12D3KooWOwnerOwnerOwnerOwnerOwnerOwnerOwnerOwnerOwn'];
+  const now = Date.now();
+  const entries = repos.map((repo, i) => {
+    const body = JSON.stringify(repoBody(OWNER, repo, i));
+    const entry: CacheEntry = {
+      body, digest: sha256Hex(body), storedAt: now, expiresAt: now + 60_000, status: 200, etag: `W/"${sha256Hex(repo)}"`,
+      headers: {
+        'content-type': 'application/json; charset=utf-8', 'cache-control': 'private, max-age=60, s-maxage=60', vary: 'Accept, Authorization, Accept-Encoding',
+        date: new Date(now).toUTCString(), 'x-github-media-type': 'github.v3; format=json', etag: `W/"${sha256Hex(repo)}"`, 'content-length': String(body.length),
+      },
+    };
+    return { key: keyOf(githubApiUrl, repo), entry };
+  });
+  const frames = { request: 0, reply: 0 };
+  const roundTrip = (id: number) => {
+    const { key, entry } = entries[id % entries.length]!;
+    rendezvousOwner(key, peers);
+    parseRequestKey(key);
+    const get = encodeFrame({ type: 'get', id, key, proof: getProof(proofKey, challenge, id, key) });
+    const asked = decodeFrame(get);
+    if (asked.type !== 'get' || !verifyGetProof(proofKey, challenge, asked.id, asked.key, asked.proof)) throw new Error('protocol work: bad proof');
+    parseRequestKey(asked.key);
+    const reply = encodeFrame({ type: 'entry', id, sealed: sealEntry(entry, asked.key, entryKey) });
+    const answered = decodeFrame(reply);
+    if (answered.type !== 'entry') throw new Error('protocol work: not an entry');
+    openEntry(answered.sealed, key, entryKey, { maxEntryTtlSeconds: 3_600 });
+    frames.request = get.byteLength;
+    frames.reply = reply.byteLength;
+  };
+  roundTrip(0);
+  return { roundTrip, frames, close: async () => undefined };
+}
+
+/** Round trips of `requestBytes` out and `replyBytes` back over one loopback TCP connection (Nagle off). */
+async function tcpEcho(requestBytes: number, replyBytes: number): Promise<Floor> {
+  const reply = Buffer.alloc(replyBytes, 7);
+  const server = net.createServer((socket) => {
+    socket.setNoDelay(true);
+    let pending = 0;
+    socket.on('data', (chunk) => {
+      pending += chunk.length;
+      while (pending >= requestBytes) {
+        pending -= requestBytes;
+        socket.write(reply);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  socket.setNoDelay(true);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  let received = 0;
+  let waiting: (() => void) | undefined;
+  socket.on('data', (chunk) => {
+    received += chunk.length;
+    if (received >= replyBytes && waiting !== undefined) {
+      received -= replyBytes;
+      const done = waiting;
+      waiting = undefined;
+      done();
+    }
+  });
+  const request = Buffer.alloc(requestBytes, 1);
+  return {
+    roundTrip: () => new Promise<void>((resolve) => {
+      waiting = resolve;
+      socket.write(request);
+    }),
+    close: async () => {
+      socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** The same round trips over two libp2p hosts built like the fleet's (TCP, pnet, noise, yamux), one long-lived stream. */
+async function libp2pEcho(requestBytes: number, replyBytes: number): Promise<Floor> {
+  await import('../src/polyfills.js'); // libp2p 3 needs Promise.withResolvers
+  const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { preSharedKey }, { lpStream }] = await Promise.all([
+    import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('@libp2p/pnet'), import('@libp2p/utils'),
+  ]);
+  const host = () => createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionProtector: preSharedKey({ psk: swarmKeyOf(SECRET) }),
+  });
+  const [server, client] = await Promise.all([host(), host()]);
+  const close = async () => {
+    await Promise.all([client.stop(), server.stop()]);
+  };
+  try {
+    const reply = new Uint8Array(replyBytes).fill(7);
+    await server.handle(ECHO_PROTOCOL, (stream) => {
+      const lp = lpStream(stream);
+      void (async () => {
+        try {
+          for (;;) {
+            await lp.read();
+            await lp.write(reply);
+          }
+        } catch {
+          // the stream closed
+        }
+      })();
+    });
+    const stream = await client.dialProtocol(server.getMultiaddrs()[0]!, ECHO_PROTOCOL);
+    const lp = lpStream(stream);
+    const request = new Uint8Array(requestBytes).fill(1);
+    return {
+      roundTrip: async () => {
+        await lp.write(request);
+        await lp.read();
+      },
+      close: async () => {
+        await stream.close();
+        await close();
+      },
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------- fleet ratio
+
+const FLEET_REQUESTS = 3_000;
+const FLEET_RESOURCES = 300;
+const FLEET_IN_FLIGHT = 50;
+const FLEET_LATENCY_MS = 20;
+const FLEET_NODES = 3;
+const ZIPF_S = 1.0;
+/** The seed of `zipf-workload`: the same 3,000-request list. */
+const ZIPF_SEED = 20_240_601;
+
+interface Scenario {
+  name: string;
+  nodes: number;
+  p2p: boolean;
+  /** Node i runs the list starting at i/nodes of the way through (the same requests, not in lockstep). */
+  rotate: boolean;
+}
+
+interface ScenarioResult extends Scenario {
+  upstream: number;
+  charged: number;
+  maxUpstreamInFlight: number;
+  latenciesNs: number[];
+  wallNs: number;
+  sources: Partial<Record<ResponseSource, number>>;
+  apiCallsMade: number;
+  peerHits: number;
+  p2pTimeouts: number;
+  p2pRequestsSent: number;
+  p2pServed: number;
+  warmupUpstream: number;
+}
+
+export async function benchFleetRatio(): Promise<string> {
+  const load = loadLine();
+  const zipf = zipfSampler(FLEET_RESOURCES, ZIPF_S, mulberry32(ZIPF_SEED));
+  const requests = Array.from({ length: FLEET_REQUESTS }, () => `repo-${zipf()}`);
+  const distinct = new Set(requests).size;
+
+  const scenarios: Scenario[] = [
+    { name: '(a) one node alone', nodes: 1, p2p: false, rotate: false },
+    { name: '(b) 3-node fleet, same order on every node', nodes: FLEET_NODES, p2p: true, rotate: false },
+    { name: '(b′) 3-node fleet, each node starts a third further into the list', nodes: FLEET_NODES, p2p: true, rotate: true },
+    { name: '(c) 3 independent caches (P2P off)', nodes: FLEET_NODES, p2p: false, rotate: false },
+  ];
+  const results: ScenarioResult[] = [];
+  for (const scenario of scenarios) results.push(await runScenario(scenario, requests));
+
+  const base = results[0]!.upstream;
+  const ms = (ns: number, digits = 1) => fmt(ns / 1e6, digits);
+  const rows = results.map((r) => [
+    r.name,
+    r.nodes * FLEET_REQUESTS,
+    r.upstream,
+    `${fmt(r.upstream / base, 2)}x`,
+    r.charged,
+    r.maxUpstreamInFlight,
+    ms(percentile(r.latenciesNs, 50), 3),
+    ms(percentile(r.latenciesNs, 99)),
+    ms(r.wallNs, 0),
+  ]);
+  const sourceRows = results.map((r) => [
+    r.name,
+    ...(['memory', 'peer', 'origin', 'coalesced', 'revalidated', 'stale'] as const).map((s) => r.sources[s] ?? 0),
+    r.apiCallsMade,
+    r.p2p ? r.p2pRequestsSent : '—',
+    r.p2p ? r.p2pServed : '—',
+    r.p2p ? r.p2pTimeouts : '—',
+  ]);
+  const fleet = results.filter((r) => r.p2p);
+  const independent = results.find((r) => !r.p2p && r.nodes > 1)!;
+  const met = fleet.every((r) => r.upstream / base <= 1.1);
+  const md = [
+    '## Fleet ratio: upstream requests of a 3-node fleet over one node (issue 4)',
+    '',
+    `\`npm run bench -- fleet-ratio\` · ${machineLine()} · the \`zipf-workload\` list: ${FLEET_REQUESTS.toLocaleString('en-US')} GETs of \`${ROUTE}\`,`,
+    `Zipf (s = ${ZIPF_S.toFixed(1)}, seeded) over ${FLEET_RESOURCES} resources (${distinct} distinct touched), one token, ${FLEET_LATENCY_MS} ms latency injected by the fake`,
+    `GitHub (a fresh fake per row). Every node runs the whole list with ${FLEET_IN_FLIGHT} async workers, all nodes at once; fleet nodes`,
+    'are meshed over libp2p on 127.0.0.1. All nodes and the fake share this process (one event loop). Before the clock starts',
+    'each node makes one request with the token (fleet nodes announce their scope with it; every row does it alike) and the',
+    'fake\'s counters are reset, so upstream requests and rate-limit units count the workload only. Latencies are per request',
+    `over all nodes. ${load}`,
+    '',
+    table(['run', 'requests', 'upstream requests', 'vs (a)', 'rate-limit units', 'max upstream in flight', 'p50 ms', 'p99 ms', 'wall ms'], rows),
+    '',
+    'Where the answers came from (`source` of each response, all nodes), and the P2P counters (`getStats().p2p`, summed):',
+    '',
+    table(['run', 'memory', 'peer', 'origin', 'coalesced', 'revalidated', 'stale', 'apiCallsMade', 'gets sent', 'gets served', 'timeouts'], sourceRows),
+    '',
+    `Target: the fleet at most 1.1x the upstream requests of one node; independent caches about ${FLEET_NODES}x.`,
+    `This run: ${met ? 'met' : '**missed**'} (${fleet.map((r) => `${fmt(r.upstream / base, 2)}x`).join(', ')}); independent caches ${fmt(independent.upstream / base, 2)}x.`,
+  ].join('\n');
+  writeSection('fleet-ratio', md);
+  return md;
+}
+
+async function runScenario(scenario: Scenario, requests: readonly string[]): Promise<ScenarioResult> {
+  const temp = new TempDirs();
+  const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 10_000_000 } } });
+  let nodes: GitHubAPICache[] = [];
+  try {
+    fake.setResource('/rate_limit', { resources: {} });
+    for (let i = 0; i < FLEET_RESOURCES; i++) fake.setResource(`/repos/${OWNER}/repo-${i}`, repoBody(OWNER, `repo-${i}`, i));
+    nodes = scenario.p2p
+      ? await mesh(fake.url, scenario.nodes, temp)
+      : await Promise.all(Array.from({ length: scenario.nodes }, () => GitHubAPICache.create({ persistence: 'off', cacheDir: temp.make(), githubApiUrl: fake.url })));
+    if (scenario.p2p) await shareScope(nodes);
+    else await Promise.all(nodes.map((c) => c.request('GET /rate_limit', {}, { token: TOKEN })));
+    const warmupUpstream = fake.stats.requests;
+    fake.resetStats();
+    fake.setLatency(FLEET_LATENCY_MS);
+
+    const latenciesNs: number[] = [];
+    const sources: Partial<Record<ResponseSource, number>> = {};
+    const start = process.hrtime.bigint();
+    await Promise.all(nodes.map((cache, i) => {
+      const offset = scenario.rotate ? Math.floor((i * requests.length) / nodes.length) : 0;
+      const list = [...requests.slice(offset), ...requests.slice(0, offset)];
+      return pool(list, FLEET_IN_FLIGHT, async (repo) => {
+        const t = process.hrtime.bigint();
+        const response = await cache.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
+        latenciesNs.push(Number(process.hrtime.bigint() - t));
+        sources[response.source] = (sources[response.source] ?? 0) + 1;
+      });
+    }));
+    const wallNs = Number(process.hrtime.bigint() - start);
+    const upstream = fake.stats;
+    const stats = await Promise.all(nodes.map((c) => c.getStats()));
+    const sum = (f: (p: PeerNetworkStats) => number) => stats.reduce((acc, s) => acc + (s.p2p === undefined ? 0 : f(s.p2p)), 0);
+    return {
+      ...scenario,
+      upstream: upstream.requests,
+      charged: upstream.charged,
+      maxUpstreamInFlight: upstream.maxConcurrent,
+      latenciesNs,
+      wallNs,
+      sources,
+      // The warm-up request is counted in apiCallsMade; the workload's share is what the fake saw.
+      apiCallsMade: stats.reduce((acc, s) => acc + s.apiCallsMade, 0) - warmupUpstream,
+      peerHits: stats.reduce((acc, s) => acc + s.peerHits, 0),
+      p2pTimeouts: sum((p) => p.timeouts),
+      p2pRequestsSent: sum((p) => p.requestsSent),
+      p2pServed: sum((p) => p.requestsServed),
+      warmupUpstream,
+    };
+  } finally {
+    await Promise.all(nodes.map((c) => c.close()));
+    await fake.close();
+    temp.removeAll();
+  }
+}
+
+// ---------------------------------------------------------------- fleet helpers
+
+async function node(githubApiUrl: string, temp: TempDirs, bootstrapPeers: string[] = [], maxEntries?: number): Promise<GitHubAPICache> {
+  return GitHubAPICache.create({
+    persistence: 'off',
+    ...(maxEntries !== undefined ? { maxEntries } : {}),
+    cacheDir: temp.make(),
+    githubApiUrl,
+    p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers },
+  });
+}
+
+async function p2pOf(cache: GitHubAPICache): Promise<PeerNetworkStats> {
+  return (await cache.getStats()).p2p!;
+}
+
+/** n caches with P2P on, the others bootstrapped to the first; resolves once every node sees all the others. */
+async function mesh(githubApiUrl: string, n: number, temp: TempDirs, maxEntries?: number): Promise<GitHubAPICache[]> {
+  const first = await node(githubApiUrl, temp, [], maxEntries);
+  const addr = (await p2pOf(first)).listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
+  const nodes = [first, ...(await Promise.all(Array.from({ length: n - 1 }, () => node(githubApiUrl, temp, [addr], maxEntries))))];
+  await waitUntil(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.connectedPeers >= n - 1), 'a full mesh');
+  return nodes;
+}
+
+/** Each node uses the token once (announcing its scope); resolves once every peer proved it holds it. */
+async function shareScope(nodes: GitHubAPICache[]): Promise<void> {
+  await Promise.all(nodes.map((c) => c.request('GET /rate_limit', {}, { token: TOKEN })));
+  await waitUntil(async () => (await Promise.all(nodes.map(p2pOf)))
+    .every((s) => s.peers.length >= nodes.length - 1 && s.peers.every((p) => p.scopes >= 2)), 'scope claims');
+}
+
+async function waitUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const started = Date.now();
+  while (!(await condition())) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The cache key the asker computes for `repo` (the same formula the fleet spec uses to find an owner). */
+function keyOf(githubApiUrl: string, repo: string): string {
+  return formatRequestKey({ url: normalizeUrl(`${githubApiUrl}/repos/${OWNER}/${repo}`), method: 'GET', scopeId: scopeIdOf(TOKEN), accept: DEFAULT_ACCEPT });
+}
+
+interface MemberReply {
+  type: string;
+  id?: number;
+  source?: ResponseSource;
+  message?: string;
+  stats?: { p2p: PeerNetworkStats };
+}
+
+/** A fleet member in a child process (test/support/fleet-node.ts), driven over IPC. */
+function startMember(env: Record<string, string>) {
+  const child = fork(MEMBER_SCRIPT, [], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const waiting = new Map<number, (reply: MemberReply) => void>();
+  let nextId = 0;
+  let onReady: ((reply: MemberReply & { p2p: PeerNetworkStats }) => void) | undefined;
+  let onFailed: ((error: Error) => void) | undefined;
+  const ready = new Promise<MemberReply & { p2p: PeerNetworkStats }>((resolve, reject) => {
+    onReady = resolve;
+    onFailed = reject;
+  });
+  child.on('message', (message: MemberReply & { p2p: PeerNetworkStats }) => {
+    if (message.type === 'ready') onReady?.(message);
+    else if (message.type === 'failed') onFailed?.(new Error(`fleet member failed: ${message.message}`));
+    else if (message.id !== undefined) {
+      waiting.get(message.id)?.(message);
+      waiting.delete(message.id);
+    }
+  });
+  child.once('exit', (code) => onFailed?.(new Error(`fleet member exited (${code})`)));
+  const ask = (message: object): Promise<MemberReply> => {
+    const id = ++nextId;
+    return new Promise((resolve) => {
+      waiting.set(id, resolve);
+      child.send({ ...message, id });
+    });
+  };
+  return {
+    pid: child.pid!,
+    ready,
+    request: (route: string, token: string) => ask({ type: 'request', route, token }),
+    stats: async () => (await ask({ type: 'stats' })).stats!,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      if (child.connected) child.send({ type: 'close' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+class TempDirs {
+  private readonly cleanups: Array<() => void> = [];
+  make(): string {
+    const { dir, cleanup } = makeTempDir('gh-p2p-cache-bench-p2p-');
+    this.cleanups.push(cleanup);
+    return dir;
+  }
+  removeAll(): void {
+    for (const cleanup of this.cleanups.splice(0)) cleanup();
+  }
+}
+
+// ---------------------------------------------------------------- helpers (as in github-cache.ts)
+
+/** Times `fn` once per item, in ns, appending to `into`. */
+async function timeEach<T>(items: readonly T[], into: number[], fn: (item: T) => unknown): Promise<void> {
+  for (const item of items) {
+    const start = process.hrtime.bigint();
+    await fn(item);
+    into.push(Number(process.hrtime.bigint() - start));
+  }
+}
+
+function expectSource(response: { source: ResponseSource }, want: ResponseSource): void {
+  if (response.source !== want) throw new Error(`expected a ${want} answer, got ${response.source}`);
+}
+
+/** A peer hit is answered from the owner's memory: any upstream request means the row measured something else. */
+function expectNoUpstream(counts: number[]): void {
+  if (counts.some((n) => n !== 0)) throw new Error(`upstream requests during peer hits: ${counts.join(', ')} (the owner no longer held its keys)`);
+}
+
+/** `concurrency` async workers pulling items from one list in order until it is empty. */
+async function pool<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same workload on every machine. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Ranks 0..n-1 with P(k) ∝ 1/(k+1)^s, by inverse CDF. */
+function zipfSampler(n: number, s: number, random: () => number): () => number {
+  const cdf: number[] = [];
+  let sum = 0;
+  for (let k = 1; k <= n; k++) cdf.push((sum += 1 / k ** s));
+  return () => {
+    const u = random() * sum;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+/** Other work on the machine moves these numbers; say how busy it was. */
+function loadLine(): string {
+  return `Load average at start: ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs.`;
+}
+
+function mean(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+/** Shaped like GitHub's `GET /repos/{owner}/{repo}`, as in github-cache.ts (the URL templates are most of its size). */
+function repoBody(owner: string, name: string, id: number): Record<string, unknown> {
+  const api = `https://api.github.com/repos/${owner}/${name}`;
+  const ownerApi = `https://api.github.com/users/${owner}`;
+  const urls: Record<string, string> = {};
+  for (const rel of ['forks', 'keys{/key_id}', 'collaborators{/collaborator}', 'teams', 'hooks', 'issue_events{/number}', 'events',
+    'assignees{/user}', 'branches{/branch}', 'tags', 'blobs{/sha}', 'git_tags{/sha}', 'git_refs{/sha}', 'trees{/sha}', 'statuses/{sha}',
+    'languages', 'stargazers', 'contributors', 'subscribers', 'subscription', 'commits{/sha}', 'git_commits{/sha}', 'comments{/number}',
+    'issue_comment{/number}', 'contents/{+path}', 'compare/{base}...{head}', 'merges', '{archive_format}{/ref}', 'downloads',
+    'issues{/number}', 'pulls{/number}', 'milestones{/number}', 'notifications{?since,all,participating}', 'labels{/name}',
+    'releases{/id}', 'deployments']) {
+    urls[`${rel.replace(/[{/].*$/, '').replace(/^$/, 'archive')}_url`] = `${api}/${rel}`;
+  }
+  return {
+    id: 1_000_000 + id,
+    node_id: `R_kgDO${id.toString(36).padStart(6, '0')}`,
+    name,
+    full_name: `${owner}/${name}`,
+    private: false,
+    owner: {
+      login: owner, id: 42, node_id: 'MDQ6VXNlcjQy', avatar_url: 'https://avatars.githubusercontent.com/u/42?v=4', gravatar_id: '',
+      url: ownerApi, html_url: `https://github.com/${owner}`, followers_url: `${ownerApi}/followers`, repos_url: `${ownerApi}/repos`,
+      type: 'Organization', site_admin: false,
+    },
+    html_url: `https://github.com/${owner}/${name}`,
+    description: `Benchmark repository number ${id}`,
+    fork: false,
+    url: api,
+    ...urls,
+    created_at: '2020-01-01T00:00:00Z',
+    updated_at: '2026-01-01T00:00:00Z',
+    pushed_at: '2026-01-01T00:00:00Z',
+    git_url: `git://github.com/${owner}/${name}.git`,
+    clone_url: `https://github.com/${owner}/${name}.git`,
+    homepage: null,
+    size: 1024 + id,
+    stargazers_count: (id * 7919) % 5000,
+    watchers_count: (id * 7919) % 5000,
+    language: 'TypeScript',
+    has_issues: true,
+    has_projects: true,
+    has_wiki: false,
+    forks_count: id % 97,
+    archived: false,
+    disabled: false,
+    open_issues_count: id % 31,
+    license: { key: 'mit', name: 'MIT License', spdx_id: 'MIT', url: 'https://api.github.com/licenses/mit', node_id: 'MDc6TGljZW5zZTEz' },
+    topics: ['github', 'cache', 'benchmark'],
+    visibility: 'public',
+    default_branch: 'main',
+    permissions: { admin: false, maintain: false, push: false, triage: false, pull: true },
+  };
+}
