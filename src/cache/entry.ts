@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * One stored entry: a key/value pair put with `put`, or a GitHub response. The same shape lives in every
@@ -24,7 +24,7 @@ export interface CacheEntry {
 }
 
 export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+  return hash('sha256', text, 'hex');
 }
 
 export function isFresh(entry: CacheEntry, now: number): boolean {

@@ -231,7 +231,8 @@ export class GitHubAPICache implements AsyncDisposable {
    * collection. Rejects with RateLimitError when GitHub rate-limited the token and no stale entry exists, and
    * with UpstreamError for other failures (a 5xx, reset or timeout is answered from a stale entry if any).
    */
-  async request<T = unknown>(route: string, params?: Record<string, unknown>, options?: RequestOptions): Promise<CachedResponse<T>> {
+  request<T = unknown>(route: string, params?: Record<string, unknown>, options?: RequestOptions): Promise<CachedResponse<T>> {
+    // Not async itself: track() is, and an extra async layer would only add microtask hops to every call.
     return this.track('request', () => this.requester.request<T>(route, params, options));
   }
 
@@ -253,7 +254,8 @@ export class GitHubAPICache implements AsyncDisposable {
       logger: createLogger('p2p', this.options.logSink),
       now: this.options.now,
       backend: {
-        serveAsOwner: (key, signal) => requester.serveAsOwner(key, signal),
+        serveAsOwner: (key, signal, parts) => requester.serveAsOwner(key, signal, parts),
+        heldEntry: (key, parts) => requester.heldEntry(key, parts),
         entryKey: (scopeId) => requester.entryKey(scopeId),
         heldScopes: () => requester.heldScopes(),
       },

@@ -175,8 +175,8 @@ export class GitHubRequester {
    * token of the key's scope (under the same singleflight as local callers). undefined when this node holds
    * no token of that scope or GitHub failed.
    */
-  async serveAsOwner(key: string, signal?: AbortSignal): Promise<CacheEntry | undefined> {
-    const parts = parseRequestKey(key);
+  async serveAsOwner(key: string, signal?: AbortSignal, parsed?: RequestKeyParts): Promise<CacheEntry | undefined> {
+    const parts = parsed ?? parseRequestKey(key);
     // A peer may only make this node fetch from the GitHub API it is configured for (never an arbitrary URL
     // with this node's token: that would be a server-side request forgery through the fleet).
     if (parts === undefined || !this.#isApiUrl(parts.url)) return undefined;
@@ -196,6 +196,20 @@ export class GitHubRequester {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * serveAsOwner's first step alone, synchronously: the fresh entry this node holds for `key` (parsed as
+   * `parts`), under the same conditions (an API URL, a scope whose token it holds); else undefined, and
+   * nothing was counted (serveAsOwner then does the rest).
+   */
+  heldEntry(key: string, parts: RequestKeyParts): CacheEntry | undefined {
+    if (!this.#isApiUrl(parts.url)) return undefined;
+    if (parts.scopeId !== ANONYMOUS_SCOPE && this.#tokens.get(parts.scopeId) === undefined) return undefined;
+    const found = this.#host.tiers.read(HTTP_PREFIX + key);
+    if (found === undefined || this.#host.options.now() >= found.entry.expiresAt) return undefined;
+    this.#host.counters.apiCallsSaved++;
+    return found.entry;
   }
 
   /** The AES key for a scope whose token this node holds (anonymous: undefined; the P2P layer keys it). */

@@ -38,6 +38,45 @@ export function formatRequestKey(parts: RequestKeyParts): string {
   return `${parts.url} ${parts.method} ${parts.scopeId} ${parts.accept}`;
 }
 
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+const QUERY_PART = '[A-Za-z0-9*._-]+=[A-Za-z0-9*._-]*';
+/**
+ * URLs that normalizeUrl provably leaves as they are, recognised without parsing: http(s), a lowercase host name
+ * (no punycode, last label starting with a letter) or a dotted-quad IPv4 address in its canonical form, a port
+ * without leading zeros, a path of unreserved characters, sub-delimiters (no "'"), ':', '@' and %XX escapes,
+ * and a query of name=value pairs of the characters that form encoding keeps as they are. No fragment, no
+ * userinfo. Linear: no part of it can match the same text two ways.
+ */
+const CANONICAL_URL = new RegExp(
+  `^(https?)://(?:(?:[a-z0-9-]+\\.)*[a-z][a-z0-9-]*|${OCTET}(?:\\.${OCTET}){3})(?::([1-9][0-9]{0,4}))?` +
+  `((?:/(?:[A-Za-z0-9._~!$&()*+,;=:@-]|%[0-9A-Fa-f]{2})*)+)(?:\\?(${QUERY_PART}(?:&${QUERY_PART})*))?$`,
+);
+/** A dot segment, which URL parsing would resolve. */
+const DOT_SEGMENT = /\/\.\.?(?=\/|$)|%2e/i;
+
+/**
+ * Whether `url` is certainly a normalized http(s) URL (normalizeUrl(url) === url), decided without parsing it.
+ * false means "not known": the caller parses. Never true for a URL that normalizeUrl would change.
+ */
+export function isKnownNormalUrl(url: string): boolean {
+  const match = CANONICAL_URL.exec(url);
+  if (match === null || url.includes('xn--')) return false;
+  const [, scheme, port, path, query] = match;
+  if (port !== undefined && (Number(port) > 65_535 || (scheme === 'http' && port === '80') || (scheme === 'https' && port === '443'))) return false;
+  if (DOT_SEGMENT.test(path!)) return false;
+  if (query !== undefined) {
+    // normalizeUrl sorts the pairs by name, then value: they must already be in that order.
+    let previous: [string, string] | undefined;
+    for (const pair of query.split('&')) {
+      const eq = pair.indexOf('=');
+      const current: [string, string] = [pair.slice(0, eq), pair.slice(eq + 1)];
+      if (previous !== undefined && (previous[0] > current[0] || (previous[0] === current[0] && previous[1] > current[1]))) return false;
+      previous = current;
+    }
+  }
+  return true;
+}
+
 /** Parses a key made by formatRequestKey; undefined if it is not one (never throws: peers send keys). */
 export function parseRequestKey(key: string): RequestKeyParts | undefined {
   const a = key.indexOf(' ');
@@ -51,6 +90,7 @@ export function parseRequestKey(key: string): RequestKeyParts | undefined {
   if (!(scopeId === ANONYMOUS_SCOPE || /^[0-9a-f]{32}$/.test(scopeId))) return undefined;
   if (method !== 'GET' && method !== 'HEAD') return undefined;
   if (accept === '' || accept.length > 512) return undefined;
+  if (isKnownNormalUrl(url)) return { scopeId, method, url, accept };
   let normalized: string;
   try {
     normalized = normalizeUrl(url);

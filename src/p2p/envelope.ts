@@ -1,9 +1,8 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { decode as cborDecode, encode as cborEncode } from 'cborg';
+import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import { sha256Hex, type CacheEntry } from '../cache/entry.js';
 import { CacheError } from '../errors.js';
+import { decodeStrictCbor, withCbor } from './cbor.js';
 import { PROTOCOL } from './wire.js';
-import { STRICT_CBOR_DECODE } from './strict-cbor.js';
 
 /**
  * An entry sealed for the wire: AES-256-GCM under the scope's entry key.
@@ -60,17 +59,33 @@ function checkAesKey(entryKey: Uint8Array): void {
   if (entryKey.byteLength !== 32) throw new TypeError(`an entry key must be 32 bytes, got ${entryKey.byteLength}`);
 }
 
+/** Random bytes drawn ahead for nonces: one CSPRNG call per 341 nonces instead of one per nonce. */
+const noncePool = Buffer.alloc(NONCE_BYTES * 341);
+let noncePoolAt = noncePool.byteLength;
+
+/** A fresh random nonce. Each pooled byte is handed out once; the view is used (copied) before the pool refills. */
+function freshNonce(): Uint8Array {
+  if (noncePoolAt + NONCE_BYTES > noncePool.byteLength) {
+    randomFillSync(noncePool);
+    noncePoolAt = 0;
+  }
+  const nonce = noncePool.subarray(noncePoolAt, noncePoolAt + NONCE_BYTES);
+  noncePoolAt += NONCE_BYTES;
+  return nonce;
+}
+
 /**
  * Seals any CBOR-encodable payload for `key`. Low level: production code calls `sealEntry`; tests use this to
  * play a peer that holds the key but sends a malformed entry.
  */
 export function sealPayload(payload: unknown, key: string, entryKey: Uint8Array): Uint8Array {
   checkAesKey(entryKey);
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = freshNonce();
   const cipher = createCipheriv('aes-256-gcm', entryKey, nonce, { authTagLength: TAG_BYTES });
   cipher.setAAD(additionalData(key));
-  const plaintext = cborEncode(payload);
-  const out = Buffer.concat([Buffer.from([ENVELOPE_VERSION]), nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+  // The CBOR plaintext is encrypted straight from the encoder's buffer (no copy of it is made).
+  const ciphertext = withCbor(payload, (plaintext) => cipher.update(plaintext));
+  const out = Buffer.concat([Buffer.from([ENVELOPE_VERSION]), nonce, ciphertext, cipher.final(), cipher.getAuthTag()]);
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
@@ -89,8 +104,6 @@ export function sealEntry(entry: CacheEntry, key: string, entryKey: Uint8Array):
   if (entry.lastModified !== undefined) payload.lastModified = entry.lastModified;
   return sealPayload(payload, key, entryKey);
 }
-
-const DECODE_OPTIONS = STRICT_CBOR_DECODE;
 
 const REQUIRED_FIELDS = ['key', 'body', 'digest', 'storedAt', 'expiresAt', 'status', 'headers'] as const;
 const OPTIONAL_FIELDS = ['etag', 'lastModified'] as const;
@@ -158,14 +171,16 @@ export function openEntry(sealed: Uint8Array, key: string, entryKey: Uint8Array,
     const decipher = createDecipheriv('aes-256-gcm', entryKey, nonce, { authTagLength: TAG_BYTES });
     decipher.setAAD(additionalData(key));
     decipher.setAuthTag(tag);
-    plaintext = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+    const updated = decipher.update(ciphertext);
+    const final = decipher.final(); // authenticates; GCM gives no bytes here
+    plaintext = final.byteLength === 0 ? updated : Buffer.concat([updated, final]);
   } catch {
     throw new PeerEntryRejected('decrypt', 'it does not authenticate under this scope\'s key for this cache key');
   }
 
   let decoded: unknown;
   try {
-    decoded = cborDecode(plaintext, DECODE_OPTIONS);
+    decoded = decodeStrictCbor(plaintext);
   } catch (err) {
     throw new PeerEntryRejected('schema', `the payload is not canonical CBOR (${err instanceof Error ? err.message.slice(0, 120) : 'decode failed'})`);
   }

@@ -1,7 +1,7 @@
 import type { Stream } from '@libp2p/interface';
-import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
 import type { Logger } from '../log.js';
-import { decodeFrame, encodeFrame, WireFormatError, type Frame } from './wire.js';
+import { varintLength } from './cbor.js';
+import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } from './wire.js';
 
 /**
  * Frames over one libp2p stream: length-prefixed CBOR frames in, the same out.
@@ -12,6 +12,12 @@ import { decodeFrame, encodeFrame, WireFormatError, type Frame } from './wire.js
  * such a length needs (an unterminated varint), or a frame that is not a valid frame. A violation closes this stream only (never the connection or
  * the node): the peer's other streams and every other peer are unaffected. A peer that does not read what we
  * send cannot make us buffer without bound: past `maxFrameBytes * 4` of unsent bytes the stream is closed.
+ *
+ * Framing: each frame is preceded by its length as an unsigned varint (what `lpStream` of @libp2p/utils reads and
+ * writes). Frames are cut straight out of the chunks the stream delivers, in the stream's own 'message' event:
+ * a frame that lies within one chunk is decoded in place (no copy, no await), and `onFrame` runs before the
+ * event returns. At most one partial frame is ever held, and never more than its announced length, which is
+ * checked against `maxFrameBytes` as soon as its prefix is complete.
  */
 
 /** How a peer broke the framing: 'oversize' (length prefix above the limit or unreadable) or 'frame' (invalid frame). */
@@ -28,63 +34,48 @@ export interface FrameChannelOptions {
   logger: Logger;
 }
 
-const OVERSIZE_ERRORS = new Set(['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'InvalidMessageLengthError', 'StreamBufferError']);
-
-/** An unterminated or overlong length prefix. Named like lpStream's own error so it is classified the same way. */
-class InvalidDataLengthLengthError extends Error {
-  override name = 'InvalidDataLengthLengthError';
+/** An unterminated or overlong length prefix, or a length above maxFrameBytes. */
+class FrameLengthError extends Error {
+  override name = 'FrameLengthError';
 }
 
-/**
- * A varint length decoder that gives up after `maxBytes` bytes. lpStream checks its maxLengthLength only once
- * a varint has decoded, so with its default decoder a peer sending 0xff bytes forever keeps a read waiting
- * while every byte is kept (and rescanned): this one throws as soon as the prefix is longer than any allowed
- * length needs. RangeError means "incomplete, read one more byte" to lpStream.
- */
-function boundedVarintDecoder(maxBytes: number): (data: { byteLength: number; get(index: number): number }) => number {
-  return (data) => {
-    let value = 0;
-    let scale = 1;
-    for (let i = 0; i < data.byteLength; i++) {
-      const byte = data.get(i);
-      value += (byte & 0x7f) * scale;
-      if ((byte & 0x80) === 0) return value;
-      if (i + 1 >= maxBytes) throw new InvalidDataLengthLengthError(`length prefix longer than ${maxBytes} bytes`);
-      scale *= 128;
-    }
-    throw new RangeError('incomplete varint');
-  };
-}
-
-function varintLength(value: number): number {
-  let bytes = 1;
-  while (value >= 128) {
-    value = Math.floor(value / 128);
-    bytes++;
-  }
-  return bytes;
-}
+/** The chunks of a stream message (a Uint8Array, or a Uint8ArrayList, which iterates over its chunks). */
+type Chunks = Uint8Array | Iterable<Uint8Array>;
 
 export class FrameChannel {
   readonly stream: Stream;
-  private readonly lp: LengthPrefixedStream<Stream>;
   private readonly options: FrameChannelOptions;
+  private readonly maxLengthLength: number;
   private ended = false;
   private queue: Uint8Array[] = [];
   private queuedBytes = 0;
+  /** The start of a frame whose bytes have not all arrived (its prefix included); empty when none. */
+  private partial: Uint8Array[] = [];
+  private partialBytes = 0;
+  /** Bytes the partial frame needs in all (prefix + body); -1 while its prefix is incomplete. */
+  private partialNeeds = -1;
+  /** Inside the stream's 'message' event: closing the stream waits until it has returned. */
+  private dispatching = false;
+  /** Whether a frame was written yet (the muxer's stream is established once we have written to it). */
+  private written = false;
+  /** Reading is paused until the next macrotask (see onMessage). */
+  private resumeScheduled = false;
 
   constructor(stream: Stream, options: FrameChannelOptions) {
     this.stream = stream;
     this.options = options;
-    // Room for two whole frames: the read loop drains the buffer as frames complete, within the same turn.
-    const maxLengthLength = varintLength(options.maxFrameBytes);
-    this.lp = lpStream(stream, {
-      maxDataLength: options.maxFrameBytes,
-      maxLengthLength,
-      lengthDecoder: boundedVarintDecoder(maxLengthLength),
-      maxBufferSize: options.maxFrameBytes * 2 + 64 * 1024,
+    this.maxLengthLength = varintLength(options.maxFrameBytes);
+    stream.addEventListener('message', (event) => this.onMessage(event.data));
+    stream.addEventListener('close', (event) => this.finish(undefined, event.error ?? new Error('stream closed')));
+    stream.addEventListener('remoteCloseWrite', () => {
+      // What arrived while reading was paused is delivered now; data in the frame that carries the remote's FIN
+      // is delivered right after this event: read both before ending.
+      if (this.resumeScheduled) this.resumeReading();
+      queueMicrotask(() => this.finish(undefined, new Error('the peer closed its end of the stream')));
     });
-    void this.readLoop();
+    if (stream.status !== 'open' || stream.remoteWriteStatus !== 'writable') {
+      queueMicrotask(() => this.finish(undefined, new Error('stream closed')));
+    }
   }
 
   /** Whether the stream has ended (no frame will be sent or delivered any more). */
@@ -95,11 +86,12 @@ export class FrameChannel {
   /**
    * Queues a frame for sending. false when the channel is closed (the frame was dropped). Frames queued in one
    * turn of the event loop leave in one write: one muxer frame, one encrypted message, one syscall for many
-   * small answers, instead of one each.
+   * small answers, instead of one each. Frames queued while this channel delivers a message (answers to it)
+   * leave as soon as that message has been handled.
    */
   send(frame: Frame): boolean {
     if (this.ended || this.stream.writeStatus !== 'writable') return false;
-    const bytes = encodeFrame(frame);
+    const bytes = encodeLengthPrefixedFrame(frame);
     this.queuedBytes += bytes.byteLength;
     if (this.stream.writeBufferLength + this.queuedBytes > this.options.maxFrameBytes * 4) {
       this.close(new Error('the peer is not reading its stream'));
@@ -112,10 +104,29 @@ export class FrameChannel {
 
   private flush(): void {
     const frames = this.queue;
+    if (this.ended || frames.length === 0) return;
     this.queue = [];
     this.queuedBytes = 0;
-    if (this.ended || frames.length === 0) return;
-    this.lp.writeV(frames).catch((err: unknown) => this.close(err instanceof Error ? err : new Error(String(err))));
+    let out: Uint8Array;
+    if (frames.length === 1) {
+      out = frames[0]!;
+    } else {
+      let total = 0;
+      for (const frame of frames) total += frame.byteLength;
+      out = new Uint8Array(total);
+      let offset = 0;
+      for (const frame of frames) {
+        out.set(frame, offset);
+        offset += frame.byteLength;
+      }
+    }
+    try {
+      // false only means the stream's buffer is above its mark; the bytes are queued, and send() bounds the queue.
+      this.stream.send(out);
+      this.written = true;
+    } catch (err) {
+      this.close(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   /** Ends the channel at once (resets the stream). Idempotent. */
@@ -126,34 +137,166 @@ export class FrameChannel {
   private finish(violation: FrameViolation | undefined, error: Error | undefined): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.stream.status === 'open') this.stream.abort(error ?? new Error('stream ended'));
+    this.partial = [];
+    this.partialBytes = 0;
+    const abort = (): void => {
+      if (this.stream.status === 'open') this.stream.abort(error ?? new Error('stream ended'));
+    };
+    // Not from inside the stream's own event: the muxer is still handling the data it delivered.
+    if (this.dispatching) queueMicrotask(abort);
+    else abort();
     this.options.onClose(violation, error);
   }
 
-  private async readLoop(): Promise<void> {
-    while (!this.ended) {
-      let data: Uint8Array;
-      try {
-        data = (await this.lp.read()).subarray();
-      } catch (err) {
-        const error = err instanceof Error ? err : new Error(String(err));
-        this.finish(OVERSIZE_ERRORS.has(error.name) ? 'oversize' : undefined, error);
-        return;
-      }
-      let frame: Frame;
-      try {
-        frame = decodeFrame(data);
-      } catch (err) {
-        this.finish('frame', err instanceof WireFormatError ? err : new WireFormatError(String(err)));
-        return;
-      }
-      try {
-        this.options.onFrame(frame);
-      } catch (err) {
-        this.options.logger.error('frame handler failed', err);
-        this.finish(undefined, err instanceof Error ? err : new Error(String(err)));
-        return;
-      }
+  private onMessage(data: Chunks): void {
+    if (this.ended) return;
+    this.deferWindowUpdate();
+    this.dispatching = true;
+    try {
+      if (data instanceof Uint8Array) this.receive(data);
+      else for (const chunk of data) if (!this.ended) this.receive(chunk);
+    } catch (err) {
+      // Never let an exception escape into the stream's event dispatch.
+      this.finish(undefined, err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      this.dispatching = false;
+    }
+    // Answers to the frames of this message leave now, in one write, ahead of what the muxer sends after
+    // delivering it (its window update), rather than in a later microtask.
+    if (this.queue.length > 0) this.flush();
+  }
+
+  /**
+   * Right after delivering a message, the muxer (yamux) sends the peer a window update: an encrypted write of
+   * its own, which would otherwise come before anything that awaits the frames of this message (an asker's
+   * entry). Pausing reading while the message is handled makes the muxer skip it; resuming on the next
+   * macrotask, after the work this message started, sends it then (and delivers anything that arrived in
+   * between). Flow control is unchanged: the window is only acknowledged one turn later.
+   */
+  private deferWindowUpdate(): void {
+    if (this.resumeScheduled || !this.written) return;
+    try {
+      this.stream.pause();
+    } catch {
+      return; // closing: nothing to defer
+    }
+    this.resumeScheduled = true;
+    setImmediate(() => this.resumeReading());
+  }
+
+  private resumeReading(): void {
+    if (!this.resumeScheduled) return;
+    this.resumeScheduled = false;
+    if (this.ended) return;
+    try {
+      this.stream.resume();
+    } catch {
+      // the stream closed meanwhile
     }
   }
+
+  /** Consumes one chunk: completes the partial frame, then cuts every whole frame out of the chunk in place. */
+  private receive(chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return;
+    if (this.partialBytes > 0) {
+      if (this.partialNeeds < 0) {
+        // The prefix itself was split (at most maxLengthLength bytes are held): join it to this chunk.
+        chunk = concat([...this.partial, chunk], this.partialBytes + chunk.byteLength);
+        this.partial = [];
+        this.partialBytes = 0;
+      } else {
+        const missing = this.partialNeeds - this.partialBytes;
+        if (chunk.byteLength < missing) {
+          this.partial.push(chunk);
+          this.partialBytes += chunk.byteLength;
+          return;
+        }
+        this.partial.push(chunk.subarray(0, missing));
+        const whole = concat(this.partial, this.partialNeeds);
+        this.partial = [];
+        this.partialBytes = 0;
+        this.partialNeeds = -1;
+        this.deliver(whole.subarray(this.prefixOf(whole)));
+        if (this.ended) return;
+        chunk = chunk.subarray(missing);
+      }
+    }
+    let offset = 0;
+    const end = chunk.byteLength;
+    while (offset < end && !this.ended) {
+      // The length prefix: an unsigned varint of at most maxLengthLength bytes.
+      let length = 0;
+      let scale = 1;
+      let at = offset;
+      let complete = false;
+      while (at < end) {
+        const byte = chunk[at++]!;
+        length += (byte & 0x7f) * scale;
+        if ((byte & 0x80) === 0) {
+          complete = true;
+          break;
+        }
+        if (at - offset >= this.maxLengthLength) return this.violation(new FrameLengthError(`length prefix longer than ${this.maxLengthLength} bytes`));
+        scale *= 128;
+      }
+      if (!complete) {
+        this.hold(chunk.subarray(offset), -1);
+        return;
+      }
+      if (length > this.options.maxFrameBytes) {
+        return this.violation(new FrameLengthError(`frame of ${length} bytes announced, above the limit of ${this.options.maxFrameBytes}`));
+      }
+      const frameEnd = at + length;
+      if (frameEnd > end) {
+        this.hold(chunk.subarray(offset), frameEnd - offset);
+        return;
+      }
+      this.deliver(chunk.subarray(at, frameEnd));
+      offset = frameEnd;
+    }
+  }
+
+  /** Bytes of the (complete, already checked) length prefix at the start of `frame`. */
+  private prefixOf(frame: Uint8Array): number {
+    let at = 0;
+    while ((frame[at++]! & 0x80) !== 0);
+    return at;
+  }
+
+  private hold(bytes: Uint8Array, needs: number): void {
+    // Copied: the tail of a chunk must not keep the whole chunk's memory alive while the rest arrives.
+    this.partial = [bytes.slice()];
+    this.partialBytes = bytes.byteLength;
+    this.partialNeeds = needs;
+  }
+
+  private violation(error: Error): void {
+    this.finish('oversize', error);
+  }
+
+  private deliver(data: Uint8Array): void {
+    let frame: Frame;
+    try {
+      frame = decodeFrame(data);
+    } catch (err) {
+      this.finish('frame', err instanceof WireFormatError ? err : new WireFormatError(String(err)));
+      return;
+    }
+    try {
+      this.options.onFrame(frame);
+    } catch (err) {
+      this.options.logger.error('frame handler failed', err);
+      this.finish(undefined, err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
 }

@@ -15,7 +15,7 @@ import { CODE_P2P, CODE_TCP, multiaddr, type Multiaddr } from '@multiformats/mul
 import { createLibp2p } from 'libp2p';
 import type { CacheEntry } from '../cache/entry.js';
 import { CacheError } from '../errors.js';
-import { parseRequestKey } from '../github/request-key.js';
+import { parseRequestKey, type RequestKeyParts } from '../github/request-key.js';
 import { ANONYMOUS_SCOPE } from '../github/scope.js';
 import { createLogger, type Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
@@ -62,8 +62,14 @@ import { PROTOCOL, WIRE_LIMITS, WIRE_VERSION, type Frame, type GetFrame, type Pe
 
 /** What the network needs from the cache that hosts it. */
 export interface PeerBackend {
-  /** As the key's owner: answer from the local cache, or make the one upstream request with this node's own token of that scope under its singleflight. undefined when it cannot (no token for that scope, upstream failed). */
-  serveAsOwner(key: string, signal: AbortSignal): Promise<CacheEntry | undefined>;
+  /** As the key's owner: answer from the local cache, or make the one upstream request with this node's own token of that scope under its singleflight. undefined when it cannot (no token for that scope, upstream failed). `parts` is the key, already parsed and checked. */
+  serveAsOwner(key: string, signal: AbortSignal, parts: RequestKeyParts): Promise<CacheEntry | undefined>;
+  /**
+   * Optional. As the key's owner: the fresh entry the local cache holds for it right now, synchronously and
+   * without any upstream request, under the same conditions as serveAsOwner; undefined when there is none (then
+   * serveAsOwner is called). Lets the owner answer a hit within the turn its `get` arrived in.
+   */
+  heldEntry?(key: string, parts: RequestKeyParts): CacheEntry | undefined;
   /** AES key for a scope whose token this node holds, else undefined. */
   entryKey(scopeId: string): Uint8Array | undefined;
   /** Scope ids this node holds tokens for (anonymous always counts). */
@@ -661,7 +667,7 @@ export class PeerNetwork {
         return;
       case 'get':
         if (server.remoteChallenge === undefined) return this.protocolViolation(session, server.channel, 'get before hello');
-        void this.serve(session, server, frame);
+        this.serve(session, server, frame);
         return;
       case 'scopes':
       case 'entry':
@@ -679,7 +685,7 @@ export class PeerNetwork {
 
   // ---------------------------------------------------------------- serving (as owner)
 
-  private async serve(session: PeerSession, server: ServerSide, frame: GetFrame): Promise<void> {
+  private serve(session: PeerSession, server: ServerSide, frame: GetFrame): void {
     const reply = (answer: Frame): void => {
       server.channel.send(answer);
     };
@@ -696,6 +702,14 @@ export class PeerNetwork {
     }
     if (session.serving >= this.limits.maxConcurrentServesPerPeer) return reply({ type: 'miss', id: frame.id, reason: 'busy' });
     if (this.stopped) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
+    // A hit in the local cache is answered at once, in this turn: no upstream request, nothing to wait for.
+    const held = this.backend.heldEntry?.(frame.key, parts);
+    if (held !== undefined) return this.sendEntry(server, frame, held, keys.entryKey);
+    void this.serveLater(session, server, frame, parts, keys.entryKey);
+  }
+
+  /** Serves a get that needs the backend's asynchronous work (an upstream request, or a wait for one). */
+  private async serveLater(session: PeerSession, server: ServerSide, frame: GetFrame, parts: RequestKeyParts, entryKey: Uint8Array): Promise<void> {
     session.serving++;
     // While GitHub is slow (or this node's per-scope cap queues the request), tell the asker we are alive.
     const pending = { channel: server.channel, id: frame.id, since: Date.now() };
@@ -703,21 +717,33 @@ export class PeerNetwork {
     this.ensureHeartbeat();
     let entry: CacheEntry | undefined;
     try {
-      entry = await this.backend.serveAsOwner(frame.key, this.serving.signal);
+      entry = await this.backend.serveAsOwner(frame.key, this.serving.signal, parts);
     } catch (err) {
-      return reply({ type: 'error', id: frame.id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
+      server.channel.send({ type: 'error', id: frame.id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
+      return;
     } finally {
       this.inService.delete(pending);
       session.serving--;
     }
     if (server.channel.closed) return;
-    if (entry === undefined) return reply({ type: 'miss', id: frame.id, reason: 'no-entry' });
+    if (entry === undefined) {
+      server.channel.send({ type: 'miss', id: frame.id, reason: 'no-entry' });
+      return;
+    }
+    this.sendEntry(server, frame, entry, entryKey);
+  }
+
+  /** Seals `entry` for the asker of `frame` and sends it (or `miss too-large`). */
+  private sendEntry(server: ServerSide, frame: GetFrame, entry: CacheEntry, entryKey: Uint8Array): void {
     // Askers refuse a TTL above their p2p.maxEntryTtl (and count it against us): never send one above ours.
     const maxExpiresAt = entry.storedAt + this.p2p.maxEntryTtl * 1000;
-    const sealed = sealEntry(entry.expiresAt > maxExpiresAt ? { ...entry, expiresAt: Math.floor(maxExpiresAt) } : entry, frame.key, keys.entryKey);
+    const sealed = sealEntry(entry.expiresAt > maxExpiresAt ? { ...entry, expiresAt: Math.floor(maxExpiresAt) } : entry, frame.key, entryKey);
     // A frame is the sealed bytes plus a few dozen bytes of CBOR around them.
-    if (sealed.byteLength + 64 > this.p2p.maxFrameBytes) return reply({ type: 'miss', id: frame.id, reason: 'too-large' });
-    reply({ type: 'entry', id: frame.id, sealed });
+    if (sealed.byteLength + 64 > this.p2p.maxFrameBytes) {
+      server.channel.send({ type: 'miss', id: frame.id, reason: 'too-large' });
+      return;
+    }
+    server.channel.send({ type: 'entry', id: frame.id, sealed });
     this.counters.requestsServed++;
   }
 

@@ -1,6 +1,5 @@
-import { decode as cborDecode, encode as cborEncode } from 'cborg';
 import { CacheError } from '../errors.js';
-import { STRICT_CBOR_DECODE } from './strict-cbor.js';
+import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.js';
 
 /**
  * The frames of protocol `/github-cache/1.0.0`, as CBOR maps, and their strict validator.
@@ -136,10 +135,13 @@ export class WireFormatError extends CacheError {
 }
 
 export function encodeFrame(frame: Frame): Uint8Array {
-  return cborEncode(frame);
+  return encodeCbor(frame);
 }
 
-const DECODE_OPTIONS = STRICT_CBOR_DECODE;
+/** encodeFrame(frame) preceded by its length prefix (unsigned varint), as it goes on the stream: one buffer. */
+export function encodeLengthPrefixedFrame(frame: Frame): Uint8Array {
+  return encodeCborLengthPrefixed(frame);
+}
 
 const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
   hello: ['type', 'version', 'challenge', 'addrs', 'peers'],
@@ -214,11 +216,14 @@ function peers(value: unknown): PeerRecord[] {
   });
 }
 
-/** Decodes and validates one frame (the bytes between two length prefixes). */
+/**
+ * Decodes and validates one frame (the bytes between two length prefixes). A large byte string (a sealed entry)
+ * may be returned as a view of `data`, which must therefore not be written to afterwards.
+ */
 export function decodeFrame(data: Uint8Array): Frame {
   let value: unknown;
   try {
-    value = cborDecode(data, DECODE_OPTIONS);
+    value = decodeStrictCbor(data, { viewBytesFrom: 1024 });
   } catch (err) {
     // cborg throws plain Errors (and RangeError on absurd nesting); all of them mean "not our CBOR".
     fail(`not canonical CBOR (${err instanceof Error ? err.message.slice(0, 120) : 'decode failed'})`);

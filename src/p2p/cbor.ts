@@ -1,0 +1,430 @@
+import { isUtf8 } from 'node:buffer';
+import { decode as cborgDecode, encode as cborgEncode } from 'cborg';
+import { STRICT_CBOR_DECODE } from './strict-cbor.js';
+
+/**
+ * CBOR for frames and sealed payloads: cborg's bytes and cborg's values, at a fraction of cborg's cost for the
+ * plain values this protocol is made of.
+ *
+ * Guarantees:
+ * - `encodeCbor(v)` returns exactly the bytes of cborg's `encode(v)` (its default, canonical options: shortest
+ *   integers and lengths, map keys ordered by encoded length then bytewise). Values are written directly when
+ *   they are made only of plain objects with string keys, arrays, well-formed strings, safe integers and
+ *   Uint8Arrays; anything else (floats, undefined, booleans, null, BigInt, Maps, other objects) goes to cborg.
+ * - `decodeStrictCbor(bytes)` returns a value deep-equal to cborg's `decode(bytes, STRICT_CBOR_DECODE)`, or throws
+ *   what cborg throws. Input is read directly only when it is, byte for byte, strict CBOR made of definite-length
+ *   maps with distinct text keys, arrays, valid UTF-8 text, byte strings and integers in the safe range, all of
+ *   them in shortest form, with no trailing byte; anything else (including everything cborg refuses) is handed to
+ *   cborg, which decides. So the direct path never accepts what cborg would refuse, and the validators that run on
+ *   the result (wire.ts, envelope.ts) see the same values either way.
+ */
+
+const MAX_DEPTH = 32;
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const TWO_32 = 0x1_0000_0000;
+
+/** Marks "not for the direct path": the caller falls back to cborg. */
+class Unsupported extends Error {}
+const UNSUPPORTED = new Unsupported('unsupported by the direct path');
+
+// ---------------------------------------------------------------- encoding
+
+class Writer {
+  buf = Buffer.allocUnsafe(64 * 1024);
+  at = 0;
+
+  ensure(bytes: number): void {
+    if (this.at + bytes <= this.buf.byteLength) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.buf.byteLength * 2, this.at + bytes));
+    this.buf.copy(grown, 0, 0, this.at);
+    this.buf = grown;
+  }
+
+  head(major: number, value: number): void {
+    this.ensure(9);
+    const buf = this.buf;
+    if (value < 24) {
+      buf[this.at++] = major | value;
+    } else if (value < 0x100) {
+      buf[this.at++] = major | 24;
+      buf[this.at++] = value;
+    } else if (value < 0x1_0000) {
+      buf[this.at++] = major | 25;
+      buf.writeUInt16BE(value, this.at);
+      this.at += 2;
+    } else if (value < TWO_32) {
+      buf[this.at++] = major | 26;
+      buf.writeUInt32BE(value, this.at);
+      this.at += 4;
+    } else {
+      buf[this.at++] = major | 27;
+      buf.writeUInt32BE(Math.floor(value / TWO_32), this.at);
+      buf.writeUInt32BE(value % TWO_32, this.at + 4);
+      this.at += 8;
+    }
+  }
+
+  bytes(data: Uint8Array): void {
+    this.head(0x40, data.byteLength);
+    this.ensure(data.byteLength);
+    this.buf.set(data, this.at);
+    this.at += data.byteLength;
+  }
+
+  string(text: string): void {
+    const length = text.length;
+    if (length < 64) {
+      // Short text (keys, ids, header values): ASCII byte by byte, cheaper than Buffer#write's checks.
+      const start = this.at;
+      this.head(0x60, length);
+      this.ensure(length);
+      const buf = this.buf;
+      let at = this.at;
+      for (let i = 0; i < length; i++) {
+        const code = text.charCodeAt(i);
+        if (code > 0x7f) {
+          this.at = start;
+          return this.utf8(text);
+        }
+        buf[at++] = code;
+      }
+      this.at = at;
+      return;
+    }
+    this.utf8(text);
+  }
+
+  private utf8(text: string): void {
+    const length = Buffer.byteLength(text, 'utf8');
+    this.head(0x60, length);
+    this.ensure(length);
+    this.at += this.buf.write(text, this.at, length, 'utf8');
+  }
+}
+
+const writer = new Writer();
+
+/** String.prototype.isWellFormed (Node 20; not in the ES2023 typings): no lone surrogate. */
+function isWellFormed(text: string): boolean {
+  return (text as unknown as { isWellFormed(): boolean }).isWellFormed();
+}
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** Map keys in cborg's order: by UTF-8 length, then bytewise (for ASCII keys: by length, then as strings). */
+function asciiKeyOrder(a: string, b: string): number {
+  return a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0;
+}
+
+function utf8KeyOrder(a: string, b: string): number {
+  const ab = Buffer.from(a, 'utf8');
+  const bb = Buffer.from(b, 'utf8');
+  return ab.byteLength !== bb.byteLength ? ab.byteLength - bb.byteLength : Buffer.compare(ab, bb);
+}
+
+function write(value: unknown, depth: number): void {
+  if (depth > MAX_DEPTH) throw UNSUPPORTED;
+  switch (typeof value) {
+    case 'string':
+      if (!isWellFormed(value)) throw UNSUPPORTED;
+      writer.string(value);
+      return;
+    case 'number':
+      if (!Number.isSafeInteger(value)) throw UNSUPPORTED;
+      if (value >= 0) writer.head(0x00, value);
+      else writer.head(0x20, -1 - value);
+      return;
+    case 'object': {
+      if (value instanceof Uint8Array) {
+        if (value.constructor !== Uint8Array && !Buffer.isBuffer(value)) throw UNSUPPORTED;
+        writer.bytes(value);
+        return;
+      }
+      if (Array.isArray(value)) {
+        writer.head(0x80, value.length);
+        for (const item of value) write(item, depth + 1);
+        return;
+      }
+      if (value === null) throw UNSUPPORTED;
+      const proto = Object.getPrototypeOf(value) as unknown;
+      if (proto !== Object.prototype && proto !== null) throw UNSUPPORTED;
+      const record = value as Record<string, unknown>;
+      const keys = Object.keys(record);
+      if (keys.length > 1) keys.sort(keys.every(isAscii) ? asciiKeyOrder : utf8KeyOrder);
+      writer.head(0xa0, keys.length);
+      for (const key of keys) {
+        if (!isWellFormed(key)) throw UNSUPPORTED;
+        writer.string(key);
+        write(record[key], depth + 1);
+      }
+      return;
+    }
+    default:
+      throw UNSUPPORTED;
+  }
+}
+
+/** While a view of the writer is lent out (withCbor), direct encoding is off: nothing may overwrite it. */
+let lent = false;
+
+/** Writes the CBOR of `value` into the writer from offset `start`; false when the value is left to cborg. */
+function writeDirect(value: unknown, start: number): boolean {
+  if (lent) return false;
+  writer.at = start;
+  try {
+    write(value, 0);
+    return true;
+  } catch (err) {
+    if (err !== UNSUPPORTED) throw err;
+    return false;
+  }
+}
+
+/** Copies writer bytes [from, writer.at) out, and does not keep a huge buffer alive for the sake of one huge value. */
+function takeWritten(from: number): Uint8Array {
+  const out = new Uint8Array(writer.at - from);
+  out.set(writer.buf.subarray(from, writer.at));
+  if (writer.buf.byteLength > 1024 * 1024) writer.buf = Buffer.allocUnsafe(64 * 1024);
+  return out;
+}
+
+/** The direct path of encodeCbor alone: the bytes, or undefined when the value is left to cborg. Exported for specs. */
+export function encodeDirect(value: unknown): Uint8Array | undefined {
+  return writeDirect(value, 0) ? takeWritten(0) : undefined;
+}
+
+/** cborg's `encode(value)`, byte for byte. */
+export function encodeCbor(value: unknown): Uint8Array {
+  return encodeDirect(value) ?? cborgEncode(value);
+}
+
+/** Bytes of the unsigned varint (LEB128) that encodes `value`. */
+export function varintLength(value: number): number {
+  let bytes = 1;
+  while (value >= 128) {
+    value = Math.floor(value / 128);
+    bytes++;
+  }
+  return bytes;
+}
+
+/** Writes `value` as an unsigned varint at `offset`; returns the offset after it. */
+export function writeVarint(value: number, into: Uint8Array, offset: number): number {
+  while (value >= 128) {
+    into[offset++] = (value % 128) | 0x80;
+    value = Math.floor(value / 128);
+  }
+  into[offset++] = value;
+  return offset;
+}
+
+/** Room left in front of a value for its varint length (enough for any safe integer). */
+const PREFIX_ROOM = 8;
+
+/** encodeCbor(value) preceded by its length as an unsigned varint (a length-prefixed frame), in one buffer. */
+export function encodeCborLengthPrefixed(value: unknown): Uint8Array {
+  if (writeDirect(value, PREFIX_ROOM)) {
+    const length = writer.at - PREFIX_ROOM;
+    const from = PREFIX_ROOM - varintLength(length);
+    writeVarint(length, writer.buf, from);
+    return takeWritten(from);
+  }
+  const encoded = cborgEncode(value);
+  const out = new Uint8Array(varintLength(encoded.byteLength) + encoded.byteLength);
+  out.set(encoded, writeVarint(encoded.byteLength, out, 0));
+  return out;
+}
+
+/**
+ * Calls `use` with encodeCbor(value) and returns what it returns. The bytes are a view that is valid only during
+ * the call (no copy is made): `use` must consume them at once (e.g. encrypt them), not keep them.
+ */
+export function withCbor<T>(value: unknown, use: (bytes: Uint8Array) => T): T {
+  if (!writeDirect(value, 0)) return use(cborgEncode(value));
+  lent = true;
+  try {
+    return use(writer.buf.subarray(0, writer.at));
+  } finally {
+    lent = false;
+    if (writer.buf.byteLength > 1024 * 1024) writer.buf = Buffer.allocUnsafe(64 * 1024);
+  }
+}
+
+// ---------------------------------------------------------------- decoding
+
+interface Cursor {
+  readonly data: Uint8Array;
+  readonly view: Buffer;
+  /** Byte strings at least this long are views of `data`, not copies. */
+  readonly viewFrom: number;
+  at: number;
+}
+
+export interface DecodeOptions {
+  /**
+   * Byte strings of at least this many bytes come back as views of the input (plain Uint8Arrays over its memory)
+   * instead of copies: for input that nothing writes to afterwards (a received frame), this spares copying a
+   * large payload. Default: every byte string is a copy, as cborg makes.
+   */
+  viewBytesFrom?: number;
+}
+
+/** The argument of a head byte (`minor`), in shortest form and within the safe range; else UNSUPPORTED. */
+function argument(c: Cursor, minor: number): number {
+  if (minor < 24) return minor;
+  const { data, view } = c;
+  const at = c.at;
+  let value: number;
+  switch (minor) {
+    case 24:
+      if (at + 1 > data.byteLength) throw UNSUPPORTED;
+      value = data[at]!;
+      c.at = at + 1;
+      if (value < 24) throw UNSUPPORTED;
+      return value;
+    case 25:
+      if (at + 2 > data.byteLength) throw UNSUPPORTED;
+      value = view.readUInt16BE(at);
+      c.at = at + 2;
+      if (value < 0x100) throw UNSUPPORTED;
+      return value;
+    case 26:
+      if (at + 4 > data.byteLength) throw UNSUPPORTED;
+      value = view.readUInt32BE(at);
+      c.at = at + 4;
+      if (value < 0x1_0000) throw UNSUPPORTED;
+      return value;
+    case 27: {
+      if (at + 8 > data.byteLength) throw UNSUPPORTED;
+      const high = view.readUInt32BE(at);
+      if (high === 0 || high > 0x1f_ffff) throw UNSUPPORTED; // shortest form; at most 2^53 - 1
+      value = high * TWO_32 + view.readUInt32BE(at + 4);
+      c.at = at + 8;
+      return value;
+    }
+    default:
+      throw UNSUPPORTED; // 28-30 reserved, 31 indefinite length
+  }
+}
+
+function text(c: Cursor, length: number): string {
+  const { data, view } = c;
+  const start = c.at;
+  const end = start + length;
+  if (end > data.byteLength) throw UNSUPPORTED;
+  c.at = end;
+  if (length < 64) {
+    // Short text (keys, ids, header values): plain ASCII needs no UTF-8 validation.
+    let i = start;
+    while (i < end && data[i]! < 0x80) i++;
+    if (i === end) return view.toString('latin1', start, end);
+  }
+  const bytes = data.subarray(start, end);
+  // cborg decodes text with TextDecoder, which drops a leading BOM: leave such text (and invalid UTF-8) to it.
+  if (!isUtf8(bytes) || (length >= 3 && data[start] === 0xef && data[start + 1] === 0xbb && data[start + 2] === 0xbf)) throw UNSUPPORTED;
+  return view.toString('utf8', start, end);
+}
+
+/** Map keys of this protocol's frames and payloads, by length: read as these very strings (no new string to intern). */
+const KNOWN_KEYS: ReadonlyMap<number, ReadonlyArray<readonly [Uint8Array, string]>> = (() => {
+  const keys = ['type', 'id', 'key', 'proof', 'sealed', 'version', 'challenge', 'addrs', 'peers', 'scopes', 'reason', 'message', 'body', 'digest',
+    'storedAt', 'expiresAt', 'status', 'headers', 'etag', 'lastModified', 'content-type', 'cache-control', 'vary', 'date', 'last-modified',
+    'x-github-media-type', 'content-length', 'link', 'x-accepted-oauth-scopes', 'x-oauth-scopes', 'content-encoding'];
+  const byLength = new Map<number, Array<readonly [Uint8Array, string]>>();
+  for (const key of keys) {
+    const list = byLength.get(key.length) ?? [];
+    list.push([Buffer.from(key, 'latin1'), key]);
+    byLength.set(key.length, list);
+  }
+  return byLength;
+})();
+
+function mapKey(c: Cursor, length: number): string {
+  const known = KNOWN_KEYS.get(length);
+  if (known !== undefined && c.at + length <= c.data.byteLength) {
+    const { data, at } = c;
+    outer: for (const [bytes, key] of known) {
+      for (let i = 0; i < length; i++) if (data[at + i] !== bytes[i]) continue outer;
+      c.at = at + length;
+      return key;
+    }
+  }
+  return text(c, length);
+}
+
+function read(c: Cursor, depth: number): unknown {
+  if (depth > MAX_DEPTH || c.at >= c.data.byteLength) throw UNSUPPORTED;
+  const head = c.data[c.at++]!;
+  const major = head >> 5;
+  const minor = head & 0x1f;
+  switch (major) {
+    case 0:
+      return argument(c, minor);
+    case 1: {
+      const n = argument(c, minor);
+      if (n >= MAX_SAFE) throw UNSUPPORTED; // -1 - n must stay safe
+      return -1 - n;
+    }
+    case 2: {
+      const length = argument(c, minor);
+      const end = c.at + length;
+      if (end > c.data.byteLength) throw UNSUPPORTED;
+      // a copy (a plain Uint8Array), as cborg makes; or a view, when asked for
+      const bytes = length >= c.viewFrom ? c.data.subarray(c.at, end) : c.data.slice(c.at, end);
+      c.at = end;
+      return bytes;
+    }
+    case 3:
+      return text(c, argument(c, minor));
+    case 4: {
+      const length = argument(c, minor);
+      if (length > c.data.byteLength - c.at) throw UNSUPPORTED;
+      const items: unknown[] = [];
+      for (let i = 0; i < length; i++) items.push(read(c, depth + 1));
+      return items;
+    }
+    case 5: {
+      const length = argument(c, minor);
+      if (length * 2 > c.data.byteLength - c.at) throw UNSUPPORTED;
+      const record: Record<string, unknown> = {};
+      for (let i = 0; i < length; i++) {
+        if (c.at >= c.data.byteLength) throw UNSUPPORTED;
+        const keyHead = c.data[c.at++]!;
+        if (keyHead >> 5 !== 3) throw UNSUPPORTED; // only text keys
+        const key = mapKey(c, argument(c, keyHead & 0x1f));
+        if (key === '__proto__' || Object.hasOwn(record, key)) throw UNSUPPORTED;
+        record[key] = read(c, depth + 1);
+      }
+      return record;
+    }
+    default:
+      throw UNSUPPORTED; // tags, floats, simple values
+  }
+}
+
+/** Returned by decodeDirect for input left to cborg. */
+export const NOT_DIRECT: unique symbol = Symbol('not direct');
+
+/** The direct path of decodeStrictCbor alone: the value, or NOT_DIRECT when the input is left to cborg. Exported for specs. */
+export function decodeDirect(bytes: Uint8Array, options: DecodeOptions = {}): unknown {
+  // A plain Uint8Array over the input, so that slice() copies (Buffer#slice would make a view).
+  const data = Buffer.isBuffer(bytes) ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes;
+  const view = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const c: Cursor = { data, view, viewFrom: options.viewBytesFrom ?? Infinity, at: 0 };
+  try {
+    const value = read(c, 0);
+    return c.at === bytes.byteLength ? value : NOT_DIRECT;
+  } catch (err) {
+    if (err !== UNSUPPORTED) throw err;
+    return NOT_DIRECT;
+  }
+}
+
+/** cborg's `decode(bytes, STRICT_CBOR_DECODE)`: the same value, or the same error. */
+export function decodeStrictCbor(bytes: Uint8Array, options: DecodeOptions = {}): unknown {
+  const value = decodeDirect(bytes, options);
+  return value !== NOT_DIRECT ? value : cborgDecode(bytes, STRICT_CBOR_DECODE);
+}

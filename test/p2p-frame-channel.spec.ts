@@ -1,0 +1,170 @@
+import '../src/polyfills.js';
+import type { Stream } from '@libp2p/interface';
+import { streamPair } from '@libp2p/utils';
+import { expect } from 'chai';
+import { encode as cborEncode } from 'cborg';
+import { FrameChannel, type FrameViolation } from '../src/p2p/frame-channel.js';
+import { encodeFrame, type Frame } from '../src/p2p/wire.js';
+import { RecordingLogger } from './support/recording-logger.js';
+
+/** A varint length prefix, as lpStream writes it. */
+function varint(value: number): number[] {
+  const out: number[] = [];
+  while (value >= 0x80) {
+    out.push((value & 0x7f) | 0x80);
+    value = Math.floor(value / 128);
+  }
+  out.push(value);
+  return out;
+}
+
+function lengthPrefixed(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array([...varint(bytes.byteLength), ...bytes]);
+}
+
+interface Received {
+  frames: Frame[];
+  closes: Array<{ violation: FrameViolation | undefined; error: Error | undefined }>;
+  channel: FrameChannel;
+}
+
+/** A FrameChannel on one end of an in-memory stream pair; the other end is written raw. */
+async function channelPair(maxFrameBytes = 64 * 1024): Promise<{ raw: Stream; received: Received }> {
+  const [raw, inner] = await streamPair({ delay: 0 });
+  const received: Received = { frames: [], closes: [], channel: undefined as unknown as FrameChannel };
+  received.channel = new FrameChannel(inner, {
+    maxFrameBytes,
+    logger: new RecordingLogger(),
+    onFrame: (frame) => received.frames.push(frame),
+    onClose: (violation, error) => received.closes.push({ violation, error }),
+  });
+  return { raw, received };
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > 3_000) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+const proof = new Uint8Array(32).fill(3);
+const frames: Frame[] = [
+  { type: 'get', id: 1, key: 'k'.repeat(300), proof },
+  { type: 'entry', id: 2, sealed: new Uint8Array(20_000).fill(5) },
+  { type: 'working', id: 3 },
+  { type: 'miss', id: 4, reason: 'busy' },
+  { type: 'entry', id: 5, sealed: new Uint8Array(0) },
+];
+
+describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
+  it('delivers every frame, in order, however the bytes are cut into chunks', async () => {
+    const bytes = new Uint8Array(Buffer.concat(frames.map((f) => lengthPrefixed(encodeFrame(f)))));
+    for (const cut of [1, 2, 3, 7, 128, 4_096, bytes.byteLength]) {
+      const { raw, received } = await channelPair();
+      for (let at = 0; at < bytes.byteLength; at += cut) raw.send(bytes.slice(at, at + cut));
+      await until(() => received.frames.length === frames.length, `${frames.length} frames cut every ${cut} bytes`);
+      expect(received.frames, `cut every ${cut} bytes`).to.deep.equal(frames);
+      expect(received.closes).to.deep.equal([]);
+      received.channel.close();
+      raw.abort(new Error('done'));
+    }
+  });
+
+  it('delivers everything that arrives while reading is paused to defer the window update, and resumes reading', async () => {
+    const { raw, received } = await channelPair();
+    received.channel.send({ type: 'working', id: 1 }); // written once: from now on each message pauses reading until the next turn
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const bytes = new Uint8Array(Buffer.concat(frames.map((f) => lengthPrefixed(encodeFrame(f)))));
+    for (let at = 0; at < bytes.byteLength; at += 97) raw.send(bytes.slice(at, at + 97));
+    await until(() => received.frames.length === frames.length, 'every frame');
+    expect(received.frames).to.deep.equal(frames);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(received.channel.stream.readStatus).to.equal('readable');
+    received.channel.close();
+  });
+
+  it('sends frames queued in one turn as one write that the other end reads back', async () => {
+    const [a, b] = await streamPair({ delay: 0 });
+    const got: Frame[] = [];
+    const writes: number[] = [];
+    const send = a.send.bind(a);
+    a.send = (data) => {
+      writes.push(data.byteLength);
+      return send(data);
+    };
+    const sender = new FrameChannel(a, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: () => undefined, onClose: () => undefined });
+    const receiver = new FrameChannel(b, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: (f) => got.push(f), onClose: () => undefined });
+    for (const frame of frames) expect(sender.send(frame)).to.equal(true);
+    await until(() => got.length === frames.length, 'the frames');
+    expect(got).to.deep.equal(frames);
+    expect(writes).to.have.length(1);
+    sender.close();
+    receiver.close();
+  });
+
+  it('refuses a frame above maxFrameBytes from its prefix alone, and an unterminated prefix, as oversize', async () => {
+    for (const prefix of [varint(64 * 1024 + 1), [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], [0x80, 0x80, 0x80, 0x80]]) {
+      const { raw, received } = await channelPair(64 * 1024);
+      raw.send(new Uint8Array([...lengthPrefixed(encodeFrame(frames[2]!)), ...prefix]));
+      await until(() => received.closes.length > 0, 'the channel to close');
+      expect(received.frames).to.deep.equal([frames[2]]);
+      expect(received.closes).to.have.length(1);
+      expect(received.closes[0]!.violation, prefix.join(',')).to.equal('oversize');
+      expect(received.channel.closed).to.equal(true);
+    }
+  });
+
+  it('accepts a frame of exactly maxFrameBytes', async () => {
+    const frame: Frame = { type: 'entry', id: 9, sealed: new Uint8Array(1000) };
+    const { raw, received } = await channelPair(encodeFrame(frame).byteLength);
+    raw.send(lengthPrefixed(encodeFrame(frame)));
+    await until(() => received.frames.length === 1, 'the frame');
+    expect(received.closes).to.deep.equal([]);
+    received.channel.close();
+  });
+
+  it('closes on an invalid frame as a frame violation, and delivers nothing after it', async () => {
+    const { raw, received } = await channelPair();
+    raw.send(new Uint8Array([
+      ...lengthPrefixed(encodeFrame(frames[3]!)),
+      ...lengthPrefixed(cborEncode({ type: 'gimme', id: 1 })),
+      ...lengthPrefixed(encodeFrame(frames[2]!)),
+    ]));
+    await until(() => received.closes.length > 0, 'the channel to close');
+    expect(received.frames).to.deep.equal([frames[3]]);
+    expect(received.closes.map((c) => c.violation)).to.deep.equal(['frame']);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(received.frames).to.have.length(1);
+    expect(received.closes).to.have.length(1);
+  });
+
+  it('reports the end of the stream once, without a violation, when the other end goes away mid-frame', async () => {
+    const { raw, received } = await channelPair();
+    raw.send(lengthPrefixed(encodeFrame(frames[1]!)).subarray(0, 100));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    raw.abort(new Error('gone'));
+    await until(() => received.closes.length > 0, 'the channel to close');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(received.frames).to.deep.equal([]);
+    expect(received.closes).to.have.length(1);
+    expect(received.closes[0]!.violation).to.equal(undefined);
+  });
+
+  it('delivers the frames sent before the other end closed its writing side, then ends', async () => {
+    for (const writtenFirst of [false, true]) {
+      const { raw, received } = await channelPair();
+      if (writtenFirst) {
+        received.channel.send({ type: 'working', id: 1 });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      raw.send(lengthPrefixed(encodeFrame(frames[0]!)));
+      raw.send(lengthPrefixed(encodeFrame(frames[3]!)));
+      await raw.close();
+      await until(() => received.closes.length > 0, 'the channel to close');
+      expect(received.frames, `written first: ${writtenFirst}`).to.deep.equal([frames[0], frames[3]]);
+      expect(received.closes.map((c) => c.violation)).to.deep.equal([undefined]);
+    }
+  });
+});

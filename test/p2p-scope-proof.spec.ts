@@ -1,0 +1,57 @@
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { expect } from 'chai';
+import { rendezvousWeight } from '../src/p2p/rendezvous.js';
+import { getProof, proofKeyOf, scopeClaimProof, verifyGetProof, verifyScopeClaim } from '../src/p2p/scope-proof.js';
+
+/** The proofs as first written (one update per piece): peers running that code must keep accepting ours. */
+function referenceHmac(proofKey: Uint8Array, domain: string, challenge: Uint8Array, ...parts: Array<Uint8Array | string>): Uint8Array {
+  const mac = createHmac('sha256', proofKey).update(`${domain}\0`, 'utf8').update(challenge);
+  for (const part of parts) {
+    const bytes = typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.byteLength);
+    mac.update(length).update(bytes);
+  }
+  return new Uint8Array(mac.digest());
+}
+
+function referenceId(id: number): Uint8Array {
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64BE(BigInt(id));
+  return out;
+}
+
+describe('scope proofs and rendezvous weights (wire-compatible bytes)', () => {
+  const proofKey = proofKeyOf(new Uint8Array(randomBytes(32)));
+  const challenge = new Uint8Array(randomBytes(32));
+  const keys = ['https://api.github.com/repos/o/r GET anonymous application/vnd.github+json', 'k', '', 'ünïcødé 🚀 key', 'x'.repeat(9000)];
+  const ids = [0, 1, 255, 65_536, 0x7fff_ffff, 0xffff_ffff];
+
+  it('get proofs are byte for byte the HMAC of the documented layout, and verify', () => {
+    for (const key of keys) {
+      for (const id of ids) {
+        const proof = getProof(proofKey, challenge, id, key);
+        expect(Buffer.from(proof).equals(Buffer.from(referenceHmac(proofKey, 'get', challenge, referenceId(id), key))), `${id} ${key.slice(0, 20)}`).to.equal(true);
+        expect(verifyGetProof(proofKey, challenge, id, key, proof)).to.equal(true);
+        expect(verifyGetProof(proofKey, challenge, id + 1, key, proof)).to.equal(false);
+        expect(verifyGetProof(proofKey, challenge, id, `${key}x`, proof)).to.equal(false);
+      }
+    }
+  });
+
+  it('scope claims are byte for byte the HMAC of the documented layout, and verify', () => {
+    for (const scopeId of ['anonymous', '0123456789abcdef0123456789abcdef']) {
+      const proof = scopeClaimProof(proofKey, challenge, scopeId);
+      expect(Buffer.from(proof).equals(Buffer.from(referenceHmac(proofKey, 'scope', challenge, scopeId)))).to.equal(true);
+      expect(verifyScopeClaim(proofKey, challenge, scopeId, proof)).to.equal(true);
+      expect(verifyScopeClaim(proofKey, new Uint8Array(32), scopeId, proof)).to.equal(false);
+    }
+  });
+
+  it('rendezvous weights are sha256(peerId, 0x00, key)', () => {
+    for (const key of keys) {
+      const expected = createHash('sha256').update('12D3KooWPeer', 'utf8').update('\0').update(key, 'utf8').digest();
+      expect(rendezvousWeight('12D3KooWPeer', key).equals(expected)).to.equal(true);
+    }
+  });
+});
