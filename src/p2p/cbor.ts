@@ -73,8 +73,8 @@ class Writer {
 
   string(text: string): void {
     const length = text.length;
-    if (length < 64) {
-      // Short text (keys, ids, header values): ASCII byte by byte, cheaper than Buffer#write's checks.
+    if (length < 256) {
+      // Short text (keys, ids, header values, cache keys): ASCII byte by byte, cheaper than Buffer#write's checks.
       const start = this.at;
       this.head(0x60, length);
       this.ensure(length);
@@ -316,8 +316,8 @@ function text(c: Cursor, length: number): string {
   const end = start + length;
   if (end > data.byteLength) throw UNSUPPORTED;
   c.at = end;
-  if (length < 64) {
-    // Short text (keys, ids, header values): plain ASCII needs no UTF-8 validation.
+  if (length < 256) {
+    // Short text (keys, ids, header values, cache keys): plain ASCII needs no UTF-8 validation.
     let i = start;
     while (i < end && data[i]! < 0x80) i++;
     if (i === end) return view.toString('latin1', start, end);

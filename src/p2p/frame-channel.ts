@@ -17,7 +17,8 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * writes). Frames are cut straight out of the chunks the stream delivers, in the stream's own 'message' event:
  * a frame that lies within one chunk is decoded in place (no copy, no await), and `onFrame` runs before the
  * event returns. At most one partial frame is ever held, and never more than its announced length, which is
- * checked against `maxFrameBytes` as soon as its prefix is complete.
+ * checked against `maxFrameBytes` as soon as its prefix is complete. Frames are delivered in order and none is
+ * lost: what arrives while reading is briefly paused (see deferWindowUpdate) is delivered when it resumes.
  */
 
 /** How a peer broke the framing: 'oversize' (length prefix above the limit or unreadable) or 'frame' (invalid frame). */
@@ -58,7 +59,7 @@ export class FrameChannel {
   private dispatching = false;
   /** Whether a frame was written yet (the muxer's stream is established once we have written to it). */
   private written = false;
-  /** Reading is paused until the next macrotask (see onMessage). */
+  /** Reading is paused until the next macrotask (see deferWindowUpdate). */
   private resumeScheduled = false;
 
   constructor(stream: Stream, options: FrameChannelOptions) {

@@ -704,22 +704,23 @@ export class PeerNetwork {
     if (this.stopped) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
     // A hit in the local cache is answered at once, in this turn: no upstream request, nothing to wait for.
     const held = this.backend.heldEntry?.(frame.key, parts);
-    if (held !== undefined) return this.sendEntry(server, frame, held, keys.entryKey);
-    void this.serveLater(session, server, frame, parts, keys.entryKey);
+    if (held !== undefined) return this.sendEntry(server, frame.id, frame.key, held, keys.entryKey);
+    // Only the id and key go on (not the frame, whose proof may be a view of the received bytes).
+    void this.serveLater(session, server, frame.id, frame.key, parts, keys.entryKey);
   }
 
   /** Serves a get that needs the backend's asynchronous work (an upstream request, or a wait for one). */
-  private async serveLater(session: PeerSession, server: ServerSide, frame: GetFrame, parts: RequestKeyParts, entryKey: Uint8Array): Promise<void> {
+  private async serveLater(session: PeerSession, server: ServerSide, id: number, key: string, parts: RequestKeyParts, entryKey: Uint8Array): Promise<void> {
     session.serving++;
     // While GitHub is slow (or this node's per-scope cap queues the request), tell the asker we are alive.
-    const pending = { channel: server.channel, id: frame.id, since: Date.now() };
+    const pending = { channel: server.channel, id, since: Date.now() };
     this.inService.add(pending);
     this.ensureHeartbeat();
     let entry: CacheEntry | undefined;
     try {
-      entry = await this.backend.serveAsOwner(frame.key, this.serving.signal, parts);
+      entry = await this.backend.serveAsOwner(key, this.serving.signal, parts);
     } catch (err) {
-      server.channel.send({ type: 'error', id: frame.id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
+      server.channel.send({ type: 'error', id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
       return;
     } finally {
       this.inService.delete(pending);
@@ -727,23 +728,23 @@ export class PeerNetwork {
     }
     if (server.channel.closed) return;
     if (entry === undefined) {
-      server.channel.send({ type: 'miss', id: frame.id, reason: 'no-entry' });
+      server.channel.send({ type: 'miss', id, reason: 'no-entry' });
       return;
     }
-    this.sendEntry(server, frame, entry, entryKey);
+    this.sendEntry(server, id, key, entry, entryKey);
   }
 
-  /** Seals `entry` for the asker of `frame` and sends it (or `miss too-large`). */
-  private sendEntry(server: ServerSide, frame: GetFrame, entry: CacheEntry, entryKey: Uint8Array): void {
+  /** Seals `entry` as the answer to request `id` for `key`, and sends it (or `miss too-large`). */
+  private sendEntry(server: ServerSide, id: number, key: string, entry: CacheEntry, entryKey: Uint8Array): void {
     // Askers refuse a TTL above their p2p.maxEntryTtl (and count it against us): never send one above ours.
     const maxExpiresAt = entry.storedAt + this.p2p.maxEntryTtl * 1000;
-    const sealed = sealEntry(entry.expiresAt > maxExpiresAt ? { ...entry, expiresAt: Math.floor(maxExpiresAt) } : entry, frame.key, entryKey);
+    const sealed = sealEntry(entry.expiresAt > maxExpiresAt ? { ...entry, expiresAt: Math.floor(maxExpiresAt) } : entry, key, entryKey);
     // A frame is the sealed bytes plus a few dozen bytes of CBOR around them.
     if (sealed.byteLength + 64 > this.p2p.maxFrameBytes) {
-      server.channel.send({ type: 'miss', id: frame.id, reason: 'too-large' });
+      server.channel.send({ type: 'miss', id, reason: 'too-large' });
       return;
     }
-    server.channel.send({ type: 'entry', id: frame.id, sealed });
+    server.channel.send({ type: 'entry', id, sealed });
     this.counters.requestsServed++;
   }
 

@@ -193,7 +193,7 @@ function scopeClaims(value: unknown): ScopeClaim[] {
     if (Object.keys(v).length !== 2 || !Object.hasOwn(v, 'id') || !Object.hasOwn(v, 'proof')) fail(`${f} must have exactly id and proof`);
     const id = string(v.id, `${f}.id`, 64);
     if (!SCOPE_ID.test(id)) fail(`${f}.id is not a scope id`);
-    return { id, proof: bytes(v.proof, `${f}.proof`, WIRE_LIMITS.proofBytes) };
+    return { id, proof: kept(bytes(v.proof, `${f}.proof`, WIRE_LIMITS.proofBytes)) };
   });
 }
 
@@ -216,14 +216,20 @@ function peers(value: unknown): PeerRecord[] {
   });
 }
 
+/** A copy of bytes that are kept (a hello's challenge, scope proofs): they must not pin the frame's memory. */
+function kept(value: Uint8Array): Uint8Array {
+  return value.slice();
+}
+
 /**
- * Decodes and validates one frame (the bytes between two length prefixes). A large byte string (a sealed entry)
- * may be returned as a view of `data`, which must therefore not be written to afterwards.
+ * Decodes and validates one frame (the bytes between two length prefixes). The byte strings of a `get` and an
+ * `entry` (its proof, the sealed entry) are views of `data`, which must therefore not be written to afterwards;
+ * those of `hello` and `scopes` are copies.
  */
 export function decodeFrame(data: Uint8Array): Frame {
   let value: unknown;
   try {
-    value = decodeStrictCbor(data, { viewBytesFrom: 1024 });
+    value = decodeStrictCbor(data, { viewBytesFrom: 0 });
   } catch (err) {
     // cborg throws plain Errors (and RangeError on absurd nesting); all of them mean "not our CBOR".
     fail(`not canonical CBOR (${err instanceof Error ? err.message.slice(0, 120) : 'decode failed'})`);
@@ -242,7 +248,7 @@ export function decodeFrame(data: Uint8Array): Frame {
       return {
         type: 'hello',
         version: WIRE_VERSION,
-        challenge: bytes(value.challenge, 'challenge', WIRE_LIMITS.challengeBytes),
+        challenge: kept(bytes(value.challenge, 'challenge', WIRE_LIMITS.challengeBytes)),
         addrs: addrs(value.addrs, 'addrs'),
         peers: peers(value.peers),
       };
