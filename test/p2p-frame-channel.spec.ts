@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { encode as cborEncode } from 'cborg';
 import { FrameChannel, type FrameViolation } from '../src/p2p/frame-channel.js';
 import { encodeFrame, type Frame } from '../src/p2p/wire.js';
+import { waitFor } from './support/p2p-fixtures.js';
 import { RecordingLogger } from './support/recording-logger.js';
 
 /** A varint length prefix, as lpStream writes it. */
@@ -41,13 +42,6 @@ async function channelPair(maxFrameBytes = 64 * 1024): Promise<{ raw: Stream; re
   return { raw, received };
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > 3_000) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
 
 const proof = new Uint8Array(32).fill(3);
 const frames: Frame[] = [
@@ -64,7 +58,7 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
     for (const cut of [1, 2, 3, 7, 128, 4_096, bytes.byteLength]) {
       const { raw, received } = await channelPair();
       for (let at = 0; at < bytes.byteLength; at += cut) raw.send(bytes.slice(at, at + cut));
-      await until(() => received.frames.length === frames.length, `${frames.length} frames cut every ${cut} bytes`);
+      await waitFor(() => received.frames.length === frames.length, `${frames.length} frames cut every ${cut} bytes`);
       expect(received.frames, `cut every ${cut} bytes`).to.deep.equal(frames);
       expect(received.closes).to.deep.equal([]);
       received.channel.close();
@@ -78,7 +72,7 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
     await new Promise((resolve) => setTimeout(resolve, 5));
     const bytes = new Uint8Array(Buffer.concat(frames.map((f) => lengthPrefixed(encodeFrame(f)))));
     for (let at = 0; at < bytes.byteLength; at += 97) raw.send(bytes.slice(at, at + 97));
-    await until(() => received.frames.length === frames.length, 'every frame');
+    await waitFor(() => received.frames.length === frames.length, 'every frame');
     expect(received.frames).to.deep.equal(frames);
     await new Promise((resolve) => setImmediate(resolve));
     expect(received.channel.stream.readStatus).to.equal('readable');
@@ -97,7 +91,7 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
     const sender = new FrameChannel(a, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: () => undefined, onClose: () => undefined });
     const receiver = new FrameChannel(b, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: (f) => got.push(f), onClose: () => undefined });
     for (const frame of frames) expect(sender.send(frame)).to.equal(true);
-    await until(() => got.length === frames.length, 'the frames');
+    await waitFor(() => got.length === frames.length, 'the frames');
     expect(got).to.deep.equal(frames);
     expect(writes).to.have.length(1);
     sender.close();
@@ -108,7 +102,7 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
     for (const prefix of [varint(64 * 1024 + 1), [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], [0x80, 0x80, 0x80, 0x80]]) {
       const { raw, received } = await channelPair(64 * 1024);
       raw.send(new Uint8Array([...lengthPrefixed(encodeFrame(frames[2]!)), ...prefix]));
-      await until(() => received.closes.length > 0, 'the channel to close');
+      await waitFor(() => received.closes.length > 0, 'the channel to close');
       expect(received.frames).to.deep.equal([frames[2]]);
       expect(received.closes).to.have.length(1);
       expect(received.closes[0]!.violation, prefix.join(',')).to.equal('oversize');
@@ -120,7 +114,7 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
     const frame: Frame = { type: 'entry', id: 9, sealed: new Uint8Array(1000) };
     const { raw, received } = await channelPair(encodeFrame(frame).byteLength);
     raw.send(lengthPrefixed(encodeFrame(frame)));
-    await until(() => received.frames.length === 1, 'the frame');
+    await waitFor(() => received.frames.length === 1, 'the frame');
     expect(received.closes).to.deep.equal([]);
     received.channel.close();
   });
@@ -132,7 +126,7 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
       ...lengthPrefixed(cborEncode({ type: 'gimme', id: 1 })),
       ...lengthPrefixed(encodeFrame(frames[2]!)),
     ]));
-    await until(() => received.closes.length > 0, 'the channel to close');
+    await waitFor(() => received.closes.length > 0, 'the channel to close');
     expect(received.frames).to.deep.equal([frames[3]]);
     expect(received.closes.map((c) => c.violation)).to.deep.equal(['frame']);
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -145,7 +139,7 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
     raw.send(lengthPrefixed(encodeFrame(frames[1]!)).subarray(0, 100));
     await new Promise((resolve) => setTimeout(resolve, 10));
     raw.abort(new Error('gone'));
-    await until(() => received.closes.length > 0, 'the channel to close');
+    await waitFor(() => received.closes.length > 0, 'the channel to close');
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect(received.frames).to.deep.equal([]);
     expect(received.closes).to.have.length(1);
@@ -162,7 +156,7 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
       raw.send(lengthPrefixed(encodeFrame(frames[0]!)));
       raw.send(lengthPrefixed(encodeFrame(frames[3]!)));
       await raw.close();
-      await until(() => received.closes.length > 0, 'the channel to close');
+      await waitFor(() => received.closes.length > 0, 'the channel to close');
       expect(received.frames, `written first: ${writtenFirst}`).to.deep.equal([frames[0], frames[3]]);
       expect(received.closes.map((c) => c.violation)).to.deep.equal([undefined]);
     }

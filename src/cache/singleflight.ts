@@ -29,9 +29,4 @@ export class Singleflight<T> {
   get size(): number {
     return this.#inFlight.size;
   }
-
-  /** Settles when every run now in flight has settled (errors ignored). */
-  async drain(): Promise<void> {
-    await Promise.allSettled([...this.#inFlight.values()]);
-  }
 }

@@ -122,31 +122,20 @@ export class TieredEntries {
 
   /** Deletes every key starting with prefix from both tiers; returns how many distinct keys went. */
   deleteByPrefix(prefix: string): number {
-    let memoryOnly = 0;
     const memoryKeys: string[] = [];
     for (const key of this.#memory.keys()) if (key.startsWith(prefix)) memoryKeys.push(key);
-    let onDisk = 0;
+    // Memory keys are deleted one by one (in the store too), then the store drops the rest of the prefix:
+    // each key is counted once, whichever tiers held it, without reading any entry.
+    for (const key of memoryKeys) this.delete(key);
+    let onDiskOnly = 0;
     if (this.#store !== undefined) {
-      // Keys in memory but not on disk (a failed write) still count once.
-      for (const key of memoryKeys) {
-        let there: CacheEntry | undefined;
-        try {
-          there = this.#store.get(key);
-        } catch {
-          there = undefined;
-        }
-        if (there === undefined) memoryOnly++;
-      }
       try {
-        onDisk = this.#store.deleteByPrefix(prefix);
+        onDiskOnly = this.#store.deleteByPrefix(prefix);
       } catch (err) {
         this.#persistenceFailed('delete', err);
       }
-    } else {
-      memoryOnly = memoryKeys.length;
     }
-    for (const key of memoryKeys) this.#memory.delete(key);
-    return onDisk + memoryOnly;
+    return memoryKeys.length + onDiskOnly;
   }
 
   clear(): void {

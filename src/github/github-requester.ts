@@ -226,11 +226,6 @@ export class GitHubRequester {
     return this.rateLimits.snapshot();
   }
 
-  /** Waits for upstream requests in flight. */
-  async drain(): Promise<void> {
-    await this.#flights.drain();
-  }
-
   #hold(token: string | undefined): string {
     if (token === undefined) return ANONYMOUS_SCOPE;
     const known = this.#scopeOfToken.get(token);
