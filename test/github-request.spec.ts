@@ -272,8 +272,8 @@ describe('cache.request (GitHub REST through the cache)', () => {
   });
 
   it('serves peers only keys under its GitHub API URL, never an arbitrary URL with its token', async () => {
-    const { formatRequestKey } = await import('../src/github/request-key.js');
-    const { scopeIdOf } = await import('../src/github/scope.js');
+    const { formatRequestKey } = await import('../src/cache/request-key.js');
+    const { scopeIdOf } = await import('../src/cache/scope.js');
     await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A }); // this node now holds scope A
     const requester = (cache as unknown as { requester: { serveAsOwner(key: string): Promise<unknown> } }).requester;
     const key = (url: string) => formatRequestKey({ url, method: 'GET', scopeId: scopeIdOf(TOKEN_A), accept: 'application/vnd.github+json' });

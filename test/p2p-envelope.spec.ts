@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
-import { ANONYMOUS_SCOPE, entryKeyOf } from '../src/github/scope.js';
+import { ANONYMOUS_SCOPE, entryKeyOf } from '../src/cache/scope.js';
 import { openEntry, PeerEntryRejected, sealEntry, sealPayload, type OpenEntryOptions } from '../src/p2p/envelope.js';
 import { anonymousEntryKeyOf, swarmKeyOf } from '../src/p2p/fleet-keys.js';
 import { requestKey } from './support/p2p-fixtures.js';

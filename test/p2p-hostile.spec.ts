@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { encode as cborEncode } from 'cborg';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
-import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/github/scope.js';
+import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/cache/scope.js';
 import { sealEntry, sealPayload } from '../src/p2p/envelope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { encodeFrame, type Frame } from '../src/p2p/wire.js';

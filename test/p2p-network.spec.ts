@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { CacheEntry } from '../src/cache/entry.js';
-import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/github/scope.js';
+import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/cache/scope.js';
 import type { ResolvedP2POptions } from '../src/options.js';
 import { PeerNetwork, type PeerNetworkLimits } from '../src/p2p/peer-network.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
@@ -277,7 +277,7 @@ describe('PeerNetwork', function () {
       const backend = new MemoryBackend(new UpstreamCounter());
       let error: unknown;
       try {
-        await PeerNetwork.start({ p2p: p2pOptions({ sharedSecret: undefined }), cacheDir: tmpCacheDir(), backend, logger: new RecordingLogger() });
+        await PeerNetwork.start({ p2p: p2pOptions({ sharedSecret: undefined }), cacheDir: tmpCacheDir(), host: backend, logger: new RecordingLogger() });
       } catch (err) {
         error = err;
       }

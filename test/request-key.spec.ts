@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { formatRequestKey, isKnownNormalUrl, normalizeUrl, parseRequestKey } from '../src/github/request-key.js';
+import { formatRequestKey, isKnownNormalUrl, normalizeUrl, parseRequestKey } from '../src/cache/request-key.js';
 
 /** A seeded PRNG (mulberry32), so a failure replays. */
 function mulberry32(seed: number): () => number {

@@ -1,6 +1,6 @@
 import { endpoint } from '@octokit/endpoint';
 import { expect } from 'chai';
-import { normalizeUrl } from '../src/github/request-key.js';
+import { normalizeUrl } from '../src/cache/request-key.js';
 import { RouteTemplates } from '../src/github/route-template.js';
 
 describe('RouteTemplates (the fast path of simple GET routes)', () => {

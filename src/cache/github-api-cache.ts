@@ -2,10 +2,11 @@ import { CacheClosedError, CacheConfigError, CacheValueError } from '../errors.j
 import { InFlight } from '../in-flight.js';
 import { createLogger, type Logger } from '../log.js';
 import { resolveOptions, ttlForKey, type CacheOptions, type ResolvedCacheOptions } from '../options.js';
-import type { EntryStore } from '../store/entry-store.js';
+import type { EntryStore } from './entry-store.js';
 import { sha256Hex, type CacheEntry } from './entry.js';
 import { checkJsonValue, deepFreeze } from './json-value.js';
 import { TieredEntries } from './tiered-entries.js';
+import { TokenVault } from './token-vault.js';
 import { GitHubRequester, type CachedResponse, type RequestOptions } from '../github/github-requester.js';
 import type { ScopeRateLimit } from '../github/rate-limits.js';
 import type { PeerNetwork, PeerNetworkStats } from '../p2p/peer-network.js';
@@ -109,6 +110,7 @@ export class GitHubAPICache implements AsyncDisposable {
     persistenceErrors: 0,
   };
   protected readonly requester: GitHubRequester;
+  protected readonly vault = new TokenVault();
   protected network: PeerNetwork | undefined;
   #closing: Promise<void> | undefined;
   readonly #inFlight = new InFlight();
@@ -139,7 +141,7 @@ export class GitHubAPICache implements AsyncDisposable {
     this.options = options;
     this.logger = logger;
     this.tiers = new TieredEntries({ maxEntries: options.maxEntries, store, logger, counters: this.counters });
-    this.requester = new GitHubRequester({ options, logger, tiers: this.tiers, counters: this.counters });
+    this.requester = new GitHubRequester({ options, logger, tiers: this.tiers, vault: this.vault, counters: this.counters });
   }
 
   /** True once `close()` was called; every operation then rejects with CacheClosedError. */
@@ -253,11 +255,10 @@ export class GitHubAPICache implements AsyncDisposable {
       cacheDir: this.options.cacheDir,
       logger: createLogger('p2p', this.options.logSink),
       now: this.options.now,
-      backend: {
+      host: {
         serveAsOwner: (key, signal, parts) => requester.serveAsOwner(key, signal, parts),
         heldEntry: (key, parts) => requester.heldEntry(key, parts),
-        entryKey: (scopeId) => requester.entryKey(scopeId),
-        heldScopes: () => requester.heldScopes(),
+        scopes: this.vault,
       },
     });
     requester.peers = this.network;

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { CacheEntry } from './entry.js';
-import type { EntryStore } from '../store/entry-store.js';
+import type { EntryStore } from './entry-store.js';
 import type { Logger } from '../log.js';
 
 /**

@@ -9,9 +9,10 @@ import { CacheValueError, RateLimitError, UpstreamError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ResolvedCacheOptions } from '../options.js';
 import { RateLimitTracker, type ScopeRateLimit } from './rate-limits.js';
-import { DEFAULT_ACCEPT, formatRequestKey, normalizeAccept, normalizeUrl, parseRequestKey, type RequestKeyParts } from './request-key.js';
+import { DEFAULT_ACCEPT, formatRequestKey, normalizeAccept, normalizeUrl, parseRequestKey, type RequestKeyParts } from '../cache/request-key.js';
 import { RouteTemplates } from './route-template.js';
-import { ANONYMOUS_SCOPE, entryKeyOf, scopeIdOf } from './scope.js';
+import { ANONYMOUS_SCOPE } from '../cache/scope.js';
+import type { TokenVault } from '../cache/token-vault.js';
 import { UpstreamClient, upstreamMessage, type UpstreamResponse } from './upstream.js';
 
 /** Where an answer came from. */
@@ -48,7 +49,6 @@ export interface PeerLookup {
   fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<
     { kind: 'self' } | { kind: 'entry'; entry: CacheEntry; peerId: string } | { kind: 'unavailable'; reason: string }
   >;
-  announceScopes(): void;
 }
 
 /** What the requester needs of the cache that owns it. */
@@ -56,6 +56,7 @@ export interface RequesterHost {
   readonly options: ResolvedCacheOptions;
   readonly logger: Logger;
   readonly tiers: TieredEntries;
+  readonly vault: TokenVault;
   readonly counters: {
     hits: number;
     misses: number;
@@ -72,7 +73,6 @@ export const HTTP_PREFIX = 'h:';
 
 const SKIPPED_REQUEST_HEADERS = new Set(['authorization', 'if-none-match', 'if-modified-since', 'host', 'content-length']);
 const UNSTORED_RESPONSE_HEADERS = /^(x-ratelimit-|x-github-request-id$|retry-after$)/;
-const MAX_HELD_TOKENS = 1_000;
 
 interface Outcome {
   entry: CacheEntry;
@@ -95,12 +95,8 @@ export class GitHubRequester {
   readonly #upstream: UpstreamClient;
   readonly #flights = new Singleflight<Outcome>();
   readonly #limiters = new Map<string, LimitFunction>();
-  /** Tokens seen, by scope id: memory only, bounded, used to serve peers as a key's owner. */
-  readonly #tokens = new LRUCache<string, { token: string; entryKey: Uint8Array }>({ max: MAX_HELD_TOKENS });
   readonly #endpoint: typeof endpoint;
   readonly #routes = new RouteTemplates();
-  /** token → scope id, so the hot path hashes a token once (memory only, bounded like #tokens). */
-  readonly #scopeOfToken = new LRUCache<string, string>({ max: MAX_HELD_TOKENS });
   peers: PeerLookup | undefined;
   /**
    * Resources this node wrote recently (URL without query → true). Peers may still hold the entry from before
@@ -119,7 +115,7 @@ export class GitHubRequester {
 
   async request<T = unknown>(route: string, params: Record<string, unknown> = {}, options: RequestOptions = {}): Promise<CachedResponse<T>> {
     const token = options.token === undefined || options.token === '' ? undefined : options.token;
-    const scopeId = this.#hold(token);
+    const scopeId = this.#host.vault.hold(token);
     let parts: RequestKeyParts;
     let headers: Record<string, string>;
     const simple = options.headers === undefined && options.body === undefined
@@ -180,15 +176,15 @@ export class GitHubRequester {
     // A peer may only make this node fetch from the GitHub API it is configured for (never an arbitrary URL
     // with this node's token: that would be a server-side request forgery through the fleet).
     if (parts === undefined || !this.#isApiUrl(parts.url)) return undefined;
-    const held = parts.scopeId === ANONYMOUS_SCOPE ? undefined : this.#tokens.get(parts.scopeId);
-    if (parts.scopeId !== ANONYMOUS_SCOPE && held === undefined) return undefined;
+    if (!this.#host.vault.holds(parts.scopeId)) return undefined;
+    const token = parts.scopeId === ANONYMOUS_SCOPE ? undefined : this.#host.vault.tokenOf(parts.scopeId);
     const found = this.#host.tiers.read(HTTP_PREFIX + key);
     if (found !== undefined && this.#host.options.now() < found.entry.expiresAt) {
       this.#host.counters.apiCallsSaved++;
       return found.entry;
     }
     const headers: Record<string, string> = { accept: parts.accept };
-    const { promise } = this.#flights.do(key, () => this.#resolve(parts, key, held?.token, { ttl: undefined, headers, usePeers: false }));
+    const { promise } = this.#flights.do(key, () => this.#resolve(parts, key, token, { ttl: undefined, headers, usePeers: false }));
     try {
       const outcome = await abortable(promise, signal);
       // Only fresh answers go to peers: a stale fallback is this node's business, the asker has its own.
@@ -205,40 +201,15 @@ export class GitHubRequester {
    */
   heldEntry(key: string, parts: RequestKeyParts): CacheEntry | undefined {
     if (!this.#isApiUrl(parts.url)) return undefined;
-    if (parts.scopeId !== ANONYMOUS_SCOPE && this.#tokens.get(parts.scopeId) === undefined) return undefined;
+    if (!this.#host.vault.holds(parts.scopeId)) return undefined;
     const found = this.#host.tiers.read(HTTP_PREFIX + key);
     if (found === undefined || this.#host.options.now() >= found.entry.expiresAt) return undefined;
     this.#host.counters.apiCallsSaved++;
     return found.entry;
   }
 
-  /** The AES key for a scope whose token this node holds (anonymous: undefined; the P2P layer keys it). */
-  entryKey(scopeId: string): Uint8Array | undefined {
-    return this.#tokens.get(scopeId)?.entryKey;
-  }
-
-  /** Scope ids this node holds tokens for, and the anonymous scope. */
-  heldScopes(): string[] {
-    return [ANONYMOUS_SCOPE, ...this.#tokens.keys()];
-  }
-
   rateLimitSnapshot(): Record<string, ScopeRateLimit> {
     return this.rateLimits.snapshot();
-  }
-
-  #hold(token: string | undefined): string {
-    if (token === undefined) return ANONYMOUS_SCOPE;
-    const known = this.#scopeOfToken.get(token);
-    if (known !== undefined && this.#tokens.has(known)) return known;
-    const scopeId = scopeIdOf(token);
-    this.#scopeOfToken.set(token, scopeId);
-    if (token !== undefined && !this.#tokens.has(scopeId)) {
-      this.#tokens.set(scopeId, { token, entryKey: entryKeyOf(token) });
-      this.peers?.announceScopes();
-    } else if (token !== undefined) {
-      this.#tokens.get(scopeId); // recency
-    }
-    return scopeId;
   }
 
   #build(route: string, params: Record<string, unknown>, options: RequestOptions) {

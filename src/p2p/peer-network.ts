@@ -14,9 +14,10 @@ import { tcp } from '@libp2p/tcp';
 import { CODE_P2P, CODE_TCP, multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import type { CacheEntry } from '../cache/entry.js';
+import type { FleetHost } from '../cache/ports.js';
 import { CacheError } from '../errors.js';
-import { parseRequestKey, type RequestKeyParts } from '../github/request-key.js';
-import { ANONYMOUS_SCOPE } from '../github/scope.js';
+import { parseRequestKey, type RequestKeyParts } from '../cache/request-key.js';
+import { ANONYMOUS_SCOPE } from '../cache/scope.js';
 import { createLogger, type Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, openEntry, PeerEntryRejected, sealEntry } from './envelope.js';
@@ -53,28 +54,15 @@ import { PROTOCOL, WIRE_LIMITS, WIRE_VERSION, type Frame, type GetFrame, type Pe
  *
  * @example
  * ```ts
- * const network = await PeerNetwork.start({ p2p: options.p2p, cacheDir: options.cacheDir, backend });
+ * const network = await PeerNetwork.start({ p2p: options.p2p, cacheDir: options.cacheDir, host });
  * const answer = await network.fetch(key, scopeIdOf(token));
  * if (answer.kind === 'entry') store(answer.entry); else goUpstream(); // 'self' or 'unavailable'
  * await network.stop();
  * ```
  */
 
-/** What the network needs from the cache that hosts it. */
-export interface PeerBackend {
-  /** As the key's owner: answer from the local cache, or make the one upstream request with this node's own token of that scope under its singleflight. undefined when it cannot (no token for that scope, upstream failed). `parts` is the key, already parsed and checked. */
-  serveAsOwner(key: string, signal: AbortSignal, parts: RequestKeyParts): Promise<CacheEntry | undefined>;
-  /**
-   * Optional. As the key's owner: the fresh entry the local cache holds for it right now, synchronously and
-   * without any upstream request, under the same conditions as serveAsOwner; undefined when there is none (then
-   * serveAsOwner is called). Lets the owner answer a hit within the turn its `get` arrived in.
-   */
-  heldEntry?(key: string, parts: RequestKeyParts): CacheEntry | undefined;
-  /** AES key for a scope whose token this node holds, else undefined. */
-  entryKey(scopeId: string): Uint8Array | undefined;
-  /** Scope ids this node holds tokens for (anonymous always counts). */
-  heldScopes(): readonly string[];
-}
+/** What the network needs from the cache that hosts it (declared by the cache: see src/cache/ports.ts). */
+export type PeerBackend = FleetHost;
 
 /** Protocol limits of a PeerNetwork; every field has a default. */
 export interface PeerNetworkLimits {
@@ -119,8 +107,8 @@ export interface PeerNetworkStartOptions {
   p2p: ResolvedP2POptions;
   /** Cache directory: the persistent identity lives in `<cacheDir>/p2p/`. */
   cacheDir: string;
-  /** The cache that serves as owner and holds the scope keys. */
-  backend: PeerBackend;
+  /** The cache that serves as owner and lends the scope keys. */
+  host: FleetHost;
   /** Logger of this component. Default: createLogger('p2p'). */
   logger?: Logger;
   /** Clock in ms since the epoch, used to verify peers' entries. Default: Date.now. */
@@ -238,7 +226,8 @@ export class PeerNetwork {
   private readonly node: Libp2p;
   private readonly identity: PeerIdentity;
   private readonly p2p: ResolvedP2POptions;
-  private readonly backend: PeerBackend;
+  private readonly backend: FleetHost;
+  private unsubscribeScopes: (() => void) | undefined;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly limits: PeerNetworkLimits;
@@ -269,7 +258,7 @@ export class PeerNetwork {
     this.node = init.node;
     this.identity = init.identity;
     this.p2p = init.options.p2p;
-    this.backend = init.options.backend;
+    this.backend = init.options.host;
     this.log = init.log;
     this.now = init.options.now ?? Date.now;
     this.limits = init.limits;
@@ -278,6 +267,8 @@ export class PeerNetwork {
     this.portFallbackUsed = init.portFallback;
     // Every request being served listens on this signal.
     setMaxListeners(0, this.serving.signal);
+    // Scope claims go out when the cache first holds a token, on a later tick (never inside the token path).
+    this.unsubscribeScopes = this.backend.scopes.onScopeAdded(() => this.announceScopes());
   }
 
   /**
@@ -474,6 +465,8 @@ export class PeerNetwork {
   }
 
   private async doStop(): Promise<void> {
+    this.unsubscribeScopes?.();
+    this.unsubscribeScopes = undefined;
     if (this.exchangeTimer !== undefined) clearTimeout(this.exchangeTimer);
     if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = undefined;
@@ -703,7 +696,7 @@ export class PeerNetwork {
     if (session.serving >= this.limits.maxConcurrentServesPerPeer) return reply({ type: 'miss', id: frame.id, reason: 'busy' });
     if (this.stopped) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
     // A hit in the local cache is answered at once, in this turn: no upstream request, nothing to wait for.
-    const held = this.backend.heldEntry?.(frame.key, parts);
+    const held = this.backend.heldEntry(frame.key, parts);
     if (held !== undefined) return this.sendEntry(server, frame.id, frame.key, held, keys.entryKey);
     // Only the id and key go on (not the frame, whose proof may be a view of the received bytes).
     void this.serveLater(session, server, frame.id, frame.key, parts, keys.entryKey);
@@ -833,7 +826,7 @@ export class PeerNetwork {
 
   /** Entry key and proof key of a scope this node holds; undefined when it does not. */
   private scopeKeys(scopeId: string): { entryKey: Uint8Array; proofKey: Uint8Array } | undefined {
-    const entryKey = scopeId === ANONYMOUS_SCOPE ? this.anonymousKey : this.backend.entryKey(scopeId);
+    const entryKey = scopeId === ANONYMOUS_SCOPE ? this.anonymousKey : this.backend.scopes.entryKey(scopeId);
     if (entryKey === undefined) return undefined;
     const cached = this.proofKeys.get(scopeId);
     if (cached !== undefined && Buffer.compare(cached.entryKey, entryKey) === 0) return cached;
@@ -843,7 +836,7 @@ export class PeerNetwork {
   }
 
   private heldScopeIds(): string[] {
-    const scopes = new Set<string>([ANONYMOUS_SCOPE, ...this.backend.heldScopes()]);
+    const scopes = new Set<string>([ANONYMOUS_SCOPE, ...this.backend.scopes.heldScopes()]);
     return [...scopes].slice(0, WIRE_LIMITS.scopes);
   }
 

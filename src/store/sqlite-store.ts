@@ -27,7 +27,7 @@ import Database from 'better-sqlite3';
 import { sha256Hex, type CacheEntry } from '../cache/entry.js';
 import { CacheConfigError, CacheError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { EntryStore } from './entry-store.js';
+import type { EntryStore } from '../cache/entry-store.js';
 
 /** A store operation failed (or the store is closed). `operation` names the method; `sqliteCode` the SQLite result code, if any. */
 export class StoreError extends CacheError {

@@ -3,8 +3,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { sha256Hex, type CacheEntry } from '../../src/cache/entry.js';
-import { formatRequestKey } from '../../src/github/request-key.js';
-import { ANONYMOUS_SCOPE, entryKeyOf, scopeIdOf } from '../../src/github/scope.js';
+import { formatRequestKey } from '../../src/cache/request-key.js';
+import { ANONYMOUS_SCOPE, entryKeyOf, scopeIdOf } from '../../src/cache/scope.js';
 import { DEFAULTS, type ResolvedP2POptions } from '../../src/options.js';
 import { PeerNetwork, type PeerBackend, type PeerNetworkLimits } from '../../src/p2p/peer-network.js';
 import { RecordingLogger } from './recording-logger.js';
@@ -75,13 +75,17 @@ export class MemoryBackend implements PeerBackend {
     for (const token of tokens) this.tokens.set(scopeIdOf(token), token);
   }
 
-  entryKey(scopeId: string): Uint8Array | undefined {
-    const token = this.tokens.get(scopeId);
-    return token === undefined ? undefined : entryKeyOf(token);
-  }
+  readonly scopes = {
+    entryKey: (scopeId: string): Uint8Array | undefined => {
+      const token = this.tokens.get(scopeId);
+      return token === undefined ? undefined : entryKeyOf(token);
+    },
+    heldScopes: (): readonly string[] => [ANONYMOUS_SCOPE, ...this.tokens.keys()],
+    onScopeAdded: (): (() => void) => () => {},
+  };
 
-  heldScopes(): readonly string[] {
-    return [ANONYMOUS_SCOPE, ...this.tokens.keys()];
+  heldEntry(key: string): CacheEntry | undefined {
+    return this.local(key);
   }
 
   async serveAsOwner(key: string, _signal?: AbortSignal): Promise<CacheEntry | undefined> {
@@ -150,7 +154,7 @@ export async function startNode(options: {
   const logger = new RecordingLogger();
   const cacheDir = options.cacheDir ?? tmpCacheDir();
   const network = await PeerNetwork.start({
-    p2p: p2pOptions(options.p2p), cacheDir, backend, logger, ...(options.limits ? { limits: options.limits } : {}), ...(options.now ? { now: options.now } : {}),
+    p2p: p2pOptions(options.p2p), cacheDir, host: backend, logger, ...(options.limits ? { limits: options.limits } : {}), ...(options.now ? { now: options.now } : {}),
   });
   backend.network = network;
   return { network, backend, logger, cacheDir };

@@ -9,7 +9,7 @@ import { tcp } from '@libp2p/tcp';
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
-import { ANONYMOUS_SCOPE } from '../../src/github/scope.js';
+import { ANONYMOUS_SCOPE } from '../../src/cache/scope.js';
 import { anonymousEntryKeyOf, swarmKeyOf } from '../../src/p2p/fleet-keys.js';
 import { CHALLENGE_BYTES, getProof, proofKeyOf, scopeClaimProof } from '../../src/p2p/scope-proof.js';
 import { decodeFrame, encodeFrame, PROTOCOL, WIRE_VERSION, type Frame, type GetFrame, type ScopeClaim } from '../../src/p2p/wire.js';

@@ -1,4 +1,4 @@
-import type { CacheEntry } from '../cache/entry.js';
+import type { CacheEntry } from './entry.js';
 
 /**
  * The persistent tier. Synchronous on purpose: better-sqlite3 answers a point read in microseconds, and a

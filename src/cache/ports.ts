@@ -1,0 +1,143 @@
+import type { CacheEntry } from './entry.js';
+import type { RequestKeyParts } from './request-key.js';
+
+/**
+ * Ports of the cache: what the read path needs of the world, declared here and implemented elsewhere.
+ * `src/github/` implements `Origin`, `src/p2p/` implements `Fleet`, `src/store/` implements `EntryStore`;
+ * `src/cache/` depends on these interfaces only and imports none of those folders. The composition root
+ * (`src/github-api-cache.ts`) wires them together.
+ */
+
+export type { EntryStore } from './entry-store.js';
+
+/** One HTTP exchange the cache asks its origin to make. Header names are lowercase; no Authorization. */
+export interface OriginRequest {
+  readonly method: string;
+  /** Absolute URL, as the caller built it (not the normalized key URL). */
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body?: string | undefined;
+  /** The caller's credential: sent upstream in Authorization only, never stored. */
+  readonly token?: string | undefined;
+  /** The token's scope id (rate-limit bookkeeping is per scope). */
+  readonly scopeId: string;
+  /** Aborts the exchange (the cache's shutdown signal, combined with the caller's where one waits alone). */
+  readonly signal: AbortSignal;
+  /**
+   * When the scope is paused by GitHub's rate limit: false means refuse at once with RateLimitError (the
+   * caller has a stale entry to fall back on); true means wait up to `maxRateLimitWait`, then refuse.
+   */
+  readonly mayWait: boolean;
+}
+
+/** What the origin answered. Header names are lowercase, hop-by-hop headers dropped. */
+export interface OriginResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  /** The body as text ('' for a binary body). */
+  readonly body: string;
+  /** The bytes of a body whose content type is not text (an archive, an asset). */
+  readonly binary?: Uint8Array | undefined;
+}
+
+/** What GitHub last said about one scope's rate limit. Keys are scope ids, never tokens. */
+export interface ScopeRateLimit {
+  limit?: number | undefined;
+  remaining?: number | undefined;
+  used?: number | undefined;
+  /** When the window resets, ms since the epoch. */
+  reset?: number | undefined;
+  resource?: string | undefined;
+  /** No request of this scope is sent before this time (ms since the epoch); 0 when not blocked. */
+  blockedUntil: number;
+  /** Rate-limit refusals GitHub answered for this scope. */
+  limited: number;
+}
+
+/**
+ * The origin: GitHub. `send` makes one exchange and resolves with any status GitHub answered; it rejects
+ * with UpstreamError (status 0) when no answer came (reset, refused, timeout), with RateLimitError when the
+ * scope is paused (see `mayWait`) or GitHub answered a rate-limit refusal, and with the signal's reason when
+ * aborted. It records what GitHub says about rate limits.
+ */
+export interface Origin {
+  send(request: OriginRequest): Promise<OriginResponse>;
+  /** Whether `url` is under the configured GitHub API (only such requests are shared with peers). */
+  isApiUrl(url: string): boolean;
+  /** What GitHub last said per scope. */
+  rateLimits(): Record<string, ScopeRateLimit>;
+}
+
+/** What the fleet answered for a key. */
+export type FleetAnswer =
+  | { readonly kind: 'self' }
+  | { readonly kind: 'entry'; readonly entry: CacheEntry; readonly peerId: string }
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+/** Counters and gauges of the P2P host. */
+export interface FleetStats {
+  /** This node's peer id. */
+  peerId: string;
+  /** Its listen multiaddrs, with /p2p/<id>. */
+  listenAddrs: string[];
+  /** Peers with an open connection. */
+  connectedPeers: number;
+  /** Peers speaking the protocol; `scopes` counts the scopes they proved that this node holds too. */
+  peers: Array<{ id: string; scopes: number }>;
+  /** `get`s sent to owners. */
+  requestsSent: number;
+  /** Verified entries received. */
+  entriesReceived: number;
+  /** Entries sent as owner. */
+  requestsServed: number;
+  /** Rejected data by reason: envelope reasons ('decrypt', 'schema', 'digest', 'key', 'future', 'ttl') and 'frame', 'oversize', 'proof', 'request', 'protocol'. */
+  rejected: Record<string, number>;
+  /** Requests whose owner did not answer within requestTimeoutMs. */
+  timeouts: number;
+  /** Peers disconnected because they kept sending bad data. */
+  disconnectedForAbuse: number;
+  /** The TCP port actually bound. */
+  boundPort: number;
+  /** Whether the configured port was taken and an ephemeral one is used. */
+  portFallback: boolean;
+}
+
+/**
+ * The fleet: the other members of the private network. `fetch` never throws for peer failures: it answers
+ * 'self' (this node owns the key: go to the origin), 'entry' (a verified entry) or 'unavailable'.
+ */
+export interface Fleet {
+  fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<FleetAnswer>;
+  stats(): FleetStats;
+  /** Idempotent; once it resolves the port is released and no timer or socket is left. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The scopes whose tokens this node holds, lent by the cache to the fleet. Tokens never leave the vault:
+ * the fleet sees scope ids and the per-scope entry keys only.
+ */
+export interface ScopeKeys {
+  /** The AES key for a scope whose token this node holds (anonymous: undefined). */
+  entryKey(scopeId: string): Uint8Array | undefined;
+  /** Scope ids held, the anonymous scope first. */
+  heldScopes(): readonly string[];
+  /** Calls `listener` (on a later tick, never inside the token path) when a scope is first held. Returns an unsubscribe. */
+  onScopeAdded(listener: (scopeId: string) => void): () => void;
+}
+
+/** What the cache lends the fleet so this node can serve as a key's owner. */
+export interface FleetHost {
+  /**
+   * As the key's owner: the fresh entry, or the one upstream request made with this node's own token of the
+   * key's scope (under the same singleflight as local callers). undefined when this node holds no token of
+   * that scope, the URL is not under the GitHub API, or GitHub failed. `parts` is the parsed key.
+   */
+  serveAsOwner(key: string, signal: AbortSignal, parts: RequestKeyParts): Promise<CacheEntry | undefined>;
+  /** serveAsOwner's first step alone, synchronously: the fresh entry held now, else undefined (nothing counted). */
+  heldEntry(key: string, parts: RequestKeyParts): CacheEntry | undefined;
+  readonly scopes: ScopeKeys;
+}
+
+/** Starts the fleet for a cache; the composition root supplies the P2P implementation. */
+export type FleetFactory = (host: FleetHost, signal: AbortSignal) => Promise<Fleet>;
