@@ -9,7 +9,7 @@ import './src/polyfills.js'; // first: libp2p 3 needs Promise.withResolvers, whi
  * await cache.put('get_repo_info:octo/hello', { stars: 3 });
  * ```
  */
-export { GitHubAPICache, type CacheStats, type PutOptions, type CacheDependencies } from './src/cache/github-api-cache.js';
+export { GitHubAPICache, type CacheStats, type PutOptions } from './src/github-api-cache.js';
 export type { CacheEntry } from './src/cache/entry.js';
 export {
   CacheError,
@@ -40,4 +40,5 @@ import { createGitHubCachePlugin } from './src/github/octokit-plugin.js';
 export const githubCachePlugin = createGitHubCachePlugin(() => getGlobalCache());
 export { createGitHubCachePlugin, type GitHubCachePluginOptions, type GitHubCacheSource, type GitHubCachePlugin } from './src/github/octokit-plugin.js';
 export { startProxy, ProxyListenError, type ProxyServer, type ProxyOptions, type ProxyCounters } from './src/proxy/proxy-server.js';
-export type { CachedResponse, RequestOptions, ResponseSource } from './src/github/github-requester.js';
+export type { CachedResponse, RequestOptions } from './src/cache/http-cache.js';
+export type { ResponseSource } from './src/cache/counters.js';

@@ -9,7 +9,7 @@
 import 'reflect-metadata';
 import { Container } from 'inversify';
 import { cacheModule, createCacheContainer, getCacheProvider, getGlobalCache, shutdownGlobalCache, TYPES } from '../index.js';
-import { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import { GitHubAPICache } from '../src/github-api-cache.js';
 import { compare, fmt, machineLine, median, table, writeSection } from './report.js';
 
 export async function benchHotPath(): Promise<string> {

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import type { CacheStats } from '../src/cache/github-api-cache.js';
+import type { CacheStats } from '../src/github-api-cache.js';
 import { CacheConfigError, RateLimitError, UpstreamError } from '../src/errors.js';
 import { resolveOptions, type CacheOptions, type P2POptions } from '../src/options.js';
 import { p2pStatsOf } from '../src/proxy/p2p-stats.js';

@@ -1,5 +1,5 @@
 import { Container, ContainerModule } from 'inversify';
-import type { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import type { GitHubAPICache } from '../src/github-api-cache.js';
 import { CacheNotReadyError } from '../src/errors.js';
 import { resolveOptions, type CacheOptions } from '../src/options.js';
 import { getCacheProvider } from './global-cache.js';

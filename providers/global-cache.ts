@@ -1,4 +1,4 @@
-import { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import { GitHubAPICache } from '../src/github-api-cache.js';
 import { createLogger } from '../src/log.js';
 import { resolveOptions, type CacheOptions } from '../src/options.js';
 import { SingletonProvider } from './singleton-provider.js';

@@ -1,4 +1,4 @@
-import type { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import type { GitHubAPICache } from '../src/github-api-cache.js';
 import type { CacheOptions } from '../src/options.js';
 
 /**

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { runConcurrentServerDemo } from '../examples/concurrent-server.js';
 import { getCacheProvider, shutdownGlobalCache } from '../providers/index.js';
-import { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import { GitHubAPICache } from '../src/github-api-cache.js';
 
 describe('a node:http server handling concurrent requests (the Flask threaded=True scenario)', () => {
   beforeEach(async () => {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import { GitHubAPICache } from '../src/github-api-cache.js';
 import { CacheClosedError, CacheConfigError, CacheValueError } from '../src/errors.js';
 import { CapturingSink, FakeClock, makeTempDir } from './support/temp-dir.js';
 

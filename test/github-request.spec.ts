@@ -3,8 +3,17 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 import path from 'node:path';
-import { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import { GitHubAPICache } from '../src/github-api-cache.js';
 import { RateLimitError, UpstreamError } from '../src/errors.js';
+import { CacheCounters } from '../src/cache/counters.js';
+import { ReadThrough } from '../src/cache/read-through.js';
+import { formatRequestKey } from '../src/cache/request-key.js';
+import { scopeIdOf } from '../src/cache/scope.js';
+import { TieredEntries } from '../src/cache/tiered-entries.js';
+import { TokenVault } from '../src/cache/token-vault.js';
+import { RecentWrites } from '../src/cache/write-through.js';
+import { GitHubOrigin } from '../src/github/github-origin.js';
+import { createLogger } from '../src/log.js';
 import { FakeGitHub } from './support/fake-github.js';
 import { FakeClock, makeTempDir } from './support/temp-dir.js';
 
@@ -272,19 +281,27 @@ describe('cache.request (GitHub REST through the cache)', () => {
   });
 
   it('serves peers only keys under its GitHub API URL, never an arbitrary URL with its token', async () => {
-    const { formatRequestKey } = await import('../src/cache/request-key.js');
-    const { scopeIdOf } = await import('../src/cache/scope.js');
-    await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A }); // this node now holds scope A
-    const requester = (cache as unknown as { requester: { serveAsOwner(key: string): Promise<unknown> } }).requester;
-    const key = (url: string) => formatRequestKey({ url, method: 'GET', scopeId: scopeIdOf(TOKEN_A), accept: 'application/vnd.github+json' });
-    const inside = await requester.serveAsOwner(key(`${github.url}/repos/octo/hello`));
+    // The owner side of the read path (what the fleet is lent), composed as the cache composes it.
+    const vault = new TokenVault();
+    vault.hold(TOKEN_A); // this node now holds scope A
+    const counters = new CacheCounters();
+    const tiers = new TieredEntries({ maxEntries: 100, logger: createLogger('spec'), counters });
+    const origin = new GitHubOrigin({ githubApiUrl: github.url, upstreamTimeoutMs: 5_000, maxRateLimitWait: 0, maxConcurrentPerScope: 4, now: clock.now });
+    const reads = new ReadThrough({
+      tiers, origin, vault, counters, now: clock.now, defaultTtl: 60, shutdown: new AbortController().signal,
+      recentWrites: new RecentWrites({ githubApiUrl: github.url, rememberMs: 60_000 }),
+    });
+    const serve = (url: string) => {
+      const parts = { url, method: 'GET' as const, scopeId: scopeIdOf(TOKEN_A), accept: 'application/vnd.github+json' };
+      return reads.serveAsOwner(formatRequestKey(parts), new AbortController().signal, parts);
+    };
+    const inside = await serve(`${github.url}/repos/octo/hello`);
     expect(inside).to.have.property('body');
     const sent = github.stats.requests;
-    const elsewhere = await requester.serveAsOwner(key('http://127.0.0.1:9/latest/meta-data'));
-    expect(elsewhere).to.equal(undefined);
-    const sibling = await requester.serveAsOwner(key(`${github.url}.evil.example/x`));
-    expect(sibling).to.equal(undefined);
+    expect(await serve('http://127.0.0.1:9/latest/meta-data')).to.equal(undefined);
+    expect(await serve(`${github.url}.evil.example/x`)).to.equal(undefined);
     expect(github.stats.requests).to.equal(sent);
+    tiers.close();
   });
 
   describe('writes', () => {

@@ -9,7 +9,7 @@ import {
   shutdownGlobalCache,
   TYPES,
 } from '../providers/index.js';
-import { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import { GitHubAPICache } from '../src/github-api-cache.js';
 import { CacheConfigError, CacheNotReadyError } from '../src/errors.js';
 import type { CacheOptions } from '../src/options.js';
 import { CapturingSink } from './support/temp-dir.js';

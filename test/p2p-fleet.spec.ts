@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { fork, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { configureCache, getCacheProvider, shutdownGlobalCache } from '../providers/index.js';
-import { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import { GitHubAPICache } from '../src/github-api-cache.js';
 import { formatRequestKey } from '../src/cache/request-key.js';
 import { scopeIdOf } from '../src/cache/scope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';

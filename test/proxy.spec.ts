@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { GitHubAPICache } from '../src/cache/github-api-cache.js';
+import { GitHubAPICache } from '../src/github-api-cache.js';
 import { p2pStatsOf } from '../src/proxy/p2p-stats.js';
 import { ProxyMetrics } from '../src/proxy/proxy-metrics.js';
 import { startProxy, type ProxyServer } from '../src/proxy/proxy-server.js';

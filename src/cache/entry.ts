@@ -23,6 +23,10 @@ export interface CacheEntry {
   readonly lastModified?: string | undefined;
 }
 
+/** Key/value entries (`put`/`get`) live under this prefix in the tiers, GitHub answers under HTTP_PREFIX: they never collide. */
+export const KV_PREFIX = 'k:';
+export const HTTP_PREFIX = 'h:';
+
 export function sha256Hex(text: string): string {
   return hash('sha256', text, 'hex');
 }

@@ -19,15 +19,10 @@ export interface OriginRequest {
   readonly body?: string | undefined;
   /** The caller's credential: sent upstream in Authorization only, never stored. */
   readonly token?: string | undefined;
-  /** The token's scope id (rate-limit bookkeeping is per scope). */
+  /** The token's scope id (rate limits are kept per scope). */
   readonly scopeId: string;
-  /** Aborts the exchange (the cache's shutdown signal, combined with the caller's where one waits alone). */
+  /** Aborts the exchange: the cache's shutdown signal, combined with the caller's where one caller waits alone. */
   readonly signal: AbortSignal;
-  /**
-   * When the scope is paused by GitHub's rate limit: false means refuse at once with RateLimitError (the
-   * caller has a stale entry to fall back on); true means wait up to `maxRateLimitWait`, then refuse.
-   */
-  readonly mayWait: boolean;
 }
 
 /** What the origin answered. Header names are lowercase, hop-by-hop headers dropped. */
@@ -38,6 +33,10 @@ export interface OriginResponse {
   readonly body: string;
   /** The bytes of a body whose content type is not text (an archive, an asset). */
   readonly binary?: Uint8Array | undefined;
+  /** GitHub's `message` of an error answer (status >= 400). */
+  readonly message?: string | undefined;
+  /** Set when the answer is a rate-limit refusal: no request of this scope goes out before this time (ms since the epoch). */
+  readonly rateLimitedUntil?: number | undefined;
 }
 
 /** What GitHub last said about one scope's rate limit. Keys are scope ids, never tokens. */
@@ -55,12 +54,14 @@ export interface ScopeRateLimit {
 }
 
 /**
- * The origin: GitHub. `send` makes one exchange and resolves with any status GitHub answered; it rejects
- * with UpstreamError (status 0) when no answer came (reset, refused, timeout), with RateLimitError when the
- * scope is paused (see `mayWait`) or GitHub answered a rate-limit refusal, and with the signal's reason when
- * aborted. It records what GitHub says about rate limits.
+ * The origin: GitHub. `admit` waits while the request's scope is paused by GitHub's rate limit (at most
+ * `maxRateLimitWait`, and not at all when `mayWait` is false) and rejects with RateLimitError when it may
+ * not wait; `send` makes one exchange and resolves with any status GitHub answered, recording what it says
+ * about rate limits; it rejects with UpstreamError (status 0) when no answer came (reset, refused, timeout),
+ * and with the signal's reason when aborted.
  */
 export interface Origin {
+  admit(request: { scopeId: string; url: string; mayWait: boolean; signal: AbortSignal; refusal?: string }): Promise<void>;
   send(request: OriginRequest): Promise<OriginResponse>;
   /** Whether `url` is under the configured GitHub API (only such requests are shared with peers). */
   isApiUrl(url: string): boolean;

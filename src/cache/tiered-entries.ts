@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 
 export type LocalTier = 'memory' | 'disk';
 
-interface MemoryItem {
+export interface MemoryItem {
   readonly entry: CacheEntry;
   /** The parsed, frozen body, computed on first use. */
   parsed?: { value: unknown };

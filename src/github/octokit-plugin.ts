@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { Octokit, OctokitOptions } from '@octokit/core';
-import type { GitHubAPICache } from '../cache/github-api-cache.js';
+import type { GitHubAPICache } from '../github-api-cache.js';
 import { RateLimitError, UpstreamError } from '../errors.js';
 
 /**

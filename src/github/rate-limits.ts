@@ -1,3 +1,5 @@
+import type { ScopeRateLimit } from '../cache/ports.js';
+
 /**
  * RateLimitTracker: what GitHub last said about each token scope's rate limit, and until when a scope must
  * send nothing. It follows GitHub's rules: on a 403/429 honour `retry-after`; else if
@@ -5,18 +7,7 @@
  * off at least a minute, doubling while it repeats. Keys are scope ids, never tokens.
  */
 
-export interface ScopeRateLimit {
-  limit?: number | undefined;
-  remaining?: number | undefined;
-  used?: number | undefined;
-  /** When the window resets, ms since the epoch. */
-  reset?: number | undefined;
-  resource?: string | undefined;
-  /** No request of this scope is sent before this time (ms since the epoch); 0 when not blocked. */
-  blockedUntil: number;
-  /** Rate-limit refusals GitHub answered for this scope. */
-  limited: number;
-}
+export type { ScopeRateLimit };
 
 type Headers = Readonly<Record<string, string>>;
 

@@ -37,7 +37,7 @@ export class UpstreamClient {
   async send(request: {
     method: string;
     url: string;
-    headers: Record<string, string>;
+    headers: Readonly<Record<string, string>>;
     token?: string | undefined;
     body?: string | undefined;
     signal?: AbortSignal | undefined;

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { CacheStats } from '../cache/github-api-cache.js';
+import type { CacheStats } from '../cache/counters.js';
 import { p2pStatsOf } from './p2p-stats.js';
 
 /**

@@ -1,10 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { CacheStats, GitHubAPICache } from '../cache/github-api-cache.js';
+import type { CacheStats, GitHubAPICache } from '../github-api-cache.js';
 import { InFlight } from '../in-flight.js';
 import { CacheClosedError, CacheConfigError, CacheError, CacheValueError, RateLimitError, UpstreamError } from '../errors.js';
-import type { CachedResponse } from '../github/github-requester.js';
+import type { CachedResponse } from '../cache/http-cache.js';
 import { createLogger, type LogSink, type Logger } from '../log.js';
 import { p2pStatsOf } from './p2p-stats.js';
 import { ProxyMetrics } from './proxy-metrics.js';

@@ -4,7 +4,7 @@
  *
  *   REQUEST_ROUTE='GET /repos/o/r' node dist/test/support/request-once.js
  */
-import { GitHubAPICache } from '../../src/cache/github-api-cache.js';
+import { GitHubAPICache } from '../../src/github-api-cache.js';
 
 const cache = await GitHubAPICache.create({ now: process.env.REQUEST_NOW_MS ? () => Number(process.env.REQUEST_NOW_MS) : Date.now });
 try {

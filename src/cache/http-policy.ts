@@ -1,0 +1,58 @@
+import { sha256Hex, type CacheEntry } from './entry.js';
+import type { OriginResponse } from './ports.js';
+
+/**
+ * HTTP cache policy: which answers may be stored, for how long, and with which headers. Pure functions of a
+ * response and the clock: the same response always gives the same entry. Only a 200 without `no-store` is
+ * stored; freshness is the caller's TTL, else the response's `max-age`, else the configured default; headers
+ * that describe one exchange (rate-limit counters, request ids) are never stored or replayed.
+ */
+
+/** Statuses that mean a token lost access or the resource is gone: a held entry must not answer again. */
+export const PURGE_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 410]);
+
+/** Response headers about one exchange, not the resource. */
+const UNSTORED_RESPONSE_HEADERS = /^(x-ratelimit-|x-github-request-id$|retry-after$)/;
+
+/** Whether a successful origin answer may be stored. */
+export function isStorable(response: OriginResponse): boolean {
+  return response.status === 200 && !/no-store/i.test(response.headers['cache-control'] ?? '');
+}
+
+/** Seconds an answer stays fresh: the caller's TTL, else `max-age` (of the response, else of the held entry), else the default. */
+export function freshnessSeconds(explicit: number | undefined, headers: Readonly<Record<string, string>>, defaultTtl: number,
+  fallbackHeaders?: Readonly<Record<string, string>>): number {
+  if (explicit !== undefined) return explicit;
+  const cc = headers['cache-control'] ?? fallbackHeaders?.['cache-control'] ?? '';
+  const match = /(?:^|,)\s*max-age=(\d+)/i.exec(cc);
+  return match ? Number(match[1]) : defaultTtl;
+}
+
+/** The entry of a text answer, fresh from `now`. */
+export function entryOf(response: OriginResponse, now: number, ttlSeconds: number): CacheEntry {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(response.headers)) if (!UNSTORED_RESPONSE_HEADERS.test(name)) headers[name] = value;
+  return {
+    body: response.body,
+    digest: sha256Hex(response.body),
+    storedAt: now,
+    expiresAt: now + ttlSeconds * 1000,
+    status: response.status,
+    headers,
+    etag: response.headers.etag,
+    lastModified: response.headers['last-modified'],
+  };
+}
+
+/** The `data` of a body: parsed JSON when the content type is JSON (or absent) and it parses, else the text; '' is undefined. */
+export function parseBody(body: string, contentType: string | undefined): unknown {
+  if (body === '') return undefined;
+  if (contentType === undefined || /json/i.test(contentType)) {
+    try {
+      return JSON.parse(body);
+    } catch {
+      return body;
+    }
+  }
+  return body;
+}

@@ -1,0 +1,220 @@
+import { RateLimitError, UpstreamError } from '../errors.js';
+import { abortable } from './abortable.js';
+import type { CacheCounters, ResponseSource } from './counters.js';
+import { HTTP_PREFIX, type CacheEntry } from './entry.js';
+import { entryOf, freshnessSeconds, isStorable, parseBody, PURGE_STATUSES } from './http-policy.js';
+import type { Fleet, FleetHost, Origin, OriginResponse } from './ports.js';
+import type { RequestKeyParts } from './request-key.js';
+import { Singleflight } from './singleflight.js';
+import type { MemoryItem, TieredEntries } from './tiered-entries.js';
+import type { TokenVault } from './token-vault.js';
+import type { RecentWrites } from './write-through.js';
+
+/**
+ * ReadThrough: how one GET travels (after groupcache's Group.load). A fresh local entry answers at once;
+ * otherwise one load per key runs at a time (callers that arrive meanwhile join it): the fleet (the key's
+ * owner answers from its cache or fetches once for everyone), else the origin — conditionally when an entry
+ * is held, so a 304 costs no rate limit — and what HTTP allows is stored. When GitHub fails (5xx, reset,
+ * timeout, rate limit) a held entry answers stale; a 401/403/404/410 drops it. Every wait listens to the
+ * cache's shutdown signal; a caller's own signal stops its wait, never a load others share.
+ *
+ *   read ─► fresh local? ─yes─► answer
+ *             │ no
+ *             ▼
+ *        singleflight ─► fleet ─entry─► store ─► answer
+ *                          │ self / unavailable
+ *                          ▼
+ *                        origin ─► store ─► answer (or stale, or error)
+ */
+
+/** One GET or HEAD to answer. */
+export interface ReadRequest {
+  /** The key's parts: normalized URL, method, scope id, Accept. */
+  readonly parts: RequestKeyParts;
+  /** formatRequestKey(parts). */
+  readonly key: string;
+  /** Headers to send upstream (lowercase; Accept and the conditional headers are set here). */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly token: string | undefined;
+  /** Seconds fresh, overriding the response's max-age. */
+  readonly ttl: number | undefined;
+  /** The caller's signal: stops this caller's wait only. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** What a read produced: an entry (stored or not), or an answer passed through uncached (a binary body). */
+export type ReadOutcome =
+  | { readonly kind: 'entry'; readonly entry: CacheEntry; readonly source: ResponseSource;
+    /** GitHub's full headers when the answer came from GitHub just now. */
+    readonly headers?: Readonly<Record<string, string>> | undefined;
+    /** The memory item, so a parsed body is reused. */
+    readonly item?: MemoryItem | undefined }
+  | { readonly kind: 'pass'; readonly response: OriginResponse; readonly source: ResponseSource };
+
+export interface ReadThroughParts {
+  tiers: TieredEntries;
+  origin: Origin;
+  vault: TokenVault;
+  counters: CacheCounters;
+  recentWrites: RecentWrites;
+  now: () => number;
+  /** Seconds fresh when neither the caller nor the response says. */
+  defaultTtl: number;
+  /** Aborted when the cache closes: every upstream request, peer ask and rate-limit wait listens to it. */
+  shutdown: AbortSignal;
+}
+
+export class ReadThrough implements FleetHost {
+  readonly #p: ReadThroughParts;
+  readonly #flights = new Singleflight<ReadOutcome>();
+  #fleet: Fleet | undefined;
+
+  constructor(parts: ReadThroughParts) {
+    this.#p = parts;
+  }
+
+  /** The fleet to ask before the origin (set once the P2P host runs; undefined to stop asking). */
+  set fleet(fleet: Fleet | undefined) {
+    this.#fleet = fleet;
+  }
+
+  get scopes(): TokenVault {
+    return this.#p.vault;
+  }
+
+  async read(request: ReadRequest): Promise<ReadOutcome> {
+    const { tiers, counters, now } = this.#p;
+    // 1. A fresh local entry answers at once.
+    const found = tiers.read(HTTP_PREFIX + request.key);
+    if (found !== undefined && now() < found.entry.expiresAt) {
+      counters.answered(found.tier);
+      return { kind: 'entry', entry: found.entry, source: found.tier, item: found.item };
+    }
+    counters.missed(found !== undefined);
+    // 2. One load per key: callers that arrive while it runs join it.
+    const { promise, shared } = this.#flights.do(request.key, () => this.#load(request, true));
+    const outcome = await abortable(promise, request.signal);
+    if (!shared) return outcome;
+    if (outcome.kind === 'pass') return { ...outcome, source: 'coalesced' };
+    counters.answered('coalesced');
+    return { kind: 'entry', entry: outcome.entry, source: 'coalesced' };
+  }
+
+  /** As the key's owner, for a peer: the fresh entry held, else the one load of this key (never asking the fleet). */
+  async serveAsOwner(key: string, signal: AbortSignal, parts: RequestKeyParts): Promise<CacheEntry | undefined> {
+    if (!this.#mayServe(parts)) return undefined;
+    const held = this.heldEntry(key, parts);
+    if (held !== undefined) return held;
+    const request: ReadRequest = { parts, key, headers: { accept: parts.accept }, token: this.#p.vault.tokenOf(parts.scopeId), ttl: undefined };
+    const { promise } = this.#flights.do(key, () => this.#load(request, false));
+    try {
+      const outcome = await abortable(promise, signal);
+      // Only fresh answers go to peers: a stale fallback is this node's business, the asker has its own.
+      return outcome.kind === 'entry' && this.#p.now() < outcome.entry.expiresAt ? outcome.entry : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  heldEntry(key: string, parts: RequestKeyParts): CacheEntry | undefined {
+    if (!this.#mayServe(parts)) return undefined;
+    const found = this.#p.tiers.read(HTTP_PREFIX + key);
+    if (found === undefined || this.#p.now() >= found.entry.expiresAt) return undefined;
+    this.#p.counters.answered('owner');
+    return found.entry;
+  }
+
+  /**
+   * A peer may only make this node fetch from the GitHub API it is configured for (never an arbitrary URL with
+   * this node's token: that would be a server-side request forgery through the fleet), in a scope it holds.
+   */
+  #mayServe(parts: RequestKeyParts): boolean {
+    return this.#p.origin.isApiUrl(parts.url) && this.#p.vault.holds(parts.scopeId);
+  }
+
+  /** The leader's work for one key: the fleet (when asked to), else the origin. */
+  async #load(request: ReadRequest, askFleet: boolean): Promise<ReadOutcome> {
+    const held = this.#p.tiers.read(HTTP_PREFIX + request.key)?.entry;
+    // 3. The fleet: the key's owner answers from its cache, or fetches it once for the whole fleet.
+    if (askFleet) {
+      const fromFleet = await this.#fromFleet(request, held);
+      if (fromFleet !== undefined) return fromFleet;
+    }
+    // 4. The origin, conditionally when an entry is held; 5. stored as HTTP allows.
+    return this.#fromOrigin(request, held);
+  }
+
+  async #fromFleet(request: ReadRequest, held: CacheEntry | undefined): Promise<ReadOutcome | undefined> {
+    const { origin, recentWrites, tiers, counters, now, shutdown } = this.#p;
+    const fleet = this.#fleet;
+    // A resource this node wrote may still be held by its owner from before the write: ask GitHub instead.
+    if (fleet === undefined || !origin.isApiUrl(request.parts.url) || recentWrites.covers(request.parts.url)) return undefined;
+    const answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown);
+    if (answer.kind !== 'entry' || now() >= answer.entry.expiresAt) return undefined;
+    if (held !== undefined && answer.entry.storedAt < held.storedAt) return undefined; // never older than what we hold
+    tiers.write(HTTP_PREFIX + request.key, answer.entry);
+    counters.answered('peer');
+    return { kind: 'entry', entry: answer.entry, source: 'peer' };
+  }
+
+  async #fromOrigin(request: ReadRequest, held: CacheEntry | undefined): Promise<ReadOutcome> {
+    const { origin, tiers, counters, now, shutdown, defaultTtl } = this.#p;
+    const { parts } = request;
+    const storeKey = HTTP_PREFIX + request.key;
+    try {
+      // A held entry is a better answer than waiting for a paused scope.
+      await origin.admit({ scopeId: parts.scopeId, url: parts.url, mayWait: held === undefined, signal: shutdown });
+    } catch (err) {
+      if (err instanceof RateLimitError && held !== undefined) return this.#stale(held);
+      if (err instanceof RateLimitError) counters.rateLimited++;
+      throw err;
+    }
+    const headers: Record<string, string> = { ...request.headers, accept: parts.accept };
+    if (held?.etag !== undefined) headers['if-none-match'] = held.etag;
+    if (held?.lastModified !== undefined) headers['if-modified-since'] = held.lastModified;
+    let response: OriginResponse;
+    try {
+      counters.apiCallsMade++;
+      response = await origin.send({ method: parts.method, url: parts.url, headers, token: request.token, scopeId: parts.scopeId, signal: shutdown });
+    } catch (err) {
+      counters.upstreamErrors++;
+      if (held !== undefined && !shutdown.aborted) return this.#stale(held);
+      throw err;
+    }
+    const at = now();
+    if (response.status === 304 && held !== undefined) {
+      const ttl = freshnessSeconds(request.ttl, response.headers, defaultTtl, held.headers);
+      const entry = tiers.refresh(storeKey, at, at + ttl * 1000) ?? { ...held, storedAt: at, expiresAt: at + ttl * 1000 };
+      counters.answered('revalidated');
+      return { kind: 'entry', entry, source: 'revalidated' };
+    }
+    if (response.status >= 200 && response.status < 300) {
+      // A binary body (an archive, an asset) is passed through, never stored.
+      if (response.binary !== undefined) return { kind: 'pass', response, source: 'origin' };
+      const entry = entryOf(response, at, freshnessSeconds(request.ttl, response.headers, defaultTtl));
+      if (isStorable(response)) tiers.write(storeKey, entry);
+      return { kind: 'entry', entry, source: 'origin', headers: response.headers };
+    }
+    const data = parseBody(response.body, response.headers['content-type']);
+    const message = response.message ?? `HTTP ${response.status}`;
+    if (response.rateLimitedUntil !== undefined) {
+      counters.rateLimited++;
+      if (held !== undefined) return this.#stale(held);
+      throw new RateLimitError(parts.scopeId, response.rateLimitedUntil, message, { status: response.status, headers: { ...response.headers }, data });
+    }
+    if (response.status >= 500) {
+      counters.upstreamErrors++;
+      if (held !== undefined) return this.#stale(held);
+    } else if (PURGE_STATUSES.has(response.status) && held !== undefined) {
+      // The token lost access (or the resource is gone): its entry must not answer anyone again.
+      tiers.delete(storeKey);
+      counters.purged++;
+    }
+    throw new UpstreamError(response.status, parts.method, parts.url, message, { response: { headers: { ...response.headers }, data } });
+  }
+
+  #stale(entry: CacheEntry): ReadOutcome {
+    this.#p.counters.answered('stale');
+    return { kind: 'entry', entry, source: 'stale' };
+  }
+}

@@ -1,0 +1,256 @@
+import { setMaxListeners } from 'node:events';
+import { CacheClosedError, CacheConfigError } from './errors.js';
+import { InFlight } from './in-flight.js';
+import { createLogger, type Logger } from './log.js';
+import { resolveOptions, ttlForKey, type CacheOptions, type ResolvedCacheOptions } from './options.js';
+import { CacheCounters, type CacheStats } from './cache/counters.js';
+import type { EntryStore, Fleet } from './cache/ports.js';
+import { HttpCache, type CachedResponse, type RequestOptions } from './cache/http-cache.js';
+import { KeyValues, type PutOptions } from './cache/key-values.js';
+import { ReadThrough } from './cache/read-through.js';
+import { TieredEntries } from './cache/tiered-entries.js';
+import { TokenVault } from './cache/token-vault.js';
+import { RecentWrites, WriteThrough } from './cache/write-through.js';
+import { GitHubOrigin } from './github/github-origin.js';
+import { RequestBuilder } from './github/request-builder.js';
+
+export type { CacheStats } from './cache/counters.js';
+export type { PutOptions } from './cache/key-values.js';
+
+/**
+ * GitHubAPICache: one process-wide cache of GitHub API responses and JSON values — the composition root
+ * that wires the cache's parts (src/cache/) to GitHub (src/github/), SQLite (src/store/) and the fleet
+ * (src/p2p/, loaded only when P2P is on).
+ *
+ * Memory (LRU) in front of SQLite; expired entries are kept, so `getStale` and conditional revalidation work.
+ * Every operation is async and rejects with CacheClosedError once `close()` was called. Values handed out are
+ * deep-frozen copies: mutating them cannot corrupt the cache. The cache owns one shutdown signal that every
+ * upstream request, peer ask and rate-limit wait listens to; `close()` aborts it after its drain deadline.
+ *
+ * Most applications do not construct it: they call `getGlobalCache()` or resolve `TYPES.GitHubAPICache`
+ * from an Inversify container, which guarantees one instance (and one P2P host) per process.
+ *
+ * @example
+ * ```ts
+ * const cache = await GitHubAPICache.create({ persistence: 'off' });
+ * await cache.put('get_repo_info:octo/hello', { stars: 3 });
+ * await cache.get('get_repo_info:octo/hello'); // { stars: 3 }
+ * await cache.close();
+ * ```
+ */
+export class GitHubAPICache implements AsyncDisposable {
+  /** The resolved options this instance runs with. */
+  readonly options: ResolvedCacheOptions;
+  readonly #logger: Logger;
+  readonly #counters = new CacheCounters();
+  readonly #tiers: TieredEntries;
+  readonly #origin: GitHubOrigin;
+  readonly #builder: RequestBuilder;
+  readonly #reads: ReadThrough;
+  readonly #http: HttpCache;
+  readonly #values: KeyValues;
+  readonly #shutdown = new AbortController();
+  readonly #inFlight = new InFlight();
+  #fleet: Fleet | undefined;
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Creates a cache: resolves options (explicit > environment > defaults), opens SQLite unless
+   * `persistence: 'off'`, starts the P2P host when enabled. Throws CacheConfigError for an invalid option, or
+   * when `persistence: 'required'` and the cache directory cannot be used.
+   */
+  static async create(options: CacheOptions = {}): Promise<GitHubAPICache> {
+    const resolved = resolveOptions(options);
+    const logger = createLogger('cache', resolved.logSink);
+    const { store, failed } = await openStore(resolved, logger);
+    const cache = new GitHubAPICache(resolved, store, logger);
+    if (failed) cache.#counters.persistenceErrors++;
+    if (resolved.p2p.enabled) {
+      try {
+        await cache.#startFleet();
+      } catch (err) {
+        cache.#tiers.close(); // nothing may outlive a failed creation
+        throw err;
+      }
+    }
+    return cache;
+  }
+
+  private constructor(options: ResolvedCacheOptions, store: EntryStore | undefined, logger: Logger) {
+    this.options = options;
+    this.#logger = logger;
+    setMaxListeners(0, this.#shutdown.signal); // every upstream request and peer ask listens to it
+    const counters = this.#counters;
+    const vault = new TokenVault();
+    const shutdown = this.#shutdown.signal;
+    const recentWrites = new RecentWrites({ githubApiUrl: options.githubApiUrl, rememberMs: options.p2p.maxEntryTtl * 1000 });
+    this.#tiers = new TieredEntries({ maxEntries: options.maxEntries, store, logger, counters });
+    this.#origin = new GitHubOrigin({
+      githubApiUrl: options.githubApiUrl,
+      upstreamTimeoutMs: options.upstreamTimeoutMs,
+      maxRateLimitWait: options.maxRateLimitWait,
+      maxConcurrentPerScope: options.maxConcurrentPerScope,
+      now: options.now,
+    });
+    this.#builder = new RequestBuilder({ githubApiUrl: options.githubApiUrl });
+    const parts = { tiers: this.#tiers, origin: this.#origin, counters, recentWrites };
+    this.#reads = new ReadThrough({ ...parts, vault, now: options.now, defaultTtl: options.defaultTtl, shutdown });
+    this.#http = new HttpCache({ reads: this.#reads, writes: new WriteThrough(parts), vault, shutdown });
+    this.#values = new KeyValues({ tiers: this.#tiers, counters, now: options.now, ttlForKey: (key) => ttlForKey(key, options) });
+  }
+
+  /** True once `close()` was called; every operation then rejects with CacheClosedError. */
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** The fresh value of `key`, or undefined when absent or expired (the expired entry is kept; see getStale). */
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    return this.#run('get', () => this.#values.get(key) as T | undefined);
+  }
+
+  /** The value of `key` even when it has expired, or undefined when absent. For fallbacks when GitHub fails. */
+  async getStale<T = unknown>(key: string): Promise<T | undefined> {
+    return this.#run('getStale', () => this.#values.getStale(key) as T | undefined);
+  }
+
+  /**
+   * Stores a JSON value for `ttl` seconds (default: by the key's operation, else defaultTtl). A value JSON
+   * cannot carry exactly is refused with CacheValueError and nothing is stored.
+   */
+  async put(key: string, value: unknown, options: PutOptions = {}): Promise<void> {
+    return this.#run('put', () => this.#values.put(key, value, options));
+  }
+
+  /** Removes `key`. Returns whether it was there. */
+  async invalidate(key: string): Promise<boolean> {
+    return this.#run('invalidate', () => this.#values.invalidate(key));
+  }
+
+  /** Removes every key that starts with `prefix` (plain text, no wildcards). Returns how many. */
+  async invalidatePattern(prefix: string): Promise<number> {
+    return this.#run('invalidatePattern', () => this.#values.invalidatePattern(prefix));
+  }
+
+  /** Removes every entry (key/value and GitHub responses). Counters keep counting. */
+  async clear(): Promise<void> {
+    return this.#run('clear', () => this.#tiers.clear());
+  }
+
+  /**
+   * A GitHub REST call through the cache, Octokit-style:
+   * `cache.request('GET /repos/{owner}/{repo}', { owner, repo }, { token })`.
+   *
+   * GET and HEAD are cached per token scope, method, URL and Accept: a fresh entry answers without contacting
+   * GitHub; an expired one is revalidated with If-None-Match (a 304 costs no rate limit); concurrent identical
+   * calls share one upstream request. Other methods pass through and invalidate the resource and its
+   * collection. Rejects with RateLimitError when GitHub rate-limited the token and no stale entry exists, and
+   * with UpstreamError for other failures (a 5xx, reset or timeout is answered from a stale entry if any).
+   */
+  request<T = unknown>(route: string, params?: Record<string, unknown>, options: RequestOptions = {}): Promise<CachedResponse<T>> {
+    // Not async itself: #track() is, and an extra async layer would only add microtask hops to every call.
+    return this.#track('request', () => this.#http.request<T>(this.#builder.build(route, params, options), options));
+  }
+
+  /** A snapshot of counters and gauges. */
+  async getStats(): Promise<CacheStats> {
+    return this.#run('getStats', () => {
+      const counted = this.#counters.snapshot();
+      const reads = counted.hits + counted.misses;
+      return {
+        ...counted,
+        size: this.#tiers.size(),
+        hitRate: reads === 0 ? 0 : counted.hits / reads,
+        persistence: this.#tiers.persistent ? 'sqlite' : 'memory',
+        diskBytes: this.#tiers.diskBytes(),
+        rateLimits: this.#origin.rateLimits(),
+        ...(this.#fleet !== undefined ? { p2p: this.#fleet.stats() } : {}),
+      };
+    });
+  }
+
+  /**
+   * Closes the cache: new operations reject with CacheClosedError at once; operations in flight get up to
+   * `closeTimeoutMs` to finish, then their upstream requests, peer asks and rate-limit waits are aborted;
+   * then the P2P host stops (its port is released) and SQLite is closed. Idempotent: every call returns the
+   * same promise.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdownNow();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Starts the libp2p host inside this instance (one per instance, so one per process through the provider). */
+  async #startFleet(): Promise<void> {
+    // Loaded on demand: a cache without P2P never loads libp2p. The polyfill goes first (Node 20 lacks
+    // Promise.withResolvers, which libp2p 3 calls).
+    await import('./polyfills.js');
+    const { PeerNetwork } = await import('./p2p/peer-network.js');
+    this.#fleet = await PeerNetwork.start({
+      p2p: this.options.p2p,
+      cacheDir: this.options.cacheDir,
+      logger: createLogger('p2p', this.options.logSink),
+      now: this.options.now,
+      host: this.#reads,
+    });
+    this.#reads.fleet = this.#fleet;
+  }
+
+  async #shutdownNow(): Promise<void> {
+    if (!(await this.#inFlight.idle(this.options.closeTimeoutMs))) {
+      this.#logger.warn(`close(): ${this.#inFlight.count} operation(s) still in flight after ${this.options.closeTimeoutMs} ms; aborting them`);
+      this.#shutdown.abort(new CacheClosedError('finish the request'));
+      // Aborted work settles within a turn or two; the tiers close only once it has (bounded all the same).
+      await this.#inFlight.idle(1_000);
+    } else {
+      this.#shutdown.abort(new CacheClosedError('finish the request'));
+    }
+    this.#reads.fleet = undefined;
+    const fleet = this.#fleet;
+    this.#fleet = undefined;
+    try {
+      await fleet?.stop(); // releases the port: a new instance can bind it right after
+    } catch (err) {
+      this.#logger.warn('stopping the P2P host failed:', err);
+    }
+    this.#tiers.close();
+  }
+
+  /** Runs an operation: rejects when closed, counts it in flight so close() can wait for it. */
+  async #track<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#closing !== undefined) throw new CacheClosedError(operation);
+    this.#inFlight.enter();
+    try {
+      return await fn();
+    } finally {
+      this.#inFlight.leave();
+    }
+  }
+
+  async #run<T>(operation: string, fn: () => T): Promise<T> {
+    if (this.#closing !== undefined) throw new CacheClosedError(operation);
+    return fn();
+  }
+}
+
+/** Opens SQLite unless persistence is off; with 'auto', a failure leaves the cache memory-only (and says why). */
+async function openStore(options: ResolvedCacheOptions, logger: Logger): Promise<{ store: EntryStore | undefined; failed: boolean }> {
+  if (options.persistence === 'off') return { store: undefined, failed: false };
+  try {
+    const { SqliteStore } = await import('./store/sqlite-store.js');
+    return {
+      store: SqliteStore.open({ dir: options.cacheDir, maxEntries: options.maxEntries, maxBytes: options.maxBytes, logger, now: options.now }),
+      failed: false,
+    };
+  } catch (err) {
+    if (options.persistence === 'required') {
+      throw err instanceof CacheConfigError ? err : new CacheConfigError('cacheDir', `cannot open the SQLite cache in ${options.cacheDir}: ${(err as Error).message}`, { cause: err });
+    }
+    logger.warn(`persistence disabled, running memory-only: cannot open the SQLite cache in ${options.cacheDir}:`, err);
+    return { store: undefined, failed: true };
+  }
+}
