@@ -1,7 +1,8 @@
 /**
- * Operations run on an intact database: a corrupt or foreign file, found at open or by a later query, is moved
- * aside to `cache.sqlite.corrupt-<timestamp>` (with its -wal/-shm/-journal) under a warning naming it, and a
- * fresh database takes its place, but a fresh file another process already made is never thrown away.
+ * A corrupt or foreign database file, found at open or by a later query, is moved aside to
+ * `cache.sqlite.corrupt-<timestamp>` (with its -wal/-shm/-journal) under a warning naming it and replaced by a
+ * fresh database, on which the failed operation runs once more; a fresh file another process already made is
+ * never moved.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,6 +27,12 @@ export interface Connection extends Statements {
   readonly transaction: Database.Transaction<(fn: () => unknown) => unknown>;
 }
 
+/** A database just opened: its file and a connection to it. */
+export interface OpenedDatabase {
+  readonly file: string;
+  readonly conn: Connection;
+}
+
 type OpenAttempt =
   | { readonly ok: true; readonly conn: Connection }
   | { readonly ok: false; readonly error: unknown; readonly identity: FileIdentity | undefined };
@@ -39,7 +46,7 @@ export interface ConnectionOptions {
  * Opens (creating when missing) `<dir>/cache.sqlite`, replacing a corrupt one with a warning. Throws
  * CacheConfigError with option `cacheDir` when the directory or database cannot be created or written.
  */
-export function openDatabase(dir: string, options: ConnectionOptions): { file: string; conn: Connection } {
+export function openDatabase(dir: string, options: ConnectionOptions): OpenedDatabase {
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (!fs.statSync(dir).isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: 'ENOTDIR' });
@@ -75,7 +82,7 @@ export class RecoveringConnection {
   #conn: Connection | undefined;
   #closed = false;
 
-  constructor(opened: { file: string; conn: Connection }, options: ConnectionOptions & { onReplaced: () => void }) {
+  constructor(opened: OpenedDatabase, options: ConnectionOptions & { onReplaced: () => void }) {
     this.file = opened.file;
     this.#conn = opened.conn;
     this.#busyTimeoutMs = options.busyTimeoutMs;

@@ -30,7 +30,7 @@ import { sha256Hex, type CacheEntry } from '../cache/entry.js';
 import type { EntryStore } from '../cache/entry-store.js';
 import { CacheConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { immediate, openDatabase, RecoveringConnection } from './connection.js';
+import { immediate, openDatabase, RecoveringConnection, type OpenedDatabase } from './connection.js';
 import { dropIfNeverFits, evictPastBounds, type Bounds } from './eviction.js';
 import { RecencyBatch } from './recency.js';
 import { encodeKey, prefixUpperBound, readStats, rowToEntry } from './schema.js';
@@ -62,7 +62,7 @@ export class SqliteStore implements EntryStore {
   /** Reads not yet written to `last_used`; written before any eviction decision. */
   readonly #recency: RecencyBatch;
 
-  private constructor(options: SqliteStoreOptions, opened: ReturnType<typeof openDatabase>, busyTimeoutMs: number) {
+  private constructor(options: SqliteStoreOptions, opened: OpenedDatabase, busyTimeoutMs: number) {
     this.#bounds = { maxEntries: options.maxEntries, maxBytes: options.maxBytes };
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
