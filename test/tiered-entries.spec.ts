@@ -1,0 +1,323 @@
+import { expect } from 'chai';
+import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
+import type { EntryStore } from '../src/cache/entry-store.js';
+import { TieredEntries, type TieredEntriesCounters } from '../src/cache/tiered-entries.js';
+import { SqliteStore } from '../src/store/sqlite-store.js';
+import { RecordingLogger } from './support/recording-logger.js';
+import { makeTempDir } from './support/temp-dir.js';
+
+function entry(body: string, extra: Partial<Omit<CacheEntry, 'body' | 'digest'>> = {}): CacheEntry {
+  return { body, digest: sha256Hex(body), storedAt: 1_000, expiresAt: 61_000, status: 200, headers: {}, ...extra };
+}
+
+type StoreMethod = keyof EntryStore;
+
+/** A store whose every listed method throws, as a full disk or a removed directory would; records each call. */
+class ThrowingStore implements EntryStore {
+  readonly calls: StoreMethod[] = [];
+  readonly #failing: ReadonlySet<StoreMethod>;
+  constructor(failing: readonly StoreMethod[]) {
+    this.#failing = new Set(failing);
+  }
+  #call<T>(method: StoreMethod, value: T): T {
+    this.calls.push(method);
+    if (this.#failing.has(method)) throw new Error(`store ${method} failed (disk full)`);
+    return value;
+  }
+  get(): CacheEntry | undefined {
+    return this.#call('get', undefined);
+  }
+  touch(): void {
+    this.#call('touch', undefined);
+  }
+  set(): number {
+    return this.#call('set', 0);
+  }
+  refresh(): boolean {
+    return this.#call('refresh', false);
+  }
+  delete(): boolean {
+    return this.#call('delete', false);
+  }
+  deleteByPrefix(): number {
+    return this.#call('deleteByPrefix', 0);
+  }
+  clear(): void {
+    this.#call('clear', undefined);
+  }
+  count(): number {
+    return this.#call('count', 0);
+  }
+  bytes(): number {
+    return this.#call('bytes', 0);
+  }
+  close(): void {
+    this.#call('close', undefined);
+  }
+}
+
+const ALL_METHODS: readonly StoreMethod[] = [
+  'get', 'touch', 'set', 'refresh', 'delete', 'deleteByPrefix', 'clear', 'count', 'bytes', 'close',
+];
+
+describe('TieredEntries', () => {
+  let logger: RecordingLogger;
+  let counters: TieredEntriesCounters;
+  let temp: { dir: string; cleanup: () => void };
+  const toClose: Array<{ close(): void }> = [];
+
+  function openStore(bounds: { maxEntries?: number; maxBytes?: number } = {}): SqliteStore {
+    const store = SqliteStore.open({ dir: temp.dir, maxEntries: 1000, maxBytes: 1_000_000, logger, ...bounds });
+    toClose.push(store);
+    return store;
+  }
+
+  function tiers(store: EntryStore | undefined, maxEntries = 100): TieredEntries {
+    const made = new TieredEntries({ maxEntries, store, logger, counters });
+    toClose.push(made);
+    return made;
+  }
+
+  beforeEach(() => {
+    logger = new RecordingLogger();
+    counters = { evictions: 0, persistenceErrors: 0 };
+    temp = makeTempDir('tiered-entries-spec-');
+  });
+
+  afterEach(() => {
+    for (const closable of toClose.splice(0).reverse()) closable.close();
+    temp.cleanup();
+  });
+
+  describe('memory only', () => {
+    it('reads back what was written, from memory', () => {
+      const t = tiers(undefined);
+      const e = entry('{"a":1}', { etag: '"v1"' });
+      t.write('k', e);
+      expect(t.persistent).to.equal(false);
+      const found = t.read('k');
+      expect(found?.tier).to.equal('memory');
+      expect(found?.entry).to.deep.equal(e);
+      expect(t.read('absent')).to.equal(undefined);
+    });
+
+    it('keeps at most maxEntries, evicting the least recently used and counting it', () => {
+      const t = tiers(undefined, 2);
+      t.write('a', entry('a'));
+      t.write('b', entry('b'));
+      t.read('a');
+      t.write('c', entry('c'));
+      expect(t.read('b')).to.equal(undefined);
+      expect(t.read('a')?.entry.body).to.equal('a');
+      expect(t.read('c')?.entry.body).to.equal('c');
+      expect(counters.evictions).to.equal(1);
+      expect(t.size()).to.equal(2);
+    });
+
+    it('overwriting a key evicts no other', () => {
+      const t = tiers(undefined, 2);
+      t.write('a', entry('a'));
+      t.write('b', entry('b'));
+      t.write('a', entry('a, again'));
+      expect(t.read('a')?.entry.body).to.equal('a, again');
+      expect(t.read('b')?.entry.body).to.equal('b');
+      expect(counters.evictions).to.equal(0);
+    });
+
+    it('parses a memory item once and hands back the same value', () => {
+      const t = tiers(undefined);
+      t.write('k', entry('{"n":1}'));
+      let parses = 0;
+      const parse = (body: string): unknown => {
+        parses++;
+        return JSON.parse(body);
+      };
+      const first = TieredEntries.parsed(t.read('k')!.item, parse);
+      const second = TieredEntries.parsed(t.read('k')!.item, parse);
+      expect(first).to.deep.equal({ n: 1 });
+      expect(second).to.equal(first);
+      expect(parses).to.equal(1);
+    });
+  });
+
+  describe('over a SQLite store', () => {
+    it('a write reaches both tiers: a fresh memory tier over the same store reads it from disk', () => {
+      const store = openStore();
+      const e = entry('persisted', { status: 201, headers: { 'x-a': 'b' }, lastModified: 'yesterday' });
+      tiers(store).write('k', e);
+      expect(store.get('k')).to.deep.equal(e);
+
+      const cold = tiers(store);
+      expect(cold.persistent).to.equal(true);
+      const found = cold.read('k');
+      expect(found?.tier).to.equal('disk');
+      expect(found?.entry).to.deep.equal(e);
+    });
+
+    it('a read promotes what the store had into memory', () => {
+      const store = openStore();
+      store.set('k', entry('from disk'));
+      const t = tiers(store);
+      expect(t.memorySize).to.equal(0);
+      expect(t.read('k')?.tier).to.equal('disk');
+      expect(t.memorySize).to.equal(1);
+      // Served from memory now, even once the store no longer has it.
+      store.delete('k');
+      expect(t.read('k')?.tier).to.equal('memory');
+    });
+
+    it('counts the store\'s evictions, not memory\'s (leaving memory is not leaving the cache)', () => {
+      const store = openStore({ maxEntries: 3 });
+      const t = tiers(store, 2);
+      for (const key of ['a', 'b', 'c']) t.write(key, entry(key));
+      // Memory dropped `a`, but the store still has it.
+      expect(counters.evictions).to.equal(0);
+      expect(t.read('a')?.tier).to.equal('disk');
+      t.write('d', entry('d'));
+      expect(counters.evictions).to.equal(1);
+      expect(store.count()).to.equal(3);
+    });
+
+    it('refresh updates freshness in both tiers and keeps the body', () => {
+      const store = openStore();
+      const t = tiers(store);
+      t.write('k', entry('body', { etag: '"e"' }));
+      const refreshed = t.refresh('k', 5_000, 65_000);
+      expect(refreshed).to.deep.equal(entry('body', { etag: '"e"', storedAt: 5_000, expiresAt: 65_000 }));
+      expect(t.read('k')?.entry).to.deep.equal(refreshed);
+      expect(store.get('k')).to.deep.equal(refreshed);
+      expect(t.refresh('absent', 5_000, 65_000)).to.equal(undefined);
+    });
+
+    it('delete reports whether either tier held the key', () => {
+      const store = openStore();
+      const t = tiers(store);
+      t.write('both', entry('1'));
+      store.set('disk-only', entry('2'));
+      expect(t.delete('both')).to.equal(true);
+      expect(t.delete('disk-only')).to.equal(true);
+      expect(t.delete('both')).to.equal(false);
+      expect(t.delete('never')).to.equal(false);
+      expect(t.read('both')).to.equal(undefined);
+      expect(t.read('disk-only')).to.equal(undefined);
+      expect(store.count()).to.equal(0);
+    });
+
+    it('deleteByPrefix counts each key once, whichever tiers held it', () => {
+      const store = openStore();
+      const t = tiers(store);
+      t.write('p/in-both-1', entry('1'));
+      t.write('p/in-both-2', entry('2'));
+      store.set('p/disk-only', entry('3'));
+      t.write('q/other', entry('4'));
+
+      expect(t.deleteByPrefix('p/')).to.equal(3);
+      for (const key of ['p/in-both-1', 'p/in-both-2', 'p/disk-only']) expect(t.read(key), key).to.equal(undefined);
+      expect(t.read('q/other')?.entry.body).to.equal('4');
+      expect(store.count()).to.equal(1);
+      expect(t.deleteByPrefix('p/')).to.equal(0);
+    });
+
+    it('size is the store\'s count, which holds entries memory does not', () => {
+      const store = openStore();
+      const t = tiers(store);
+      t.write('a', entry('a'));
+      for (const key of ['b', 'c', 'd']) store.set(key, entry(key));
+      expect(t.memorySize).to.equal(1);
+      expect(t.size()).to.equal(4);
+      expect(t.diskBytes()).to.equal(4);
+    });
+
+    it('clear empties both tiers', () => {
+      const store = openStore();
+      const t = tiers(store);
+      t.write('a', entry('a'));
+      store.set('b', entry('b'));
+      t.clear();
+      expect(t.memorySize).to.equal(0);
+      expect(store.count()).to.equal(0);
+      expect(t.size()).to.equal(0);
+    });
+
+    it('close closes the store, and a second close is harmless', () => {
+      const store = openStore();
+      const t = tiers(store);
+      t.write('k', entry('v'));
+      t.close();
+      expect(() => store.count()).to.throw(/is closed/);
+      expect(t.persistent).to.equal(false);
+      expect(() => t.close()).to.not.throw();
+      expect(logger.warnings).to.deep.equal([]);
+    });
+  });
+
+  describe('when the store fails', () => {
+    it('a write still reaches memory; each failure is counted and the first one warned about', () => {
+      const store = new ThrowingStore(['set']);
+      const t = tiers(store);
+      t.write('a', entry('a'));
+      t.write('b', entry('b'));
+      expect(t.read('a')?.entry.body).to.equal('a');
+      expect(t.read('b')?.tier).to.equal('memory');
+      expect(store.calls.filter((call) => call === 'set')).to.have.length(2);
+      expect(counters.persistenceErrors).to.equal(2);
+      expect(logger.warnings).to.have.length(1);
+      expect(logger.warnings[0]).to.match(/memory tier keeps working/);
+    });
+
+    it('a failing store read is a miss, counted, not an error', () => {
+      const t = tiers(new ThrowingStore(['get']));
+      expect(t.read('k')).to.equal(undefined);
+      expect(counters.persistenceErrors).to.equal(1);
+    });
+
+    it('refresh, delete, deleteByPrefix and clear still act on memory, counting each store failure', () => {
+      const store = new ThrowingStore(['set', 'refresh', 'delete', 'deleteByPrefix', 'clear']);
+      const t = tiers(store);
+      t.write('k', entry('v'));
+      expect(t.refresh('k', 5_000, 65_000)?.expiresAt).to.equal(65_000);
+      expect(t.read('k')?.entry.expiresAt).to.equal(65_000);
+      expect(t.delete('k')).to.equal(true);
+      expect(t.read('k')).to.equal(undefined);
+
+      t.write('p/1', entry('1'));
+      t.write('p/2', entry('2'));
+      // Counted once per key memory held, though the store's per-key and prefix deletes all failed.
+      expect(t.deleteByPrefix('p/')).to.equal(2);
+      expect(t.memorySize).to.equal(0);
+
+      t.write('c', entry('c'));
+      t.clear();
+      expect(t.memorySize).to.equal(0);
+      // set ×4, refresh, delete, delete ×2 (one per memory key under p/), deleteByPrefix, clear.
+      expect(counters.persistenceErrors).to.equal(10);
+      expect(logger.warnings).to.have.length(1);
+    });
+
+    it('size falls back to memory and diskBytes to undefined when the store cannot count', () => {
+      const t = tiers(new ThrowingStore(['set', 'count', 'bytes']));
+      t.write('a', entry('a'));
+      t.write('b', entry('b'));
+      expect(t.size()).to.equal(2);
+      expect(t.diskBytes()).to.equal(undefined);
+    });
+
+    it('a memory hit marks the key recently used in the store', () => {
+      const store = new ThrowingStore([]);
+      const t = tiers(store);
+      t.write('k', entry('v'));
+      t.read('k');
+      expect(store.calls).to.deep.equal(['set', 'touch']);
+    });
+
+    it('close calls the store\'s close once, and a failing close only warns', () => {
+      const store = new ThrowingStore(ALL_METHODS);
+      const t = tiers(store);
+      expect(() => t.close()).to.not.throw();
+      expect(() => t.close()).to.not.throw();
+      expect(store.calls).to.deep.equal(['close']);
+      expect(logger.warnings).to.have.length(1);
+      expect(logger.warnings[0]).to.match(/closing the SQLite store failed/);
+    });
+  });
+});
