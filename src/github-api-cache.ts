@@ -13,6 +13,7 @@ import { TokenVault } from './cache/token-vault.js';
 import { RecentWrites, WriteThrough } from './cache/write-through.js';
 import { GitHubOrigin } from './github/github-origin.js';
 import { RequestBuilder } from './github/request-builder.js';
+import { errorAnswer, forwardableHeaders, isHttpAnswerError, jsonAnswer, parseAuthorization, upstreamRequestHeaders, type HttpAnswer } from './http/translation.js';
 
 export type { CacheStats } from './cache/counters.js';
 export type { PutOptions } from './cache/key-values.js';
@@ -152,6 +153,39 @@ export class GitHubAPICache implements AsyncDisposable {
     return this.#track('request', () => this.#http.request<T>(this.#builder.build(route, params, options), options));
   }
 
+  /**
+   * One raw HTTP exchange through the cache, for HTTP front ends (the proxy, the Octokit plugin): method,
+   * absolute URL, headers (Authorization included) and body in; status, headers, body and source out. What
+   * GitHub answered (errors and rate-limit refusals included) is an answer, never an exception; an
+   * Authorization scheme the cache does not carry is a 401 answer. Rejects only when no answer exists:
+   * GitHub unreachable (UpstreamError, status 0), the cache closed, or the caller's signal aborted.
+   */
+  exchange(request: ExchangeRequest): Promise<HttpAnswer> {
+    return this.#track('exchange', async () => {
+      const credential = parseAuthorization(single(request.headers.authorization));
+      if (credential.kind === 'unsupported') return jsonAnswer(401, { message: credential.problem });
+      const method = request.method.toUpperCase();
+      const body = method === 'GET' || method === 'HEAD' ? undefined : request.body;
+      const headers = upstreamRequestHeaders(request.headers, body !== undefined && body !== '');
+      try {
+        const answer = await this.#http.request({ method, url: request.url, headers, body }, {
+          token: credential.kind === 'token' ? credential.token : undefined,
+          signal: request.signal,
+        });
+        return {
+          status: answer.status,
+          headers: { ...forwardableHeaders(answer.headers), 'x-cache-source': answer.source },
+          // A binary body comes as bytes in `data`, uncached; text goes out exactly as GitHub sent it.
+          body: method === 'HEAD' ? '' : Buffer.isBuffer(answer.data) ? answer.data : answer.body,
+          source: answer.source,
+        };
+      } catch (err) {
+        if (isHttpAnswerError(err)) return errorAnswer(err, this.options.now());
+        throw err;
+      }
+    });
+  }
+
   /** A snapshot of counters and gauges. */
   async getStats(): Promise<CacheStats> {
     return this.#run('getStats', () => {
@@ -235,6 +269,22 @@ export class GitHubAPICache implements AsyncDisposable {
     if (this.#closing !== undefined) throw new CacheClosedError(operation);
     return fn();
   }
+}
+
+/** One HTTP request for `GitHubAPICache.exchange`. Header names in any case; values as Node's http module gives them. */
+export interface ExchangeRequest {
+  readonly method: string;
+  /** Absolute URL under the GitHub API (or any URL: the token is sent only where the cache sends it). */
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** A write's body. */
+  readonly body?: string | undefined;
+  /** Stops this caller's wait (a shared upstream request goes on for the others). */
+  readonly signal?: AbortSignal | undefined;
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
 /** Opens SQLite unless persistence is off; with 'auto', a failure leaves the cache memory-only (and says why). */

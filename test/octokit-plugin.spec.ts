@@ -139,7 +139,7 @@ describe('githubCachePlugin (Octokit through the cache)', () => {
       expect(`${error.message} ${error.stack} ${JSON.stringify(error)}`).to.not.include(TOKEN_B);
     });
 
-    it('surfaces a rate-limited token as RequestError 403, then refuses without sending while GitHub asked to wait', async () => {
+    it('surfaces GitHub\'s rate-limit refusal as RequestError 403, then refuses without sending (429, as the proxy does) while GitHub asked to wait', async () => {
       github.rateLimitToken(TOKEN_A, { resetInSeconds: 600 });
       const octokit = client(TOKEN_A);
       const fromGitHub = await rejectionOf(octokit.rest.repos.get(repo));
@@ -149,8 +149,9 @@ describe('githubCachePlugin (Octokit through the cache)', () => {
 
       const fromCache = await rejectionOf(octokit.rest.repos.get({ owner: 'octo', repo: 'other' }));
       expect(github.stats.requests).to.equal(sent, 'nothing is sent while the scope is blocked');
-      expect(fromCache.status).to.equal(403);
+      expect(fromCache.status).to.equal(429);
       expect(fromCache.message).to.match(/rate limit/i);
+      expect(fromCache.response!.headers['x-cache-source']).to.equal('proxy');
       const headers = fromCache.response!.headers;
       expect(headers['x-ratelimit-remaining']).to.equal('0');
       expect(Number(headers['x-ratelimit-reset'])).to.be.closeTo(Math.ceil((clock.ms + 600_000) / 1000), 2);

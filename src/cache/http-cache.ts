@@ -2,7 +2,7 @@ import type { ResponseSource } from './counters.js';
 import { deepFreeze } from './json-value.js';
 import { parseBody } from './http-policy.js';
 import type { ReadOutcome, ReadThrough } from './read-through.js';
-import { formatRequestKey, normalizeAccept, normalizeUrl, type RequestKeyParts } from './request-key.js';
+import { formatRequestKey, isKnownNormalUrl, normalizeAccept, normalizeUrl, type RequestKeyParts } from './request-key.js';
 import { TieredEntries } from './tiered-entries.js';
 import type { TokenVault } from './token-vault.js';
 import type { WriteThrough } from './write-through.js';
@@ -74,7 +74,7 @@ export class HttpCache {
       return { status: r.status, headers: { ...r.headers }, data: data as T, body: r.body, source: 'origin' };
     }
     const parts: RequestKeyParts = {
-      url: request.normal === true ? request.url : normalizeUrl(request.url),
+      url: request.normal === true || isKnownNormalUrl(request.url) ? request.url : normalizeUrl(request.url),
       method: method as 'GET' | 'HEAD',
       scopeId,
       accept: normalizeAccept(request.headers.accept),

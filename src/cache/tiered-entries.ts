@@ -54,8 +54,14 @@ export class TieredEntries {
   read(key: string): { entry: CacheEntry; tier: LocalTier; item: MemoryItem } | undefined {
     const item = this.#memory.get(key);
     if (item !== undefined) {
-      // The store's LRU follows memory hits (it batches the writes itself).
-      this.#store?.touch(key);
+      // The store's LRU follows memory hits (it batches the writes itself); a failing store never fails a hit.
+      if (this.#store !== undefined) {
+        try {
+          this.#store.touch(key);
+        } catch (err) {
+          this.#persistenceFailed('touch', err);
+        }
+      }
       return { entry: item.entry, tier: 'memory', item };
     }
     if (this.#store === undefined) return undefined;

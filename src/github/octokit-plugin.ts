@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Octokit, OctokitOptions } from '@octokit/core';
 import type { GitHubAPICache } from '../github-api-cache.js';
-import { RateLimitError, UpstreamError } from '../errors.js';
+import { parseAuthorization } from '../http/translation.js';
 
 /**
  * githubCachePlugin: Octokit's REST calls go through `cache.request`, so GETs are answered from the cache
@@ -71,35 +71,18 @@ function cachedFetch(cacheOf: () => GitHubAPICache | Promise<GitHubAPICache>, tr
     new Headers(init.headers).forEach((value, name) => {
       headers[name] = value;
     });
-    const token = tokenOf(headers.authorization);
-    if (token === null || !cacheable(url, headers, init.body)) return transport(url, init);
-    delete headers.authorization;
-
+    // Credentials the cache does not send as given (Basic; an App's JWT, which GitHub wants as Bearer) bypass it.
+    const credential = parseAuthorization(headers.authorization);
+    if (credential.kind === 'unsupported' || (credential.kind === 'token' && credential.jwt)) return transport(url, init);
+    if (!cacheable(url, headers, init.body)) return transport(url, init);
     const cache = await cacheOf();
     const body = typeof init.body === 'string' ? init.body : undefined;
-    try {
-      const answer = await cache.request(`${method} ${url}`, {}, { token, headers, body, signal: init.signal ?? undefined });
-      return responseOf(url, method, answer.status, { ...answer.headers, 'x-cache-source': answer.source }, answer.body);
-    } catch (err) {
-      const refusal = refusalOf(err, cache.options.now());
-      if (refusal === undefined) throw err; // no response (reset, timeout, closed cache): Octokit makes it a RequestError 500
-      return responseOf(url, method, refusal.status, refusal.headers, refusal.body);
-    }
+    // A failure to get any answer (reset, timeout, closed cache) rejects: Octokit makes it a RequestError 500.
+    const answer = await cache.exchange({ method, url, headers, body, signal: init.signal ?? undefined });
+    return responseOf(url, method, answer.status, answer.headers, answer.body);
   };
   ourFetches.add(fetch);
   return fetch;
-}
-
-/**
- * The token of an `authorization` header: undefined when there is none (anonymous), null for credentials the
- * cache does not send (Basic, an App's JWT, which GitHub wants as `Bearer`): those bypass the cache.
- */
-function tokenOf(authorization: string | undefined): string | undefined | null {
-  if (authorization === undefined) return undefined;
-  const match = /^(token|bearer)\s+(\S+)$/i.exec(authorization.trim());
-  if (match === null) return null;
-  const token = match[2]!;
-  return match[1]!.toLowerCase() === 'bearer' && token.split('.').length === 3 ? null : token;
 }
 
 /** Whether the cache can carry this exchange: REST (not GraphQL), a text body, a text response. */
@@ -110,35 +93,7 @@ function cacheable(url: string, headers: Record<string, string>, body: unknown):
   return !new URL(url).pathname.endsWith('/graphql');
 }
 
-/** GitHub's refusal carried by a cache error, or one the cache made itself (rate limit, nothing sent). */
-function refusalOf(err: unknown, now: number): { status: number; headers: Record<string, string>; body: string } | undefined {
-  if (err instanceof UpstreamError && err.status > 0 && err.response !== undefined) {
-    return { status: err.status, headers: { ...err.response.headers, 'x-cache-source': 'origin' }, body: serialize(err.response.data) };
-  }
-  if (!(err instanceof RateLimitError)) return undefined;
-  if (err.response !== undefined) {
-    return { status: err.response.status, headers: { ...err.response.headers, 'x-cache-source': 'origin' }, body: serialize(err.response.data) };
-  }
-  // The cache refused before sending: answer like GitHub would, so plugin-throttling sees when to retry.
-  const reset = Math.ceil(err.resetAt / 1000);
-  return {
-    status: 403,
-    headers: {
-      'content-type': 'application/json; charset=utf-8',
-      'x-ratelimit-remaining': '0',
-      'x-ratelimit-reset': String(reset),
-      'retry-after': String(Math.max(0, Math.ceil((err.resetAt - now) / 1000))),
-    },
-    body: JSON.stringify({ message: err.message, documentation_url: 'https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api' }),
-  };
-}
-
-function serialize(data: unknown): string {
-  if (data === undefined) return '';
-  return typeof data === 'string' ? data : JSON.stringify(data);
-}
-
-function responseOf(url: string, method: string, status: number, headers: Record<string, string>, body: string): Response {
+function responseOf(url: string, method: string, status: number, headers: Record<string, string>, body: string | Buffer): Response {
   const empty = method === 'HEAD' || NULL_BODY_STATUSES.has(status);
   const response = new Response(empty ? null : body, { status, statusText: STATUS_CODES[status] ?? '', headers });
   Object.defineProperty(response, 'url', { value: url }); // a constructed Response has url ''; Octokit reports it

@@ -3,8 +3,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { CacheStats, GitHubAPICache } from '../github-api-cache.js';
 import { InFlight } from '../in-flight.js';
-import { CacheClosedError, CacheConfigError, CacheError, CacheValueError, RateLimitError, UpstreamError } from '../errors.js';
-import type { CachedResponse } from '../cache/http-cache.js';
+import { CacheClosedError, CacheConfigError, CacheError, CacheValueError, UpstreamError } from '../errors.js';
+import { errorAnswer, isHttpAnswerError, jsonAnswer, parseAuthorization, type HttpAnswer } from '../http/translation.js';
 import { createLogger, type LogSink, type Logger } from '../log.js';
 import { p2pStatsOf } from './p2p-stats.js';
 import { ProxyMetrics } from './proxy-metrics.js';
@@ -116,33 +116,10 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PATCH', 'PUT', 'DELETE']);
 /** During an outage every request fails alike: warn about it at most this often. */
 const UNREACHABLE_WARNING_INTERVAL_MS = 10_000;
-/** Client headers forwarded to GitHub; the cache manages conditional ones, the token travels apart. */
-const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'x-github-api-version'];
-/** Response headers about one hop, never forwarded (the body is re-framed by this server). */
-const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding',
-  'upgrade', 'content-length', 'content-encoding',
-]);
-const RATE_LIMIT_DOCS = 'https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api';
 const RESERVED_PATHS = new Set(['/healthz', '/metrics', '/_cache/stats']);
 
-/** The cache route: a URL template variable holding the whole absolute URL, expanded verbatim (`{+…}`). */
-const PROXIED_ROUTE_VARIABLE = 'proxied_url';
-/** A path the cache's fast route path takes as is: no query, no characters a route template would read. */
-const SIMPLE_PATH = /^\/[A-Za-z0-9._~\-/]*$/;
-
-function isDefaultAccept(accept: string): boolean {
-  return /^\s*application\/vnd\.github(\.v3)?\+json\s*$/i.test(accept);
-}
-
 /** A response the proxy is about to write. */
-interface Answer {
-  status: number;
-  headers: Record<string, string>;
-  /** Text as GitHub sent it, or the bytes of a binary body. */
-  body: string | Buffer;
-  source: string;
-}
+type Answer = HttpAnswer;
 
 class BodyTooLargeError extends Error {}
 
@@ -274,7 +251,7 @@ class CachingProxy implements ProxyServer {
     if (this.#closing !== undefined) res.setHeader('connection', 'close');
     this.#route(req, res).catch((err: unknown) => {
       this.#log.error(`unexpected failure answering ${req.method ?? '?'} ${pathOnly(req.url)}:`, err);
-      if (!res.headersSent && !res.destroyed) this.#send(res, req, jsonAnswer(500, 'proxy', { message: 'Internal proxy error' }));
+      if (!res.headersSent && !res.destroyed) this.#send(res, req, jsonAnswer(500, { message: 'Internal proxy error' }));
       else res.destroy();
     });
   }
@@ -341,12 +318,12 @@ class CachingProxy implements ProxyServer {
     const method = (req.method ?? 'GET').toUpperCase();
     if (!METHODS.has(method)) {
       req.resume();
-      return jsonAnswer(405, 'proxy', { message: `Method ${method} is not a GitHub REST method` }, { allow: [...METHODS].join(', ') });
+      return jsonAnswer(405, { message: `Method ${method} is not a GitHub REST method` }, { allow: [...METHODS].join(', ') });
     }
-    const auth = tokenOf(req.headers.authorization);
-    if ('problem' in auth) {
+    const credential = parseAuthorization(req.headers.authorization);
+    if (credential.kind === 'unsupported') {
       req.resume();
-      return jsonAnswer(401, 'proxy', { message: auth.problem });
+      return jsonAnswer(401, { message: credential.problem });
     }
 
     let cache: GitHubAPICache;
@@ -359,7 +336,7 @@ class CachingProxy implements ProxyServer {
     const url = upstreamUrl(cache.options.githubApiUrl, target);
     if (url === undefined) {
       req.resume();
-      return jsonAnswer(400, 'proxy', { message: 'The request path must stay under the GitHub API URL (no "..", no other host)' });
+      return jsonAnswer(400, { message: 'The request path must stay under the GitHub API URL (no "..", no other host)' });
     }
 
     let body: string | undefined;
@@ -370,72 +347,30 @@ class CachingProxy implements ProxyServer {
         body = await readBody(req, this.#maxBodyBytes);
       } catch (err) {
         if (err instanceof BodyTooLargeError) {
-          return jsonAnswer(413, 'proxy', { message: `The request body is larger than the proxy's limit of ${this.#maxBodyBytes} bytes` }, { connection: 'close' });
+          return jsonAnswer(413, { message: `The request body is larger than the proxy's limit of ${this.#maxBodyBytes} bytes` }, { connection: 'close' });
         }
         throw err;
       }
     }
-
-    const headers: Record<string, string> = {};
-    for (const name of FORWARDED_REQUEST_HEADERS) {
-      const value = req.headers[name];
-      if (typeof value === 'string' && value.trim() !== '') headers[name] = value;
-    }
-    // curl and most HTTP clients send `*/*`: GitHub answers it as its default media type, so share that entry.
-    if (headers['accept'] !== undefined && /^\s*\*\/\*\s*$/.test(headers['accept'])) delete headers['accept'];
-    if (body !== undefined && body !== '' && headers['content-type'] === undefined) headers['content-type'] = 'application/json; charset=utf-8';
-
-    let response: CachedResponse;
     try {
-      const simple = (method === 'GET' || method === 'HEAD') && Object.keys(headers).every((h) => h === 'accept' && isDefaultAccept(headers[h]!));
-      const path = url.slice(cache.options.githubApiUrl.length);
-      response = simple && SIMPLE_PATH.test(path)
-        // The common read (a plain path, GitHub's default media type): the cache's fast route path.
-        ? await cache.request(`${method} ${path}`, {}, { token: auth.token, signal })
-        : await cache.request(`${method} {+${PROXIED_ROUTE_VARIABLE}}`, { [PROXIED_ROUTE_VARIABLE]: url }, {
-          token: auth.token, headers, body, signal,
-        });
+      return await cache.exchange({ method, url, headers: req.headers, body, signal });
     } catch (err) {
-      if (signal.aborted) return jsonAnswer(499, 'proxy', { message: 'client closed request' });
+      if (signal.aborted) return jsonAnswer(499, { message: 'client closed request' });
       return this.#errorAnswer(err, method, target, cache.options.now);
     }
-    return {
-      status: response.status,
-      headers: { ...forwardableHeaders(response.headers), 'x-cache-source': response.source },
-      // A binary body (an archive, an asset) comes as bytes in `data`, uncached; text is forwarded as GitHub sent it.
-      body: method === 'HEAD' ? '' : Buffer.isBuffer(response.data) ? response.data : response.body,
-      source: response.source,
-    };
   }
 
-  /** How an error from the cache reaches the client: GitHub's own refusal when there is one. */
+  /** How an error from the cache reaches the client (the shared mapping), with the proxy's own logging. */
   #errorAnswer(err: unknown, method: string, target: string, now: () => number = Date.now): Answer {
-    if (err instanceof RateLimitError) {
-      if (err.response !== undefined) return forwardedError(err.response.status, err.response.headers, err.response.data);
-      const retryAfter = Math.max(1, Math.ceil((err.resetAt - now()) / 1000));
-      return jsonAnswer(429, 'proxy', { message: err.message, documentation_url: RATE_LIMIT_DOCS }, {
-        'retry-after': String(retryAfter),
-        'x-ratelimit-reset': String(Math.ceil(err.resetAt / 1000)),
-      });
-    }
-    if (err instanceof UpstreamError) {
-      if (err.status !== 0 && err.response !== undefined) return forwardedError(err.status, err.response.headers, err.response.data);
-      if (err.status !== 0) return jsonAnswer(err.status, 'origin', { message: err.upstreamMessage });
+    if (err instanceof UpstreamError && err.status === 0) {
       this.#counters.upstreamUnreachable++;
       this.#warnUnreachable(`${method} ${pathOnly(target)}: GitHub API unreachable: ${err.upstreamMessage}`);
-      return jsonAnswer(502, 'proxy', {
-        message: `Upstream GitHub API unreachable: ${err.upstreamMessage}`,
-        error: err.message,
-      });
-    }
-    if (err instanceof CacheValueError) return jsonAnswer(400, 'proxy', { message: err.message });
-    if (err instanceof CacheClosedError) return jsonAnswer(503, 'proxy', { message: 'The cache is shutting down; retry shortly' }, { 'retry-after': '1' });
-    if (err instanceof CacheError) {
+    } else if (err instanceof CacheError && !(err instanceof CacheValueError) && !(err instanceof CacheClosedError) && !isHttpAnswerError(err)) {
       this.#log.error(`${method} ${pathOnly(target)}:`, err);
-      return jsonAnswer(500, 'proxy', { message: err.message, code: err.code });
+    } else if (!(err instanceof CacheError)) {
+      this.#log.error(`${method} ${pathOnly(target)}: unexpected error:`, err);
     }
-    this.#log.error(`${method} ${pathOnly(target)}: unexpected error:`, err);
-    return jsonAnswer(500, 'proxy', { message: `Internal proxy error: ${err instanceof Error ? err.message : String(err)}` });
+    return errorAnswer(err, now());
   }
 
   #warnUnreachable(message: string): void {
@@ -476,7 +411,7 @@ class CachingProxy implements ProxyServer {
     const stats = await this.#statsOf(cache);
     const p2p = p2pStatsOf(stats);
     const ok = stats !== undefined && this.#closing === undefined;
-    return jsonAnswer(ok ? 200 : 503, 'proxy', {
+    return jsonAnswer(ok ? 200 : 503, {
       status: ok ? 'ok' : this.#closing !== undefined ? 'closing' : 'unavailable',
       uptime: Math.round((performance.now() - this.#startedAt) / 1000),
       cache: stats === undefined ? 'closed' : 'open',
@@ -492,8 +427,8 @@ class CachingProxy implements ProxyServer {
 
   async #statsAnswer(): Promise<Answer> {
     const stats = await this.#statsOf(await this.#openCache());
-    if (stats === undefined) return jsonAnswer(503, 'proxy', { message: 'The cache is closed' });
-    return jsonAnswer(200, 'proxy', { ...stats, proxy: this.#counters }, { 'cache-control': 'no-store' });
+    if (stats === undefined) return jsonAnswer(503, { message: 'The cache is closed' });
+    return jsonAnswer(200, { ...stats, proxy: this.#counters }, { 'cache-control': 'no-store' });
   }
 
   #send(res: ServerResponse, req: IncomingMessage, answer: Answer): void {
@@ -514,22 +449,6 @@ class CachingProxy implements ProxyServer {
 }
 
 // ---------------------------------------------------------------- helpers
-
-/**
- * The token of an `Authorization` header (`token X` or `Bearer X`, as GitHub accepts), `{}` for none, or a
- * problem to answer with 401. The header's value never appears in the problem.
- */
-export function tokenOf(header: string | undefined): { token?: string } | { problem: string } {
-  const value = header?.trim() ?? '';
-  if (value === '') return {};
-  const match = /^(token|bearer)\s+(\S+)$/i.exec(value);
-  if (match === null) {
-    const scheme = /^\S+/.exec(value)?.[0] ?? '';
-    const shown = /^[A-Za-z-]{1,20}$/.test(scheme) ? ` (got scheme "${scheme}")` : '';
-    return { problem: `The proxy accepts "Authorization: token <token>" or "Authorization: Bearer <token>"${shown}` };
-  }
-  return { token: match[2]! };
-}
 
 /** The absolute GitHub URL of a request target, or undefined if it would leave the API base. */
 export function upstreamUrl(githubApiUrl: string, target: string): string | undefined {
@@ -565,24 +484,6 @@ function pathOnly(target: string | undefined): string {
   const value = target ?? '/';
   const q = value.indexOf('?');
   return q === -1 ? value : value.slice(0, q);
-}
-
-function forwardableHeaders(headers: Readonly<Record<string, string>>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    const lower = name.toLowerCase();
-    if (!HOP_BY_HOP.has(lower)) out[lower] = value;
-  }
-  return out;
-}
-
-function forwardedError(status: number, headers: Readonly<Record<string, string>>, data: unknown): Answer {
-  const body = data === undefined ? '' : typeof data === 'string' ? data : JSON.stringify(data);
-  return { status, headers: { ...forwardableHeaders(headers), 'x-cache-source': 'origin' }, body, source: 'origin' };
-}
-
-function jsonAnswer(status: number, source: string, value: unknown, headers: Record<string, string> = {}): Answer {
-  return { status, headers: { 'content-type': 'application/json; charset=utf-8', ...headers }, body: JSON.stringify(value), source };
 }
 
 /** A 304 for a 200 the client already holds: the same validators and caching headers, no body. */

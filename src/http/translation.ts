@@ -1,0 +1,124 @@
+import { CacheClosedError, CacheError, CacheValueError, RateLimitError, UpstreamError } from '../errors.js';
+
+/**
+ * The one translation between HTTP and the cache, shared by the proxy and the Octokit plugin: one
+ * Authorization parser, one hop-by-hop list, one choice of the request headers that reach GitHub, and one
+ * mapping of cache errors to HTTP answers. A credential never appears in a message made here.
+ */
+
+/** Headers about one hop (RFC 9110 §7.6.1), plus the framing and coding of a body the cache re-frames. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'content-length', 'content-encoding',
+]);
+
+/** Request headers never forwarded upstream: this hop's, the credential (sent apart), the target host, and the validators the cache manages. */
+const UNFORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
+  ...HOP_BY_HOP, 'authorization', 'host', 'if-none-match', 'if-modified-since', 'accept-encoding', 'cookie', 'expect',
+]);
+
+/** GitHub's default media type: `*\/*` (curl's default) and the v3 alias get the same answer, so they share its entry. */
+const DEFAULT_ACCEPT = 'application/vnd.github+json';
+
+const RATE_LIMIT_DOCS = 'https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api';
+
+/** What an Authorization header carries. */
+export type Credential =
+  | { readonly kind: 'none' }
+  /** A token GitHub accepts as `token X` or `Bearer X`. `jwt` marks a GitHub App's JWT (three dot-separated parts). */
+  | { readonly kind: 'token'; readonly token: string; readonly scheme: 'token' | 'bearer'; readonly jwt: boolean }
+  /** A scheme the cache does not carry (Basic, …); `problem` says so without echoing the credential. */
+  | { readonly kind: 'unsupported'; readonly problem: string };
+
+/** Parses an Authorization header (`token X`, `Bearer X`, or none). */
+export function parseAuthorization(header: string | undefined): Credential {
+  const value = header?.trim() ?? '';
+  if (value === '') return { kind: 'none' };
+  const match = /^(token|bearer)\s+(\S+)$/i.exec(value);
+  if (match === null) {
+    const scheme = /^\S+/.exec(value)?.[0] ?? '';
+    const shown = /^[A-Za-z-]{1,20}$/.test(scheme) ? ` (got scheme "${scheme}")` : '';
+    return { kind: 'unsupported', problem: `The cache accepts "Authorization: token <token>" or "Authorization: Bearer <token>"${shown}` };
+  }
+  const token = match[2]!;
+  const scheme = match[1]!.toLowerCase() as 'token' | 'bearer';
+  return { kind: 'token', token, scheme, jwt: scheme === 'bearer' && token.split('.').length === 3 };
+}
+
+/** The request headers to send GitHub, lowercase: everything but UNFORWARDED_REQUEST_HEADERS; a body gets a JSON content type unless it has one. */
+export function upstreamRequestHeaders(headers: Readonly<Record<string, string | string[] | undefined>>, hasBody: boolean): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (value === undefined || UNFORWARDED_REQUEST_HEADERS.has(lower)) continue;
+    const text = Array.isArray(value) ? value.join(', ') : value;
+    if (text.trim() !== '') out[lower] = text;
+  }
+  if (out.accept !== undefined && /^\s*(\*\/\*|application\/vnd\.github\.v3\+json)\s*$/i.test(out.accept)) out.accept = DEFAULT_ACCEPT;
+  if (hasBody && out['content-type'] === undefined) out['content-type'] = 'application/json; charset=utf-8';
+  return out;
+}
+
+/** Response headers a client may see: all but the hop-by-hop ones. */
+export function forwardableHeaders(headers: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (!HOP_BY_HOP.has(lower)) out[lower] = value;
+  }
+  return out;
+}
+
+/** An HTTP answer: status, headers (lowercase), the body, and where it came from (`proxy` when the cache made it up). */
+export interface HttpAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  /** Text as GitHub sent it, or the bytes of a binary body. */
+  readonly body: string | Buffer;
+  readonly source: string;
+}
+
+/** A JSON answer the cache makes itself. */
+export function jsonAnswer(status: number, value: unknown, headers: Record<string, string> = {}): HttpAnswer {
+  return {
+    status,
+    headers: { 'content-type': 'application/json; charset=utf-8', ...headers, 'x-cache-source': 'proxy' },
+    body: JSON.stringify(value),
+    source: 'proxy',
+  };
+}
+
+/**
+ * How a cache error reaches an HTTP client: GitHub's own refusal when it sent one; a rate-limit pause the
+ * cache honours as 429 with `retry-after` and `x-ratelimit-reset` (what GitHub's clients and Octokit's
+ * throttling read); an unreachable GitHub as 502; a closing cache as 503; a bad request as 400; else 500.
+ */
+export function errorAnswer(err: unknown, now: number): HttpAnswer {
+  if (err instanceof RateLimitError) {
+    if (err.response !== undefined) return forwardedError(err.response.status, err.response.headers, err.response.data);
+    return jsonAnswer(429, { message: err.message, documentation_url: RATE_LIMIT_DOCS }, {
+      'retry-after': String(Math.max(1, Math.ceil((err.resetAt - now) / 1000))),
+      'x-ratelimit-remaining': '0',
+      'x-ratelimit-reset': String(Math.ceil(err.resetAt / 1000)),
+    });
+  }
+  if (err instanceof UpstreamError) {
+    if (err.status !== 0 && err.response !== undefined) return forwardedError(err.status, err.response.headers, err.response.data);
+    if (err.status !== 0) return { ...jsonAnswer(err.status, { message: err.upstreamMessage }), source: 'origin' };
+    return jsonAnswer(502, { message: `Upstream GitHub API unreachable: ${err.upstreamMessage}`, error: err.message });
+  }
+  if (err instanceof CacheValueError) return jsonAnswer(400, { message: err.message });
+  if (err instanceof CacheClosedError) return jsonAnswer(503, { message: 'The cache is shutting down; retry shortly' }, { 'retry-after': '1' });
+  if (err instanceof CacheError) return jsonAnswer(500, { message: err.message, code: err.code });
+  return jsonAnswer(500, { message: `Internal error: ${err instanceof Error ? err.message : String(err)}` });
+}
+
+/** Whether an error carries an answer GitHub sent (or a refusal the cache made for GitHub), rather than a failure to get one. */
+export function isHttpAnswerError(err: unknown): boolean {
+  return err instanceof RateLimitError || (err instanceof UpstreamError && err.status !== 0);
+}
+
+function forwardedError(status: number, headers: Readonly<Record<string, string>>, data: unknown): HttpAnswer {
+  const body = data === undefined ? '' : typeof data === 'string' ? data : Buffer.isBuffer(data) ? data : JSON.stringify(data);
+  return { status, headers: { ...forwardableHeaders(headers), 'x-cache-source': 'origin' }, body, source: 'origin' };
+}
