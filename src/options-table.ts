@@ -380,3 +380,14 @@ export const ENVIRONMENT_VARIABLES: Readonly<Record<string, OptionPath>> = Objec
 export function optionRow(optionPath: string): OptionRow | undefined {
   return OPTION_TABLE.find((row) => row.path === optionPath);
 }
+
+/** A row's type in words, with its unit: `integer ms`, `seconds`, `port`, `path`. */
+export function typeText(row: OptionRow): string {
+  if (row.type === 'number') return row.unit ?? 'number';
+  return row.unit === undefined ? row.type : `${row.type} ${row.unit}`;
+}
+
+/** A row's valid values in words; a number's carry its type (`integer ms, 1 to 600,000`). */
+export function valuesText(row: OptionRow): string {
+  return row.range === undefined ? row.accepts : `${typeText(row)}, ${row.accepts}`;
+}
