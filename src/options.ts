@@ -2,13 +2,18 @@ import { CacheConfigError } from './errors.js';
 import type { LogSink } from './log.js';
 import { OPTION_TABLE, show, type OptionPath, type OptionRow, type OptionSource, type ResolvedSoFar } from './options-table.js';
 
+/**
+ * The option types. Each option's variable, flag, valid values and default are declared once, in OPTION_TABLE
+ * (src/options-table.ts), which resolveOptions follows; the notes here are a summary for editors.
+ */
+
 /** P2P sharing options. Environment variables in brackets; explicit options win over them. */
 export interface P2POptions {
   /** Run the libp2p host. [CACHE_ENABLE_P2P] Default: true when a shared secret is set, else false. */
   enabled?: boolean;
   /** TCP port the host listens on; 0 picks a free one. [CACHE_LISTEN_PORT] Default: 9100. */
   listenPort?: number;
-  /** Address the host listens on. Default: '0.0.0.0'. */
+  /** Address the host listens on (flag `--listen-host`, no variable). Default: '0.0.0.0'. */
   listenHost?: string;
   /** Multiaddrs of peers to dial at start (`/ip4/10.0.0.2/tcp/9100/p2p/12D3…`). [CACHE_BOOTSTRAP_PEERS, comma-separated] Default: none. */
   bootstrapPeers?: string[];
