@@ -1,0 +1,129 @@
+/**
+ * `serve`: the caching proxy. Guarantees: nothing listens until the options are valid (exit 2 otherwise); one
+ * JSON line `{"event":"listening",...}` on stdout once it listens; a warning when it listens beyond loopback;
+ * on SIGINT/SIGTERM no new connections, in-flight requests finish, the cache is closed, then
+ * `{"event":"stopped",...}` and exit 0 (1 if that fails or outlasts twice closeTimeoutMs plus 5 s); a second
+ * signal exits at once with 130/143.
+ *
+ * This is where the proxy (src/proxy, which takes a cache) is wired to the process's singleton provider
+ * (providers/): src never imports providers.
+ */
+import { Option, type Command } from 'commander';
+import type { CacheStats } from '../../src/cache/counters.js';
+import { resolveOptions } from '../../src/options.js';
+import { p2pStatsOf } from '../../src/proxy/p2p-stats.js';
+import { startProxy, type ProxyServer } from '../../src/proxy/proxy-server.js';
+import { getGlobalCache, shutdownGlobalCache } from '../../providers/global-cache.js';
+import { addCacheOptions, cacheOptionsFromFlags, type CacheFlags } from '../cache-flags.js';
+import { EXIT, info, keepProcessAlive, portArg, printJson, warn } from '../cli-support.js';
+
+type ServeFlags = CacheFlags & {
+  host: string;
+  port: number;
+};
+
+async function serve(flags: ServeFlags): Promise<void> {
+  const options = cacheOptionsFromFlags(flags);
+  const resolved = resolveOptions(options);
+  keepProcessAlive();
+
+  // Signals are handled from the start, so one arriving while the cache or the P2P host starts still closes them.
+  let proxy: ProxyServer | undefined;
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      info(`${signal} again: exiting at once`);
+      process.exit(signal === 'SIGINT' ? EXIT.sigint : EXIT.sigterm);
+    }
+    stopping = true;
+    info(`${signal}: no new connections; finishing in-flight requests, then closing the cache (${signal} again exits at once)`);
+    // Bounded: the proxy's drain and the cache's close each wait at most closeTimeoutMs.
+    const deadline = setTimeout(() => {
+      info('shutdown is taking too long; exiting');
+      process.exit(EXIT.failed);
+    }, resolved.closeTimeoutMs * 2 + 5_000);
+    deadline.unref();
+    void (async () => {
+      try {
+        await proxy?.close();
+        await shutdownGlobalCache();
+        await printJson({ event: 'stopped', requests: proxy?.counters.requests ?? 0 });
+        info('stopped');
+        process.exit(EXIT.ok);
+      } catch (err) {
+        info(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(EXIT.failed);
+      }
+    })();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const cache = await getGlobalCache(options);
+  if (stopping) return;
+  try {
+    proxy = await startProxy({
+      cache: () => getGlobalCache(),
+      host: flags.host,
+      port: flags.port,
+      closeTimeoutMs: resolved.closeTimeoutMs,
+    });
+  } catch (err) {
+    if (stopping) return;
+    await shutdownGlobalCache();
+    throw err;
+  }
+  if (stopping) {
+    await proxy.close();
+    return;
+  }
+
+  if (!isLoopback(proxy.host)) {
+    warn(`the proxy listens on ${proxy.host}, reachable from the network: anyone who reaches it can read /metrics and ` +
+      '/_cache/stats and spend this address\'s anonymous rate limit (callers\' tokens stay in their own scopes); firewall the port');
+  }
+  let stats: CacheStats;
+  try {
+    stats = await cache.getStats();
+  } catch (err) {
+    if (stopping) return; // a signal closed the cache meanwhile
+    throw err;
+  }
+  const p2p = p2pStatsOf(stats);
+  await printJson({
+    event: 'listening',
+    url: proxy.url,
+    host: proxy.host,
+    port: proxy.port,
+    pid: process.pid,
+    githubApiUrl: resolved.githubApiUrl,
+    persistence: stats.persistence,
+    cacheDir: resolved.cacheDir,
+    p2p: p2p === undefined ? null : { peerId: p2p.peerId, listenAddrs: p2p.listenAddrs },
+  });
+  info(`proxy listening on ${proxy.url} -> ${resolved.githubApiUrl} (cache: ${stats.persistence === 'sqlite' ? `SQLite in ${resolved.cacheDir}` : 'memory only'}; ` +
+    `P2P: ${p2p === undefined ? 'disabled' : `${p2p.peerId ?? '?'} on ${p2p.listenAddrs.join(', ') || '?'}`}). Try: curl ${proxy.url}/healthz`);
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** Adds `serve` to `program`. */
+export function registerServe(program: Command): void {
+  addCacheOptions(program.command('serve')
+    .description('run the caching proxy: GitHub REST calls to http://HOST:PORT/<path> are answered through the cache')
+    .addOption(new Option('--host <address>', 'address to listen on; 0.0.0.0 exposes the proxy to the network').env('CACHE_PROXY_HOST').default('127.0.0.1'))
+    .addOption(new Option('--port <port>', 'port to listen on; 0 picks a free one (printed on stdout)').env('CACHE_PROXY_PORT').default(8787).argParser(portArg)))
+    .addHelpText('after', `
+The client's Authorization header ("token <t>" or "Bearer <t>") selects the cache scope; answers carry
+GitHub's status, headers and body plus X-Cache-Source (memory, disk, peer, origin, revalidated, coalesced,
+stale). Also served: /healthz, /metrics (Prometheus), /_cache/stats (JSON).
+On start it prints one JSON line on stdout: {"event":"listening","url":...}. SIGINT/SIGTERM stop it
+gracefully (in-flight requests finish, the cache is flushed and closed); a second signal exits at once.
+
+Examples:
+  github-p2p-cache serve
+  curl -H "Authorization: token $GITHUB_TOKEN" http://127.0.0.1:8787/repos/octocat/hello-world`)
+    .action(async (flags: ServeFlags) => serve(flags));
+}
