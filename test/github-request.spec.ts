@@ -5,8 +5,9 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { GitHubAPICache } from '../src/cache/github-api-cache.js';
 import { RateLimitError, UpstreamError } from '../src/errors.js';
-import { FakeGitHub } from './support/fake-github.js';
-import { FakeClock, makeTempDir } from './support/temp-dir.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
+import { FakeClock } from '../support/clock.js';
+import { makeTempDir } from '../support/temp-dir.js';
 
 const TOKEN_A = 'test_tokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
 const TOKEN_B = 'test_tokenBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB';
