@@ -15,8 +15,8 @@
  * can compare what the fleet spent with what it served. Tokens are secrets even here: they are never printed
  * and the counters name a token by its label.
  *
- * The specs use a fuller fake (test/support/fake-github.ts: pagination, writes, faults); examples do not
- * depend on test code, so the demo has its own.
+ * The specs and benches use a fuller fake (support/fake-github/: pagination, writes, faults); the demo keeps
+ * this small one, whose counters (ok/other, a clock moved by `advance`) its report is built on.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
