@@ -20,7 +20,7 @@ import { SqliteStore } from '../src/store/sqlite-store.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { makeTempDir } from '../support/temp-dir.js';
 import { mulberry32, pool, shuffled, zipfSampler } from '../support/workload.js';
-import { fmt, machineLine, median, percentile, table, writeSection } from './report.js';
+import { expectSource, fmt, machineLine, median, percentile, table, timeEach, writeSection } from './report.js';
 import { loadLine, mean, repoBody } from './workload.js';
 
 /** A made-up token the fake accepts; never printed. */
@@ -133,18 +133,6 @@ export async function benchHitLatency(): Promise<string> {
   }
 }
 
-/** Times `fn` once per item, in ns, appending to `into`. */
-async function timeEach<T>(items: readonly T[], into: number[], fn: (item: T) => unknown): Promise<void> {
-  for (const item of items) {
-    const start = process.hrtime.bigint();
-    await fn(item);
-    into.push(Number(process.hrtime.bigint() - start));
-  }
-}
-
-function expectSource(response: { source: ResponseSource }, want: ResponseSource): void {
-  if (response.source !== want) throw new Error(`expected a ${want} hit, got ${response.source}`);
-}
 
 // ---------------------------------------------------------------- Zipf workload
 

@@ -31,7 +31,7 @@ import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { waitFor } from '../support/wait.js';
 import { mulberry32, pool, zipfSampler } from '../support/workload.js';
-import { fmt, machineLine, percentile, table, writeSection } from './report.js';
+import { expectSource, fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
 import { loadLine, mean, repoBody } from './workload.js';
 
 /** A made-up token the fake accepts; never printed. */
@@ -659,20 +659,7 @@ function startMember(env: Record<string, string>) {
   };
 }
 
-// ---------------------------------------------------------------- helpers (as in github-cache.ts)
-
-/** Times `fn` once per item, in ns, appending to `into`. */
-async function timeEach<T>(items: readonly T[], into: number[], fn: (item: T) => unknown): Promise<void> {
-  for (const item of items) {
-    const start = process.hrtime.bigint();
-    await fn(item);
-    into.push(Number(process.hrtime.bigint() - start));
-  }
-}
-
-function expectSource(response: { source: ResponseSource }, want: ResponseSource): void {
-  if (response.source !== want) throw new Error(`expected a ${want} answer, got ${response.source}`);
-}
+// ---------------------------------------------------------------- helpers
 
 /** A peer hit is answered from the owner's memory: any upstream request means the row measured something else. */
 function expectNoUpstream(counts: number[]): void {
