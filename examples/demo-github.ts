@@ -21,6 +21,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { OffsetClock } from '../support/clock.js';
 
 export interface DemoGitHubOptions {
   /** token → label (the name used in counters). */
@@ -64,7 +65,7 @@ export class DemoGitHub {
   readonly url: string;
   #stats: DemoGitHubStats = DemoGitHub.#empty();
   #inFlight = 0;
-  #offsetMs = 0;
+  readonly #clock = new OffsetClock();
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #timers = new Set<NodeJS.Timeout>();
@@ -108,12 +109,12 @@ export class DemoGitHub {
 
   /** The clock: real time plus what `advance` added. */
   now(): number {
-    return Date.now() + this.#offsetMs;
+    return this.#clock.now();
   }
 
   /** Moves the clock on (rate-limit windows and `date` follow it). */
   advance(ms: number): void {
-    this.#offsetMs += ms;
+    this.#clock.advance(ms);
   }
 
   /** A copy of the counters. */

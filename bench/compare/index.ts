@@ -14,6 +14,7 @@
  * resource touched requested once more: charged 200s against free 304s); and a scan of everything it wrote
  * to disk for the token. Results go to docs/benchmarks.md (section `compare`) and docs/charts/compare-*.svg.
  */
+import { OffsetClock } from '../../support/clock.js';
 import { FakeGitHub, type FakeGitHubStats } from '../../support/fake-github/index.js';
 import { scanForToken, type LeakReport } from '../../support/leak-scan.js';
 import { makeTempDir } from '../../support/temp-dir.js';
@@ -221,11 +222,11 @@ function waitUntil(condition: () => Promise<boolean>, what: string): Promise<num
 // ---------------------------------------------------------------- one row
 
 async function runRow(spec: RowSpec, requests: string[], touched: string[]): Promise<Row> {
-  let offsetMs = 0;
+  const clock = new OffsetClock();
   const fake = await FakeGitHub.start({
     tokens: { [TOKEN]: { rateLimit: 10_000_000 } },
     latencyMs: WORKLOAD_LATENCY_MS,
-    now: () => Date.now() + offsetMs,
+    now: clock.now,
   });
   const registry = new Set<MemberProcess>();
   const temps: Array<() => void> = [];
@@ -266,8 +267,8 @@ async function runRow(spec: RowSpec, requests: string[], touched: string[]): Pro
     }
 
     // Idle revisit: every clock (the fake's and each process's) moves on; each touched resource once more.
-    offsetMs = IDLE_MS;
-    await Promise.all([...registry].map((m) => m.setClock(offsetMs)));
+    clock.offsetMs = IDLE_MS;
+    await Promise.all([...registry].map((m) => m.setClock(clock.offsetMs)));
     fake.resetStats();
     const revisits = await Promise.all(workers.map((w) => w.run(touched, WORKLOAD_IN_FLIGHT)));
     const idleStats = fake.stats;
@@ -372,8 +373,8 @@ async function runAgeProbe(touched: string[]): Promise<AgeProbe[]> {
     ['undici 7 cache + deduplicate', (baseUrl: string): ClientConfig => ({ kind: 'undici', baseUrl })],
     ['this library: `cache.request`', (baseUrl: string, cacheDir: string): ClientConfig => ({ kind: 'cache-request', baseUrl, cacheDir })],
   ] as const) {
-    let offsetMs = 0;
-    const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 10_000_000 } }, latencyMs: WORKLOAD_LATENCY_MS, now: () => Date.now() + offsetMs });
+    const clock = new OffsetClock();
+    const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 10_000_000 } }, latencyMs: WORKLOAD_LATENCY_MS, now: clock.now });
     const { dir, cleanup } = makeTempDir('gh-p2p-cache-compare-');
     const registry = new Set<MemberProcess>();
     try {
@@ -382,8 +383,8 @@ async function runAgeProbe(touched: string[]): Promise<AgeProbe[]> {
       await member.run(touched, WORKLOAD_IN_FLIGHT);
       const steps: AgeProbe['steps'] = [];
       for (const ageS of PROBE_AGES_S) {
-        offsetMs += ageS * 1000;
-        await member.setClock(offsetMs);
+        clock.advance(ageS * 1000);
+        await member.setClock(clock.offsetMs);
         fake.resetStats();
         const run = await member.run(touched, WORKLOAD_IN_FLIGHT);
         if (run.errors > 0) throw new Error(`compare: age probe ${name}: ${run.errors} failed, first: ${run.firstError}`);
