@@ -102,7 +102,7 @@ export class FaultPlan {
     paused?.release();
   }
 
-  /** Resolves while paused only after resume (or at once when not paused); the caller loops until not paused. */
+  /** While paused, what a held request waits on (settled by resume or close); undefined when not paused. */
   get pausedUntil(): Promise<void> | undefined {
     return this.#paused?.promise;
   }
