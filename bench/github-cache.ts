@@ -1,5 +1,5 @@
 /**
- * GitHub REST through the cache (issue 3), against the loopback fake GitHub (test/support/fake-github.ts):
+ * GitHub REST through the cache (issue 3), against the loopback fake GitHub (support/fake-github/):
  * - `hit-latency`: `cache.request` answered from memory and from SQLite (the first read of each key after a
  *   restart), per-call p50/p90/p99, beside the raw tiers (lru-cache `get`, `SqliteStore.get`) and the cost
  *   of the timer itself. Targets: memory p50 under 20 µs, SQLite p50 under 200 µs.
@@ -18,10 +18,11 @@ import { DEFAULT_ACCEPT, formatRequestKey, normalizeUrl } from '../src/cache/req
 import { scopeIdOf } from '../src/cache/scope.js';
 import { createLogger } from '../src/log.js';
 import { SqliteStore } from '../src/store/sqlite-store.js';
-import { FakeGitHub } from '../test/support/fake-github.js';
-import { makeTempDir } from '../test/support/temp-dir.js';
-import { fmt, machineLine, median, percentile, table, writeSection } from './report.js';
-import { loadLine, mean, mulberry32, pool, repoBody, shuffled, zipfSampler } from './workload.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
+import { makeTempDir } from '../support/temp-dir.js';
+import { mulberry32, pool, shuffled, zipfSampler } from '../support/workload.js';
+import { expectSource, fmt, machineLine, median, percentile, table, timeEach, writeSection } from './report.js';
+import { loadLine, mean, repoBody } from './workload.js';
 
 /** A made-up token the fake accepts; never printed. */
 export const TOKEN = 'test_benchmarkTokenNotARealOne0000000000';
@@ -133,18 +134,6 @@ export async function benchHitLatency(): Promise<string> {
   }
 }
 
-/** Times `fn` once per item, in ns, appending to `into`. */
-async function timeEach<T>(items: readonly T[], into: number[], fn: (item: T) => unknown): Promise<void> {
-  for (const item of items) {
-    const start = process.hrtime.bigint();
-    await fn(item);
-    into.push(Number(process.hrtime.bigint() - start));
-  }
-}
-
-function expectSource(response: { source: ResponseSource }, want: ResponseSource): void {
-  if (response.source !== want) throw new Error(`expected a ${want} hit, got ${response.source}`);
-}
 
 // ---------------------------------------------------------------- Zipf workload
 
@@ -276,6 +265,3 @@ async function runWorkload(name: string, requests: readonly string[], send: (url
   }
 }
 
-
-// Re-exported for the benches that import them from here.
-export { loadLine, mulberry32, pool, repoBody, zipfSampler } from './workload.js';

@@ -1,9 +1,9 @@
 /**
  * P2P sharing (issue 4): real GitHubAPICache nodes meshed over libp2p on loopback, against the fake GitHub
- * (test/support/fake-github.ts), as test/p2p-fleet.spec.ts starts them.
+ * (support/fake-github/), as test/p2p-fleet.spec.ts starts them.
  * - `peer-latency`: per-call p50/p90/p99 and CPU of a peer hit (the first request on an asker of a key its peer
  *   owns and already holds fresh) beside a memory hit and an origin fetch, in one run; the peer hit twice: with
- *   the owner in this process (one event loop for both) and in a child process (test/support/fleet-node.ts).
+ *   the owner in this process (one event loop for both) and in a child process (support/fleet-node.ts).
  *   Under them, the floors a peer hit stands on: the protocol's own work (crypto, CBOR) without I/O, and its
  *   two frames echoed over raw TCP and over the same libp2p stack. Target: peer hit p50 under 1 ms.
  * - `fleet-ratio`: the Zipf workload of `zipf-workload` (3,000 GETs over 300 resources, 50 in flight, 20 ms
@@ -27,18 +27,21 @@ import type { PeerNetworkStats } from '../src/p2p/peer-network.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { CHALLENGE_BYTES, getProof, proofKeyOf, verifyGetProof } from '../src/p2p/scope-proof.js';
 import { decodeFrame, encodeFrame } from '../src/p2p/wire.js';
-import { FakeGitHub } from '../test/support/fake-github.js';
-import { makeTempDir } from '../test/support/temp-dir.js';
-import { fmt, machineLine, percentile, table, writeSection } from './report.js';
-import { loadLine, mean, mulberry32, pool, repoBody, zipfSampler } from './workload.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
+import { TempDirs } from '../support/temp-dir.js';
+import { waitFor } from '../support/wait.js';
+import { mulberry32, pool, zipfSampler } from '../support/workload.js';
+import { expectSource, fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
+import { loadLine, mean, repoBody } from './workload.js';
 
 /** A made-up token the fake accepts; never printed. */
 const TOKEN = 'test_benchmarkP2PTokenNotARealOne00000000';
 const SECRET = 'bench-p2p-shared-secret-0123456789abcdef';
 const OWNER = 'bench';
 const ROUTE = 'GET /repos/{owner}/{repo}';
-/** The member script of the specs (dist/test/support/fleet-node.js): one cache with P2P on, driven over IPC. */
-const MEMBER_SCRIPT = fileURLToPath(new URL('../test/support/fleet-node.js', import.meta.url));
+/** The member script of the specs (dist/support/fleet-node.js): one cache with P2P on, driven over IPC. */
+const MEMBER_SCRIPT = fileURLToPath(new URL('../support/fleet-node.js', import.meta.url));
+const TEMP_PREFIX = 'gh-p2p-cache-bench-p2p-';
 
 // ---------------------------------------------------------------- peer hit latency
 
@@ -62,7 +65,7 @@ interface Measured {
 
 export async function benchPeerLatency(): Promise<string> {
   const load = loadLine();
-  const temp = new TempDirs();
+  const temp = new TempDirs(TEMP_PREFIX);
   const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 10_000_000 } }, latencyMs: ORIGIN_LATENCY_MS });
   fake.setResource('/rate_limit', { resources: {} });
   const names = Array.from({ length: LATENCY_POOL }, (_, i) => `repo-${i}`);
@@ -508,7 +511,7 @@ export async function benchFleetRatio(): Promise<string> {
 }
 
 async function runScenario(scenario: Scenario, requests: readonly string[]): Promise<ScenarioResult> {
-  const temp = new TempDirs();
+  const temp = new TempDirs(TEMP_PREFIX);
   const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 10_000_000 } } });
   let nodes: GitHubAPICache[] = [];
   try {
@@ -595,12 +598,9 @@ async function shareScope(nodes: GitHubAPICache[]): Promise<void> {
     .every((s) => s.peers.length >= nodes.length - 1 && s.peers.every((p) => p.scopes >= 2)), 'scope claims');
 }
 
-async function waitUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const started = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+/** Peers answer over IPC or libp2p: poll every 20 ms, for up to 10 s. */
+function waitUntil(condition: () => Promise<boolean>, what: string): Promise<number> {
+  return waitFor(condition, what, 10_000, 20);
 }
 
 /** The cache key the asker computes for `repo` (the same formula the fleet spec uses to find an owner). */
@@ -616,7 +616,7 @@ interface MemberReply {
   stats?: { p2p: PeerNetworkStats };
 }
 
-/** A fleet member in a child process (test/support/fleet-node.ts), driven over IPC. */
+/** A fleet member in a child process (support/fleet-node.ts), driven over IPC. */
 function startMember(env: Record<string, string>) {
   const child = fork(MEMBER_SCRIPT, [], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const waiting = new Map<number, (reply: MemberReply) => void>();
@@ -659,32 +659,7 @@ function startMember(env: Record<string, string>) {
   };
 }
 
-class TempDirs {
-  private readonly cleanups: Array<() => void> = [];
-  make(): string {
-    const { dir, cleanup } = makeTempDir('gh-p2p-cache-bench-p2p-');
-    this.cleanups.push(cleanup);
-    return dir;
-  }
-  removeAll(): void {
-    for (const cleanup of this.cleanups.splice(0)) cleanup();
-  }
-}
-
-// ---------------------------------------------------------------- helpers (as in github-cache.ts)
-
-/** Times `fn` once per item, in ns, appending to `into`. */
-async function timeEach<T>(items: readonly T[], into: number[], fn: (item: T) => unknown): Promise<void> {
-  for (const item of items) {
-    const start = process.hrtime.bigint();
-    await fn(item);
-    into.push(Number(process.hrtime.bigint() - start));
-  }
-}
-
-function expectSource(response: { source: ResponseSource }, want: ResponseSource): void {
-  if (response.source !== want) throw new Error(`expected a ${want} answer, got ${response.source}`);
-}
+// ---------------------------------------------------------------- helpers
 
 /** A peer hit is answered from the owner's memory: any upstream request means the row measured something else. */
 function expectNoUpstream(counts: number[]): void {

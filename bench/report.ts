@@ -1,12 +1,14 @@
 /**
  * Benchmark reporting: timing helpers that compare candidates side by side in one run (interleaved rounds,
- * median of rounds, so machine noise hits every candidate alike), a markdown table printer, and a writer
- * that replaces one marked section of docs/benchmarks.md so each benchmark owns its section.
+ * median of rounds, so machine noise hits every candidate alike), per-item timing with a check of where each
+ * answer came from, a markdown table printer, and a writer that replaces one marked section of
+ * docs/benchmarks.md so each benchmark owns its section.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ResponseSource } from '../src/cache/counters.js';
 
 export const DOCS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../docs');
 
@@ -43,6 +45,20 @@ export async function compare(candidates: Candidate[], { iterations, rounds }: {
     }
   }
   return new Map([...samples].map(([name, values]) => [name, median(values)]));
+}
+
+/** Times `fn` once per item, in ns, appending to `into`. */
+export async function timeEach<T>(items: readonly T[], into: number[], fn: (item: T) => unknown): Promise<void> {
+  for (const item of items) {
+    const start = process.hrtime.bigint();
+    await fn(item);
+    into.push(Number(process.hrtime.bigint() - start));
+  }
+}
+
+/** A timed answer must come from where the row says, or the row measured something else. */
+export function expectSource(response: { source: ResponseSource }, want: ResponseSource): void {
+  if (response.source !== want) throw new Error(`expected a ${want} answer, got ${response.source}`);
 }
 
 export function table(headers: string[], rows: Array<Array<string | number>>): string {

@@ -1,56 +1,9 @@
 /**
- * The shared pieces of the workload benchmarks: a seeded PRNG, a Zipf sampler, a worker pool, a GitHub-shaped
- * repository body, and the machine-load line every section prints. One copy, used by every bench.
+ * The bench-only pieces of the workload benchmarks: a GitHub-shaped repository body, the machine-load line
+ * every section prints, and a mean. The seeded PRNG, the Zipf sampler and the worker pool are shared with
+ * the specs and examples in support/workload.ts.
  */
 import os from 'node:os';
-
-/** `concurrency` async workers pulling items from one list in order until it is empty. */
-export async function pool<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await work(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-}
-
-/** A small seeded PRNG (mulberry32): the same seed gives the same workload on every machine. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Ranks 0..n-1 with P(k) ∝ 1/(k+1)^s, by inverse CDF. */
-export function zipfSampler(n: number, s: number, random: () => number): () => number {
-  const cdf: number[] = [];
-  let sum = 0;
-  for (let k = 1; k <= n; k++) cdf.push((sum += 1 / k ** s));
-  return () => {
-    const u = random() * sum;
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid]! < u) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-}
-
-export function shuffled<T>(items: readonly T[], random: () => number): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
 
 /** Other work on the machine moves these numbers; say how busy it was. */
 export function loadLine(): string {

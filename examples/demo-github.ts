@@ -15,12 +15,13 @@
  * can compare what the fleet spent with what it served. Tokens are secrets even here: they are never printed
  * and the counters name a token by its label.
  *
- * The specs use a fuller fake (test/support/fake-github.ts: pagination, writes, faults); examples do not
- * depend on test code, so the demo has its own.
+ * The specs and benches use a fuller fake (support/fake-github/: pagination, writes, faults); the demo keeps
+ * this small one, whose counters (ok/other, a clock moved by `advance`) its report is built on.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { OffsetClock } from '../support/clock.js';
 
 export interface DemoGitHubOptions {
   /** token → label (the name used in counters). */
@@ -64,7 +65,7 @@ export class DemoGitHub {
   readonly url: string;
   #stats: DemoGitHubStats = DemoGitHub.#empty();
   #inFlight = 0;
-  #offsetMs = 0;
+  readonly #clock = new OffsetClock();
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #timers = new Set<NodeJS.Timeout>();
@@ -108,12 +109,12 @@ export class DemoGitHub {
 
   /** The clock: real time plus what `advance` added. */
   now(): number {
-    return Date.now() + this.#offsetMs;
+    return this.#clock.now();
   }
 
   /** Moves the clock on (rate-limit windows and `date` follow it). */
   advance(ms: number): void {
-    this.#offsetMs += ms;
+    this.#clock.advance(ms);
   }
 
   /** A copy of the counters. */

@@ -29,13 +29,14 @@ import {
   type CacheOptions,
   type GitHubAPICache,
 } from '../index.js';
+import { OffsetClock } from '../support/clock.js';
 import { SOURCES, type NodeMessage, type NodeReply, type PhaseResult, type PhaseWork, type SourceCounts } from './demo-protocol.js';
 
 const env = process.env;
 const name = env.DEMO_NODE_NAME ?? 'node';
 const token = env.DEMO_GITHUB_TOKEN;
 const concurrency = Number(env.DEMO_CONCURRENCY ?? 50);
-let clockOffsetMs = 0;
+const clock = new OffsetClock();
 
 const send = (message: NodeReply): void => {
   process.send?.(message);
@@ -46,7 +47,7 @@ const options: CacheOptions = {
   githubApiUrl: env.GITHUB_API_URL,
   persistence: 'auto',
   // The demo moves every clock on at once for its idle-revisit phase.
-  now: () => Date.now() + clockOffsetMs,
+  now: clock.now,
   p2p: {
     enabled: true,
     sharedSecret: env.CACHE_P2P_SHARED_SECRET,
@@ -196,8 +197,8 @@ async function main(): Promise<void> {
           return;
         }
         case 'advance':
-          clockOffsetMs += message.ms;
-          send({ type: 'advanced', offsetMs: clockOffsetMs });
+          clock.advance(message.ms);
+          send({ type: 'advanced', offsetMs: clock.offsetMs });
           return;
         case 'close': {
           await shutdownGlobalCache(); // stops the libp2p host (the port is released) and flushes SQLite

@@ -3,8 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 // Importing the CLI module also makes `tsc -p tsconfig.json` compile bin/ (tsconfig's include lists no bin/).
 import { createProgram } from '../bin/cli.js';
-import { FakeGitHub } from './support/fake-github.js';
-import { makeTempDir } from './support/temp-dir.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
+import { makeTempDir } from '../support/temp-dir.js';
 import { childEnv } from './support/child-env.js';
 
 const CLI = fileURLToPath(new URL('../bin/cli.js', import.meta.url));

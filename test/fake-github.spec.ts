@@ -5,7 +5,7 @@
  */
 import { Octokit } from '@octokit/rest';
 import { expect } from 'chai';
-import { FakeGitHub } from './support/fake-github.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
 
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 const REPO = '/repos/octo/hello';

@@ -1,7 +1,9 @@
 import { expect } from 'chai';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { CacheClosedError, CacheConfigError, CacheValueError } from '../src/errors.js';
-import { CapturingSink, FakeClock, makeTempDir } from './support/temp-dir.js';
+import { FakeClock } from '../support/clock.js';
+import { CapturingSink } from '../support/recording-logger.js';
+import { makeTempDir } from '../support/temp-dir.js';
 
 describe('GitHubAPICache (key/value core)', () => {
   let clock: FakeClock;

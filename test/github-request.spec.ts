@@ -14,8 +14,9 @@ import { TokenVault } from '../src/cache/token-vault.js';
 import { RecentWrites } from '../src/cache/write-through.js';
 import { GitHubOrigin } from '../src/github/github-origin.js';
 import { createLogger } from '../src/log.js';
-import { FakeGitHub } from './support/fake-github.js';
-import { FakeClock, makeTempDir } from './support/temp-dir.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
+import { FakeClock } from '../support/clock.js';
+import { makeTempDir } from '../support/temp-dir.js';
 
 const TOKEN_A = 'test_tokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
 const TOKEN_B = 'test_tokenBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB';

@@ -12,7 +12,7 @@ import {
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { CacheConfigError, CacheNotReadyError } from '../src/errors.js';
 import type { CacheOptions } from '../src/options.js';
-import { CapturingSink } from './support/temp-dir.js';
+import { CapturingSink } from '../support/recording-logger.js';
 
 const MEMORY_ONLY: CacheOptions = { persistence: 'off' };
 

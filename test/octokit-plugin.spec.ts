@@ -4,8 +4,8 @@ import { paginateRest } from '@octokit/plugin-paginate-rest';
 import { RequestError } from '@octokit/request-error';
 import { Octokit } from '@octokit/rest';
 import { configureCache, githubCachePlugin, GitHubAPICache, shutdownGlobalCache } from '../index.js';
-import { FakeGitHub } from './support/fake-github.js';
-import { FakeClock } from './support/temp-dir.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
+import { FakeClock } from '../support/clock.js';
 
 const TOKEN_A = 'test_octokitAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
 const TOKEN_B = 'test_octokitBBBBBBBBBBBBBBBBBBBBBBBBBBBBB';

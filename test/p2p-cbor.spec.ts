@@ -2,18 +2,7 @@ import { expect } from 'chai';
 import { decode as cborgDecode, encode as cborgEncode } from 'cborg';
 import { decodeDirect, decodeStrictCbor, encodeCbor, encodeDirect, NOT_DIRECT } from '../src/p2p/cbor.js';
 import { STRICT_CBOR_DECODE } from '../src/p2p/strict-cbor.js';
-
-/** A seeded PRNG (mulberry32), so a failure replays. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../support/workload.js';
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 

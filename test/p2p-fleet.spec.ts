@@ -6,7 +6,7 @@ import { GitHubAPICache } from '../src/github-api-cache.js';
 import { formatRequestKey } from '../src/cache/request-key.js';
 import { scopeIdOf } from '../src/cache/scope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
-import { FakeGitHub } from './support/fake-github.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
 import { freePort, removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
 
 /**
@@ -170,7 +170,7 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
       next: (type: string, id?: number) => Promise<Record<string, unknown>>;
       stop: () => Promise<void>;
     };
-    const script = new URL('./support/fleet-node.js', import.meta.url);
+    const script = new URL('../support/fleet-node.js', import.meta.url);
 
     function wire(on: (listener: (m: Record<string, unknown>) => void) => void, send: (m: object) => void, stop: () => Promise<void>): Member {
       const waiting: Array<{ type: string; id?: number | undefined; resolve: (m: Record<string, unknown>) => void }> = [];

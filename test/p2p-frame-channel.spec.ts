@@ -6,7 +6,7 @@ import { encode as cborEncode } from 'cborg';
 import { FrameChannel, type FrameViolation } from '../src/p2p/frame-channel.js';
 import { encodeFrame, type Frame } from '../src/p2p/wire.js';
 import { waitFor } from './support/p2p-fixtures.js';
-import { RecordingLogger } from './support/recording-logger.js';
+import { RecordingLogger } from '../support/recording-logger.js';
 
 /** A varint length prefix, as lpStream writes it. */
 function varint(value: number): number[] {

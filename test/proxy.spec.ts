@@ -6,8 +6,9 @@ import { GitHubAPICache } from '../src/github-api-cache.js';
 import { p2pStatsOf } from '../src/proxy/p2p-stats.js';
 import { ProxyMetrics } from '../src/proxy/proxy-metrics.js';
 import { startProxy, type ProxyServer } from '../src/proxy/proxy-server.js';
-import { FakeGitHub } from './support/fake-github.js';
-import { FakeClock, makeTempDir } from './support/temp-dir.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
+import { FakeClock } from '../support/clock.js';
+import { makeTempDir } from '../support/temp-dir.js';
 import { childEnv } from './support/child-env.js';
 
 const CLI = fileURLToPath(new URL('../bin/cli.js', import.meta.url));

@@ -1,17 +1,6 @@
 import { expect } from 'chai';
 import { formatRequestKey, isKnownNormalUrl, normalizeUrl, parseRequestKey } from '../src/cache/request-key.js';
-
-/** A seeded PRNG (mulberry32), so a failure replays. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../support/workload.js';
 
 /** What parseRequestKey decided before it had a fast path: the URL parsed twice. */
 function slowlyNormal(url: string): boolean {

@@ -8,7 +8,7 @@ import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import { CacheConfigError } from '../src/errors.js';
 import { SqliteStore, StoreError, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
 
-import { RecordingLogger } from './support/recording-logger.js';
+import { RecordingLogger } from '../support/recording-logger.js';
 
 /** A clock the specs move by hand, so "least recently used" never depends on how fast the machine is. */
 class Clock {

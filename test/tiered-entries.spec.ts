@@ -3,8 +3,8 @@ import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import type { EntryStore } from '../src/cache/entry-store.js';
 import { TieredEntries, type TieredEntriesCounters } from '../src/cache/tiered-entries.js';
 import { SqliteStore } from '../src/store/sqlite-store.js';
-import { RecordingLogger } from './support/recording-logger.js';
-import { makeTempDir } from './support/temp-dir.js';
+import { RecordingLogger } from '../support/recording-logger.js';
+import { makeTempDir } from '../support/temp-dir.js';
 
 function entry(body: string, extra: Partial<Omit<CacheEntry, 'body' | 'digest'>> = {}): CacheEntry {
   return { body, digest: sha256Hex(body), storedAt: 1_000, expiresAt: 61_000, status: 200, headers: {}, ...extra };

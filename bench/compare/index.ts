@@ -2,7 +2,7 @@
  * `compare` (issue 5): this library against what users would pick instead, on one workload, in one run.
  *
  * The workload of `zipf-workload` (bench/github-cache.ts): 3,000 GETs of `/repos/{owner}/{repo}`, Zipf over 300
- * resources, 50 in flight, one token, 20 ms latency at the loopback fake GitHub (test/support/fake-github.ts,
+ * resources, 50 in flight, one token, 20 ms latency at the loopback fake GitHub (support/fake-github/,
  * in this process, a fresh one per client). Every client runs in processes of its own (member.ts): no cache
  * (Node's fetch), undici 7 (cache `type: 'private'` + deduplicate), make-fetch-happen 15 (cacache on disk),
  * this library through `cache.request`, through the Octokit plugin and through the proxy; then the fleet form,
@@ -14,15 +14,18 @@
  * resource touched requested once more: charged 200s against free 304s); and a scan of everything it wrote
  * to disk for the token. Results go to docs/benchmarks.md (section `compare`) and docs/charts/compare-*.svg.
  */
-import { FakeGitHub, type FakeGitHubStats } from '../../test/support/fake-github.js';
-import { makeTempDir } from '../../test/support/temp-dir.js';
+import { OffsetClock } from '../../support/clock.js';
+import { FakeGitHub, type FakeGitHubStats } from '../../support/fake-github/index.js';
+import { scanForToken, type LeakReport } from '../../support/leak-scan.js';
+import { makeTempDir } from '../../support/temp-dir.js';
+import { waitFor } from '../../support/wait.js';
+import { mulberry32, zipfSampler } from '../../support/workload.js';
 import {
-  loadLine, mulberry32, OWNER, repoBody, TOKEN, WORKLOAD_IN_FLIGHT, WORKLOAD_LATENCY_MS, WORKLOAD_REQUESTS, WORKLOAD_RESOURCES,
-  ZIPF_S, zipfSampler,
+  OWNER, TOKEN, WORKLOAD_IN_FLIGHT, WORKLOAD_LATENCY_MS, WORKLOAD_REQUESTS, WORKLOAD_RESOURCES, ZIPF_S,
 } from '../github-cache.js';
 import { fmt, machineLine, percentile, table, writeSection } from '../report.js';
+import { loadLine, repoBody } from '../workload.js';
 import { barChart, dotPlot, stackedBarChart, writeChart } from './charts.js';
-import { scanForToken, type LeakReport } from './leak-scan.js';
 import { MemberProcess } from './member-process.js';
 import type { ClientConfig, MemoryReport, RunResult } from './protocol.js';
 
@@ -211,22 +214,19 @@ async function meshAndShareScope(members: MemberProcess[]): Promise<void> {
     && s.p2p!.peers.every((p) => p.scopes >= 2)), 'scope proofs between all members');
 }
 
-async function waitUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const started = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`compare: timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+/** Members answer over IPC: poll every 50 ms, for up to 20 s. */
+function waitUntil(condition: () => Promise<boolean>, what: string): Promise<number> {
+  return waitFor(condition, what, 20_000, 50);
 }
 
 // ---------------------------------------------------------------- one row
 
 async function runRow(spec: RowSpec, requests: string[], touched: string[]): Promise<Row> {
-  let offsetMs = 0;
+  const clock = new OffsetClock();
   const fake = await FakeGitHub.start({
     tokens: { [TOKEN]: { rateLimit: 10_000_000 } },
     latencyMs: WORKLOAD_LATENCY_MS,
-    now: () => Date.now() + offsetMs,
+    now: clock.now,
   });
   const registry = new Set<MemberProcess>();
   const temps: Array<() => void> = [];
@@ -267,8 +267,8 @@ async function runRow(spec: RowSpec, requests: string[], touched: string[]): Pro
     }
 
     // Idle revisit: every clock (the fake's and each process's) moves on; each touched resource once more.
-    offsetMs = IDLE_MS;
-    await Promise.all([...registry].map((m) => m.setClock(offsetMs)));
+    clock.offsetMs = IDLE_MS;
+    await Promise.all([...registry].map((m) => m.setClock(clock.offsetMs)));
     fake.resetStats();
     const revisits = await Promise.all(workers.map((w) => w.run(touched, WORKLOAD_IN_FLIGHT)));
     const idleStats = fake.stats;
@@ -373,8 +373,8 @@ async function runAgeProbe(touched: string[]): Promise<AgeProbe[]> {
     ['undici 7 cache + deduplicate', (baseUrl: string): ClientConfig => ({ kind: 'undici', baseUrl })],
     ['this library: `cache.request`', (baseUrl: string, cacheDir: string): ClientConfig => ({ kind: 'cache-request', baseUrl, cacheDir })],
   ] as const) {
-    let offsetMs = 0;
-    const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 10_000_000 } }, latencyMs: WORKLOAD_LATENCY_MS, now: () => Date.now() + offsetMs });
+    const clock = new OffsetClock();
+    const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 10_000_000 } }, latencyMs: WORKLOAD_LATENCY_MS, now: clock.now });
     const { dir, cleanup } = makeTempDir('gh-p2p-cache-compare-');
     const registry = new Set<MemberProcess>();
     try {
@@ -383,8 +383,8 @@ async function runAgeProbe(touched: string[]): Promise<AgeProbe[]> {
       await member.run(touched, WORKLOAD_IN_FLIGHT);
       const steps: AgeProbe['steps'] = [];
       for (const ageS of PROBE_AGES_S) {
-        offsetMs += ageS * 1000;
-        await member.setClock(offsetMs);
+        clock.advance(ageS * 1000);
+        await member.setClock(clock.offsetMs);
         fake.resetStats();
         const run = await member.run(touched, WORKLOAD_IN_FLIGHT);
         if (run.errors > 0) throw new Error(`compare: age probe ${name}: ${run.errors} failed, first: ${run.firstError}`);

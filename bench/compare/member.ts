@@ -8,6 +8,7 @@
  * (undici, make-fetch-happen) without moving it for anyone else. Each client kind loads only its own modules.
  */
 import { performance } from 'node:perf_hooks';
+import { OffsetClock } from '../../support/clock.js';
 import type { ClientConfig, ClockMode, Command, MemoryReport, Ready, Reply, Request, RunResult } from './protocol.js';
 
 interface Answer {
@@ -28,10 +29,9 @@ interface Client {
   close(): Promise<void>;
 }
 
-const realNow = Date.now.bind(Date);
-let offsetMs = 0;
-/** The process's clock: real time moved on by what the parent said. */
-const now = (): number => realNow() + offsetMs;
+/** The process's clock: real time moved on by what the parent said (made before any client patches Date.now). */
+const clock = new OffsetClock();
+const now = clock.now;
 
 const ACCEPT = 'application/vnd.github+json';
 
@@ -230,7 +230,7 @@ async function handle(command: Command): Promise<unknown> {
       if (client.getPath === undefined) throw new Error('this client has no getPath');
       return client.getPath(command.path);
     case 'clock':
-      offsetMs = command.offsetMs;
+      clock.offsetMs = command.offsetMs;
       return { now: now(), performanceNow: performance.now() };
     case 'memory':
       return memory();

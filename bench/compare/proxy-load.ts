@@ -10,12 +10,14 @@ import fs from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { FakeGitHub } from '../../test/support/fake-github.js';
-import { makeTempDir } from '../../test/support/temp-dir.js';
-import { loadLine, OWNER, pool, repoBody, TOKEN, WORKLOAD_LATENCY_MS } from '../github-cache.js';
+import { FakeGitHub } from '../../support/fake-github/index.js';
+import { scanForToken } from '../../support/leak-scan.js';
+import { makeTempDir } from '../../support/temp-dir.js';
+import { pool } from '../../support/workload.js';
+import { OWNER, TOKEN, WORKLOAD_LATENCY_MS } from '../github-cache.js';
 import { fmt, machineLine, median, table, writeSection } from '../report.js';
+import { loadLine, repoBody } from '../workload.js';
 import { lineChart, writeChart } from './charts.js';
-import { scanForToken } from './leak-scan.js';
 
 const CLI = fileURLToPath(new URL('../../bin/cli.js', import.meta.url));
 const CONNECTIONS = 200;

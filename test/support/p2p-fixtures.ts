@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { sha256Hex, type CacheEntry } from '../../src/cache/entry.js';
@@ -7,9 +6,12 @@ import { formatRequestKey } from '../../src/cache/request-key.js';
 import { ANONYMOUS_SCOPE, entryKeyOf, scopeIdOf } from '../../src/cache/scope.js';
 import { DEFAULTS, type ResolvedP2POptions } from '../../src/options.js';
 import { PeerNetwork, type PeerBackend, type PeerNetworkLimits } from '../../src/p2p/peer-network.js';
-import { RecordingLogger } from './recording-logger.js';
+import { RecordingLogger } from '../../support/recording-logger.js';
 
 export { RecordingLogger };
+// One copy of each, shared with bench/ and examples/; re-exported so the P2P specs keep one import.
+export { freePort } from '../../support/ports.js';
+export { waitFor } from '../../support/wait.js';
 
 /**
  * Fixtures of the P2P specs: an in-memory backend that counts "upstream" calls, node factories on loopback
@@ -167,28 +169,10 @@ export function addressOf(node: SpecNode): string {
   return addr;
 }
 
-/** Polls `condition` every 10 ms until it holds; fails after `timeoutMs`. Leaves no timer behind. */
-export async function waitFor(condition: () => boolean, what: string, timeoutMs = 8_000): Promise<void> {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /** Whether every node sees all the others as peers holding at least `scopes` shared scopes. */
 export function fullyConnected(nodes: SpecNode[], scopes = 1): boolean {
   return nodes.every((node) => {
     const peers = node.network.stats().peers.filter((p) => p.scopes >= scopes);
     return nodes.every((other) => other === node || peers.some((p) => p.id === other.network.peerId));
   });
-}
-
-/** A TCP port that is free right now on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }

@@ -8,7 +8,7 @@
  * Configuration comes from the environment (CACHE_* variables, GITHUB_API_URL) or, in a worker, workerData.env.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { configureCache, getCacheProvider, getGlobalCache, shutdownGlobalCache } from '../../index.js';
+import { configureCache, getCacheProvider, getGlobalCache, shutdownGlobalCache } from '../index.js';
 
 type Message = { type: 'request'; id: number; route: string; token?: string } | { type: 'stats'; id: number } | { type: 'close' };
 type Reply = Record<string, unknown>;
