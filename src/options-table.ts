@@ -11,7 +11,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { CacheConfigError } from './errors.js';
-import type { ResolvedCacheOptions, ResolvedP2POptions } from './options.js';
+import type { ResolvedCacheOptions, ResolvedP2POptions } from './options-types.js';
 
 /** The original's per-operation TTLs, in seconds. */
 export const DEFAULT_TTL_BY_OPERATION: Readonly<Record<string, number>> = Object.freeze({

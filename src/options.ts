@@ -1,97 +1,14 @@
 import { CacheConfigError } from './errors.js';
-import type { LogSink } from './log.js';
 import { OPTION_TABLE, show, type OptionPath, type OptionRow, type OptionSource, type ResolvedSoFar } from './options-table.js';
 
 /**
- * The option types. Each option's variable, flag, valid values and default are declared once, in OPTION_TABLE
- * (src/options-table.ts), which resolveOptions follows; the notes here are a summary for editors.
+ * resolveOptions: explicit options win over environment variables, which win over defaults; every value is
+ * checked against its row of OPTION_TABLE (src/options-table.ts), and a bad one is refused with a
+ * CacheConfigError naming the option, the value and what is accepted. Nothing is resolved half-way.
  */
 
-/** P2P sharing options. Environment variables in brackets; explicit options win over them. */
-export interface P2POptions {
-  /** Run the libp2p host. [CACHE_ENABLE_P2P] Default: true when a shared secret is set, else false. */
-  enabled?: boolean;
-  /** TCP port the host listens on; 0 picks a free one. [CACHE_LISTEN_PORT] Default: 9100. */
-  listenPort?: number;
-  /** Address the host listens on (flag `--listen-host`, no variable). Default: '0.0.0.0'. */
-  listenHost?: string;
-  /** Multiaddrs of peers to dial at start (`/ip4/10.0.0.2/tcp/9100/p2p/12D3…`). [CACHE_BOOTSTRAP_PEERS, comma-separated] Default: none. */
-  bootstrapPeers?: string[];
-  /** Secret shared by the fleet; derives the private-network key. Required when enabled. [CACHE_P2P_SHARED_SECRET] */
-  sharedSecret?: string;
-  /** Discover peers on the LAN with mDNS. Default: false. */
-  mdns?: boolean;
-  /** How long an asker waits for a key's owner before going upstream itself, in ms. Default: 2000. */
-  requestTimeoutMs?: number;
-  /** Abort a dial after this many ms (a wrong network key otherwise fails only after ~6 s). Default: 1500. */
-  dialTimeoutMs?: number;
-  /** Largest frame accepted from a peer, in bytes. Default: 4 MiB. */
-  maxFrameBytes?: number;
-  /** Largest TTL accepted on an entry from a peer, in seconds. Default: 3600. */
-  maxEntryTtl?: number;
-}
-
-/** Options of a GitHubAPICache. Every field is optional; the defaults are documented per field. */
-export interface CacheOptions {
-  /** Directory of the SQLite database and the peer identity. [CACHE_DIR] Default: `$XDG_CACHE_HOME/github-p2p-cache` or `~/.cache/github-p2p-cache`. */
-  cacheDir?: string;
-  /** TTL in seconds for keys whose operation has no TTL of its own. [CACHE_DEFAULT_TTL] Default: 300. */
-  defaultTtl?: number;
-  /** TTL in seconds per operation (a key's part before the first `:`), merged over the built-in table. */
-  ttlByOperation?: Record<string, number>;
-  /** Most entries kept; the least recently used is evicted past it. [CACHE_MAX_ENTRIES] Default: 1000. */
-  maxEntries?: number;
-  /** Most bytes of bodies kept on disk. Default: 256 MiB. */
-  maxBytes?: number;
-  /** 'auto': SQLite, degrading to memory-only with a warning if it cannot be used; 'required': fail instead; 'off': memory only. Default: 'auto'. */
-  persistence?: 'auto' | 'required' | 'off';
-  /** Base URL of the GitHub REST API. [GITHUB_API_URL] Default: 'https://api.github.com'. */
-  githubApiUrl?: string;
-  /** Seconds a request may wait for a rate-limited scope to reset before failing with RateLimitError. Default: 0. */
-  maxRateLimitWait?: number;
-  /** Concurrent upstream requests per token scope (GitHub allows at most 100). Default: 10. */
-  maxConcurrentPerScope?: number;
-  /** Abort an upstream request after this many ms. Default: 30000. */
-  upstreamTimeoutMs?: number;
-  /** How long `close()` waits for in-flight operations, in ms. Default: 5000. */
-  closeTimeoutMs?: number;
-  /** P2P sharing. */
-  p2p?: P2POptions;
-  /** Where warnings and errors are written. Default: stderr. */
-  logSink?: LogSink;
-  /** Clock in ms since the epoch, for tests and benchmarks. Default: Date.now. */
-  now?: () => number;
-}
-
-export interface ResolvedP2POptions {
-  readonly enabled: boolean;
-  readonly listenPort: number;
-  readonly listenHost: string;
-  readonly bootstrapPeers: readonly string[];
-  readonly sharedSecret: string | undefined;
-  readonly mdns: boolean;
-  readonly requestTimeoutMs: number;
-  readonly dialTimeoutMs: number;
-  readonly maxFrameBytes: number;
-  readonly maxEntryTtl: number;
-}
-
-export interface ResolvedCacheOptions {
-  readonly cacheDir: string;
-  readonly defaultTtl: number;
-  readonly ttlByOperation: Readonly<Record<string, number>>;
-  readonly maxEntries: number;
-  readonly maxBytes: number;
-  readonly persistence: 'auto' | 'required' | 'off';
-  readonly githubApiUrl: string;
-  readonly maxRateLimitWait: number;
-  readonly maxConcurrentPerScope: number;
-  readonly upstreamTimeoutMs: number;
-  readonly closeTimeoutMs: number;
-  readonly p2p: ResolvedP2POptions;
-  readonly logSink: LogSink | undefined;
-  readonly now: () => number;
-}
+export type { CacheOptions, P2POptions, ResolvedCacheOptions, ResolvedP2POptions } from './options-types.js';
+import type { CacheOptions, P2POptions, ResolvedCacheOptions } from './options-types.js';
 
 export { DEFAULTS, DEFAULT_TTL_BY_OPERATION, ENVIRONMENT_VARIABLES, defaultCacheDir } from './options-table.js';
 
