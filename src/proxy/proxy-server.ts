@@ -5,8 +5,10 @@ import type { CacheStats, GitHubAPICache } from '../github-api-cache.js';
 import { InFlight } from '../in-flight.js';
 import { CacheClosedError, CacheConfigError, CacheError, CacheValueError, UpstreamError } from '../errors.js';
 import { errorAnswer, isHttpAnswerError, jsonAnswer, parseAuthorization, type HttpAnswer } from '../http/translation.js';
-import { createLogger, type LogSink, type Logger } from '../log.js';
+import { createLogger, type Logger } from '../log.js';
+import { BodyTooLargeError, etagMatches, notModifiedAnswer, pathOnly, readBody, upstreamUrl } from './client-request.js';
 import { p2pStatsOf } from './p2p-stats.js';
+import { ProxyListenError, type ProxyCounters, type ProxyOptions, type ProxyServer } from './proxy-api.js';
 import { ProxyMetrics } from './proxy-metrics.js';
 
 /**
@@ -29,81 +31,7 @@ import { ProxyMetrics } from './proxy-metrics.js';
  * ```
  */
 
-/** Options of {@link startProxy}. */
-export interface ProxyOptions {
-  /** The cache to answer through, or a getter called per request (e.g. `() => getGlobalCache()`). */
-  cache: GitHubAPICache | (() => GitHubAPICache | Promise<GitHubAPICache>);
-  /** Address to listen on. Default: '127.0.0.1' (loopback only). */
-  host?: string;
-  /** Port to listen on; 0 picks a free one (read it from `url`). Default: 8787. */
-  port?: number;
-  /** Largest request body accepted, in bytes; larger ones get 413. Default: 10 MiB. */
-  maxBodyBytes?: number;
-  /** How long `close()` lets in-flight requests finish before cutting their connections, in ms. Default: 5000. */
-  closeTimeoutMs?: number;
-  /** Collect process metrics (CPU, memory, event loop, GC) into /metrics. Default: true. */
-  processMetrics?: boolean;
-  /** Where warnings and errors go. Default: stderr. */
-  logSink?: LogSink;
-}
-
-/** What the proxy counted since it started. */
-export interface ProxyCounters {
-  /** GitHub API requests received (not /healthz, /metrics or /_cache/stats). */
-  requests: number;
-  /** Requests being handled now. */
-  inFlight: number;
-  /** Answers by source: the cache's sources, and `proxy` for answers the proxy made itself (304, 4xx, 5xx). */
-  bySource: Record<string, number>;
-  /** Answers by HTTP status. */
-  byStatus: Record<string, number>;
-  /** 304s answered locally because the client's If-None-Match matched. */
-  notModified: number;
-  /** 502s: GitHub could not be reached. */
-  upstreamUnreachable: number;
-  /** Requests whose client went away before the answer. */
-  aborted: number;
-}
-
-/** A running proxy. */
-export interface ProxyServer {
-  /** The base URL clients use, e.g. `http://127.0.0.1:8787` (no trailing slash). */
-  readonly url: string;
-  readonly host: string;
-  /** The bound port (the real one when 0 was asked). */
-  readonly port: number;
-  /** Live counters (a read-only view). */
-  readonly counters: Readonly<ProxyCounters>;
-  /** The proxy's own Prometheus registry (what /metrics renders, besides process metrics). */
-  readonly metrics: ProxyMetrics;
-  /** True once `close()` was called. */
-  readonly closing: boolean;
-  /**
-   * Stops accepting connections, lets requests in flight finish (up to `closeTimeoutMs`, then cuts them),
-   * closes idle keep-alive connections, and resolves once the port is released. Does not close the cache.
-   * Idempotent.
-   */
-  close(): Promise<void>;
-}
-
-/** The proxy could not listen (port in use, address not available, permission denied). */
-export class ProxyListenError extends CacheError {
-  readonly host: string;
-  readonly port: number;
-  constructor(host: string, port: number, cause: unknown) {
-    const code = (cause as { code?: string }).code;
-    const hint = code === 'EADDRINUSE'
-      ? 'the port is in use (another proxy?); stop it or choose another port'
-      : code === 'EACCES'
-        ? 'permission denied; choose a port above 1023'
-        : code === 'EADDRNOTAVAIL'
-          ? 'the address is not one of this machine\'s; use 127.0.0.1 or 0.0.0.0'
-          : (cause instanceof Error ? cause.message : String(cause));
-    super('ERR_PROXY_LISTEN', `Cannot listen on ${host}:${port}: ${hint}`, { cause });
-    this.host = host;
-    this.port = port;
-  }
-}
+export { ProxyListenError, type ProxyCounters, type ProxyOptions, type ProxyServer } from './proxy-api.js';
 
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 8787;
@@ -121,7 +49,6 @@ const RESERVED_PATHS = new Set(['/healthz', '/metrics', '/_cache/stats']);
 /** A response the proxy is about to write. */
 type Answer = HttpAnswer;
 
-class BodyTooLargeError extends Error {}
 
 /** Starts the proxy and resolves once it listens. Rejects with ProxyListenError when it cannot. */
 export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
@@ -448,95 +375,6 @@ class CachingProxy implements ProxyServer {
   }
 }
 
-// ---------------------------------------------------------------- helpers
-
-/** The absolute GitHub URL of a request target, or undefined if it would leave the API base. */
-export function upstreamUrl(githubApiUrl: string, target: string): string | undefined {
-  let pathAndQuery: string;
-  if (target.startsWith('/')) {
-    pathAndQuery = target;
-  } else {
-    // Absolute form (a client using this server as an HTTP proxy): keep only the path and query.
-    try {
-      const parsed = new URL(target);
-      pathAndQuery = parsed.pathname + parsed.search;
-    } catch {
-      return undefined;
-    }
-  }
-  const hash = pathAndQuery.indexOf('#');
-  if (hash !== -1) pathAndQuery = pathAndQuery.slice(0, hash);
-  const base = githubApiUrl.replace(/\/+$/, '');
-  let resolved: URL;
-  try {
-    resolved = new URL(base + pathAndQuery);
-  } catch {
-    return undefined;
-  }
-  const baseUrl = new URL(base);
-  if (resolved.origin !== baseUrl.origin) return undefined;
-  const basePath = baseUrl.pathname.replace(/\/+$/, '');
-  if (basePath !== '' && resolved.pathname !== basePath && !resolved.pathname.startsWith(`${basePath}/`)) return undefined;
-  return base + pathAndQuery;
-}
-
-function pathOnly(target: string | undefined): string {
-  const value = target ?? '/';
-  const q = value.indexOf('?');
-  return q === -1 ? value : value.slice(0, q);
-}
-
-/** A 304 for a 200 the client already holds: the same validators and caching headers, no body. */
-function notModifiedAnswer(answer: Answer): Answer {
-  const headers = { ...answer.headers };
-  delete headers['content-type'];
-  return { status: 304, headers, body: '', source: answer.source };
-}
-
-/** Weak comparison (RFC 9110 §13.1.2) of an If-None-Match list with an ETag; `*` matches any. */
-export function etagMatches(ifNoneMatch: string | undefined, etag: string | undefined): boolean {
-  if (ifNoneMatch === undefined || etag === undefined) return false;
-  const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
-  const want = opaque(etag);
-  return ifNoneMatch.split(',').some((candidate) => candidate.trim() === '*' || opaque(candidate) === want);
-}
-
 function bump(record: Record<string, number>, key: string): void {
   record[key] = (record[key] ?? 0) + 1;
-}
-
-/** The request body as text, refusing more than `limit` bytes (early, by Content-Length, when declared). */
-function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume();
-    return Promise.reject(new BodyTooLargeError());
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    req.on('data', (chunk: Buffer) => {
-      if (done) return;
-      size += chunk.length;
-      if (size > limit) {
-        done = true;
-        chunks.length = 0;
-        req.resume();
-        reject(new BodyTooLargeError());
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.once('end', () => {
-      if (done) return;
-      done = true;
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    });
-    req.once('error', (err) => {
-      if (done) return;
-      done = true;
-      reject(err);
-    });
-  });
 }
