@@ -72,7 +72,8 @@ module.exports = {
     exclude: { path: '^(dist|docs|scripts|coverage)/|^\\.[^./]|\\.d\\.ts$' },
     doNotFollow: { path: '^node_modules/' },
     parser: 'swc',
-    tsPreCompilationDeps: true,
+    // Resolution follows tsconfig.json (its `paths` and `baseUrl`, should they appear), read by the resolver's
+    // tsconfig-paths plugin. (tsPreCompilationDeps would need TypeScript's API; swc keeps type imports anyway.)
     tsConfig: { fileName: 'tsconfig.json' },
     moduleSystems: ['es6', 'cjs'],
     // Resolve as NodeNext does: packages through their `exports`. (A source's `./x.js` is `./x.ts` on disk:
@@ -81,9 +82,6 @@ module.exports = {
       exportsFields: ['exports'],
       conditionNames: ['import', 'require', 'node', 'default', 'types'],
       mainFields: ['module', 'main', 'types', 'typings'],
-    },
-    reporterOptions: {
-      text: { highlightFocused: true },
     },
   },
 };
