@@ -1,12 +1,42 @@
 /**
  * Typed errors. Every message says what failed, with which value, and what to do; none ever holds a token.
+ *
+ * Codes (stable; match on `code`, not on the message or the class):
+ *   ERR_CACHE_CLOSED, ERR_CACHE_CONFIG, ERR_CACHE_VALUE, ERR_CACHE_CREATION, ERR_CACHE_NOT_READY,
+ *   ERR_RATE_LIMITED, ERR_UPSTREAM here; ERR_STORE (src/store), ERR_PROXY_LISTEN (src/proxy),
+ *   ERR_P2P_START, ERR_P2P_WIRE_FORMAT, ERR_PEER_ENTRY_REJECTED (src/p2p).
  */
 
-/** Base class of every error this package throws. `code` is stable and safe to match on. */
+/**
+ * Credentials that may reach a message through a value we quote (a URL, GitHub's own message, a network
+ * error): GitHub's prefixed tokens (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_; a short name such as
+ * `ghs_tools` is not one), JWTs, the credential after `token`/`bearer`, a URL's user:password and
+ * token-like query parameters. A bare 40-hex string is left alone: in GitHub's messages it is far more
+ * often a commit SHA than a classic token.
+ */
+const SECRET_PATTERNS: ReadonlyArray<[RegExp, string]> = [
+  [/\b(?:gh[pousr]_[A-Za-z0-9_]{16,}|github_pat_[A-Za-z0-9_]{20,})/g, '[redacted]'],
+  [/\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, '[redacted]'],
+  [/\b(token|bearer)(\s+)[A-Za-z0-9_.~+/=-]{20,}/gi, '$1$2[redacted]'],
+  [/(\/\/)[^/\s:@]+:[^/\s@]+@/g, '$1[redacted]@'],
+  [/([?&](?:access_token|token|client_secret|code)=)[^&#\s]+/gi, '$1[redacted]'],
+];
+
+/** `text` with anything that looks like a credential replaced by `[redacted]`. */
+export function redactSecrets(text: string): string {
+  let out = text;
+  for (const [pattern, replacement] of SECRET_PATTERNS) out = out.replace(pattern, replacement);
+  return out;
+}
+
+/**
+ * Base class of every error this package throws. `code` is stable and safe to match on. The message is
+ * redacted before it is set, so a credential quoted by mistake never reaches a log or a stack trace.
+ */
 export class CacheError extends Error {
   readonly code: string;
   constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(redactSecrets(message), options);
     this.name = new.target.name;
     this.code = code;
   }
@@ -29,12 +59,23 @@ export class CacheConfigError extends CacheError {
   }
 }
 
-/** A value given to `put` cannot be stored (not JSON-serializable). Nothing was stored. */
+/**
+ * An argument the cache cannot take: a value JSON cannot carry exactly, a TTL that is not a finite number
+ * >= 0, a key or prefix that is not a string, a request without a route. Nothing was stored or sent.
+ * The message names the operation when the caller says which (`{ operation: 'put' }` gives
+ * `Cannot put "key": …`) and is neutral otherwise (`Invalid input for "key": …`), since the same error
+ * serves get, put, invalidate and request.
+ */
 export class CacheValueError extends CacheError {
+  /** The key (or prefix, or route) the refused call was about. */
   readonly key: string;
-  constructor(key: string, message: string, options?: { cause?: unknown }) {
-    super('ERR_CACHE_VALUE', `Cannot store key ${JSON.stringify(key)}: ${message}`, options);
+  /** The operation refused (`put`, `get`, `request`, …), when the caller named it. */
+  readonly operation: string | undefined;
+  constructor(key: string, message: string, options?: { cause?: unknown; operation?: string | undefined }) {
+    const subject = options?.operation === undefined ? 'Invalid input for' : `Cannot ${options.operation}`;
+    super('ERR_CACHE_VALUE', `${subject} ${JSON.stringify(key)}: ${message}`, options);
     this.key = key;
+    this.operation = options?.operation;
   }
 }
 
@@ -96,7 +137,7 @@ export class UpstreamError extends CacheError {
       options,
     );
     this.status = status;
-    this.upstreamMessage = upstreamMessage;
+    this.upstreamMessage = redactSecrets(upstreamMessage);
     this.response = options?.response;
   }
 }
