@@ -6,6 +6,7 @@ import { benchCompare } from './compare/index.js';
 import { benchProxyLoad } from './compare/proxy-load.js';
 import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
+import { benchLock } from './lock.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
 
 const benches: Record<string, () => Promise<string>> = {
@@ -16,6 +17,7 @@ const benches: Record<string, () => Promise<string>> = {
   'proxy-load': benchProxyLoad,
   'peer-latency': benchPeerLatency,
   'fleet-ratio': benchFleetRatio,
+  lock: benchLock,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

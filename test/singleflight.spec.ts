@@ -87,10 +87,9 @@ describe('Singleflight', () => {
     expect(await retry.promise).to.equal('second try works');
   });
 
-  // Pending: fails today. When fn throws before its first await, the run's `finally` deletes the key before
-  // do() has stored it, so the rejected run stays stored for good and every later caller joins it. Fix in
-  // singleflight.ts: store the run before starting fn (or start fn with `await Promise.resolve()` first).
-  it.skip('frees the key when fn throws synchronously, and rejects with that error', async () => {
+  // Failed before the fix: the run's `finally` deleted the key before do() stored it, so a run whose fn threw
+  // at once stayed stored for good and every later caller joined its failure.
+  it('frees the key when fn throws synchronously, and rejects with that error', async () => {
     const flight = new Singleflight<string>();
     const failure = new Error('thrown before any await');
     const run = flight.do('k', () => {

@@ -14,14 +14,27 @@ export class Singleflight<T> {
   do(key: string, fn: () => Promise<T>): { promise: Promise<T>; shared: boolean } {
     const running = this.#inFlight.get(key);
     if (running !== undefined) return { promise: running, shared: true };
-    const promise = (async () => {
-      try {
-        return await fn();
-      } finally {
-        this.#inFlight.delete(key);
-      }
-    })();
+    // The run is stored before fn starts (fn starts in this same turn): a fn that throws at once still frees the key.
+    let resolve!: (value: T | PromiseLike<T>) => void;
+    let reject!: (reason: unknown) => void;
+    const promise = new Promise<T>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
     this.#inFlight.set(key, promise);
+    const free = () => this.#inFlight.delete(key);
+    try {
+      fn().then((value) => {
+        free();
+        resolve(value);
+      }, (err: unknown) => {
+        free();
+        reject(err);
+      });
+    } catch (err) {
+      free();
+      reject(err);
+    }
     return { promise, shared: false };
   }
 
