@@ -106,9 +106,11 @@ export class RateLimitError extends CacheError {
   /** The one-way scope id of the token (never the token). */
   readonly scopeId: string;
   /** The refusal GitHub sent, when this error reports one (absent when the cache refused before sending). */
-  readonly response: { readonly status: number; readonly headers: Readonly<Record<string, string>>; readonly data: unknown } | undefined;
+  readonly response: { readonly status: number; readonly headers: Readonly<Record<string, string>>; readonly data: unknown;
+    /** The body exactly as GitHub sent it. */
+    readonly body?: string | Uint8Array | undefined } | undefined;
   constructor(scopeId: string, resetAt: number, detail: string,
-    response?: { status: number; headers: Record<string, string>; data: unknown }) {
+    response?: { status: number; headers: Record<string, string>; data: unknown; body?: string | Uint8Array | undefined }) {
     super(
       'ERR_RATE_LIMITED',
       `GitHub rate limit reached for scope ${scopeId.slice(0, 12)}: ${detail}; requests resume at ${new Date(resetAt).toISOString()}.`,
@@ -126,9 +128,11 @@ export class UpstreamError extends CacheError {
   /** GitHub's own `message`, or the network error's message. */
   readonly upstreamMessage: string;
   /** The response GitHub sent, when it sent one (headers lowercase; data parsed when JSON). */
-  readonly response: { readonly headers: Readonly<Record<string, string>>; readonly data: unknown } | undefined;
+  readonly response: { readonly headers: Readonly<Record<string, string>>; readonly data: unknown;
+    /** The body exactly as GitHub sent it. */
+    readonly body?: string | Uint8Array | undefined } | undefined;
   constructor(status: number, method: string, url: string, upstreamMessage: string,
-    options?: { cause?: unknown; response?: { headers: Record<string, string>; data: unknown } }) {
+    options?: { cause?: unknown; response?: { headers: Record<string, string>; data: unknown; body?: string | Uint8Array | undefined } }) {
     super(
       'ERR_UPSTREAM',
       status === 0

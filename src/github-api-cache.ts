@@ -13,7 +13,10 @@ import { TokenVault } from './cache/token-vault.js';
 import { RecentWrites, WriteThrough } from './cache/write-through.js';
 import { GitHubOrigin } from './github/github-origin.js';
 import { RequestBuilder } from './github/request-builder.js';
-import { errorAnswer, forwardableHeaders, isHttpAnswerError, jsonAnswer, parseAuthorization, upstreamRequestHeaders, type HttpAnswer } from './http/translation.js';
+import {
+  clientHolds, errorAnswer, forwardableHeaders, isHttpAnswerError, jsonAnswer, notModifiedOf, parseAuthorization, rewriteApiUrls,
+  upstreamRequestHeaders, type HttpAnswer,
+} from './http/translation.js';
 
 export type { CacheStats } from './cache/counters.js';
 export type { PutOptions } from './cache/key-values.js';
@@ -96,7 +99,7 @@ export class GitHubAPICache implements AsyncDisposable {
     this.#builder = new RequestBuilder({ githubApiUrl: options.githubApiUrl });
     const parts = { tiers: this.#tiers, origin: this.#origin, counters, recentWrites };
     this.#reads = new ReadThrough({ ...parts, vault, now: options.now, defaultTtl: options.defaultTtl, shutdown });
-    this.#http = new HttpCache({ reads: this.#reads, writes: new WriteThrough(parts), vault, shutdown });
+    this.#http = new HttpCache({ reads: this.#reads, writes: new WriteThrough(parts), vault, origin: this.#origin, shutdown });
     this.#values = new KeyValues({ tiers: this.#tiers, counters, now: options.now, ttlForKey: (key) => ttlForKey(key, options) });
   }
 
@@ -165,22 +168,36 @@ export class GitHubAPICache implements AsyncDisposable {
       const credential = parseAuthorization(single(request.headers.authorization));
       if (credential.kind === 'unsupported') return jsonAnswer(401, { message: credential.problem });
       const method = request.method.toUpperCase();
-      const body = method === 'GET' || method === 'HEAD' ? undefined : request.body;
-      const headers = upstreamRequestHeaders(request.headers, body !== undefined && body !== '');
+      const read = method === 'GET' || method === 'HEAD';
+      const body = read ? undefined : request.body;
+      const headers = upstreamRequestHeaders(request.headers, body !== undefined && body.length > 0);
+      const validators = { ifNoneMatch: single(request.headers['if-none-match']), ifModifiedSince: single(request.headers['if-modified-since']) };
       try {
         const answer = await this.#http.request({ method, url: request.url, headers, body }, {
           token: credential.kind === 'token' ? credential.token : undefined,
+          authScheme: credential.kind === 'token' ? credential.scheme : undefined,
           signal: request.signal,
+          redirect: request.redirect,
         });
-        return {
+        let out: HttpAnswer = {
           status: answer.status,
           headers: { ...forwardableHeaders(answer.headers), 'x-cache-source': answer.source },
-          // A binary body comes as bytes in `data`, uncached; text goes out exactly as GitHub sent it.
+          // A binary body comes as bytes in `data`; text goes out exactly as GitHub sent it.
           body: method === 'HEAD' ? '' : Buffer.isBuffer(answer.data) ? answer.data : answer.body,
           source: answer.source,
+          url: answer.url,
         };
+        if (request.publicUrl !== undefined) out = { ...out, headers: rewriteApiUrls(out.headers, this.options.githubApiUrl, request.publicUrl) };
+        // The caller's own validators: a 304 when it already holds this answer, as GitHub would have said.
+        if (read && answer.status === 200 && clientHolds(validators, { etag: answer.headers.etag, lastModified: answer.headers['last-modified'] })) {
+          out = notModifiedOf(out);
+        }
+        return out;
       } catch (err) {
-        if (isHttpAnswerError(err)) return errorAnswer(err, this.options.now());
+        if (isHttpAnswerError(err)) {
+          const answer = errorAnswer(err, this.options.now());
+          return request.publicUrl === undefined ? answer : { ...answer, headers: rewriteApiUrls(answer.headers, this.options.githubApiUrl, request.publicUrl) };
+        }
         throw err;
       }
     });
@@ -277,10 +294,14 @@ export interface ExchangeRequest {
   /** Absolute URL under the GitHub API (or any URL: the token is sent only where the cache sends it). */
   readonly url: string;
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
-  /** A write's body. */
-  readonly body?: string | undefined;
+  /** A write's body, forwarded byte for byte. */
+  readonly body?: string | Uint8Array | undefined;
   /** Stops this caller's wait (a shared upstream request goes on for the others). */
   readonly signal?: AbortSignal | undefined;
+  /** 'follow' (default): redirects are followed, as Octokit does; 'manual': a 3xx is answered as GitHub sent it (a proxy's clients follow it). */
+  readonly redirect?: 'follow' | 'manual' | undefined;
+  /** The base URL the client sees (a proxy's own): `link` and `location` URLs under the GitHub API are rewritten to it. */
+  readonly publicUrl?: string | undefined;
 }
 
 function single(value: string | string[] | undefined): string | undefined {

@@ -2,7 +2,8 @@ import type { ResponseSource } from './counters.js';
 import { deepFreeze } from './json-value.js';
 import { parseBody } from './http-policy.js';
 import type { ReadOutcome, ReadThrough } from './read-through.js';
-import { formatRequestKey, isKnownNormalUrl, normalizeAccept, normalizeUrl, type RequestKeyParts } from './request-key.js';
+import { formatRequestKey, isKnownNormalUrl, normalizeAccept, normalizeApiVersion, normalizeUrl, type RequestKeyParts } from './request-key.js';
+import type { Origin } from './ports.js';
 import { TieredEntries } from './tiered-entries.js';
 import type { TokenVault } from './token-vault.js';
 import type { WriteThrough } from './write-through.js';
@@ -17,27 +18,36 @@ import type { WriteThrough } from './write-through.js';
 /** What `cache.request` resolves with: GitHub's status, headers and parsed data, and where it came from. */
 export interface CachedResponse<T = unknown> {
   status: number;
-  /** Lowercase header names. Cached answers carry the headers stored with the entry (ETag, Link, …). */
+  /**
+   * Lowercase header names. Cached answers carry the headers stored with the entry (ETag, Link, …, and the
+   * x-github-request-id of the answer it came from) and the scope's current x-ratelimit-* as GitHub last sent them.
+   */
   headers: Record<string, string>;
   /** The parsed JSON body (deep-frozen), the text of a non-JSON body, a Buffer for a binary body, or undefined for an empty one. */
   data: T;
   /** The body exactly as GitHub sent it (what a proxy forwards byte for byte); '' for a binary body. */
   body: string;
   source: ResponseSource;
+  /** The URL that answered, after redirects (the request URL when GitHub did not redirect). */
+  url?: string | undefined;
 }
 
 /** Options of one `cache.request` call. */
 export interface RequestOptions {
   /** The GitHub token of this call. It selects the cache scope and is sent upstream; it is never stored. */
   token?: string | undefined;
-  /** Seconds the response stays fresh. Default: the response's `max-age` (GitHub sends 60), else defaultTtl. */
+  /** How the token is sent: 'token' or 'bearer'. Default: Bearer for a JWT (a GitHub App's), else token. */
+  authScheme?: 'token' | 'bearer' | undefined;
+  /** Seconds the response stays fresh. Default: the response's `max-age` (GitHub sends 60), else defaultTtl. A `no-cache` answer is revalidated before every reuse whatever this says. */
   ttl?: number | undefined;
   /** Aborts waiting for this call (a shared upstream request goes on for its other callers). */
   signal?: AbortSignal | undefined;
-  /** Extra request headers, e.g. `accept` for a media type. Conditional headers are managed by the cache. */
+  /** Extra request headers, e.g. `accept` for a media type or `x-github-api-version`. Conditional headers are managed by the cache. */
   headers?: Record<string, string> | undefined;
   /** A write's raw body (e.g. forwarded by a proxy). Default: the route's leftover params as JSON, as Octokit does. */
-  body?: string | undefined;
+  body?: string | Uint8Array | undefined;
+  /** 'follow' (default): redirects are followed, as Octokit does; 'manual': a 3xx is answered as GitHub sent it. */
+  redirect?: 'follow' | 'manual' | undefined;
 }
 
 /** An HTTP request as built for GitHub (header names lowercase, no Authorization). */
@@ -45,7 +55,7 @@ export interface HttpRequest {
   readonly method: string;
   readonly url: string;
   readonly headers: Record<string, string>;
-  readonly body: string | undefined;
+  readonly body: string | Uint8Array | undefined;
   /** True when `url` is already in normal form (saves normalizing it again). */
   readonly normal?: boolean;
 }
@@ -54,12 +64,14 @@ export class HttpCache {
   readonly #reads: ReadThrough;
   readonly #writes: WriteThrough;
   readonly #vault: TokenVault;
+  readonly #origin: Origin;
   readonly #shutdown: AbortSignal;
 
-  constructor(parts: { reads: ReadThrough; writes: WriteThrough; vault: TokenVault; shutdown: AbortSignal }) {
+  constructor(parts: { reads: ReadThrough; writes: WriteThrough; vault: TokenVault; origin: Origin; shutdown: AbortSignal }) {
     this.#reads = parts.reads;
     this.#writes = parts.writes;
     this.#vault = parts.vault;
+    this.#origin = parts.origin;
     this.#shutdown = parts.shutdown;
   }
 
@@ -69,28 +81,45 @@ export class HttpCache {
     const { method } = request;
     if (method !== 'GET' && method !== 'HEAD') {
       const signal = options.signal === undefined ? this.#shutdown : AbortSignal.any([options.signal, this.#shutdown]);
-      const r = await this.#writes.write({ method, url: request.url, headers: request.headers, body: request.body, token, scopeId, signal });
+      const r = await this.#writes.write({
+        method, url: request.url, headers: request.headers, body: request.body, token, scheme: options.authScheme, scopeId, signal,
+        redirect: options.redirect,
+      });
       const data = r.binary !== undefined ? Buffer.from(r.binary) : deepFreeze(parseBody(r.body, r.headers['content-type']));
-      return { status: r.status, headers: { ...r.headers }, data: data as T, body: r.body, source: 'origin' };
+      return { status: r.status, headers: { ...r.headers }, data: data as T, body: r.body, source: 'origin', url: r.url ?? request.url };
     }
-    const parts: RequestKeyParts = {
-      url: request.normal === true || isKnownNormalUrl(request.url) ? request.url : normalizeUrl(request.url),
-      method: method as 'GET' | 'HEAD',
-      scopeId,
-      accept: normalizeAccept(request.headers.accept),
-    };
-    const outcome = await this.#reads.read({ parts, key: formatRequestKey(parts), headers: request.headers, token, ttl: options.ttl, signal: options.signal });
-    return answerOf<T>(outcome);
+    const normal = request.normal === true || isKnownNormalUrl(request.url) ? request.url : normalizeUrl(request.url);
+    const apiVersion = normalizeApiVersion(request.headers['x-github-api-version']);
+    const accept = normalizeAccept(request.headers.accept);
+    const parts: RequestKeyParts = apiVersion === undefined
+      ? { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept }
+      : { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept, apiVersion };
+    if (method === 'HEAD') {
+      // A HEAD is answered from a fresh GET of the same resource when one is held: the same status and headers.
+      const get = this.#reads.peekFresh(formatRequestKey({ ...parts, method: 'GET' }));
+      if (get !== undefined) return this.#answerOf<T>({ kind: 'entry', ...get }, parts, request.url, true);
+    }
+    const outcome = await this.#reads.read({
+      parts, key: formatRequestKey(parts), url: request.url, headers: request.headers, token, scheme: options.authScheme,
+      ttl: options.ttl, signal: options.signal, redirect: options.redirect,
+    });
+    return this.#answerOf<T>(outcome, parts, request.url);
   }
-}
 
-function answerOf<T>(outcome: ReadOutcome): CachedResponse<T> {
-  if (outcome.kind === 'pass') {
-    const r = outcome.response;
-    return { status: r.status, headers: { ...r.headers }, data: Buffer.from(r.binary ?? []) as T, body: '', source: outcome.source };
+  #answerOf<T>(outcome: ReadOutcome, parts: RequestKeyParts, url: string, headOnly = false): CachedResponse<T> {
+    if (outcome.kind === 'pass') {
+      const r = outcome.response;
+      const data = r.binary !== undefined ? Buffer.from(r.binary) : parseBody(r.body, r.headers['content-type']);
+      return { status: r.status, headers: { ...r.headers }, data: data as T, body: r.body, source: outcome.source, url: r.url ?? url };
+    }
+    const { entry } = outcome;
+    const parse = (body: string) => deepFreeze(parseBody(body, entry.headers['content-type']));
+    const data = outcome.item !== undefined ? TieredEntries.parsed(outcome.item, parse) : parse(entry.body);
+    // GitHub's own headers when it answered just now; else the entry's, with the scope's current rate limit.
+    const headers = outcome.headers !== undefined
+      ? { ...outcome.headers }
+      : { ...entry.headers, ...this.#origin.rateLimitHeaders(parts.scopeId, parts.url) };
+    if (headOnly) return { status: entry.status, headers, data: undefined as T, body: '', source: outcome.source, url };
+    return { status: entry.status, headers, data: data as T, body: entry.body, source: outcome.source, url };
   }
-  const { entry } = outcome;
-  const parse = (body: string) => deepFreeze(parseBody(body, entry.headers['content-type']));
-  const data = outcome.item !== undefined ? TieredEntries.parsed(outcome.item, parse) : parse(entry.body);
-  return { status: entry.status, headers: { ...(outcome.headers ?? entry.headers) }, data: data as T, body: entry.body, source: outcome.source };
 }

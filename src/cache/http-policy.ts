@@ -11,19 +11,24 @@ import type { OriginResponse } from './ports.js';
 /** Statuses that mean a token lost access or the resource is gone: a held entry must not answer again. */
 export const PURGE_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 410]);
 
-/** Response headers about one exchange, not the resource. */
-const UNSTORED_RESPONSE_HEADERS = /^(x-ratelimit-|x-github-request-id$|retry-after$)/;
+/**
+ * Response headers about one exchange, not the resource: a cached answer carries the scope's current
+ * rate-limit headers instead. (x-github-request-id is kept: it names the answer the entry came from.)
+ */
+const UNSTORED_RESPONSE_HEADERS = /^(x-ratelimit-|retry-after$)/;
 
 /** Whether a successful origin answer may be stored. */
 export function isStorable(response: OriginResponse): boolean {
   return response.status === 200 && !/no-store/i.test(response.headers['cache-control'] ?? '');
 }
 
-/** Seconds an answer stays fresh: the caller's TTL, else `max-age` (of the response, else of the held entry), else the default. */
+/** Seconds an answer stays fresh: 0 under `no-cache`; else the caller's TTL, else `max-age` (of the response, else of the held entry), else the default. */
 export function freshnessSeconds(explicit: number | undefined, headers: Readonly<Record<string, string>>, defaultTtl: number,
   fallbackHeaders?: Readonly<Record<string, string>>): number {
-  if (explicit !== undefined) return explicit;
   const cc = headers['cache-control'] ?? fallbackHeaders?.['cache-control'] ?? '';
+  // `no-cache` (GitHub sends it on search answers): stored, but revalidated before every reuse (RFC 9111 §5.2.2.4).
+  if (/(?:^|,)\s*no-cache\s*(?:,|$)/i.test(cc)) return 0;
+  if (explicit !== undefined) return explicit;
   const match = /(?:^|,)\s*max-age=(\d+)/i.exec(cc);
   return match ? Number(match[1]) : defaultTtl;
 }
@@ -55,4 +60,9 @@ export function parseBody(body: string, contentType: string | undefined): unknow
     }
   }
   return body;
+}
+
+/** The body exactly as GitHub sent it. */
+export function rawBody(response: OriginResponse): string | Uint8Array {
+  return response.binary ?? response.body;
 }

@@ -16,9 +16,13 @@ export interface OriginRequest {
   /** Absolute URL, as the caller built it (not the normalized key URL). */
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
-  readonly body?: string | undefined;
+  readonly body?: string | Uint8Array | undefined;
   /** The caller's credential: sent upstream in Authorization only, never stored. */
   readonly token?: string | undefined;
+  /** The Authorization scheme the caller used (GitHub accepts an App's JWT only as Bearer). Default: Bearer for a JWT, else token. */
+  readonly scheme?: 'token' | 'bearer' | undefined;
+  /** 'follow' (default): the final answer after redirects, as Octokit gets it; 'manual': a 3xx as GitHub sent it. */
+  readonly redirect?: 'follow' | 'manual' | undefined;
   /** The token's scope id (rate limits are kept per scope). */
   readonly scopeId: string;
   /** Aborts the exchange: the cache's shutdown signal, combined with the caller's where one caller waits alone. */
@@ -37,6 +41,8 @@ export interface OriginResponse {
   readonly message?: string | undefined;
   /** Set when the answer is a rate-limit refusal: no request of this scope goes out before this time (ms since the epoch). */
   readonly rateLimitedUntil?: number | undefined;
+  /** The URL that answered, after redirects. */
+  readonly url?: string | undefined;
 }
 
 /** What GitHub last said about one scope's rate limit. Keys are scope ids, never tokens. */
@@ -67,6 +73,8 @@ export interface Origin {
   isApiUrl(url: string): boolean;
   /** What GitHub last said per scope. */
   rateLimits(): Record<string, ScopeRateLimit>;
+  /** The x-ratelimit-* headers of the scope's window for `url` as GitHub last sent them; {} when unknown. */
+  rateLimitHeaders(scopeId: string, url: string): Record<string, string>;
 }
 
 /** What the fleet answered for a key. */

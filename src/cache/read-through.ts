@@ -2,7 +2,7 @@ import { RateLimitError, UpstreamError } from '../errors.js';
 import { abortable } from './abortable.js';
 import type { CacheCounters, ResponseSource } from './counters.js';
 import { HTTP_PREFIX, type CacheEntry } from './entry.js';
-import { entryOf, freshnessSeconds, isStorable, parseBody, PURGE_STATUSES } from './http-policy.js';
+import { entryOf, freshnessSeconds, isStorable, parseBody, PURGE_STATUSES, rawBody } from './http-policy.js';
 import type { Fleet, FleetHost, Origin, OriginResponse } from './ports.js';
 import type { RequestKeyParts } from './request-key.js';
 import { Singleflight } from './singleflight.js';
@@ -33,6 +33,12 @@ export interface ReadRequest {
   readonly parts: RequestKeyParts;
   /** formatRequestKey(parts). */
   readonly key: string;
+  /** The URL to send: the caller's own (its query in the caller's order); the key holds the normalized one. Default: parts.url. */
+  readonly url?: string | undefined;
+  /** How the token is sent (see OriginRequest.scheme). */
+  readonly scheme?: 'token' | 'bearer' | undefined;
+  /** Whether GitHub's redirects are followed (default) or answered as they are (a proxy's clients follow them). */
+  readonly redirect?: 'follow' | 'manual' | undefined;
   /** Headers to send upstream (lowercase; Accept and the conditional headers are set here). */
   readonly headers: Readonly<Record<string, string>>;
   readonly token: string | undefined;
@@ -100,12 +106,22 @@ export class ReadThrough implements FleetHost {
     return { kind: 'entry', entry: outcome.entry, source: 'coalesced' };
   }
 
+  /** The fresh entry held for `key` (counted as a hit), else undefined (nothing counted): a HEAD answered from its GET. */
+  peekFresh(key: string): { entry: CacheEntry; source: ResponseSource; item: MemoryItem } | undefined {
+    const found = this.#p.tiers.read(HTTP_PREFIX + key);
+    if (found === undefined || this.#p.now() >= found.entry.expiresAt) return undefined;
+    this.#p.counters.answered(found.tier);
+    return { entry: found.entry, source: found.tier, item: found.item };
+  }
+
   /** As the key's owner, for a peer: the fresh entry held, else the one load of this key (never asking the fleet). */
   async serveAsOwner(key: string, signal: AbortSignal, parts: RequestKeyParts): Promise<CacheEntry | undefined> {
     if (!this.#mayServe(parts)) return undefined;
     const held = this.heldEntry(key, parts);
     if (held !== undefined) return held;
-    const request: ReadRequest = { parts, key, headers: { accept: parts.accept }, token: this.#p.vault.tokenOf(parts.scopeId), ttl: undefined };
+    const headers: Record<string, string> = { accept: parts.accept };
+    if (parts.apiVersion !== undefined) headers['x-github-api-version'] = parts.apiVersion;
+    const request: ReadRequest = { parts, key, headers, token: this.#p.vault.tokenOf(parts.scopeId), ttl: undefined };
     const { promise } = this.#flights.do(key, () => this.#load(request, false));
     try {
       const outcome = await abortable(promise, signal);
@@ -175,7 +191,10 @@ export class ReadThrough implements FleetHost {
     let response: OriginResponse;
     try {
       counters.apiCallsMade++;
-      response = await origin.send({ method: parts.method, url: parts.url, headers, token: request.token, scopeId: parts.scopeId, signal: shutdown });
+      response = await origin.send({
+        method: parts.method, url: request.url ?? parts.url, headers, token: request.token, scheme: request.scheme,
+        scopeId: parts.scopeId, signal: shutdown, redirect: request.redirect,
+      });
     } catch (err) {
       counters.upstreamErrors++;
       if (held !== undefined && !shutdown.aborted) return this.#stale(held);
@@ -195,12 +214,14 @@ export class ReadThrough implements FleetHost {
       if (isStorable(response)) tiers.write(storeKey, entry);
       return { kind: 'entry', entry, source: 'origin', headers: response.headers };
     }
+    // A redirect asked to be answered as it is (redirect: 'manual'): passed through, never stored.
+    if (response.status >= 300 && response.status < 400 && response.status !== 304) return { kind: 'pass', response, source: 'origin' };
     const data = parseBody(response.body, response.headers['content-type']);
     const message = response.message ?? `HTTP ${response.status}`;
     if (response.rateLimitedUntil !== undefined) {
       counters.rateLimited++;
       if (held !== undefined) return this.#stale(held);
-      throw new RateLimitError(parts.scopeId, response.rateLimitedUntil, message, { status: response.status, headers: { ...response.headers }, data });
+      throw new RateLimitError(parts.scopeId, response.rateLimitedUntil, message, { status: response.status, headers: { ...response.headers }, data, body: rawBody(response) });
     }
     if (response.status >= 500) {
       counters.upstreamErrors++;
@@ -210,7 +231,7 @@ export class ReadThrough implements FleetHost {
       tiers.delete(storeKey);
       counters.purged++;
     }
-    throw new UpstreamError(response.status, parts.method, parts.url, message, { response: { headers: { ...response.headers }, data } });
+    throw new UpstreamError(response.status, parts.method, parts.url, message, { response: { headers: { ...response.headers }, data, body: rawBody(response) } });
   }
 
   #stale(entry: CacheEntry): ReadOutcome {

@@ -1,10 +1,12 @@
 import { ANONYMOUS_SCOPE } from './scope.js';
 
 /**
- * The cache key of a GitHub request: normalized URL (with its sorted query), method, scope id and the Accept
- * media type, space-separated. The URL is percent-encoded so it holds no space; Accept goes last so it may.
- * Two requests share an entry exactly when a cache may answer one with the other's response. The URL comes
- * first so that a write can drop a resource's entries for every token and method by key prefix.
+ * The cache key of a GitHub request: normalized URL (with its sorted query), method, scope id, API version and
+ * the Accept media type, space-separated — every request header GitHub's answers vary on (`Vary: Accept,
+ * Authorization, …`, and X-GitHub-Api-Version, which selects the representation): Authorization through the
+ * scope, the others as themselves. The URL is percent-encoded so it holds no space; Accept goes last so it
+ * may. Two requests share an entry exactly when a cache may answer one with the other's response. The URL
+ * comes first so that a write can drop a resource's entries for every token and method by key prefix.
  */
 export interface RequestKeyParts {
   readonly scopeId: string;
@@ -13,6 +15,17 @@ export interface RequestKeyParts {
   readonly url: string;
   /** Normalized Accept media type. */
   readonly accept: string;
+  /** The X-GitHub-Api-Version asked for (GitHub's default when absent). */
+  readonly apiVersion?: string | undefined;
+}
+
+/** The API version field of a key when the request names none. */
+const NO_API_VERSION = '-';
+
+/** The X-GitHub-Api-Version of a request as the key holds it: trimmed; undefined when absent or empty. */
+export function normalizeApiVersion(value: string | undefined): string | undefined {
+  const trimmed = value?.trim();
+  return trimmed === undefined || trimmed === '' ? undefined : trimmed;
 }
 
 export const DEFAULT_ACCEPT = 'application/vnd.github+json';
@@ -35,7 +48,8 @@ export function normalizeAccept(accept: string | undefined): string {
 }
 
 export function formatRequestKey(parts: RequestKeyParts): string {
-  return `${parts.url} ${parts.method} ${parts.scopeId} ${parts.accept}`;
+  const version = parts.apiVersion === undefined ? NO_API_VERSION : encodeURIComponent(parts.apiVersion);
+  return `${parts.url} ${parts.method} ${parts.scopeId} ${version} ${parts.accept}`;
 }
 
 const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
@@ -82,15 +96,28 @@ export function parseRequestKey(key: string): RequestKeyParts | undefined {
   const a = key.indexOf(' ');
   const b = a < 0 ? -1 : key.indexOf(' ', a + 1);
   const c = b < 0 ? -1 : key.indexOf(' ', b + 1);
-  if (c < 0) return undefined;
+  const d = c < 0 ? -1 : key.indexOf(' ', c + 1);
+  if (d < 0) return undefined;
   const url = key.slice(0, a);
   const method = key.slice(a + 1, b);
   const scopeId = key.slice(b + 1, c);
-  const accept = key.slice(c + 1);
+  const version = key.slice(c + 1, d);
+  const accept = key.slice(d + 1);
   if (!(scopeId === ANONYMOUS_SCOPE || /^[0-9a-f]{32}$/.test(scopeId))) return undefined;
   if (method !== 'GET' && method !== 'HEAD') return undefined;
   if (accept === '' || accept.length > 512) return undefined;
-  if (isKnownNormalUrl(url)) return { scopeId, method, url, accept };
+  let apiVersion: string | undefined;
+  if (version !== NO_API_VERSION) {
+    try {
+      apiVersion = decodeURIComponent(version);
+    } catch {
+      return undefined;
+    }
+    // Only the one spelling formatRequestKey writes: two keys never name the same version.
+    if (apiVersion === '' || apiVersion.length > 64 || encodeURIComponent(apiVersion) !== version) return undefined;
+  }
+  const parts: Omit<RequestKeyParts, 'url'> = apiVersion === undefined ? { scopeId, method, accept } : { scopeId, method, accept, apiVersion };
+  if (isKnownNormalUrl(url)) return { ...parts, url };
   let normalized: string;
   try {
     normalized = normalizeUrl(url);
@@ -98,5 +125,5 @@ export function parseRequestKey(key: string): RequestKeyParts | undefined {
     return undefined;
   }
   if (normalized !== url || !/^https?:$/.test(new URL(url).protocol)) return undefined;
-  return { scopeId, method, url, accept };
+  return { ...parts, url };
 }

@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { RateLimitError, UpstreamError } from '../errors.js';
 import type { CacheCounters } from './counters.js';
 import { HTTP_PREFIX } from './entry.js';
-import { parseBody } from './http-policy.js';
+import { parseBody, rawBody } from './http-policy.js';
 import type { Origin, OriginResponse } from './ports.js';
 import { normalizeUrl } from './request-key.js';
 import type { TieredEntries } from './tiered-entries.js';
@@ -20,8 +20,10 @@ export interface WriteRequest {
   readonly method: string;
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
-  readonly body: string | undefined;
+  readonly body: string | Uint8Array | undefined;
   readonly token: string | undefined;
+  readonly scheme?: 'token' | 'bearer' | undefined;
+  readonly redirect?: 'follow' | 'manual' | undefined;
   readonly scopeId: string;
   readonly signal: AbortSignal;
 }
@@ -81,9 +83,9 @@ export class WriteThrough {
     const message = response.message ?? `HTTP ${response.status}`;
     if (response.rateLimitedUntil !== undefined) {
       counters.rateLimited++;
-      throw new RateLimitError(request.scopeId, response.rateLimitedUntil, message, { status: response.status, headers: { ...response.headers }, data });
+      throw new RateLimitError(request.scopeId, response.rateLimitedUntil, message, { status: response.status, headers: { ...response.headers }, data, body: rawBody(response) });
     }
-    throw new UpstreamError(response.status, request.method, request.url, message, { response: { headers: { ...response.headers }, data } });
+    throw new UpstreamError(response.status, request.method, request.url, message, { response: { headers: { ...response.headers }, data, body: rawBody(response) } });
   }
 
   /** Drops the written resource (and below it) and its collection, for every token and media type. */

@@ -68,6 +68,10 @@ export class GitHubOrigin implements Origin {
     return this.#rateLimits.snapshot();
   }
 
+  rateLimitHeaders(scopeId: string, url: string): Record<string, string> {
+    return this.#rateLimits.headersOf(this.#rateKey(scopeId, url));
+  }
+
   /**
    * GitHub keeps separate rate-limit windows per resource (`x-ratelimit-resource`: core, search, …): a spent
    * search window must not stop a token's REST calls. Tracker keys are the scope id, plus `/search` for search.

@@ -71,15 +71,14 @@ function cachedFetch(cacheOf: () => GitHubAPICache | Promise<GitHubAPICache>, tr
     new Headers(init.headers).forEach((value, name) => {
       headers[name] = value;
     });
-    // Credentials the cache does not send as given (Basic; an App's JWT, which GitHub wants as Bearer) bypass it.
-    const credential = parseAuthorization(headers.authorization);
-    if (credential.kind === 'unsupported' || (credential.kind === 'token' && credential.jwt)) return transport(url, init);
+    // A credential the cache does not carry (Basic) bypasses it; tokens and Apps' JWTs go as the caller sent them.
+    if (parseAuthorization(headers.authorization).kind === 'unsupported') return transport(url, init);
     if (!cacheable(url, headers, init.body)) return transport(url, init);
     const cache = await cacheOf();
     const body = typeof init.body === 'string' ? init.body : undefined;
     // A failure to get any answer (reset, timeout, closed cache) rejects: Octokit makes it a RequestError 500.
     const answer = await cache.exchange({ method, url, headers, body, signal: init.signal ?? undefined });
-    return responseOf(url, method, answer.status, answer.headers, answer.body);
+    return responseOf(answer.url ?? url, method, answer.status, answer.headers, answer.body);
   };
   ourFetches.add(fetch);
   return fetch;

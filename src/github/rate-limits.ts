@@ -1,10 +1,12 @@
+import { LRUCache } from 'lru-cache';
 import type { ScopeRateLimit } from '../cache/ports.js';
 
 /**
  * RateLimitTracker: what GitHub last said about each token scope's rate limit, and until when a scope must
  * send nothing. It follows GitHub's rules: on a 403/429 honour `retry-after`; else if
  * `x-ratelimit-remaining` is 0 wait until `x-ratelimit-reset`; else (a secondary limit without a hint) back
- * off at least a minute, doubling while it repeats. Keys are scope ids, never tokens.
+ * off at least a minute, doubling while it repeats. Keys are scope ids, never tokens. At most `maxScopes`
+ * scopes are remembered (the least recently used is forgotten first), so many tokens cannot grow it without bound.
  */
 
 export type { ScopeRateLimit };
@@ -18,11 +20,23 @@ function int(value: string | undefined): number | undefined {
 }
 
 export class RateLimitTracker {
-  readonly #scopes = new Map<string, ScopeRateLimit & { backoffs: number }>();
+  readonly #scopes: LRUCache<string, ScopeRateLimit & { backoffs: number; headers?: Record<string, string> }>;
   readonly #now: () => number;
 
-  constructor(now: () => number) {
+  constructor(now: () => number, options: { maxScopes?: number } = {}) {
     this.#now = now;
+    this.#scopes = new LRUCache({ max: options.maxScopes ?? 2_000 });
+  }
+
+  /**
+   * The x-ratelimit-* headers GitHub last sent for this key, for answers the cache gives without asking
+   * GitHub; {} when none were seen or their window has reset (a stale `remaining: 0` would make a client
+   * wait for nothing).
+   */
+  headersOf(scopeId: string): Record<string, string> {
+    const state = this.#scopes.get(scopeId);
+    if (state?.headers === undefined || state.reset === undefined || state.reset <= this.#now()) return {};
+    return state.headers;
   }
 
   /** Whether a response is GitHub refusing for rate limits (as opposed to a permission 403). */
@@ -49,6 +63,9 @@ export class RateLimitTracker {
       const reset = int(headers['x-ratelimit-reset']);
       state.reset = reset === undefined ? undefined : reset * 1000;
       state.resource = headers['x-ratelimit-resource'];
+      const sent: Record<string, string> = {};
+      for (const [name, value] of Object.entries(headers)) if (name.startsWith('x-ratelimit-')) sent[name] = value;
+      state.headers = sent;
     }
     const now = this.#now();
     if (!RateLimitTracker.isRateLimited(status, headers, message)) {
@@ -77,7 +94,7 @@ export class RateLimitTracker {
   /** A snapshot per scope id. */
   snapshot(): Record<string, ScopeRateLimit> {
     const out: Record<string, ScopeRateLimit> = {};
-    for (const [scope, { backoffs: _backoffs, ...state }] of this.#scopes) {
+    for (const [scope, { backoffs: _backoffs, headers: _headers, ...state }] of this.#scopes.entries()) {
       out[scope] = { ...state, blockedUntil: state.blockedUntil > this.#now() ? state.blockedUntil : 0 };
     }
     return out;

@@ -14,7 +14,7 @@ export interface BuiltRequest {
   readonly method: string;
   readonly url: string;
   readonly headers: Record<string, string>;
-  readonly body: string | undefined;
+  readonly body: string | Uint8Array | undefined;
   /** True when `url` is already in normal form (normalizeUrl would return it unchanged). */
   readonly normal: boolean;
 }
@@ -33,7 +33,7 @@ export class RequestBuilder {
   }
 
   build(route: string, params: Record<string, unknown> = {},
-    options: { headers?: Record<string, string> | undefined; body?: string | undefined } = {}): BuiltRequest {
+    options: { headers?: Record<string, string> | undefined; body?: string | Uint8Array | undefined } = {}): BuiltRequest {
     if (options.headers === undefined && options.body === undefined) {
       const simple = this.#routes.expand(route, params, this.#apiUrl);
       if (simple !== undefined) return { method: simple.method, url: simple.url, headers: { accept: DEFAULT_ACCEPT }, body: undefined, normal: true };

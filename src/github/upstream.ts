@@ -1,4 +1,5 @@
 import { UpstreamError } from '../errors.js';
+import { HOP_BY_HOP } from '../http/translation.js';
 
 /**
  * UpstreamClient: one HTTP exchange with GitHub through Node's own fetch (undici, keep-alive by default),
@@ -14,6 +15,8 @@ export interface UpstreamResponse {
   body: string;
   /** The bytes of a body whose content type is not text (an archive, an asset): never cached. */
   binary?: Uint8Array | undefined;
+  /** The URL that answered, after redirects. */
+  url?: string | undefined;
 }
 
 /** Content types read as text (and so cacheable); everything else is kept as bytes. */
@@ -22,8 +25,8 @@ export function isTextual(contentType: string | undefined): boolean {
   return /^(text\/|application\/([\w.+-]*\+)?(json|xml)|application\/(javascript|x-www-form-urlencoded))/i.test(contentType);
 }
 
-/** Headers that describe the transfer, not the resource: never stored or replayed. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-encoding', 'content-length', 'date', 'server', 'set-cookie']);
+/** Headers of one exchange, not of the resource (besides the hop-by-hop ones): never stored or replayed. */
+const EXCHANGE_ONLY = new Set(['date', 'server', 'set-cookie']);
 
 export class UpstreamClient {
   readonly #timeoutMs: number;
@@ -39,18 +42,22 @@ export class UpstreamClient {
     url: string;
     headers: Readonly<Record<string, string>>;
     token?: string | undefined;
-    body?: string | undefined;
+    /** How the token is sent: as the caller sent it; default Bearer for a JWT (GitHub accepts Apps' JWTs only so), else token. */
+    scheme?: 'token' | 'bearer' | undefined;
+    body?: string | Uint8Array | undefined;
     signal?: AbortSignal | undefined;
+    /** 'follow' (default) answers with the final response; 'manual' returns a 3xx as it came. */
+    redirect?: 'follow' | 'manual' | undefined;
   }): Promise<UpstreamResponse> {
     const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...request.headers };
-    if (request.token !== undefined && request.token !== '') headers.authorization = `token ${request.token}`;
+    if (request.token !== undefined && request.token !== '') headers.authorization = authorizationOf(request.token, request.scheme);
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = request.signal === undefined ? timeout : AbortSignal.any([request.signal, timeout]);
     let response: Response;
     let body = '';
     let binary: Uint8Array | undefined;
     try {
-      response = await fetch(request.url, { method: request.method, headers, body: request.body, signal });
+      response = await fetch(request.url, { method: request.method, headers, body: request.body, signal, redirect: request.redirect ?? 'follow' });
       if (request.method !== 'HEAD') {
         if (isTextual(response.headers.get('content-type') ?? undefined)) body = await response.text();
         else binary = new Uint8Array(await response.arrayBuffer());
@@ -62,10 +69,16 @@ export class UpstreamClient {
     }
     const out: Record<string, string> = {};
     response.headers.forEach((value, name) => {
-      if (!HOP_BY_HOP.has(name)) out[name] = value;
+      if (!HOP_BY_HOP.has(name) && !EXCHANGE_ONLY.has(name)) out[name] = value;
     });
-    return { status: response.status, headers: out, body, binary };
+    return { status: response.status, headers: out, body, binary, url: response.url || request.url };
   }
+}
+
+/** The Authorization header of a token: the scheme given, else Bearer for a JWT (three dot-separated parts), else token. */
+export function authorizationOf(token: string, scheme?: 'token' | 'bearer'): string {
+  const bearer = scheme === 'bearer' || (scheme === undefined && token.split('.').length === 3);
+  return `${bearer ? 'Bearer' : 'token'} ${token}`;
 }
 
 function describeNetworkError(err: unknown): string {

@@ -76,6 +76,8 @@ export interface HttpAnswer {
   /** Text as GitHub sent it, or the bytes of a binary body. */
   readonly body: string | Buffer;
   readonly source: string;
+  /** The URL that answered, after redirects, when known. */
+  readonly url?: string | undefined;
 }
 
 /** A JSON answer the cache makes itself. */
@@ -95,7 +97,7 @@ export function jsonAnswer(status: number, value: unknown, headers: Record<strin
  */
 export function errorAnswer(err: unknown, now: number): HttpAnswer {
   if (err instanceof RateLimitError) {
-    if (err.response !== undefined) return forwardedError(err.response.status, err.response.headers, err.response.data);
+    if (err.response !== undefined) return forwardedError(err.response.status, err.response.headers, err.response.data, err.response.body);
     return jsonAnswer(429, { message: err.message, documentation_url: RATE_LIMIT_DOCS }, {
       'retry-after': String(Math.max(1, Math.ceil((err.resetAt - now) / 1000))),
       'x-ratelimit-remaining': '0',
@@ -103,7 +105,7 @@ export function errorAnswer(err: unknown, now: number): HttpAnswer {
     });
   }
   if (err instanceof UpstreamError) {
-    if (err.status !== 0 && err.response !== undefined) return forwardedError(err.status, err.response.headers, err.response.data);
+    if (err.status !== 0 && err.response !== undefined) return forwardedError(err.status, err.response.headers, err.response.data, err.response.body);
     if (err.status !== 0) return { ...jsonAnswer(err.status, { message: err.upstreamMessage }), source: 'origin' };
     return jsonAnswer(502, { message: `Upstream GitHub API unreachable: ${err.upstreamMessage}`, error: err.message });
   }
@@ -118,7 +120,51 @@ export function isHttpAnswerError(err: unknown): boolean {
   return err instanceof RateLimitError || (err instanceof UpstreamError && err.status !== 0);
 }
 
-function forwardedError(status: number, headers: Readonly<Record<string, string>>, data: unknown): HttpAnswer {
-  const body = data === undefined ? '' : typeof data === 'string' ? data : Buffer.isBuffer(data) ? data : JSON.stringify(data);
+/** GitHub's error answer as it sent it: the raw body when the error carries it (never re-serialized), else the data. */
+function forwardedError(status: number, headers: Readonly<Record<string, string>>, data: unknown, raw?: string | Uint8Array): HttpAnswer {
+  const body = raw !== undefined ? (typeof raw === 'string' ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength))
+    : data === undefined ? '' : typeof data === 'string' ? data : Buffer.isBuffer(data) ? data : JSON.stringify(data);
   return { status, headers: { ...forwardableHeaders(headers), 'x-cache-source': 'origin' }, body, source: 'origin' };
+}
+
+/**
+ * Rewrites the URLs of `link` and `location` that lie under `apiUrl` to lie under `publicUrl` (the proxy's own
+ * base URL), so a client that follows them (octokit.paginate, a redirect) stays on the proxy. Other URLs are
+ * left as they are.
+ */
+export function rewriteApiUrls(headers: Record<string, string>, apiUrl: string, publicUrl: string): Record<string, string> {
+  const from = apiUrl.replace(/\/+$/, '');
+  const to = publicUrl.replace(/\/+$/, '');
+  if (from === to) return headers;
+  const under = (url: string) => url === from || url.startsWith(`${from}/`) || url.startsWith(`${from}?`);
+  const out = { ...headers };
+  if (out.link !== undefined) out.link = out.link.replace(/<([^>]*)>/g, (whole, url: string) => (under(url) ? `<${to}${url.slice(from.length)}>` : whole));
+  if (out.location !== undefined && under(out.location)) out.location = to + out.location.slice(from.length);
+  return out;
+}
+
+/**
+ * Whether the client already holds this answer: If-None-Match against its ETag (weak comparison, RFC 9110
+ * §13.1.2; `*` matches any), else If-Modified-Since against its Last-Modified.
+ */
+export function clientHolds(request: { ifNoneMatch?: string | undefined; ifModifiedSince?: string | undefined },
+  answer: { etag?: string | undefined; lastModified?: string | undefined }): boolean {
+  if (request.ifNoneMatch !== undefined) {
+    if (answer.etag === undefined) return false;
+    const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
+    const want = opaque(answer.etag);
+    return request.ifNoneMatch.split(',').some((candidate) => candidate.trim() === '*' || opaque(candidate) === want);
+  }
+  if (request.ifModifiedSince === undefined || answer.lastModified === undefined) return false;
+  const since = Date.parse(request.ifModifiedSince);
+  const modified = Date.parse(answer.lastModified);
+  return Number.isFinite(since) && Number.isFinite(modified) && modified <= since;
+}
+
+/** The 304 for an answer the client holds: the same validators and caching headers, no body and no content headers. */
+export function notModifiedOf(answer: HttpAnswer): HttpAnswer {
+  const headers = { ...answer.headers };
+  delete headers['content-type'];
+  delete headers['content-length'];
+  return { status: 304, headers, body: '', source: answer.source };
 }

@@ -1,10 +1,9 @@
 import type { IncomingMessage } from 'node:http';
-import type { HttpAnswer } from '../http/translation.js';
 
 /**
  * What the proxy reads from a client request: the GitHub URL its target names (never one outside the
  * configured API: no other host, no path escaping the base), its body (never more than the limit held in
- * memory), and whether the client already holds the answer (If-None-Match).
+ * memory, kept as bytes).
  */
 
 /** The client sent a body larger than the proxy accepts. */
@@ -46,24 +45,8 @@ export function pathOnly(target: string | undefined): string {
   return q === -1 ? value : value.slice(0, q);
 }
 
-/** A 304 for a 200 the client already holds: the same validators and caching headers, no body. */
-export function notModifiedAnswer(answer: HttpAnswer): HttpAnswer {
-  const headers = { ...answer.headers };
-  delete headers['content-type'];
-  return { status: 304, headers, body: '', source: answer.source };
-}
-
-/** Weak comparison (RFC 9110 §13.1.2) of an If-None-Match list with an ETag; `*` matches any. */
-export function etagMatches(ifNoneMatch: string | undefined, etag: string | undefined): boolean {
-  if (ifNoneMatch === undefined || etag === undefined) return false;
-  const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
-  const want = opaque(etag);
-  return ifNoneMatch.split(',').some((candidate) => candidate.trim() === '*' || opaque(candidate) === want);
-}
-
-
-/** The request body as text, refusing more than `limit` bytes (early, by Content-Length, when declared). */
-export function readBody(req: IncomingMessage, limit: number): Promise<string> {
+/** The request body as bytes, refusing more than `limit` bytes (early, by Content-Length, when declared). */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     req.resume();
@@ -88,7 +71,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     req.once('end', () => {
       if (done) return;
       done = true;
-      resolve(Buffer.concat(chunks).toString('utf8'));
+      resolve(Buffer.concat(chunks)); // the bytes as sent: an upload is never decoded
     });
     req.once('error', (err) => {
       if (done) return;

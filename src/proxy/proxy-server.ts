@@ -6,7 +6,7 @@ import { InFlight } from '../in-flight.js';
 import { CacheClosedError, CacheConfigError, CacheError, CacheValueError, UpstreamError } from '../errors.js';
 import { errorAnswer, isHttpAnswerError, jsonAnswer, parseAuthorization, type HttpAnswer } from '../http/translation.js';
 import { createLogger, type Logger } from '../log.js';
-import { BodyTooLargeError, etagMatches, notModifiedAnswer, pathOnly, readBody, upstreamUrl } from './client-request.js';
+import { BodyTooLargeError, pathOnly, readBody, upstreamUrl } from './client-request.js';
 import { p2pStatsOf } from './p2p-stats.js';
 import { ProxyListenError, type ProxyCounters, type ProxyOptions, type ProxyServer } from './proxy-api.js';
 import { ProxyMetrics } from './proxy-metrics.js';
@@ -233,9 +233,9 @@ class CachingProxy implements ProxyServer {
       finish(undefined);
       return;
     }
-    const notModified = answer.status === 200 && etagMatches(req.headers['if-none-match'], answer.headers['etag']);
-    const sent = notModified ? notModifiedAnswer(answer) : answer;
-    if (notModified) this.#counters.notModified++;
+    const sent = answer;
+    // A 304 for validators the client sent (GitHub's, or the cache's answer to them: free either way).
+    if (answer.status === 304 && (req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined)) this.#counters.notModified++;
     this.#send(res, req, sent);
     finish(sent);
   }
@@ -266,7 +266,7 @@ class CachingProxy implements ProxyServer {
       return jsonAnswer(400, { message: 'The request path must stay under the GitHub API URL (no "..", no other host)' });
     }
 
-    let body: string | undefined;
+    let body: Buffer | undefined;
     if (method === 'GET' || method === 'HEAD') {
       req.resume();
     } else {
@@ -280,11 +280,18 @@ class CachingProxy implements ProxyServer {
       }
     }
     try {
-      return await cache.exchange({ method, url, headers: req.headers, body, signal });
+      // Redirects go to the client as GitHub sent them (clients follow them), with URLs pointing back at the proxy.
+      return await cache.exchange({ method, url, headers: req.headers, body, signal, redirect: 'manual', publicUrl: this.#publicUrl(req) });
     } catch (err) {
       if (signal.aborted) return jsonAnswer(499, { message: 'client closed request' });
       return this.#errorAnswer(err, method, target, cache.options.now);
     }
+  }
+
+  /** The base URL the client used to reach this proxy (its Host header), else the proxy's own URL. */
+  #publicUrl(req: IncomingMessage): string {
+    const host = req.headers.host;
+    return host !== undefined && /^[A-Za-z0-9.\-:[\]]{1,300}$/.test(host) ? `http://${host}` : this.url;
   }
 
   /** How an error from the cache reaches the client (the shared mapping), with the proxy's own logging. */
