@@ -7,6 +7,7 @@ import { benchProxyLoad } from './compare/proxy-load.js';
 import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
+import { benchP2pCodec } from './p2p-codec.js';
 
 const benches: Record<string, () => Promise<string>> = {
   'hot-path': benchHotPath,
@@ -16,6 +17,7 @@ const benches: Record<string, () => Promise<string>> = {
   'proxy-load': benchProxyLoad,
   'peer-latency': benchPeerLatency,
   'fleet-ratio': benchFleetRatio,
+  'p2p-codec': benchP2pCodec,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
