@@ -46,6 +46,8 @@ export interface HostInit {
   readonly cacheDir: string;
   readonly logger: Logger;
   readonly limits: Readonly<PeerNetworkLimits>;
+  /** The P2P layer's clock, in ms since the epoch. */
+  readonly now: () => number;
   /** Whether a peer is refused (asked by the connection gater on every dial and accepted connection). */
   readonly banned: (peerId: string) => boolean;
   /** The cache protocol's service factory (cache-protocol.ts). */
@@ -108,7 +110,7 @@ export class Libp2pHost {
   static async #create(init: HostInit, secret: string, deadline: AbortSignal): Promise<Libp2pHost> {
     const { p2p, logger: log } = init;
     const mdns = p2p.mdns ? await loadMdns(log) : undefined;
-    const identity = await acquirePeerIdentity({ cacheDir: init.cacheDir, logger: log });
+    const identity = await acquirePeerIdentity({ cacheDir: init.cacheDir, logger: log, now: init.now });
     let node: Libp2p<HostServices> | undefined;
     let host: Libp2pHost | undefined;
     try {

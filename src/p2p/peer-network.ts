@@ -76,7 +76,7 @@ export class PeerNetwork implements Fleet {
     const strikes = new StrikeBook(limits, now);
     const counters = new ProtocolCounters();
     const host = await Libp2pHost.start({
-      p2p: options.p2p, cacheDir: options.cacheDir, logger, limits,
+      p2p: options.p2p, cacheDir: options.cacheDir, logger, limits, now,
       banned: (peerId) => strikes.isBanned(peerId),
       protocol: cacheProtocol({ p2p: options.p2p, limits, host: options.host, logger, now, strikes, counters }),
     });
