@@ -1,18 +1,44 @@
 import { expect } from 'chai';
 import { RequestTable, type Answer } from '../src/p2p/request-table.js';
 
-/** Timers alive in this process (the table's request timers among them). */
-function liveTimers(): number {
-  return process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
-}
-
 /**
- * liveTimers() once the test runner has armed its own timeout timer, which it does when the test function
- * returns its promise (at the test's first await).
+ * Watches the timers that code run inside `arming()` sets (the table sets its request timers synchronously in
+ * open and extend), until each fires or is cleared. Counting the process's timers instead would also count
+ * whatever other specs left running.
  */
-async function timersBefore(): Promise<number> {
-  await Promise.resolve();
-  return liveTimers();
+class TimerWatch {
+  readonly live = new Set<NodeJS.Timeout>();
+  readonly #setTimeout = globalThis.setTimeout;
+  readonly #clearTimeout = globalThis.clearTimeout;
+
+  constructor() {
+    const clear = this.#clearTimeout;
+    globalThis.clearTimeout = ((timer?: NodeJS.Timeout | string | number) => {
+      if (typeof timer === 'object') this.live.delete(timer);
+      clear(timer);
+    }) as typeof clearTimeout;
+  }
+
+  arming<T>(fn: () => T): T {
+    const set = this.#setTimeout;
+    globalThis.setTimeout = ((callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+      const timer = set(() => {
+        this.live.delete(timer);
+        callback(...args);
+      }, ms);
+      this.live.add(timer);
+      return timer;
+    }) as typeof setTimeout;
+    try {
+      return fn();
+    } finally {
+      globalThis.setTimeout = set;
+    }
+  }
+
+  restore(): void {
+    globalThis.clearTimeout = this.#clearTimeout;
+  }
 }
 
 /** Resolves with `answer`'s value, or 'pending' if it has not settled within `ms`. */
@@ -65,23 +91,32 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     expect(table.size).to.equal(0);
   });
 
-  it('settles with timeout after timeoutMs without news, and clears its timer when it settles', async () => {
+  it('settles with timeout after timeoutMs without news, and holds no timer once settled', async () => {
     const table = new RequestTable();
-    const before = await timersBefore();
-    const { answer } = table.open(30);
-    expect(liveTimers()).to.equal(before + 1);
-    expect(await within(answer, 1_000)).to.deep.equal({ kind: 'timeout' });
-    expect(table.size).to.equal(0);
-    expect(liveTimers()).to.equal(before);
+    const timers = new TimerWatch();
+    try {
+      const { answer } = timers.arming(() => table.open(30));
+      expect(timers.live.size).to.equal(1);
+      expect(await within(answer, 1_000)).to.deep.equal({ kind: 'timeout' });
+      expect(table.size).to.equal(0);
+      expect(timers.live.size).to.equal(0);
+    } finally {
+      timers.restore();
+    }
   });
 
   it('clears the timer of a request that is answered before its timeout', async () => {
     const table = new RequestTable();
-    const before = await timersBefore();
-    const { id, answer } = table.open(60_000);
-    table.settle(id, { kind: 'miss', reason: 'no-entry' });
-    await answer;
-    expect(liveTimers()).to.equal(before);
+    const timers = new TimerWatch();
+    try {
+      const { id, answer } = timers.arming(() => table.open(60_000));
+      expect(timers.live.size).to.equal(1);
+      table.settle(id, { kind: 'miss', reason: 'no-entry' });
+      await answer;
+      expect(timers.live.size).to.equal(0);
+    } finally {
+      timers.restore();
+    }
   });
 
   it('keeps waiting while the other side says it is working (extend restarts the timeout)', async () => {
@@ -122,12 +157,18 @@ describe('RequestTable (in-flight requests on one stream)', () => {
 
   it('closeAll settles every request in flight with closed at once, and refuses new ones', async () => {
     const table = new RequestTable();
-    const before = await timersBefore();
-    const opened = [table.open(60_000), table.open(60_000), table.open(60_000)];
-    table.closeAll();
+    const timers = new TimerWatch();
+    let opened: Array<{ id: number; answer: Promise<Answer> }>;
+    try {
+      opened = timers.arming(() => [table.open(60_000), table.open(60_000), table.open(60_000)]);
+      expect(timers.live.size).to.equal(3);
+      table.closeAll();
+      expect(timers.live.size).to.equal(0);
+    } finally {
+      timers.restore();
+    }
     for (const { answer } of opened) expect(await within(answer, 100)).to.deep.equal({ kind: 'closed' });
     expect(table.size).to.equal(0);
-    expect(liveTimers()).to.equal(before);
     const after = table.open(60_000);
     expect(await within(after.answer, 100)).to.deep.equal({ kind: 'closed' });
     expect(table.size).to.equal(0);
