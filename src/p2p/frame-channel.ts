@@ -18,7 +18,8 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * a frame that lies within one chunk is decoded in place (no copy, no await), and `onFrame` runs before the
  * event returns. At most one partial frame is ever held, and never more than its announced length, which is
  * checked against `maxFrameBytes` as soon as its prefix is complete. Frames are delivered in order and none is
- * lost: what arrives while reading is briefly paused (see deferWindowUpdate) is delivered when it resumes. *
+ * lost: what arrives while reading is briefly paused (see deferWindowUpdate) is delivered when it resumes.
+ *
  * Why hand-written rather than @libp2p/utils' LengthPrefixedDecoder: docs/benchmarks.md, section "P2P codecs",
  * framing rows "receive entry, one frame a chunk" and "receive get, one frame a chunk" (the library 5.9x and 7x
  * slower: it reads the next length prefix from an emptied buffer and throws and catches a RangeError at the end
