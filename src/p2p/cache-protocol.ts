@@ -220,7 +220,7 @@ export class CacheProtocol implements Startable {
   #peerConnected(peerId: PeerId): void {
     if (this.#halted) return;
     if (this.#init.strikes.isBanned(peerId.toString())) {
-      void this.#components.connectionManager.closeConnections(peerId).catch(() => undefined);
+      void this.#hangUp(peerId).catch(() => undefined);
       return;
     }
     this.#openClient(this.#sessions.ensure(peerId));
@@ -385,7 +385,12 @@ export class CacheProtocol implements Startable {
     this.#init.counters.count('disconnectedForAbuse');
     this.#log.warn(`disconnected peer ${peerId}: ${strikes} bad frames or entries within ${strikeWindowMs / 1000} s (last: ${kind}: ${detail}); refusing it for ${banMs / 1000} s`);
     const session = this.#sessions.remove(peerId);
-    if (session !== undefined) this.#track(this.#components.connectionManager.closeConnections(session.peerId));
+    if (session !== undefined) this.#track(this.#hangUp(session.peerId));
+  }
+
+  /** Closes every connection to a peer, gracefully for up to dialTimeoutMs, then at once. */
+  #hangUp(peerId: PeerId): Promise<void> {
+    return this.#components.connectionManager.closeConnections(peerId, { signal: AbortSignal.timeout(this.#init.p2p.dialTimeoutMs) });
   }
 
   #track(promise: Promise<unknown>): void {
