@@ -30,6 +30,7 @@ import { PROTOCOL, WIRE_VERSION, type Frame } from './wire.js';
  *   is one strike (strikes.ts), and a peer banned for it is disconnected at once and refused until the ban ends.
  * - Once halted (at stop), nothing new starts: no stream is opened or accepted, in-flight asks settle
  *   'unavailable', and `afterStop` resolves once every dial or stream opening this service began has settled.
+ *   A halted service does not start again: the host gets a new one from the factory with each libp2p node.
  */
 
 /** What the service needs of libp2p (a subset of its components, injected by createLibp2p). */
