@@ -8,6 +8,7 @@ import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
 import { benchLock } from './lock.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
+import { benchP2pCodec } from './p2p-codec.js';
 
 const benches: Record<string, () => Promise<string>> = {
   'hot-path': benchHotPath,
@@ -18,6 +19,7 @@ const benches: Record<string, () => Promise<string>> = {
   'peer-latency': benchPeerLatency,
   'fleet-ratio': benchFleetRatio,
   lock: benchLock,
+  'p2p-codec': benchP2pCodec,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -45,6 +45,8 @@ export interface AcquireIdentityOptions {
   logger: Logger;
   /** Slots tried. Default: MAX_IDENTITY_SLOTS. */
   maxSlots?: number;
+  /** The P2P layer's clock, in ms since the epoch (lock ages, names of set-aside keys). Default: Date.now. */
+  now?: () => number;
 }
 
 interface LockInfo {
@@ -72,10 +74,10 @@ function installExitHook(): void {
   });
 }
 
-function readLock(lockPath: string): { raw: string; info: LockInfo | undefined; ageMs: number } | undefined {
+function readLock(lockPath: string, now: () => number): { raw: string; info: LockInfo | undefined; ageMs: number } | undefined {
   try {
     const raw = fs.readFileSync(lockPath, 'utf8');
-    const ageMs = Date.now() - fs.statSync(lockPath).mtimeMs;
+    const ageMs = now() - fs.statSync(lockPath).mtimeMs;
     let info: LockInfo | undefined;
     try {
       const parsed = JSON.parse(raw) as Partial<LockInfo>;
@@ -124,17 +126,17 @@ function createLock(lockPath: string, content: string): boolean {
 }
 
 /** Removes `lockPath` if it still holds `staleRaw`, under the slot's reclaim file. */
-function reclaim(lockPath: string, reclaimPath: string, staleRaw: string): void {
+function reclaim(lockPath: string, reclaimPath: string, staleRaw: string, now: () => number): void {
   if (!createLock(reclaimPath, JSON.stringify({ pid: process.pid, threadId }))) return; // another reclaimer is at it
   try {
-    const again = readLock(lockPath);
+    const again = readLock(lockPath, now);
     if (again !== undefined && again.raw === staleRaw) fs.unlinkSync(lockPath);
   } finally {
     fs.unlinkSync(reclaimPath);
   }
 }
 
-async function loadOrCreateKey(keyPath: string, logger: Logger): Promise<PrivateKey> {
+async function loadOrCreateKey(keyPath: string, logger: Logger, now: () => number): Promise<PrivateKey> {
   if (fs.existsSync(keyPath)) {
     try {
       const mode = fs.statSync(keyPath).mode & 0o777;
@@ -144,7 +146,7 @@ async function loadOrCreateKey(keyPath: string, logger: Logger): Promise<Private
       }
       return privateKeyFromProtobuf(fs.readFileSync(keyPath));
     } catch (err) {
-      const aside = `${keyPath}.corrupt-${Date.now()}`;
+      const aside = `${keyPath}.corrupt-${now()}`;
       logger.warn(`peer identity ${keyPath} is unreadable (${(err as Error).message}); moved it to ${aside} and created a new one`);
       fs.renameSync(keyPath, aside);
     }
@@ -161,14 +163,15 @@ export async function acquirePeerIdentity(options: AcquireIdentityOptions): Prom
   const dir = path.join(options.cacheDir, 'p2p');
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const maxSlots = options.maxSlots ?? MAX_IDENTITY_SLOTS;
+  const now = options.now ?? Date.now;
   for (let slot = 0; slot < maxSlots; slot++) {
     const lockPath = path.join(dir, `identity-${slot}.lock`);
     const content = JSON.stringify({ pid: process.pid, threadId, host: os.hostname(), nonce: randomBytes(8).toString('hex') } satisfies LockInfo);
     let held = createLock(lockPath, content);
     if (!held) {
-      const existing = readLock(lockPath);
+      const existing = readLock(lockPath, now);
       if (existing !== undefined && isStale(lockPath, existing)) {
-        reclaim(lockPath, path.join(dir, `identity-${slot}.reclaim`), existing.raw);
+        reclaim(lockPath, path.join(dir, `identity-${slot}.reclaim`), existing.raw, now);
         held = createLock(lockPath, content);
       }
     }
@@ -177,7 +180,7 @@ export async function acquirePeerIdentity(options: AcquireIdentityOptions): Prom
     installExitHook();
     let privateKey: PrivateKey;
     try {
-      privateKey = await loadOrCreateKey(path.join(dir, `identity-${slot}.key`), options.logger);
+      privateKey = await loadOrCreateKey(path.join(dir, `identity-${slot}.key`), options.logger, now);
     } catch (err) {
       heldByThisThread.delete(lockPath);
       fs.rmSync(lockPath, { force: true });
@@ -193,7 +196,7 @@ export async function acquirePeerIdentity(options: AcquireIdentityOptions): Prom
         released = true;
         heldByThisThread.delete(lockPath);
         // Only remove the lock if it is still ours.
-        const current = readLock(lockPath);
+        const current = readLock(lockPath, now);
         if (current?.raw === content) fs.rmSync(lockPath, { force: true });
       },
     };

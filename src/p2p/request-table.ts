@@ -26,13 +26,19 @@ interface Pending {
 const ID_SPACE = 0x1_0000_0000;
 
 export class RequestTable {
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 0;
-  private closed = false;
+  readonly #pending = new Map<number, Pending>();
+  readonly #now: () => number;
+  #nextId = 0;
+  #closed = false;
+
+  /** `now`: the clock of the `maxWaitMs` deadline, in ms (timeouts themselves are timers). Default: Date.now. */
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
 
   /** Requests in flight. */
   get size(): number {
-    return this.pending.size;
+    return this.#pending.size;
   }
 
   /**
@@ -41,33 +47,33 @@ export class RequestTable {
    * aborts; with 'closed' if the table is or gets closed.
    */
   open(timeoutMs: number, signal?: AbortSignal, maxWaitMs = timeoutMs): { id: number; answer: Promise<Answer> } {
-    let id = this.nextId;
-    while (this.pending.has(id)) id = (id + 1) % ID_SPACE;
-    this.nextId = (id + 1) % ID_SPACE;
-    if (this.closed) return { id, answer: Promise.resolve({ kind: 'closed' }) };
+    let id = this.#nextId;
+    while (this.#pending.has(id)) id = (id + 1) % ID_SPACE;
+    this.#nextId = (id + 1) % ID_SPACE;
+    if (this.#closed) return { id, answer: Promise.resolve({ kind: 'closed' }) };
     if (signal?.aborted === true) return { id, answer: Promise.resolve({ kind: 'aborted' }) };
 
     const answer = new Promise<Answer>((resolve) => {
       const onAbort = (): void => pending.settle({ kind: 'aborted' });
-      const deadline = Date.now() + Math.max(timeoutMs, maxWaitMs);
+      const deadline = this.#now() + Math.max(timeoutMs, maxWaitMs);
       let timer = setTimeout(() => pending.settle({ kind: 'timeout' }), timeoutMs);
       const pending: Pending = {
         settle: (value) => {
-          if (this.pending.get(id) !== pending) return;
-          this.pending.delete(id);
+          if (this.#pending.get(id) !== pending) return;
+          this.#pending.delete(id);
           clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
           resolve(value);
         },
         extend: () => {
-          const left = deadline - Date.now();
+          const left = deadline - this.#now();
           if (left <= 0) return false;
           clearTimeout(timer);
           timer = setTimeout(() => pending.settle({ kind: 'timeout' }), Math.min(timeoutMs, left));
           return true;
         },
       };
-      this.pending.set(id, pending);
+      this.#pending.set(id, pending);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
     return { id, answer };
@@ -75,7 +81,7 @@ export class RequestTable {
 
   /** Settles request `id` with `answer`. false when no such request is in flight (late or bogus answer). */
   settle(id: number, answer: Answer): boolean {
-    const pending = this.pending.get(id);
+    const pending = this.#pending.get(id);
     if (pending === undefined) return false;
     pending.settle(answer);
     return true;
@@ -83,12 +89,12 @@ export class RequestTable {
 
   /** The other side is still working on request `id`: restart its timeout (never past its maxWaitMs). */
   extend(id: number): boolean {
-    return this.pending.get(id)?.extend() ?? false;
+    return this.#pending.get(id)?.extend() ?? false;
   }
 
   /** Settles every request with 'closed' and refuses new ones. Idempotent. */
   closeAll(): void {
-    this.closed = true;
-    for (const pending of [...this.pending.values()]) pending.settle({ kind: 'closed' });
+    this.#closed = true;
+    for (const pending of [...this.#pending.values()]) pending.settle({ kind: 'closed' });
   }
 }

@@ -1,0 +1,95 @@
+import type { FleetAnswer } from '../cache/ports.js';
+import { parseRequestKey } from '../cache/request-key.js';
+import type { ResolvedP2POptions } from '../options.js';
+import { openEntry, PeerEntryRejected } from './envelope.js';
+import { errorMessage } from './limits.js';
+import { rendezvousOwner } from './rendezvous.js';
+import type { ScopeClaims } from './scope-claims.js';
+import { getProof } from './scope-proof.js';
+import type { PeerSessions } from './sessions.js';
+import type { ProtocolCounters, RejectionKind } from './stats.js';
+
+/**
+ * Asking a key's owner for its entry.
+ *
+ * Guarantees:
+ * - The owner of a key is chosen by rendezvous hashing among this node and the peers that proved they hold the
+ *   key's scope, so nodes with the same view send each key to the same one node, which makes the one upstream
+ *   request for it.
+ * - `fetch` never throws for peer failures and resolves within `requestTimeoutMs` of the owner's last news
+ *   (`maxOwnerWaitMs` in all): 'self' (this node owns the key), 'entry' (an entry that passed every check of
+ *   envelope.ts under the scope's key) or 'unavailable'. A request whose stream dies settles at once.
+ * - An entry that fails verification is never returned and counts one strike against the owner.
+ */
+
+export interface AskerInit {
+  readonly selfId: string;
+  readonly sessions: PeerSessions;
+  readonly claims: ScopeClaims;
+  readonly counters: ProtocolCounters;
+  readonly reject: (peerId: string, kind: RejectionKind, detail: string) => void;
+  readonly p2p: Pick<ResolvedP2POptions, 'requestTimeoutMs' | 'maxEntryTtl'>;
+  readonly maxOwnerWaitMs: number;
+  readonly maxClockSkewMs: number;
+  readonly now: () => number;
+  readonly stopped: () => boolean;
+}
+
+export class Asker {
+  readonly #init: AskerInit;
+
+  constructor(init: AskerInit) {
+    this.#init = init;
+  }
+
+  async fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<FleetAnswer> {
+    const { selfId, sessions, claims, counters, p2p } = this.#init;
+    if (this.#init.stopped()) return { kind: 'unavailable', reason: 'the P2P host is stopped' };
+    const parts = parseRequestKey(key);
+    if (parts === undefined || parts.scopeId !== scopeId) return { kind: 'unavailable', reason: 'not a request key of this scope' };
+    const keys = claims.keysOf(scopeId);
+    if (keys === undefined) return { kind: 'unavailable', reason: 'this node does not hold the scope' };
+
+    const candidates = [selfId];
+    for (const session of sessions.values()) {
+      if (session.client !== undefined && claims.proved(session, session.client, scopeId)) candidates.push(session.id);
+    }
+    const owner = rendezvousOwner(key, candidates);
+    if (owner === selfId || owner === undefined) return { kind: 'self' };
+    const session = sessions.get(owner);
+    const client = session?.client;
+    if (session === undefined || client?.remoteChallenge === undefined) return { kind: 'unavailable', reason: 'owner disconnected' };
+
+    const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, this.#init.maxOwnerWaitMs);
+    counters.count('requestsSent');
+    if (!client.channel.send({ type: 'get', id, key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key) })) {
+      client.requests.settle(id, { kind: 'closed' });
+    }
+    const result = await answer;
+    switch (result.kind) {
+      case 'entry':
+        try {
+          const entry = openEntry(result.sealed, key, keys.entryKey, {
+            maxEntryTtlSeconds: p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs,
+          });
+          counters.count('entriesReceived');
+          return { kind: 'entry', entry, peerId: owner };
+        } catch (err) {
+          const reason = err instanceof PeerEntryRejected ? err.reason : 'schema';
+          this.#init.reject(owner, reason, errorMessage(err));
+          return { kind: 'unavailable', reason: `rejected the owner's entry (${reason})` };
+        }
+      case 'miss':
+        return { kind: 'unavailable', reason: `owner miss (${result.reason})` };
+      case 'error':
+        return { kind: 'unavailable', reason: `owner error: ${result.message}` };
+      case 'timeout':
+        counters.count('timeouts');
+        return { kind: 'unavailable', reason: `owner did not answer within ${p2p.requestTimeoutMs} ms` };
+      case 'closed':
+        return { kind: 'unavailable', reason: 'owner disconnected' };
+      case 'aborted':
+        return { kind: 'unavailable', reason: 'aborted' };
+    }
+  }
+}

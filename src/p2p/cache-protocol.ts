@@ -1,0 +1,406 @@
+import { randomBytes } from 'node:crypto';
+import type { AbortOptions, Connection, Libp2pEvents, PeerId, Startable, Stream, StreamHandler, StreamHandlerOptions, TypedEventTarget } from '@libp2p/interface';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import type { FleetAnswer, FleetHost } from '../cache/ports.js';
+import type { Logger } from '../log.js';
+import type { ResolvedP2POptions } from '../options.js';
+import { Asker } from './asking.js';
+import { anonymousEntryKeyOf } from './fleet-keys.js';
+import { FrameChannel } from './frame-channel.js';
+import { errorMessage, type PeerNetworkLimits } from './limits.js';
+import { PeerExchange, withoutPeerId } from './peer-exchange.js';
+import { RequestTable } from './request-table.js';
+import { ScopeClaims } from './scope-claims.js';
+import { CHALLENGE_BYTES } from './scope-proof.js';
+import { OwnerServing } from './serving.js';
+import { PeerSessions, type ClientSide, type PeerSession, type ServerSide } from './sessions.js';
+import type { ProtocolCounters, RejectionKind } from './stats.js';
+import type { StrikeBook } from './strikes.js';
+import { PROTOCOL, WIRE_VERSION, type Frame } from './wire.js';
+
+/**
+ * The `/github-cache/1.0.0` protocol as a libp2p service: `cacheProtocol(init)` is a service factory for the
+ * `services` map of createLibp2p; `start()` handles the protocol and `stop()` unhandles it.
+ *
+ * Guarantees:
+ * - One long-lived outbound stream per connected peer (reopened at most 3 times a minute while a connection
+ *   remains) and any number of inbound ones, each a FrameChannel: frames are size-limited and strictly validated
+ *   per stream, and a frame in the wrong direction or order is a protocol violation that closes that stream.
+ * - A hostile or broken peer cannot crash the node or stop it serving others: each rejected frame, proof or entry
+ *   is one strike (strikes.ts), and a peer banned for it is disconnected at once and refused until the ban ends.
+ * - Once halted (at stop), nothing new starts: no stream is opened or accepted, in-flight asks settle
+ *   'unavailable', and `afterStop` resolves once every dial or stream opening this service began has settled.
+ *   A halted service does not start again: the host gets a new one from the factory with each libp2p node.
+ */
+
+/** What the service needs of libp2p (a subset of its components, injected by createLibp2p). */
+export interface CacheProtocolComponents {
+  peerId: PeerId;
+  registrar: {
+    handle(protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void>;
+    unhandle(protocol: string, options?: AbortOptions): Promise<void>;
+  };
+  connectionManager: {
+    getConnections(peerId?: PeerId): Connection[];
+    openConnection(peer: Multiaddr | Multiaddr[], options?: AbortOptions & { priority?: number }): Promise<Connection>;
+    openStream(peer: PeerId, protocol: string | string[], options?: AbortOptions & { maxOutboundStreams?: number }): Promise<Stream>;
+    closeConnections(peer: PeerId, options?: AbortOptions): Promise<void>;
+  };
+  addressManager: { getAddresses(): Multiaddr[] };
+  events: TypedEventTarget<Libp2pEvents>;
+}
+
+/** Configuration of the service, given before libp2p exists. */
+export interface CacheProtocolInit {
+  readonly p2p: ResolvedP2POptions;
+  readonly limits: Readonly<PeerNetworkLimits>;
+  /** The cache that serves as owner and lends the scope keys. */
+  readonly host: FleetHost;
+  readonly logger: Logger;
+  readonly now: () => number;
+  /** Shared with the connection gater, which refuses banned peers. */
+  readonly strikes: StrikeBook;
+  readonly counters: ProtocolCounters;
+}
+
+/** libp2p's `dial` priority for dials the user asked for: ahead of the node's own housekeeping dials. */
+const USER_DIAL_PRIORITY = 75;
+
+export class CacheProtocol implements Startable {
+  readonly [Symbol.toStringTag] = 'github-p2p-cache/cache-protocol';
+  readonly #components: CacheProtocolComponents;
+  readonly #init: CacheProtocolInit;
+  readonly #log: Logger;
+  readonly #selfId: string;
+  readonly #sessions = new PeerSessions();
+  readonly #claims: ScopeClaims;
+  readonly #exchange: PeerExchange;
+  readonly #serving: OwnerServing;
+  readonly #asker: Asker;
+  readonly #background = new Set<Promise<unknown>>();
+  #halted = false;
+  #unsubscribeScopes: (() => void) | undefined;
+
+  constructor(components: CacheProtocolComponents, init: CacheProtocolInit) {
+    this.#components = components;
+    this.#init = init;
+    this.#log = init.logger;
+    this.#selfId = components.peerId.toString();
+    const { p2p, limits, strikes } = init;
+    const isBanned = (peerId: string): boolean => strikes.isBanned(peerId);
+    const stopped = (): boolean => this.#halted;
+    const reject = (peerId: string, kind: RejectionKind, detail: string): void => this.#reject(peerId, kind, detail);
+    this.#claims = new ScopeClaims({
+      scopes: init.host.scopes, anonymousKey: anonymousEntryKeyOf(p2p.sharedSecret ?? ''), isBanned,
+      onBadClaim: (peerId, detail) => reject(peerId, 'proof', detail),
+    });
+    this.#exchange = new PeerExchange({
+      selfId: this.#selfId, sessions: this.#sessions, isBanned, maxPeers: limits.maxPeers, delayMs: limits.peerExchangeDelayMs,
+      dialTimeoutMs: p2p.dialTimeoutMs, log: this.#log, stopped,
+      dial: (targets, signal) => components.connectionManager.openConnection(targets, { signal, priority: USER_DIAL_PRIORITY }),
+      addresses: () => components.addressManager.getAddresses(),
+      track: (promise) => this.#track(promise),
+      announce: () => this.announceScopes(),
+    });
+    this.#serving = new OwnerServing({
+      host: init.host, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
+      maxConcurrentServesPerPeer: limits.maxConcurrentServesPerPeer,
+    });
+    this.#asker = new Asker({
+      selfId: this.#selfId, sessions: this.#sessions, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
+      maxOwnerWaitMs: limits.maxOwnerWaitMs, maxClockSkewMs: limits.maxClockSkewMs,
+    });
+  }
+
+  async start(): Promise<void> {
+    const { registrar, events } = this.#components;
+    await registrar.handle(PROTOCOL, this.#onInboundStream, {
+      maxInboundStreams: this.#init.limits.maxStreamsPerConnection,
+      maxOutboundStreams: this.#init.limits.maxStreamsPerConnection,
+    });
+    events.addEventListener('peer:connect', this.#onPeerConnect);
+    events.addEventListener('peer:disconnect', this.#onPeerDisconnect);
+    events.addEventListener('connection:close', this.#onConnectionClose);
+    events.addEventListener('peer:discovery', this.#onPeerDiscovery);
+    // Scope claims go out when the cache first holds a token, on a later tick (never inside the token path).
+    this.#unsubscribeScopes = this.#init.host.scopes.onScopeAdded(() => this.announceScopes());
+  }
+
+  afterStart(): void {
+    // Peers already connected (none in practice: the node has just started).
+    const seen = new Set<string>();
+    for (const connection of this.#components.connectionManager.getConnections()) {
+      const id = connection.remotePeer.toString();
+      if (seen.has(id)) continue;
+      seen.add(id);
+      this.#peerConnected(connection.remotePeer);
+    }
+  }
+
+  beforeStop(): void {
+    this.halt();
+  }
+
+  async stop(): Promise<void> {
+    this.halt();
+    const { registrar, events } = this.#components;
+    events.removeEventListener('peer:connect', this.#onPeerConnect);
+    events.removeEventListener('peer:disconnect', this.#onPeerDisconnect);
+    events.removeEventListener('connection:close', this.#onConnectionClose);
+    events.removeEventListener('peer:discovery', this.#onPeerDiscovery);
+    await registrar.unhandle(PROTOCOL).catch((err: unknown) => this.#log.debug('unhandling %s failed: %s', PROTOCOL, errorMessage(err)));
+  }
+
+  /** Resolves once every dial and stream opening this service began has settled. */
+  async afterStop(): Promise<void> {
+    await Promise.allSettled([...this.#background]);
+  }
+
+  /**
+   * Stops the protocol's own work at once, before libp2p closes its connections: timers end, serving is
+   * aborted, every session closes (its asks settle 'unavailable'). Idempotent.
+   */
+  halt(): void {
+    if (this.#halted) return;
+    this.#halted = true;
+    this.#unsubscribeScopes?.();
+    this.#unsubscribeScopes = undefined;
+    this.#exchange.stop();
+    this.#serving.stop();
+    this.#sessions.clear();
+  }
+
+  /** Asks the key's owner (see asking.ts). Never throws for peer failures. */
+  fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<FleetAnswer> {
+    return this.#asker.fetch(key, scopeId, signal);
+  }
+
+  /** Tells connected peers this node's scopes (with fresh proofs) and known peers: call when heldScopes() changed. */
+  announceScopes(): void {
+    if (this.#halted) return;
+    for (const session of this.#sessions.values()) {
+      for (const server of session.servers) {
+        if (server.remoteChallenge !== undefined) server.channel.send(this.#claims.scopesFrame(server.remoteChallenge, this.#exchange.knownPeers()));
+      }
+    }
+  }
+
+  /** Peers speaking the protocol, with the count of scopes they proved that this node holds too. */
+  peers(): Array<{ id: string; scopes: number }> {
+    const peers: Array<{ id: string; scopes: number }> = [];
+    for (const session of this.#sessions.values()) {
+      const client = session.client;
+      if (client === undefined || client.remoteChallenge === undefined) continue;
+      peers.push({ id: session.id, scopes: this.#claims.provedCount(session, client) });
+    }
+    return peers;
+  }
+
+  // ---------------------------------------------------------------- connections and streams
+
+  readonly #onPeerConnect = (event: CustomEvent<PeerId>): void => this.#peerConnected(event.detail);
+
+  readonly #onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
+    if (this.#sessions.remove(event.detail.toString()) !== undefined) this.#exchange.schedule();
+  };
+
+  readonly #onConnectionClose = (event: CustomEvent<Connection>): void => {
+    // Another connection to the peer may remain: reopen the outbound stream on it.
+    const session = this.#sessions.get(event.detail.remotePeer.toString());
+    if (session === undefined || this.#halted) return;
+    if (session.client?.channel.closed === true) session.client = undefined;
+    if (session.client === undefined && this.#connected(session)) this.#openClient(session);
+  };
+
+  readonly #onPeerDiscovery = (event: CustomEvent<Libp2pEvents['peer:discovery']['detail']>): void => {
+    const { id, multiaddrs } = event.detail;
+    if (this.#sessions.has(id.toString())) return;
+    this.#exchange.dial(id.toString(), multiaddrs.map((ma) => withoutPeerId(ma).toString()), 'discovery');
+  };
+
+  #peerConnected(peerId: PeerId): void {
+    if (this.#halted) return;
+    if (this.#init.strikes.isBanned(peerId.toString())) {
+      void this.#hangUp(peerId).catch(() => undefined);
+      return;
+    }
+    this.#openClient(this.#sessions.ensure(peerId));
+  }
+
+  #connected(session: PeerSession): boolean {
+    return this.#components.connectionManager.getConnections(session.peerId).length > 0;
+  }
+
+  /** Opens my long-lived outbound stream to a peer (once; again if it closes while connected). */
+  #openClient(session: PeerSession): void {
+    if (this.#halted || session.opening || (session.client !== undefined && !session.client.channel.closed)) return;
+    session.opening = true;
+    const { p2p, limits } = this.#init;
+    this.#track((async () => {
+      let stream: Stream;
+      try {
+        stream = await this.#components.connectionManager.openStream(session.peerId, PROTOCOL, {
+          signal: AbortSignal.timeout(p2p.dialTimeoutMs),
+          maxOutboundStreams: limits.maxStreamsPerConnection,
+        });
+      } catch (err) {
+        this.#log.debug('could not open %s to %s: %s', PROTOCOL, session.id, errorMessage(err));
+        return;
+      } finally {
+        session.opening = false;
+      }
+      if (this.#halted || !this.#sessions.isCurrent(session)) {
+        stream.abort(new Error('the peer session is gone'));
+        return;
+      }
+      const challenge = new Uint8Array(randomBytes(CHALLENGE_BYTES));
+      const client: ClientSide = {
+        challenge, remoteChallenge: undefined, claims: new Map(), verified: new Map(), requests: new RequestTable(this.#init.now),
+        channel: new FrameChannel(stream, {
+          maxFrameBytes: p2p.maxFrameBytes,
+          logger: this.#log,
+          onFrame: (frame) => this.#onClientFrame(session, client, frame),
+          onClose: (violation, error) => {
+            client.requests.closeAll();
+            if (session.client === client) session.client = undefined;
+            if (violation !== undefined) this.#reject(session.id, violation, errorMessage(error));
+            else if (!this.#halted && this.#sessions.isCurrent(session) && this.#connected(session)) this.#reopenClient(session);
+          },
+        }),
+      };
+      session.client = client;
+      client.channel.send(this.#hello(challenge));
+    })());
+  }
+
+  /**
+   * The stream died but a connection remains: open a fresh one, a few times a minute at most (a peer that keeps
+   * closing our stream must not make us loop).
+   */
+  #reopenClient(session: PeerSession): void {
+    const now = this.#init.now();
+    session.reopens = session.reopens.filter((at) => now - at < 60_000);
+    if (session.reopens.length >= 3) return;
+    session.reopens.push(now);
+    queueMicrotask(() => this.#openClient(session));
+  }
+
+  readonly #onInboundStream = (stream: Stream, connection: Connection): void => {
+    const id = connection.remotePeer.toString();
+    if (this.#halted || this.#init.strikes.isBanned(id)) {
+      stream.abort(new Error('refused'));
+      return;
+    }
+    const session = this.#sessions.ensure(connection.remotePeer);
+    const challenge = new Uint8Array(randomBytes(CHALLENGE_BYTES));
+    const server: ServerSide = {
+      challenge, remoteChallenge: undefined,
+      channel: new FrameChannel(stream, {
+        maxFrameBytes: this.#init.p2p.maxFrameBytes,
+        logger: this.#log,
+        onFrame: (frame) => this.#onServerFrame(session, server, frame),
+        onClose: (violation, error) => {
+          session.servers.delete(server);
+          if (violation !== undefined) this.#reject(session.id, violation, errorMessage(error));
+        },
+      }),
+    };
+    session.servers.add(server);
+    server.channel.send(this.#hello(challenge));
+    if (session.client === undefined) this.#openClient(session);
+  };
+
+  #hello(challenge: Uint8Array): Frame {
+    return { type: 'hello', version: WIRE_VERSION, challenge, addrs: this.#exchange.ownAddrs(), peers: this.#exchange.knownPeers() };
+  }
+
+  // ---------------------------------------------------------------- frames
+
+  /** Frames on my outbound stream: the owner's hello, scope claims and answers. */
+  #onClientFrame(session: PeerSession, client: ClientSide, frame: Frame): void {
+    switch (frame.type) {
+      case 'hello':
+        if (client.remoteChallenge !== undefined) return this.#protocolViolation(session, client.channel, 'a second hello');
+        client.remoteChallenge = frame.challenge;
+        this.#exchange.learn(session, frame.addrs, frame.peers);
+        return;
+      case 'scopes':
+        if (client.remoteChallenge === undefined) return this.#protocolViolation(session, client.channel, 'scopes before hello');
+        this.#claims.receive(session, client, frame);
+        this.#exchange.exchange(frame.peers);
+        return;
+      case 'entry':
+        client.requests.settle(frame.id, { kind: 'entry', sealed: frame.sealed });
+        return;
+      case 'miss':
+        client.requests.settle(frame.id, { kind: 'miss', reason: frame.reason });
+        return;
+      case 'error':
+        client.requests.settle(frame.id, { kind: 'error', message: frame.message });
+        return;
+      case 'working':
+        client.requests.extend(frame.id); // late or unknown ids are ignored; maxOwnerWaitMs bounds the rest
+        return;
+      case 'get':
+        return this.#protocolViolation(session, client.channel, 'a get on the asker\'s own stream');
+    }
+  }
+
+  /** Frames on a peer's stream to me: its hello and its gets. */
+  #onServerFrame(session: PeerSession, server: ServerSide, frame: Frame): void {
+    switch (frame.type) {
+      case 'hello':
+        if (server.remoteChallenge !== undefined) return this.#protocolViolation(session, server.channel, 'a second hello');
+        server.remoteChallenge = frame.challenge;
+        this.#exchange.learn(session, frame.addrs, frame.peers);
+        server.channel.send(this.#claims.scopesFrame(frame.challenge, this.#exchange.knownPeers()));
+        return;
+      case 'get':
+        if (server.remoteChallenge === undefined) return this.#protocolViolation(session, server.channel, 'get before hello');
+        this.#serving.serve(session, server, frame);
+        return;
+      case 'scopes':
+      case 'entry':
+      case 'working':
+      case 'miss':
+      case 'error':
+        return this.#protocolViolation(session, server.channel, `${frame.type} on the owner's side of a stream`);
+    }
+  }
+
+  #protocolViolation(session: PeerSession, channel: FrameChannel, what: string): void {
+    this.#reject(session.id, 'protocol', what);
+    channel.close(new Error(`protocol violation: ${what}`));
+  }
+
+  // ---------------------------------------------------------------- abuse
+
+  /** Counts rejected data from a peer; past maxStrikes within the window, disconnects it (the ban refuses it). */
+  #reject(peerId: string, kind: RejectionKind, detail: string): void {
+    this.#init.counters.countRejected(kind);
+    this.#log.debug('rejected %s from %s: %s', kind, peerId, detail);
+    if (this.#halted) return;
+    const strikes = this.#init.strikes.strike(peerId);
+    if (strikes === undefined) return;
+    const { strikeWindowMs, banMs } = this.#init.limits;
+    this.#init.counters.count('disconnectedForAbuse');
+    this.#log.warn(`disconnected peer ${peerId}: ${strikes} bad frames or entries within ${strikeWindowMs / 1000} s (last: ${kind}: ${detail}); refusing it for ${banMs / 1000} s`);
+    const session = this.#sessions.remove(peerId);
+    if (session !== undefined) this.#track(this.#hangUp(session.peerId));
+  }
+
+  /** Closes every connection to a peer, gracefully for up to dialTimeoutMs, then at once. */
+  #hangUp(peerId: PeerId): Promise<void> {
+    return this.#components.connectionManager.closeConnections(peerId, { signal: AbortSignal.timeout(this.#init.p2p.dialTimeoutMs) });
+  }
+
+  #track(promise: Promise<unknown>): void {
+    const tracked = promise.catch(() => undefined).finally(() => this.#background.delete(tracked));
+    this.#background.add(tracked);
+  }
+}
+
+/** The service factory, in the js-libp2p style: configuration first, components injected by createLibp2p. */
+export function cacheProtocol(init: CacheProtocolInit): (components: CacheProtocolComponents) => CacheProtocol {
+  return (components) => new CacheProtocol(components, init);
+}

@@ -1,0 +1,309 @@
+import net from 'node:net';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { bootstrap } from '@libp2p/bootstrap';
+import { identify, type Identify } from '@libp2p/identify';
+import { KEEP_ALIVE, type Libp2p, type PeerId } from '@libp2p/interface';
+import { ping, type Ping } from '@libp2p/ping';
+import { preSharedKey } from '@libp2p/pnet';
+import { tcp } from '@libp2p/tcp';
+import { CODE_P2P, CODE_TCP, multiaddr, type Multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import { CacheError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ResolvedP2POptions } from '../options.js';
+import type { CacheProtocol, CacheProtocolComponents } from './cache-protocol.js';
+import { swarmKeyOf } from './fleet-keys.js';
+import { acquirePeerIdentity, type PeerIdentity } from './identity.js';
+import { errorMessage, type PeerNetworkLimits } from './limits.js';
+
+/**
+ * The fleet's libp2p host: assembly (private network, TCP, noise, yamux, connection gater, persistent identity,
+ * bootstrap, optional mDNS), start with port fallback, stop. The cache protocol runs in it as a service.
+ *
+ * Guarantees:
+ * - Starting completes or fails with `PeerNetworkStartError` within `startTimeoutMs`; on failure nothing is left
+ *   running (a creation that finishes after the deadline is stopped) and the identity slot is free.
+ * - Only members of the private network connect (pnet with the shared secret's key), and a peer the gater is told
+ *   is banned is neither dialled nor accepted.
+ * - If the listen port is taken (a sibling process or worker holds it), the host listens on an ephemeral port and
+ *   dials the holder on loopback as a peer; if that fails (not a member of the network), it runs alone and says why.
+ * - `stop()` is idempotent; once it resolves the port is released, the identity slot is free and no dial this
+ *   host began is pending.
+ */
+
+/** The host could not be created; `cause` holds the underlying error. Nothing was left running. */
+export class PeerNetworkStartError extends CacheError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_P2P_START', `Starting the P2P host failed: ${message}`, options);
+  }
+}
+
+export interface HostInit {
+  /** Resolved P2P options (listen port and host, shared secret, bootstrap peers, timeouts). */
+  readonly p2p: ResolvedP2POptions;
+  /** The persistent identity lives in `<cacheDir>/p2p/`. */
+  readonly cacheDir: string;
+  readonly logger: Logger;
+  readonly limits: Readonly<PeerNetworkLimits>;
+  /** The P2P layer's clock, in ms since the epoch. */
+  readonly now: () => number;
+  /** Whether a peer is refused (asked by the connection gater on every dial and accepted connection). */
+  readonly banned: (peerId: string) => boolean;
+  /** The cache protocol's service factory (cache-protocol.ts). */
+  readonly protocol: (components: CacheProtocolComponents) => CacheProtocol;
+}
+
+type HostServices = { identify: Identify; ping: Ping; cache: CacheProtocol };
+type PeerDiscoveryFactory = NonNullable<Parameters<typeof createLibp2p>[0]>['peerDiscovery'] extends Array<infer F> | undefined ? F : never;
+
+export class Libp2pHost {
+  readonly #node: Libp2p<HostServices>;
+  readonly #identity: PeerIdentity;
+  readonly #init: HostInit;
+  readonly #portFallback: boolean;
+  readonly #background = new Set<Promise<unknown>>();
+  #stopping: Promise<void> | undefined;
+
+  private constructor(node: Libp2p<HostServices>, identity: PeerIdentity, init: HostInit, portFallback: boolean) {
+    this.#node = node;
+    this.#identity = identity;
+    this.#init = init;
+    this.#portFallback = portFallback;
+  }
+
+  /**
+   * Creates and starts the host (persistent identity, private network, listen port with fallback) with the cache
+   * protocol in it, and joins the fleet (local port holder, bootstrap peers). Completes or fails within
+   * `limits.startTimeoutMs`; on failure nothing is left running.
+   */
+  static async start(init: HostInit): Promise<Libp2pHost> {
+    const secret = init.p2p.sharedSecret;
+    if (secret === undefined || secret.length < 16) {
+      throw new PeerNetworkStartError('no shared secret of at least 16 characters (p2p.sharedSecret): an open network would let anyone in');
+    }
+    const { startTimeoutMs } = init.limits;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), startTimeoutMs);
+    let host: Libp2pHost | undefined;
+    const creation = Libp2pHost.#create(init, secret, deadline.signal).then((created) => {
+      host = created;
+      return created;
+    });
+    try {
+      return await Promise.race([
+        creation,
+        new Promise<never>((_, reject) => {
+          deadline.signal.addEventListener('abort', () => reject(new PeerNetworkStartError(`it did not complete within ${startTimeoutMs} ms`)), { once: true });
+        }),
+      ]);
+    } catch (err) {
+      // The creation may still finish after the deadline: stop whatever it made.
+      creation.then((late) => late.stop(), () => undefined).catch(() => undefined);
+      if (host !== undefined) await host.stop().catch(() => undefined);
+      throw err instanceof PeerNetworkStartError ? err : new PeerNetworkStartError(errorMessage(err), { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  static async #create(init: HostInit, secret: string, deadline: AbortSignal): Promise<Libp2pHost> {
+    const { p2p, logger: log } = init;
+    const mdns = p2p.mdns ? await loadMdns(log) : undefined;
+    const identity = await acquirePeerIdentity({ cacheDir: init.cacheDir, logger: log, now: init.now });
+    let node: Libp2p<HostServices> | undefined;
+    let host: Libp2pHost | undefined;
+    try {
+      let portFallback = false;
+      const build = async (port: number): Promise<Libp2p<HostServices>> => {
+        const created = await createNode(init, identity, secret, tcpListenAddr(p2p.listenHost, port), mdns);
+        try {
+          await created.start();
+          return created;
+        } catch (err) {
+          await Promise.resolve(created.stop()).catch(() => undefined);
+          throw err;
+        }
+      };
+      try {
+        node = await build(p2p.listenPort);
+      } catch (err) {
+        if (p2p.listenPort === 0 || !isAddressInUse(err)) throw err;
+        log.debug('port %d is taken; listening on an ephemeral port and dialling the holder', p2p.listenPort);
+        portFallback = true;
+        node = await build(0);
+      }
+      if (deadline.aborted) throw new PeerNetworkStartError('start deadline passed');
+      const created = new Libp2pHost(node, identity, init, portFallback);
+      host = created;
+      log.debug('listening on %s as %s', created.listenAddrs().join(', '), created.peerId);
+      if (portFallback) await created.#joinLocalHolder(deadline);
+      created.#dialBootstrapPeers();
+      return created;
+    } catch (err) {
+      if (host !== undefined) await host.stop().catch(() => undefined);
+      else {
+        if (node !== undefined) await Promise.resolve(node.stop()).catch(() => undefined);
+        identity.release();
+      }
+      throw err;
+    }
+  }
+
+  /** The cache protocol service running in this host. */
+  get protocol(): CacheProtocol {
+    return this.#node.services.cache;
+  }
+
+  get peerId(): string {
+    return this.#node.peerId.toString();
+  }
+
+  /** Whether the configured port was taken and an ephemeral one is used. */
+  get portFallback(): boolean {
+    return this.#portFallback;
+  }
+
+  /** Listen multiaddrs, with /p2p/<id>. */
+  listenAddrs(): string[] {
+    return this.#node.getMultiaddrs().map((ma) => ma.toString());
+  }
+
+  /** The TCP port actually bound (0 when not listening). */
+  boundPort(): number {
+    for (const ma of this.#node.getMultiaddrs()) {
+      const port = ma.getComponents().find((c) => c.code === CODE_TCP)?.value;
+      if (port !== undefined) return Number(port);
+    }
+    return 0;
+  }
+
+  /** Peers with an open connection. */
+  connectedPeers(): number {
+    return this.#node.getPeers().length;
+  }
+
+  /** Stops libp2p (and the protocol in it), then releases the identity. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#doStop();
+    return this.#stopping;
+  }
+
+  async #doStop(): Promise<void> {
+    try {
+      await this.#node.stop();
+    } catch (err) {
+      this.#init.logger.warn(`stopping libp2p failed: ${errorMessage(err)}`);
+    }
+    await Promise.allSettled([...this.#background]);
+    this.#identity.release();
+  }
+
+  /** After a port fallback: dial the sibling that holds the configured port. */
+  async #joinLocalHolder(deadline: AbortSignal): Promise<void> {
+    const { p2p, logger: log } = this.#init;
+    const addr = localHolderAddr(p2p.listenHost, p2p.listenPort);
+    try {
+      const connection = await this.#node.dial(multiaddr(addr), { signal: AbortSignal.any([AbortSignal.timeout(p2p.dialTimeoutMs), deadline]) });
+      await this.#keepAlive(connection.remotePeer);
+      log.debug('port %d is held by peer %s; joined it', p2p.listenPort, connection.remotePeer.toString());
+    } catch (err) {
+      log.warn(`port ${p2p.listenPort} is taken by a process that is not a member of this network (dialling ${addr} failed: ${errorMessage(err)}); ` +
+        `running on port ${this.boundPort()} and reaching the fleet only through bootstrap peers. Check that it uses the same p2p.sharedSecret, or free the port.`);
+    }
+  }
+
+  #dialBootstrapPeers(): void {
+    const { p2p, logger: log } = this.#init;
+    for (const raw of p2p.bootstrapPeers) {
+      let ma: Multiaddr;
+      try {
+        ma = multiaddr(raw);
+      } catch (err) {
+        log.warn(`ignoring bootstrap peer ${JSON.stringify(raw)}: not a multiaddr (${errorMessage(err)})`);
+        continue;
+      }
+      // A fleet-wide list usually names this node too.
+      if (ma.getComponents().some((c) => c.code === CODE_P2P && c.value === this.peerId)) continue;
+      this.#track(this.#node.dial(ma, { signal: AbortSignal.timeout(p2p.dialTimeoutMs) }).then(
+        (connection) => this.#keepAlive(connection.remotePeer),
+        (err: unknown) => log.warn(`could not reach bootstrap peer ${raw}: ${errorMessage(err)}`),
+      ));
+    }
+  }
+
+  async #keepAlive(peer: PeerId): Promise<void> {
+    try {
+      await this.#node.peerStore.merge(peer, { tags: { [KEEP_ALIVE]: { value: 1 } } });
+    } catch (err) {
+      this.#init.logger.debug('could not tag %s keep-alive: %s', peer.toString(), errorMessage(err));
+    }
+  }
+
+  #track(promise: Promise<unknown>): void {
+    const tracked = promise.catch(() => undefined).finally(() => this.#background.delete(tracked));
+    this.#background.add(tracked);
+  }
+}
+
+async function createNode(init: HostInit, identity: PeerIdentity, secret: string, listen: string, mdns: PeerDiscoveryFactory | undefined): Promise<Libp2p<HostServices>> {
+  const { p2p, limits, banned } = init;
+  const withPeerId = p2p.bootstrapPeers.filter((addr) => addr.includes('/p2p/'));
+  const peerDiscovery: PeerDiscoveryFactory[] = [];
+  if (withPeerId.length > 0) peerDiscovery.push(bootstrap({ list: withPeerId }));
+  if (mdns !== undefined) peerDiscovery.push(mdns);
+  return createLibp2p<HostServices>({
+    start: false,
+    privateKey: identity.privateKey,
+    addresses: { listen: [listen] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionProtector: preSharedKey({ psk: swarmKeyOf(secret) }),
+    connectionGater: {
+      denyDialPeer: (peer) => banned(peer.toString()),
+      denyInboundEncryptedConnection: (peer) => banned(peer.toString()),
+      denyOutboundEncryptedConnection: (peer) => banned(peer.toString()),
+    },
+    connectionManager: {
+      dialTimeout: p2p.dialTimeoutMs,
+      maxConnections: Math.max(limits.maxPeers * 2, 64),
+      // Siblings on one host all connect from 127.0.0.1: the default (5 per second per host) would refuse them.
+      inboundConnectionThreshold: 100,
+      maxIncomingPendingConnections: 32,
+    },
+    peerDiscovery,
+    services: { identify: identify(), ping: ping(), cache: init.protocol },
+  });
+}
+
+/** The mDNS discovery factory of the optional `@libp2p/mdns`, or undefined (logged) when it is not installed. */
+async function loadMdns(log: Logger): Promise<PeerDiscoveryFactory | undefined> {
+  // Loaded by name so that the package builds and runs without it.
+  const name = '@libp2p/mdns';
+  try {
+    const module = (await import(name)) as { mdns?: (init?: object) => PeerDiscoveryFactory };
+    if (typeof module.mdns !== 'function') throw new Error('it does not export mdns()');
+    return module.mdns();
+  } catch (err) {
+    log.warn(`p2p.mdns is on but @libp2p/mdns cannot be loaded (${errorMessage(err)}); install it to discover LAN peers. Continuing without mDNS.`);
+    return undefined;
+  }
+}
+
+function tcpListenAddr(host: string, port: number): string {
+  if (net.isIPv6(host)) return `/ip6/${host}/tcp/${port}`;
+  if (net.isIPv4(host)) return `/ip4/${host}/tcp/${port}`;
+  throw new PeerNetworkStartError(`p2p.listenHost must be an IP address, got ${JSON.stringify(host)}`);
+}
+
+/** The address on which a sibling holding `host:port` on this machine can be dialled. */
+function localHolderAddr(host: string, port: number): string {
+  if (host === '0.0.0.0' || host === '') return `/ip4/127.0.0.1/tcp/${port}`;
+  if (host === '::') return `/ip6/::1/tcp/${port}`;
+  return tcpListenAddr(host, port);
+}
+
+function isAddressInUse(err: unknown): boolean {
+  return err instanceof Error && (err.message.includes('EADDRINUSE') || (err as NodeJS.ErrnoException).code === 'EADDRINUSE');
+}

@@ -1,0 +1,141 @@
+import { setMaxListeners } from 'node:events';
+import type { CacheEntry } from '../cache/entry.js';
+import type { FleetHost } from '../cache/ports.js';
+import { parseRequestKey, type RequestKeyParts } from '../cache/request-key.js';
+import type { ResolvedP2POptions } from '../options.js';
+import { sealEntry } from './envelope.js';
+import type { FrameChannel } from './frame-channel.js';
+import { errorMessage } from './limits.js';
+import type { ScopeClaims } from './scope-claims.js';
+import { verifyGetProof } from './scope-proof.js';
+import type { PeerSession, ServerSide } from './sessions.js';
+import type { ProtocolCounters, RejectionKind } from './stats.js';
+import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
+
+/**
+ * Answering `get`s as the key's owner.
+ *
+ * Guarantee: a `get` is served only with a valid proof, under this node's challenge on that stream, that the asker
+ * holds the key's scope; at most `maxConcurrentServesPerPeer` are served at once per peer (more are answered
+ * `miss busy`); each is answered exactly once (`entry`, `miss` or `error`) unless its stream closed first. An entry
+ * held now is answered in the same turn; one that needs the cache's upstream request is answered when it is done,
+ * and meanwhile the asker gets a `working` frame every half request timeout. One shared timer sends those, and it
+ * runs only while something is being served. Entries never go out with a TTL above this node's `maxEntryTtl`, nor
+ * in a frame above `maxFrameBytes` (`miss too-large` instead).
+ */
+
+export interface OwnerServingInit {
+  readonly host: Pick<FleetHost, 'serveAsOwner' | 'heldEntry'>;
+  readonly claims: ScopeClaims;
+  readonly counters: ProtocolCounters;
+  readonly reject: (peerId: string, kind: RejectionKind, detail: string) => void;
+  readonly p2p: Pick<ResolvedP2POptions, 'maxEntryTtl' | 'maxFrameBytes' | 'requestTimeoutMs'>;
+  readonly maxConcurrentServesPerPeer: number;
+  readonly now: () => number;
+  readonly stopped: () => boolean;
+}
+
+export class OwnerServing {
+  readonly #init: OwnerServingInit;
+  /** Aborted at stop: the signal of every serveAsOwner call. */
+  readonly #serving = new AbortController();
+  /** Requests waiting on the cache; the heartbeat sends `working` for those older than half a timeout. */
+  readonly #inService = new Set<{ channel: FrameChannel; id: number; since: number }>();
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(init: OwnerServingInit) {
+    this.#init = init;
+    // Every request being served listens on this signal.
+    setMaxListeners(0, this.#serving.signal);
+  }
+
+  serve(session: PeerSession, server: ServerSide, frame: GetFrame): void {
+    const reply = (answer: Frame): void => {
+      server.channel.send(answer);
+    };
+    const parts = parseRequestKey(frame.key);
+    if (parts === undefined) {
+      this.#init.reject(session.id, 'request', 'a get for a malformed key');
+      return reply({ type: 'miss', id: frame.id, reason: 'bad-key' });
+    }
+    const keys = this.#init.claims.keysOf(parts.scopeId);
+    if (keys === undefined) return reply({ type: 'miss', id: frame.id, reason: 'not-held' });
+    if (!verifyGetProof(keys.proofKey, server.challenge, frame.id, frame.key, frame.proof)) {
+      this.#init.reject(session.id, 'proof', 'a get without a valid proof of its scope');
+      return reply({ type: 'miss', id: frame.id, reason: 'bad-proof' });
+    }
+    if (session.serving >= this.#init.maxConcurrentServesPerPeer) return reply({ type: 'miss', id: frame.id, reason: 'busy' });
+    if (this.#init.stopped()) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
+    // A hit in the local cache is answered at once, in this turn: no upstream request, nothing to wait for.
+    const held = this.#init.host.heldEntry(frame.key, parts);
+    if (held !== undefined) return this.#sendEntry(server, frame.id, frame.key, held, keys.entryKey);
+    // Only the id and key go on (not the frame, whose proof may be a view of the received bytes).
+    void this.#serveLater(session, server, frame.id, frame.key, parts, keys.entryKey);
+  }
+
+  /** Stops serving: pending cache work is aborted and the heartbeat ends. Idempotent. */
+  stop(): void {
+    if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    this.#inService.clear();
+    this.#serving.abort(new Error('the P2P host is stopping'));
+  }
+
+  /** Serves a get that needs the cache's asynchronous work (an upstream request, or a wait for one). */
+  async #serveLater(session: PeerSession, server: ServerSide, id: number, key: string, parts: RequestKeyParts, entryKey: Uint8Array): Promise<void> {
+    session.serving++;
+    // While GitHub is slow (or this node's per-scope cap queues the request), tell the asker we are alive.
+    const pending = { channel: server.channel, id, since: this.#init.now() };
+    this.#inService.add(pending);
+    this.#ensureHeartbeat();
+    let entry: CacheEntry | undefined;
+    try {
+      entry = await this.#init.host.serveAsOwner(key, this.#serving.signal, parts);
+    } catch (err) {
+      server.channel.send({ type: 'error', id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
+      return;
+    } finally {
+      this.#inService.delete(pending);
+      session.serving--;
+    }
+    if (server.channel.closed) return;
+    if (entry === undefined) {
+      server.channel.send({ type: 'miss', id, reason: 'no-entry' });
+      return;
+    }
+    this.#sendEntry(server, id, key, entry, entryKey);
+  }
+
+  /** Seals `entry` as the answer to request `id` for `key`, and sends it (or `miss too-large`). */
+  #sendEntry(server: ServerSide, id: number, key: string, entry: CacheEntry, entryKey: Uint8Array): void {
+    const { maxEntryTtl, maxFrameBytes } = this.#init.p2p;
+    // Askers refuse a TTL above their p2p.maxEntryTtl (and count it against us): never send one above ours.
+    const maxExpiresAt = entry.storedAt + maxEntryTtl * 1000;
+    const sealed = sealEntry(entry.expiresAt > maxExpiresAt ? { ...entry, expiresAt: Math.floor(maxExpiresAt) } : entry, key, entryKey);
+    // A frame is the sealed bytes plus a few dozen bytes of CBOR around them.
+    if (sealed.byteLength + 64 > maxFrameBytes) {
+      server.channel.send({ type: 'miss', id, reason: 'too-large' });
+      return;
+    }
+    server.channel.send({ type: 'entry', id, sealed });
+    this.#init.counters.count('requestsServed');
+  }
+
+  /** Runs the shared heartbeat while anything is being served; it stops by itself when nothing is. */
+  #ensureHeartbeat(): void {
+    if (this.#heartbeat !== undefined) return;
+    const half = Math.max(1, Math.floor(this.#init.p2p.requestTimeoutMs / 2));
+    this.#heartbeat = setInterval(() => {
+      if (this.#inService.size === 0 || this.#init.stopped()) {
+        clearInterval(this.#heartbeat);
+        this.#heartbeat = undefined;
+        return;
+      }
+      const due = this.#init.now() - half;
+      for (const { channel, id, since } of this.#inService) {
+        if (since <= due && !channel.closed) channel.send({ type: 'working', id });
+      }
+    }, Math.max(1, Math.floor(half / 2)));
+    this.#heartbeat.unref();
+  }
+}

@@ -1,0 +1,105 @@
+import type { PeerId } from '@libp2p/interface';
+import type { FrameChannel } from './frame-channel.js';
+import type { RequestTable } from './request-table.js';
+
+/**
+ * The peers this node speaks the protocol with: one session per peer, holding its two directions.
+ *
+ * Guarantee: there is at most one session per peer id, and a session that leaves the table is closed: its
+ * streams are closed and every request in flight on its outbound stream settles 'closed' at once.
+ */
+
+/** My outbound stream to a peer: I ask, it answers. */
+export interface ClientSide {
+  readonly channel: FrameChannel;
+  /** The challenge I sent: its scope claims are proved under it. */
+  readonly challenge: Uint8Array;
+  /** Its challenge: my get proofs are made under it. Undefined until its hello arrives. */
+  remoteChallenge: Uint8Array | undefined;
+  /** Its latest scope claims, by scope id. */
+  claims: Map<string, Uint8Array>;
+  /** Verification results of those claims (for scopes this node holds), computed on first use. */
+  verified: Map<string, boolean>;
+  readonly requests: RequestTable;
+}
+
+/** A peer's stream to me: it asks, I answer. */
+export interface ServerSide {
+  readonly channel: FrameChannel;
+  /** The challenge I sent: its get proofs are made under it. */
+  readonly challenge: Uint8Array;
+  /** Its challenge: my scope claims are proved under it. */
+  remoteChallenge: Uint8Array | undefined;
+}
+
+export interface PeerSession {
+  readonly id: string;
+  readonly peerId: PeerId;
+  /** Its own listen addresses (from its hello), without /p2p/. */
+  addrs: string[];
+  client: ClientSide | undefined;
+  opening: boolean;
+  readonly servers: Set<ServerSide>;
+  /** Requests being served for it right now. */
+  serving: number;
+  /** When its outbound stream was reopened (at most 3 a minute). */
+  reopens: number[];
+}
+
+export class PeerSessions {
+  readonly #sessions = new Map<string, PeerSession>();
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  get(id: string): PeerSession | undefined {
+    return this.#sessions.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.#sessions.has(id);
+  }
+
+  values(): IterableIterator<PeerSession> {
+    return this.#sessions.values();
+  }
+
+  /** Whether `session` is still the table's session of its peer (not removed or replaced). */
+  isCurrent(session: PeerSession): boolean {
+    return this.#sessions.get(session.id) === session;
+  }
+
+  /** The peer's session, created empty if it has none. */
+  ensure(peerId: PeerId): PeerSession {
+    const id = peerId.toString();
+    let session = this.#sessions.get(id);
+    if (session === undefined) {
+      session = { id, peerId, addrs: [], client: undefined, opening: false, servers: new Set(), serving: 0, reopens: [] };
+      this.#sessions.set(id, session);
+    }
+    return session;
+  }
+
+  /** Removes and closes the peer's session; returns it, or undefined when it had none. */
+  remove(id: string): PeerSession | undefined {
+    const session = this.#sessions.get(id);
+    if (session === undefined) return undefined;
+    this.#sessions.delete(id);
+    closeSession(session);
+    return session;
+  }
+
+  /** Removes and closes every session. */
+  clear(): void {
+    for (const session of this.#sessions.values()) closeSession(session);
+    this.#sessions.clear();
+  }
+}
+
+function closeSession(session: PeerSession): void {
+  session.client?.channel.close(new Error('peer session closed'));
+  session.client?.requests.closeAll();
+  for (const server of session.servers) server.channel.close(new Error('peer session closed'));
+  session.servers.clear();
+}

@@ -1,0 +1,32 @@
+import type { FleetStats } from '../cache/ports.js';
+import type { PeerEntryRejected } from './envelope.js';
+import type { FrameViolation } from './frame-channel.js';
+
+/**
+ * The counters of the cache protocol, behind `FleetStats`.
+ *
+ * Guarantee: counters only grow, one step per event, and a snapshot is a copy: what a caller does with it
+ * never changes the counters.
+ */
+
+/** Why data from a peer was refused: envelope reasons, framing violations, and protocol-level refusals. */
+export type RejectionKind = PeerEntryRejected['reason'] | FrameViolation | 'proof' | 'request' | 'protocol';
+
+export type ProtocolCounterName = 'requestsSent' | 'entriesReceived' | 'requestsServed' | 'timeouts' | 'disconnectedForAbuse';
+
+export class ProtocolCounters {
+  readonly #counts: Record<ProtocolCounterName, number> = { requestsSent: 0, entriesReceived: 0, requestsServed: 0, timeouts: 0, disconnectedForAbuse: 0 };
+  readonly #rejected: Record<string, number> = {};
+
+  count(name: ProtocolCounterName): void {
+    this.#counts[name]++;
+  }
+
+  countRejected(kind: RejectionKind): void {
+    this.#rejected[kind] = (this.#rejected[kind] ?? 0) + 1;
+  }
+
+  snapshot(): Pick<FleetStats, ProtocolCounterName | 'rejected'> {
+    return { ...this.#counts, rejected: { ...this.#rejected } };
+  }
+}

@@ -1,0 +1,184 @@
+import { expect } from 'chai';
+import { RequestTable, type Answer } from '../src/p2p/request-table.js';
+
+/**
+ * Watches the timers that code run inside `arming()` sets (the table sets its request timers synchronously in
+ * open and extend), until each fires or is cleared. Counting the process's timers instead would also count
+ * whatever other specs left running.
+ */
+class TimerWatch {
+  readonly live = new Set<NodeJS.Timeout>();
+  readonly #setTimeout = globalThis.setTimeout;
+  readonly #clearTimeout = globalThis.clearTimeout;
+
+  constructor() {
+    const clear = this.#clearTimeout;
+    globalThis.clearTimeout = ((timer?: NodeJS.Timeout | string | number) => {
+      if (typeof timer === 'object') this.live.delete(timer);
+      clear(timer);
+    }) as typeof clearTimeout;
+  }
+
+  arming<T>(fn: () => T): T {
+    const set = this.#setTimeout;
+    globalThis.setTimeout = ((callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+      const timer = set(() => {
+        this.live.delete(timer);
+        callback(...args);
+      }, ms);
+      this.live.add(timer);
+      return timer;
+    }) as typeof setTimeout;
+    try {
+      return fn();
+    } finally {
+      globalThis.setTimeout = set;
+    }
+  }
+
+  restore(): void {
+    globalThis.clearTimeout = this.#clearTimeout;
+  }
+}
+
+/** Resolves with `answer`'s value, or 'pending' if it has not settled within `ms`. */
+async function within(answer: Promise<Answer>, ms: number): Promise<Answer | 'pending'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'pending'>((resolve) => {
+    timer = setTimeout(() => resolve('pending'), ms);
+  });
+  try {
+    return await Promise.race([answer, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const SEALED = new Uint8Array([1, 2, 3]);
+
+describe('RequestTable (in-flight requests on one stream)', () => {
+  it('gives every request in flight its own id', () => {
+    const table = new RequestTable();
+    const ids = Array.from({ length: 100 }, () => table.open(10_000).id);
+    expect(new Set(ids).size).to.equal(100);
+    expect(table.size).to.equal(100);
+    table.closeAll();
+  });
+
+  it('settles a request with its answer, exactly once: a second answer for the id is refused', async () => {
+    const table = new RequestTable();
+    const { id, answer } = table.open(10_000);
+    expect(table.settle(id, { kind: 'entry', sealed: SEALED })).to.equal(true);
+    expect(table.settle(id, { kind: 'miss', reason: 'no-entry' })).to.equal(false);
+    expect(await answer).to.deep.equal({ kind: 'entry', sealed: SEALED });
+    expect(table.size).to.equal(0);
+  });
+
+  it('routes each answer to its own request when several are in flight', async () => {
+    const table = new RequestTable();
+    const first = table.open(10_000);
+    const second = table.open(10_000);
+    table.settle(second.id, { kind: 'miss', reason: 'busy' });
+    table.settle(first.id, { kind: 'error', message: 'upstream failed' });
+    expect(await first.answer).to.deep.equal({ kind: 'error', message: 'upstream failed' });
+    expect(await second.answer).to.deep.equal({ kind: 'miss', reason: 'busy' });
+  });
+
+  it('reports an answer or a heartbeat for an id that is not in flight, and uses neither', () => {
+    const table = new RequestTable();
+    expect(table.settle(7, { kind: 'miss', reason: 'no-entry' })).to.equal(false);
+    expect(table.extend(7)).to.equal(false);
+    expect(table.size).to.equal(0);
+  });
+
+  it('settles with timeout after timeoutMs without news, and holds no timer once settled', async () => {
+    const table = new RequestTable();
+    const timers = new TimerWatch();
+    try {
+      const { answer } = timers.arming(() => table.open(30));
+      expect(timers.live.size).to.equal(1);
+      expect(await within(answer, 1_000)).to.deep.equal({ kind: 'timeout' });
+      expect(table.size).to.equal(0);
+      expect(timers.live.size).to.equal(0);
+    } finally {
+      timers.restore();
+    }
+  });
+
+  it('clears the timer of a request that is answered before its timeout', async () => {
+    const table = new RequestTable();
+    const timers = new TimerWatch();
+    try {
+      const { id, answer } = timers.arming(() => table.open(60_000));
+      expect(timers.live.size).to.equal(1);
+      table.settle(id, { kind: 'miss', reason: 'no-entry' });
+      await answer;
+      expect(timers.live.size).to.equal(0);
+    } finally {
+      timers.restore();
+    }
+  });
+
+  it('keeps waiting while the other side says it is working (extend restarts the timeout)', async () => {
+    const table = new RequestTable();
+    const { id, answer } = table.open(60, undefined, 10_000);
+    for (let i = 0; i < 4; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 40));
+      expect(table.extend(id)).to.equal(true);
+    }
+    // 160 ms have passed, well past the 60 ms timeout, and the request is still in flight.
+    expect(await within(answer, 0)).to.equal('pending');
+    expect(table.settle(id, { kind: 'entry', sealed: SEALED })).to.equal(true);
+    expect((await answer).kind).to.equal('entry');
+  });
+
+  it('never extends past maxWaitMs, as told by its clock', async () => {
+    let clock = 1_000_000;
+    const table = new RequestTable(() => clock);
+    const { id, answer } = table.open(50, undefined, 500);
+    clock += 400;
+    expect(table.extend(id)).to.equal(true);
+    clock += 200; // 600 ms after opening: past maxWaitMs
+    expect(table.extend(id)).to.equal(false);
+    expect(await within(answer, 1_000)).to.deep.equal({ kind: 'timeout' });
+  });
+
+  it('settles with aborted when the caller\'s signal aborts, and at once for a signal already aborted', async () => {
+    const table = new RequestTable();
+    const controller = new AbortController();
+    const { answer } = table.open(60_000, controller.signal);
+    controller.abort();
+    expect(await within(answer, 100)).to.deep.equal({ kind: 'aborted' });
+    expect(table.size).to.equal(0);
+    const late = table.open(60_000, AbortSignal.abort());
+    expect(await within(late.answer, 100)).to.deep.equal({ kind: 'aborted' });
+    expect(table.size).to.equal(0);
+  });
+
+  it('closeAll settles every request in flight with closed at once, and refuses new ones', async () => {
+    const table = new RequestTable();
+    const timers = new TimerWatch();
+    let opened: Array<{ id: number; answer: Promise<Answer> }>;
+    try {
+      opened = timers.arming(() => [table.open(60_000), table.open(60_000), table.open(60_000)]);
+      expect(timers.live.size).to.equal(3);
+      table.closeAll();
+      expect(timers.live.size).to.equal(0);
+    } finally {
+      timers.restore();
+    }
+    for (const { answer } of opened) expect(await within(answer, 100)).to.deep.equal({ kind: 'closed' });
+    expect(table.size).to.equal(0);
+    const after = table.open(60_000);
+    expect(await within(after.answer, 100)).to.deep.equal({ kind: 'closed' });
+    expect(table.size).to.equal(0);
+    table.closeAll(); // idempotent
+  });
+
+  it('an answer after the request timed out is refused', async () => {
+    const table = new RequestTable();
+    const { id, answer } = table.open(10);
+    expect(await within(answer, 1_000)).to.deep.equal({ kind: 'timeout' });
+    expect(table.settle(id, { kind: 'entry', sealed: SEALED })).to.equal(false);
+  });
+});
