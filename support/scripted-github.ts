@@ -19,7 +19,7 @@ export interface ReceivedRequest {
 /** What the server answers. A string body is sent as UTF-8; a Buffer as it is. */
 export interface ScriptedAnswer {
   readonly status: number;
-  readonly headers?: Record<string, string>;
+  readonly headers?: Readonly<Record<string, string | undefined>>;
   readonly body?: string | Buffer;
 }
 
@@ -38,7 +38,9 @@ export class ScriptedGitHub {
         this.requests.push(received);
         const answer = this.#script(received);
         const bytes = answer.body === undefined ? Buffer.alloc(0) : typeof answer.body === 'string' ? Buffer.from(answer.body, 'utf8') : answer.body;
-        res.writeHead(answer.status, { ...answer.headers, 'content-length': String(bytes.length) });
+        const headers: Record<string, string> = {};
+        for (const [name, value] of Object.entries(answer.headers ?? {})) if (value !== undefined) headers[name] = value;
+        res.writeHead(answer.status, { ...headers, 'content-length': String(bytes.length) });
         res.end(req.method === 'HEAD' || answer.status === 304 ? undefined : bytes);
       });
     });

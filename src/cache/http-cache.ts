@@ -120,6 +120,6 @@ export class HttpCache {
       ? { ...outcome.headers }
       : { ...entry.headers, ...this.#origin.rateLimitHeaders(parts.scopeId, parts.url) };
     if (headOnly) return { status: entry.status, headers, data: undefined as T, body: '', source: outcome.source, url };
-    return { status: entry.status, headers, data: data as T, body: entry.body, source: outcome.source, url };
+    return { status: entry.status, headers, data: data as T, body: entry.body, source: outcome.source, url: outcome.url ?? url };
   }
 }

@@ -54,7 +54,9 @@ export type ReadOutcome =
     /** GitHub's full headers when the answer came from GitHub just now. */
     readonly headers?: Readonly<Record<string, string>> | undefined;
     /** The memory item, so a parsed body is reused. */
-    readonly item?: MemoryItem | undefined }
+    readonly item?: MemoryItem | undefined;
+    /** The URL that answered, after redirects, when GitHub answered just now. */
+    readonly url?: string | undefined }
   | { readonly kind: 'pass'; readonly response: OriginResponse; readonly source: ResponseSource };
 
 export interface ReadThroughParts {
@@ -212,7 +214,7 @@ export class ReadThrough implements FleetHost {
       if (response.binary !== undefined) return { kind: 'pass', response, source: 'origin' };
       const entry = entryOf(response, at, freshnessSeconds(request.ttl, response.headers, defaultTtl));
       if (isStorable(response)) tiers.write(storeKey, entry);
-      return { kind: 'entry', entry, source: 'origin', headers: response.headers };
+      return { kind: 'entry', entry, source: 'origin', headers: response.headers, url: response.url };
     }
     // A redirect asked to be answered as it is (redirect: 'manual'): passed through, never stored.
     if (response.status >= 300 && response.status < 400 && response.status !== 304) return { kind: 'pass', response, source: 'origin' };

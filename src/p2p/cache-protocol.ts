@@ -19,8 +19,9 @@ import type { StrikeBook } from './strikes.js';
 import { PROTOCOL, WIRE_VERSION, type Frame } from './wire.js';
 
 /**
- * The `/github-cache/1.0.0` protocol as a libp2p service: `cacheProtocol(init)` is a service factory for the
+ * The `/github-cache/1.1.0` protocol as a libp2p service: `cacheProtocol(init)` is a service factory for the
  * `services` map of createLibp2p; `start()` handles the protocol and `stop()` unhandles it.
+ * Size: one unit: the stream life cycle and the frame state machine of both directions read together.
  *
  * Guarantees:
  * - One long-lived outbound stream per connected peer (reopened at most 3 times a minute while a connection

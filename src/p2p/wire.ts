@@ -2,7 +2,7 @@ import { CacheError } from '../errors.js';
 import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.js';
 
 /**
- * The frames of protocol `/github-cache/1.0.0`, as CBOR maps, and their strict validator.
+ * The frames of protocol `/github-cache/1.1.0`, as CBOR maps, and their strict validator.
  *
  * Guarantee: `decodeFrame` returns a well-typed `Frame` or throws `WireFormatError`, whatever the bytes: not
  * CBOR, non-canonical CBOR, an unknown `type`, a missing, extra or wrongly typed field, or a field above its
@@ -18,7 +18,7 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  */
 
 /** The libp2p protocol id. Part of every entry's additional data, so a version change invalidates old envelopes. */
-export const PROTOCOL = '/github-cache/1.0.0';
+export const PROTOCOL = '/github-cache/1.1.0';
 /** Version number carried in `hello`. */
 export const WIRE_VERSION = 1;
 
