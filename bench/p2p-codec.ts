@@ -46,7 +46,7 @@ function realisticFrames(): { entry: Frame; get: Frame } {
   if (body.length < 4096) body = JSON.stringify({ ...repoBody('bench', 'codec', 1), description: 'x'.repeat(4096 - body.length - 20) });
   const now = Date.now();
   const entry: CacheEntry = {
-    body, digest: sha256Hex(body), storedAt: now, expiresAt: now + 60_000, status: 200, etag: `W/"${sha256Hex(key)}"`,
+    body: Buffer.from(body), digest: sha256Hex(body), storedAt: now, expiresAt: now + 60_000, status: 200, etag: `W/"${sha256Hex(key)}"`,
     headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'private, max-age=60, s-maxage=60', etag: `W/"${sha256Hex(key)}"` },
   };
   const sealed = sealEntry(entry, key, new Uint8Array(randomBytes(32)));

@@ -292,7 +292,7 @@ function protocolWork(githubApiUrl: string, repos: readonly string[]): Floor & {
   const entries = repos.map((repo, i) => {
     const body = JSON.stringify(repoBody(OWNER, repo, i));
     const entry: CacheEntry = {
-      body, digest: sha256Hex(body), storedAt: now, expiresAt: now + 60_000, status: 200, etag: `W/"${sha256Hex(repo)}"`,
+      body: Buffer.from(body), digest: sha256Hex(body), storedAt: now, expiresAt: now + 60_000, status: 200, etag: `W/"${sha256Hex(repo)}"`,
       headers: {
         'content-type': 'application/json; charset=utf-8', 'cache-control': 'private, max-age=60, s-maxage=60', vary: 'Accept, Authorization, Accept-Encoding',
         date: new Date(now).toUTCString(), 'x-github-media-type': 'github.v3; format=json', etag: `W/"${sha256Hex(repo)}"`, 'content-length': String(body.length),

@@ -4,6 +4,7 @@ import { InFlight } from './in-flight.js';
 import { createLogger, type Logger } from './log.js';
 import { resolveOptions, ttlForKey, type CacheOptions, type ResolvedCacheOptions } from './options.js';
 import { CacheCounters, type CacheStats } from './cache/counters.js';
+import { viewAsBuffer } from './cache/entry.js';
 import type { EntryStore, Fleet } from './cache/ports.js';
 import { HttpCache, type CachedResponse, type RequestOptions } from './cache/http-cache.js';
 import { KeyValues, type PutOptions } from './cache/key-values.js';
@@ -88,7 +89,7 @@ export class GitHubAPICache implements AsyncDisposable {
     const vault = new TokenVault();
     const shutdown = this.#shutdown.signal;
     const recentWrites = new RecentWrites({ githubApiUrl: options.githubApiUrl, rememberMs: options.p2p.maxEntryTtl * 1000 });
-    this.#tiers = new TieredEntries({ maxEntries: options.maxEntries, store, logger, counters });
+    this.#tiers = new TieredEntries({ maxEntries: options.maxEntries, maxBytes: options.maxBytes, store, logger, counters });
     this.#origin = new GitHubOrigin({
       githubApiUrl: options.githubApiUrl,
       upstreamTimeoutMs: options.upstreamTimeoutMs,
@@ -98,7 +99,7 @@ export class GitHubAPICache implements AsyncDisposable {
     });
     this.#builder = new RequestBuilder({ githubApiUrl: options.githubApiUrl });
     const parts = { tiers: this.#tiers, origin: this.#origin, counters, recentWrites };
-    this.#reads = new ReadThrough({ ...parts, vault, now: options.now, defaultTtl: options.defaultTtl, shutdown });
+    this.#reads = new ReadThrough({ ...parts, vault, now: options.now, defaultTtl: options.defaultTtl, maxEntryBytes: options.maxEntryBytes, shutdown });
     this.#http = new HttpCache({ reads: this.#reads, writes: new WriteThrough(parts), vault, origin: this.#origin, shutdown });
     this.#values = new KeyValues({ tiers: this.#tiers, counters, now: options.now, ttlForKey: (key) => ttlForKey(key, options) });
   }
@@ -182,8 +183,8 @@ export class GitHubAPICache implements AsyncDisposable {
         let out: HttpAnswer = {
           status: answer.status,
           headers: { ...forwardableHeaders(answer.headers), 'x-cache-source': answer.source },
-          // A binary body comes as bytes in `data`; text goes out exactly as GitHub sent it.
-          body: method === 'HEAD' ? '' : Buffer.isBuffer(answer.data) ? answer.data : answer.body,
+          // The bytes exactly as GitHub sent them, whatever the media type or charset.
+          body: method === 'HEAD' ? '' : viewAsBuffer(answer.bytes),
           source: answer.source,
           url: answer.url,
         };

@@ -26,6 +26,7 @@ export const DEFAULTS = Object.freeze({
   defaultTtl: 300,
   maxEntries: 1000,
   maxBytes: 256 * 1024 * 1024,
+  maxEntryBytes: 10 * 1024 * 1024,
   persistence: 'auto' as const,
   githubApiUrl: 'https://api.github.com',
   maxRateLimitWait: 0,
@@ -200,6 +201,11 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
     path: 'maxBytes', flag: { name: '--max-bytes', value: '<bytes>' }, type: 'integer', unit: 'bytes',
     min: 1024, max: Number.MAX_SAFE_INTEGER, default: DEFAULTS.maxBytes, defaultNote: '256 MiB',
     doc: 'most bytes of distinct response bodies kept in SQLite; least recently used entries are evicted past it',
+  }),
+  numeric({
+    path: 'maxEntryBytes', env: 'CACHE_MAX_ENTRY_BYTES', flag: { name: '--max-entry-bytes', value: '<bytes>' }, type: 'integer', unit: 'bytes',
+    min: 0, max: Number.MAX_SAFE_INTEGER, default: DEFAULTS.maxEntryBytes, defaultNote: '10 MiB',
+    doc: 'largest body kept (JSON, raw text, diffs, archives and release assets alike); larger answers are passed on, not stored',
   }),
   {
     path: 'persistence', flag: { name: '--persistence', value: '<mode>' }, type: 'choice', choices: PERSISTENCE_MODES,

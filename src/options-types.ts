@@ -42,6 +42,8 @@ export interface CacheOptions {
   maxEntries?: number;
   /** Most bytes of bodies kept on disk. Default: 256 MiB. */
   maxBytes?: number;
+  /** Largest body kept, in bytes; larger answers are passed on, not stored. [CACHE_MAX_ENTRY_BYTES] Default: 10 MiB. */
+  maxEntryBytes?: number;
   /** 'auto': SQLite, degrading to memory-only with a warning if it cannot be used; 'required': fail instead; 'off': memory only. Default: 'auto'. */
   persistence?: 'auto' | 'required' | 'off';
   /** Base URL of the GitHub REST API. [GITHUB_API_URL] Default: 'https://api.github.com'. */
@@ -81,6 +83,7 @@ export interface ResolvedCacheOptions {
   readonly ttlByOperation: Readonly<Record<string, number>>;
   readonly maxEntries: number;
   readonly maxBytes: number;
+  readonly maxEntryBytes: number;
   readonly persistence: 'auto' | 'required' | 'off';
   readonly githubApiUrl: string;
   readonly maxRateLimitWait: number;

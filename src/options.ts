@@ -67,6 +67,7 @@ export function resolveOptions(options: CacheOptions = {}, env: NodeJS.ProcessEn
     ttlByOperation: get('ttlByOperation'),
     maxEntries: get('maxEntries'),
     maxBytes: get('maxBytes'),
+    maxEntryBytes: get('maxEntryBytes'),
     persistence: get('persistence'),
     githubApiUrl: get('githubApiUrl'),
     maxRateLimitWait: get('maxRateLimitWait'),

@@ -52,6 +52,25 @@ describe('fidelity: what the cache changes and what it never changes', () => {
       expect(Buffer.compare(Buffer.from(tarball.data as ArrayBuffer), archive)).to.equal(0);
     });
 
+    it('keeps bodies as bytes: invalid UTF-8 (a build log) and ISO-8859-1 text come back unaltered, and decode by their charset', async () => {
+      const log = Buffer.concat([Buffer.from('step 1 ok\n'), Buffer.from([0xff, 0xfe, 0xc3, 0x28]), Buffer.from('\nstep 2 ok\n')]);
+      const latin1 = Buffer.from('caf\u00e9 cr\u00e8me', 'latin1');
+      await open((r) => (r.url.endsWith('/logs')
+        ? { status: 200, headers: { 'content-type': 'text/plain' }, body: log }
+        : { status: 200, headers: { 'content-type': 'text/plain; charset=iso-8859-1' }, body: latin1 }));
+      for (const path of ['/repos/o/r/actions/jobs/1/logs', '/repos/o/r/readme-latin1']) {
+        const expected = path.endsWith('/logs') ? log : latin1;
+        const first = Buffer.from(await (await fetch(`${proxy.url}${path}`, { headers: { authorization: `token ${TOKEN}` } })).arrayBuffer());
+        const again = await fetch(`${proxy.url}${path}`, { headers: { authorization: `token ${TOKEN}` } });
+        expect(again.headers.get('x-cache-source')).to.equal('memory');
+        expect(Buffer.compare(first, expected), `${path} first`).to.equal(0);
+        expect(Buffer.compare(Buffer.from(await again.arrayBuffer()), expected), `${path} from the cache`).to.equal(0);
+      }
+      const decoded = await cache.request('GET /repos/o/r/readme-latin1', {}, { token: TOKEN });
+      expect(decoded.data).to.equal('caf\u00e9 cr\u00e8me');
+      expect(Buffer.compare(Buffer.from(decoded.bytes), latin1)).to.equal(0);
+    });
+
     it('passes GitHub\'s error bodies through the proxy byte for byte (not re-serialized)', async () => {
       const pretty = `{\n  "message": "Validation Failed",\n  "errors": [\n    {\n      "resource": "Issue",\n      "code": "missing_field"\n    }\n  ]\n}\n`;
       await open(() => ({ status: 422, headers: { 'content-type': JSON_TYPE }, body: pretty }));

@@ -259,23 +259,33 @@ describe('cache.request (GitHub REST through the cache)', () => {
     });
   });
 
-  it('passes a binary body (an archive) through as bytes without caching it', async () => {
-    github.setResource('/repos/octo/hello/tarball', 'not used', {});
+  it('caches a binary body (an archive) as its exact bytes up to maxEntryBytes; a larger one is answered, not kept', async () => {
     const server = await import('node:http');
-    const bytes = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x80]);
-    const archive = server.createServer((_req, res) => {
+    const small = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x80]);
+    const large = Buffer.alloc(64, 0xfe);
+    const archive = server.createServer((req, res) => {
       res.setHeader('content-type', 'application/x-gzip');
-      res.end(bytes);
+      res.end(req.url === '/small.tgz' ? small : large);
     });
     await new Promise<void>((resolve) => archive.listen(0, '127.0.0.1', resolve));
     const { port } = archive.address() as { port: number };
+    const base = `http://127.0.0.1:${port}`;
+    const bounded = await GitHubAPICache.create({ githubApiUrl: base, persistence: 'off', maxEntryBytes: 32 });
     try {
-      const first = await cache.request(`GET http://127.0.0.1:${port}/archive.tgz`, {}, { token: TOKEN_A });
+      const first = await bounded.request('GET /small.tgz');
       expect(Buffer.isBuffer(first.data)).to.equal(true);
-      expect((first.data as Buffer).equals(bytes)).to.equal(true);
-      const second = await cache.request(`GET http://127.0.0.1:${port}/archive.tgz`, {}, { token: TOKEN_A });
-      expect(second.source).to.equal('origin', 'binary bodies are never cached');
+      expect((first.data as Buffer).equals(small)).to.equal(true);
+      const second = await bounded.request('GET /small.tgz');
+      expect(second.source).to.equal('memory');
+      expect(Buffer.compare(second.bytes, small)).to.equal(0);
+      (second.data as Buffer).fill(0); // the caller's copy: the cached bytes stay as they were
+      expect(Buffer.compare((await bounded.request('GET /small.tgz')).bytes, small)).to.equal(0);
+      expect((await bounded.request('GET /large.tgz')).source).to.equal('origin');
+      const again = await bounded.request('GET /large.tgz');
+      expect(again.source).to.equal('origin', 'a body over maxEntryBytes is not kept');
+      expect(Buffer.compare(again.bytes, large)).to.equal(0);
     } finally {
+      await bounded.close();
       archive.closeAllConnections();
       await new Promise((resolve) => archive.close(resolve));
     }
@@ -289,7 +299,7 @@ describe('cache.request (GitHub REST through the cache)', () => {
     const tiers = new TieredEntries({ maxEntries: 100, logger: createLogger('spec'), counters });
     const origin = new GitHubOrigin({ githubApiUrl: github.url, upstreamTimeoutMs: 5_000, maxRateLimitWait: 0, maxConcurrentPerScope: 4, now: clock.now });
     const reads = new ReadThrough({
-      tiers, origin, vault, counters, now: clock.now, defaultTtl: 60, shutdown: new AbortController().signal,
+      tiers, origin, vault, counters, now: clock.now, defaultTtl: 60, maxEntryBytes: 10 * 1024 * 1024, shutdown: new AbortController().signal,
       recentWrites: new RecentWrites({ githubApiUrl: github.url, rememberMs: 60_000 }),
     });
     const serve = (url: string) => {

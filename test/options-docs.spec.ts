@@ -60,6 +60,7 @@ describe('options table', () => {
       cacheDir: ['/tmp/options-docs', '/tmp/options-docs'],
       defaultTtl: ['12', 12],
       maxEntries: ['34', 34],
+      maxEntryBytes: ['4096', 4096],
       githubApiUrl: ['http://127.0.0.1:1/api/', 'http://127.0.0.1:1/api'],
       'p2p.sharedSecret': ['0123456789abcdef0123', '0123456789abcdef0123'],
       'p2p.enabled': ['no', false],

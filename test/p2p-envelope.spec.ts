@@ -12,13 +12,13 @@ describe('envelope (sealed entries on the wire)', () => {
   const key = requestKey(ANONYMOUS_SCOPE, 'envelope');
   const body = JSON.stringify({ full_name: 'octo/repo', stars: 42 });
   const entry: CacheEntry = {
-    body, digest: sha256Hex(body), storedAt: NOW - 1_000, expiresAt: NOW + 59_000, status: 200,
+    body: Buffer.from(body), digest: sha256Hex(body), storedAt: NOW - 1_000, expiresAt: NOW + 59_000, status: 200,
     headers: { 'content-type': 'application/json', etag: '"abc"' }, etag: '"abc"', lastModified: 'Tue, 14 Nov 2023 22:13:20 GMT',
   };
   const options: OpenEntryOptions = { maxEntryTtlSeconds: 3600, now: () => NOW };
 
   function payload(changes: Record<string, unknown> = {}): Record<string, unknown> {
-    return { key, body, digest: entry.digest, storedAt: entry.storedAt, expiresAt: entry.expiresAt, status: 200, headers: {}, ...changes };
+    return { key, body: Buffer.from(body), digest: entry.digest, storedAt: entry.storedAt, expiresAt: entry.expiresAt, status: 200, headers: {}, ...changes };
   }
 
   function rejection(open: () => unknown): string {
@@ -79,7 +79,7 @@ describe('envelope (sealed entries on the wire)', () => {
     });
 
     it("with 'digest' a body that does not match its sha256", () => {
-      expect(rejection(() => openEntry(sealPayload(payload({ body: 'tampered' }), key, aesKey), key, aesKey, options))).to.equal('digest');
+      expect(rejection(() => openEntry(sealPayload(payload({ body: Buffer.from('tampered') }), key, aesKey), key, aesKey, options))).to.equal('digest');
     });
 
     it("with 'key' an entry whose inner key is not the key asked", () => {
@@ -104,7 +104,7 @@ describe('envelope (sealed entries on the wire)', () => {
     });
 
     it('in the documented order: a payload failing several checks names the first', () => {
-      const many = payload({ body: 'tampered', key: 'other', storedAt: NOW + 999_999, expiresAt: NOW + 999_999_999 });
+      const many = payload({ body: Buffer.from('tampered'), key: 'other', storedAt: NOW + 999_999, expiresAt: NOW + 999_999_999 });
       expect(rejection(() => openEntry(sealPayload(many, key, aesKey), key, aesKey, options))).to.equal('digest');
       const keyAndFuture = payload({ key: 'other', storedAt: NOW + 999_999, expiresAt: NOW + 999_999_999 });
       expect(rejection(() => openEntry(sealPayload(keyAndFuture, key, aesKey), key, aesKey, options))).to.equal('key');

@@ -132,7 +132,7 @@ describe('PeerNetwork', function () {
       const answer = await a.network.fetch(key, ANONYMOUS_SCOPE);
       expect(answer.kind).to.equal('entry');
       if (answer.kind !== 'entry') return;
-      expect(answer.entry.body).to.equal(stored.body);
+      expect(Buffer.compare(answer.entry.body, stored.body)).to.equal(0);
       expect(answer.entry.expiresAt - answer.entry.storedAt).to.equal(3_600_000);
       expect(a.network.stats().rejected).to.deep.equal({});
     });

@@ -10,6 +10,11 @@ import { SqliteStore, StoreError, type SqliteStoreOptions } from '../src/store/s
 
 import { RecordingLogger } from '../support/recording-logger.js';
 
+/** An entry's body as UTF-8 text (undefined when there is no entry). */
+function text(body: Uint8Array | undefined): string | undefined {
+  return body === undefined ? undefined : Buffer.from(body).toString('utf8');
+}
+
 /** A clock the specs move by hand, so "least recently used" never depends on how fast the machine is. */
 class Clock {
   ms = Date.UTC(2026, 0, 1);
@@ -20,7 +25,7 @@ class Clock {
 }
 
 function entry(body: string, extra: Partial<Omit<CacheEntry, 'body' | 'digest'>> = {}): CacheEntry {
-  return { body, digest: sha256Hex(body), storedAt: 1_000, expiresAt: 61_000, status: 200, headers: {}, ...extra };
+  return { body: Buffer.from(body), digest: sha256Hex(body), storedAt: 1_000, expiresAt: 61_000, status: 200, headers: {}, ...extra };
 }
 
 /** Reads the database behind the store's back, through its own read-only connection, and checks the bookkeeping. */
@@ -151,7 +156,7 @@ describe('SqliteStore', () => {
       store.set('b', entry('shared'));
       expect(store.delete('a')).to.equal(true);
       expect(inspect(dir).bodies).to.equal(1);
-      expect(store.get('b')?.body).to.equal('shared');
+      expect(text(store.get('b')?.body)).to.equal('shared');
 
       store.set('b', entry('replacement'));
       expect(inspect(dir)).to.deep.equal({ entries: 1, bodies: 1, bodyBytes: Buffer.byteLength('replacement') });
@@ -167,7 +172,7 @@ describe('SqliteStore', () => {
       const forged: CacheEntry = { ...entry('forged body'), digest: sha256Hex('real body') };
       expect(() => store.set('k', forged)).to.throw(StoreError, /not the sha256 of its body/);
       expect(store.get('k')).to.equal(undefined);
-      expect(store.get('victim')?.body).to.equal('real body');
+      expect(text(store.get('victim')?.body)).to.equal('real body');
     });
 
     it('refresh updates freshness only', () => {
@@ -187,7 +192,7 @@ describe('SqliteStore', () => {
     it('completes 1000 sets and gets', () => {
       const store = open({ maxEntries: 2000, maxBytes: 10_000_000 });
       for (let i = 0; i < 1000; i++) store.set(`key-${i}`, entry(`{"i":${i % 100}}`));
-      for (let i = 0; i < 1000; i++) expect(store.get(`key-${i}`)?.body).to.equal(`{"i":${i % 100}}`);
+      for (let i = 0; i < 1000; i++) expect(text(store.get(`key-${i}`)?.body)).to.equal(`{"i":${i % 100}}`);
       expect(store.count()).to.equal(1000);
       expect(inspect(dir).bodies).to.equal(100);
     });
@@ -205,7 +210,7 @@ describe('SqliteStore', () => {
       for (const key of keys) store.set(key, entry(`value of ${JSON.stringify(key)}`));
       expect(store.count()).to.equal(keys.length);
       // A lone surrogate and U+FFFD look alike once converted to UTF-8; they are still different keys.
-      for (const key of keys) expect(store.get(key)?.body).to.equal(`value of ${JSON.stringify(key)}`);
+      for (const key of keys) expect(text(store.get(key)?.body)).to.equal(`value of ${JSON.stringify(key)}`);
     });
 
     it('deleteByPrefix treats every character literally, unicode included', () => {
@@ -242,7 +247,7 @@ describe('SqliteStore', () => {
       store.set('scope:GET /repos/o/r/issues', entry('2'));
       store.set('scope:GET /repos/o/q', entry('3'));
       expect(store.deleteByPrefix('scope:GET /repos/o/r')).to.equal(2);
-      expect(store.get('scope:GET /repos/o/q')?.body).to.equal('3');
+      expect(text(store.get('scope:GET /repos/o/q')?.body)).to.equal('3');
     });
 
     it('clear removes every entry and body, and the store stays usable', () => {
@@ -253,7 +258,7 @@ describe('SqliteStore', () => {
       expect(store.bytes()).to.equal(0);
       expect(inspect(dir)).to.deep.equal({ entries: 0, bodies: 0, bodyBytes: 0 });
       store.set('again', entry('v'));
-      expect(store.get('again')?.body).to.equal('v');
+      expect(text(store.get('again')?.body)).to.equal('v');
     });
   });
 
@@ -301,7 +306,7 @@ describe('SqliteStore', () => {
       }
       expect(store.set('a', entry('a, new version'))).to.equal(0);
       expect(store.count()).to.equal(3);
-      expect(store.get('a')?.body).to.equal('a, new version');
+      expect(text(store.get('a')?.body)).to.equal('a, new version');
       for (const key of ['b', 'c']) expect(store.get(key), key).to.not.equal(undefined);
     });
 
@@ -311,7 +316,7 @@ describe('SqliteStore', () => {
       store.set('big', entry('old'));
       expect(store.set('big', entry('y'.repeat(31)))).to.equal(1);
       expect(store.get('big')).to.equal(undefined);
-      expect(store.get('small')?.body).to.equal('x');
+      expect(text(store.get('small')?.body)).to.equal('x');
       expect(store.bytes()).to.equal(1);
     });
 
@@ -358,8 +363,8 @@ describe('SqliteStore', () => {
       }
       expect(one.count()).to.equal(450);
       expect(two.count()).to.equal(450);
-      expect(one.get('two-199')?.body).to.equal('body-19');
-      expect(two.get('one-199')?.body).to.equal('body-19');
+      expect(text(one.get('two-199')?.body)).to.equal('body-19');
+      expect(text(two.get('one-199')?.body)).to.equal('body-19');
       expect(one.bytes()).to.equal(two.bytes());
       expect(inspect(dir).entries).to.equal(450);
     });
@@ -375,7 +380,7 @@ describe('SqliteStore', () => {
           const { sha256Hex } = await import(workerData.entryUrl);
           const logger = { debug() {}, warn() {}, error() {} };
           const store = SqliteStore.open({ dir: workerData.dir, maxEntries: 100000, maxBytes: 100000000, logger });
-          const mk = (body) => ({ body, digest: sha256Hex(body), storedAt: 1, expiresAt: 2, status: 200, headers: {} });
+          const mk = (text) => ({ body: Buffer.from(text), digest: sha256Hex(text), storedAt: 1, expiresAt: 2, status: 200, headers: {} });
           for (let i = 0; i < 300; i++) {
             store.set('w' + workerData.id + '-' + i, mk('body-' + (i % 40)));
             store.set('shared-' + (i % 60), mk('from ' + workerData.id + ' #' + i));
@@ -415,14 +420,14 @@ describe('SqliteStore', () => {
         expect(failure).to.include({ code: 'ERR_STORE', operation: 'set' });
         expect((failure as StoreError).sqliteCode).to.match(/^SQLITE_BUSY/);
         expect((failure as Error).message).to.include(store.file);
-        expect(store.get('k')?.body).to.equal('v');
+        expect(text(store.get('k')?.body)).to.equal('v');
         expect(store.count()).to.equal(1);
         other.exec('ROLLBACK');
       } finally {
         other.close();
       }
       store.set('k2', entry('v2'));
-      expect(store.get('k2')?.body).to.equal('v2');
+      expect(text(store.get('k2')?.body)).to.equal('v2');
     });
   });
 
@@ -446,7 +451,7 @@ describe('SqliteStore', () => {
       expect(fs.existsSync(wal) ? fs.readFileSync(wal, 'utf8') : '').to.not.equal('not a wal either');
 
       store.set('k', entry('v'));
-      expect(store.get('k')?.body).to.equal('v');
+      expect(text(store.get('k')?.body)).to.equal('v');
     });
 
     it('treats a truncated header as corrupt', () => {
@@ -476,7 +481,7 @@ describe('SqliteStore', () => {
       expect(store.get('k')).to.equal(undefined);
       expect(movedFile(logger.warnings[0])).to.match(/cache\.sqlite\.corrupt-/);
       store.set('k', entry('fresh'));
-      expect(store.get('k')?.body).to.equal('fresh');
+      expect(text(store.get('k')?.body)).to.equal('fresh');
     });
 
     // Specs run as root, for whom chmod 0o500 does not stop writes; a regular file in the way fails for root too.
@@ -532,7 +537,7 @@ describe('SqliteStore', () => {
           expect(err).to.include({ code: 'ERR_STORE', operation });
         }
       }
-      expect(open().get('k')?.body).to.equal('v');
+      expect(text(open().get('k')?.body)).to.equal('v');
     });
   });
 });

@@ -6,8 +6,13 @@ import { SqliteStore } from '../src/store/sqlite-store.js';
 import { RecordingLogger } from '../support/recording-logger.js';
 import { makeTempDir } from '../support/temp-dir.js';
 
+/** An entry's body as UTF-8 text (undefined when there is no entry). */
+function text(body: Uint8Array | undefined): string | undefined {
+  return body === undefined ? undefined : Buffer.from(body).toString('utf8');
+}
+
 function entry(body: string, extra: Partial<Omit<CacheEntry, 'body' | 'digest'>> = {}): CacheEntry {
-  return { body, digest: sha256Hex(body), storedAt: 1_000, expiresAt: 61_000, status: 200, headers: {}, ...extra };
+  return { body: Buffer.from(body), digest: sha256Hex(body), storedAt: 1_000, expiresAt: 61_000, status: 200, headers: {}, ...extra };
 }
 
 type StoreMethod = keyof EntryStore;
@@ -108,8 +113,8 @@ describe('TieredEntries', () => {
       t.read('a');
       t.write('c', entry('c'));
       expect(t.read('b')).to.equal(undefined);
-      expect(t.read('a')?.entry.body).to.equal('a');
-      expect(t.read('c')?.entry.body).to.equal('c');
+      expect(text(t.read('a')?.entry.body)).to.equal('a');
+      expect(text(t.read('c')?.entry.body)).to.equal('c');
       expect(counters.evictions).to.equal(1);
       expect(t.size()).to.equal(2);
     });
@@ -119,8 +124,8 @@ describe('TieredEntries', () => {
       t.write('a', entry('a'));
       t.write('b', entry('b'));
       t.write('a', entry('a, again'));
-      expect(t.read('a')?.entry.body).to.equal('a, again');
-      expect(t.read('b')?.entry.body).to.equal('b');
+      expect(text(t.read('a')?.entry.body)).to.equal('a, again');
+      expect(text(t.read('b')?.entry.body)).to.equal('b');
       expect(counters.evictions).to.equal(0);
     });
 
@@ -128,9 +133,9 @@ describe('TieredEntries', () => {
       const t = tiers(undefined);
       t.write('k', entry('{"n":1}'));
       let parses = 0;
-      const parse = (body: string): unknown => {
+      const parse = (body: Uint8Array): unknown => {
         parses++;
-        return JSON.parse(body);
+        return JSON.parse(Buffer.from(body).toString('utf8'));
       };
       const first = TieredEntries.parsed(t.read('k')!.item, parse);
       const second = TieredEntries.parsed(t.read('k')!.item, parse);
@@ -213,7 +218,7 @@ describe('TieredEntries', () => {
 
       expect(t.deleteByPrefix('p/')).to.equal(3);
       for (const key of ['p/in-both-1', 'p/in-both-2', 'p/disk-only']) expect(t.read(key), key).to.equal(undefined);
-      expect(t.read('q/other')?.entry.body).to.equal('4');
+      expect(text(t.read('q/other')?.entry.body)).to.equal('4');
       expect(store.count()).to.equal(1);
       expect(t.deleteByPrefix('p/')).to.equal(0);
     });
@@ -257,7 +262,7 @@ describe('TieredEntries', () => {
       const t = tiers(store);
       t.write('a', entry('a'));
       t.write('b', entry('b'));
-      expect(t.read('a')?.entry.body).to.equal('a');
+      expect(text(t.read('a')?.entry.body)).to.equal('a');
       expect(t.read('b')?.tier).to.equal('memory');
       expect(store.calls.filter((call) => call === 'set')).to.have.length(2);
       expect(counters.persistenceErrors).to.equal(2);

@@ -5,9 +5,9 @@ import { hash } from 'node:crypto';
  * tier (memory, SQLite, the wire to a peer), so moving an entry between tiers never changes it.
  */
 export interface CacheEntry {
-  /** The value as JSON text (key/value API) or the response body as text (GitHub responses). */
-  readonly body: string;
-  /** sha256 of `body` (UTF-8), lowercase hex. Identical bodies share storage on disk; peers' entries are checked against it. */
+  /** The body as bytes, exactly as GitHub sent it (a GitHub response) or the value's JSON in UTF-8 (key/value API). */
+  readonly body: Uint8Array;
+  /** sha256 of `body`, lowercase hex. Identical bodies share storage on disk; peers' entries are checked against it. */
   readonly digest: string;
   /** When the entry was stored or last revalidated, ms since the epoch. */
   readonly storedAt: number;
@@ -27,8 +27,14 @@ export interface CacheEntry {
 export const KV_PREFIX = 'k:';
 export const HTTP_PREFIX = 'h:';
 
-export function sha256Hex(text: string): string {
-  return hash('sha256', text, 'hex');
+/** sha256 of bytes (or of a string's UTF-8), lowercase hex. */
+export function sha256Hex(data: string | Uint8Array): string {
+  return typeof data === 'string' ? hash('sha256', data, 'hex') : hash('sha256', viewAsBuffer(data), 'hex');
+}
+
+/** The same bytes as a Buffer, without copying. */
+export function viewAsBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 export function isFresh(entry: CacheEntry, now: number): boolean {

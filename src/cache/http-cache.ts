@@ -1,6 +1,6 @@
 import type { ResponseSource } from './counters.js';
 import { deepFreeze } from './json-value.js';
-import { parseBody } from './http-policy.js';
+import { decodeText, parseBody } from './http-policy.js';
 import type { ReadOutcome, ReadThrough } from './read-through.js';
 import { formatRequestKey, isKnownNormalUrl, normalizeAccept, normalizeApiVersion, normalizeUrl, type RequestKeyParts } from './request-key.js';
 import type { Origin } from './ports.js';
@@ -23,10 +23,15 @@ export interface CachedResponse<T = unknown> {
    * x-github-request-id of the answer it came from) and the scope's current x-ratelimit-* as GitHub last sent them.
    */
   headers: Record<string, string>;
-  /** The parsed JSON body (deep-frozen), the text of a non-JSON body, a Buffer for a binary body, or undefined for an empty one. */
+  /**
+   * As Octokit builds it: the parsed JSON body (deep-frozen), the text of a textual body (decoded by its
+   * charset), a Buffer of a binary body (an archive, an asset), or undefined for an empty one.
+   */
   data: T;
-  /** The body exactly as GitHub sent it (what a proxy forwards byte for byte); '' for a binary body. */
+  /** The body as text, decoded by its declared charset (UTF-8 when none); '' for a binary body. For the exact bytes, read `bytes`. */
   body: string;
+  /** The body exactly as GitHub sent it, byte for byte (what a proxy forwards). */
+  bytes: Uint8Array;
   source: ResponseSource;
   /** The URL that answered, after redirects (the request URL when GitHub did not redirect). */
   url?: string | undefined;
@@ -85,8 +90,7 @@ export class HttpCache {
         method, url: request.url, headers: request.headers, body: request.body, token, scheme: options.authScheme, scopeId, signal,
         redirect: options.redirect,
       });
-      const data = r.binary !== undefined ? Buffer.from(r.binary) : deepFreeze(parseBody(r.body, r.headers['content-type']));
-      return { status: r.status, headers: { ...r.headers }, data: data as T, body: r.body, source: 'origin', url: r.url ?? request.url };
+      return answer<T>(r.status, { ...r.headers }, frozen(parseBody(r.body, r.headers['content-type'])), r.body, 'origin', r.url ?? request.url);
     }
     const normal = request.normal === true || isKnownNormalUrl(request.url) ? request.url : normalizeUrl(request.url);
     const apiVersion = normalizeApiVersion(request.headers['x-github-api-version']);
@@ -109,17 +113,45 @@ export class HttpCache {
   #answerOf<T>(outcome: ReadOutcome, parts: RequestKeyParts, url: string, headOnly = false): CachedResponse<T> {
     if (outcome.kind === 'pass') {
       const r = outcome.response;
-      const data = r.binary !== undefined ? Buffer.from(r.binary) : parseBody(r.body, r.headers['content-type']);
-      return { status: r.status, headers: { ...r.headers }, data: data as T, body: r.body, source: outcome.source, url: r.url ?? url };
+      return answer<T>(r.status, { ...r.headers }, frozen(parseBody(r.body, r.headers['content-type'])), r.body, outcome.source, r.url ?? url);
     }
     const { entry } = outcome;
-    const parse = (body: string) => deepFreeze(parseBody(body, entry.headers['content-type']));
+    const type = entry.headers['content-type'];
+    const parse = (body: Uint8Array) => frozen(parseBody(body, type));
     const data = outcome.item !== undefined ? TieredEntries.parsed(outcome.item, parse) : parse(entry.body);
     // GitHub's own headers when it answered just now; else the entry's, with the scope's current rate limit.
     const headers = outcome.headers !== undefined
       ? { ...outcome.headers }
       : { ...entry.headers, ...this.#origin.rateLimitHeaders(parts.scopeId, parts.url) };
-    if (headOnly) return { status: entry.status, headers, data: undefined as T, body: '', source: outcome.source, url };
-    return { status: entry.status, headers, data: data as T, body: entry.body, source: outcome.source, url: outcome.url ?? url };
+    if (headOnly) return answer<T>(entry.status, headers, undefined, EMPTY, outcome.source, url);
+    // A binary body's Buffer cannot be frozen: each caller gets its own copy.
+    return answer<T>(entry.status, headers, Buffer.isBuffer(data) ? Buffer.from(data) : data, entry.body, outcome.source, outcome.url ?? url);
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Deep-freezes parsed data; a binary body's Buffer is copied instead (a Buffer cannot be frozen). */
+function frozen(data: unknown): unknown {
+  return Buffer.isBuffer(data) ? Buffer.from(data) : deepFreeze(data);
+}
+
+/** An answer whose `body` text is decoded only when read (most callers read `data`). */
+function answer<T>(status: number, headers: Record<string, string>, data: unknown, bytes: Uint8Array, source: ResponseSource,
+  url: string | undefined): CachedResponse<T> {
+  let text: string | undefined;
+  return {
+    status, headers, data: data as T, bytes, source, url,
+    get body(): string {
+      text ??= textOf(data, bytes, headers['content-type']);
+      return text;
+    },
+  };
+}
+
+/** The body as text: the decoded text when the data is text, '' for a binary body, else decoded by charset. */
+function textOf(data: unknown, bytes: Uint8Array, contentType: string | undefined): string {
+  if (typeof data === 'string') return data;
+  if (Buffer.isBuffer(data)) return '';
+  return decodeText(bytes, contentType);
 }

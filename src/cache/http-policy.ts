@@ -1,4 +1,4 @@
-import { sha256Hex, type CacheEntry } from './entry.js';
+import { sha256Hex, viewAsBuffer, type CacheEntry } from './entry.js';
 import type { OriginResponse } from './ports.js';
 
 /**
@@ -17,9 +17,9 @@ export const PURGE_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 410])
  */
 const UNSTORED_RESPONSE_HEADERS = /^(x-ratelimit-|retry-after$)/;
 
-/** Whether a successful origin answer may be stored. */
-export function isStorable(response: OriginResponse): boolean {
-  return response.status === 200 && !/no-store/i.test(response.headers['cache-control'] ?? '');
+/** Whether a successful origin answer may be stored: a 200 without `no-store`, of at most `maxEntryBytes`. */
+export function isStorable(response: OriginResponse, maxEntryBytes: number): boolean {
+  return response.status === 200 && response.body.byteLength <= maxEntryBytes && !/no-store/i.test(response.headers['cache-control'] ?? '');
 }
 
 /** Seconds an answer stays fresh: 0 under `no-cache`; else the caller's TTL, else `max-age` (of the response, else of the held entry), else the default. */
@@ -49,20 +49,33 @@ export function entryOf(response: OriginResponse, now: number, ttlSeconds: numbe
   };
 }
 
-/** The `data` of a body: parsed JSON when the content type is JSON (or absent) and it parses, else the text; '' is undefined. */
-export function parseBody(body: string, contentType: string | undefined): unknown {
-  if (body === '') return undefined;
-  if (contentType === undefined || /json/i.test(contentType)) {
+/**
+ * The `data` of a body, as Octokit builds it: parsed JSON for a JSON media type (or none; the text when it does
+ * not parse); text for `text/*`, a declared charset, or another textual type, decoded by the declared charset
+ * (UTF-8 when none); a Buffer of the bytes otherwise. Empty is undefined. The bytes themselves never change.
+ */
+export function parseBody(body: Uint8Array, contentType: string | undefined): unknown {
+  if (body.byteLength === 0) return undefined;
+  const type = contentType ?? '';
+  if (type === '' || /[/+]json\b/i.test(type)) {
+    const text = decodeText(body, type);
     try {
-      return JSON.parse(body);
+      return JSON.parse(text);
     } catch {
-      return body;
+      return text;
     }
   }
-  return body;
+  if (/^text\/|;\s*charset=|^application\/(javascript|xml|x-www-form-urlencoded)|\+xml\b/i.test(type)) return decodeText(body, type);
+  return viewAsBuffer(body);
 }
 
-/** The body exactly as GitHub sent it. */
-export function rawBody(response: OriginResponse): string | Uint8Array {
-  return response.binary ?? response.body;
+/** Decodes bytes by the content type's charset (UTF-8 when none or unknown); invalid sequences become U+FFFD in the text only. */
+export function decodeText(body: Uint8Array, contentType: string | undefined): string {
+  const charset = /;\s*charset="?([^";\s]+)"?/i.exec(contentType ?? '')?.[1]?.toLowerCase() ?? 'utf-8';
+  if (charset === 'utf-8' || charset === 'utf8') return viewAsBuffer(body).toString('utf8');
+  try {
+    return new TextDecoder(charset).decode(body);
+  } catch {
+    return viewAsBuffer(body).toString('utf8');
+  }
 }

@@ -1,6 +1,6 @@
 import { CacheValueError } from '../errors.js';
 import type { CacheCounters } from './counters.js';
-import { KV_PREFIX, sha256Hex, type CacheEntry } from './entry.js';
+import { KV_PREFIX, sha256Hex, viewAsBuffer, type CacheEntry } from './entry.js';
 import { checkJsonValue, deepFreeze } from './json-value.js';
 import { TieredEntries } from './tiered-entries.js';
 
@@ -50,7 +50,7 @@ export class KeyValues {
     }
     const problem = checkJsonValue(value);
     if (problem !== undefined) throw new CacheValueError(key, `${problem}. Only JSON values can be cached.`);
-    const body = JSON.stringify(value);
+    const body = Buffer.from(JSON.stringify(value), 'utf8');
     const now = this.#p.now();
     const entry: CacheEntry = { body, digest: sha256Hex(body), storedAt: now, expiresAt: now + ttl * 1000, status: 200, headers: {} };
     this.#p.tiers.write(KV_PREFIX + key, entry);
@@ -71,6 +71,6 @@ function checkKey(key: string): string {
   return key;
 }
 
-function parseFrozen(body: string): unknown {
-  return deepFreeze(JSON.parse(body));
+function parseFrozen(body: Uint8Array): unknown {
+  return deepFreeze(JSON.parse(viewAsBuffer(body).toString('utf8')));
 }

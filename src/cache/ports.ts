@@ -33,10 +33,8 @@ export interface OriginRequest {
 export interface OriginResponse {
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
-  /** The body as text ('' for a binary body). */
-  readonly body: string;
-  /** The bytes of a body whose content type is not text (an archive, an asset). */
-  readonly binary?: Uint8Array | undefined;
+  /** The body, byte for byte as GitHub sent it. */
+  readonly body: Uint8Array;
   /** GitHub's `message` of an error answer (status >= 400). */
   readonly message?: string | undefined;
   /** Set when the answer is a rate-limit refusal: no request of this scope goes out before this time (ms since the epoch). */

@@ -2,7 +2,7 @@ import { RateLimitError, UpstreamError } from '../errors.js';
 import { abortable } from './abortable.js';
 import type { CacheCounters, ResponseSource } from './counters.js';
 import { HTTP_PREFIX, type CacheEntry } from './entry.js';
-import { entryOf, freshnessSeconds, isStorable, parseBody, PURGE_STATUSES, rawBody } from './http-policy.js';
+import { entryOf, freshnessSeconds, isStorable, parseBody, PURGE_STATUSES } from './http-policy.js';
 import type { Fleet, FleetHost, Origin, OriginResponse } from './ports.js';
 import type { RequestKeyParts } from './request-key.js';
 import { Singleflight } from './singleflight.js';
@@ -48,7 +48,7 @@ export interface ReadRequest {
   readonly signal?: AbortSignal | undefined;
 }
 
-/** What a read produced: an entry (stored or not), or an answer passed through uncached (a binary body). */
+/** What a read produced: an entry (stored or not), or an answer passed on as it came (a redirect asked for as is). */
 export type ReadOutcome =
   | { readonly kind: 'entry'; readonly entry: CacheEntry; readonly source: ResponseSource;
     /** GitHub's full headers when the answer came from GitHub just now. */
@@ -68,6 +68,8 @@ export interface ReadThroughParts {
   now: () => number;
   /** Seconds fresh when neither the caller nor the response says. */
   defaultTtl: number;
+  /** Largest body stored, in bytes; larger answers are passed on, not kept. */
+  maxEntryBytes: number;
   /** Aborted when the cache closes: every upstream request, peer ask and rate-limit wait listens to it. */
   shutdown: AbortSignal;
 }
@@ -210,10 +212,9 @@ export class ReadThrough implements FleetHost {
       return { kind: 'entry', entry, source: 'revalidated' };
     }
     if (response.status >= 200 && response.status < 300) {
-      // A binary body (an archive, an asset) is passed through, never stored.
-      if (response.binary !== undefined) return { kind: 'pass', response, source: 'origin' };
+      // Every body is kept as the bytes GitHub sent (JSON, raw text, diffs, archives alike), up to maxEntryBytes.
       const entry = entryOf(response, at, freshnessSeconds(request.ttl, response.headers, defaultTtl));
-      if (isStorable(response)) tiers.write(storeKey, entry);
+      if (isStorable(response, this.#p.maxEntryBytes)) tiers.write(storeKey, entry);
       return { kind: 'entry', entry, source: 'origin', headers: response.headers, url: response.url };
     }
     // A redirect asked to be answered as it is (redirect: 'manual'): passed through, never stored.
@@ -223,7 +224,7 @@ export class ReadThrough implements FleetHost {
     if (response.rateLimitedUntil !== undefined) {
       counters.rateLimited++;
       if (held !== undefined) return this.#stale(held);
-      throw new RateLimitError(parts.scopeId, response.rateLimitedUntil, message, { status: response.status, headers: { ...response.headers }, data, body: rawBody(response) });
+      throw new RateLimitError(parts.scopeId, response.rateLimitedUntil, message, { status: response.status, headers: { ...response.headers }, data, body: response.body });
     }
     if (response.status >= 500) {
       counters.upstreamErrors++;
@@ -233,7 +234,7 @@ export class ReadThrough implements FleetHost {
       tiers.delete(storeKey);
       counters.purged++;
     }
-    throw new UpstreamError(response.status, parts.method, parts.url, message, { response: { headers: { ...response.headers }, data, body: rawBody(response) } });
+    throw new UpstreamError(response.status, parts.method, parts.url, message, { response: { headers: { ...response.headers }, data, body: response.body } });
   }
 
   #stale(entry: CacheEntry): ReadOutcome {

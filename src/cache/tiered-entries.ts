@@ -7,11 +7,14 @@ import type { Logger } from '../log.js';
  * The local tiers of the cache: a memory LRU (lru-cache) in front of an optional persistent store.
  * Guarantees: a write reaches memory even when the store fails (the failure is counted, never thrown);
  * a read checks memory, then the store, and promotes what the store had; both tiers hold at most
- * `maxEntries`, evicting the least recently used, and overwriting a key never evicts another.
+ * `maxEntries` (memory also at most `maxBytes` of bodies), evicting the least recently used, and overwriting a key never evicts another.
  * Keys are opaque strings: two different keys never share an entry.
  */
 
 export type LocalTier = 'memory' | 'disk';
+
+/** What an entry costs in memory besides its body (headers, key, bookkeeping), for the byte bound. */
+const ENTRY_OVERHEAD_BYTES = 512;
 
 export interface MemoryItem {
   readonly entry: CacheEntry;
@@ -32,12 +35,20 @@ export class TieredEntries {
   readonly #counters: TieredEntriesCounters;
   #warnedPersistence = false;
 
-  constructor(options: { maxEntries: number; store?: EntryStore | undefined; logger: Logger; counters: TieredEntriesCounters }) {
+  constructor(options: {
+    maxEntries: number;
+    /** Most bytes of bodies held in memory (each entry counts its body plus a fixed overhead). Default: no byte bound. */
+    maxBytes?: number | undefined;
+    store?: EntryStore | undefined;
+    logger: Logger;
+    counters: TieredEntriesCounters;
+  }) {
     this.#store = options.store;
     this.#logger = options.logger;
     this.#counters = options.counters;
     this.#memory = new LRUCache<string, MemoryItem>({
       max: options.maxEntries,
+      ...(options.maxBytes !== undefined ? { maxSize: options.maxBytes, sizeCalculation: (item: MemoryItem) => item.entry.body.byteLength + ENTRY_OVERHEAD_BYTES } : {}),
       dispose: (_value, _key, reason) => {
         // With a store, leaving memory is not leaving the cache: the store counts its own evictions.
         if (reason === 'evict' && this.#store === undefined) this.#counters.evictions++;
@@ -79,7 +90,7 @@ export class TieredEntries {
   }
 
   /** The parsed, deep-frozen JSON body of an item (parsed once per memory item). */
-  static parsed(item: { entry: CacheEntry; parsed?: { value: unknown } }, parse: (body: string) => unknown): unknown {
+  static parsed(item: { entry: CacheEntry; parsed?: { value: unknown } }, parse: (body: Uint8Array) => unknown): unknown {
     if (item.parsed === undefined) item.parsed = { value: parse(item.entry.body) };
     return item.parsed.value;
   }

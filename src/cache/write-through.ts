@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { RateLimitError, UpstreamError } from '../errors.js';
 import type { CacheCounters } from './counters.js';
 import { HTTP_PREFIX } from './entry.js';
-import { parseBody, rawBody } from './http-policy.js';
+import { parseBody } from './http-policy.js';
 import type { Origin, OriginResponse } from './ports.js';
 import { normalizeUrl } from './request-key.js';
 import type { TieredEntries } from './tiered-entries.js';
@@ -79,13 +79,13 @@ export class WriteThrough {
     const response = await origin.send(request);
     if (response.status < 400) this.#invalidate(request.url);
     if (response.status < 400) return response;
-    const data = response.binary !== undefined ? Buffer.from(response.binary) : parseBody(response.body, response.headers['content-type']);
+    const data = parseBody(response.body, response.headers['content-type']);
     const message = response.message ?? `HTTP ${response.status}`;
     if (response.rateLimitedUntil !== undefined) {
       counters.rateLimited++;
-      throw new RateLimitError(request.scopeId, response.rateLimitedUntil, message, { status: response.status, headers: { ...response.headers }, data, body: rawBody(response) });
+      throw new RateLimitError(request.scopeId, response.rateLimitedUntil, message, { status: response.status, headers: { ...response.headers }, data, body: response.body });
     }
-    throw new UpstreamError(response.status, request.method, request.url, message, { response: { headers: { ...response.headers }, data, body: rawBody(response) } });
+    throw new UpstreamError(response.status, request.method, request.url, message, { response: { headers: { ...response.headers }, data, body: response.body } });
   }
 
   /** Drops the written resource (and below it) and its collection, for every token and media type. */

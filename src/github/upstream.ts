@@ -11,19 +11,13 @@ export interface UpstreamResponse {
   status: number;
   /** Lowercase header names. */
   headers: Record<string, string>;
-  /** The body as text ('' for a binary body). */
-  body: string;
-  /** The bytes of a body whose content type is not text (an archive, an asset): never cached. */
-  binary?: Uint8Array | undefined;
+  /** The body, byte for byte as it arrived (after the transfer and content codings are undone). */
+  body: Uint8Array;
   /** The URL that answered, after redirects. */
   url?: string | undefined;
 }
 
-/** Content types read as text (and so cacheable); everything else is kept as bytes. */
-export function isTextual(contentType: string | undefined): boolean {
-  if (contentType === undefined || contentType === '') return true;
-  return /^(text\/|application\/([\w.+-]*\+)?(json|xml)|application\/(javascript|x-www-form-urlencoded))/i.test(contentType);
-}
+const EMPTY = new Uint8Array(0);
 
 /** Headers of one exchange, not of the resource (besides the hop-by-hop ones): never stored or replayed. */
 const EXCHANGE_ONLY = new Set(['date', 'server', 'set-cookie']);
@@ -54,14 +48,10 @@ export class UpstreamClient {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = request.signal === undefined ? timeout : AbortSignal.any([request.signal, timeout]);
     let response: Response;
-    let body = '';
-    let binary: Uint8Array | undefined;
+    let body: Uint8Array = EMPTY;
     try {
       response = await fetch(request.url, { method: request.method, headers, body: request.body, signal, redirect: request.redirect ?? 'follow' });
-      if (request.method !== 'HEAD') {
-        if (isTextual(response.headers.get('content-type') ?? undefined)) body = await response.text();
-        else binary = new Uint8Array(await response.arrayBuffer());
-      }
+      if (request.method !== 'HEAD') body = new Uint8Array(await response.arrayBuffer());
     } catch (err) {
       if (request.signal?.aborted === true) throw request.signal.reason ?? err;
       const reason = timeout.aborted ? `no response within ${this.#timeoutMs} ms` : describeNetworkError(err);
@@ -71,7 +61,7 @@ export class UpstreamClient {
     response.headers.forEach((value, name) => {
       if (!HOP_BY_HOP.has(name) && !EXCHANGE_ONLY.has(name)) out[name] = value;
     });
-    return { status: response.status, headers: out, body, binary, url: response.url || request.url };
+    return { status: response.status, headers: out, body, url: response.url || request.url };
   }
 }
 
@@ -88,12 +78,13 @@ function describeNetworkError(err: unknown): string {
 }
 
 /** GitHub's `message` from an error body, or a short description. */
-export function upstreamMessage(response: UpstreamResponse): string {
+export function upstreamMessage(response: { status: number; body: Uint8Array }): string {
+  const text = Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8');
   try {
-    const parsed = JSON.parse(response.body) as { message?: unknown };
+    const parsed = JSON.parse(text) as { message?: unknown };
     if (typeof parsed.message === 'string') return parsed.message;
   } catch {
     // not JSON
   }
-  return response.body.length > 0 ? response.body.slice(0, 200) : `HTTP ${response.status}`;
+  return text.length > 0 ? text.slice(0, 200) : `HTTP ${response.status}`;
 }

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
-import { sha256Hex, type CacheEntry } from '../cache/entry.js';
+import { sha256Hex, viewAsBuffer, type CacheEntry } from '../cache/entry.js';
 import { CacheError } from '../errors.js';
 import { decodeStrictCbor, withCbor } from './cbor.js';
 import { PROTOCOL } from './wire.js';
@@ -128,7 +128,7 @@ function toEntryPayload(value: unknown): CacheEntry & { key: string } {
   for (const field of REQUIRED_FIELDS) if (!Object.hasOwn(value, field)) fail(`missing field ${field}`);
   const { key, body, digest, storedAt, expiresAt, status, headers, etag, lastModified } = value;
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY) fail('key is not a string of 1 to 8192 characters');
-  if (typeof body !== 'string') fail('body is not a string');
+  if (!(body instanceof Uint8Array)) fail('body is not a byte string');
   if (typeof digest !== 'string' || !/^[0-9a-f]{64}$/.test(digest)) fail('digest is not 64 lowercase hex characters');
   if (!Number.isSafeInteger(storedAt) || (storedAt as number) < 0) fail('storedAt is not a non-negative integer');
   if (!Number.isSafeInteger(expiresAt) || (expiresAt as number) < 0) fail('expiresAt is not a non-negative integer');
@@ -144,7 +144,7 @@ function toEntryPayload(value: unknown): CacheEntry & { key: string } {
   if (lastModified !== undefined && (typeof lastModified !== 'string' || lastModified.length > MAX_VALIDATOR)) fail('lastModified is not a short string');
   return {
     key: key as string,
-    body: body as string,
+    body: viewAsBuffer(body as Uint8Array), // a view of the decrypted plaintext, as a Buffer like every other tier's
     digest: digest as string,
     storedAt: storedAt as number,
     expiresAt: expiresAt as number,

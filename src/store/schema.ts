@@ -64,7 +64,8 @@ END;
 
 export interface EntryRow {
   digest: string;
-  body: string;
+  /** A BLOB since bodies became bytes; TEXT in rows written before (read back as its UTF-8 bytes, which is what it was). */
+  body: Buffer | string;
   status: number;
   headers: string;
   etag: string | null;
@@ -82,7 +83,7 @@ export interface StatsRow {
 export interface Statements {
   readonly selectEntry: Database.Statement<[Buffer], EntryRow>;
   readonly selectStats: Database.Statement<[], StatsRow>;
-  readonly insertBody: Database.Statement<[string, string, number]>;
+  readonly insertBody: Database.Statement<[string, Buffer, number]>;
   readonly upsertEntry: Database.Statement<
     [Buffer, string, number, string, string | null, string | null, number, number, number, number]
   >;
@@ -129,7 +130,7 @@ export function prepareStatements(db: Database.Database): Statements {
         WHERE e.key = ?`,
     ),
     selectStats: db.prepare<[], StatsRow>('SELECT entries, bytes FROM stats WHERE id = 1'),
-    insertBody: db.prepare<[string, string, number]>(
+    insertBody: db.prepare<[string, Buffer, number]>(
       'INSERT INTO bodies (digest, body, size, refs) VALUES (?, ?, ?, 0) ON CONFLICT (digest) DO NOTHING',
     ),
     // An upsert, not INSERT OR REPLACE: REPLACE deletes without firing the delete trigger, which would leak a reference.
@@ -168,7 +169,7 @@ export function readStats(statements: Pick<Statements, 'selectStats'>): StatsRow
 
 export function rowToEntry(row: EntryRow): CacheEntry {
   const entry: { -readonly [K in keyof CacheEntry]: CacheEntry[K] } = {
-    body: row.body,
+    body: typeof row.body === 'string' ? Buffer.from(row.body, 'utf8') : row.body,
     digest: row.digest,
     storedAt: row.stored_at,
     expiresAt: row.expires_at,

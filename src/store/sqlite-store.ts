@@ -26,7 +26,7 @@
  *   later (full disk, read-only file, lock held too long) throws `StoreError` and the store keeps serving reads.
  * - Bodies are never logged.
  */
-import { sha256Hex, type CacheEntry } from '../cache/entry.js';
+import { sha256Hex, viewAsBuffer, type CacheEntry } from '../cache/entry.js';
 import type { EntryStore } from '../cache/entry-store.js';
 import { CacheConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -34,7 +34,7 @@ import { immediate, openDatabase, RecoveringConnection, type OpenedDatabase } fr
 import { dropIfNeverFits, evictPastBounds, type Bounds } from './eviction.js';
 import { RecencyBatch } from './recency.js';
 import { encodeKey, prefixUpperBound, readStats, rowToEntry } from './schema.js';
-import { describeKey, digestMismatch } from './store-errors.js';
+import { alteredBody, describeKey, digestMismatch } from './store-errors.js';
 
 export { StoreError } from './store-errors.js';
 
@@ -102,8 +102,14 @@ export class SqliteStore implements EntryStore {
     return this.#db.run('get', (c) => {
       const row = c.selectEntry.get(k);
       if (row === undefined) return undefined;
+      const entry = rowToEntry(row);
+      // A body altered on disk is never served: the check costs one hash per read from disk (memory hits skip it).
+      if (sha256Hex(entry.body) !== entry.digest) {
+        c.deleteKey.run(k);
+        throw alteredBody(this.#db.file, key);
+      }
       this.#recency.note(key);
-      return rowToEntry(row);
+      return entry;
     });
   }
 
@@ -113,7 +119,7 @@ export class SqliteStore implements EntryStore {
     // Bodies are shared by digest: a wrong digest would hand this body to every other key claiming that digest.
     if (actual !== entry.digest) throw digestMismatch(key, entry.digest, actual);
     const k = encodeKey(key);
-    const size = Buffer.byteLength(entry.body, 'utf8');
+    const size = entry.body.byteLength;
     const headers = JSON.stringify(entry.headers);
     const now = this.#now();
     return this.#db.run('set', (c) =>
@@ -123,7 +129,7 @@ export class SqliteStore implements EntryStore {
           this.#logger.debug(`not storing key ${describeKey(key)}: its body (${size} bytes) exceeds maxBytes (${this.#bounds.maxBytes})`);
           return 1;
         }
-        c.insertBody.run(entry.digest, entry.body, size);
+        c.insertBody.run(entry.digest, viewAsBuffer(entry.body), size);
         c.upsertEntry.run(
           k,
           entry.digest,

@@ -69,6 +69,15 @@ export function digestMismatch(key: string, claimed: string, actual: string): St
   );
 }
 
+/** A stored body no longer matches its digest (the file was altered on disk): the entry was dropped. */
+export function alteredBody(file: string, key: string): StoreError {
+  return new StoreError(
+    'get',
+    `The body of key ${describeKey(key)} in ${file} does not match its sha256 (the file was altered on disk): ` +
+      'the entry was dropped and is fetched again. Check the disk and whatever else writes to this file.',
+  );
+}
+
 /** The `code` of a Node.js or SQLite error (`ENOENT`, `SQLITE_BUSY`, …), if it has one. */
 export function errorCode(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined;

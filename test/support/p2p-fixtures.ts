@@ -45,7 +45,7 @@ export function requestKey(scopeId: string, n: number | string): string {
 
 export function entryFor(key: string, now = Date.now(), ttlMs = 60_000): CacheEntry {
   const body = JSON.stringify({ key, n: Math.random() });
-  return { body, digest: sha256Hex(body), storedAt: now, expiresAt: now + ttlMs, status: 200, headers: { 'content-type': 'application/json' }, etag: `"${sha256Hex(key).slice(0, 16)}"` };
+  return { body: Buffer.from(body), digest: sha256Hex(body), storedAt: now, expiresAt: now + ttlMs, status: 200, headers: { 'content-type': 'application/json' }, etag: `"${sha256Hex(key).slice(0, 16)}"` };
 }
 
 /** Counts "upstream" requests across every backend sharing it. */
