@@ -3,8 +3,9 @@
  * and which state of a resource to serve.
  *
  * Guarantees: a request matches a recorded exchange when the host, the method (HEAD also matches a recorded
- * GET), the path (exactly, trailing slash included: GitHub's router distinguishes them for some routes and the
- * recordings keep them) and the query (as GitHub reads it: the same name/value pairs in any order, `+` and
+ * GET), the path (exactly, except that one trailing slash is optional, as on GitHub's router: `/contents/`
+ * and `/contents` list the same directory, and @octokit/endpoint drops the slash the recordings kept; the
+ * request log keeps the path as received, for specs that check it) and the query (as GitHub reads it: the same name/value pairs in any order, `+` and
  * `%20` alike) are equal, and, on the API and uploads hosts, the Accept header selects the same
  * representation (`application/vnd.github.v3+json`, `application/vnd.github+json`, `application/json`, `*` and
  * no Accept all select JSON; `…github.v3.raw` and `…github.raw+json` select `raw`, and so on). When the
@@ -46,7 +47,8 @@ function queryOf(search: string): string {
 
 function split(url: string): { path: string; query: string } {
   const q = url.indexOf('?');
-  return q < 0 ? { path: url, query: queryOf('') } : { path: url.slice(0, q), query: queryOf(url.slice(q + 1)) };
+  const path = q < 0 ? url : url.slice(0, q);
+  return { path: path.length > 1 ? path.replace(/\/$/, '') : path, query: queryOf(q < 0 ? '' : url.slice(q + 1)) };
 }
 
 /**
