@@ -27,7 +27,9 @@ import { plainOctokit, quiet, recordedRequest, viaCacheRequest, viaFetch, viaOct
  * Then every recorded GET answered 200 is repeated through each path on a fresh cache: the repeat has the
  * same status and bytes, and comes from the cache (no request reaches GitHub, source not `origin`), except
  * where the answer says `no-cache`: then HTTP requires asking GitHub again (revalidating with the ETag when
- * there is one, which GitHub answers 304).
+ * there is one, which GitHub answers 304). After the GET, a HEAD through the proxy is answered from the
+ * cached GET with a plain HEAD's headers; and a caller's own `If-None-Match` with the answer's ETag gets a
+ * 304 (Octokit: a 304 RequestError) through the plugin and the proxy, as it does from GitHub.
  *
  * Not sent: the codeload.github.com exchange (only reached by following the archive redirect, which the
  * Octokit paths do), and uploads.github.com exchanges through the proxy (a client posts to the release's
@@ -227,6 +229,44 @@ describe('fidelity: recorded api.github.com traffic through every path', functio
         });
         if (placeholder.host === 'api') {
           it('repeat through the proxy: the cache answers, same bytes', () => checkRepeat(() => viaFetch(proxy.url, x), plainHttp.seen.body));
+
+          it('HEAD through the proxy after the GET: the cached GET answers it, as GitHub would (headers, no body)', async () => {
+            const plainHead = await viaFetch(replay.urls.api, x, { method: 'HEAD' });
+            await viaFetch(proxy.url, x);
+            const head = await upstreamOf(() => viaFetch(proxy.url, x, { method: 'HEAD' }));
+            const diffs = answerDiffs(plainHead, head.seen, Buffer.alloc(0)).filter((d) => !d.startsWith('x-ratelimit-'));
+            if (head.log.length !== 0) diffs.push(`HEAD sent ${head.log.map((e) => `${e.method} ${e.url}`).join(', ')} to GitHub, expected an answer from the cached GET`);
+            assertNoDiffs(diffs);
+          });
+        }
+
+        // The caller's own conditional request: GitHub answers 304 (free), and so must every path.
+        if (placeholder.headers.etag !== undefined) {
+          const conditional = () => ({ headers: { 'if-none-match': x.headers.etag! } });
+          /** The 304 a plain client gets, against what a path gave after caching the GET. */
+          const notModifiedDiffs = (plain: Seen, via: Seen): string[] => {
+            const diffs: string[] = [];
+            if (via.status !== plain.status) diffs.push(`status ${via.status}, expected ${plain.status} (a plain client's conditional request)`);
+            if (via.body.length !== 0) diffs.push(`a ${via.body.length}-byte body, expected none`);
+            if (via.headers.etag !== plain.headers.etag) diffs.push(`etag ${show(via.headers.etag)}, expected ${show(plain.headers.etag)}`);
+            return diffs;
+          };
+
+          it('If-None-Match from the caller through Octokit + plugin: 304 RequestError, as plain Octokit', async () => {
+            const plain = plainOctokit(replay.urls.api);
+            const expected = await viaOctokit(plain.octokit, target, x, token, conditional());
+            const octokit = new CachedOctokit({ baseUrl: replay.urls.api, log: quiet });
+            await viaOctokit(octokit, target, x, token);
+            assertNoDiffs(notModifiedDiffs(expected, await viaOctokit(octokit, target, x, token, conditional())));
+          });
+
+          if (placeholder.host === 'api') {
+            it('If-None-Match from the caller through the proxy: 304, as from GitHub', async () => {
+              const expected = await viaFetch(replay.urls.api, x, conditional());
+              await viaFetch(proxy.url, x);
+              assertNoDiffs(notModifiedDiffs(expected, await viaFetch(proxy.url, x, conditional())));
+            });
+          }
         }
       }
     });

@@ -63,12 +63,18 @@ function headersOf(headers: Headers | Record<string, unknown> | undefined): Reco
   return out;
 }
 
+/** Changes to the recorded request: another method (HEAD), extra headers (conditionals). */
+export interface Variation {
+  method?: string;
+  headers?: Record<string, string>;
+}
+
 /** A plain HTTP client: the recorded request to `base`, redirects not followed. */
-export async function viaFetch(base: string, x: RecordedExchange): Promise<Seen> {
+export async function viaFetch(base: string, x: RecordedExchange, variation: Variation = {}): Promise<Seen> {
   const { token, headers } = recordedRequest(x);
   const res = await fetch(base + x.path, {
-    method: x.method,
-    headers: { ...headers, ...(token === undefined ? {} : { authorization: `token ${token}` }) },
+    method: variation.method ?? x.method,
+    headers: { ...headers, ...(token === undefined ? {} : { authorization: `token ${token}` }), ...variation.headers },
     body: x.requestBody,
     redirect: 'manual',
   });
@@ -88,12 +94,12 @@ export function plainOctokit(baseUrl: string): { octokit: Octokit; lastRaw: () =
 }
 
 /** The recorded request through an Octokit (plain or with the plugin); `url` absolute for another host. */
-export async function viaOctokit(octokit: Octokit, url: string, x: RecordedExchange, token: string | undefined): Promise<Seen> {
+export async function viaOctokit(octokit: Octokit, url: string, x: RecordedExchange, token: string | undefined, variation: Variation = {}): Promise<Seen> {
   const { headers } = recordedRequest(x);
   const options: Record<string, unknown> = {
-    method: x.method,
+    method: variation.method ?? x.method,
     url,
-    headers: { ...headers, ...(token === undefined ? {} : { authorization: `token ${token}` }) },
+    headers: { ...headers, ...(token === undefined ? {} : { authorization: `token ${token}` }), ...variation.headers },
   };
   if (x.requestBody !== undefined) options.data = x.requestBody;
   try {
