@@ -188,7 +188,7 @@ export class GitHubAPICache implements AsyncDisposable {
           source: answer.source,
           url: answer.url,
         };
-        if (request.publicUrl !== undefined) out = { ...out, headers: rewriteApiUrls(out.headers, this.options.githubApiUrl, request.publicUrl) };
+        if (request.publicUrl !== undefined) out = { ...out, headers: rewriteApiUrls(out.headers, this.options.githubApiUrl, request.publicUrl, isRedirect(out.status)) };
         // The caller's own validators: a 304 when it already holds this answer, as GitHub would have said.
         if (read && answer.status === 200 && clientHolds(validators, { etag: answer.headers.etag, lastModified: answer.headers['last-modified'] })) {
           out = notModifiedOf(out);
@@ -197,7 +197,7 @@ export class GitHubAPICache implements AsyncDisposable {
       } catch (err) {
         if (isHttpAnswerError(err)) {
           const answer = errorAnswer(err, this.options.now());
-          return request.publicUrl === undefined ? answer : { ...answer, headers: rewriteApiUrls(answer.headers, this.options.githubApiUrl, request.publicUrl) };
+          return request.publicUrl === undefined ? answer : { ...answer, headers: rewriteApiUrls(answer.headers, this.options.githubApiUrl, request.publicUrl, false) };
         }
         throw err;
       }
@@ -303,6 +303,11 @@ export interface ExchangeRequest {
   readonly redirect?: 'follow' | 'manual' | undefined;
   /** The base URL the client sees (a proxy's own): `link` and `location` URLs under the GitHub API are rewritten to it. */
   readonly publicUrl?: string | undefined;
+}
+
+/** A status whose `location` a client follows. */
+function isRedirect(status: number): boolean {
+  return status >= 300 && status < 400 && status !== 304;
 }
 
 function single(value: string | string[] | undefined): string | undefined {
