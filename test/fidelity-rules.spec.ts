@@ -203,6 +203,36 @@ describe('fidelity: what the cache changes and what it never changes', () => {
     });
   });
 
+  describe('the plugin\'s base URL', () => {
+    it('sends a client built without baseUrl to the cache\'s githubApiUrl (a GitHub Enterprise Server, say)', async () => {
+      await open(() => ({ status: 200, headers: { 'content-type': JSON_TYPE }, body: '{"login":"octo"}' }));
+      const client = new CachedOctokit({ auth: TOKEN, cache, log: quiet });
+      const me = await client.rest.users.getAuthenticated();
+      expect(me.data).to.deep.equal({ login: 'octo' });
+      expect(me.headers['x-cache-source']).to.equal('origin');
+      expect(sent().map((r) => r.url)).to.deep.equal(['/user']);
+    });
+
+    it('lets a client\'s own different baseUrl win, without the cache, and says so once', async () => {
+      await open(() => ({ status: 200, headers: { 'content-type': JSON_TYPE }, body: '{}' }));
+      const other = await ScriptedGitHub.start(() => ({ status: 200, headers: { 'content-type': JSON_TYPE }, body: '{"other":true}' }));
+      const warnings: string[] = [];
+      try {
+        const client = new CachedOctokit({ auth: TOKEN, baseUrl: other.url, cache, log: { ...quiet, warn: (m: string) => warnings.push(m) } });
+        const first = await client.request('GET /user');
+        await client.request('GET /user');
+        expect(first.data).to.deep.equal({ other: true });
+        expect(first.headers['x-cache-source']).to.equal(undefined);
+        expect(other.requests).to.have.length(2);
+        expect(sent()).to.have.length(0);
+        expect(warnings).to.have.length(1);
+        expect(warnings[0]).to.contain(other.url).and.to.contain(github.url);
+      } finally {
+        await other.close();
+      }
+    });
+  });
+
   describe('headers', () => {
     it('forwards the client\'s user-agent through the proxy', async () => {
       await open(() => ({ status: 200, headers: { 'content-type': JSON_TYPE }, body: '{}' }));

@@ -47,25 +47,36 @@ export function createGitHubCachePlugin(defaultCache: GitHubCacheSource): GitHub
   return function githubCachePlugin(octokit, options) {
     const source = options.cache ?? defaultCache;
     const cacheOf = typeof source === 'function' ? source : () => source;
+    const base = baseUrlOf(octokit, options);
     octokit.hook.wrap('request', (request, endpoint) => {
       const current = endpoint.request;
       // A streamed body cannot be answered from text the cache holds; a retry comes back with our fetch set.
       if (current?.parseSuccessResponseBody !== false && !ourFetches.has(current?.fetch)) {
         // before-after-hook hands every wrap the same options object (what a wrap passes to `request` is
         // ignored), so the fetch goes onto it; `endpoint.request` may be the defaults' object, so it is replaced.
-        endpoint.request = { ...current, fetch: cachedFetch(cacheOf, current?.fetch ?? globalThis.fetch) };
+        endpoint.request = { ...current, fetch: cachedFetch(cacheOf, current?.fetch ?? globalThis.fetch, base) };
       }
       return request(endpoint);
     });
   };
 }
 
+/** Octokit's own default API URL: a client built without `baseUrl` uses it. */
+const OCTOKIT_DEFAULT_BASE_URL = 'https://api.github.com';
+
+/** The client's base URL when its options set one (undefined: Octokit's default), and where to warn. */
+function baseUrlOf(octokit: Octokit, options: OctokitOptions): { explicit: string | undefined; warn: (message: string) => void; warned: boolean } {
+  return { explicit: options.baseUrl?.replace(/\/+$/, ''), warn: (message) => octokit.log.warn(message), warned: false };
+}
+
 /** The fetches this plugin made, so a request that comes back through the hook is not wrapped twice. */
 const ourFetches = new WeakSet<object>();
 
 /** A fetch that answers through the cache; what the cache cannot carry goes to Octokit's own fetch. */
-function cachedFetch(cacheOf: () => GitHubAPICache | Promise<GitHubAPICache>, transport: Fetch): Fetch {
-  const fetch: Fetch = async (url, init) => {
+function cachedFetch(cacheOf: () => GitHubAPICache | Promise<GitHubAPICache>, transport: Fetch,
+  base: ReturnType<typeof baseUrlOf>): Fetch {
+  const fetch: Fetch = async (requested, init) => {
+    let url = requested;
     const method = (init.method ?? 'GET').toUpperCase();
     const headers: Record<string, string> = {};
     new Headers(init.headers).forEach((value, name) => {
@@ -75,6 +86,18 @@ function cachedFetch(cacheOf: () => GitHubAPICache | Promise<GitHubAPICache>, tr
     if (parseAuthorization(headers.authorization).kind === 'unsupported') return transport(url, init);
     if (!cacheable(url, headers, init.body)) return transport(url, init);
     const cache = await cacheOf();
+    const api = cache.options.githubApiUrl;
+    if (base.explicit === undefined && under(url, OCTOKIT_DEFAULT_BASE_URL)) {
+      // No baseUrl on the client: the cache's githubApiUrl (a GitHub Enterprise Server, say) is where its calls go.
+      url = api + url.slice(OCTOKIT_DEFAULT_BASE_URL.length);
+    } else if (!under(url, api)) {
+      // The client's own baseUrl wins for its calls; they bypass the cache, which carries its GitHub API only.
+      if (!base.warned) {
+        base.warned = true;
+        base.warn(`githubCachePlugin: Octokit's baseUrl ${base.explicit ?? url} is not the cache's githubApiUrl ${api}: this client's requests go to its baseUrl without the cache`);
+      }
+      return transport(url, init);
+    }
     const body = typeof init.body === 'string' ? init.body : undefined;
     // A failure to get any answer (reset, timeout, closed cache) rejects: Octokit makes it a RequestError 500.
     const answer = await cache.exchange({ method, url, headers, body, signal: init.signal ?? undefined });
@@ -82,6 +105,10 @@ function cachedFetch(cacheOf: () => GitHubAPICache | Promise<GitHubAPICache>, tr
   };
   ourFetches.add(fetch);
   return fetch;
+}
+
+function under(url: string, base: string): boolean {
+  return url === base || url.startsWith(`${base}/`) || url.startsWith(`${base}?`);
 }
 
 /** Whether the cache can carry this exchange: REST (not GraphQL), a text body, a text response. */
