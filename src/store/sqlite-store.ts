@@ -58,6 +58,8 @@ export class SqliteStore implements EntryStore {
   readonly #bounds: Bounds;
   readonly #logger: Logger;
   readonly #now: () => number;
+  /** The last recency stamp handed out: stamps strictly increase, so two uses in one millisecond keep their order. */
+  #lastStamp = 0;
   readonly #db: RecoveringConnection;
   /** Reads not yet written to `last_used`; written before any eviction decision. */
   readonly #recency: RecencyBatch;
@@ -75,7 +77,7 @@ export class SqliteStore implements EntryStore {
     this.#recency = new RecencyBatch({
       file: opened.file,
       logger: options.logger,
-      now: this.#now,
+      now: () => this.#stamp(),
       connect: () => this.#db.current('get'),
     });
   }
@@ -90,6 +92,16 @@ export class SqliteStore implements EntryStore {
     const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     const opened = openDatabase(options.dir, { busyTimeoutMs, logger: options.logger });
     return new SqliteStore(options, opened, busyTimeoutMs);
+  }
+
+  /**
+   * A recency stamp: the clock, or one more than the last stamp when the clock has not moved. With equal stamps
+   * eviction among ties was arbitrary, and memory and SQLite could evict different keys.
+   */
+  #stamp(): number {
+    const now = this.#now();
+    this.#lastStamp = now > this.#lastStamp ? now : this.#lastStamp + 1;
+    return this.#lastStamp;
   }
 
   /** The database file this store uses. */
@@ -121,7 +133,7 @@ export class SqliteStore implements EntryStore {
     const k = encodeKey(key);
     const size = entry.body.byteLength;
     const headers = JSON.stringify(entry.headers);
-    const now = this.#now();
+    const now = this.#stamp();
     return this.#db.run('set', (c) =>
       immediate(c, (): number => {
         this.#recency.write(c);
