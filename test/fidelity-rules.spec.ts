@@ -213,6 +213,16 @@ describe('fidelity: what the cache changes and what it never changes', () => {
       expect(sent().map((r) => r.url)).to.deep.equal(['/user']);
     });
 
+    it('keeps the trailing slash of a base URL with a path (GitHub Enterprise Server\'s /api/v3/)', async () => {
+      github = await ScriptedGitHub.start(() => ({ status: 200, headers: { 'content-type': JSON_TYPE }, body: '{"root":true}' }));
+      cache = await GitHubAPICache.create({ githubApiUrl: `${github.url}/api/v3`, persistence: 'off' });
+      proxy = await startProxy({ cache, port: 0, processMetrics: false });
+      const client = new CachedOctokit({ auth: TOKEN, baseUrl: `${github.url}/api/v3`, cache, log: quiet });
+      const root = await client.request('GET /');
+      expect(root.data).to.deep.equal({ root: true });
+      expect(sent().map((r) => r.url)).to.deep.equal(['/api/v3/']);
+    });
+
     it('lets a client\'s own different baseUrl win, without the cache, and says so once', async () => {
       await open(() => ({ status: 200, headers: { 'content-type': JSON_TYPE }, body: '{}' }));
       const other = await ScriptedGitHub.start(() => ({ status: 200, headers: { 'content-type': JSON_TYPE }, body: '{"other":true}' }));
