@@ -20,6 +20,7 @@ export {
   CacheNotReadyError,
   RateLimitError,
   UpstreamError,
+  TokenHostError,
 } from './src/errors.js';
 export {
   resolveOptions,

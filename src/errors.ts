@@ -3,7 +3,7 @@
  *
  * Codes (stable; match on `code`, not on the message or the class):
  *   ERR_CACHE_CLOSED, ERR_CACHE_CONFIG, ERR_CACHE_VALUE, ERR_CACHE_CREATION, ERR_CACHE_NOT_READY,
- *   ERR_RATE_LIMITED, ERR_UPSTREAM here; ERR_STORE (src/store), ERR_PROXY_LISTEN (src/proxy),
+ *   ERR_RATE_LIMITED, ERR_UPSTREAM, ERR_TOKEN_HOST here; ERR_STORE (src/store), ERR_PROXY_LISTEN (src/proxy),
  *   ERR_P2P_START, ERR_P2P_WIRE_FORMAT, ERR_PEER_ENTRY_REJECTED (src/p2p).
  */
 
@@ -143,5 +143,22 @@ export class UpstreamError extends CacheError {
     this.status = status;
     this.upstreamMessage = redactSecrets(upstreamMessage);
     this.response = options?.response;
+  }
+}
+
+/**
+ * A request with a token named a host other than the configured GitHub API (or the upload host GitHub names for
+ * it). Nothing was sent: a token goes to the GitHub API it belongs to and nowhere else.
+ */
+export class TokenHostError extends CacheError {
+  /** The host that was refused (never the token). */
+  readonly host: string;
+  constructor(host: string, githubApiUrl: string) {
+    super(
+      'ERR_TOKEN_HOST',
+      `Refused to send the token to ${host}: it goes only to the configured GitHub API (${githubApiUrl}) and its upload host. ` +
+        'Send the request without a token, or set githubApiUrl to the API this token belongs to.',
+    );
+    this.host = host;
   }
 }

@@ -60,12 +60,13 @@ export interface ScopeRateLimit {
 /**
  * The origin: GitHub. `admit` waits while the request's scope is paused by GitHub's rate limit (at most
  * `maxRateLimitWait`, and not at all when `mayWait` is false) and rejects with RateLimitError when it may
- * not wait; `send` makes one exchange and resolves with any status GitHub answered, recording what it says
+ * not wait, and with TokenHostError when a request with a token names a host the token may not go to;
+ * `send` makes one exchange and resolves with any status GitHub answered, recording what it says
  * about rate limits; it rejects with UpstreamError (status 0) when no answer came (reset, refused, timeout),
  * and with the signal's reason when aborted.
  */
 export interface Origin {
-  admit(request: { scopeId: string; url: string; mayWait: boolean; signal: AbortSignal; refusal?: string }): Promise<void>;
+  admit(request: { scopeId: string; url: string; mayWait: boolean; signal: AbortSignal; refusal?: string; withToken?: boolean }): Promise<void>;
   send(request: OriginRequest): Promise<OriginResponse>;
   /** Whether `url` is under the configured GitHub API (only such requests are shared with peers). */
   isApiUrl(url: string): boolean;

@@ -183,7 +183,9 @@ export class ReadThrough implements FleetHost {
     const storeKey = HTTP_PREFIX + request.key;
     try {
       // A held entry is a better answer than waiting for a paused scope.
-      await origin.admit({ scopeId: parts.scopeId, url: parts.url, mayWait: held === undefined, signal: shutdown });
+      await origin.admit({
+        scopeId: parts.scopeId, url: request.url ?? parts.url, mayWait: held === undefined, signal: shutdown, withToken: request.token !== undefined,
+      });
     } catch (err) {
       if (err instanceof RateLimitError && held !== undefined) return this.#stale(held);
       if (err instanceof RateLimitError) counters.rateLimited++;

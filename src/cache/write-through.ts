@@ -69,7 +69,7 @@ export class WriteThrough {
     const { origin, counters } = this.#p;
     try {
       await origin.admit({ scopeId: request.scopeId, url: request.url, mayWait: false, signal: request.signal,
-        refusal: 'GitHub asked this token to pause; the write was not sent' });
+        refusal: 'GitHub asked this token to pause; the write was not sent', withToken: request.token !== undefined });
     } catch (err) {
       if (err instanceof RateLimitError) counters.rateLimited++;
       throw err;

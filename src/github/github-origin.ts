@@ -1,6 +1,6 @@
 import pLimit, { type LimitFunction } from 'p-limit';
 import { LRUCache } from 'lru-cache';
-import { RateLimitError } from '../errors.js';
+import { RateLimitError, TokenHostError } from '../errors.js';
 import type { Origin, OriginRequest, OriginResponse, ScopeRateLimit } from '../cache/ports.js';
 import { RateLimitTracker } from './rate-limits.js';
 import { UpstreamClient, upstreamMessage } from './upstream.js';
@@ -40,7 +40,8 @@ export class GitHubOrigin implements Origin {
     this.#rateLimits = new RateLimitTracker(options.now);
   }
 
-  async admit(request: { scopeId: string; url: string; mayWait: boolean; signal: AbortSignal; refusal?: string }): Promise<void> {
+  async admit(request: { scopeId: string; url: string; mayWait: boolean; signal: AbortSignal; refusal?: string; withToken?: boolean }): Promise<void> {
+    if (request.withToken === true && !this.#tokenMayGoTo(request.url)) throw new TokenHostError(hostOf(request.url), this.#options.githubApiUrl);
     const blockedUntil = this.#rateLimits.blockedUntil(this.#rateKey(request.scopeId, request.url));
     if (blockedUntil === 0) return;
     const wait = blockedUntil - this.#options.now();
@@ -51,6 +52,9 @@ export class GitHubOrigin implements Origin {
   }
 
   async send(request: OriginRequest): Promise<OriginResponse> {
+    if (request.token !== undefined && request.token !== '' && !this.#tokenMayGoTo(request.url)) {
+      throw new TokenHostError(hostOf(request.url), this.#options.githubApiUrl);
+    }
     const limiter = this.#limiter(request.scopeId);
     const response = await limiter(() => this.#upstream.send(request));
     const rateKey = this.#rateKey(request.scopeId, request.url);
@@ -70,6 +74,23 @@ export class GitHubOrigin implements Origin {
 
   rateLimitHeaders(scopeId: string, url: string): Record<string, string> {
     return this.#rateLimits.headersOf(this.#rateKey(scopeId, url));
+  }
+
+  /**
+   * Whether a token may be sent to `url`: the configured API's origin, and for api.github.com also
+   * uploads.github.com (release assets; GitHub Enterprise Server serves uploads on its own origin). A redirect
+   * elsewhere is followed without the token (fetch drops Authorization across origins).
+   */
+  #tokenMayGoTo(url: string): boolean {
+    let target: URL;
+    try {
+      target = new URL(url);
+    } catch {
+      return false;
+    }
+    const api = new URL(this.#options.githubApiUrl);
+    if (target.origin === api.origin) return true;
+    return api.origin === 'https://api.github.com' && target.origin === 'https://uploads.github.com';
   }
 
   /**
@@ -104,4 +125,12 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }, Math.max(0, ms));
     signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return '(an invalid URL)';
+  }
 }
