@@ -92,6 +92,7 @@ export class GitHubAPICache implements AsyncDisposable {
     this.#tiers = new TieredEntries({ maxEntries: options.maxEntries, maxBytes: options.maxBytes, store, logger, counters });
     this.#origin = new GitHubOrigin({
       githubApiUrl: options.githubApiUrl,
+      githubUploadsUrl: options.githubUploadsUrl,
       upstreamTimeoutMs: options.upstreamTimeoutMs,
       maxRateLimitWait: options.maxRateLimitWait,
       maxConcurrentPerScope: options.maxConcurrentPerScope,

@@ -225,23 +225,19 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
     accepts: 'http(s) URL without credentials; a trailing `/` is removed',
     defaultText: `\`${DEFAULTS.githubApiUrl}\``,
     doc: 'base URL of the GitHub REST API (GitHub Enterprise Server: `https://ghe.example.com/api/v3`)',
-    parse: (value, source) => {
-      const raw = toString(value, source);
-      let url: URL;
-      try {
-        url = new URL(raw);
-      } catch (cause) {
-        throw new CacheConfigError(source.name, `expected an http(s) URL, got ${show(raw)}`, { cause });
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new CacheConfigError(source.name, `expected an http(s) URL, got ${show(raw)}`);
-      }
-      if (url.username !== '' || url.password !== '') {
-        throw new CacheConfigError(source.name, 'credentials in the URL are not allowed; pass a token per request instead');
-      }
-      return url.href.replace(/\/+$/, '');
-    },
+    parse: (value, source) => parseApiUrl(value, source),
     fallback: () => DEFAULTS.githubApiUrl,
+  },
+  {
+    path: 'githubUploadsUrl', env: 'GITHUB_UPLOADS_URL', flag: { name: '--github-uploads-url', value: '<url>' }, type: 'url',
+    accepts: 'http(s) URL without credentials; a trailing `/` is removed',
+    defaultText: '`https://uploads.github.com` for api.github.com; else `<origin of githubApiUrl>/api/uploads`',
+    doc: 'where release assets are uploaded; with githubApiUrl, the only places a token is ever sent',
+    parse: (value, source) => parseApiUrl(value, source),
+    fallback: (_env, resolved) => {
+      const api = new URL(resolved.get('githubApiUrl') as string);
+      return api.origin === 'https://api.github.com' ? 'https://uploads.github.com' : `${api.origin}/api/uploads`;
+    },
   },
   numeric({
     path: 'maxRateLimitWait', flag: { name: '--max-rate-limit-wait', value: '<seconds>' }, type: 'number', unit: 'seconds',
@@ -396,4 +392,22 @@ export function typeText(row: OptionRow): string {
 /** A row's valid values in words; a number's carry its type (`integer ms, 1 to 600,000`). */
 export function valuesText(row: OptionRow): string {
   return row.range === undefined ? row.accepts : `${typeText(row)}, ${row.accepts}`;
+}
+
+/** An API base URL: http(s), no credentials, no trailing slash. */
+function parseApiUrl(value: unknown, source: OptionSource): string {
+  const raw = toString(value, source);
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch (cause) {
+    throw new CacheConfigError(source.name, `expected an http(s) URL, got ${show(raw)}`, { cause });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new CacheConfigError(source.name, `expected an http(s) URL, got ${show(raw)}`);
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new CacheConfigError(source.name, 'credentials in the URL are not allowed; pass a token per request instead');
+  }
+  return url.href.replace(/\/+$/, '');
 }

@@ -48,6 +48,8 @@ export interface CacheOptions {
   persistence?: 'auto' | 'required' | 'off';
   /** Base URL of the GitHub REST API. [GITHUB_API_URL] Default: 'https://api.github.com'. */
   githubApiUrl?: string;
+  /** Where release assets are uploaded; with githubApiUrl, the only places a token is sent. [GITHUB_UPLOADS_URL] Default: https://uploads.github.com for api.github.com, else `<origin>/api/uploads`. */
+  githubUploadsUrl?: string;
   /** Seconds a request may wait for a rate-limited scope to reset before failing with RateLimitError. Default: 0. */
   maxRateLimitWait?: number;
   /** Concurrent upstream requests per token scope (GitHub allows at most 100). Default: 10. */
@@ -86,6 +88,7 @@ export interface ResolvedCacheOptions {
   readonly maxEntryBytes: number;
   readonly persistence: 'auto' | 'required' | 'off';
   readonly githubApiUrl: string;
+  readonly githubUploadsUrl: string;
   readonly maxRateLimitWait: number;
   readonly maxConcurrentPerScope: number;
   readonly upstreamTimeoutMs: number;

@@ -70,6 +70,7 @@ export function resolveOptions(options: CacheOptions = {}, env: NodeJS.ProcessEn
     maxEntryBytes: get('maxEntryBytes'),
     persistence: get('persistence'),
     githubApiUrl: get('githubApiUrl'),
+    githubUploadsUrl: get('githubUploadsUrl'),
     maxRateLimitWait: get('maxRateLimitWait'),
     maxConcurrentPerScope: get('maxConcurrentPerScope'),
     upstreamTimeoutMs: get('upstreamTimeoutMs'),

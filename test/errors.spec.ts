@@ -10,6 +10,7 @@ import {
   RateLimitError,
   redactSecrets,
   UpstreamError,
+  TokenHostError,
 } from '../src/errors.js';
 import { PeerEntryRejected } from '../src/p2p/envelope.js';
 import { PeerNetworkStartError } from '../src/p2p/peer-network.js';
@@ -48,6 +49,7 @@ const ERROR_CLASSES: Array<{ type: abstract new (...args: never[]) => Error; cod
     code: 'ERR_RATE_LIMITED',
     make: (leak) => new RateLimitError(leak, Date.UTC(2026, 0, 1), `API rate limit exceeded for ${leak}`, { status: 403, headers: {}, data: null }),
   },
+  { type: TokenHostError, code: 'ERR_TOKEN_HOST', make: (leak) => new TokenHostError(`${leak}.example`, 'https://api.github.com') },
   { type: UpstreamError, code: 'ERR_UPSTREAM', make: (leak) => new UpstreamError(401, 'GET', `https://api.github.com/user?x=${leak}`, `Bad credentials ${leak}`) },
   { type: StoreError, code: 'ERR_STORE', make: (leak) => new StoreError('set', `cannot write ${leak}`) },
   { type: ProxyListenError, code: 'ERR_PROXY_LISTEN', make: (leak) => new ProxyListenError('127.0.0.1', 8787, new Error(`listen failed ${leak}`)) },

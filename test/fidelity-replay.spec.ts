@@ -118,7 +118,7 @@ describe('fidelity: recorded api.github.com traffic through every path', functio
     await replay?.close();
   });
   beforeEach(async () => {
-    cache = await GitHubAPICache.create({ githubApiUrl: replay.urls.api, persistence: 'off', logSink: silent });
+    cache = await GitHubAPICache.create({ githubApiUrl: replay.urls.api, githubUploadsUrl: replay.urls.uploads, persistence: 'off', logSink: silent });
   });
   afterEach(async () => {
     await cache.close();

@@ -297,7 +297,7 @@ describe('cache.request (GitHub REST through the cache)', () => {
     vault.hold(TOKEN_A); // this node now holds scope A
     const counters = new CacheCounters();
     const tiers = new TieredEntries({ maxEntries: 100, logger: createLogger('spec'), counters });
-    const origin = new GitHubOrigin({ githubApiUrl: github.url, upstreamTimeoutMs: 5_000, maxRateLimitWait: 0, maxConcurrentPerScope: 4, now: clock.now });
+    const origin = new GitHubOrigin({ githubApiUrl: github.url, githubUploadsUrl: github.url, upstreamTimeoutMs: 5_000, maxRateLimitWait: 0, maxConcurrentPerScope: 4, now: clock.now });
     const reads = new ReadThrough({
       tiers, origin, vault, counters, now: clock.now, defaultTtl: 60, maxEntryBytes: 10 * 1024 * 1024, shutdown: new AbortController().signal,
       recentWrites: new RecentWrites({ githubApiUrl: github.url, rememberMs: 60_000 }),

@@ -62,6 +62,7 @@ describe('options table', () => {
       maxEntries: ['34', 34],
       maxEntryBytes: ['4096', 4096],
       githubApiUrl: ['http://127.0.0.1:1/api/', 'http://127.0.0.1:1/api'],
+      githubUploadsUrl: ['http://127.0.0.1:2/up/', 'http://127.0.0.1:2/up'],
       'p2p.sharedSecret': ['0123456789abcdef0123', '0123456789abcdef0123'],
       'p2p.enabled': ['no', false],
       'p2p.listenPort': ['9999', 9999],

@@ -15,6 +15,8 @@ import { UpstreamClient, upstreamMessage } from './upstream.js';
 export interface GitHubOriginOptions {
   /** Base URL of the GitHub API, without a trailing slash. */
   githubApiUrl: string;
+  /** Where release assets are uploaded (a token may go there too). */
+  githubUploadsUrl: string;
   /** Timeout of one exchange, in ms. */
   upstreamTimeoutMs: number;
   /** Longest wait for a paused scope, in seconds; longer pauses are refused at once. */
@@ -77,8 +79,8 @@ export class GitHubOrigin implements Origin {
   }
 
   /**
-   * Whether a token may be sent to `url`: the configured API's origin, and for api.github.com also
-   * uploads.github.com (release assets; GitHub Enterprise Server serves uploads on its own origin). A redirect
+   * Whether a token may be sent to `url`: the origin of the configured API or of its uploads URL
+   * (uploads.github.com for api.github.com; GitHub Enterprise Server serves uploads on its own origin). A redirect
    * elsewhere is followed without the token (fetch drops Authorization across origins).
    */
   #tokenMayGoTo(url: string): boolean {
@@ -88,9 +90,7 @@ export class GitHubOrigin implements Origin {
     } catch {
       return false;
     }
-    const api = new URL(this.#options.githubApiUrl);
-    if (target.origin === api.origin) return true;
-    return api.origin === 'https://api.github.com' && target.origin === 'https://uploads.github.com';
+    return target.origin === new URL(this.#options.githubApiUrl).origin || target.origin === new URL(this.#options.githubUploadsUrl).origin;
   }
 
   /**

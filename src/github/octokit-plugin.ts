@@ -90,7 +90,7 @@ function cachedFetch(cacheOf: () => GitHubAPICache | Promise<GitHubAPICache>, tr
     if (base.explicit === undefined && under(url, OCTOKIT_DEFAULT_BASE_URL)) {
       // No baseUrl on the client: the cache's githubApiUrl (a GitHub Enterprise Server, say) is where its calls go.
       url = api + url.slice(OCTOKIT_DEFAULT_BASE_URL.length);
-    } else if (!under(url, api)) {
+    } else if (!under(url, api) && !under(url, cache.options.githubUploadsUrl)) {
       // The client's own baseUrl wins for its calls; they bypass the cache, which carries its GitHub API only.
       if (!base.warned) {
         base.warned = true;
