@@ -25,7 +25,7 @@ export class RateLimitTracker {
 
   constructor(now: () => number, options: { maxScopes?: number } = {}) {
     this.#now = now;
-    this.#scopes = new LRUCache({ max: options.maxScopes ?? 2_000 });
+    this.#scopes = new LRUCache({ max: options.maxScopes ?? 1_000 });
   }
 
   /**

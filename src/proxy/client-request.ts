@@ -45,38 +45,87 @@ export function pathOnly(target: string | undefined): string {
   return q === -1 ? value : value.slice(0, q);
 }
 
-/** The request body as bytes, refusing more than `limit` bytes (early, by Content-Length, when declared). */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/** The proxy holds too many request bodies at once; this one was refused (503, retry shortly). */
+export class BodyBudgetError extends Error {}
+
+/**
+ * BodyBudget: the bytes of request bodies held at once, across all requests, never exceed `maxBytes`: a
+ * body is reserved (by its Content-Length up front, else chunk by chunk) before it is kept, and released
+ * once its exchange is over.
+ */
+export class BodyBudget {
+  #held = 0;
+  readonly #max: number;
+
+  constructor(maxBytes: number) {
+    this.#max = maxBytes;
+  }
+
+  /** Bytes held now. */
+  get held(): number {
+    return this.#held;
+  }
+
+  reserve(bytes: number): boolean {
+    if (this.#held + bytes > this.#max) return false;
+    this.#held += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.#held = Math.max(0, this.#held - bytes);
+  }
+}
+
+/**
+ * The request body as bytes, refusing more than `limit` bytes (early, by Content-Length, when declared) and
+ * more than the budget has room for. Resolves with the bytes and how many were reserved (release them once
+ * the exchange is over); on a refusal nothing stays reserved.
+ */
+export function readBody(req: IncomingMessage, limit: number, budget: BodyBudget): Promise<{ body: Buffer; reserved: number }> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     req.resume();
     return Promise.reject(new BodyTooLargeError());
   }
+  let reserved = 0;
+  if (Number.isFinite(declared) && declared > 0) {
+    if (!budget.reserve(declared)) {
+      req.resume();
+      return Promise.reject(new BodyBudgetError());
+    }
+    reserved = declared;
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
+    const fail = (err: Error) => {
+      done = true;
+      chunks.length = 0;
+      budget.release(reserved);
+      reserved = 0;
+      req.resume();
+      reject(err);
+    };
     req.on('data', (chunk: Buffer) => {
       if (done) return;
       size += chunk.length;
-      if (size > limit) {
-        done = true;
-        chunks.length = 0;
-        req.resume();
-        reject(new BodyTooLargeError());
-        return;
+      if (size > limit) return fail(new BodyTooLargeError());
+      if (size > reserved) {
+        if (!budget.reserve(size - reserved)) return fail(new BodyBudgetError());
+        reserved = size;
       }
       chunks.push(chunk);
     });
     req.once('end', () => {
       if (done) return;
       done = true;
-      resolve(Buffer.concat(chunks)); // the bytes as sent: an upload is never decoded
+      resolve({ body: Buffer.concat(chunks), reserved }); // the bytes as sent: an upload is never decoded
     });
     req.once('error', (err) => {
       if (done) return;
-      done = true;
-      reject(err);
+      fail(err);
     });
   });
 }

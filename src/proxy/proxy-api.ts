@@ -18,6 +18,8 @@ export interface ProxyOptions {
   port?: number;
   /** Largest request body accepted, in bytes; larger ones get 413. Default: 10 MiB. */
   maxBodyBytes?: number;
+  /** Most bytes of request bodies held at once across all requests; a body that does not fit gets 503 with retry-after. Default: 64 MiB. */
+  maxBufferedBodyBytes?: number;
   /** How long `close()` lets in-flight requests finish before cutting their connections, in ms. Default: 5000. */
   closeTimeoutMs?: number;
   /** Collect process metrics (CPU, memory, event loop, GC) into /metrics. Default: true. */
@@ -42,6 +44,8 @@ export interface ProxyCounters {
   upstreamUnreachable: number;
   /** Requests whose client went away before the answer. */
   aborted: number;
+  /** Request bodies refused with 503 because maxBufferedBodyBytes were already held. */
+  bodiesRefused: number;
 }
 
 /** A running proxy. */

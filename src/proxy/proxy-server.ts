@@ -6,7 +6,7 @@ import { InFlight } from '../in-flight.js';
 import { CacheClosedError, CacheConfigError, CacheError, CacheValueError, UpstreamError } from '../errors.js';
 import { errorAnswer, isHttpAnswerError, jsonAnswer, parseAuthorization, type HttpAnswer } from '../http/translation.js';
 import { createLogger, type Logger } from '../log.js';
-import { BodyTooLargeError, pathOnly, readBody, upstreamUrl } from './client-request.js';
+import { BodyBudget, BodyBudgetError, BodyTooLargeError, pathOnly, readBody, upstreamUrl } from './client-request.js';
 import { p2pStatsOf } from './p2p-stats.js';
 import { ProxyListenError, type ProxyCounters, type ProxyOptions, type ProxyServer } from './proxy-api.js';
 import { ProxyMetrics } from './proxy-metrics.js';
@@ -36,6 +36,7 @@ export { ProxyListenError, type ProxyCounters, type ProxyOptions, type ProxyServ
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 8787;
 const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
+const DEFAULT_MAX_BUFFERED_BODY_BYTES = 64 * 1024 * 1024;
 const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 /**
  * GitHub's REST methods; anything else is refused before it reaches the cache (OPTIONS too: the cache would
@@ -57,10 +58,15 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new CacheConfigError('port', `expected an integer from 0 to 65535, got ${String(port)}`);
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 0) throw new CacheConfigError('maxBodyBytes', `expected a non-negative integer, got ${String(maxBodyBytes)}`);
+  const maxBufferedBodyBytes = options.maxBufferedBodyBytes ?? DEFAULT_MAX_BUFFERED_BODY_BYTES;
+  if (!Number.isInteger(maxBufferedBodyBytes) || maxBufferedBodyBytes < 0) {
+    throw new CacheConfigError('maxBufferedBodyBytes', `expected a non-negative integer, got ${String(maxBufferedBodyBytes)}`);
+  }
   if (options.cache === undefined || options.cache === null) throw new CacheConfigError('cache', 'a GitHubAPICache or a function returning one is required');
   const proxy = new CachingProxy({
     getCache: typeof options.cache === 'function' ? options.cache : ((cache) => () => cache)(options.cache),
     maxBodyBytes,
+    maxBufferedBodyBytes,
     closeTimeoutMs: options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS,
     logger: createLogger('proxy', options.logSink),
     metrics: new ProxyMetrics({ processMetrics: options.processMetrics ?? true }),
@@ -74,9 +80,10 @@ class CachingProxy implements ProxyServer {
   readonly #server: Server;
   readonly #getCache: () => GitHubAPICache | Promise<GitHubAPICache>;
   readonly #maxBodyBytes: number;
+  readonly #bodies: BodyBudget;
   readonly #closeTimeoutMs: number;
   readonly #log: Logger;
-  readonly #counters: ProxyCounters = { requests: 0, inFlight: 0, bySource: {}, byStatus: {}, notModified: 0, upstreamUnreachable: 0, aborted: 0 };
+  readonly #counters: ProxyCounters = { requests: 0, inFlight: 0, bySource: {}, byStatus: {}, notModified: 0, upstreamUnreachable: 0, aborted: 0, bodiesRefused: 0 };
   readonly #sockets = new Set<Socket>();
   readonly #startedAt = performance.now();
   /** Responses not yet finished (close waits for them, bounded). */
@@ -90,12 +97,14 @@ class CachingProxy implements ProxyServer {
   constructor(init: {
     getCache: () => GitHubAPICache | Promise<GitHubAPICache>;
     maxBodyBytes: number;
+    maxBufferedBodyBytes: number;
     closeTimeoutMs: number;
     logger: Logger;
     metrics: ProxyMetrics;
   }) {
     this.#getCache = init.getCache;
     this.#maxBodyBytes = init.maxBodyBytes;
+    this.#bodies = new BodyBudget(init.maxBufferedBodyBytes);
     this.#closeTimeoutMs = init.closeTimeoutMs;
     this.#log = init.logger;
     this.metrics = init.metrics;
@@ -267,14 +276,19 @@ class CachingProxy implements ProxyServer {
     }
 
     let body: Buffer | undefined;
+    let reserved = 0;
     if (method === 'GET' || method === 'HEAD') {
       req.resume();
     } else {
       try {
-        body = await readBody(req, this.#maxBodyBytes);
+        ({ body, reserved } = await readBody(req, this.#maxBodyBytes, this.#bodies));
       } catch (err) {
         if (err instanceof BodyTooLargeError) {
           return jsonAnswer(413, { message: `The request body is larger than the proxy's limit of ${this.#maxBodyBytes} bytes` }, { connection: 'close' });
+        }
+        if (err instanceof BodyBudgetError) {
+          this.#counters.bodiesRefused++;
+          return jsonAnswer(503, { message: 'The proxy holds too many request bodies at once; retry shortly' }, { 'retry-after': '1', connection: 'close' });
         }
         throw err;
       }
@@ -285,6 +299,8 @@ class CachingProxy implements ProxyServer {
     } catch (err) {
       if (signal.aborted) return jsonAnswer(499, { message: 'client closed request' });
       return this.#errorAnswer(err, method, target, cache.options.now);
+    } finally {
+      this.#bodies.release(reserved);
     }
   }
 
