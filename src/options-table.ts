@@ -4,9 +4,10 @@
  * read. `resolveOptions` (src/options.ts) walks the rows in order, the CLI declares its cache flags from them
  * (bin/cache-flags.ts), and the configuration tables of README.md and docs/operations.md are generated from
  * them (src/options-docs.ts, `npm run docs:options`). Adding an option means adding a row here and its field to
- * the option types in src/options.ts.
+ * the option types in src/options-types.ts.
  *
  * Text in `doc`, `accepts` and `defaultText` is Markdown (code spans only): the help output drops the backticks.
+ * Size: one row per option; the table is read as one unit, and splitting it would scatter the options.
  */
 import os from 'node:os';
 import path from 'node:path';

@@ -39,6 +39,12 @@ export function upstreamUrl(githubApiUrl: string, target: string): string | unde
   return base + pathAndQuery;
 }
 
+/** The base URL the client used to reach the proxy (its Host header), else the proxy's own URL. */
+export function publicUrlOf(req: IncomingMessage, ownUrl: string): string {
+  const host = req.headers.host;
+  return host !== undefined && /^[A-Za-z0-9.\-:[\]]{1,300}$/.test(host) ? `http://${host}` : ownUrl;
+}
+
 export function pathOnly(target: string | undefined): string {
   const value = target ?? '/';
   const q = value.indexOf('?');

@@ -6,7 +6,7 @@ import { InFlight } from '../in-flight.js';
 import { CacheClosedError, CacheConfigError, CacheError, CacheValueError, UpstreamError } from '../errors.js';
 import { errorAnswer, isHttpAnswerError, jsonAnswer, parseAuthorization, type HttpAnswer } from '../http/translation.js';
 import { createLogger, type Logger } from '../log.js';
-import { BodyBudget, BodyBudgetError, BodyTooLargeError, pathOnly, readBody, upstreamUrl } from './client-request.js';
+import { BodyBudget, BodyBudgetError, BodyTooLargeError, pathOnly, publicUrlOf, readBody, upstreamUrl } from './client-request.js';
 import { p2pStatsOf } from './p2p-stats.js';
 import { ProxyListenError, type ProxyCounters, type ProxyOptions, type ProxyServer } from './proxy-api.js';
 import { ProxyMetrics } from './proxy-metrics.js';
@@ -295,19 +295,13 @@ class CachingProxy implements ProxyServer {
     }
     try {
       // Redirects go to the client as GitHub sent them (clients follow them), with URLs pointing back at the proxy.
-      return await cache.exchange({ method, url, headers: req.headers, body, signal, redirect: 'manual', publicUrl: this.#publicUrl(req) });
+      return await cache.exchange({ method, url, headers: req.headers, body, signal, redirect: 'manual', publicUrl: publicUrlOf(req, this.url) });
     } catch (err) {
       if (signal.aborted) return jsonAnswer(499, { message: 'client closed request' });
       return this.#errorAnswer(err, method, target, cache.options.now);
     } finally {
       this.#bodies.release(reserved);
     }
-  }
-
-  /** The base URL the client used to reach this proxy (its Host header), else the proxy's own URL. */
-  #publicUrl(req: IncomingMessage): string {
-    const host = req.headers.host;
-    return host !== undefined && /^[A-Za-z0-9.\-:[\]]{1,300}$/.test(host) ? `http://${host}` : this.url;
   }
 
   /** How an error from the cache reaches the client (the shared mapping), with the proxy's own logging. */
