@@ -6,7 +6,9 @@ import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/cache/scope.js';
 import { sealEntry, sealPayload } from '../src/p2p/envelope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { encodeFrame, type Frame } from '../src/p2p/wire.js';
-import { addressOf, entryFor, removeTmpDirs, requestKey, startNode, waitFor, type SpecNode } from './support/p2p-fixtures.js';
+import type { ResolvedP2POptions } from '../src/options.js';
+import type { PeerNetworkLimits } from '../src/p2p/peer-network.js';
+import { addressOf, entryFor, fullyConnected, removeTmpDirs, requestKey, startNode, waitFor, type SpecNode } from './support/p2p-fixtures.js';
 import { ANONYMOUS_KEY, HostilePeer } from './support/p2p-hostile.js';
 
 /** A varint length prefix, as lpStream writes it. */
@@ -195,5 +197,108 @@ describe('PeerNetwork against a hostile member of the fleet', function () {
     expect(kinds.filter((k) => k === 'entry')).to.have.length(256);
     expect(kinds.filter((k) => k === 'miss busy')).to.have.length(144);
     await goodPeerIsServed('after-flood');
+  });
+});
+
+/**
+ * The attacks of the hardening issue, each against a real fleet on loopback: a victim and a good member that both
+ * hold the victim's token, and a hostile member that knows the fleet's secret but not the token (or an outsider
+ * that knows neither). Each spec asserts on counters (strikes, rejections, gets seen, connections made) and the
+ * victim's callers' answers; waits are bounded generously, never timed tightly.
+ */
+describe('PeerNetwork under the attacks of the hardening issue (3-member fleet)', function () {
+  this.timeout(60_000);
+  const TOKEN = 'test_spec_token_of_the_victim_0000000000';
+  const SCOPE = scopeIdOf(TOKEN);
+  let victim: SpecNode | undefined;
+  let good: SpecNode | undefined;
+  let hostile: HostilePeer | undefined;
+  const cleanups: Array<() => unknown> = [];
+
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+    await Promise.all([victim?.network.stop(), good?.network.stop(), hostile?.stop()]);
+    victim = good = hostile = undefined;
+    removeTmpDirs();
+  });
+
+  /** Starts the victim and the good member (both with the token), and the hostile member, connected to both. */
+  async function fleet(options: {
+    victimLimits?: Partial<PeerNetworkLimits>; victimP2p?: Partial<ResolvedP2POptions>; setUpHostile?: (h: HostilePeer) => void; waitForHostile?: boolean;
+  } = {}): Promise<{ victim: SpecNode; good: SpecNode; hostile: HostilePeer }> {
+    const v = await startNode({ tokens: [TOKEN], limits: { maxStrikes: 100, ...options.victimLimits }, ...(options.victimP2p ? { p2p: options.victimP2p } : {}) });
+    victim = v;
+    const g = await startNode({ tokens: [TOKEN], p2p: { bootstrapPeers: [addressOf(v)] }, limits: { maxStrikes: 100 } });
+    good = g;
+    await waitFor(() => fullyConnected([v, g], 2), 'the victim and the good member to see each other with the token');
+    const h = await HostilePeer.start();
+    hostile = h;
+    options.setUpHostile?.(h);
+    await h.connect(addressOf(v));
+    await h.connect(addressOf(g));
+    if (options.waitForHostile !== false) await waitFor(() => v.network.stats().peers.some((p) => p.id === h.peerId), 'the victim to see the hostile member');
+    return { victim: v, good: g, hostile: h };
+  }
+
+  function ownedBy(nodes: string[], owner: string, scopeId: string, count: number, tag: string): string[] {
+    const keys: string[] = [];
+    for (let i = 0; keys.length < count; i++) {
+      const key = requestKey(scopeId, `${tag}-${i}`);
+      if (rendezvousOwner(key, nodes) === owner) keys.push(key);
+    }
+    return keys;
+  }
+
+  for (const how of ['relayed from the good member', 'reflected back to the victim'] as const) {
+    it(`item 1: a scope claim ${how} does not make a member without the token a holder of it`, async () => {
+      const { victim: v, good: g, hostile: h } = await fleet({
+        setUpHostile: (peer) => {
+          // The victim's challenge on its stream to the hostile member goes to the holder as the hostile member's
+          // own challenge; the holder's claims under it are handed back to the victim as the hostile's claims.
+          peer.claims = async (challenge) => {
+            const holder = how === 'relayed from the good member' ? good! : victim!;
+            const asker = await peer.openAsker(addressOf(holder), challenge);
+            return [...(await asker.scopesFrame()).scopes];
+          };
+        },
+      });
+      await waitFor(() => h.victimChallenges.has(v.network.peerId), 'the victim to open its stream to the hostile member');
+      // Give the relayed claims time to arrive and be checked.
+      await waitFor(() => (v.network.stats().rejected.proof ?? 0) >= 1 || v.network.stats().peers.some((p) => p.id === h.peerId && p.scopes === 2), 'the victim to check the relayed claims');
+      const ids = [v.network.peerId, g.network.peerId, h.peerId];
+      const keys = ownedBy(ids, h.peerId, SCOPE, 10, 'relay');
+      const answers = await Promise.all(keys.map((key) => v.network.fetch(key, SCOPE)));
+      expect(h.gets.filter((get) => keys.includes(get.key)).length, 'gets of the token\'s scope sent to the hostile member').to.equal(0);
+      expect(answers.every((a) => a.kind === 'self' || a.kind === 'entry')).to.equal(true);
+      // Its relayed claim of the anonymous scope fails too: it proved nothing.
+      expect(v.network.stats().peers.find((p) => p.id === h.peerId)?.scopes).to.equal(0);
+      expect(v.network.stats().rejected.proof).to.be.at.least(1);
+    });
+  }
+
+  it('item 1: a get proof reflected back to the victim (as the hostile owner\'s challenge) is refused', async () => {
+    let victimChallenge!: (challenge: Uint8Array) => void;
+    const challengeOfVictim = new Promise<Uint8Array>((resolve) => {
+      victimChallenge = resolve;
+    });
+    const { victim: v, good: g, hostile: h } = await fleet({
+      setUpHostile: (peer) => {
+        peer.ownerChallenge = () => challengeOfVictim;
+      },
+      waitForHostile: false,
+    });
+    const asker = await h.openAsker(addressOf(v));
+    victimChallenge(asker.challenge);
+    await waitFor(() => v.network.stats().peers.some((p) => p.id === h.peerId && p.scopes === 1), 'the victim to take the hostile member\'s anonymous claim');
+    const reflected: Promise<Frame>[] = [];
+    h.answer = (get) => {
+      reflected.push(asker.send(get).then(() => asker.answerTo(get.id)));
+      return { type: 'miss', id: get.id, reason: 'no-entry' };
+    };
+    const [key] = ownedBy([v.network.peerId, g.network.peerId, h.peerId], h.peerId, ANONYMOUS_SCOPE, 1, 'reflect');
+    await v.network.fetch(key!, ANONYMOUS_SCOPE);
+    expect(reflected).to.have.length(1);
+    expect(await reflected[0]).to.deep.include({ type: 'miss', reason: 'bad-proof' });
+    expect(v.network.stats().rejected.proof).to.equal(1);
   });
 });

@@ -62,7 +62,7 @@ export class Asker {
 
     const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, this.#init.maxOwnerWaitMs);
     counters.count('requestsSent');
-    if (!client.channel.send({ type: 'get', id, key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key) })) {
+    if (!client.channel.send({ type: 'get', id, key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: owner }) })) {
       client.requests.settle(id, { kind: 'closed' });
     }
     const result = await answer;

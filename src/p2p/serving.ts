@@ -15,8 +15,9 @@ import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
 /**
  * Answering `get`s as the key's owner.
  *
- * Guarantee: a `get` is served only with a valid proof, under this node's challenge on that stream, that the asker
- * holds the key's scope; at most `maxConcurrentServesPerPeer` are served at once per peer (more are answered
+ * Guarantee: a `get` is served only with a valid proof, under this node's challenge on that stream, made by that
+ * asker for this node (peer ids from the noise handshake), that the asker holds the key's scope (a get proof
+ * reflected back to its maker or relayed from another asker fails); at most `maxConcurrentServesPerPeer` are served at once per peer (more are answered
  * `miss busy`); each is answered exactly once (`entry`, `miss` or `error`) unless its stream closed first. An entry
  * held now is answered in the same turn; one that needs the cache's upstream request is answered when it is done,
  * and meanwhile the asker gets a `working` frame every half request timeout. One shared timer sends those, and it
@@ -25,6 +26,8 @@ import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
  */
 
 export interface OwnerServingInit {
+  /** This node's peer id: the verifier of get proofs. */
+  readonly selfId: string;
   readonly host: Pick<FleetHost, 'serveAsOwner' | 'heldEntry'>;
   readonly claims: ScopeClaims;
   readonly counters: ProtocolCounters;
@@ -60,7 +63,7 @@ export class OwnerServing {
     }
     const keys = this.#init.claims.keysOf(parts.scopeId);
     if (keys === undefined) return reply({ type: 'miss', id: frame.id, reason: 'not-held' });
-    if (!verifyGetProof(keys.proofKey, server.challenge, frame.id, frame.key, frame.proof)) {
+    if (!verifyGetProof(keys.proofKey, server.challenge, frame.id, frame.key, { prover: session.id, verifier: this.#init.selfId }, frame.proof)) {
       this.#init.reject(session.id, 'proof', 'a get without a valid proof of its scope');
       return reply({ type: 'miss', id: frame.id, reason: 'bad-proof' });
     }
