@@ -5,7 +5,8 @@ import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/cache/scope.js';
 import { sealEntry, sealPayload } from '../src/p2p/envelope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
-import { encodeFrame, type Frame } from '../src/p2p/wire.js';
+import { encodeFrame, isShareableKey, type Frame } from '../src/p2p/wire.js';
+import { formatRequestKey } from '../src/cache/request-key.js';
 import type { ResolvedP2POptions } from '../src/options.js';
 import type { PeerNetworkLimits } from '../src/p2p/peer-network.js';
 import { addressOf, entryFor, fullyConnected, removeTmpDirs, requestKey, startNode, waitFor, type SpecNode } from './support/p2p-fixtures.js';
@@ -301,4 +302,90 @@ describe('PeerNetwork under the attacks of the hardening issue (3-member fleet)'
     expect(await reflected[0]).to.deep.include({ type: 'miss', reason: 'bad-proof' });
     expect(v.network.stats().rejected.proof).to.equal(1);
   });
+  it('item 5: an owner that answers working and never the entry is bounded, counted and struck, and then banned', async () => {
+    // Short timeouts on the victim keep the spec short; the bound is maxOwnerWaitMs for the first withheld
+    // request and requestTimeoutMs for the next ones, until the strikes ban the owner.
+    const { victim: v, good: g, hostile: h } = await fleet({ victimLimits: { maxOwnerWaitMs: 3_000, maxStrikes: 2 }, victimP2p: { requestTimeoutMs: 600 } });
+    const timer = setInterval(() => {
+      for (const get of h.gets) void h.sendAsOwner(v.network.peerId, { type: 'working', id: get.id }).catch(() => undefined);
+    }, 150);
+    cleanups.push(() => clearInterval(timer));
+    await waitFor(() => v.network.stats().peers.some((p) => p.id === h.peerId && p.scopes === 1), 'the victim to take the hostile member\'s claim');
+    const keys = ownedBy([v.network.peerId, g.network.peerId, h.peerId], h.peerId, ANONYMOUS_SCOPE, 4, 'withhold');
+    const started = Date.now();
+    const answers = [];
+    for (const key of keys) answers.push(await v.network.fetch(key, ANONYMOUS_SCOPE));
+    const elapsed = Date.now() - started;
+    expect(v.network.stats().rejected.withheld, 'withheld requests counted').to.equal(2);
+    expect(v.network.stats().disconnectedForAbuse).to.equal(1);
+    expect(answers.slice(0, 2).map((a) => a.kind === 'unavailable' && a.reason)).to.deep.equal([
+      'owner withheld the answer (working for 3000 ms, never done)', // the first costs maxOwnerWaitMs
+      'owner withheld the answer (working for 600 ms, never done)', // the next ones requestTimeoutMs
+    ]);
+    // Once banned, the hostile member is no candidate owner: the victim's callers get the entry from the good
+    // member or go upstream, and the hostile member is asked nothing more.
+    expect(answers.slice(2).map((a) => a.kind).every((kind) => kind === 'self' || kind === 'entry')).to.equal(true);
+    expect(h.gets).to.have.length(2);
+    // Before the fix each withheld request cost maxOwnerWaitMs (4 x 3 s) and nothing was counted.
+    expect(elapsed).to.be.below(4 * 3_000);
+  });
+
+  it('item 5: an honest owner never withholds: a request its cache has not answered is answered error before the asker\'s max wait', async () => {
+    const { victim: v, hostile: h } = await fleet({ victimLimits: { maxOwnerWaitMs: 1_500 }, victimP2p: { requestTimeoutMs: 500 } });
+    v.backend.serveAsOwner = () => new Promise<undefined>(() => undefined); // upstream never answers
+    const asker = await h.openAsker(addressOf(v));
+    await asker.send(asker.validGet(1, requestKey(ANONYMOUS_SCOPE, 'never-answered')));
+    const frames: Frame[] = [];
+    while (frames.at(-1)?.type !== 'error') frames.push(await asker.next(5_000));
+    expect(frames.filter((f) => f.type === 'working').length).to.be.at.least(1);
+    expect(frames.at(-1)).to.deep.include({ type: 'error', id: 1 });
+  });
+
+  it('item 6a: a key over the wire limit stays local: fetch answers unavailable without sending, and no honest owner strikes the asker', async () => {
+    const { victim: v, good: g, hostile: h } = await fleet();
+    const ids = [v.network.peerId, g.network.peerId, h.peerId];
+    const keys: string[] = [];
+    for (let i = 0; keys.length < 3; i++) {
+      const key = formatRequestKey({ scopeId: SCOPE, method: 'GET', url: `https://api.github.com/search/code?page=${i}&q=${'x'.repeat(9_000)}`, accept: 'application/json' });
+      if (rendezvousOwner(key, ids) === g.network.peerId) keys.push(key);
+    }
+    expect(isShareableKey(keys[0]!)).to.equal(false);
+    const sent = v.network.stats().requestsSent;
+    const answers = await Promise.all(keys.map((key) => v.network.fetch(key, SCOPE)));
+    for (const answer of answers) expect(answer).to.have.property('kind', 'unavailable');
+    expect(v.network.stats().requestsSent).to.equal(sent);
+    expect(g.network.stats().rejected).to.deep.equal({});
+    // The victim still uses the good member as owner.
+    const [key] = ownedBy(ids, g.network.peerId, SCOPE, 1, 'after-long-keys');
+    expect(await v.network.fetch(key!, SCOPE)).to.have.property('kind', 'entry');
+  });
+
+  it('item 6b: an upstream answer with 300 headers and a 2 KB ETag is trimmed to the schema before sealing: the asker takes it', async () => {
+    const { victim: v, good: g, hostile: h } = await fleet();
+    const [key] = ownedBy([v.network.peerId, g.network.peerId, h.peerId], g.network.peerId, SCOPE, 1, 'odd-headers');
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    for (let i = 0; i < 300; i++) headers[`x-odd-${i}`] = `v${i}`;
+    headers['X-Upper-Case'] = 'dropped: not a lowercase token';
+    headers['x-two-lines'] = 'a\r\nb';
+    g.backend.store.set(key!, { ...entryFor(key!), headers, etag: `"${'e'.repeat(2_048)}"` });
+    const answer = await v.network.fetch(key!, SCOPE);
+    expect(v.network.stats().rejected).to.deep.equal({});
+    expect(g.network.stats().disconnectedForAbuse + v.network.stats().disconnectedForAbuse).to.equal(0);
+    expect(answer.kind).to.equal('entry');
+    if (answer.kind !== 'entry') return;
+    expect(Object.keys(answer.entry.headers)).to.have.length.at.most(256);
+    expect(answer.entry.headers['content-type']).to.equal('application/json');
+    expect(answer.entry.etag).to.equal(undefined);
+  });
+
+  it('item 7: a truncated frame (length 1,000, 300 bytes, then the stream closes) is counted, logged and struck', async () => {
+    const { victim: v, hostile: h } = await fleet({ victimLimits: { maxStrikes: 1 } });
+    const asker = await h.openAsker(addressOf(v));
+    await asker.writeRaw(new Uint8Array([...varint(1_000), ...randomBytes(300)]));
+    await asker.stream.close();
+    await waitFor(() => v.network.stats().rejected.truncated === 1, 'the victim to count the truncated frame');
+    // One strike is enough to ban here (maxStrikes 1): the strike was given.
+    expect(v.network.stats().disconnectedForAbuse).to.equal(1);
+  });
+
 });

@@ -105,11 +105,11 @@ export class CacheProtocol implements Startable {
     });
     this.#serving = new OwnerServing({
       selfId: this.#selfId, host: init.host, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
-      maxConcurrentServesPerPeer: limits.maxConcurrentServesPerPeer,
+      maxConcurrentServesPerPeer: limits.maxConcurrentServesPerPeer, maxOwnerWaitMs: limits.maxOwnerWaitMs,
     });
     this.#asker = new Asker({
       selfId: this.#selfId, sessions: this.#sessions, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
-      maxOwnerWaitMs: limits.maxOwnerWaitMs, maxClockSkewMs: limits.maxClockSkewMs,
+      maxOwnerWaitMs: limits.maxOwnerWaitMs, withholdingMemoryMs: limits.strikeWindowMs, maxClockSkewMs: limits.maxClockSkewMs,
     });
   }
 

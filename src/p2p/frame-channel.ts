@@ -9,7 +9,8 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * Guarantee: every frame handed to `onFrame` passed the strict validator (wire.ts); `onClose` is called exactly
  * once, when the stream ends for any reason, and says whether the peer broke the framing: a frame above
  * `maxFrameBytes` (refused from its length prefix, before its bytes are buffered), a length prefix longer than
- * such a length needs (an unterminated varint), or a frame that is not a valid frame. A violation closes this stream only (never the connection or
+ * such a length needs (an unterminated varint), a frame that is not a valid frame, or a frame cut short by the
+ * peer closing its end of the stream ('truncated'). A violation closes this stream only (never the connection or
  * the node): the peer's other streams and every other peer are unaffected. A peer that does not read what we
  * send cannot make us buffer without bound: past `maxFrameBytes * 4` of unsent bytes the stream is closed.
  *
@@ -26,8 +27,11 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * of every chunk) and "receive 16 gets in one chunk" (1.7x). bench/p2p-codec.ts measures it.
  */
 
-/** How a peer broke the framing: 'oversize' (length prefix above the limit or unreadable) or 'frame' (invalid frame). */
-export type FrameViolation = 'oversize' | 'frame';
+/**
+ * How a peer broke the framing: 'oversize' (length prefix above the limit or unreadable), 'frame' (invalid frame)
+ * or 'truncated' (it closed its end of the stream in the middle of a frame).
+ */
+export type FrameViolation = 'oversize' | 'frame' | 'truncated';
 
 export interface FrameChannelOptions {
   /** Largest frame accepted, in bytes (`p2p.maxFrameBytes`). */
@@ -77,7 +81,15 @@ export class FrameChannel {
       // What arrived while reading was paused is delivered now; data in the frame that carries the remote's FIN
       // is delivered right after this event: read both before ending.
       if (this.#resumeScheduled) this.#resumeReading();
-      queueMicrotask(() => this.#finish(undefined, new Error('the peer closed its end of the stream')));
+      queueMicrotask(() => {
+        // An honest peer closes its end only between frames (it resets the stream to abandon one).
+        if (this.#partialBytes > 0) {
+          const announced = this.#partialNeeds < 0 ? 'an unfinished length prefix' : `${this.#partialNeeds} bytes announced`;
+          this.#finish('truncated', new Error(`the peer closed its end in the middle of a frame (${this.#partialBytes} bytes of ${announced})`));
+        } else {
+          this.#finish(undefined, new Error('the peer closed its end of the stream'));
+        }
+      });
     });
     if (stream.status !== 'open' || stream.remoteWriteStatus !== 'writable') {
       queueMicrotask(() => this.#finish(undefined, new Error('stream closed')));

@@ -21,7 +21,9 @@ import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
  * `miss busy`); each is answered exactly once (`entry`, `miss` or `error`) unless its stream closed first. An entry
  * held now is answered in the same turn; one that needs the cache's upstream request is answered when it is done,
  * and meanwhile the asker gets a `working` frame every half request timeout. One shared timer sends those, and it
- * runs only while something is being served. Entries never go out with a TTL above this node's `maxEntryTtl`, nor
+ * runs only while something is being served. An honest owner never withholds: a request the cache has not
+ * answered `requestTimeoutMs` before the askers' `maxOwnerWaitMs` runs out is answered `error` then (the asker
+ * goes upstream itself), and the cache's late answer is dropped. Entries never go out with a TTL above this node's `maxEntryTtl`, nor
  * in a frame above `maxFrameBytes` (`miss too-large` instead).
  */
 
@@ -34,6 +36,8 @@ export interface OwnerServingInit {
   readonly reject: (peerId: string, kind: RejectionKind, detail: string) => void;
   readonly p2p: Pick<ResolvedP2POptions, 'maxEntryTtl' | 'maxFrameBytes' | 'requestTimeoutMs'>;
   readonly maxConcurrentServesPerPeer: number;
+  /** The askers' longest wait: a request still unanswered `requestTimeoutMs` before it is answered `error` (never withheld). */
+  readonly maxOwnerWaitMs: number;
   readonly now: () => number;
   readonly stopped: () => boolean;
 }
@@ -43,7 +47,7 @@ export class OwnerServing {
   /** Aborted at stop: the signal of every serveAsOwner call. */
   readonly #serving = new AbortController();
   /** Requests waiting on the cache; the heartbeat sends `working` for those older than half a timeout. */
-  readonly #inService = new Set<{ channel: FrameChannel; id: number; since: number }>();
+  readonly #inService = new Set<{ channel: FrameChannel; id: number; since: number; gaveUp: boolean }>();
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(init: OwnerServingInit) {
@@ -88,20 +92,20 @@ export class OwnerServing {
   async #serveLater(session: PeerSession, server: ServerSide, id: number, key: string, parts: RequestKeyParts, entryKey: Uint8Array): Promise<void> {
     session.serving++;
     // While GitHub is slow (or this node's per-scope cap queues the request), tell the asker we are alive.
-    const pending = { channel: server.channel, id, since: this.#init.now() };
+    const pending = { channel: server.channel, id, since: this.#init.now(), gaveUp: false };
     this.#inService.add(pending);
     this.#ensureHeartbeat();
     let entry: CacheEntry | undefined;
     try {
       entry = await this.#init.host.serveAsOwner(key, this.#serving.signal, parts);
     } catch (err) {
-      server.channel.send({ type: 'error', id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
+      if (!pending.gaveUp) server.channel.send({ type: 'error', id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
       return;
     } finally {
       this.#inService.delete(pending);
       session.serving--;
     }
-    if (server.channel.closed) return;
+    if (server.channel.closed || pending.gaveUp) return;
     if (entry === undefined) {
       server.channel.send({ type: 'miss', id, reason: 'no-entry' });
       return;
@@ -134,9 +138,19 @@ export class OwnerServing {
         this.#heartbeat = undefined;
         return;
       }
-      const due = this.#init.now() - half;
-      for (const { channel, id, since } of this.#inService) {
-        if (since <= due && !channel.closed) channel.send({ type: 'working', id });
+      const now = this.#init.now();
+      const due = now - half;
+      const giveUp = now - Math.max(half, this.#init.maxOwnerWaitMs - this.#init.p2p.requestTimeoutMs);
+      for (const pending of this.#inService) {
+        const { channel, id, since } = pending;
+        if (channel.closed) continue;
+        if (since <= giveUp) {
+          pending.gaveUp = true;
+          this.#inService.delete(pending);
+          channel.send({ type: 'error', id, message: 'the owner gave up waiting for its upstream answer' });
+        } else if (since <= due) {
+          channel.send({ type: 'working', id });
+        }
       }
     }, Math.max(1, Math.floor(half / 2)));
     this.#heartbeat.unref();

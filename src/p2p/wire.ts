@@ -138,6 +138,16 @@ export class WireFormatError extends CacheError {
   }
 }
 
+/**
+ * Whether a cache key may be asked of the fleet: a `get` for it passes every peer's validator (WIRE_LIMITS.keyLength)
+ * and an entry sealed for it passes the envelope's schema. A key that is not shareable stays local: asking an
+ * owner for it would only get the honest asker struck. The cache calls this before asking the fleet;
+ * PeerNetwork.fetch answers 'unavailable' at once for such a key, without sending anything.
+ */
+export function isShareableKey(key: string): boolean {
+  return typeof key === 'string' && key.length > 0 && key.length <= WIRE_LIMITS.keyLength;
+}
+
 export function encodeFrame(frame: Frame): Uint8Array {
   return encodeCbor(frame);
 }

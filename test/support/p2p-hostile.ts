@@ -157,6 +157,11 @@ export class HostileAsker {
     else if (frame.type === 'scopes') this.scopes ??= frame;
   }
 
+  /** The next frame the victim sends on this stream, whatever it is. */
+  async next(timeoutMs = 3_000): Promise<Frame> {
+    return decodeFrame((await this.lp.read({ signal: AbortSignal.timeout(timeoutMs) })).subarray());
+  }
+
   /** The answer to request `id`, reading (and keeping) other frames until it arrives. */
   async answerTo(id: number, timeoutMs = 3_000): Promise<Frame> {
     const signal = AbortSignal.timeout(timeoutMs);
