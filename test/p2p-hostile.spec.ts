@@ -10,6 +10,7 @@ import { formatRequestKey } from '../src/cache/request-key.js';
 import type { ResolvedP2POptions } from '../src/options.js';
 import type { PeerNetworkLimits } from '../src/p2p/peer-network.js';
 import { addressOf, entryFor, fullyConnected, removeTmpDirs, requestKey, startNode, waitFor, type SpecNode } from './support/p2p-fixtures.js';
+import { heapAfterGc } from './support/p2p-attacks.js';
 import { ANONYMOUS_KEY, HostilePeer } from './support/p2p-hostile.js';
 
 /** A varint length prefix, as lpStream writes it. */
@@ -302,6 +303,28 @@ describe('PeerNetwork under the attacks of the hardening issue (3-member fleet)'
     expect(await reflected[0]).to.deep.include({ type: 'miss', reason: 'bad-proof' });
     expect(v.network.stats().rejected.proof).to.equal(1);
   });
+  it('item 4: a 4 MiB length prefix followed by 150,000 one-byte muxer frames holds about what arrived, not 100 times it', async () => {
+    const { victim: v, good: g, hostile: h } = await fleet();
+    const asker = await h.openAsker(addressOf(v));
+    const before = heapAfterGc();
+    await asker.writeRaw(varint(4 * 1024 * 1024));
+    const BYTES = 150_000;
+    const one = new Uint8Array([0x61]);
+    for (let i = 0; i < BYTES; i++) {
+      // One muxer frame each: wait for the stream's buffer to drain now and then, as a patient attacker would.
+      if (asker.stream.send(one) === false || i % 1_000 === 999) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await waitFor(() => asker.stream.writeBufferLength === 0, 'the hostile member to have sent every byte', 30_000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const held = heapAfterGc() - before;
+    // Budget: what arrived (150 KB) at most twice, plus 2 MiB of slack for everything else in this process.
+    // Before the fix it was about 110 bytes per byte received (16 MiB here, ~430 MiB for one whole 4 MiB frame).
+    expect(held, `${(held / 1024 / 1024).toFixed(1)} MiB held`).to.be.below(2 * BYTES + 2 * 1024 * 1024);
+    // The victim's callers are still answered meanwhile.
+    const [key] = ownedBy([v.network.peerId, g.network.peerId, h.peerId], g.network.peerId, SCOPE, 1, 'during-partial');
+    expect(await v.network.fetch(key!, SCOPE)).to.have.property('kind', 'entry');
+  });
+
   it('item 5: an owner that answers working and never the entry is bounded, counted and struck, and then banned', async () => {
     // Short timeouts on the victim keep the spec short; the bound is maxOwnerWaitMs for the first withheld
     // request and requestTimeoutMs for the next ones, until the strikes ban the owner.

@@ -17,8 +17,9 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * Framing: each frame is preceded by its length as an unsigned varint (what `lpStream` of @libp2p/utils reads and
  * writes). Frames are cut straight out of the chunks the stream delivers, in the stream's own 'message' event:
  * a frame that lies within one chunk is decoded in place (no copy, no await), and `onFrame` runs before the
- * event returns. At most one partial frame is ever held, and never more than its announced length, which is
- * checked against `maxFrameBytes` as soon as its prefix is complete. Frames are delivered in order and none is
+ * event returns. At most one partial frame is ever held, in one buffer, never more than its announced length
+ * (checked against `maxFrameBytes` as soon as its prefix is complete) nor more than twice what arrived, however
+ * the peer chunks it (150,000 one-byte muxer frames hold about 150 KB, not a list of 150,000 views). Frames are delivered in order and none is
  * lost: what arrives while reading is briefly paused (see deferWindowUpdate) is delivered when it resumes.
  *
  * Why hand-written rather than @libp2p/utils' LengthPrefixedDecoder: docs/benchmarks.md, section "P2P codecs",
@@ -59,8 +60,11 @@ export class FrameChannel {
   #ended = false;
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
-  /** The start of a frame whose bytes have not all arrived (its prefix included); empty when none. */
-  #partial: Uint8Array[] = [];
+  /**
+   * The start of a frame whose bytes have not all arrived (its prefix included), in its first #partialBytes bytes:
+   * one buffer, grown by doubling up to the frame's announced size, whatever the chunking.
+   */
+  #partial: Uint8Array = EMPTY;
   #partialBytes = 0;
   /** Bytes the partial frame needs in all (prefix + body); -1 while its prefix is incomplete. */
   #partialNeeds = -1;
@@ -155,7 +159,7 @@ export class FrameChannel {
   #finish(violation: FrameViolation | undefined, error: Error | undefined): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.#partial = [];
+    this.#partial = EMPTY;
     this.#partialBytes = 0;
     const abort = (): void => {
       if (this.stream.status === 'open') this.stream.abort(error ?? new Error('stream ended'));
@@ -219,19 +223,18 @@ export class FrameChannel {
     if (this.#partialBytes > 0) {
       if (this.#partialNeeds < 0) {
         // The prefix itself was split (at most maxLengthLength bytes are held): join it to this chunk.
-        chunk = concat([...this.#partial, chunk], this.#partialBytes + chunk.byteLength);
-        this.#partial = [];
+        chunk = concat([this.#partial.subarray(0, this.#partialBytes), chunk], this.#partialBytes + chunk.byteLength);
+        this.#partial = EMPTY;
         this.#partialBytes = 0;
       } else {
         const missing = this.#partialNeeds - this.#partialBytes;
         if (chunk.byteLength < missing) {
-          this.#partial.push(chunk);
-          this.#partialBytes += chunk.byteLength;
+          this.#append(chunk);
           return;
         }
-        this.#partial.push(chunk.subarray(0, missing));
-        const whole = concat(this.#partial, this.#partialNeeds);
-        this.#partial = [];
+        this.#append(chunk.subarray(0, missing));
+        const whole = this.#partial.subarray(0, this.#partialNeeds);
+        this.#partial = EMPTY;
         this.#partialBytes = 0;
         this.#partialNeeds = -1;
         this.#deliver(whole.subarray(this.#prefixOf(whole)));
@@ -283,9 +286,27 @@ export class FrameChannel {
 
   #hold(bytes: Uint8Array, needs: number): void {
     // Copied: the tail of a chunk must not keep the whole chunk's memory alive while the rest arrives.
-    this.#partial = [bytes.slice()];
+    const capacity = needs < 0 ? this.#maxLengthLength : Math.min(needs, Math.max(bytes.byteLength * 2, FIRST_PARTIAL_BYTES));
+    this.#partial = new Uint8Array(capacity);
+    this.#partial.set(bytes);
     this.#partialBytes = bytes.byteLength;
     this.#partialNeeds = needs;
+  }
+
+  /**
+   * Adds bytes of the partial frame (never past its announced size). Memory stays within twice what arrived and
+   * within the announced size (at most maxFrameBytes), and each byte is copied a bounded number of times on
+   * average, however small the chunks: a peer cannot make a chunk cost more than its bytes.
+   */
+  #append(bytes: Uint8Array): void {
+    const total = this.#partialBytes + bytes.byteLength;
+    if (total > this.#partial.byteLength) {
+      const grown = new Uint8Array(Math.min(this.#partialNeeds, Math.max(total, this.#partial.byteLength * 2)));
+      grown.set(this.#partial.subarray(0, this.#partialBytes));
+      this.#partial = grown;
+    }
+    this.#partial.set(bytes, this.#partialBytes);
+    this.#partialBytes = total;
   }
 
   #violation(error: Error): void {
@@ -308,6 +329,10 @@ export class FrameChannel {
     }
   }
 }
+
+const EMPTY = new Uint8Array(0);
+/** The first buffer of a partial frame, at least: small frames split across chunks need no regrowth. */
+const FIRST_PARTIAL_BYTES = 4096;
 
 function concat(chunks: Uint8Array[], total: number): Uint8Array {
   const out = new Uint8Array(total);
