@@ -10,7 +10,9 @@ import { formatRequestKey } from '../src/cache/request-key.js';
 import type { ResolvedP2POptions } from '../src/options.js';
 import type { PeerNetworkLimits } from '../src/p2p/peer-network.js';
 import { addressOf, entryFor, fullyConnected, removeTmpDirs, requestKey, startNode, waitFor, type SpecNode } from './support/p2p-fixtures.js';
-import { heapAfterGc } from './support/p2p-attacks.js';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { CountingListener, heapAfterGc } from './support/p2p-attacks.js';
 import { ANONYMOUS_KEY, HostilePeer } from './support/p2p-hostile.js';
 
 /** A varint length prefix, as lpStream writes it. */
@@ -303,6 +305,23 @@ describe('PeerNetwork under the attacks of the hardening issue (3-member fleet)'
     expect(await reflected[0]).to.deep.include({ type: 'miss', reason: 'bad-proof' });
     expect(v.network.stats().rejected.proof).to.equal(1);
   });
+  it('item 3: peer exchange does not reflect floods: 20 scopes frames of 64 fake peers at one address cost it a bounded few dials', async () => {
+    const { victim: v, hostile: h } = await fleet();
+    await waitFor(() => h.victimChallenges.has(v.network.peerId), 'the victim\'s stream to the hostile member');
+    const target = await CountingListener.start();
+    cleanups.push(() => target.stop());
+    const fakes = await Promise.all(Array.from({ length: 64 }, async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()));
+    const challenge = h.victimChallenges.get(v.network.peerId)!;
+    for (let i = 0; i < 20; i++) {
+      await h.sendAsOwner(v.network.peerId, { type: 'scopes', scopes: h.anonymousClaims(challenge, v.network.peerId), peers: fakes.map((id) => ({ id, addrs: [target.addr] })) });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // Long enough for the flood to have shown (before the fix: 1,180 connections in 7 s, 400+ in the first 2).
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    expect(target.connections, 'connections the victim opened to the flooded address').to.be.at.most(2);
+    expect(v.network.stats().peers.map((p) => p.id).sort()).to.deep.equal([good!.network.peerId, h.peerId].sort());
+  });
+
   it('item 4: a 4 MiB length prefix followed by 150,000 one-byte muxer frames holds about what arrived, not 100 times it', async () => {
     const { victim: v, good: g, hostile: h } = await fleet();
     const asker = await h.openAsker(addressOf(v));

@@ -97,7 +97,7 @@ export class CacheProtocol implements Startable {
     });
     this.#exchange = new PeerExchange({
       selfId: this.#selfId, sessions: this.#sessions, isBanned, maxPeers: limits.maxPeers, delayMs: limits.peerExchangeDelayMs,
-      dialTimeoutMs: p2p.dialTimeoutMs, log: this.#log, stopped,
+      dialTimeoutMs: p2p.dialTimeoutMs, log: this.#log, stopped, now: init.now,
       dial: (targets, signal) => components.connectionManager.openConnection(targets, { signal, priority: USER_DIAL_PRIORITY }),
       addresses: () => components.addressManager.getAddresses(),
       track: (promise) => this.#track(promise),
