@@ -12,7 +12,7 @@ import type { PeerNetworkLimits } from '../src/p2p/peer-network.js';
 import { addressOf, entryFor, fullyConnected, removeTmpDirs, requestKey, startNode, waitFor, type SpecNode } from './support/p2p-fixtures.js';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { CountingListener, heapAfterGc } from './support/p2p-attacks.js';
+import { ConnectionFlood, CountingListener, heapAfterGc } from './support/p2p-attacks.js';
 import { ANONYMOUS_KEY, HostilePeer } from './support/p2p-hostile.js';
 
 /** A varint length prefix, as lpStream writes it. */
@@ -305,6 +305,23 @@ describe('PeerNetwork under the attacks of the hardening issue (3-member fleet)'
     expect(await reflected[0]).to.deep.include({ type: 'miss', reason: 'bad-proof' });
     expect(v.network.stats().rejected.proof).to.equal(1);
   });
+  it('item 2: an outsider without the key holding 100 idle TCP connections (re-opened as they drop) does not lock members out', async () => {
+    const v = await startNode({ tokens: [TOKEN] });
+    victim = v;
+    // From another loopback address: the victim tells the outsider's host from the members' (127.0.0.1). 100 is
+    // above every pending-inbound limit (32 before the fix, 64 after): only the per-host limit leaves room.
+    const flood = new ConnectionFlood('127.0.0.1', v.network.stats().boundPort, 100, '127.0.0.2', 250);
+    cleanups.push(() => flood.stop());
+    await waitFor(() => flood.opened >= 100, 'the outsider to open its 100 connections');
+    const g = await startNode({ tokens: [TOKEN], p2p: { bootstrapPeers: [addressOf(v)] } });
+    good = g;
+    // Before the fix the member's dial was reset for as long as the flood lasted (its one bootstrap dial failed).
+    await waitFor(() => fullyConnected([v, g], 2), 'the member to join the victim during the flood', 20_000);
+    const [key] = ownedBy([v.network.peerId, g.network.peerId], v.network.peerId, SCOPE, 1, 'during-flood');
+    expect(await g.network.fetch(key!, SCOPE)).to.have.property('kind', 'entry');
+    expect(flood.open, 'the flood still holds connections').to.be.above(0);
+  });
+
   it('item 3: peer exchange does not reflect floods: 20 scopes frames of 64 fake peers at one address cost it a bounded few dials', async () => {
     const { victim: v, hostile: h } = await fleet();
     await waitFor(() => h.victimChallenges.has(v.network.peerId), 'the victim\'s stream to the hostile member');
