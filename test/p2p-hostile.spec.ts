@@ -308,6 +308,7 @@ describe('PeerNetwork under the attacks of the hardening issue (3-member fleet)'
   it('item 2: an outsider without the key holding 100 idle TCP connections (re-opened as they drop) does not lock members out', async () => {
     const v = await startNode({ tokens: [TOKEN] });
     victim = v;
+    const heapBefore = heapAfterGc();
     // From another loopback address: the victim tells the outsider's host from the members' (127.0.0.1). 100 is
     // above every pending-inbound limit (32 before the fix, 64 after): only the per-host limit leaves room.
     const flood = new ConnectionFlood('127.0.0.1', v.network.stats().boundPort, 100, '127.0.0.2', 250);
@@ -320,11 +321,15 @@ describe('PeerNetwork under the attacks of the hardening issue (3-member fleet)'
     const [key] = ownedBy([v.network.peerId, g.network.peerId], v.network.peerId, SCOPE, 1, 'during-flood');
     expect(await g.network.fetch(key!, SCOPE)).to.have.property('kind', 'entry');
     expect(flood.open, 'the flood still holds connections').to.be.above(0);
+    // Budget: the whole process (victim, member and the outsider's sockets) grows by less than 32 MiB.
+    const grown = heapAfterGc() - heapBefore;
+    expect(grown, `${(grown / 1024 / 1024).toFixed(1)} MiB`).to.be.below(32 * 1024 * 1024);
   });
 
   it('item 3: peer exchange does not reflect floods: 20 scopes frames of 64 fake peers at one address cost it a bounded few dials', async () => {
     const { victim: v, hostile: h } = await fleet();
     await waitFor(() => h.victimChallenges.has(v.network.peerId), 'the victim\'s stream to the hostile member');
+    const heapBefore = heapAfterGc();
     const target = await CountingListener.start();
     cleanups.push(() => target.stop());
     const fakes = await Promise.all(Array.from({ length: 64 }, async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()));
@@ -337,6 +342,9 @@ describe('PeerNetwork under the attacks of the hardening issue (3-member fleet)'
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     expect(target.connections, 'connections the victim opened to the flooded address').to.be.at.most(2);
     expect(v.network.stats().peers.map((p) => p.id).sort()).to.deep.equal([good!.network.peerId, h.peerId].sort());
+    // Budget: the process grows by less than 16 MiB during the flood of claims.
+    const grown = heapAfterGc() - heapBefore;
+    expect(grown, `${(grown / 1024 / 1024).toFixed(1)} MiB`).to.be.below(16 * 1024 * 1024);
   });
 
   it('item 4: a 4 MiB length prefix followed by 150,000 one-byte muxer frames holds about what arrived, not 100 times it', async () => {
