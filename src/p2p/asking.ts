@@ -23,8 +23,8 @@ import { isShareableKey, WIRE_LIMITS } from './wire.js';
  * - Withholding is bounded, counted and struck: an owner that keeps sending `working` until `maxOwnerWaitMs` runs
  *   out without answering gets one 'withheld' strike, and for `withholdingMemoryMs` after that its `working`
  *   frames buy nothing (each request to it waits `requestTimeoutMs` at most, and one withheld again is another
- *   strike). So a withholding owner costs a caller `maxOwnerWaitMs` once, then `requestTimeoutMs` per request,
- *   until `maxStrikes` ban it.
+ *   strike). So a request to a withholding owner waits `maxOwnerWaitMs` at most if it was opened before the owner
+ *   first withheld, `requestTimeoutMs` if after, until `maxStrikes` ban the owner.
  * - An entry that fails verification is never returned and counts one strike against the owner.
  * - A key that is not shareable (wire.ts, isShareableKey) is answered 'unavailable' at once: nothing is sent.
  */
