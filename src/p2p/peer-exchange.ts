@@ -12,14 +12,17 @@ import { WIRE_LIMITS, type PeerRecord } from './wire.js';
  * Guarantee: at most one dial per peer is in progress at a time, and none to this node itself, to a banned peer,
  * to a peer already in session, or once sessions plus dials in progress reach `maxPeers`. A peer cannot make this
  * node flood an address: at most one dial per address (host and port) is in progress at a time, whatever peer id
- * it is dialled as; an address whose dial failed is not dialled again for ADDRESS_BACKOFF_MS; and at most
+ * it is dialled as; an address whose dial failed is not dialled again for a while (FIRST_ADDRESS_BACKOFF_MS,
+ * doubling with each further failure up to ADDRESS_BACKOFF_MS, reset by a success); and at most
  * `maxPeers` dials start per minute in all. So 20 `scopes` frames listing 64 fake peers at one address cost one
- * connection to it (they cost 1,180 in 7 s before). The peers sent out are those with known listen addresses that
+ * connection to it over their 2 s, and a handful a minute however long they go on (1,180 in 7 s before). The peers sent out are those with known listen addresses that
  * are not banned, at most WIRE_LIMITS.peers. Announcements caused by peers joining or leaving are batched: at most
  * one per `delayMs`, and none once stopped.
  */
 
-/** How long an address whose dial failed is not dialled again, in ms. */
+/** How long an address whose dial failed once is not dialled again, in ms (an honest peer may just be slow). */
+export const FIRST_ADDRESS_BACKOFF_MS = 5_000;
+/** The longest wait before an address whose dials keep failing is dialled again, in ms. */
 export const ADDRESS_BACKOFF_MS = 60_000;
 /** The window of the total dial budget (`maxPeers` dials per window), in ms. */
 export const DIAL_BUDGET_WINDOW_MS = 60_000;
@@ -54,8 +57,8 @@ export class PeerExchange {
   readonly #dialing = new Set<string>();
   /** Addresses (without /p2p/) with a dial in progress. */
   readonly #addressesDialing = new Set<string>();
-  /** Addresses whose last dial failed, with the time they may be dialled again. */
-  readonly #addressBackoff = new Map<string, number>();
+  /** Addresses whose last dial failed: when they may be dialled again, and how many dials failed in a row. */
+  readonly #addressBackoff = new Map<string, { until: number; failures: number }>();
   /** Start times of the dials within the budget window. */
   #dialStarts: number[] = [];
   #timer: NodeJS.Timeout | undefined;
@@ -135,9 +138,14 @@ export class PeerExchange {
         },
         (err: unknown) => {
           const at = this.#init.now();
-          // Entries exist only for dialled addresses (the dial budget bounds them); expired ones go now and then.
-          if (this.#addressBackoff.size > 4 * WIRE_LIMITS.peers) for (const [addr, until] of this.#addressBackoff) if (until <= at) this.#addressBackoff.delete(addr);
-          for (const addr of dialled) this.#addressBackoff.set(addr, at + ADDRESS_BACKOFF_MS);
+          // Entries exist only for dialled addresses (the dial budget bounds them); long-expired ones go now and then.
+          if (this.#addressBackoff.size > 4 * WIRE_LIMITS.peers) {
+            for (const [addr, { until }] of this.#addressBackoff) if (until + ADDRESS_BACKOFF_MS <= at) this.#addressBackoff.delete(addr);
+          }
+          for (const addr of dialled) {
+            const failures = (this.#addressBackoff.get(addr)?.failures ?? 0) + 1;
+            this.#addressBackoff.set(addr, { until: at + Math.min(ADDRESS_BACKOFF_MS, FIRST_ADDRESS_BACKOFF_MS * 2 ** (failures - 1)), failures });
+          }
           log.debug('could not dial %s (%s): %s', id, how, errorMessage(err));
         },
       )
@@ -147,12 +155,10 @@ export class PeerExchange {
       }));
   }
 
+  /** Whether `addr` failed recently (its failure count is kept past the wait, so repeated failures wait longer). */
   #backingOff(addr: string, now: number): boolean {
-    const until = this.#addressBackoff.get(addr);
-    if (until === undefined) return false;
-    if (now < until) return true;
-    this.#addressBackoff.delete(addr);
-    return false;
+    const backoff = this.#addressBackoff.get(addr);
+    return backoff !== undefined && now < backoff.until;
   }
 
   /** Tells every peer the current peer list, batched over a short delay. */
