@@ -459,13 +459,16 @@ describe('PeerNetwork under the attacks of the hardening issue (3-member fleet)'
   });
 
   it('item 7: a truncated frame (length 1,000, 300 bytes, then the stream closes) is counted and struck', async () => {
-    const { victim: v, hostile: h } = await fleet({ victimLimits: { maxStrikes: 1 } });
+    const { victim: v, good: g, hostile: h } = await fleet({ victimLimits: { maxStrikes: 1 } });
     const asker = await h.openAsker(addressOf(v));
     await asker.writeRaw(new Uint8Array([...varint(1_000), ...randomBytes(300)]));
     await asker.stream.close();
     await waitFor(() => v.network.stats().rejected.truncated === 1, 'the victim to count the truncated frame');
     // One strike is enough to ban here (maxStrikes 1): the strike was given.
     expect(v.network.stats().disconnectedForAbuse).to.equal(1);
+    // The victim's callers are still served by the good member.
+    const [key] = ownedBy([v.network.peerId, g.network.peerId], g.network.peerId, SCOPE, 1, 'after-truncated');
+    expect(await v.network.fetch(key!, SCOPE)).to.have.property('kind', 'entry');
   });
 
 });
