@@ -29,7 +29,7 @@ import { errorMessage, type PeerNetworkLimits } from './limits.js';
  *   is banned is neither dialled nor accepted.
  * - Outsiders flooding the port cannot lock members out: one host holds at most MAX_PENDING_INBOUND_PER_HOST of
  *   the MAX_PENDING_INBOUND pending inbound slots (inbound-gate.ts), each for at most twice dialTimeoutMs, and the
- *   bootstrap peers' hosts are let past both limits.
+ *   bootstrap peers' hosts are let past the global limit, with MAX_PENDING_INBOUND_PER_KNOWN_HOST each.
  * - If the listen port is taken (a sibling process or worker holds it), the host listens on an ephemeral port and
  *   dials the holder on loopback as a peer; if that fails (not a member of the network), it runs alone and says why.
  * - `stop()` is idempotent; once it resolves the port is released, the identity slot is free and no dial this
@@ -254,13 +254,16 @@ export class Libp2pHost {
 export const MAX_PENDING_INBOUND_PER_HOST = 8;
 /** Inbound connections that may be pending at a time, from all hosts (libp2p's maxIncomingPendingConnections). */
 export const MAX_PENDING_INBOUND = 64;
+/** The same for the host of a bootstrap peer, which libp2p's allow list lets past MAX_PENDING_INBOUND. */
+export const MAX_PENDING_INBOUND_PER_KNOWN_HOST = 32;
 
 async function createNode(init: HostInit, identity: PeerIdentity, secret: string, listen: string, mdns: PeerDiscoveryFactory | undefined): Promise<Libp2p<HostServices>> {
   const { p2p, limits, banned } = init;
   const withPeerId = p2p.bootstrapPeers.filter((addr) => addr.includes('/p2p/'));
-  // Known peers keep their room during a flood: libp2p's allow list and the per-host gate skip their hosts.
+  // Known peers keep their room during a flood: libp2p's allow list lets their hosts past the global pending
+  // limit, and the gate gives them a per-host limit of their own (still a limit: an outsider may share the host).
   const known = bootstrapHosts(p2p.bootstrapPeers);
-  const gate = new InboundGate(MAX_PENDING_INBOUND_PER_HOST, known);
+  const gate = new InboundGate(MAX_PENDING_INBOUND_PER_HOST, known, MAX_PENDING_INBOUND_PER_KNOWN_HOST);
   const peerDiscovery: PeerDiscoveryFactory[] = [];
   if (withPeerId.length > 0) peerDiscovery.push(bootstrap({ list: withPeerId }));
   if (mdns !== undefined) peerDiscovery.push(mdns);

@@ -8,15 +8,17 @@ import type { Multiaddr } from '@multiformats/multiaddr';
  * Guarantee: at most `perHost` inbound connections from one IP address are pending (accepted, not yet through
  * the private-network handshake and noise) at a time; more from that host are refused at once, before any byte
  * is read, so a host without the key holds at most `perHost` of libp2p's `maxIncomingPendingConnections` slots,
- * each for at most libp2p's `inboundUpgradeTimeout`. Hosts on the allow list (the bootstrap peers' addresses)
- * are not counted here, and libp2p lets them past its own pending limit too. A connection stops counting when
- * it is encrypted (it knew the key) or closes, whichever comes first.
+ * each for at most libp2p's `inboundUpgradeTimeout`. Hosts on the allow list (the bootstrap peers' addresses),
+ * which libp2p lets past its own global pending limit, have a limit of their own here (`perAllowedHost`), so
+ * that an outsider sharing such an address is still bounded. A connection stops counting when it is encrypted
+ * (it knew the key) or closes, whichever comes first.
  *
  * libp2p offers a global pending limit, a per-host rate (`inboundConnectionThreshold`, per second) and an allow
  * list, but no per-host pending limit: the gater's `denyInboundConnection` hook supplies it.
  */
 export class InboundGate {
   readonly #perHost: number;
+  readonly #perAllowedHost: number;
   readonly #allowed: ReadonlySet<string>;
   /** Pending connections by remote address (ip and port), with their host. */
   readonly #pending = new Map<string, string>();
@@ -24,8 +26,9 @@ export class InboundGate {
   /** Connections refused here (a counter for specs and logs). */
   refused = 0;
 
-  constructor(perHost: number, allowedHosts: Iterable<string> = []) {
+  constructor(perHost: number, allowedHosts: Iterable<string> = [], perAllowedHost = perHost) {
     this.#perHost = perHost;
+    this.#perAllowedHost = perAllowedHost;
     this.#allowed = new Set(allowedHosts);
   }
 
@@ -37,9 +40,9 @@ export class InboundGate {
   /** For the gater's denyInboundConnection: true refuses the connection. */
   deny(maConn: MultiaddrConnection): boolean {
     const host = hostOf(maConn.remoteAddr);
-    if (host === undefined || this.#allowed.has(host)) return false;
+    if (host === undefined) return false;
     const count = this.#perHostCount.get(host) ?? 0;
-    if (count >= this.#perHost) {
+    if (count >= (this.#allowed.has(host) ? this.#perAllowedHost : this.#perHost)) {
       this.refused++;
       return true;
     }
