@@ -17,14 +17,15 @@ import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
  *
  * Guarantee: a `get` is served only with a valid proof, under this node's challenge on that stream, made by that
  * asker for this node (peer ids from the noise handshake), that the asker holds the key's scope (a get proof
- * reflected back to its maker or relayed from another asker fails); at most `maxConcurrentServesPerPeer` are served at once per peer (more are answered
- * `miss busy`); each is answered exactly once (`entry`, `miss` or `error`) unless its stream closed first. An entry
- * held now is answered in the same turn; one that needs the cache's upstream request is answered when it is done,
- * and meanwhile the asker gets a `working` frame every half request timeout. One shared timer sends those, and it
- * runs only while something is being served. An honest owner never withholds: a request the cache has not
- * answered `requestTimeoutMs` before the askers' `maxOwnerWaitMs` runs out is answered `error` then (the asker
- * goes upstream itself), and the cache's late answer is dropped. Entries never go out with a TTL above this node's `maxEntryTtl`, nor
- * in a frame above `maxFrameBytes` (`miss too-large` instead).
+ * reflected back to its maker or relayed from another asker fails); at most `maxConcurrentServesPerPeer` are
+ * served at once per peer (more are answered `miss busy`); each is answered exactly once (`entry`, `miss` or
+ * `error`) unless its stream closed first. An entry held now is answered in the same turn; one that needs the
+ * cache's upstream request is answered when it is done, and meanwhile the asker gets a `working` frame every half
+ * request timeout. One shared timer sends those, and it runs only while something is being served. An honest
+ * owner never withholds: a request the cache has not answered `requestTimeoutMs` before the askers'
+ * `maxOwnerWaitMs` runs out is answered `error` then (the asker goes upstream itself), and the cache's late answer
+ * is dropped. Entries never go out with a TTL above this node's `maxEntryTtl`, nor in a frame above
+ * `maxFrameBytes` (`miss too-large` instead), nor with headers the asker's schema refuses (envelope.ts trims them).
  */
 
 export interface OwnerServingInit {
