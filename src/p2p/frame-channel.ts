@@ -19,8 +19,9 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * a frame that lies within one chunk is decoded in place (no copy, no await), and `onFrame` runs before the
  * event returns. At most one partial frame is ever held, in one buffer, never more than its announced length
  * (checked against `maxFrameBytes` as soon as its prefix is complete) nor more than twice what arrived, however
- * the peer chunks it (150,000 one-byte muxer frames hold about 150 KB, not a list of 150,000 views). Frames are delivered in order and none is
- * lost: what arrives while reading is briefly paused (see deferWindowUpdate) is delivered when it resumes.
+ * the peer chunks it (150,000 one-byte muxer frames hold about 150 KB, not a list of 150,000 views). Frames are
+ * delivered in order and none is lost: what arrives while reading is briefly paused (see deferWindowUpdate) is
+ * delivered when it resumes.
  *
  * Why hand-written rather than @libp2p/utils' LengthPrefixedDecoder: docs/benchmarks.md, section "P2P codecs",
  * framing rows "receive entry, one frame a chunk" and "receive get, one frame a chunk" (the library 5.9x and 7x
