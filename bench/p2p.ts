@@ -301,13 +301,14 @@ function protocolWork(githubApiUrl: string, repos: readonly string[]): Floor & {
     return { key: keyOf(githubApiUrl, repo), entry };
   });
   const frames = { request: 0, reply: 0 };
+  const parties = { prover: peers[0]!, verifier: peers[1]! };
   const roundTrip = (id: number) => {
     const { key, entry } = entries[id % entries.length]!;
     rendezvousOwner(key, peers);
     parseRequestKey(key);
-    const get = encodeFrame({ type: 'get', id, key, proof: getProof(proofKey, challenge, id, key) });
+    const get = encodeFrame({ type: 'get', id, key, proof: getProof(proofKey, challenge, id, key, parties) });
     const asked = decodeFrame(get);
-    if (asked.type !== 'get' || !verifyGetProof(proofKey, challenge, asked.id, asked.key, asked.proof)) throw new Error('protocol work: bad proof');
+    if (asked.type !== 'get' || !verifyGetProof(proofKey, challenge, asked.id, asked.key, parties, asked.proof)) throw new Error('protocol work: bad proof');
     parseRequestKey(asked.key);
     const reply = encodeFrame({ type: 'entry', id, sealed: sealEntry(entry, asked.key, entryKey) });
     const answered = decodeFrame(reply);

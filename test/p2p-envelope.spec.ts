@@ -35,6 +35,19 @@ describe('envelope (sealed entries on the wire)', () => {
     expect(openEntry(sealEntry(entry, key, aesKey), key, aesKey, options)).to.deep.equal(entry);
   });
 
+  it('trims what an asker\'s schema refuses before sealing: headers beyond 256, bad names or values, validators over 1 KiB', () => {
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'X-Upper': 'v', 'x-lines': 'a\nb', 'x-huge': 'v'.repeat(16 * 1024 + 1) };
+    for (let i = 0; i < 300; i++) headers[`x-h-${i}`] = String(i);
+    const odd: CacheEntry = { ...entry, headers, etag: `"${'e'.repeat(1_100)}"`, lastModified: 'x'.repeat(1_025) };
+    const opened = openEntry(sealEntry(odd, key, aesKey), key, aesKey, options);
+    expect(Object.keys(opened.headers)).to.have.length(256);
+    expect(opened.headers['content-type']).to.equal('application/json');
+    for (const dropped of ['X-Upper', 'x-lines', 'x-huge']) expect(opened.headers).to.not.have.property(dropped);
+    expect(opened.etag).to.equal(undefined);
+    expect(opened.lastModified).to.equal(undefined);
+    expect(opened.body).to.equal(entry.body);
+  });
+
   it('uses a fresh nonce each time: sealing twice gives different bytes', () => {
     expect(Buffer.from(sealEntry(entry, key, aesKey)).equals(Buffer.from(sealEntry(entry, key, aesKey)))).to.equal(false);
   });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { expect } from 'chai';
 import { acquirePeerIdentity } from '../src/p2p/identity.js';
-import { RecordingLogger, removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
+import { RecordingLogger, removeTmpDirs, startNode, tmpCacheDir } from './support/p2p-fixtures.js';
 
 describe('acquirePeerIdentity (persistent identity slots in cacheDir)', () => {
   afterEach(() => removeTmpDirs());
@@ -90,5 +90,25 @@ describe('acquirePeerIdentity (persistent identity slots in cacheDir)', () => {
     replaced.release();
     expect(replaced.peerId).to.not.equal(first.peerId);
     expect(logger.warnings.some((w) => w.includes('is unreadable'))).to.equal(true);
+  });
+  it('falls back to an ephemeral identity, with a warning, when cacheDir cannot be written (the node still starts)', async () => {
+    // A path under a regular file: no directory can be made there, whatever the user (root ignores modes).
+    const parent = tmpCacheDir();
+    const blocker = path.join(parent, 'not-a-directory');
+    fs.writeFileSync(blocker, 'x');
+    const cacheDir = path.join(blocker, 'cache');
+    const logger = new RecordingLogger();
+    const identity = await acquirePeerIdentity({ cacheDir, logger });
+    expect(identity.slot).to.equal(-1);
+    expect(identity.peerId).to.match(/^12D3KooW/);
+    expect(logger.warnings.some((w) => w.includes('ephemeral') && w.includes(cacheDir))).to.equal(true);
+    identity.release();
+    const node = await startNode({ cacheDir });
+    try {
+      expect(node.network.stats().boundPort).to.be.above(0);
+      expect(node.logger.warnings.some((w) => w.includes('ephemeral'))).to.equal(true);
+    } finally {
+      await node.network.stop();
+    }
   });
 });

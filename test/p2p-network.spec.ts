@@ -71,7 +71,7 @@ describe('PeerNetwork', function () {
       expect(upstream.calls).to.equal(1);
     });
 
-    it('give up on an owner that keeps saying it works after maxOwnerWaitMs', async () => {
+    it('give up on a slow upstream before maxOwnerWaitMs: the honest owner answers error (the asker goes upstream) and is not struck', async () => {
       const upstream = new UpstreamCounter();
       upstream.delayMs = 2_000;
       const fleet = await startFleet(2, upstream, { p2p: { requestTimeoutMs: 100 }, limits: { maxOwnerWaitMs: 300 } });
@@ -79,8 +79,9 @@ describe('PeerNetwork', function () {
       const [a, b] = fleet;
       const key = Array.from({ length: 50 }, (_, i) => requestKey(ANONYMOUS_SCOPE, `stuck-${i}`)).find((k) => rendezvousOwner(k, ids) === b!.network.peerId)!;
       const answer = await a!.network.fetch(key, ANONYMOUS_SCOPE);
-      expect(answer.kind).to.equal('unavailable');
-      expect(a!.network.stats().timeouts).to.equal(1);
+      expect(answer).to.deep.equal({ kind: 'unavailable', reason: 'owner error: the owner gave up waiting for its upstream answer' });
+      expect(a!.network.stats().timeouts).to.equal(0);
+      expect(a!.network.stats().rejected).to.deep.equal({});
     });
 
     it('answer \'self\' for the keys a node owns, so the caller goes upstream', async () => {

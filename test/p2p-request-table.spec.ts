@@ -140,7 +140,21 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     expect(table.extend(id)).to.equal(true);
     clock += 200; // 600 ms after opening: past maxWaitMs
     expect(table.extend(id)).to.equal(false);
-    expect(await within(answer, 1_000)).to.deep.equal({ kind: 'timeout' });
+    // It was still being worked on when its max wait ran out: withheld.
+    expect(await within(answer, 1_000)).to.deep.equal({ kind: 'timeout', withheld: true });
+  });
+
+  it('marks withheld only a request extended until its max wait ran out, not one that merely timed out', async () => {
+    const table = new RequestTable();
+    const silent = table.open(20, undefined, 10_000);
+    expect(await within(silent.answer, 1_000)).to.deep.equal({ kind: 'timeout' });
+    const working = table.open(60, undefined, 120);
+    const ticker = setInterval(() => table.extend(working.id), 20);
+    try {
+      expect(await within(working.answer, 1_000)).to.deep.equal({ kind: 'timeout', withheld: true });
+    } finally {
+      clearInterval(ticker);
+    }
   });
 
   it('settles with aborted when the caller\'s signal aborts, and at once for a signal already aborted', async () => {

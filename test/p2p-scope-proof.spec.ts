@@ -27,25 +27,41 @@ describe('scope proofs and rendezvous weights (wire-compatible bytes)', () => {
   const keys = ['https://api.github.com/repos/o/r GET anonymous application/vnd.github+json', 'k', '', 'ünïcødé 🚀 key', 'x'.repeat(9000)];
   const ids = [0, 1, 255, 65_536, 0x7fff_ffff, 0xffff_ffff];
 
+  const A = '12D3KooWAskerAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+  const B = '12D3KooWOwnerBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB';
+  const C = '12D3KooWThirdCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC';
+
   it('get proofs are byte for byte the HMAC of the documented layout, and verify', () => {
     for (const key of keys) {
       for (const id of ids) {
-        const proof = getProof(proofKey, challenge, id, key);
-        expect(Buffer.from(proof).equals(Buffer.from(referenceHmac(proofKey, 'get', challenge, referenceId(id), key))), `${id} ${key.slice(0, 20)}`).to.equal(true);
-        expect(verifyGetProof(proofKey, challenge, id, key, proof)).to.equal(true);
-        expect(verifyGetProof(proofKey, challenge, id + 1, key, proof)).to.equal(false);
-        expect(verifyGetProof(proofKey, challenge, id, `${key}x`, proof)).to.equal(false);
+        const proof = getProof(proofKey, challenge, id, key, { prover: A, verifier: B });
+        const reference = referenceHmac(proofKey, 'get opener->acceptor', challenge, A, B, referenceId(id), key);
+        expect(Buffer.from(proof).equals(Buffer.from(reference)), `${id} ${key.slice(0, 20)}`).to.equal(true);
+        expect(verifyGetProof(proofKey, challenge, id, key, { prover: A, verifier: B }, proof)).to.equal(true);
+        expect(verifyGetProof(proofKey, challenge, id + 1, key, { prover: A, verifier: B }, proof)).to.equal(false);
+        expect(verifyGetProof(proofKey, challenge, id, `${key}x`, { prover: A, verifier: B }, proof)).to.equal(false);
       }
     }
   });
 
   it('scope claims are byte for byte the HMAC of the documented layout, and verify', () => {
     for (const scopeId of ['anonymous', '0123456789abcdef0123456789abcdef']) {
-      const proof = scopeClaimProof(proofKey, challenge, scopeId);
-      expect(Buffer.from(proof).equals(Buffer.from(referenceHmac(proofKey, 'scope', challenge, scopeId)))).to.equal(true);
-      expect(verifyScopeClaim(proofKey, challenge, scopeId, proof)).to.equal(true);
-      expect(verifyScopeClaim(proofKey, new Uint8Array(32), scopeId, proof)).to.equal(false);
+      const proof = scopeClaimProof(proofKey, challenge, scopeId, { prover: B, verifier: A });
+      expect(Buffer.from(proof).equals(Buffer.from(referenceHmac(proofKey, 'scope acceptor->opener', challenge, B, A, scopeId)))).to.equal(true);
+      expect(verifyScopeClaim(proofKey, challenge, scopeId, { prover: B, verifier: A }, proof)).to.equal(true);
+      expect(verifyScopeClaim(proofKey, new Uint8Array(32), scopeId, { prover: B, verifier: A }, proof)).to.equal(false);
     }
+  });
+
+  it('a proof is bound to its prover, its verifier and its direction: relayed, reflected or turned around, it fails', () => {
+    const claim = scopeClaimProof(proofKey, challenge, 'anonymous', { prover: B, verifier: C });
+    expect(verifyScopeClaim(proofKey, challenge, 'anonymous', { prover: C, verifier: A }, claim), 'relayed by C to A').to.equal(false);
+    expect(verifyScopeClaim(proofKey, challenge, 'anonymous', { prover: C, verifier: B }, claim), 'reflected by C to B').to.equal(false);
+    const get = getProof(proofKey, challenge, 7, 'k', { prover: B, verifier: C });
+    expect(verifyGetProof(proofKey, challenge, 7, 'k', { prover: C, verifier: B }, get), 'a get reflected to its maker').to.equal(false);
+    expect(verifyGetProof(proofKey, challenge, 7, 'k', { prover: C, verifier: A }, get), 'a get relayed to a third peer').to.equal(false);
+    // The same bytes as a claim and as a get never verify as the other (the domains differ).
+    expect(Buffer.from(scopeClaimProof(proofKey, challenge, 'k', { prover: B, verifier: C })).equals(Buffer.from(get))).to.equal(false);
   });
 
   it('rendezvous weights are sha256(peerId, 0x00, key)', () => {

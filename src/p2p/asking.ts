@@ -8,6 +8,7 @@ import type { ScopeClaims } from './scope-claims.js';
 import { getProof } from './scope-proof.js';
 import type { PeerSessions } from './sessions.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
+import { isShareableKey, WIRE_LIMITS } from './wire.js';
 
 /**
  * Asking a key's owner for its entry.
@@ -19,7 +20,13 @@ import type { ProtocolCounters, RejectionKind } from './stats.js';
  * - `fetch` never throws for peer failures and resolves within `requestTimeoutMs` of the owner's last news
  *   (`maxOwnerWaitMs` in all): 'self' (this node owns the key), 'entry' (an entry that passed every check of
  *   envelope.ts under the scope's key) or 'unavailable'. A request whose stream dies settles at once.
+ * - Withholding is bounded, counted and struck: an owner that keeps sending `working` until `maxOwnerWaitMs` runs
+ *   out without answering gets one 'withheld' strike, and for `withholdingMemoryMs` after that its `working`
+ *   frames buy nothing (each request to it waits `requestTimeoutMs` at most, and one withheld again is another
+ *   strike). So a request to a withholding owner waits `maxOwnerWaitMs` at most if it was opened before the owner
+ *   first withheld, `requestTimeoutMs` if after, until `maxStrikes` ban the owner.
  * - An entry that fails verification is never returned and counts one strike against the owner.
+ * - A key that is not shareable (wire.ts, isShareableKey) is answered 'unavailable' at once: nothing is sent.
  */
 
 export interface AskerInit {
@@ -30,6 +37,8 @@ export interface AskerInit {
   readonly reject: (peerId: string, kind: RejectionKind, detail: string) => void;
   readonly p2p: Pick<ResolvedP2POptions, 'requestTimeoutMs' | 'maxEntryTtl'>;
   readonly maxOwnerWaitMs: number;
+  /** How long an owner that withheld an answer gets no extension for `working` (the strike window). */
+  readonly withholdingMemoryMs: number;
   readonly maxClockSkewMs: number;
   readonly now: () => number;
   readonly stopped: () => boolean;
@@ -45,6 +54,8 @@ export class Asker {
   async fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<FleetAnswer> {
     const { selfId, sessions, claims, counters, p2p } = this.#init;
     if (this.#init.stopped()) return { kind: 'unavailable', reason: 'the P2P host is stopped' };
+    // Never send what the wire refuses: the owner would strike this (honest) node for it.
+    if (!isShareableKey(key)) return { kind: 'unavailable', reason: `the key is longer than the wire allows (${WIRE_LIMITS.keyLength} characters): it stays local` };
     const parts = parseRequestKey(key);
     if (parts === undefined || parts.scopeId !== scopeId) return { kind: 'unavailable', reason: 'not a request key of this scope' };
     const keys = claims.keysOf(scopeId);
@@ -60,9 +71,10 @@ export class Asker {
     const client = session?.client;
     if (session === undefined || client?.remoteChallenge === undefined) return { kind: 'unavailable', reason: 'owner disconnected' };
 
-    const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, this.#init.maxOwnerWaitMs);
+    const maxWaitMs = session.withheldUntil > this.#init.now() ? p2p.requestTimeoutMs : this.#init.maxOwnerWaitMs;
+    const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, maxWaitMs);
     counters.count('requestsSent');
-    if (!client.channel.send({ type: 'get', id, key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key) })) {
+    if (!client.channel.send({ type: 'get', id, key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: owner }) })) {
       client.requests.settle(id, { kind: 'closed' });
     }
     const result = await answer;
@@ -85,6 +97,11 @@ export class Asker {
         return { kind: 'unavailable', reason: `owner error: ${result.message}` };
       case 'timeout':
         counters.count('timeouts');
+        if (result.withheld === true) {
+          session.withheldUntil = this.#init.now() + this.#init.withholdingMemoryMs;
+          this.#init.reject(owner, 'withheld', `it said it was working for ${maxWaitMs} ms and never answered`);
+          return { kind: 'unavailable', reason: `owner withheld the answer (working for ${maxWaitMs} ms, never done)` };
+        }
         return { kind: 'unavailable', reason: `owner did not answer within ${p2p.requestTimeoutMs} ms` };
       case 'closed':
         return { kind: 'unavailable', reason: 'owner disconnected' };

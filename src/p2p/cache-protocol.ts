@@ -19,7 +19,7 @@ import type { StrikeBook } from './strikes.js';
 import { PROTOCOL, WIRE_VERSION, type Frame } from './wire.js';
 
 /**
- * The `/github-cache/1.1.0` protocol as a libp2p service: `cacheProtocol(init)` is a service factory for the
+ * The `/github-cache/1.2.0` protocol as a libp2p service: `cacheProtocol(init)` is a service factory for the
  * `services` map of createLibp2p; `start()` handles the protocol and `stop()` unhandles it.
  * Size: one unit: the stream life cycle and the frame state machine of both directions read together.
  *
@@ -92,24 +92,24 @@ export class CacheProtocol implements Startable {
     const stopped = (): boolean => this.#halted;
     const reject = (peerId: string, kind: RejectionKind, detail: string): void => this.#reject(peerId, kind, detail);
     this.#claims = new ScopeClaims({
-      scopes: init.host.scopes, anonymousKey: anonymousEntryKeyOf(p2p.sharedSecret ?? ''), isBanned,
+      selfId: this.#selfId, scopes: init.host.scopes, anonymousKey: anonymousEntryKeyOf(p2p.sharedSecret ?? ''), isBanned,
       onBadClaim: (peerId, detail) => reject(peerId, 'proof', detail),
     });
     this.#exchange = new PeerExchange({
       selfId: this.#selfId, sessions: this.#sessions, isBanned, maxPeers: limits.maxPeers, delayMs: limits.peerExchangeDelayMs,
-      dialTimeoutMs: p2p.dialTimeoutMs, log: this.#log, stopped,
+      dialTimeoutMs: p2p.dialTimeoutMs, log: this.#log, stopped, now: init.now,
       dial: (targets, signal) => components.connectionManager.openConnection(targets, { signal, priority: USER_DIAL_PRIORITY }),
       addresses: () => components.addressManager.getAddresses(),
       track: (promise) => this.#track(promise),
       announce: () => this.announceScopes(),
     });
     this.#serving = new OwnerServing({
-      host: init.host, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
-      maxConcurrentServesPerPeer: limits.maxConcurrentServesPerPeer,
+      selfId: this.#selfId, host: init.host, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
+      maxConcurrentServesPerPeer: limits.maxConcurrentServesPerPeer, maxOwnerWaitMs: limits.maxOwnerWaitMs,
     });
     this.#asker = new Asker({
       selfId: this.#selfId, sessions: this.#sessions, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
-      maxOwnerWaitMs: limits.maxOwnerWaitMs, maxClockSkewMs: limits.maxClockSkewMs,
+      maxOwnerWaitMs: limits.maxOwnerWaitMs, withholdingMemoryMs: limits.strikeWindowMs, maxClockSkewMs: limits.maxClockSkewMs,
     });
   }
 
@@ -181,7 +181,7 @@ export class CacheProtocol implements Startable {
     if (this.#halted) return;
     for (const session of this.#sessions.values()) {
       for (const server of session.servers) {
-        if (server.remoteChallenge !== undefined) server.channel.send(this.#claims.scopesFrame(server.remoteChallenge, this.#exchange.knownPeers()));
+        if (server.remoteChallenge !== undefined) server.channel.send(this.#claims.scopesFrame(session.id, server.remoteChallenge, this.#exchange.knownPeers()));
       }
     }
   }
@@ -354,7 +354,7 @@ export class CacheProtocol implements Startable {
         if (server.remoteChallenge !== undefined) return this.#protocolViolation(session, server.channel, 'a second hello');
         server.remoteChallenge = frame.challenge;
         this.#exchange.learn(session, frame.addrs, frame.peers);
-        server.channel.send(this.#claims.scopesFrame(frame.challenge, this.#exchange.knownPeers()));
+        server.channel.send(this.#claims.scopesFrame(session.id, frame.challenge, this.#exchange.knownPeers()));
         return;
       case 'get':
         if (server.remoteChallenge === undefined) return this.#protocolViolation(session, server.channel, 'get before hello');

@@ -89,22 +89,6 @@ export function sealPayload(payload: unknown, key: string, entryKey: Uint8Array)
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
-/** Seals `entry`, the answer for cache key `key`, under the scope's AES-256-GCM entry key. */
-export function sealEntry(entry: CacheEntry, key: string, entryKey: Uint8Array): Uint8Array {
-  const payload: Record<string, unknown> = {
-    key,
-    body: entry.body,
-    digest: entry.digest,
-    storedAt: entry.storedAt,
-    expiresAt: entry.expiresAt,
-    status: entry.status,
-    headers: { ...entry.headers },
-  };
-  if (entry.etag !== undefined) payload.etag = entry.etag;
-  if (entry.lastModified !== undefined) payload.lastModified = entry.lastModified;
-  return sealPayload(payload, key, entryKey);
-}
-
 const REQUIRED_FIELDS = ['key', 'body', 'digest', 'storedAt', 'expiresAt', 'status', 'headers'] as const;
 const OPTIONAL_FIELDS = ['etag', 'lastModified'] as const;
 const ALLOWED_FIELDS = new Set<string>([...REQUIRED_FIELDS, ...OPTIONAL_FIELDS]);
@@ -113,6 +97,55 @@ const MAX_HEADERS = 256;
 const MAX_HEADER_VALUE = 16 * 1024;
 const MAX_KEY = 8 * 1024;
 const MAX_VALIDATOR = 1024;
+const BAD_HEADER_VALUE = /[\r\n\0]/;
+
+/** The entry's body as the payload carries it. The one place that knows the body's type. */
+function bodyForWire(entry: CacheEntry): unknown {
+  return entry.body;
+}
+
+/**
+ * The headers an asker's schema accepts (see toEntryPayload): lowercase token names, single-line values of at
+ * most 16 KiB, at most 256 of them, in the entry's order; the others are dropped, never sent.
+ */
+function headersForWire(headers: Readonly<Record<string, string>>): Record<string, string> {
+  const kept: Record<string, string> = {};
+  let count = 0;
+  for (const [name, value] of Object.entries(headers)) {
+    if (count >= MAX_HEADERS) break;
+    if (!HEADER_NAME.test(name) || typeof value !== 'string' || value.length > MAX_HEADER_VALUE || BAD_HEADER_VALUE.test(value)) continue;
+    kept[name] = value;
+    count++;
+  }
+  return kept;
+}
+
+/** A validator (etag, lastModified) the schema accepts, or undefined (left out) when it is too long. */
+function validatorForWire(value: string | undefined): string | undefined {
+  return typeof value === 'string' && value.length <= MAX_VALIDATOR ? value : undefined;
+}
+
+/**
+ * Seals `entry`, the answer for cache key `key`, under the scope's AES-256-GCM entry key. What an asker's schema
+ * would refuse is trimmed first (headers it does not accept, a validator over 1 KiB), so an honest owner never
+ * sends an entry that gets it struck; the digest covers the body only, which is sent whole.
+ */
+export function sealEntry(entry: CacheEntry, key: string, entryKey: Uint8Array): Uint8Array {
+  const payload: Record<string, unknown> = {
+    key,
+    body: bodyForWire(entry),
+    digest: entry.digest,
+    storedAt: entry.storedAt,
+    expiresAt: entry.expiresAt,
+    status: entry.status,
+    headers: headersForWire(entry.headers),
+  };
+  const etag = validatorForWire(entry.etag);
+  if (etag !== undefined) payload.etag = etag;
+  const lastModified = validatorForWire(entry.lastModified);
+  if (lastModified !== undefined) payload.lastModified = lastModified;
+  return sealPayload(payload, key, entryKey);
+}
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
@@ -138,7 +171,7 @@ function toEntryPayload(value: unknown): CacheEntry & { key: string } {
   if (headerEntries.length > MAX_HEADERS) fail(`more than ${MAX_HEADERS} headers`);
   for (const [name, v] of headerEntries) {
     if (!HEADER_NAME.test(name)) fail(`header name ${JSON.stringify(name.slice(0, 40))} is not a lowercase token`);
-    if (typeof v !== 'string' || v.length > MAX_HEADER_VALUE || /[\r\n\0]/.test(v)) fail(`header ${name} is not a single-line string`);
+    if (typeof v !== 'string' || v.length > MAX_HEADER_VALUE || BAD_HEADER_VALUE.test(v)) fail(`header ${name} is not a single-line string`);
   }
   if (etag !== undefined && (typeof etag !== 'string' || etag.length > MAX_VALIDATOR)) fail('etag is not a short string');
   if (lastModified !== undefined && (typeof lastModified !== 'string' || lastModified.length > MAX_VALIDATOR)) fail('lastModified is not a short string');

@@ -9,16 +9,19 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * Guarantee: every frame handed to `onFrame` passed the strict validator (wire.ts); `onClose` is called exactly
  * once, when the stream ends for any reason, and says whether the peer broke the framing: a frame above
  * `maxFrameBytes` (refused from its length prefix, before its bytes are buffered), a length prefix longer than
- * such a length needs (an unterminated varint), or a frame that is not a valid frame. A violation closes this stream only (never the connection or
+ * such a length needs (an unterminated varint), a frame that is not a valid frame, or a frame cut short by the
+ * peer closing its end of the stream ('truncated'). A violation closes this stream only (never the connection or
  * the node): the peer's other streams and every other peer are unaffected. A peer that does not read what we
  * send cannot make us buffer without bound: past `maxFrameBytes * 4` of unsent bytes the stream is closed.
  *
  * Framing: each frame is preceded by its length as an unsigned varint (what `lpStream` of @libp2p/utils reads and
  * writes). Frames are cut straight out of the chunks the stream delivers, in the stream's own 'message' event:
  * a frame that lies within one chunk is decoded in place (no copy, no await), and `onFrame` runs before the
- * event returns. At most one partial frame is ever held, and never more than its announced length, which is
- * checked against `maxFrameBytes` as soon as its prefix is complete. Frames are delivered in order and none is
- * lost: what arrives while reading is briefly paused (see deferWindowUpdate) is delivered when it resumes.
+ * event returns. At most one partial frame is ever held, in one buffer, never more than its announced length
+ * (checked against `maxFrameBytes` as soon as its prefix is complete) nor more than twice what arrived, however
+ * the peer chunks it (150,000 one-byte muxer frames hold about 150 KB, not a list of 150,000 views). Frames are
+ * delivered in order and none is lost: what arrives while reading is briefly paused (see deferWindowUpdate) is
+ * delivered when it resumes.
  *
  * Why hand-written rather than @libp2p/utils' LengthPrefixedDecoder: docs/benchmarks.md, section "P2P codecs",
  * framing rows "receive entry, one frame a chunk" and "receive get, one frame a chunk" (the library 5.9x and 7x
@@ -26,8 +29,11 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * of every chunk) and "receive 16 gets in one chunk" (1.7x). bench/p2p-codec.ts measures it.
  */
 
-/** How a peer broke the framing: 'oversize' (length prefix above the limit or unreadable) or 'frame' (invalid frame). */
-export type FrameViolation = 'oversize' | 'frame';
+/**
+ * How a peer broke the framing: 'oversize' (length prefix above the limit or unreadable), 'frame' (invalid frame)
+ * or 'truncated' (it closed its end of the stream in the middle of a frame).
+ */
+export type FrameViolation = 'oversize' | 'frame' | 'truncated';
 
 export interface FrameChannelOptions {
   /** Largest frame accepted, in bytes (`p2p.maxFrameBytes`). */
@@ -55,8 +61,11 @@ export class FrameChannel {
   #ended = false;
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
-  /** The start of a frame whose bytes have not all arrived (its prefix included); empty when none. */
-  #partial: Uint8Array[] = [];
+  /**
+   * The start of a frame whose bytes have not all arrived (its prefix included), in its first #partialBytes bytes:
+   * one buffer, grown by doubling up to the frame's announced size, whatever the chunking.
+   */
+  #partial: Uint8Array = EMPTY;
   #partialBytes = 0;
   /** Bytes the partial frame needs in all (prefix + body); -1 while its prefix is incomplete. */
   #partialNeeds = -1;
@@ -77,7 +86,15 @@ export class FrameChannel {
       // What arrived while reading was paused is delivered now; data in the frame that carries the remote's FIN
       // is delivered right after this event: read both before ending.
       if (this.#resumeScheduled) this.#resumeReading();
-      queueMicrotask(() => this.#finish(undefined, new Error('the peer closed its end of the stream')));
+      queueMicrotask(() => {
+        // An honest peer closes its end only between frames (it resets the stream to abandon one).
+        if (this.#partialBytes > 0) {
+          const announced = this.#partialNeeds < 0 ? 'an unfinished length prefix' : `${this.#partialNeeds} bytes announced`;
+          this.#finish('truncated', new Error(`the peer closed its end in the middle of a frame (${this.#partialBytes} bytes of ${announced})`));
+        } else {
+          this.#finish(undefined, new Error('the peer closed its end of the stream'));
+        }
+      });
     });
     if (stream.status !== 'open' || stream.remoteWriteStatus !== 'writable') {
       queueMicrotask(() => this.#finish(undefined, new Error('stream closed')));
@@ -143,7 +160,7 @@ export class FrameChannel {
   #finish(violation: FrameViolation | undefined, error: Error | undefined): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.#partial = [];
+    this.#partial = EMPTY;
     this.#partialBytes = 0;
     const abort = (): void => {
       if (this.stream.status === 'open') this.stream.abort(error ?? new Error('stream ended'));
@@ -207,19 +224,18 @@ export class FrameChannel {
     if (this.#partialBytes > 0) {
       if (this.#partialNeeds < 0) {
         // The prefix itself was split (at most maxLengthLength bytes are held): join it to this chunk.
-        chunk = concat([...this.#partial, chunk], this.#partialBytes + chunk.byteLength);
-        this.#partial = [];
+        chunk = concat([this.#partial.subarray(0, this.#partialBytes), chunk], this.#partialBytes + chunk.byteLength);
+        this.#partial = EMPTY;
         this.#partialBytes = 0;
       } else {
         const missing = this.#partialNeeds - this.#partialBytes;
         if (chunk.byteLength < missing) {
-          this.#partial.push(chunk);
-          this.#partialBytes += chunk.byteLength;
+          this.#append(chunk);
           return;
         }
-        this.#partial.push(chunk.subarray(0, missing));
-        const whole = concat(this.#partial, this.#partialNeeds);
-        this.#partial = [];
+        this.#append(chunk.subarray(0, missing));
+        const whole = this.#partial.subarray(0, this.#partialNeeds);
+        this.#partial = EMPTY;
         this.#partialBytes = 0;
         this.#partialNeeds = -1;
         this.#deliver(whole.subarray(this.#prefixOf(whole)));
@@ -271,9 +287,27 @@ export class FrameChannel {
 
   #hold(bytes: Uint8Array, needs: number): void {
     // Copied: the tail of a chunk must not keep the whole chunk's memory alive while the rest arrives.
-    this.#partial = [bytes.slice()];
+    const capacity = needs < 0 ? this.#maxLengthLength : Math.min(needs, Math.max(bytes.byteLength * 2, FIRST_PARTIAL_BYTES));
+    this.#partial = new Uint8Array(capacity);
+    this.#partial.set(bytes);
     this.#partialBytes = bytes.byteLength;
     this.#partialNeeds = needs;
+  }
+
+  /**
+   * Adds bytes of the partial frame (never past its announced size). Memory stays within twice what arrived and
+   * within the announced size (at most maxFrameBytes), and each byte is copied a bounded number of times on
+   * average, however small the chunks: a peer cannot make a chunk cost more than its bytes.
+   */
+  #append(bytes: Uint8Array): void {
+    const total = this.#partialBytes + bytes.byteLength;
+    if (total > this.#partial.byteLength) {
+      const grown = new Uint8Array(Math.min(this.#partialNeeds, Math.max(total, this.#partial.byteLength * 2)));
+      grown.set(this.#partial.subarray(0, this.#partialBytes));
+      this.#partial = grown;
+    }
+    this.#partial.set(bytes, this.#partialBytes);
+    this.#partialBytes = total;
   }
 
   #violation(error: Error): void {
@@ -296,6 +330,10 @@ export class FrameChannel {
     }
   }
 }
+
+const EMPTY = new Uint8Array(0);
+/** The first buffer of a partial frame, at least: small frames split across chunks need no regrowth. */
+const FIRST_PARTIAL_BYTES = 4096;
 
 function concat(chunks: Uint8Array[], total: number): Uint8Array {
   const out = new Uint8Array(total);

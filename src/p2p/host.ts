@@ -15,6 +15,7 @@ import type { ResolvedP2POptions } from '../options.js';
 import type { CacheProtocol, CacheProtocolComponents } from './cache-protocol.js';
 import { swarmKeyOf } from './fleet-keys.js';
 import { acquirePeerIdentity, type PeerIdentity } from './identity.js';
+import { hostOf, InboundGate } from './inbound-gate.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
 
 /**
@@ -26,6 +27,9 @@ import { errorMessage, type PeerNetworkLimits } from './limits.js';
  *   running (a creation that finishes after the deadline is stopped) and the identity slot is free.
  * - Only members of the private network connect (pnet with the shared secret's key), and a peer the gater is told
  *   is banned is neither dialled nor accepted.
+ * - Outsiders flooding the port cannot lock members out: one host holds at most MAX_PENDING_INBOUND_PER_HOST of
+ *   the MAX_PENDING_INBOUND pending inbound slots (inbound-gate.ts), each for at most twice dialTimeoutMs, and the
+ *   bootstrap peers' hosts are let past the global limit, with MAX_PENDING_INBOUND_PER_KNOWN_HOST each.
  * - If the listen port is taken (a sibling process or worker holds it), the host listens on an ephemeral port and
  *   dials the holder on loopback as a peer; if that fails (not a member of the network), it runs alone and says why.
  * - `stop()` is idempotent; once it resolves the port is released, the identity slot is free and no dial this
@@ -246,9 +250,20 @@ export class Libp2pHost {
   }
 }
 
+/** Inbound connections from one host that may be pending (not through the key exchange yet) at a time. */
+export const MAX_PENDING_INBOUND_PER_HOST = 8;
+/** Inbound connections that may be pending at a time, from all hosts (libp2p's maxIncomingPendingConnections). */
+export const MAX_PENDING_INBOUND = 64;
+/** The same for the host of a bootstrap peer, which libp2p's allow list lets past MAX_PENDING_INBOUND. */
+export const MAX_PENDING_INBOUND_PER_KNOWN_HOST = 32;
+
 async function createNode(init: HostInit, identity: PeerIdentity, secret: string, listen: string, mdns: PeerDiscoveryFactory | undefined): Promise<Libp2p<HostServices>> {
   const { p2p, limits, banned } = init;
   const withPeerId = p2p.bootstrapPeers.filter((addr) => addr.includes('/p2p/'));
+  // Known peers keep their room during a flood: libp2p's allow list lets their hosts past the global pending
+  // limit, and the gate gives them a per-host limit of their own (still a limit: an outsider may share the host).
+  const known = bootstrapHosts(p2p.bootstrapPeers);
+  const gate = new InboundGate(MAX_PENDING_INBOUND_PER_HOST, known, MAX_PENDING_INBOUND_PER_KNOWN_HOST);
   const peerDiscovery: PeerDiscoveryFactory[] = [];
   if (withPeerId.length > 0) peerDiscovery.push(bootstrap({ list: withPeerId }));
   if (mdns !== undefined) peerDiscovery.push(mdns);
@@ -262,7 +277,11 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
     connectionProtector: preSharedKey({ psk: swarmKeyOf(secret) }),
     connectionGater: {
       denyDialPeer: (peer) => banned(peer.toString()),
-      denyInboundEncryptedConnection: (peer) => banned(peer.toString()),
+      denyInboundConnection: (maConn) => gate.deny(maConn),
+      denyInboundEncryptedConnection: (peer, maConn) => {
+        gate.settled(maConn);
+        return banned(peer.toString());
+      },
       denyOutboundEncryptedConnection: (peer) => banned(peer.toString()),
     },
     connectionManager: {
@@ -270,7 +289,12 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
       maxConnections: Math.max(limits.maxPeers * 2, 64),
       // Siblings on one host all connect from 127.0.0.1: the default (5 per second per host) would refuse them.
       inboundConnectionThreshold: 100,
-      maxIncomingPendingConnections: 32,
+      // Outsiders cannot lock members out (hardening item 2): one host holds at most
+      // MAX_PENDING_INBOUND_PER_HOST of these slots (InboundGate), each for at most inboundUpgradeTimeout, which
+      // is twice the time a member's own dial may take; known peers' hosts are let past.
+      maxIncomingPendingConnections: MAX_PENDING_INBOUND,
+      inboundUpgradeTimeout: 2 * p2p.dialTimeoutMs,
+      allow: known.map((host) => (net.isIPv6(host) ? `/ip6/${host}` : `/ip4/${host}`)),
     },
     peerDiscovery,
     services: { identify: identify(), ping: ping(), cache: init.protocol },
@@ -289,6 +313,20 @@ async function loadMdns(log: Logger): Promise<PeerDiscoveryFactory | undefined> 
     log.warn(`p2p.mdns is on but @libp2p/mdns cannot be loaded (${errorMessage(err)}); install it to discover LAN peers. Continuing without mDNS.`);
     return undefined;
   }
+}
+
+/** The IP addresses of the bootstrap peers that name one (DNS names and unreadable entries are skipped). */
+function bootstrapHosts(peers: readonly string[]): string[] {
+  const hosts = new Set<string>();
+  for (const raw of peers) {
+    try {
+      const host = hostOf(multiaddr(raw));
+      if (host !== undefined) hosts.add(host);
+    } catch {
+      // reported when dialled
+    }
+  }
+  return [...hosts];
 }
 
 function tcpListenAddr(host: string, port: number): string {

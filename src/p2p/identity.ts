@@ -22,7 +22,8 @@ import type { Logger } from '../log.js';
  * second O_EXCL file, `identity-N.reclaim`, after re-reading that it is still the same stale lock, so two
  * reclaimers never both win. Locks of other hosts (a shared network directory) and of other live threads of
  * this process are always respected: such a slot is skipped, never taken. Locks are removed on release and, as
- * a last resort, when the thread exits. The directory is created with mode 0700.
+ * a last resort, when the thread exits. The directory is created with mode 0700. When it cannot be created or
+ * written, the identity is ephemeral (with a warning) and the node still starts.
  */
 
 /** Slots tried before falling back to an ephemeral identity. */
@@ -158,9 +159,32 @@ async function loadOrCreateKey(keyPath: string, logger: Logger, now: () => numbe
   return key;
 }
 
-/** Takes the lowest free identity slot (see the module guarantee). */
+/**
+ * Takes the lowest free identity slot (see the module guarantee). When `<cacheDir>/p2p/` cannot be made or
+ * written (a read-only or unwritable cacheDir), it warns and returns an ephemeral identity instead of failing:
+ * the node runs, and only its `/p2p/` address changes on restart.
+ */
 export async function acquirePeerIdentity(options: AcquireIdentityOptions): Promise<PeerIdentity> {
   const dir = path.join(options.cacheDir, 'p2p');
+  try {
+    return await acquireSlot(dir, options);
+  } catch (err) {
+    if (!isFileSystemError(err)) throw err;
+    options.logger.warn(`cannot keep a peer identity in ${dir} (${(err as Error).message}); using an ephemeral identity (its /p2p/ address changes on restart)`);
+    return ephemeralIdentity();
+  }
+}
+
+function isFileSystemError(err: unknown): boolean {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && /^E[A-Z]+$/.test((err as NodeJS.ErrnoException).code!);
+}
+
+async function ephemeralIdentity(): Promise<PeerIdentity> {
+  const privateKey = await generateKeyPair('Ed25519');
+  return { privateKey, peerId: peerIdFromPrivateKey(privateKey).toString(), slot: -1, release() {} };
+}
+
+async function acquireSlot(dir: string, options: AcquireIdentityOptions): Promise<PeerIdentity> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const maxSlots = options.maxSlots ?? MAX_IDENTITY_SLOTS;
   const now = options.now ?? Date.now;
@@ -202,6 +226,5 @@ export async function acquirePeerIdentity(options: AcquireIdentityOptions): Prom
     };
   }
   options.logger.warn(`all ${maxSlots} peer identity slots in ${dir} are in use; using an ephemeral identity (its /p2p/ address changes on restart)`);
-  const privateKey = await generateKeyPair('Ed25519');
-  return { privateKey, peerId: peerIdFromPrivateKey(privateKey).toString(), slot: -1, release() {} };
+  return ephemeralIdentity();
 }

@@ -10,10 +10,22 @@ import { WIRE_LIMITS, type PeerRecord } from './wire.js';
  * peers it hears of, so a fleet whose members each know one other member becomes fully connected.
  *
  * Guarantee: at most one dial per peer is in progress at a time, and none to this node itself, to a banned peer,
- * to a peer already in session, or once sessions plus dials in progress reach `maxPeers`. The peers sent out are
- * those with known listen addresses that are not banned, at most WIRE_LIMITS.peers. Announcements caused by peers
- * joining or leaving are batched: at most one per `delayMs`, and none once stopped.
+ * to a peer already in session, or once sessions plus dials in progress reach `maxPeers`. A peer cannot make this
+ * node flood an address: at most one dial per address (host and port) is in progress at a time, whatever peer id
+ * it is dialled as; an address whose dial failed is not dialled again for a while (FIRST_ADDRESS_BACKOFF_MS,
+ * doubling with each further failure up to ADDRESS_BACKOFF_MS, reset by a success); and at most
+ * `maxPeers` dials start per minute in all. So 20 `scopes` frames listing 64 fake peers at one address cost one
+ * connection to it over their 2 s, and a handful a minute however long they go on (1,180 in 7 s before). The peers sent out are those with known listen addresses that
+ * are not banned, at most WIRE_LIMITS.peers. Announcements caused by peers joining or leaving are batched: at most
+ * one per `delayMs`, and none once stopped.
  */
+
+/** How long an address whose dial failed once is not dialled again, in ms (an honest peer may just be slow). */
+export const FIRST_ADDRESS_BACKOFF_MS = 5_000;
+/** The longest wait before an address whose dials keep failing is dialled again, in ms. */
+export const ADDRESS_BACKOFF_MS = 60_000;
+/** The window of the total dial budget (`maxPeers` dials per window), in ms. */
+export const DIAL_BUDGET_WINDOW_MS = 60_000;
 
 export interface PeerExchangeInit {
   readonly selfId: string;
@@ -30,6 +42,8 @@ export interface PeerExchangeInit {
   /** Keeps `promise` until the protocol stops (stop waits for it). */
   readonly track: (promise: Promise<unknown>) => void;
   readonly stopped: () => boolean;
+  /** The P2P layer's clock, in ms. */
+  readonly now: () => number;
   /** Sends every peer the current peer list (with fresh scope claims). */
   readonly announce: () => void;
 }
@@ -41,6 +55,12 @@ export function withoutPeerId(ma: Multiaddr): Multiaddr {
 export class PeerExchange {
   readonly #init: PeerExchangeInit;
   readonly #dialing = new Set<string>();
+  /** Addresses (without /p2p/) with a dial in progress. */
+  readonly #addressesDialing = new Set<string>();
+  /** Addresses whose last dial failed: when they may be dialled again, and how many dials failed in a row. */
+  readonly #addressBackoff = new Map<string, { until: number; failures: number }>();
+  /** Start times of the dials within the budget window. */
+  #dialStarts: number[] = [];
   #timer: NodeJS.Timeout | undefined;
 
   constructor(init: PeerExchangeInit) {
@@ -90,22 +110,55 @@ export class PeerExchange {
   dial(id: string, addrs: readonly string[], how: string): void {
     const { selfId, isBanned, log } = this.#init;
     if (this.#init.stopped() || this.#dialing.has(id) || id === selfId || isBanned(id)) return;
+    const now = this.#init.now();
+    const usable = [...new Set(addrs)].filter((addr) => !this.#addressesDialing.has(addr) && !this.#backingOff(addr, now));
     let targets: Multiaddr[];
     try {
       peerIdFromString(id);
-      targets = addrs.map((addr) => multiaddr(`${addr}/p2p/${id}`)).filter((ma) => ma.getComponents().some((c) => c.code === CODE_TCP));
+      targets = usable.map((addr) => multiaddr(`${addr}/p2p/${id}`)).filter((ma) => ma.getComponents().some((c) => c.code === CODE_TCP));
     } catch (err) {
       log.debug('ignoring peer %s from %s: %s', id, how, errorMessage(err));
       return;
     }
     if (targets.length === 0) return;
+    this.#dialStarts = this.#dialStarts.filter((at) => now - at < DIAL_BUDGET_WINDOW_MS);
+    if (this.#dialStarts.length >= this.#init.maxPeers) {
+      log.debug('not dialling %s (%s): %d dials within the last minute', id, how, this.#dialStarts.length);
+      return;
+    }
+    this.#dialStarts.push(now);
+    const dialled = targets.map((ma) => withoutPeerId(ma).toString());
     this.#dialing.add(id);
+    for (const addr of dialled) this.#addressesDialing.add(addr);
     this.#init.track(this.#init.dial(targets, AbortSignal.timeout(this.#init.dialTimeoutMs))
       .then(
-        () => log.debug('connected to %s (%s)', id, how),
-        (err: unknown) => log.debug('could not dial %s (%s): %s', id, how, errorMessage(err)),
+        () => {
+          for (const addr of dialled) this.#addressBackoff.delete(addr);
+          log.debug('connected to %s (%s)', id, how);
+        },
+        (err: unknown) => {
+          const at = this.#init.now();
+          // Entries exist only for dialled addresses (the dial budget bounds them); long-expired ones go now and then.
+          if (this.#addressBackoff.size > 4 * WIRE_LIMITS.peers) {
+            for (const [addr, { until }] of this.#addressBackoff) if (until + ADDRESS_BACKOFF_MS <= at) this.#addressBackoff.delete(addr);
+          }
+          for (const addr of dialled) {
+            const failures = (this.#addressBackoff.get(addr)?.failures ?? 0) + 1;
+            this.#addressBackoff.set(addr, { until: at + Math.min(ADDRESS_BACKOFF_MS, FIRST_ADDRESS_BACKOFF_MS * 2 ** (failures - 1)), failures });
+          }
+          log.debug('could not dial %s (%s): %s', id, how, errorMessage(err));
+        },
       )
-      .finally(() => this.#dialing.delete(id)));
+      .finally(() => {
+        this.#dialing.delete(id);
+        for (const addr of dialled) this.#addressesDialing.delete(addr);
+      }));
+  }
+
+  /** Whether `addr` failed recently (its failure count is kept past the wait, so repeated failures wait longer). */
+  #backingOff(addr: string, now: number): boolean {
+    const backoff = this.#addressBackoff.get(addr);
+    return backoff !== undefined && now < backoff.until;
   }
 
   /** Tells every peer the current peer list, batched over a short delay. */

@@ -7,13 +7,16 @@ import type { MissReason } from './wire.js';
  * caller's abort, or `closeAll` (the stream ended), and its timer is cleared when it settles. So a request on
  * a stream that dies settles at once, not after its timeout, and a table whose requests all settled holds no
  * timer. Ids are unique among in-flight requests; an answer for an unknown (settled) id is reported, not used.
+ * A request that was extended at least once and is still unanswered when its max wait runs out settles with
+ * 'timeout' marked `withheld` (the other side said it was working and never finished).
  */
 
 export type Answer =
   | { readonly kind: 'entry'; readonly sealed: Uint8Array }
   | { readonly kind: 'miss'; readonly reason: MissReason }
   | { readonly kind: 'error'; readonly message: string }
-  | { readonly kind: 'timeout' }
+  /** `withheld`: the other side kept saying it was working until the request's max wait ran out. */
+  | { readonly kind: 'timeout'; readonly withheld?: true }
   | { readonly kind: 'closed' }
   | { readonly kind: 'aborted' };
 
@@ -56,7 +59,11 @@ export class RequestTable {
     const answer = new Promise<Answer>((resolve) => {
       const onAbort = (): void => pending.settle({ kind: 'aborted' });
       const deadline = this.#now() + Math.max(timeoutMs, maxWaitMs);
-      let timer = setTimeout(() => pending.settle({ kind: 'timeout' }), timeoutMs);
+      let extended = false;
+      /** The running timer ends at the deadline (not a timeout after news). */
+      let capped = false;
+      const expire = (): void => pending.settle(extended && (capped || this.#now() >= deadline) ? { kind: 'timeout', withheld: true } : { kind: 'timeout' });
+      let timer = setTimeout(expire, timeoutMs);
       const pending: Pending = {
         settle: (value) => {
           if (this.#pending.get(id) !== pending) return;
@@ -66,10 +73,12 @@ export class RequestTable {
           resolve(value);
         },
         extend: () => {
+          extended = true;
           const left = deadline - this.#now();
           if (left <= 0) return false;
           clearTimeout(timer);
-          timer = setTimeout(() => pending.settle({ kind: 'timeout' }), Math.min(timeoutMs, left));
+          capped = left <= timeoutMs;
+          timer = setTimeout(expire, Math.min(timeoutMs, left));
           return true;
         },
       };

@@ -8,7 +8,9 @@ import { WIRE_LIMITS, type Frame, type PeerRecord, type ScopeClaim, type ScopesF
  * Which scopes this node holds and which scopes each peer proved it holds.
  *
  * Guarantee: a peer counts as holding a scope only if its claim carries a valid proof, under the challenge this
- * node sent on that peer's stream, made with the scope's key; a claim is verified at most once per `scopes` frame
+ * node sent on that peer's stream, made with the scope's key, by that peer (as the noise handshake authenticated
+ * it) for this node, in the claim direction (acceptor to opener): a claim relayed from another holder or
+ * reflected from this node's own claims fails. A claim is verified at most once per `scopes` frame
  * (the result is kept until the next one), and a claim that fails is reported once. Claims of scopes this node
  * does not hold are never verified nor counted (it cannot check them). Keys are derived from what the cache lends
  * (`FleetHost.scopes`) on use, so a token the cache gains later is seen at once.
@@ -20,6 +22,8 @@ export interface ScopeKeyPair {
 }
 
 export interface ScopeClaimsInit {
+  /** This node's peer id: the verifier of the claims it receives and the prover of those it sends. */
+  readonly selfId: string;
   readonly scopes: FleetHost['scopes'];
   /** The anonymous scope's entry key (derived from the shared secret). */
   readonly anonymousKey: Uint8Array;
@@ -47,12 +51,13 @@ export class ScopeClaims {
     return keys;
   }
 
-  /** The `scopes` frame for a peer whose challenge is `remoteChallenge`: each scope held, with its proof. */
-  scopesFrame(remoteChallenge: Uint8Array, peers: PeerRecord[]): Frame {
+  /** The `scopes` frame for peer `peerId` whose challenge is `remoteChallenge`: each scope held, with its proof. */
+  scopesFrame(peerId: string, remoteChallenge: Uint8Array, peers: PeerRecord[]): Frame {
     const claims: ScopeClaim[] = [];
+    const parties = { prover: this.#init.selfId, verifier: peerId };
     for (const scopeId of this.#heldScopeIds()) {
       const keys = this.keysOf(scopeId);
-      if (keys !== undefined) claims.push({ id: scopeId, proof: scopeClaimProof(keys.proofKey, remoteChallenge, scopeId) });
+      if (keys !== undefined) claims.push({ id: scopeId, proof: scopeClaimProof(keys.proofKey, remoteChallenge, scopeId, parties) });
     }
     return { type: 'scopes', scopes: claims, peers };
   }
@@ -73,7 +78,7 @@ export class ScopeClaims {
     const proof = client.claims.get(scopeId);
     const keys = proof === undefined ? undefined : this.keysOf(scopeId);
     if (proof === undefined || keys === undefined) return false;
-    const ok = verifyScopeClaim(keys.proofKey, client.challenge, scopeId, proof);
+    const ok = verifyScopeClaim(keys.proofKey, client.challenge, scopeId, { prover: session.id, verifier: this.#init.selfId }, proof);
     client.verified.set(scopeId, ok);
     if (!ok) this.#init.onBadClaim(session.id, `a claim of scope ${scopeId.slice(0, 12)} without a valid proof`);
     return ok;

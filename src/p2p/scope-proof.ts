@@ -7,10 +7,19 @@ import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
  * Guarantee: a peer that does not know a scope's entry key can neither make an owner serve it a key of that
  * scope (`get` proof) nor become a candidate owner of that scope for another node (`scopes` claim proof), so
  * it never sees the scope's cache keys or entries. Each proof is HMAC-SHA256, under a key derived from the
- * entry key, over a domain tag and the verifier's random per-stream challenge (plus, for a `get`, the request
- * id and cache key): a proof is good for one stream, one purpose and one request, and is useless if replayed.
- * It reveals nothing about the entry key; the HMAC key is a separate HKDF output, never the AES key itself.
+ * entry key, over a domain tag naming its direction, the verifier's random per-stream challenge, the peer id of
+ * the prover and the peer id of the verifier (both as the noise handshake authenticated them; plus, for a `get`,
+ * the request id and cache key): a proof is good for one stream, one purpose, one request, one direction and
+ * one pair of peers. It is useless if replayed, relayed to a third peer (the ids differ) or reflected back to
+ * its maker (prover and verifier swap). It reveals nothing about the entry key; the HMAC key is a separate HKDF
+ * output, never the AES key itself.
  */
+
+/** Who made a proof and who checks it: peer ids as the noise handshake authenticated them. */
+export interface ProofParties {
+  readonly prover: string;
+  readonly verifier: string;
+}
 
 /** Bytes of a challenge (sent in `hello`) and of a proof. */
 export const CHALLENGE_BYTES = 32;
@@ -54,20 +63,26 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === PROOF_BYTES && b.byteLength === PROOF_BYTES && timingSafeEqual(a, b);
 }
 
-/** Proof for a `get` of `key` with request `id`, on a stream whose owner sent `challenge`. */
-export function getProof(proofKey: Uint8Array, challenge: Uint8Array, id: number, key: string): Uint8Array {
-  return hmac(proofKey, 'get', challenge, idBytes(id), key);
+/**
+ * Proof for a `get` of `key` with request `id`, made by the asker (the stream's opener, `prover`) for the owner
+ * (the acceptor, `verifier`), on a stream whose owner sent `challenge`.
+ */
+export function getProof(proofKey: Uint8Array, challenge: Uint8Array, id: number, key: string, parties: ProofParties): Uint8Array {
+  return hmac(proofKey, 'get opener->acceptor', challenge, parties.prover, parties.verifier, idBytes(id), key);
 }
 
-export function verifyGetProof(proofKey: Uint8Array, challenge: Uint8Array, id: number, key: string, proof: Uint8Array): boolean {
-  return same(getProof(proofKey, challenge, id, key), proof);
+export function verifyGetProof(proofKey: Uint8Array, challenge: Uint8Array, id: number, key: string, parties: ProofParties, proof: Uint8Array): boolean {
+  return same(getProof(proofKey, challenge, id, key, parties), proof);
 }
 
-/** Proof that the sender holds `scopeId`, on a stream whose other end sent `challenge`. */
-export function scopeClaimProof(proofKey: Uint8Array, challenge: Uint8Array, scopeId: string): Uint8Array {
-  return hmac(proofKey, 'scope', challenge, scopeId);
+/**
+ * Proof that `prover` (the stream's acceptor, which sends `scopes`) holds `scopeId`, for `verifier` (the
+ * opener), on a stream whose opener sent `challenge`.
+ */
+export function scopeClaimProof(proofKey: Uint8Array, challenge: Uint8Array, scopeId: string, parties: ProofParties): Uint8Array {
+  return hmac(proofKey, 'scope acceptor->opener', challenge, parties.prover, parties.verifier, scopeId);
 }
 
-export function verifyScopeClaim(proofKey: Uint8Array, challenge: Uint8Array, scopeId: string, proof: Uint8Array): boolean {
-  return same(scopeClaimProof(proofKey, challenge, scopeId), proof);
+export function verifyScopeClaim(proofKey: Uint8Array, challenge: Uint8Array, scopeId: string, parties: ProofParties, proof: Uint8Array): boolean {
+  return same(scopeClaimProof(proofKey, challenge, scopeId, parties), proof);
 }

@@ -15,22 +15,30 @@ import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
 /**
  * Answering `get`s as the key's owner.
  *
- * Guarantee: a `get` is served only with a valid proof, under this node's challenge on that stream, that the asker
- * holds the key's scope; at most `maxConcurrentServesPerPeer` are served at once per peer (more are answered
- * `miss busy`); each is answered exactly once (`entry`, `miss` or `error`) unless its stream closed first. An entry
- * held now is answered in the same turn; one that needs the cache's upstream request is answered when it is done,
- * and meanwhile the asker gets a `working` frame every half request timeout. One shared timer sends those, and it
- * runs only while something is being served. Entries never go out with a TTL above this node's `maxEntryTtl`, nor
- * in a frame above `maxFrameBytes` (`miss too-large` instead).
+ * Guarantee: a `get` is served only with a valid proof, under this node's challenge on that stream, made by that
+ * asker for this node (peer ids from the noise handshake), that the asker holds the key's scope (a get proof
+ * reflected back to its maker or relayed from another asker fails); at most `maxConcurrentServesPerPeer` are
+ * served at once per peer (more are answered `miss busy`); each is answered exactly once (`entry`, `miss` or
+ * `error`) unless its stream closed first. An entry held now is answered in the same turn; one that needs the
+ * cache's upstream request is answered when it is done, and meanwhile the asker gets a `working` frame every half
+ * request timeout. One shared timer sends those, and it runs only while something is being served. An honest
+ * owner never withholds: a request the cache has not answered `requestTimeoutMs` before the askers'
+ * `maxOwnerWaitMs` runs out is answered `error` then (the asker goes upstream itself), and the cache's late answer
+ * is dropped. Entries never go out with a TTL above this node's `maxEntryTtl`, nor in a frame above
+ * `maxFrameBytes` (`miss too-large` instead), nor with headers the asker's schema refuses (envelope.ts trims them).
  */
 
 export interface OwnerServingInit {
+  /** This node's peer id: the verifier of get proofs. */
+  readonly selfId: string;
   readonly host: Pick<FleetHost, 'serveAsOwner' | 'heldEntry'>;
   readonly claims: ScopeClaims;
   readonly counters: ProtocolCounters;
   readonly reject: (peerId: string, kind: RejectionKind, detail: string) => void;
   readonly p2p: Pick<ResolvedP2POptions, 'maxEntryTtl' | 'maxFrameBytes' | 'requestTimeoutMs'>;
   readonly maxConcurrentServesPerPeer: number;
+  /** The askers' longest wait: a request still unanswered `requestTimeoutMs` before it is answered `error` (never withheld). */
+  readonly maxOwnerWaitMs: number;
   readonly now: () => number;
   readonly stopped: () => boolean;
 }
@@ -40,7 +48,7 @@ export class OwnerServing {
   /** Aborted at stop: the signal of every serveAsOwner call. */
   readonly #serving = new AbortController();
   /** Requests waiting on the cache; the heartbeat sends `working` for those older than half a timeout. */
-  readonly #inService = new Set<{ channel: FrameChannel; id: number; since: number }>();
+  readonly #inService = new Set<{ channel: FrameChannel; id: number; since: number; gaveUp: boolean }>();
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(init: OwnerServingInit) {
@@ -60,7 +68,7 @@ export class OwnerServing {
     }
     const keys = this.#init.claims.keysOf(parts.scopeId);
     if (keys === undefined) return reply({ type: 'miss', id: frame.id, reason: 'not-held' });
-    if (!verifyGetProof(keys.proofKey, server.challenge, frame.id, frame.key, frame.proof)) {
+    if (!verifyGetProof(keys.proofKey, server.challenge, frame.id, frame.key, { prover: session.id, verifier: this.#init.selfId }, frame.proof)) {
       this.#init.reject(session.id, 'proof', 'a get without a valid proof of its scope');
       return reply({ type: 'miss', id: frame.id, reason: 'bad-proof' });
     }
@@ -85,20 +93,20 @@ export class OwnerServing {
   async #serveLater(session: PeerSession, server: ServerSide, id: number, key: string, parts: RequestKeyParts, entryKey: Uint8Array): Promise<void> {
     session.serving++;
     // While GitHub is slow (or this node's per-scope cap queues the request), tell the asker we are alive.
-    const pending = { channel: server.channel, id, since: this.#init.now() };
+    const pending = { channel: server.channel, id, since: this.#init.now(), gaveUp: false };
     this.#inService.add(pending);
     this.#ensureHeartbeat();
     let entry: CacheEntry | undefined;
     try {
       entry = await this.#init.host.serveAsOwner(key, this.#serving.signal, parts);
     } catch (err) {
-      server.channel.send({ type: 'error', id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
+      if (!pending.gaveUp) server.channel.send({ type: 'error', id, message: errorMessage(err).slice(0, WIRE_LIMITS.messageLength) });
       return;
     } finally {
       this.#inService.delete(pending);
       session.serving--;
     }
-    if (server.channel.closed) return;
+    if (server.channel.closed || pending.gaveUp) return;
     if (entry === undefined) {
       server.channel.send({ type: 'miss', id, reason: 'no-entry' });
       return;
@@ -131,9 +139,19 @@ export class OwnerServing {
         this.#heartbeat = undefined;
         return;
       }
-      const due = this.#init.now() - half;
-      for (const { channel, id, since } of this.#inService) {
-        if (since <= due && !channel.closed) channel.send({ type: 'working', id });
+      const now = this.#init.now();
+      const due = now - half;
+      const giveUp = now - Math.max(half, this.#init.maxOwnerWaitMs - this.#init.p2p.requestTimeoutMs);
+      for (const pending of this.#inService) {
+        const { channel, id, since } = pending;
+        if (channel.closed) continue;
+        if (since <= giveUp) {
+          pending.gaveUp = true;
+          this.#inService.delete(pending);
+          channel.send({ type: 'error', id, message: 'the owner gave up waiting for its upstream answer' });
+        } else if (since <= due) {
+          channel.send({ type: 'working', id });
+        }
       }
     }, Math.max(1, Math.floor(half / 2)));
     this.#heartbeat.unref();

@@ -44,6 +44,8 @@ export interface PeerSession {
   serving: number;
   /** When its outbound stream was reopened (at most 3 a minute). */
   reopens: number[];
+  /** Until when its `working` frames are not believed (it withheld an answer): its requests wait requestTimeoutMs at most. */
+  withheldUntil: number;
 }
 
 export class PeerSessions {
@@ -75,7 +77,7 @@ export class PeerSessions {
     const id = peerId.toString();
     let session = this.#sessions.get(id);
     if (session === undefined) {
-      session = { id, peerId, addrs: [], client: undefined, opening: false, servers: new Set(), serving: 0, reopens: [] };
+      session = { id, peerId, addrs: [], client: undefined, opening: false, servers: new Set(), serving: 0, reopens: [], withheldUntil: 0 };
       this.#sessions.set(id, session);
     }
     return session;

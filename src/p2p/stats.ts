@@ -9,8 +9,11 @@ import type { FrameViolation } from './frame-channel.js';
  * never changes the counters.
  */
 
-/** Why data from a peer was refused: envelope reasons, framing violations, and protocol-level refusals. */
-export type RejectionKind = PeerEntryRejected['reason'] | FrameViolation | 'proof' | 'request' | 'protocol';
+/**
+ * Why data from a peer was refused: envelope reasons, framing violations, protocol-level refusals, and 'withheld'
+ * (an owner said it was working on a request until the asker's max wait ran out, and never answered).
+ */
+export type RejectionKind = PeerEntryRejected['reason'] | FrameViolation | 'proof' | 'request' | 'protocol' | 'withheld';
 
 export type ProtocolCounterName = 'requestsSent' | 'entriesReceived' | 'requestsServed' | 'timeouts' | 'disconnectedForAbuse';
 

@@ -2,7 +2,7 @@ import { CacheError } from '../errors.js';
 import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.js';
 
 /**
- * The frames of protocol `/github-cache/1.1.0`, as CBOR maps, and their strict validator.
+ * The frames of protocol `/github-cache/1.2.0`, as CBOR maps, and their strict validator.
  *
  * Guarantee: `decodeFrame` returns a well-typed `Frame` or throws `WireFormatError`, whatever the bytes: not
  * CBOR, non-canonical CBOR, an unknown `type`, a missing, extra or wrongly typed field, or a field above its
@@ -17,8 +17,12 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * change, and answers each `get` with `entry`, `miss` or `error` carrying the `get`'s `id`, in any order.
  */
 
-/** The libp2p protocol id. Part of every entry's additional data, so a version change invalidates old envelopes. */
-export const PROTOCOL = '/github-cache/1.1.0';
+/**
+ * The libp2p protocol id. Part of every entry's additional data, so a version change invalidates old envelopes.
+ * 1.2.0: scope and get proofs also cover both peer ids and their direction (scope-proof.ts); 1.1.0 peers do not
+ * accept them, so the two versions do not speak to each other.
+ */
+export const PROTOCOL = '/github-cache/1.2.0';
 /** Version number carried in `hello`. */
 export const WIRE_VERSION = 1;
 
@@ -132,6 +136,16 @@ export class WireFormatError extends CacheError {
   constructor(detail: string) {
     super('ERR_P2P_WIRE_FORMAT', `Invalid ${PROTOCOL} frame from a peer: ${detail}. The stream is closed.`);
   }
+}
+
+/**
+ * Whether a cache key may be asked of the fleet: a `get` for it passes every peer's validator (WIRE_LIMITS.keyLength)
+ * and an entry sealed for it passes the envelope's schema. A key that is not shareable stays local: asking an
+ * owner for it would only get the honest asker struck. The cache calls this before asking the fleet;
+ * PeerNetwork.fetch answers 'unavailable' at once for such a key, without sending anything.
+ */
+export function isShareableKey(key: string): boolean {
+  return typeof key === 'string' && key.length > 0 && key.length <= WIRE_LIMITS.keyLength;
 }
 
 export function encodeFrame(frame: Frame): Uint8Array {

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify } from '@libp2p/identify';
-import type { Libp2p, Stream } from '@libp2p/interface';
+import type { Connection, Libp2p, Stream } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
@@ -11,13 +11,13 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { ANONYMOUS_SCOPE } from '../../src/cache/scope.js';
 import { anonymousEntryKeyOf, swarmKeyOf } from '../../src/p2p/fleet-keys.js';
-import { CHALLENGE_BYTES, getProof, proofKeyOf, scopeClaimProof } from '../../src/p2p/scope-proof.js';
-import { decodeFrame, encodeFrame, PROTOCOL, WIRE_VERSION, type Frame, type GetFrame, type ScopeClaim } from '../../src/p2p/wire.js';
+import { CHALLENGE_BYTES, getProof, proofKeyOf, scopeClaimProof, type ProofParties } from '../../src/p2p/scope-proof.js';
+import { decodeFrame, encodeFrame, PROTOCOL, WIRE_VERSION, type Frame, type GetFrame, type ScopeClaim, type ScopesFrame } from '../../src/p2p/wire.js';
 import { SHARED_SECRET } from './p2p-fixtures.js';
 
 /**
  * A hostile member of the fleet for specs: a raw libp2p node with the fleet's pre-shared key (so it gets in)
- * that speaks /github-cache/1.1.0 by hand, and can send anything: garbage, oversized frames, bad entries.
+ * that speaks /github-cache/1.2.0 by hand, and can send anything: garbage, oversized frames, bad entries.
  */
 
 export const ANONYMOUS_KEY = anonymousEntryKeyOf(SHARED_SECRET);
@@ -31,8 +31,17 @@ export class HostilePeer {
   readonly gets: GetFrame[] = [];
   /** How it answers gets (settable per test). */
   answer: HostileAnswer = () => undefined;
-  /** The scopes it claims to the victim, given the victim's challenge. Default: the anonymous scope, validly. */
-  claims: (challenge: Uint8Array) => ScopeClaim[] = (challenge) => [{ id: ANONYMOUS_SCOPE, proof: scopeClaimProof(ANONYMOUS_PROOF_KEY, challenge, ANONYMOUS_SCOPE) }];
+  /**
+   * The scopes it claims to a victim, given the victim's challenge and peer id (may wait: a relay fetches them
+   * from someone else). Default: the anonymous scope, validly.
+   */
+  claims: (challenge: Uint8Array, victimId: string) => ScopeClaim[] | Promise<ScopeClaim[]> = (challenge, victimId) => this.anonymousClaims(challenge, victimId);
+  /** The challenge of its `hello` on a stream a victim opened (may wait). Default: random bytes. */
+  ownerChallenge: (victimId: string) => Uint8Array | Promise<Uint8Array> = () => new Uint8Array(randomBytes(CHALLENGE_BYTES));
+  /** The owner side of the streams the victims opened to it, by victim peer id: to send frames unasked. */
+  readonly ownerStreams = new Map<string, LengthPrefixedStream<Stream>>();
+  /** The challenge each victim sent on the stream it opened to it, by victim peer id. */
+  readonly victimChallenges = new Map<string, Uint8Array>();
 
   private constructor(readonly node: Libp2p) {}
 
@@ -47,7 +56,7 @@ export class HostilePeer {
       services: { identify: identify() },
     });
     const peer = new HostilePeer(node);
-    await node.handle(PROTOCOL, (stream) => void peer.actAsOwner(stream), { maxInboundStreams: 64, maxOutboundStreams: 64 });
+    await node.handle(PROTOCOL, (stream, connection) => void peer.actAsOwner(stream, connection), { maxInboundStreams: 64, maxOutboundStreams: 64 });
     await node.start();
     return peer;
   }
@@ -56,15 +65,23 @@ export class HostilePeer {
     return this.node.peerId.toString();
   }
 
+  /** A valid claim of the anonymous scope (fleet members hold it) for `victimId`, under its `challenge`. */
+  anonymousClaims(challenge: Uint8Array, victimId: string): ScopeClaim[] {
+    return [{ id: ANONYMOUS_SCOPE, proof: scopeClaimProof(ANONYMOUS_PROOF_KEY, challenge, ANONYMOUS_SCOPE, { prover: this.peerId, verifier: victimId }) }];
+  }
+
   /** The victim opened its asking stream to us: claim the anonymous scope (validly) and answer its gets. */
-  private async actAsOwner(stream: Stream): Promise<void> {
+  private async actAsOwner(stream: Stream, connection: Connection): Promise<void> {
+    const victimId = connection.remotePeer.toString();
     const lp = lpStream(stream, { maxDataLength: 64 * 1024 * 1024 });
-    await lp.write(encodeFrame({ type: 'hello', version: WIRE_VERSION, challenge: randomBytes(CHALLENGE_BYTES), addrs: [], peers: [] }));
+    this.ownerStreams.set(victimId, lp);
     try {
+      await lp.write(encodeFrame({ type: 'hello', version: WIRE_VERSION, challenge: await this.ownerChallenge(victimId), addrs: [], peers: [] }));
       while (true) {
         const frame = decodeFrame((await lp.read()).subarray());
         if (frame.type === 'hello') {
-          await lp.write(encodeFrame({ type: 'scopes', scopes: this.claims(frame.challenge), peers: [] }));
+          this.victimChallenges.set(victimId, frame.challenge);
+          await lp.write(encodeFrame({ type: 'scopes', scopes: await this.claims(frame.challenge, victimId), peers: [] }));
         } else if (frame.type === 'get') {
           this.gets.push(frame);
           const answer = this.answer(frame);
@@ -82,14 +99,25 @@ export class HostilePeer {
     await this.node.dial(multiaddr(addr), { signal: AbortSignal.timeout(2_000) });
   }
 
-  /** Opens an asking stream to the victim; returns a raw frame reader/writer and the victim's challenge. */
-  async openAsker(addr: string): Promise<HostileAsker> {
+  /** Sends `frame` on the owner side of the stream `victimId` opened to it. */
+  async sendAsOwner(victimId: string, frame: Frame): Promise<void> {
+    const lp = this.ownerStreams.get(victimId);
+    if (lp === undefined) throw new Error(`no stream from ${victimId}`);
+    await lp.write(encodeFrame(frame));
+  }
+
+  /**
+   * Opens an asking stream to the victim with `challenge` in its hello (random by default); returns a raw frame
+   * reader/writer and the victim's challenge.
+   */
+  async openAsker(addr: string, challenge: Uint8Array = new Uint8Array(randomBytes(CHALLENGE_BYTES))): Promise<HostileAsker> {
     const stream = await this.node.dialProtocol(multiaddr(addr), PROTOCOL, { signal: AbortSignal.timeout(2_000) });
     const lp = lpStream(stream, { maxDataLength: 64 * 1024 * 1024 });
-    await lp.write(encodeFrame({ type: 'hello', version: WIRE_VERSION, challenge: randomBytes(CHALLENGE_BYTES), addrs: [], peers: [] }));
+    await lp.write(encodeFrame({ type: 'hello', version: WIRE_VERSION, challenge, addrs: [], peers: [] }));
     const hello = decodeFrame((await lp.read({ signal: AbortSignal.timeout(2_000) })).subarray());
     if (hello.type !== 'hello') throw new Error(`expected hello, got ${hello.type}`);
-    return new HostileAsker(stream, lp, hello.challenge);
+    const victimId = multiaddr(addr).getComponents().findLast((c) => c.name === 'p2p')?.value ?? '';
+    return new HostileAsker(stream, lp, hello.challenge, { prover: this.peerId, verifier: victimId });
   }
 
   async stop(): Promise<void> {
@@ -98,7 +126,7 @@ export class HostilePeer {
 }
 
 export class HostileAsker {
-  constructor(readonly stream: Stream, readonly lp: LengthPrefixedStream<Stream>, readonly challenge: Uint8Array) {}
+  constructor(readonly stream: Stream, readonly lp: LengthPrefixedStream<Stream>, readonly challenge: Uint8Array, readonly parties: ProofParties) {}
 
   /** Writes raw bytes to the stream (no length prefix added). */
   async writeRaw(bytes: Uint8Array): Promise<void> {
@@ -111,18 +139,33 @@ export class HostileAsker {
 
   /** A get for an anonymous-scope key with a valid proof (the hostile peer knows the shared secret). */
   validGet(id: number, key: string): GetFrame {
-    return { type: 'get', id, key, proof: getProof(ANONYMOUS_PROOF_KEY, this.challenge, id, key) };
+    return { type: 'get', id, key, proof: getProof(ANONYMOUS_PROOF_KEY, this.challenge, id, key, this.parties) };
   }
 
   private readonly answers = new Map<number, Frame>();
+  private scopes: ScopesFrame | undefined;
+
+  /** The victim's first `scopes` frame on this stream (its claims, under the challenge this asker sent). */
+  async scopesFrame(timeoutMs = 3_000): Promise<ScopesFrame> {
+    const signal = AbortSignal.timeout(timeoutMs);
+    while (this.scopes === undefined) this.keep(decodeFrame((await this.lp.read({ signal })).subarray()));
+    return this.scopes;
+  }
+
+  private keep(frame: Frame): void {
+    if ('id' in frame) this.answers.set(frame.id, frame);
+    else if (frame.type === 'scopes') this.scopes ??= frame;
+  }
+
+  /** The next frame the victim sends on this stream, whatever it is. */
+  async next(timeoutMs = 3_000): Promise<Frame> {
+    return decodeFrame((await this.lp.read({ signal: AbortSignal.timeout(timeoutMs) })).subarray());
+  }
 
   /** The answer to request `id`, reading (and keeping) other frames until it arrives. */
   async answerTo(id: number, timeoutMs = 3_000): Promise<Frame> {
     const signal = AbortSignal.timeout(timeoutMs);
-    while (!this.answers.has(id)) {
-      const frame = decodeFrame((await this.lp.read({ signal })).subarray());
-      if ('id' in frame) this.answers.set(frame.id, frame);
-    }
+    while (!this.answers.has(id)) this.keep(decodeFrame((await this.lp.read({ signal })).subarray()));
     const answer = this.answers.get(id)!;
     this.answers.delete(id);
     return answer;
