@@ -98,7 +98,7 @@ export interface FleetStats {
   entriesReceived: number;
   /** Entries sent as owner. */
   requestsServed: number;
-  /** Rejected data by reason: envelope reasons ('decrypt', 'schema', 'digest', 'key', 'future', 'ttl') and 'frame', 'oversize', 'proof', 'request', 'protocol'. */
+  /** Rejected data by reason: envelope reasons ('decrypt', 'schema', 'digest', 'key', 'future', 'ttl') and 'frame', 'oversize', 'proof', 'request', 'protocol', 'truncated', 'withheld'. */
   rejected: Record<string, number>;
   /** Requests whose owner did not answer within requestTimeoutMs. */
   timeouts: number;
