@@ -24,6 +24,15 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/github-p2p-cache-node-versions.XXXXXX")
 cleanup() { if [ "${KEEP_TMP:-}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi; }
 trap cleanup EXIT
 
+# One snapshot of the working tree's files for every version (edits made while this runs are not mixed in):
+# tracked and untracked files, without node_modules (which may be a symlink git does not ignore) and dist.
+mkdir "$tmp/snapshot"
+(cd "$root" && git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+  case "$f" in node_modules|node_modules/*|dist|dist/*) continue ;; esac
+  [ -f "$f" ] && printf '%s\0' "$f"
+done | tar --null -T - -cf -) | tar -xf - -C "$tmp/snapshot"
+git -C "$root" log -1 --format='testing the working tree at %h (%s)' 2>/dev/null || true
+
 declare -A result
 status=0
 for major in "${versions[@]}"; do
@@ -35,11 +44,7 @@ for major in "${versions[@]}"; do
 
   work="$tmp/work-$major"
   mkdir -p "$work"
-  # The working tree's files, without node_modules (which may be a symlink git does not ignore) and dist.
-  (cd "$root" && git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
-    case "$f" in node_modules|node_modules/*|dist|dist/*) continue ;; esac
-    [ -f "$f" ] && printf '%s\0' "$f"
-  done | tar --null -T - -cf -) | tar -xf - -C "$work"
+  cp -a "$tmp/snapshot/." "$work/"
   # A real directory, never a link to the shared node_modules: the native rebuild below writes into it.
   if [ -e "$work/node_modules" ] || [ -L "$work/node_modules" ]; then echo "unexpected $work/node_modules" >&2; exit 1; fi
   mkdir "$work/node_modules"
