@@ -212,6 +212,37 @@ describe('github-p2p-cache CLI', () => {
       }
     });
 
+    it('`npm start --silent` prints exactly JSON lines on stdout (prestart builds quietly), as README says', async function () {
+      this.timeout(120_000);
+      const root = fileURLToPath(new URL('../..', import.meta.url));
+      const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+      expect(readme, 'README tells scripts how to get only the JSON line').to.include('node dist/bin/cli.js serve').and.to.include('npm start --silent');
+      const npm = spawn('npm', ['start', '--silent', '--', '--port', '0', '--persistence', 'off'], { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+      running.add(npm);
+      let out = '';
+      let err = '';
+      npm.stderr!.on('data', (chunk: Buffer) => { err += chunk.toString('utf8'); });
+      const pid = await new Promise<number>((resolve, reject) => {
+        npm.stdout!.on('data', (chunk: Buffer) => {
+          out += chunk.toString('utf8');
+          if (out.includes('\n')) {
+            const first = out.split('\n')[0]!;
+            try {
+              resolve((JSON.parse(first) as { event: string; pid: number }).pid);
+            } catch {
+              reject(new Error(`stdout's first line is not JSON: ${JSON.stringify(first)}; stderr: ${err}`));
+            }
+          }
+        });
+        npm.once('exit', (code) => reject(new Error(`npm start exited ${code}: ${err}`)));
+      });
+      process.kill(pid, 'SIGTERM');
+      await new Promise((resolve) => npm.once('close', resolve));
+      const lines = out.trim().split('\n');
+      for (const line of lines) expect(() => JSON.parse(line), `stdout line ${JSON.stringify(line)}`).to.not.throw();
+      expect(lines.map((line) => (JSON.parse(line) as { event: string }).event)).to.deep.equal(['listening', 'stopped']);
+    });
+
     it('p2pPort reads the bound port and the fallback from the stats', () => {
       expect(p2pPort({ p2p: { boundPort: 9100, portFallback: false } }, 9100)).to.deep.equal({ requestedPort: 9100, boundPort: 9100, portFallback: false });
       expect(p2pPort({ p2p: { boundPort: 41234 } }, 9100)).to.deep.equal({ requestedPort: 9100, boundPort: 41234, portFallback: true });
