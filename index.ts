@@ -35,10 +35,14 @@ export {
 export type { LogSink } from './src/log.js';
 export * from './providers/index.js';
 // The Octokit plugin, wired to the global cache here (the composition root): src/ does not import providers/.
-import { getGlobalCache } from './providers/index.js';
+import { globalCacheForPlugin } from './providers/global-cache.js';
 import { createGitHubCachePlugin } from './src/github/octokit-plugin.js';
-/** `Octokit.plugin(githubCachePlugin)`; option `cache` defaults to the process's global cache (getGlobalCache). */
-export const githubCachePlugin = createGitHubCachePlugin(() => getGlobalCache());
+/**
+ * `Octokit.plugin(githubCachePlugin)`; option `cache` defaults to the process's global cache (getGlobalCache).
+ * After shutdownGlobalCache() its requests reject with CacheShutDownByCallerError until getGlobalCache() or
+ * configureCache() creates a new cache: the plugin never silently starts one (nor a P2P host).
+ */
+export const githubCachePlugin = createGitHubCachePlugin(() => globalCacheForPlugin());
 export { createGitHubCachePlugin, type GitHubCachePluginOptions, type GitHubCacheSource, type GitHubCachePlugin } from './src/github/octokit-plugin.js';
 export { startProxy, ProxyListenError, type ProxyServer, type ProxyOptions, type ProxyCounters } from './src/proxy/proxy-server.js';
 export type { CachedResponse, RequestOptions } from './src/cache/http-cache.js';

@@ -21,11 +21,13 @@ export const cacheModule = new ContainerModule(({ bind }) => {
       const provider = getCacheProvider();
       const current = provider.current;
       if (current !== undefined) return current;
-      const creating = provider.get();
-      // A sync container.get drops this promise: mark it handled so a failed creation is not an unhandled
-      // rejection there (getAsync callers still receive the error).
-      creating.catch(() => undefined);
-      return creating;
+      // A lazy thenable, not a started creation: a synchronous container.get throws Inversify's "Unexpected
+      // asynchronous service" without calling then(), so no creation (and no P2P host) is left running behind
+      // the throw; container.getAsync awaits it, which starts (or joins) the creation.
+      const lazy: PromiseLike<GitHubAPICache> = {
+        then: (onFulfilled, onRejected) => provider.get().then(onFulfilled, onRejected),
+      };
+      return lazy as Promise<GitHubAPICache>;
     })
     .inTransientScope();
   bind<CacheOptions>(TYPES.CacheOptions)
@@ -34,13 +36,28 @@ export const cacheModule = new ContainerModule(({ bind }) => {
 });
 
 /**
+ * CacheNotReadyError (code ERR_CACHE_NOT_READY) for `container.get` after `shutdownGlobalCache()`: the cache
+ * was not "not created yet" but shut down, and the message says so.
+ */
+export class CacheShutDownError extends CacheNotReadyError {
+  constructor() {
+    super();
+    this.message = 'The GitHubAPICache was shut down (shutdownGlobalCache()), so container.get() has no instance to return. ' +
+      'To use the cache again, create a new one with `await container.getAsync(TYPES.GitHubAPICache)`, `await getGlobalCache()` ' +
+      'or `await configureCache(...)`; container.get() works after that.';
+  }
+}
+
+/**
  * A Container with cacheModule loaded whose `get(TYPES.GitHubAPICache)` explains what to do when the cache
  * has not been created yet (Inversify's own message only says the service is asynchronous).
  */
 export class CacheContainer extends Container {
   override get<T>(...args: Parameters<Container['get']>): T {
     // Checked before resolving, so a synchronous get never starts a creation nobody awaits.
-    if (args[0] === TYPES.GitHubAPICache && getCacheProvider().current === undefined) throw new CacheNotReadyError();
+    if (args[0] === TYPES.GitHubAPICache && getCacheProvider().current === undefined) {
+      throw getCacheProvider().shutDown ? new CacheShutDownError() : new CacheNotReadyError();
+    }
     return super.get(...args) as T;
   }
 }

@@ -1,4 +1,5 @@
 import { GitHubAPICache } from '../src/github-api-cache.js';
+import { CacheClosedError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { resolveOptions, type CacheOptions } from '../src/options.js';
 import { SingletonProvider } from './singleton-provider.js';
@@ -66,7 +67,34 @@ export async function configureCache(options: CacheOptions = {}): Promise<GitHub
   return slot().provider.configure(options);
 }
 
-/** Closes and forgets the process's cache; the next getGlobalCache() creates a new one. */
+/**
+ * Closes and forgets the process's cache; the next getGlobalCache() (or configureCache, container.getAsync)
+ * creates a new one. The Octokit plugin's default cache does not: until one of those is called, its requests
+ * reject with CacheShutDownByCallerError rather than silently start a new cache (and P2P host).
+ */
 export async function shutdownGlobalCache(): Promise<void> {
   await slot().provider.shutdown();
+}
+
+/**
+ * CacheClosedError (code ERR_CACHE_CLOSED) from the Octokit plugin's default cache after shutdownGlobalCache():
+ * the plugin does not re-create the global cache on its own.
+ */
+export class CacheShutDownByCallerError extends CacheClosedError {
+  constructor() {
+    super('send the request through the global cache');
+    this.message = 'Cannot send the Octokit request through the cache: the global cache was shut down (shutdownGlobalCache()). ' +
+      'The plugin does not start a new cache by itself (that would also start a new P2P host and keep the process alive); ' +
+      'call `await getGlobalCache()` or `await configureCache(...)` first, or give the plugin its own `cache` option.';
+  }
+}
+
+/**
+ * The Octokit plugin's default cache: the global cache, created on first use like getGlobalCache(), but after
+ * shutdownGlobalCache() it rejects with CacheShutDownByCallerError until something else creates a new one.
+ */
+export function globalCacheForPlugin(): Promise<GitHubAPICache> {
+  const provider = slot().provider;
+  if (provider.current === undefined && provider.shutDown) return Promise.reject(new CacheShutDownByCallerError());
+  return provider.get();
 }

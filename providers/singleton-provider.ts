@@ -65,6 +65,9 @@ export class SingletonProvider<T extends Closeable, O> {
 
   readonly #stats = { factoryCalls: 0, created: 0, closed: 0, failures: 0 };
 
+  /** True from shutdown() until an instance is published again. */
+  #shutDown = false;
+
   constructor(factory: (options: O) => Promise<T>, options: O) {
     this.#factory = factory;
     this.#options = options;
@@ -74,6 +77,11 @@ export class SingletonProvider<T extends Closeable, O> {
   get current(): T | undefined {
     const instance = this.#instance;
     return instance !== undefined && !instance.closed ? instance : undefined;
+  }
+
+  /** Whether shutdown() closed the instance and none has been created since (callers may refuse to re-create one). */
+  get shutDown(): boolean {
+    return this.#shutDown && this.#instance === undefined;
   }
 
   /** The options the next creation uses (the last configure's, or the initial ones). */
@@ -144,6 +152,7 @@ export class SingletonProvider<T extends Closeable, O> {
 
   /** Closes and forgets the instance (under the lock); the next get() creates a new one. */
   async shutdown(): Promise<void> {
+    this.#shutDown = true;
     this.#retire();
     await this.#lock.run(async () => {
       this.#retire();
@@ -231,6 +240,7 @@ export class SingletonProvider<T extends Closeable, O> {
   }
 
   #publish(instance: T): void {
+    this.#shutDown = false;
     this.#instance = instance;
     this.#resolved = Promise.resolve(instance);
   }

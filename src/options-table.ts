@@ -9,6 +9,7 @@
  * Text in `doc`, `accepts` and `defaultText` is Markdown (code spans only): the help output drops the backticks.
  * Size: one row per option; the table is read as one unit, and splitting it would scatter the options.
  */
+import { multiaddr } from '@multiformats/multiaddr';
 import os from 'node:os';
 import path from 'node:path';
 import { CacheConfigError } from './errors.js';
@@ -127,7 +128,7 @@ function toBoolean(value: unknown, source: OptionSource): boolean {
     if (['1', 'true', 'yes', 'on'].includes(v)) return true;
     if (['0', 'false', 'no', 'off'].includes(v)) return false;
   }
-  throw new CacheConfigError(source.name, `expected ${source.fromEnv ? 'true/false/1/0/yes/no' : 'a boolean'}, got ${show(value)}`);
+  throw new CacheConfigError(source.name, `expected ${source.fromEnv ? 'one of 1/true/yes/on or 0/false/no/off' : 'a boolean'}, got ${show(value)}`);
 }
 
 function toString(value: unknown, source: OptionSource): string {
@@ -307,15 +308,23 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
   },
   {
     path: 'p2p.bootstrapPeers', env: 'CACHE_BOOTSTRAP_PEERS', flag: { name: '--bootstrap-peers', value: '<multiaddrs>' }, type: 'multiaddrs',
-    accepts: 'multiaddrs, each starting with `/`; comma-separated in the variable and the flag',
+    accepts: 'multiaddrs (each starts with `/` and must parse, else the whole option is refused naming the entry); comma-separated in the variable and the flag',
     defaultText: 'none',
     doc: 'peers to dial at start, e.g. `/ip4/10.0.0.2/tcp/9100/p2p/12D3...`',
     parse: (value, source) => {
       const list = typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter((s) => s !== '') : value;
-      if (!Array.isArray(list) || !list.every((p) => typeof p === 'string' && p.startsWith('/'))) {
+      if (!Array.isArray(list)) {
         throw new CacheConfigError(source.name, `expected multiaddrs such as /ip4/10.0.0.2/tcp/9100/p2p/12D3..., got ${show(value)}`);
       }
-      return Object.freeze([...list]);
+      // One rule for the variable, the flag and the library: every entry is a multiaddr, or nothing starts.
+      list.forEach((entry: unknown, index) => {
+        const problem = multiaddrProblem(entry);
+        if (problem !== undefined) {
+          throw new CacheConfigError(source.name, `entry ${index + 1} of ${list.length}, ${show(entry)}, is not a multiaddr (${problem}); ` +
+            'each entry must look like /ip4/10.0.0.2/tcp/9100/p2p/12D3... (or /ip6/..., /dns4/...)');
+        }
+      });
+      return Object.freeze([...list as string[]]);
     },
     fallback: () => Object.freeze([]),
   },
@@ -411,4 +420,16 @@ function parseApiUrl(value: unknown, source: OptionSource): string {
     throw new CacheConfigError(source.name, 'credentials in the URL are not allowed; pass a token per request instead');
   }
   return url.href.replace(/\/+$/, '');
+}
+
+/** Why `entry` is not a multiaddr, or undefined when it is one. */
+function multiaddrProblem(entry: unknown): string | undefined {
+  if (typeof entry !== 'string') return `a ${typeof entry}, not a string`;
+  if (!entry.startsWith('/')) return 'it does not start with /';
+  try {
+    multiaddr(entry);
+    return undefined;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
 }

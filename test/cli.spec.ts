@@ -1,8 +1,12 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 // Importing the CLI module also makes `tsc -p tsconfig.json` compile bin/ (tsconfig's include lists no bin/).
 import { createProgram } from '../bin/cli.js';
+import { p2pPort } from '../bin/commands/serve.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { makeTempDir } from '../support/temp-dir.js';
 import { childEnv } from './support/child-env.js';
@@ -154,6 +158,98 @@ describe('github-p2p-cache CLI', () => {
     });
   });
 
+  describe('serve start-up', () => {
+    /** Starts `serve` and resolves with its `listening` line, parsed. */
+    function listening(args: string[], extra: Record<string, string>): Promise<Record<string, unknown>> {
+      const serve = spawnCli(['serve', '--port', '0', ...args], { ...env, ...extra });
+      return new Promise((resolve, reject) => {
+        let out = '';
+        let err = '';
+        serve.stderr!.on('data', (chunk: Buffer) => { err += chunk.toString('utf8'); });
+        serve.stdout!.on('data', (chunk: Buffer) => {
+          out += chunk.toString('utf8');
+          const line = out.split('\n').find((l) => l.includes('"listening"'));
+          if (line !== undefined) resolve(JSON.parse(line) as Record<string, unknown>);
+        });
+        serve.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+      });
+    }
+
+    it('a port in use fails before the cache directory or the SQLite file is created', async () => {
+      const holder = net.createServer();
+      await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+      const port = (holder.address() as net.AddressInfo).port;
+      const cacheDir = path.join(temp.dir, 'not-yet');
+      try {
+        const run = await cli(['serve', '--host', '127.0.0.1', '--port', String(port)], { ...env, CACHE_DIR: cacheDir });
+        expect(run.code).to.equal(1);
+        expect(run.stderr).to.include(`Cannot listen on 127.0.0.1:${port}`).and.to.include('in use');
+        expect(fs.existsSync(path.join(cacheDir, 'cache.sqlite')), 'cache.sqlite left behind').to.equal(false);
+        expect(fs.existsSync(cacheDir), 'cache directory left behind').to.equal(false);
+      } finally {
+        await new Promise((resolve) => holder.close(resolve));
+      }
+    });
+
+    it('--persistence off prints no cacheDir; SQLite prints it', async () => {
+      expect((await listening(['--persistence', 'off'], {}))['cacheDir']).to.equal(null);
+      expect((await listening([], {}))['cacheDir']).to.equal(temp.dir);
+    });
+
+    it('the listening line shows a P2P port fallback', async () => {
+      const holder = net.createServer((socket) => socket.destroy()); // holds the port, never a P2P member
+      await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+      const port = (holder.address() as net.AddressInfo).port;
+      try {
+        const line = await listening(['--persistence', 'off', '--listen-host', '127.0.0.1', '--listen-port', String(port)],
+          { CACHE_P2P_SHARED_SECRET: 'a-test-secret-of-32-characters!!' });
+        const p2p = line['p2p'] as { requestedPort: number; boundPort: number; portFallback: boolean };
+        expect(p2p.requestedPort).to.equal(port);
+        expect(p2p.portFallback).to.equal(true);
+        expect(p2p.boundPort).to.be.a('number').and.not.equal(port);
+      } finally {
+        await new Promise((resolve) => holder.close(resolve));
+      }
+    });
+
+    it('`npm start --silent` prints exactly JSON lines on stdout (prestart builds quietly), as README says', async function () {
+      this.timeout(120_000);
+      const root = fileURLToPath(new URL('../..', import.meta.url));
+      const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+      expect(readme, 'README tells scripts how to get only the JSON line').to.include('node dist/bin/cli.js serve').and.to.include('npm start --silent');
+      const npm = spawn('npm', ['start', '--silent', '--', '--port', '0', '--persistence', 'off'], { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+      running.add(npm);
+      let out = '';
+      let err = '';
+      npm.stderr!.on('data', (chunk: Buffer) => { err += chunk.toString('utf8'); });
+      const pid = await new Promise<number>((resolve, reject) => {
+        npm.stdout!.on('data', (chunk: Buffer) => {
+          out += chunk.toString('utf8');
+          if (out.includes('\n')) {
+            const first = out.split('\n')[0]!;
+            try {
+              resolve((JSON.parse(first) as { event: string; pid: number }).pid);
+            } catch {
+              reject(new Error(`stdout's first line is not JSON: ${JSON.stringify(first)}; stderr: ${err}`));
+            }
+          }
+        });
+        npm.once('exit', (code) => reject(new Error(`npm start exited ${code}: ${err}`)));
+      });
+      process.kill(pid, 'SIGTERM');
+      await new Promise((resolve) => npm.once('close', resolve));
+      const lines = out.trim().split('\n');
+      for (const line of lines) expect(() => JSON.parse(line), `stdout line ${JSON.stringify(line)}`).to.not.throw();
+      expect(lines.map((line) => (JSON.parse(line) as { event: string }).event)).to.deep.equal(['listening', 'stopped']);
+    });
+
+    it('p2pPort reads the bound port and the fallback from the stats', () => {
+      expect(p2pPort({ p2p: { boundPort: 9100, portFallback: false } }, 9100)).to.deep.equal({ requestedPort: 9100, boundPort: 9100, portFallback: false });
+      expect(p2pPort({ p2p: { boundPort: 41234 } }, 9100)).to.deep.equal({ requestedPort: 9100, boundPort: 41234, portFallback: true });
+      expect(p2pPort({ p2p: { boundPort: 41234 } }, 0).portFallback).to.equal(false);
+    });
+  });
+
   describe('usage', () => {
     for (const command of [[], ['serve'], ['get'], ['stats'], ['peers'], ['demo']]) {
       it(`prints help for ${['github-p2p-cache', ...command].join(' ')} --help and exits 0`, async () => {
@@ -173,6 +269,9 @@ describe('github-p2p-cache CLI', () => {
       { args: ['serve', '--p2p', '--port', '0'], names: 'Invalid --p2p' },
       { args: ['stats'], env: { CACHE_DEFAULT_TTL: 'soon' }, names: 'CACHE_DEFAULT_TTL' },
       { args: ['frobnicate'], names: 'frobnicate' },
+      { args: ['stats', '--bootstrap-peers', 'not-a-multiaddr,/ip4/10.0.0.2/tcp/9100'], names: 'entry 1 of 2, "not-a-multiaddr", is not a multiaddr' },
+      { args: ['stats'], env: { CACHE_BOOTSTRAP_PEERS: '/ip4/10.0.0.2/tcp/9100,/foo' }, names: 'entry 2 of 2, "/foo", is not a multiaddr' },
+      { args: ['stats'], env: { CACHE_ENABLE_P2P: 'maybe' }, names: '1/true/yes/on or 0/false/no/off' },
     ];
     for (const { args, env: extra, names } of bad) {
       it(`exits 2 and names the problem for: ${args.join(' ')}${extra ? ` with ${Object.keys(extra).join(', ')}` : ''}`, async () => {

@@ -10,6 +10,10 @@ import {
   TYPES,
 } from '../providers/index.js';
 import { GitHubAPICache } from '../src/github-api-cache.js';
+import { Octokit } from '@octokit/core';
+import { githubCachePlugin } from '../index.js';
+import { CacheShutDownError } from '../providers/cache-module.js';
+import { CacheShutDownByCallerError, globalCacheForPlugin } from '../providers/global-cache.js';
 import { CacheConfigError, CacheNotReadyError } from '../src/errors.js';
 import type { CacheOptions } from '../src/options.js';
 import { CapturingSink } from '../support/recording-logger.js';
@@ -169,6 +173,53 @@ describe('the process-wide cache (getGlobalCache, configureCache, cacheModule)',
     expect(theirs).to.equal(mine);
     expect(viaContainer).to.equal(mine);
     expect(copy.TYPES.GitHubAPICache).to.equal(TYPES.GitHubAPICache);
+  });
+
+  it('a synchronous container.get on a container of your own throws and leaves no creation running', async () => {
+    const app = new Container();
+    app.load(cacheModule);
+    const before = getCacheProvider().stats().factoryCalls;
+    expect(() => app.get(TYPES.GitHubAPICache)).to.throw(/asynchronous/);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(getCacheProvider().stats().factoryCalls).to.equal(before, 'no creation started behind the throw');
+    expect(getCacheProvider().current).to.equal(undefined);
+    const cache = await app.getAsync<GitHubAPICache>(TYPES.GitHubAPICache); // getAsync still creates it
+    expect(cache.closed).to.equal(false);
+    expect(getCacheProvider().stats().factoryCalls).to.equal(before + 1);
+  });
+
+  it('container.get after shutdownGlobalCache says the cache was shut down, not that it was never created', async () => {
+    await getGlobalCache();
+    await shutdownGlobalCache();
+    const container = createCacheContainer();
+    expect(() => container.get(TYPES.GitHubAPICache)).to.throw(CacheShutDownError, /was shut down \(shutdownGlobalCache\(\)\)/);
+    expect(() => container.get(TYPES.GitHubAPICache)).to.throw(CacheNotReadyError); // same class family and code
+    await getGlobalCache();
+    expect(container.get(TYPES.GitHubAPICache)).to.be.instanceOf(GitHubAPICache);
+  });
+
+  it('after shutdownGlobalCache the Octokit plugin refuses, saying so, instead of silently creating a new cache', async () => {
+    await getGlobalCache();
+    await shutdownGlobalCache();
+    const before = getCacheProvider().stats().factoryCalls;
+    const CachedOctokit = Octokit.plugin(githubCachePlugin);
+    const octokit = new CachedOctokit({ baseUrl: 'http://127.0.0.1:1', log: { debug() {}, info() {}, warn() {}, error() {} } });
+    let error: Error | undefined;
+    try {
+      await octokit.request('GET /repos/{owner}/{repo}', { owner: 'octo', repo: 'hello', request: { retries: 0 } });
+    } catch (err) {
+      error = err as Error;
+    }
+    expect(error?.message).to.match(/global cache was shut down \(shutdownGlobalCache\(\)\)/);
+    expect(getCacheProvider().stats().factoryCalls).to.equal(before, 'no cache created');
+    expect(getCacheProvider().current).to.equal(undefined);
+    // Once the application creates one again, the plugin uses it.
+    const cache = await getGlobalCache();
+    expect(await globalCacheForPlugin()).to.equal(cache);
+    await shutdownGlobalCache();
+    const refused = await globalCacheForPlugin().then(() => undefined, (err: unknown) => err);
+    expect(refused).to.be.instanceOf(CacheShutDownByCallerError);
+    expect((refused as CacheShutDownByCallerError).code).to.equal('ERR_CACHE_CLOSED');
   });
 
   it('shutdownGlobalCache closes and forgets the instance; the next get creates a new one', async () => {

@@ -8,11 +8,12 @@
  * This is where the proxy (src/proxy, which takes a cache) is wired to the process's singleton provider
  * (providers/): src never imports providers.
  */
+import net from 'node:net';
 import { Option, type Command } from 'commander';
 import type { CacheStats } from '../../src/cache/counters.js';
 import { resolveOptions } from '../../src/options.js';
 import { p2pStatsOf } from '../../src/proxy/p2p-stats.js';
-import { startProxy, type ProxyServer } from '../../src/proxy/proxy-server.js';
+import { ProxyListenError, startProxy, type ProxyServer } from '../../src/proxy/proxy-server.js';
 import { getGlobalCache, shutdownGlobalCache } from '../../providers/global-cache.js';
 import { addCacheOptions, cacheOptionsFromFlags, type CacheFlags } from '../cache-flags.js';
 import { EXIT, info, keepProcessAlive, portArg, printJson, warn } from '../cli-support.js';
@@ -59,6 +60,9 @@ async function serve(flags: ServeFlags): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  // The port is checked before the cache exists, so a port in use leaves no cache directory or SQLite file behind.
+  await checkPortFree(flags.host, flags.port);
+  if (stopping) return;
   const cache = await getGlobalCache(options);
   if (stopping) return;
   try {
@@ -90,6 +94,9 @@ async function serve(flags: ServeFlags): Promise<void> {
     throw err;
   }
   const p2p = p2pStatsOf(stats);
+  const port = p2pPort(stats, resolved.p2p.listenPort);
+  // cacheDir is shown only when something is kept there: the SQLite file, or the P2P identity.
+  const usesCacheDir = stats.persistence === 'sqlite' || p2p !== undefined;
   await printJson({
     event: 'listening',
     url: proxy.url,
@@ -98,11 +105,33 @@ async function serve(flags: ServeFlags): Promise<void> {
     pid: process.pid,
     githubApiUrl: resolved.githubApiUrl,
     persistence: stats.persistence,
-    cacheDir: resolved.cacheDir,
-    p2p: p2p === undefined ? null : { peerId: p2p.peerId, listenAddrs: p2p.listenAddrs },
+    cacheDir: usesCacheDir ? resolved.cacheDir : null,
+    p2p: p2p === undefined ? null : { peerId: p2p.peerId, listenAddrs: p2p.listenAddrs, ...port },
   });
+  const fallback = port.portFallback
+    ? ` (port ${resolved.p2p.listenPort} was taken: fell back to ${port.boundPort ?? 'an ephemeral port'})`
+    : '';
   info(`proxy listening on ${proxy.url} -> ${resolved.githubApiUrl} (cache: ${stats.persistence === 'sqlite' ? `SQLite in ${resolved.cacheDir}` : 'memory only'}; ` +
-    `P2P: ${p2p === undefined ? 'disabled' : `${p2p.peerId ?? '?'} on ${p2p.listenAddrs.join(', ') || '?'}`}). Try: curl ${proxy.url}/healthz`);
+    `P2P: ${p2p === undefined ? 'disabled' : `${p2p.peerId ?? '?'} on ${p2p.listenAddrs.join(', ') || '?'}${fallback}`}). Try: curl ${proxy.url}/healthz`);
+}
+
+/** The P2P port asked for, the one bound and whether the host fell back to another (the stats' boundPort, portFallback). */
+export function p2pPort(stats: unknown, requestedPort: number): { requestedPort: number; boundPort: number | null; portFallback: boolean } {
+  const p2p = (stats as { p2p?: { boundPort?: unknown; portFallback?: unknown } } | undefined)?.p2p;
+  const boundPort = typeof p2p?.boundPort === 'number' && p2p.boundPort > 0 ? p2p.boundPort : null;
+  const portFallback = p2p?.portFallback === true || (requestedPort !== 0 && boundPort !== null && boundPort !== requestedPort);
+  return { requestedPort, boundPort, portFallback };
+}
+
+/** Rejects with the ProxyListenError startProxy would give when host:port cannot be bound now (port 0 always can). */
+async function checkPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.once('error', (err) => reject(new ProxyListenError(host, port, err)));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }
 
 function isLoopback(host: string): boolean {

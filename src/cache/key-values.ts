@@ -44,6 +44,11 @@ export class KeyValues {
 
   put(key: string, value: unknown, options: PutOptions): void {
     checkKey(key);
+    // put(key, value, 60) would otherwise ignore the 60: the TTL goes in an options object.
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+      const got = options === null ? 'null' : Array.isArray(options) ? 'an array' : `a ${typeof options} (${String(options)})`;
+      throw new CacheValueError(key, `the third argument of put must be an options object such as { ttl: 60 }, got ${got}`);
+    }
     const ttl = options.ttl ?? this.#p.ttlForKey(key);
     if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0) {
       throw new CacheValueError(key, `ttl must be a finite number of seconds >= 0, got ${String(ttl)}`);

@@ -25,7 +25,8 @@ export type GitHubCacheSource = GitHubAPICache | (() => GitHubAPICache | Promise
 export interface GitHubCachePluginOptions {
   /**
    * The cache to go through. A function is called on every request, so an instance replaced by
-   * `configureCache` is picked up. Default: the process's global cache (`getGlobalCache()`).
+   * `configureCache` is picked up. Default: the process's global cache (`getGlobalCache()`), which after
+   * `shutdownGlobalCache()` refuses (CacheClosedError) until the application creates a new one.
    */
   cache?: GitHubCacheSource;
 }

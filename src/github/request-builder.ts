@@ -19,6 +19,31 @@ export interface BuiltRequest {
   readonly normal: boolean;
 }
 
+/**
+ * A CacheValueError (code ERR_CACHE_VALUE) about a request rather than a stored key: `request()` without a
+ * route, or a route whose path needs a parameter that was not given. `key` holds the route.
+ */
+export class RequestValueError extends CacheValueError {
+  constructor(route: string, message: string) {
+    super(route, message);
+    this.message = `Cannot send request ${JSON.stringify(route)}: ${message}`;
+  }
+}
+
+/**
+ * The `{name}` placeholders of the route's path (before any `?`; RFC 6570 operators such as `{?since}` or
+ * `{/id}` are optional) whose parameter is absent, undefined or null. Query parameters are never required.
+ */
+export function missingPathParameters(route: string, params: Record<string, unknown>): string[] {
+  const path = route.replace(/^[A-Za-z]+\s+/, '').split('?')[0]!;
+  const missing: string[] = [];
+  for (const match of path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)) {
+    const name = match[1]!;
+    if ((params[name] === undefined || params[name] === null) && !missing.includes(name)) missing.push(name);
+  }
+  return missing;
+}
+
 const DEFAULT_ACCEPT = 'application/vnd.github+json';
 const SKIPPED_REQUEST_HEADERS = new Set(['authorization', 'if-none-match', 'if-modified-since', 'host', 'content-length']);
 
@@ -38,7 +63,14 @@ export class RequestBuilder {
       const simple = this.#routes.expand(route, params, this.#apiUrl);
       if (simple !== undefined) return { method: simple.method, url: simple.url, headers: { accept: DEFAULT_ACCEPT }, body: undefined, normal: true };
     }
-    if (typeof route !== 'string' || route.trim() === '') throw new CacheValueError(String(route), 'a route such as "GET /repos/{owner}/{repo}" is required');
+    if (typeof route !== 'string' || route.trim() === '') {
+      throw new RequestValueError(String(route), `a route such as "GET /repos/{owner}/{repo}" is required, got ${route === '' ? 'an empty string' : typeof route === 'string' ? 'blank text' : String(route)}`);
+    }
+    const missing = missingPathParameters(route, params);
+    if (missing.length > 0) {
+      throw new RequestValueError(route, `${missing.length === 1 ? 'parameter' : 'parameters'} ${missing.map((name) => `"${name}"`).join(', ')} ` +
+        `${missing.length === 1 ? 'is' : 'are'} missing (the route's path needs ${missing.map((name) => `{${name}}`).join(', ')}); nothing was sent`);
+    }
     const requested: Record<string, string> = {};
     for (const [name, value] of Object.entries(options.headers ?? {})) {
       const lower = name.toLowerCase();

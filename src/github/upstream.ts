@@ -6,6 +6,10 @@ import { HOP_BY_HOP } from '../http/translation.js';
  * with a timeout and the caller's abort signal. A response of any status is returned; only a failure to get
  * one (reset, refused, DNS, timeout) throws, as UpstreamError with status 0. The token travels in the
  * Authorization header and nowhere else: error messages carry the method and URL only.
+ *
+ * Outbound proxy: Node's fetch ignores HTTPS_PROXY. When HTTPS_PROXY, HTTP_PROXY (or their lowercase forms)
+ * is set when the client is made, requests go through undici's EnvHttpProxyAgent with undici's own fetch (the
+ * `undici` package, loaded only then), which also honours NO_PROXY. Without them, Node's fetch is used.
  */
 export interface UpstreamResponse {
   status: number;
@@ -22,13 +26,42 @@ const EMPTY = new Uint8Array(0);
 /** Headers of one exchange, not of the resource (besides the hop-by-hop ones): never stored or replayed. */
 const EXCHANGE_ONLY = new Set(['date', 'server', 'set-cookie']);
 
+/** Whether the environment names an outbound proxy (HTTPS_PROXY, HTTP_PROXY or their lowercase forms). */
+export function proxyConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
+  return ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'].some((name) => (env[name] ?? '').trim() !== '');
+}
+
+type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+
+/** undici's fetch bound to an EnvHttpProxyAgent (HTTPS_PROXY, HTTP_PROXY, NO_PROXY); loaded on first use. */
+async function proxiedFetch(env: NodeJS.ProcessEnv): Promise<FetchLike> {
+  const undici = await import('undici');
+  const read = (name: string): string | undefined => {
+    const value = (env[name] ?? env[name.toLowerCase()] ?? '').trim();
+    return value === '' ? undefined : value;
+  };
+  const httpProxy = read('HTTP_PROXY');
+  const httpsProxy = read('HTTPS_PROXY') ?? httpProxy;
+  const noProxy = read('NO_PROXY');
+  const dispatcher = new undici.EnvHttpProxyAgent({
+    ...(httpProxy !== undefined ? { httpProxy } : {}),
+    ...(httpsProxy !== undefined ? { httpsProxy } : {}),
+    ...(noProxy !== undefined ? { noProxy } : {}),
+  });
+  return (url, init) => undici.fetch(url, { ...(init as object), dispatcher } as Parameters<typeof undici.fetch>[1]) as unknown as Promise<Response>;
+}
+
 export class UpstreamClient {
   readonly #timeoutMs: number;
   readonly #userAgent: string;
+  /** Set when an outbound proxy is configured: undici's fetch through EnvHttpProxyAgent. */
+  #proxied: Promise<FetchLike> | undefined;
 
-  constructor(options: { timeoutMs: number; userAgent?: string }) {
+  constructor(options: { timeoutMs: number; userAgent?: string; env?: NodeJS.ProcessEnv }) {
     this.#timeoutMs = options.timeoutMs;
     this.#userAgent = options.userAgent ?? 'github-p2p-cache';
+    const env = options.env ?? process.env;
+    if (proxyConfigured(env)) this.#proxied = proxiedFetch(env);
   }
 
   async send(request: {
@@ -50,7 +83,8 @@ export class UpstreamClient {
     let response: Response;
     let body: Uint8Array = EMPTY;
     try {
-      response = await fetch(request.url, { method: request.method, headers, body: request.body, signal, redirect: request.redirect ?? 'follow' });
+      const send: FetchLike = this.#proxied === undefined ? fetch : await this.#proxied;
+      response = await send(request.url, { method: request.method, headers, body: request.body, signal, redirect: request.redirect ?? 'follow' });
       if (request.method !== 'HEAD') body = new Uint8Array(await response.arrayBuffer());
     } catch (err) {
       if (request.signal?.aborted === true) throw request.signal.reason ?? err;
