@@ -75,6 +75,7 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
     const nodes = await fleet(github, 3);
     open.push(...nodes);
     await shareScope(nodes, TOKEN_A);
+    const peerHitsBefore = (await Promise.all(nodes.map((c) => c.getStats()))).reduce((sum, s) => sum + s.peerHits, 0);
     github.resetStats();
     github.setLatency(5);
     const routes = Array.from({ length: 200 }, (_, i) => `GET /repos/octo/r${i}`);
@@ -84,7 +85,21 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
     const sources = results.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.source]: (acc[r.source] ?? 0) + 1 }), {});
     expect(sources.peer ?? 0).to.be.greaterThan(300);
     const stats = await Promise.all(nodes.map((c) => c.getStats()));
-    expect(stats.reduce((sum, s) => sum + s.peerHits, 0)).to.equal(sources.peer);
+    expect(stats.reduce((sum, s) => sum + s.peerHits, 0) - peerHitsBefore).to.equal(sources.peer);
+  });
+
+  it('spends about one upstream request per resource from a cold start: three nodes, a token none has seen, the same 200 requests at once', async () => {
+    const nodes = await fleet(github, 3);
+    open.push(...nodes);
+    // Every node speaks the protocol with the others; none has used TOKEN_A, so none has claimed its scope.
+    await waitUntil(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length === 2 && s.peers.every((p) => p.scopes === 1)), 'protocol sessions');
+    github.resetStats();
+    github.setLatency(5);
+    const routes = Array.from({ length: 200 }, (_, i) => `GET /repos/octo/r${i}`);
+    const results = await Promise.all(nodes.flatMap((c) => routes.map((route) => c.request(route, {}, { token: TOKEN_A }))));
+    expect(results).to.have.length(600);
+    results.forEach((r, n) => expect(r.data, `answer ${n}`).to.deep.equal({ i: n % 200 }));
+    expect(github.stats.requests, 'upstream requests for 600 cold calls over 200 resources').to.be.at.most(220);
   });
 
   it('still answers every request when the owner of a third of the keys dies mid-run', async () => {

@@ -4,6 +4,8 @@ import type { ResolvedP2POptions } from '../options.js';
 import { openEntry, PeerEntryRejected } from './envelope.js';
 import { errorMessage } from './limits.js';
 import { rendezvousOwner } from './rendezvous.js';
+import { sealKey } from './sealed-key.js';
+import { ScopeAbsence } from './cold-owner.js';
 import type { ScopeClaims } from './scope-claims.js';
 import { getProof } from './scope-proof.js';
 import type { PeerSessions } from './sessions.js';
@@ -13,9 +15,14 @@ import type { ProtocolCounters, RejectionKind } from './stats.js';
  * Asking a key's owner for its entry.
  *
  * Guarantees:
- * - The owner of a key is chosen by rendezvous hashing among this node and the peers that proved they hold the
- *   key's scope, so nodes with the same view send each key to the same one node, which makes the one upstream
- *   request for it.
+ * - The owner of a key is chosen by rendezvous hashing among this node and every peer speaking the protocol,
+ *   except those remembered as not holding the key's scope (cold-owner.ts) unless they proved it since. Nodes
+ *   with the same view send each key to the same one node, which makes the one upstream request for it, from
+ *   the fleet's first request on: no node has to have seen the others' scope claims first.
+ * - A peer that has not proved the scope is asked with the key sealed under the scope (sealed-key.ts): it learns
+ *   no URL of a scope it does not hold. It may hold the ask for a grace until it holds the scope (serving.ts);
+ *   this node waits for it at most 1.5 x `requestTimeoutMs` unless it proves the scope meanwhile, and a peer
+ *   that answers `not-held` or stays silent that long is remembered as not holding the scope.
  * - `fetch` never throws for peer failures and resolves within `requestTimeoutMs` of the owner's last news
  *   (`maxOwnerWaitMs` in all): 'self' (this node owns the key), 'entry' (an entry that passed every check of
  *   envelope.ts under the scope's key) or 'unavailable'. A request whose stream dies settles at once.
@@ -37,9 +44,12 @@ export interface AskerInit {
 
 export class Asker {
   readonly #init: AskerInit;
+  /** Owners that said (or showed) they do not hold a scope. */
+  readonly #absence: ScopeAbsence;
 
   constructor(init: AskerInit) {
     this.#init = init;
+    this.#absence = new ScopeAbsence(init.now);
   }
 
   async fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<FleetAnswer> {
@@ -51,10 +61,24 @@ export class Asker {
     if (keys === undefined) return { kind: 'unavailable', reason: 'this node does not hold the scope' };
 
     const candidates = [selfId];
+    const provers = [selfId];
     for (const session of sessions.values()) {
-      if (session.client !== undefined && claims.proved(session, session.client, scopeId)) candidates.push(session.id);
+      const client = session.client;
+      if (client === undefined || client.remoteChallenge === undefined || client.channel.closed) continue;
+      if (claims.proved(session, client, scopeId)) {
+        candidates.push(session.id);
+        provers.push(session.id);
+      } else if (!this.#absence.lacks(client, scopeId)) {
+        candidates.push(session.id);
+      }
     }
-    const owner = rendezvousOwner(key, candidates);
+    let owner = rendezvousOwner(key, candidates);
+    let sealed: string | undefined;
+    if (owner !== undefined && owner !== selfId && !provers.includes(owner)) {
+      // An owner that has not proved the scope gets the key sealed; a key too long to seal goes to the provers.
+      sealed = sealKey(key, scopeId, keys.entryKey);
+      if (sealed === undefined) owner = rendezvousOwner(key, provers);
+    }
     if (owner === selfId || owner === undefined) return { kind: 'self' };
     const session = sessions.get(owner);
     const client = session?.client;
@@ -62,10 +86,20 @@ export class Asker {
 
     const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, this.#init.maxOwnerWaitMs);
     counters.count('requestsSent');
-    if (!client.channel.send({ type: 'get', id, key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key) })) {
+    if (!client.channel.send({ type: 'get', id, key: sealed ?? key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key) })) {
       client.requests.settle(id, { kind: 'closed' });
     }
+    // A cold owner's grace is bounded here too: past it, only an owner that proved the scope is waited for.
+    const coldLimit = sealed === undefined ? undefined : setTimeout(() => {
+      if (!claims.proved(session, client, scopeId)) client.requests.settle(id, { kind: 'timeout' });
+    }, Math.ceil(p2p.requestTimeoutMs * 1.5));
+    coldLimit?.unref();
     const result = await answer;
+    if (coldLimit !== undefined) clearTimeout(coldLimit);
+    if (sealed !== undefined && ((result.kind === 'miss' && result.reason === 'not-held') || result.kind === 'timeout')
+      && !claims.proved(session, client, scopeId)) {
+      this.#absence.mark(client, scopeId);
+    }
     switch (result.kind) {
       case 'entry':
         try {
