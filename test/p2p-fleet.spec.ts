@@ -102,6 +102,39 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
     expect(github.stats.requests, 'upstream requests for 600 cold calls over 200 resources').to.be.at.most(220);
   });
 
+  it('waits for a live but slow owner through a stall of its own event loop instead of fetching the key twice', async () => {
+    // CPU contention, made certain: this process's event loop (both nodes' and the fake's) stalls for three
+    // request timeouts while the owner waits for a slow GitHub. Only counts are asserted, never durations.
+    const make = (bootstrapPeers: string[]) => GitHubAPICache.create({
+      persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
+      p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers, requestTimeoutMs: 500 },
+    });
+    const owner = await make([]);
+    open.push(owner);
+    const asker = await make([(await p2pOf(owner)).listenAddrs.find((a) => a.includes('/127.0.0.1/'))!]);
+    open.push(asker);
+    await shareScope([asker, owner], TOKEN_A);
+    const ids = [(await p2pOf(asker)).peerId, (await p2pOf(owner)).peerId];
+    const scope = scopeIdOf(TOKEN_A);
+    const owned = Array.from({ length: 300 }, (_, i) => i).filter((i) => {
+      const key = formatRequestKey({ url: `${github.url}/repos/octo/r${i}`, method: 'GET', scopeId: scope, accept: 'application/vnd.github+json' });
+      return rendezvousOwner(key, ids) === ids[1];
+    }).slice(0, 10);
+    github.resetStats();
+    github.setLatency(2_000);
+    const asks = owned.map((i) => asker.request(`GET /repos/octo/r${i}`, {}, { token: TOKEN_A }));
+    await github.waitFor((s) => s.requests >= owned.length);
+    const stallUntil = Date.now() + 1_500;
+    while (Date.now() < stallUntil) {
+      // busy: no timer, no socket is serviced
+    }
+    const results = await Promise.all(asks);
+    results.forEach((r, n) => expect(r.data).to.deep.equal({ i: owned[n] }));
+    expect(github.stats.requests, 'upstream requests: the owner\'s only').to.equal(owned.length);
+    expect(results.map((r) => r.source)).to.deep.equal(owned.map(() => 'peer'));
+    expect((await p2pOf(asker)).timeouts).to.equal(0);
+  });
+
   it('still answers every request when the owner of a third of the keys dies mid-run', async () => {
     const nodes = await fleet(github, 3);
     open.push(nodes[0]!, nodes[1]!);

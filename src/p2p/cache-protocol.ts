@@ -323,6 +323,7 @@ export class CacheProtocol implements Startable {
 
   /** Frames on my outbound stream: the owner's hello, scope claims and answers. */
   #onClientFrame(session: PeerSession, client: ClientSide, frame: Frame): void {
+    client.requests.heard();
     switch (frame.type) {
       case 'hello':
         if (client.remoteChallenge !== undefined) return this.#protocolViolation(session, client.channel, 'a second hello');

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { MissReason } from './wire.js';
 
 /**
@@ -7,6 +8,12 @@ import type { MissReason } from './wire.js';
  * caller's abort, or `closeAll` (the stream ended), and its timer is cleared when it settles. So a request on
  * a stream that dies settles at once, not after its timeout, and a table whose requests all settled holds no
  * timer. Ids are unique among in-flight requests; an answer for an unknown (settled) id is reported, not used.
+ *
+ * A timeout means the other side was silent, not that this node was: when the timer fires, frames that came
+ * while this node's event loop was held up are read first (the timeout is decided after that turn's I/O), and a
+ * timer that fires more than half a timeout late (this node's CPU was contended), or while the other side was
+ * heard on the stream within the last timeout (`heard`: it is alive and answering others first), restarts
+ * instead, within `maxWaitMs`. So a live but slow or busy owner is not given up on (and its key fetched twice).
  */
 
 export type Answer =
@@ -30,6 +37,8 @@ export class RequestTable {
   readonly #now: () => number;
   #nextId = 0;
   #closed = false;
+  /** When the other side last sent anything on the stream (monotonic ms). */
+  #heardAt = -Infinity;
 
   /** `now`: the clock of the `maxWaitMs` deadline, in ms (timeouts themselves are timers). Default: Date.now. */
   constructor(now: () => number = Date.now) {
@@ -56,7 +65,21 @@ export class RequestTable {
     const answer = new Promise<Answer>((resolve) => {
       const onAbort = (): void => pending.settle({ kind: 'aborted' });
       const deadline = this.#now() + Math.max(timeoutMs, maxWaitMs);
-      let timer = setTimeout(() => pending.settle({ kind: 'timeout' }), timeoutMs);
+      /** When the timer is due (monotonic ms), and how many times news came: a timeout needs silence. */
+      let due = performance.now() + timeoutMs;
+      let news = 0;
+      const onTimer = (): void => {
+        // Fired late (this node's own loop was held up: the silence may be ours), or the other side is alive and
+        // answering other requests first: listen for another timeout.
+        const at = performance.now();
+        if ((at - due > timeoutMs / 2 || at - this.#heardAt < timeoutMs) && pending.extend()) return;
+        // Frames that arrived while the loop was busy are read in this turn's I/O phase: decide after it.
+        const seen = news;
+        setImmediate(() => {
+          if (news === seen) pending.settle({ kind: 'timeout' });
+        });
+      };
+      let timer = setTimeout(onTimer, timeoutMs);
       const pending: Pending = {
         settle: (value) => {
           if (this.#pending.get(id) !== pending) return;
@@ -68,8 +91,11 @@ export class RequestTable {
         extend: () => {
           const left = deadline - this.#now();
           if (left <= 0) return false;
+          news++;
           clearTimeout(timer);
-          timer = setTimeout(() => pending.settle({ kind: 'timeout' }), Math.min(timeoutMs, left));
+          const wait = Math.min(timeoutMs, left);
+          due = performance.now() + wait;
+          timer = setTimeout(onTimer, wait);
           return true;
         },
       };
@@ -85,6 +111,11 @@ export class RequestTable {
     if (pending === undefined) return false;
     pending.settle(answer);
     return true;
+  }
+
+  /** The other side sent something on the stream: it is alive (see the class comment). */
+  heard(): void {
+    this.#heardAt = performance.now();
   }
 
   /** The other side is still working on request `id`: restart its timeout (never past its maxWaitMs). */
