@@ -102,6 +102,33 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
     expect(github.stats.requests, 'upstream requests for 600 cold calls over 200 resources').to.be.at.most(220);
   });
 
+  it('shares a cold scope between its holders only, when a member never holds it (mixed tokens)', async () => {
+    const nodes = await fleet(github, 3);
+    open.push(...nodes);
+    await waitUntil(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length === 2), 'protocol sessions');
+    const [a0, a1, b] = nodes as [GitHubAPICache, GitHubAPICache, GitHubAPICache];
+    await b.request('GET /rate_limit', {}, { token: TOKEN_B });
+    github.resetStats();
+    const routes = Array.from({ length: 200 }, (_, i) => `GET /repos/octo/r${i}`);
+    // A third of the keys are owned by the member that never holds token A: it answers not-held after its
+    // grace, and the two holders then agree on an owner among themselves.
+    const results = await Promise.all([a0, a1].flatMap((c) => routes.map((route) => c.request(route, {}, { token: TOKEN_A }))));
+    results.forEach((r, n) => expect(r.data, `answer ${n}`).to.deep.equal({ i: n % 200 }));
+    expect(github.stats.requests, 'upstream requests for 400 cold calls over 200 resources').to.be.at.most(220);
+    const third = await p2pOf(b);
+    expect(third.requestsServed, 'entries served by the member without token A').to.equal(0);
+    expect(third.entriesReceived).to.equal(0);
+    // A second wave of new keys: the member without A is no longer asked (no grace to wait for).
+    const sentBefore = (await Promise.all([a0, a1].map(p2pOf))).reduce((n, s) => n + s.requestsSent, 0);
+    github.resetStats();
+    const more = Array.from({ length: 60 }, (_, i) => `GET /repos/octo/r${200 + i}`);
+    const second = await Promise.all([a0, a1].flatMap((c) => more.map((route) => c.request(route, {}, { token: TOKEN_A }))));
+    second.forEach((r, n) => expect(r.data).to.deep.equal({ i: 200 + (n % 60) }));
+    expect(github.stats.requests).to.be.at.most(66);
+    const sentAfter = (await Promise.all([a0, a1].map(p2pOf))).reduce((n, s) => n + s.requestsSent, 0);
+    expect(sentAfter - sentBefore, 'gets sent in the second wave: one per key, to the other holder').to.be.at.most(60);
+  });
+
   it('waits for a live but slow owner through a stall of its own event loop instead of fetching the key twice', async () => {
     // CPU contention, made certain: this process's event loop (both nodes' and the fake's) stalls for three
     // request timeouts while the owner waits for a slow GitHub. Only counts are asserted, never durations.

@@ -22,7 +22,8 @@ import type { ProtocolCounters, RejectionKind } from './stats.js';
  * - A peer that has not proved the scope is asked with the key sealed under the scope (sealed-key.ts): it learns
  *   no URL of a scope it does not hold. It may hold the ask for a grace until it holds the scope (serving.ts);
  *   this node waits for it at most 1.5 x `requestTimeoutMs` unless it proves the scope meanwhile, and a peer
- *   that answers `not-held` or stays silent that long is remembered as not holding the scope.
+ *   that answers `not-held` or stays silent that long is remembered as not holding the scope; the key is then
+ *   asked of its owner among the remaining candidates (so holders of the scope still agree on one owner).
  * - `fetch` never throws for peer failures and resolves within `requestTimeoutMs` of the owner's last news
  *   (`maxOwnerWaitMs` in all): 'self' (this node owns the key), 'entry' (an entry that passed every check of
  *   envelope.ts under the scope's key) or 'unavailable'. A request whose stream dies settles at once.
@@ -98,7 +99,10 @@ export class Asker {
     if (coldLimit !== undefined) clearTimeout(coldLimit);
     if (sealed !== undefined && ((result.kind === 'miss' && result.reason === 'not-held') || result.kind === 'timeout')
       && !claims.proved(session, client, scopeId)) {
+      // It does not hold the scope: the key's owner among the others (each retry has one candidate fewer).
       this.#absence.mark(client, scopeId);
+      if (result.kind === 'timeout') counters.count('timeouts');
+      if (signal?.aborted !== true) return this.fetch(key, scopeId, signal);
     }
     switch (result.kind) {
       case 'entry':
