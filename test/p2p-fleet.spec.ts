@@ -102,6 +102,25 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
     expect(github.stats.requests, 'upstream requests for 600 cold calls over 200 resources').to.be.at.most(220);
   });
 
+  it('has an owner that does not hold the scope yet keep the asks for its keys until its own callers bring the token', async () => {
+    const nodes = await fleet(github, 3);
+    open.push(...nodes);
+    await waitUntil(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length === 2), 'protocol sessions');
+    const [a0, a1, late] = nodes as [GitHubAPICache, GitHubAPICache, GitHubAPICache];
+    github.resetStats();
+    github.setLatency(5);
+    const routes = Array.from({ length: 200 }, (_, i) => `GET /repos/octo/r${i}`);
+    const early = Promise.all([a0, a1].flatMap((c) => routes.map((route) => c.request(route, {}, { token: TOKEN_A }))));
+    // The third member's callers start once the others' keys are under way: the asks for its keys wait for it.
+    await github.waitFor((s) => s.requests >= 30);
+    expect((await p2pOf(late)).requestsServed).to.equal(0);
+    const lateResults = Promise.all(routes.map((route) => late.request(route, {}, { token: TOKEN_A })));
+    const results = [...(await early), ...(await lateResults)];
+    results.forEach((r, n) => expect(r.data, `answer ${n}`).to.deep.equal({ i: n % 200 }));
+    expect(github.stats.requests, 'upstream requests for 600 calls over 200 resources').to.be.at.most(220);
+    expect((await p2pOf(late)).requestsServed, 'asks served by the late member as owner').to.be.greaterThan(40);
+  });
+
   it('shares a cold scope between its holders only, when a member never holds it (mixed tokens)', async () => {
     const nodes = await fleet(github, 3);
     open.push(...nodes);

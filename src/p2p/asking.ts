@@ -69,7 +69,8 @@ export class Asker {
       if (claims.proved(session, client, scopeId)) {
         candidates.push(session.id);
         provers.push(session.id);
-      } else if (!this.#absence.lacks(client, scopeId)) {
+      } else if (client.verified.get(scopeId) !== false && !this.#absence.lacks(client, scopeId)) {
+        // Not proved (yet): a candidate, unless it claimed the scope with a bad proof or is known not to hold it.
         candidates.push(session.id);
       }
     }
