@@ -421,6 +421,8 @@ const FLEET_RESOURCES = 300;
 const FLEET_IN_FLIGHT = 50;
 const FLEET_LATENCY_MS = 20;
 const FLEET_NODES = 3;
+/** Distinct requests of the cold burst (issue 10's case: 200 on every member at once). */
+const BURST_KEYS = 200;
 const ZIPF_S = 1.0;
 /** The seed of `zipf-workload`: the same 3,000-request list. */
 const ZIPF_SEED = 20_240_601;
@@ -433,6 +435,8 @@ interface Scenario {
   rotate: boolean;
   /** Every node uses the token once, and the fleet waits until every node proved its scope, before the clock starts. */
   warm: boolean;
+  /** Requests in flight per node (default FLEET_IN_FLIGHT). */
+  inFlight?: number;
 }
 
 interface ScenarioResult extends Scenario {
@@ -466,6 +470,14 @@ export async function benchFleetRatio(): Promise<string> {
   ];
   const results: ScenarioResult[] = [];
   for (const scenario of scenarios) results.push(await runScenario(scenario, requests));
+  // The cold burst of issue 10: the same BURST_KEYS distinct requests issued all at once on every node.
+  const burst = Array.from({ length: BURST_KEYS }, (_, i) => `repo-${i}`);
+  const burstRows: ScenarioResult[] = [];
+  for (const scenario of [
+    { name: '(a) one node alone', nodes: 1, p2p: false, rotate: false, warm: false, inFlight: BURST_KEYS },
+    { name: '(b) 3-node fleet, cold', nodes: FLEET_NODES, p2p: true, rotate: false, warm: false, inFlight: BURST_KEYS },
+    { name: '(c) 3 independent caches (P2P off)', nodes: FLEET_NODES, p2p: false, rotate: false, warm: false, inFlight: BURST_KEYS },
+  ]) burstRows.push(await runScenario(scenario, burst));
 
   const base = results[0]!.upstream;
   const ms = (ns: number, digits = 1) => fmt(ns / 1e6, digits);
@@ -490,7 +502,8 @@ export async function benchFleetRatio(): Promise<string> {
   ]);
   const fleet = results.filter((r) => r.p2p);
   const independent = results.find((r) => !r.p2p && r.nodes > 1)!;
-  const met = fleet.every((r) => r.upstream / base <= 1.1);
+  const burstFleet = burstRows.find((r) => r.p2p)!;
+  const met = fleet.every((r) => r.upstream / base <= 1.1) && burstFleet.upstream <= BURST_KEYS * 1.1;
   const cold = fleet.filter((r) => !r.warm);
   const warm = fleet.filter((r) => r.warm);
   const md = [
@@ -512,7 +525,18 @@ export async function benchFleetRatio(): Promise<string> {
     table(['run', 'memory', 'peer', 'origin', 'coalesced', 'revalidated', 'stale', 'apiCallsMade', 'gets sent', 'gets served', 'timeouts'], sourceRows),
     '',
     `Target: the fleet at most 1.1x the upstream requests of one node; independent caches about ${FLEET_NODES}x.`,
-    `This run: ${met ? 'met' : '**missed**'} (cold ${cold.map((r) => `${fmt(r.upstream / base, 2)}x`).join(', ')}; warm ${warm.map((r) => `${fmt(r.upstream / base, 2)}x`).join(', ')}); independent caches ${fmt(independent.upstream / base, 2)}x.`,
+    '',
+    `### The cold burst: ${BURST_KEYS} distinct requests issued all at once on every node`,
+    '',
+    `Same setup, no warm-up; each node issues the same ${BURST_KEYS} GETs (one per resource) at once. Target: at most 1.1x the distinct`,
+    `resources (${Math.floor(BURST_KEYS * 1.1)} upstream requests).`,
+    '',
+    table(['run', 'requests', 'upstream requests', 'vs distinct', 'peer answers', 'gets sent', 'timeouts', 'p99 ms', 'wall ms'], burstRows.map((r) => [
+      r.name, r.nodes * BURST_KEYS, r.upstream, `${fmt(r.upstream / BURST_KEYS, 2)}x`, r.sources.peer ?? 0,
+      r.p2p ? r.p2pRequestsSent : '—', r.p2p ? r.p2pTimeouts : '—', ms(percentile(r.latenciesNs, 99)), ms(r.wallNs, 0),
+    ])),
+    '',
+    `This run: ${met ? 'met' : '**missed**'} (cold ${cold.map((r) => `${fmt(r.upstream / base, 2)}x`).join(', ')}; warm ${warm.map((r) => `${fmt(r.upstream / base, 2)}x`).join(', ')}); independent caches ${fmt(independent.upstream / base, 2)}x; cold burst ${fmt(burstFleet.upstream / BURST_KEYS, 2)}x.`,
   ].join('\n');
   writeSection('fleet-ratio', md);
   return md;
@@ -539,7 +563,7 @@ async function runScenario(scenario: Scenario, requests: readonly string[]): Pro
     await Promise.all(nodes.map((cache, i) => {
       const offset = scenario.rotate ? Math.floor((i * requests.length) / nodes.length) : 0;
       const list = [...requests.slice(offset), ...requests.slice(0, offset)];
-      return pool(list, FLEET_IN_FLIGHT, async (repo) => {
+      return pool(list, scenario.inFlight ?? FLEET_IN_FLIGHT, async (repo) => {
         const t = process.hrtime.bigint();
         const response = await cache.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
         latenciesNs.push(Number(process.hrtime.bigint() - t));
