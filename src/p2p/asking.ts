@@ -92,9 +92,10 @@ export class Asker {
       client.requests.settle(id, { kind: 'closed' });
     }
     // A cold owner's grace is bounded here too: past it, only an owner that proved the scope is waited for.
-    const coldLimit = sealed === undefined ? undefined : setTimeout(() => {
+    // (Decided after that turn's I/O, so a claim that arrived while this node was busy is read first.)
+    const coldLimit = sealed === undefined ? undefined : setTimeout(() => setImmediate(() => {
       if (!claims.proved(session, client, scopeId)) client.requests.settle(id, { kind: 'timeout' });
-    }, Math.ceil(p2p.requestTimeoutMs * 1.5));
+    }), Math.ceil(p2p.requestTimeoutMs * 1.5));
     coldLimit?.unref();
     const result = await answer;
     if (coldLimit !== undefined) clearTimeout(coldLimit);
