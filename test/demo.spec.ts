@@ -127,6 +127,8 @@ describe('npm run demo (examples/p2p-demo.ts, three node processes over libp2p)'
       expect(node.errors + node.wrong, node.name).to.equal(0);
       expect(node.closedCleanly, node.name).to.equal(true);
     }
+    // A cold fleet: no request before the main phase (no warm-up), and still about one upstream request per resource.
+    expect(t.warmupRequests).to.equal(0);
     expect(t.upstream.main).to.be.at.most(Math.floor(1.1 * t.distinctResources));
     // Sharing happened: some answers came from peers, and far fewer units were spent than requests served.
     expect(summary.nodes.reduce((a, n) => a + (n.sources.peer ?? 0), 0)).to.be.greaterThan(0);

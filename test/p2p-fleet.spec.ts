@@ -75,6 +75,7 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
     const nodes = await fleet(github, 3);
     open.push(...nodes);
     await shareScope(nodes, TOKEN_A);
+    const peerHitsBefore = (await Promise.all(nodes.map((c) => c.getStats()))).reduce((sum, s) => sum + s.peerHits, 0);
     github.resetStats();
     github.setLatency(5);
     const routes = Array.from({ length: 200 }, (_, i) => `GET /repos/octo/r${i}`);
@@ -84,7 +85,100 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
     const sources = results.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.source]: (acc[r.source] ?? 0) + 1 }), {});
     expect(sources.peer ?? 0).to.be.greaterThan(300);
     const stats = await Promise.all(nodes.map((c) => c.getStats()));
-    expect(stats.reduce((sum, s) => sum + s.peerHits, 0)).to.equal(sources.peer);
+    expect(stats.reduce((sum, s) => sum + s.peerHits, 0) - peerHitsBefore).to.equal(sources.peer);
+  });
+
+  it('spends about one upstream request per resource from a cold start: three nodes, a token none has seen, the same 200 requests at once', async () => {
+    const nodes = await fleet(github, 3);
+    open.push(...nodes);
+    // Every node speaks the protocol with the others; none has used TOKEN_A, so none has claimed its scope.
+    await waitUntil(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length === 2 && s.peers.every((p) => p.scopes === 1)), 'protocol sessions');
+    github.resetStats();
+    github.setLatency(5);
+    const routes = Array.from({ length: 200 }, (_, i) => `GET /repos/octo/r${i}`);
+    const results = await Promise.all(nodes.flatMap((c) => routes.map((route) => c.request(route, {}, { token: TOKEN_A }))));
+    expect(results).to.have.length(600);
+    results.forEach((r, n) => expect(r.data, `answer ${n}`).to.deep.equal({ i: n % 200 }));
+    expect(github.stats.requests, 'upstream requests for 600 cold calls over 200 resources').to.be.at.most(220);
+  });
+
+  it('has an owner that does not hold the scope yet keep the asks for its keys until its own callers bring the token', async () => {
+    const nodes = await fleet(github, 3);
+    open.push(...nodes);
+    await waitUntil(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length === 2), 'protocol sessions');
+    const [a0, a1, late] = nodes as [GitHubAPICache, GitHubAPICache, GitHubAPICache];
+    github.resetStats();
+    github.setLatency(5);
+    const routes = Array.from({ length: 200 }, (_, i) => `GET /repos/octo/r${i}`);
+    const early = Promise.all([a0, a1].flatMap((c) => routes.map((route) => c.request(route, {}, { token: TOKEN_A }))));
+    // The third member's callers start once the others' keys are under way: the asks for its keys wait for it.
+    await github.waitFor((s) => s.requests >= 30);
+    expect((await p2pOf(late)).requestsServed).to.equal(0);
+    const lateResults = Promise.all(routes.map((route) => late.request(route, {}, { token: TOKEN_A })));
+    const results = [...(await early), ...(await lateResults)];
+    results.forEach((r, n) => expect(r.data, `answer ${n}`).to.deep.equal({ i: n % 200 }));
+    expect(github.stats.requests, 'upstream requests for 600 calls over 200 resources').to.be.at.most(220);
+    expect((await p2pOf(late)).requestsServed, 'asks served by the late member as owner').to.be.greaterThan(40);
+  });
+
+  it('shares a cold scope between its holders only, when a member never holds it (mixed tokens)', async () => {
+    const nodes = await fleet(github, 3);
+    open.push(...nodes);
+    await waitUntil(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length === 2), 'protocol sessions');
+    const [a0, a1, b] = nodes as [GitHubAPICache, GitHubAPICache, GitHubAPICache];
+    await b.request('GET /rate_limit', {}, { token: TOKEN_B });
+    github.resetStats();
+    const routes = Array.from({ length: 200 }, (_, i) => `GET /repos/octo/r${i}`);
+    // A third of the keys are owned by the member that never holds token A: it answers not-held after its
+    // grace, and the two holders then agree on an owner among themselves.
+    const results = await Promise.all([a0, a1].flatMap((c) => routes.map((route) => c.request(route, {}, { token: TOKEN_A }))));
+    results.forEach((r, n) => expect(r.data, `answer ${n}`).to.deep.equal({ i: n % 200 }));
+    expect(github.stats.requests, 'upstream requests for 400 cold calls over 200 resources').to.be.at.most(220);
+    const third = await p2pOf(b);
+    expect(third.requestsServed, 'entries served by the member without token A').to.equal(0);
+    expect(third.entriesReceived).to.equal(0);
+    // A second wave of new keys: the member without A is no longer asked (no grace to wait for).
+    const sentBefore = (await Promise.all([a0, a1].map(p2pOf))).reduce((n, s) => n + s.requestsSent, 0);
+    github.resetStats();
+    const more = Array.from({ length: 60 }, (_, i) => `GET /repos/octo/r${200 + i}`);
+    const second = await Promise.all([a0, a1].flatMap((c) => more.map((route) => c.request(route, {}, { token: TOKEN_A }))));
+    second.forEach((r, n) => expect(r.data).to.deep.equal({ i: 200 + (n % 60) }));
+    expect(github.stats.requests).to.be.at.most(66);
+    const sentAfter = (await Promise.all([a0, a1].map(p2pOf))).reduce((n, s) => n + s.requestsSent, 0);
+    expect(sentAfter - sentBefore, 'gets sent in the second wave: one per key, to the other holder').to.be.at.most(60);
+  });
+
+  it('waits for a live but slow owner through a stall of its own event loop instead of fetching the key twice', async () => {
+    // CPU contention, made certain: this process's event loop (both nodes' and the fake's) stalls for three
+    // request timeouts while the owner waits for a slow GitHub. Only counts are asserted, never durations.
+    const make = (bootstrapPeers: string[]) => GitHubAPICache.create({
+      persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
+      p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers, requestTimeoutMs: 500 },
+    });
+    const owner = await make([]);
+    open.push(owner);
+    const asker = await make([(await p2pOf(owner)).listenAddrs.find((a) => a.includes('/127.0.0.1/'))!]);
+    open.push(asker);
+    await shareScope([asker, owner], TOKEN_A);
+    const ids = [(await p2pOf(asker)).peerId, (await p2pOf(owner)).peerId];
+    const scope = scopeIdOf(TOKEN_A);
+    const owned = Array.from({ length: 300 }, (_, i) => i).filter((i) => {
+      const key = formatRequestKey({ url: `${github.url}/repos/octo/r${i}`, method: 'GET', scopeId: scope, accept: 'application/vnd.github+json' });
+      return rendezvousOwner(key, ids) === ids[1];
+    }).slice(0, 10);
+    github.resetStats();
+    github.setLatency(2_000);
+    const asks = owned.map((i) => asker.request(`GET /repos/octo/r${i}`, {}, { token: TOKEN_A }));
+    await github.waitFor((s) => s.requests >= owned.length);
+    const stallUntil = Date.now() + 1_500;
+    while (Date.now() < stallUntil) {
+      // busy: no timer, no socket is serviced
+    }
+    const results = await Promise.all(asks);
+    results.forEach((r, n) => expect(r.data).to.deep.equal({ i: owned[n] }));
+    expect(github.stats.requests, 'upstream requests: the owner\'s only').to.equal(owned.length);
+    expect(results.map((r) => r.source)).to.deep.equal(owned.map(() => 'peer'));
+    expect((await p2pOf(asker)).timeouts).to.equal(0);
   });
 
   it('still answers every request when the owner of a third of the keys dies mid-run', async () => {

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { encode as cborEncode } from 'cborg';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
-import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/cache/scope.js';
+import { ANONYMOUS_SCOPE, entryKeyOf, scopeIdOf } from '../src/cache/scope.js';
 import { sealEntry, sealPayload } from '../src/p2p/envelope.js';
+import { sealKey } from '../src/p2p/sealed-key.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { encodeFrame, isShareableKey, type Frame } from '../src/p2p/wire.js';
 import { formatRequestKey } from '../src/cache/request-key.js';
@@ -159,6 +160,38 @@ describe('PeerNetwork against a hostile member of the fleet', function () {
     await asker.send(asker.validGet(5, key));
     expect(await asker.answerTo(5)).to.have.property('type', 'entry');
     expect(victim.network.stats().rejected).to.deep.equal({ proof: 2, request: 1 });
+  });
+
+  it('serves a sealed get only once the key opens under a scope it holds and the proof is valid; waits a grace for a scope it lacks', async () => {
+    await setUp({ maxStrikes: 100 });
+    const asker = await hostile.openAsker(addressOf(victim));
+    const victimScope = scopeIdOf(TOKEN);
+    const nobody = 'test_nobody_holds_this_token_000000000';
+    const asks: Array<{ frame: Frame; reason: string }> = [
+      // a key sealed under the victim's scope (as only a holder can), with a proof the hostile peer cannot make
+      { frame: { type: 'get', id: 1, key: sealKey(requestKey(victimScope, 1), victimScope, entryKeyOf(TOKEN))!, proof: new Uint8Array(randomBytes(32)) }, reason: 'bad-proof' },
+      // a sealed key that does not open under the scope it names
+      { frame: { type: 'get', id: 2, key: `sealed:${victimScope}:${Buffer.from(randomBytes(64)).toString('base64url')}`, proof: new Uint8Array(32) }, reason: 'bad-proof' },
+      { frame: { type: 'get', id: 3, key: 'sealed:not-a-scope:AAAA', proof: new Uint8Array(32) }, reason: 'bad-key' },
+    ];
+    for (const { frame, reason } of asks) {
+      await asker.send(frame);
+      expect(await asker.answerTo((frame as { id: number }).id)).to.deep.equal({ type: 'miss', id: (frame as { id: number }).id, reason });
+    }
+    expect(victim.network.stats().rejected).to.deep.equal({ proof: 2, request: 1 });
+    // A scope the victim does not hold: held for the grace (working frames meanwhile), then not-held; the next
+    // sealed get of that scope is refused at once, without a second grace.
+    const sealedNobody = (id: number): Frame => ({ type: 'get', id, key: sealKey(requestKey(scopeIdOf(nobody), id), scopeIdOf(nobody), entryKeyOf(nobody))!, proof: new Uint8Array(32) });
+    await asker.send(sealedNobody(4));
+    const seen: Frame[] = [];
+    do seen.push(await asker.answerTo(4, 15_000));
+    while (seen.at(-1)!.type === 'working');
+    expect(seen.at(-1)).to.deep.equal({ type: 'miss', id: 4, reason: 'not-held' });
+    expect(seen.length, 'working frames during the grace').to.be.greaterThan(1);
+    await asker.send(sealedNobody(5));
+    expect(await asker.answerTo(5)).to.deep.equal({ type: 'miss', id: 5, reason: 'not-held' });
+    expect(victim.network.stats().requestsServed).to.equal(0);
+    await goodPeerIsServed('after-sealed');
   });
 
   it('never makes a peer that claims a scope without proof a candidate owner of it', async () => {

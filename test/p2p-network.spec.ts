@@ -140,7 +140,7 @@ describe('PeerNetwork', function () {
   });
 
   describe('scopes', () => {
-    it('never give a node entries of a scope it does not hold, and never make it a candidate owner of that scope', async () => {
+    it('never give a node entries of a scope it does not hold; the holders share the scope among themselves', async () => {
       const upstream = new UpstreamCounter();
       const [tokenA, tokenB] = ['test_spec_token_of_team_a_000000000000', 'test_spec_token_of_team_b_000000000000'];
       const scopeA = scopeIdOf(tokenA);

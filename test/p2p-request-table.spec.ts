@@ -132,6 +132,33 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     expect((await answer).kind).to.equal('entry');
   });
 
+  it('keeps waiting while the other side is heard on the stream (alive, answering others first), then times out', async () => {
+    const table = new RequestTable();
+    const { id, answer } = table.open(60, undefined, 10_000);
+    for (let i = 0; i < 4; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 40));
+      table.heard();
+    }
+    expect(await within(answer, 0)).to.equal('pending');
+    expect(await within(answer, 2_000)).to.deep.equal({ kind: 'timeout' });
+    expect(table.extend(id)).to.equal(false);
+  });
+
+  it('does not time out a request because its own event loop was held up: it listens for another timeout', async () => {
+    const table = new RequestTable();
+    const { id, answer } = table.open(200, undefined, 10_000);
+    const until = Date.now() + 600;
+    while (Date.now() < until) {
+      // this node's CPU is contended: no timer fires, no frame is read
+    }
+    // The late timer has fired (and any decision it deferred has run); the new one is a timeout away.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await within(answer, 0)).to.equal('pending');
+    expect(table.settle(id, { kind: 'entry', sealed: SEALED })).to.equal(true);
+  });
+
   it('never extends past maxWaitMs, as told by its clock', async () => {
     let clock = 1_000_000;
     const table = new RequestTable(() => clock);

@@ -4,6 +4,8 @@ import type { ResolvedP2POptions } from '../options.js';
 import { openEntry, PeerEntryRejected } from './envelope.js';
 import { errorMessage } from './limits.js';
 import { rendezvousOwner } from './rendezvous.js';
+import { sealKey } from './sealed-key.js';
+import { ScopeAbsence } from './cold-owner.js';
 import type { ScopeClaims } from './scope-claims.js';
 import { getProof } from './scope-proof.js';
 import type { PeerSessions } from './sessions.js';
@@ -14,9 +16,15 @@ import { isShareableKey, WIRE_LIMITS } from './wire.js';
  * Asking a key's owner for its entry.
  *
  * Guarantees:
- * - The owner of a key is chosen by rendezvous hashing among this node and the peers that proved they hold the
- *   key's scope, so nodes with the same view send each key to the same one node, which makes the one upstream
- *   request for it.
+ * - The owner of a key is chosen by rendezvous hashing among this node and every peer speaking the protocol,
+ *   except those remembered as not holding the key's scope (cold-owner.ts) unless they proved it since. Nodes
+ *   with the same view send each key to the same one node, which makes the one upstream request for it, from
+ *   the fleet's first request on: no node has to have seen the others' scope claims first.
+ * - A peer that has not proved the scope is asked with the key sealed under the scope (sealed-key.ts): it learns
+ *   no URL of a scope it does not hold. It may hold the ask for a grace until it holds the scope (serving.ts);
+ *   this node waits for it at most 1.5 x `requestTimeoutMs` unless it proves the scope meanwhile, and a peer
+ *   that answers `not-held` or stays silent that long is remembered as not holding the scope; the key is then
+ *   asked of its owner among the remaining candidates (so holders of the scope still agree on one owner).
  * - `fetch` never throws for peer failures and resolves within `requestTimeoutMs` of the owner's last news
  *   (`maxOwnerWaitMs` in all): 'self' (this node owns the key), 'entry' (an entry that passed every check of
  *   envelope.ts under the scope's key) or 'unavailable'. A request whose stream dies settles at once.
@@ -46,9 +54,12 @@ export interface AskerInit {
 
 export class Asker {
   readonly #init: AskerInit;
+  /** Owners that said (or showed) they do not hold a scope. */
+  readonly #absence: ScopeAbsence;
 
   constructor(init: AskerInit) {
     this.#init = init;
+    this.#absence = new ScopeAbsence(init.now);
   }
 
   async fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<FleetAnswer> {
@@ -62,10 +73,25 @@ export class Asker {
     if (keys === undefined) return { kind: 'unavailable', reason: 'this node does not hold the scope' };
 
     const candidates = [selfId];
+    const provers = [selfId];
     for (const session of sessions.values()) {
-      if (session.client !== undefined && claims.proved(session, session.client, scopeId)) candidates.push(session.id);
+      const client = session.client;
+      if (client === undefined || client.remoteChallenge === undefined || client.channel.closed) continue;
+      if (claims.proved(session, client, scopeId)) {
+        candidates.push(session.id);
+        provers.push(session.id);
+      } else if (client.verified.get(scopeId) !== false && !this.#absence.lacks(client, scopeId)) {
+        // Not proved (yet): a candidate, unless it claimed the scope with a bad proof or is known not to hold it.
+        candidates.push(session.id);
+      }
     }
-    const owner = rendezvousOwner(key, candidates);
+    let owner = rendezvousOwner(key, candidates);
+    let sealed: string | undefined;
+    if (owner !== undefined && owner !== selfId && !provers.includes(owner)) {
+      // An owner that has not proved the scope gets the key sealed; a key too long to seal goes to the provers.
+      sealed = sealKey(key, scopeId, keys.entryKey);
+      if (sealed === undefined) owner = rendezvousOwner(key, provers);
+    }
     if (owner === selfId || owner === undefined) return { kind: 'self' };
     const session = sessions.get(owner);
     const client = session?.client;
@@ -74,10 +100,24 @@ export class Asker {
     const maxWaitMs = session.withheldUntil > this.#init.now() ? p2p.requestTimeoutMs : this.#init.maxOwnerWaitMs;
     const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, maxWaitMs);
     counters.count('requestsSent');
-    if (!client.channel.send({ type: 'get', id, key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: owner }) })) {
+    if (!client.channel.send({ type: 'get', id, key: sealed ?? key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: owner }) })) {
       client.requests.settle(id, { kind: 'closed' });
     }
+    // A cold owner's grace is bounded here too: past it, only an owner that proved the scope is waited for.
+    // (Decided after that turn's I/O, so a claim that arrived while this node was busy is read first.)
+    const coldLimit = sealed === undefined ? undefined : setTimeout(() => setImmediate(() => {
+      if (!claims.proved(session, client, scopeId)) client.requests.settle(id, { kind: 'timeout' });
+    }), Math.ceil(p2p.requestTimeoutMs * 1.5));
+    coldLimit?.unref();
     const result = await answer;
+    if (coldLimit !== undefined) clearTimeout(coldLimit);
+    if (sealed !== undefined && ((result.kind === 'miss' && result.reason === 'not-held') || result.kind === 'timeout')
+      && !claims.proved(session, client, scopeId)) {
+      // It does not hold the scope: the key's owner among the others (each retry has one candidate fewer).
+      this.#absence.mark(client, scopeId);
+      if (result.kind === 'timeout') counters.count('timeouts');
+      if (signal?.aborted !== true) return this.fetch(key, scopeId, signal);
+    }
     switch (result.kind) {
       case 'entry':
         try {

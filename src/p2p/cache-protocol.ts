@@ -124,7 +124,11 @@ export class CacheProtocol implements Startable {
     events.addEventListener('connection:close', this.#onConnectionClose);
     events.addEventListener('peer:discovery', this.#onPeerDiscovery);
     // Scope claims go out when the cache first holds a token, on a later tick (never inside the token path).
-    this.#unsubscribeScopes = this.#init.host.scopes.onScopeAdded(() => this.announceScopes());
+    // Claims go first, so an asker waiting on this node (a cold owner) sees the proof before the entry.
+    this.#unsubscribeScopes = this.#init.host.scopes.onScopeAdded((scopeId) => {
+      this.announceScopes();
+      if (!this.#halted) this.#serving.scopeAdded(scopeId);
+    });
   }
 
   afterStart(): void {
@@ -319,6 +323,7 @@ export class CacheProtocol implements Startable {
 
   /** Frames on my outbound stream: the owner's hello, scope claims and answers. */
   #onClientFrame(session: PeerSession, client: ClientSide, frame: Frame): void {
+    client.requests.heard();
     switch (frame.type) {
       case 'hello':
         if (client.remoteChallenge !== undefined) return this.#protocolViolation(session, client.channel, 'a second hello');

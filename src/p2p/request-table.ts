@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { MissReason } from './wire.js';
 
 /**
@@ -9,6 +10,12 @@ import type { MissReason } from './wire.js';
  * timer. Ids are unique among in-flight requests; an answer for an unknown (settled) id is reported, not used.
  * A request that was extended at least once and is still unanswered when its max wait runs out settles with
  * 'timeout' marked `withheld` (the other side said it was working and never finished).
+ *
+ * A timeout means the other side was silent, not that this node was: when the timer fires, frames that came
+ * while this node's event loop was held up are read first (the timeout is decided after that turn's I/O), and a
+ * timer that fires more than half a timeout late (this node's CPU was contended), or while the other side was
+ * heard on the stream within the last timeout (`heard`: it is alive and answering others first), restarts
+ * instead, within `maxWaitMs`. So a live but slow or busy owner is not given up on (and its key fetched twice).
  */
 
 export type Answer =
@@ -33,6 +40,8 @@ export class RequestTable {
   readonly #now: () => number;
   #nextId = 0;
   #closed = false;
+  /** When the other side last sent anything on the stream (monotonic ms). */
+  #heardAt = -Infinity;
 
   /** `now`: the clock of the `maxWaitMs` deadline, in ms (timeouts themselves are timers). Default: Date.now. */
   constructor(now: () => number = Date.now) {
@@ -59,11 +68,37 @@ export class RequestTable {
     const answer = new Promise<Answer>((resolve) => {
       const onAbort = (): void => pending.settle({ kind: 'aborted' });
       const deadline = this.#now() + Math.max(timeoutMs, maxWaitMs);
+      /** The other side said it was working on this request (extend), as opposed to restarts of our own timer. */
       let extended = false;
       /** The running timer ends at the deadline (not a timeout after news). */
       let capped = false;
+      /** When the timer is due (monotonic ms), and how many times news came: a timeout needs silence. */
+      let due = performance.now() + timeoutMs;
+      let news = 0;
       const expire = (): void => pending.settle(extended && (capped || this.#now() >= deadline) ? { kind: 'timeout', withheld: true } : { kind: 'timeout' });
-      let timer = setTimeout(expire, timeoutMs);
+      /** Waits another timeout (at most until the deadline); false when the deadline has passed. */
+      const restart = (): boolean => {
+        const left = deadline - this.#now();
+        if (left <= 0) return false;
+        clearTimeout(timer);
+        const wait = Math.min(timeoutMs, left);
+        capped = left <= timeoutMs;
+        due = performance.now() + wait;
+        timer = setTimeout(onTimer, wait);
+        return true;
+      };
+      const onTimer = (): void => {
+        // Fired late (this node's own loop was held up: the silence may be ours), or the other side is alive and
+        // answering other requests first: listen for another timeout.
+        const at = performance.now();
+        if ((at - due > timeoutMs / 2 || at - this.#heardAt < timeoutMs) && restart()) return;
+        // Frames that arrived while the loop was busy are read in this turn's I/O phase: decide after it.
+        const seen = news;
+        setImmediate(() => {
+          if (news === seen) expire();
+        });
+      };
+      let timer = setTimeout(onTimer, timeoutMs);
       const pending: Pending = {
         settle: (value) => {
           if (this.#pending.get(id) !== pending) return;
@@ -74,11 +109,8 @@ export class RequestTable {
         },
         extend: () => {
           extended = true;
-          const left = deadline - this.#now();
-          if (left <= 0) return false;
-          clearTimeout(timer);
-          capped = left <= timeoutMs;
-          timer = setTimeout(expire, Math.min(timeoutMs, left));
+          if (!restart()) return false;
+          news++;
           return true;
         },
       };
@@ -94,6 +126,11 @@ export class RequestTable {
     if (pending === undefined) return false;
     pending.settle(answer);
     return true;
+  }
+
+  /** The other side sent something on the stream: it is alive (see the class comment). */
+  heard(): void {
+    this.#heardAt = performance.now();
   }
 
   /** The other side is still working on request `id`: restart its timeout (never past its maxWaitMs). */

@@ -3,10 +3,12 @@ import type { CacheEntry } from '../cache/entry.js';
 import type { FleetHost } from '../cache/ports.js';
 import { parseRequestKey, type RequestKeyParts } from '../cache/request-key.js';
 import type { ResolvedP2POptions } from '../options.js';
+import { ScopeGrace } from './cold-owner.js';
 import { sealEntry } from './envelope.js';
 import type { FrameChannel } from './frame-channel.js';
 import { errorMessage } from './limits.js';
 import type { ScopeClaims } from './scope-claims.js';
+import { isSealedKey, openSealedKey, sealedScopeOf } from './sealed-key.js';
 import { verifyGetProof } from './scope-proof.js';
 import type { PeerSession, ServerSide } from './sessions.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
@@ -26,6 +28,13 @@ import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
  * `maxOwnerWaitMs` runs out is answered `error` then (the asker goes upstream itself), and the cache's late answer
  * is dropped. Entries never go out with a TTL above this node's `maxEntryTtl`, nor in a frame above
  * `maxFrameBytes` (`miss too-large` instead), nor with headers the asker's schema refuses (envelope.ts trims them).
+ *
+ * Cold owner (cold-owner.ts): a `get` whose key is sealed (sealed-key.ts) comes from an asker that has not seen
+ * this node prove the scope. If this node holds the scope, the key is opened under it and served as above. If
+ * not, the `get` waits (counted in `maxConcurrentServesPerPeer`, with `working` frames) up to `requestTimeoutMs`
+ * for this node to hold the scope, then is opened, its proof verified and served; past the grace it is answered
+ * `miss not-held`, as are later gets of that scope for a while. Nothing is served, and no key is read, without
+ * the scope.
  */
 
 export interface OwnerServingInit {
@@ -50,9 +59,12 @@ export class OwnerServing {
   /** Requests waiting on the cache; the heartbeat sends `working` for those older than half a timeout. */
   readonly #inService = new Set<{ channel: FrameChannel; id: number; since: number; gaveUp: boolean }>();
   #heartbeat: NodeJS.Timeout | undefined;
+  /** Sealed gets waiting for a scope this node does not hold yet. */
+  readonly #grace: ScopeGrace;
 
   constructor(init: OwnerServingInit) {
     this.#init = init;
+    this.#grace = new ScopeGrace(init.p2p.requestTimeoutMs);
     // Every request being served listens on this signal.
     setMaxListeners(0, this.#serving.signal);
   }
@@ -61,6 +73,7 @@ export class OwnerServing {
     const reply = (answer: Frame): void => {
       server.channel.send(answer);
     };
+    if (isSealedKey(frame.key)) return this.#serveSealed(session, server, frame);
     const parts = parseRequestKey(frame.key);
     if (parts === undefined) {
       this.#init.reject(session.id, 'request', 'a get for a malformed key');
@@ -81,12 +94,56 @@ export class OwnerServing {
     void this.#serveLater(session, server, frame.id, frame.key, parts, keys.entryKey);
   }
 
+  /** The cache now holds `scopeId`: gets waiting for it go on. */
+  scopeAdded(scopeId: string): void {
+    this.#grace.held(scopeId);
+  }
+
   /** Stops serving: pending cache work is aborted and the heartbeat ends. Idempotent. */
   stop(): void {
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     this.#inService.clear();
+    this.#grace.stop();
     this.#serving.abort(new Error('the P2P host is stopping'));
+  }
+
+  /** A get whose key is sealed under its scope: opened and served if the scope is held, else held for the grace. */
+  #serveSealed(session: PeerSession, server: ServerSide, frame: GetFrame): void {
+    const reply = (answer: Frame): void => {
+      server.channel.send(answer);
+    };
+    const scopeId = sealedScopeOf(frame.key);
+    if (scopeId === undefined) {
+      this.#init.reject(session.id, 'request', 'a get for a malformed sealed key');
+      return reply({ type: 'miss', id: frame.id, reason: 'bad-key' });
+    }
+    const keys = this.#init.claims.keysOf(scopeId);
+    if (keys !== undefined) {
+      const key = openSealedKey(frame.key, keys.entryKey);
+      if (key === undefined) {
+        this.#init.reject(session.id, 'proof', 'a sealed key that does not open under its scope');
+        return reply({ type: 'miss', id: frame.id, reason: 'bad-proof' });
+      }
+      return this.serve(session, server, { type: 'get', id: frame.id, key, proof: frame.proof });
+    }
+    if (this.#grace.refuses(scopeId)) return reply({ type: 'miss', id: frame.id, reason: 'not-held' });
+    if (session.serving >= this.#init.maxConcurrentServesPerPeer) return reply({ type: 'miss', id: frame.id, reason: 'busy' });
+    if (this.#init.stopped()) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
+    // Kept while waiting: the id, the sealed key and a copy of the proof (never a view of the received bytes).
+    const { id, key: sealed } = frame;
+    const proof = frame.proof.slice();
+    session.serving++;
+    const pending = { channel: server.channel, id, since: this.#init.now(), gaveUp: false };
+    this.#inService.add(pending);
+    this.#ensureHeartbeat();
+    this.#grace.wait(scopeId, (held) => {
+      this.#inService.delete(pending);
+      session.serving--;
+      if (server.channel.closed || this.#init.stopped() || pending.gaveUp) return;
+      if (!held) return reply({ type: 'miss', id, reason: 'not-held' });
+      this.#serveSealed(session, server, { type: 'get', id, key: sealed, proof });
+    });
   }
 
   /** Serves a get that needs the cache's asynchronous work (an upstream request, or a wait for one). */

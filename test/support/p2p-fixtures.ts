@@ -107,6 +107,13 @@ export class MemoryBackend implements PeerBackend {
       this.store.set(key, answer.entry);
       return answer.entry;
     }
+    // The real cache asks the fleet inside its flight for the key, so an owner's serving joins it; here the
+    // entry a peer's ask made this node fetch meanwhile is taken instead.
+    const stored = this.local(key);
+    if (stored !== undefined) {
+      this.sources.local++;
+      return stored;
+    }
     this.sources.upstream++;
     return this.singleflight(key);
   }
