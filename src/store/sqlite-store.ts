@@ -7,9 +7,24 @@
  * a failure tells the user to do).
  *
  * Guarantees:
- * - Every acknowledged `set` is durable across a restart of this process (WAL, synchronous = NORMAL: an OS
- *   crash may lose the last transactions, a process crash loses nothing) and is only lost by eviction or
- *   explicit deletion.
+ * - Group commit (the default): `set` is acknowledged at once and the entry is readable through this store
+ *   from then on; it is committed with every other write of the same turn of the event loop in one
+ *   transaction when the turn ends (setImmediate), in slices of about SLICE_MS, sooner when MAX_PENDING writes
+ *   are waiting, and at `flush`, `count`, `bytes`, `deleteByPrefix`, `close` and process exit.
+ * - Durability of an acknowledged `set` (WAL, synchronous = NORMAL):
+ *   - once its turn of the event loop has ended (the commit ran), it survives a crash of the process
+ *     (SIGKILL, abort, an uncaught exception): the commit is in the WAL file, which the next open replays;
+ *   - before that, a process killed (SIGKILL, abort) loses it: the window is the rest of the current turn plus
+ *     the commit itself, normally well under a millisecond, longer only for a burst of writes; a normal exit
+ *     (`process.exit`, the end of the program) commits it in an 'exit' hook;
+ *   - an OS crash or power loss may lose transactions committed since the last WAL checkpoint synced
+ *     (synchronous = NORMAL does not fsync each commit); the database is never corrupted by it;
+ *   - `groupCommit: false` commits each `set` before it returns (one transaction per write), for the same
+ *     guarantees without the window.
+ *   Past that an entry is only lost by eviction or explicit deletion.
+ * - Each body is hashed once: `set` hashes it to check the digest unless the caller says it computed the
+ *   digest itself (`digestVerified`, as the cache's tiers do: every entry they hold was hashed in this process
+ *   from the very bytes, by the origin or key/value path or by the check of a peer's entry on arrival).
  * - Identical bodies are stored once (table `bodies`, keyed by sha256 digest, reference-counted by triggers);
  *   the last entry using a body takes the body with it.
  * - Bounds: after `set`, at most `maxEntries` entries and `maxBytes` bytes of distinct bodies, evicting the
@@ -26,15 +41,16 @@
  *   later (full disk, read-only file, lock held too long) throws `StoreError` and the store keeps serving reads.
  * - Bodies are never logged.
  */
+import { performance } from 'node:perf_hooks';
 import { sha256Hex, viewAsBuffer, type CacheEntry } from '../cache/entry.js';
-import type { EntryStore } from '../cache/entry-store.js';
+import type { EntryStore, EntryStoreEvents, SetOptions } from '../cache/entry-store.js';
 import { CacheConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { immediate, openDatabase, RecoveringConnection, type OpenedDatabase } from './connection.js';
-import { dropIfNeverFits, evictPastBounds, type Bounds } from './eviction.js';
-import { RecencyBatch } from './recency.js';
-import { encodeKey, prefixUpperBound, readStats, rowToEntry } from './schema.js';
-import { alteredBody, describeKey, digestMismatch } from './store-errors.js';
+import { immediate, openDatabase, RecoveringConnection, type Connection, type OpenedDatabase } from './connection.js';
+import { dropIfNeverFits, evictPastBounds, type Bounds, type Evicted } from './eviction.js';
+import { RecencyBatch, SLICE_MS } from './recency.js';
+import { decodeKey, encodeKey, prefixUpperBound, readStats, rowToEntry } from './schema.js';
+import { alteredBody, describeError, describeKey, digestMismatch } from './store-errors.js';
 
 export { StoreError } from './store-errors.js';
 
@@ -50,9 +66,36 @@ export interface SqliteStoreOptions {
   readonly now?: () => number;
   /** How long a write waits for another connection's lock before failing with SQLITE_BUSY. Default 5000 ms. */
   readonly busyTimeoutMs?: number;
+  /**
+   * Commit the writes of one turn of the event loop together (default true), or each `set` before it returns
+   * (false). See the durability notes above.
+   */
+  readonly groupCommit?: boolean;
 }
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+/** Writes waiting for their commit before `set` commits them itself. */
+const MAX_PENDING = 4096;
+
+/** An acknowledged write not yet committed, with its recency stamp. */
+interface PendingWrite {
+  readonly entry: CacheEntry;
+  readonly stamp: number;
+}
+
+/** Stores with writes that may be pending, committed when the process exits normally. */
+const OPEN_STORES = new Set<SqliteStore>();
+let exitHookInstalled = false;
+
+function commitAllAtExit(): void {
+  for (const store of OPEN_STORES) {
+    try {
+      store.flush();
+    } catch {
+      // Nothing can be reported any more; the store already told its listener.
+    }
+  }
+}
 
 export class SqliteStore implements EntryStore {
   readonly #bounds: Bounds;
@@ -61,13 +104,19 @@ export class SqliteStore implements EntryStore {
   /** The last recency stamp handed out: stamps strictly increase, so two uses in one millisecond keep their order. */
   #lastStamp = 0;
   readonly #db: RecoveringConnection;
-  /** Reads not yet written to `last_used`; written before any eviction decision. */
+  /** Reads not yet written to `last_used`; an eviction takes its candidate's pending read first. */
   readonly #recency: RecencyBatch;
+  readonly #groupCommit: boolean;
+  /** Acknowledged writes not yet committed, in the order written. */
+  readonly #pending = new Map<string, PendingWrite>();
+  #commitScheduled: NodeJS.Immediate | undefined;
+  #events: EntryStoreEvents | undefined;
 
   private constructor(options: SqliteStoreOptions, opened: OpenedDatabase, busyTimeoutMs: number) {
     this.#bounds = { maxEntries: options.maxEntries, maxBytes: options.maxBytes };
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
+    this.#groupCommit = options.groupCommit ?? true;
     this.#db = new RecoveringConnection(opened, {
       busyTimeoutMs,
       logger: options.logger,
@@ -91,7 +140,13 @@ export class SqliteStore implements EntryStore {
     validateOptions(options);
     const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     const opened = openDatabase(options.dir, { busyTimeoutMs, logger: options.logger });
-    return new SqliteStore(options, opened, busyTimeoutMs);
+    const store = new SqliteStore(options, opened, busyTimeoutMs);
+    OPEN_STORES.add(store);
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.on('exit', commitAllAtExit);
+    }
+    return store;
   }
 
   /**
@@ -110,6 +165,12 @@ export class SqliteStore implements EntryStore {
   }
 
   get(key: string): CacheEntry | undefined {
+    const pending = this.#pending.get(key);
+    if (pending !== undefined) {
+      this.#db.current('get');
+      this.#recency.note(key);
+      return pending.entry;
+    }
     const k = encodeKey(key);
     return this.#db.run('get', (c) => {
       const row = c.selectEntry.get(k);
@@ -125,53 +186,147 @@ export class SqliteStore implements EntryStore {
     });
   }
 
-  set(key: string, entry: CacheEntry): number {
+  /**
+   * Stores `entry` under `key`. With group commit (the default) the write is acknowledged at once and committed
+   * with every other write of this turn of the event loop, in one transaction, when the turn ends; reads through
+   * this store see it meanwhile. Returns how many entries this call evicted: 0 with group commit (evictions are
+   * told to the `listen`er when they happen), the count with `groupCommit: false`.
+   */
+  set(key: string, entry: CacheEntry, options?: SetOptions): number {
     this.#db.current('set');
-    const actual = sha256Hex(entry.body);
-    // Bodies are shared by digest: a wrong digest would hand this body to every other key claiming that digest.
-    if (actual !== entry.digest) throw digestMismatch(key, entry.digest, actual);
+    if (options?.digestVerified !== true) {
+      const actual = sha256Hex(entry.body);
+      // Bodies are shared by digest: a wrong digest would hand this body to every other key claiming that digest.
+      if (actual !== entry.digest) throw digestMismatch(key, entry.digest, actual);
+    }
+    // Re-inserted, so the batch stays in the order of the writes (and of their stamps).
+    this.#pending.delete(key);
+    this.#pending.set(key, { entry, stamp: this.#stamp() });
+    if (!this.#groupCommit) return this.#commit('set', Number.POSITIVE_INFINITY, true);
+    if (this.#pending.size >= MAX_PENDING) {
+      // A burst larger than a batch: commit now rather than hold an unbounded batch.
+      this.#commit('set', Number.POSITIVE_INFINITY, true);
+      return 0;
+    }
+    this.#scheduleCommit();
+    return 0;
+  }
+
+  /** Commits every pending write now. Throws StoreError if that fails (the writes are then dropped, and told to the listener). */
+  flush(): void {
+    if (this.#pending.size > 0) this.#commit('set', Number.POSITIVE_INFINITY, true);
+  }
+
+  /** Writes acknowledged but not yet committed (0 once the commit slices caught up). */
+  get pendingWrites(): number {
+    return this.#pending.size;
+  }
+
+  /** Subscribes to evictions and failed background commits. One listener; a new one replaces the old. */
+  listen(events: EntryStoreEvents): void {
+    this.#events = events;
+  }
+
+  #scheduleCommit(): void {
+    if (this.#commitScheduled !== undefined) return;
+    // Not unref'd: an acknowledged write keeps the process alive until it is committed.
+    this.#commitScheduled = setImmediate(() => {
+      this.#commitScheduled = undefined;
+      if (this.#db.closed || this.#pending.size === 0) return;
+      try {
+        this.#commit('set', performance.now() + SLICE_MS, false);
+      } catch {
+        // Told to the listener by #commit; nobody is waiting on a background commit.
+      }
+      if (this.#pending.size > 0) this.#scheduleCommit();
+    });
+  }
+
+  /**
+   * Writes pending entries, oldest first, in one IMMEDIATE transaction until `deadline` (at least one entry),
+   * evicting past the bounds after each as a lone `set` would. Returns how many entries were evicted. On failure
+   * every pending write is dropped and told to the listener; `rethrow` decides whether the caller sees it too.
+   */
+  #commit(operation: string, deadline: number, rethrow: boolean): number {
+    let batch: Array<[string, PendingWrite]> = [];
+    let evicted: Evicted = { keys: [], forBytes: 0 };
+    try {
+      this.#db.run(operation, (c) =>
+        immediate(c, () => {
+          // `run` may call this again on a fresh database after recovering a corrupt one: start from scratch.
+          batch = [];
+          evicted = { keys: [], forBytes: 0 };
+          for (const item of this.#pending) {
+            if (batch.length > 0 && (batch.length & 7) === 0 && performance.now() > deadline) break;
+            batch.push(item);
+            this.#writeOne(c, item[0], item[1], evicted);
+          }
+        }),
+      );
+    } catch (err) {
+      const keys = [...this.#pending.keys()];
+      this.#pending.clear();
+      this.#events?.writeFailed(keys, err);
+      if (rethrow) throw err;
+      return 0;
+    }
+    for (const [key, write] of batch) if (this.#pending.get(key) === write) this.#pending.delete(key);
+    if (evicted.keys.length === 0) return 0;
+    const keys = evicted.keys.map((k) => decodeKey(k));
+    for (const key of keys) this.#recency.forget(key);
+    this.#events?.evicted(keys, evicted.forBytes);
+    return keys.length;
+  }
+
+  #writeOne(c: Connection, key: string, write: PendingWrite, evicted: Evicted): void {
+    const { entry, stamp } = write;
     const k = encodeKey(key);
     const size = entry.body.byteLength;
-    const headers = JSON.stringify(entry.headers);
-    const now = this.#stamp();
-    return this.#db.run('set', (c) =>
-      immediate(c, (): number => {
-        this.#recency.write(c);
-        if (dropIfNeverFits(c, k, size, this.#bounds)) {
-          this.#logger.debug(`not storing key ${describeKey(key)}: its body (${size} bytes) exceeds maxBytes (${this.#bounds.maxBytes})`);
-          return 1;
-        }
-        c.insertBody.run(entry.digest, viewAsBuffer(entry.body), size);
-        c.upsertEntry.run(
-          k,
-          entry.digest,
-          entry.status,
-          headers,
-          entry.etag ?? null,
-          entry.lastModified ?? null,
-          entry.storedAt,
-          entry.expiresAt,
-          now,
-          size,
-        );
-        return evictPastBounds(c, k, this.#bounds);
-      }),
+    if (dropIfNeverFits(c, k, size, this.#bounds)) {
+      this.#logger.debug(`not storing key ${describeKey(key)}: its body (${size} bytes) exceeds maxBytes (${this.#bounds.maxBytes})`);
+      evicted.keys.push(k);
+      evicted.forBytes++;
+      return;
+    }
+    c.insertBody.run(entry.digest, viewAsBuffer(entry.body), size);
+    c.upsertEntry.run(
+      k,
+      entry.digest,
+      entry.status,
+      JSON.stringify(entry.headers),
+      entry.etag ?? null,
+      entry.lastModified ?? null,
+      entry.storedAt,
+      entry.expiresAt,
+      stamp,
+      size,
     );
+    evictPastBounds(c, k, this.#bounds, (candidate) => this.#recency.take(decodeKey(candidate)), evicted);
   }
 
   refresh(key: string, storedAt: number, expiresAt: number): boolean {
+    const pending = this.#pending.get(key);
+    if (pending !== undefined) {
+      this.#db.current('refresh');
+      // Replaced in place: the batch keeps its order and the write its stamp.
+      this.#pending.set(key, { entry: { ...pending.entry, storedAt, expiresAt }, stamp: pending.stamp });
+      return true;
+    }
     const k = encodeKey(key);
     return this.#db.run('refresh', (c) => c.refresh.run(storedAt, expiresAt, k).changes > 0);
   }
 
   delete(key: string): boolean {
     const k = encodeKey(key);
+    const wasPending = this.#pending.delete(key);
     const existed = this.#db.run('delete', (c) => c.deleteKey.run(k).changes > 0);
     this.#recency.forget(key);
-    return existed;
+    return existed || wasPending;
   }
 
   deleteByPrefix(prefix: string): number {
+    // Committed first, so each key is counted once whether or not its write was pending.
+    this.flush();
     const lower = encodeKey(prefix);
     const upper = prefixUpperBound(lower);
     // A byte range over the UTF-16 code units: exact for any prefix, wildcard characters included, and it
@@ -182,6 +337,7 @@ export class SqliteStore implements EntryStore {
   }
 
   clear(): void {
+    this.#pending.clear();
     this.#db.run('clear', (c) =>
       immediate(c, () => {
         c.deleteAllEntries.run();
@@ -194,10 +350,12 @@ export class SqliteStore implements EntryStore {
   }
 
   count(): number {
+    this.flush();
     return this.#db.run('count', (c) => readStats(c).entries);
   }
 
   bytes(): number {
+    this.flush();
     return this.#db.run('bytes', (c) => readStats(c).bytes);
   }
 
@@ -207,8 +365,18 @@ export class SqliteStore implements EntryStore {
     this.#recency.note(key);
   }
 
-  /** Writes the pending recency, then closes the database. Idempotent; never throws. */
+  /** Commits pending writes and recency, then closes the database. Idempotent; never throws. */
   close(): void {
+    if (this.#db.closed) return;
+    try {
+      this.flush();
+    } catch (err) {
+      // Told to the listener; closing must not fail.
+      this.#logger.debug(`writes pending at close could not be committed to ${this.file}: ${describeError(err)}`);
+    }
+    if (this.#commitScheduled !== undefined) clearImmediate(this.#commitScheduled);
+    this.#commitScheduled = undefined;
+    OPEN_STORES.delete(this);
     this.#db.close((c) => this.#recency.close(c));
   }
 }
