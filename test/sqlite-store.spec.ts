@@ -467,6 +467,8 @@ describe('SqliteStore', () => {
             const body = Buffer.from('body ' + i);
             store.set('k' + i, { body, digest: createHash('sha256').update(body).digest('hex'), storedAt: 1, expiresAt: 2, status: 200, headers: {} });
           }
+          // Never outlive a failed spec.
+          setTimeout(() => process.exit(3), 20000).unref();
           ${then}
         `;
         const proc = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -486,10 +488,10 @@ describe('SqliteStore', () => {
       it('an acknowledged write survives SIGKILL once committed (no write pending)', async () => {
         // A turn's writes are committed when it ends, in slices of a few milliseconds on consecutive turns.
         const waitForCommit = `
-          const wait = () => store.pendingWrites === 0 ? (process.stdout.write('ready\\n'), setInterval(() => {}, 1000)) : setImmediate(wait);
+          const wait = () => store.pendingWrites === 0 ? (process.stdout.write('ready\\n'), setInterval(() => {}, 1000)) : setTimeout(wait, 1);
           setImmediate(wait);`;
         const c = child(200, waitForCommit);
-        await c.ready;
+        await Promise.race([c.ready, c.exited]);
         c.kill();
         expect(await c.exited).to.equal('SIGKILL');
         expect(keysOnDisk()).to.equal(200);

@@ -10,7 +10,8 @@
  * - Group commit (the default): `set` is acknowledged at once and the entry is readable through this store
  *   from then on; it is committed with every other write of the same turn of the event loop in one
  *   transaction when the turn ends (setImmediate), in slices of about SLICE_MS, sooner when MAX_PENDING writes
- *   are waiting, and at `flush`, `count`, `bytes`, `deleteByPrefix`, `close` and process exit.
+ *   are waiting, and at `flush`, `count`, `bytes`, `deleteByPrefix`, `close`, process exit, and a `get` of a
+ *   key whose write is pending (so the read sees what the bounds keep).
  * - Durability of an acknowledged `set` (WAL, synchronous = NORMAL):
  *   - once its turn of the event loop has ended (the commit ran), it survives a crash of the process
  *     (SIGKILL, abort, an uncaught exception): the commit is in the WAL file, which the next open replays;
@@ -165,12 +166,9 @@ export class SqliteStore implements EntryStore {
   }
 
   get(key: string): CacheEntry | undefined {
-    const pending = this.#pending.get(key);
-    if (pending !== undefined) {
-      this.#db.current('get');
-      this.#recency.note(key);
-      return pending.entry;
-    }
+    // A read of a write still pending commits the batch first: the read then sees exactly what the bounds keep
+    // (the write, unless the same batch evicted it). The tiers only get here when memory no longer has the key.
+    if (this.#pending.has(key)) this.flush();
     const k = encodeKey(key);
     return this.#db.run('get', (c) => {
       const row = c.selectEntry.get(k);
