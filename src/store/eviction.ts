@@ -33,10 +33,17 @@ export function dropIfNeverFits(c: Connection, key: Buffer, size: number, bounds
 }
 
 /**
+ * Most candidates one eviction stamps with their pending read before it evicts the oldest regardless: after a
+ * flood of reads (100k hits) nearly every candidate has one, and stamping them all would stall the event loop.
+ * Past this many the victim is the least recently used of the oldest rows as written, not of every read.
+ */
+export const MAX_STAMPED_PER_EVICTION = 32;
+
+/**
  * Evicts least recently used entries, never `kept`, until the database is within `bounds`, adding them to `into`.
  * `pendingRead(key)` takes the time of a read of `key` not yet written to `last_used` (or undefined): such a
- * candidate gets its stamp and the search goes on, so only the reads that matter are written before evicting.
- * Must run inside a write transaction.
+ * candidate gets its stamp and the search goes on (up to MAX_STAMPED_PER_EVICTION), so only the reads that
+ * matter are written before evicting. Must run inside a write transaction.
  */
 export function evictPastBounds(
   c: Connection,
@@ -47,16 +54,19 @@ export function evictPastBounds(
 ): void {
   // `kept` is never a candidate: it is the most recently used, and since its body fits, evicting every other
   // entry always brings the store within bounds.
+  let stamped = 0;
   for (;;) {
     const stats = readStats(c);
     if (stats.entries <= bounds.maxEntries && stats.bytes <= bounds.maxBytes) return;
     const oldest = c.selectOldest.get(kept);
     if (oldest === undefined) return;
     const readAt = pendingRead(oldest.key);
-    if (readAt !== undefined) {
+    if (readAt !== undefined && stamped < MAX_STAMPED_PER_EVICTION) {
       c.touch.run(readAt, oldest.key, readAt);
+      stamped++;
       continue;
     }
+    stamped = 0;
     c.deleteRowid.run(oldest.rowid);
     into.keys.push(oldest.key);
     if (stats.entries <= bounds.maxEntries) into.forBytes++;

@@ -10,8 +10,13 @@ import { immediate, type Connection } from './connection.js';
 import { encodeKey } from './schema.js';
 import { describeError } from './store-errors.js';
 
-/** Longest a background slice writes recency before yielding to the event loop (the rest follow on the next turns). */
+/** Longest a background slice writes before yielding to the event loop (the rest follow on the next turns). */
 export const SLICE_MS = 4;
+/**
+ * Most rows a background slice writes: the commit that ends a slice writes every page the slice dirtied, and
+ * recency rows are scattered, so the commit, not the loop, is what a large slice pays for.
+ */
+export const SLICE_ROWS = 64;
 /** How long reads are remembered in memory before their recency is written, so a read costs no write. */
 const TOUCH_FLUSH_MS = 1000;
 
@@ -23,6 +28,8 @@ export interface RecencyBatchOptions {
   readonly now: () => number;
   /** The connection for a background flush; throws when the store is closed or the database unavailable. */
   readonly connect: () => Connection;
+  /** Told after each background slice committed on `c`. */
+  readonly committed?: (c: Connection) => void;
 }
 
 /** Reads not yet written to `last_used`: key → when it was read. */
@@ -32,6 +39,7 @@ export class RecencyBatch {
   readonly #logger: Logger;
   readonly #now: () => number;
   readonly #connect: () => Connection;
+  readonly #committed: ((c: Connection) => void) | undefined;
   /** The pending flush: a timer, or the next slice (an immediate); one at a time. */
   #timer: { cancel(): void } | undefined;
   #stopped = false;
@@ -43,6 +51,7 @@ export class RecencyBatch {
     this.#logger = options.logger;
     this.#now = options.now;
     this.#connect = options.connect;
+    this.#committed = options.committed;
   }
 
   /** Remembers a read of `key` now; written with the next batch. */
@@ -80,9 +89,10 @@ export class RecencyBatch {
    * Must run inside a write transaction on `c`. Returns the keys written, so the caller can drop them once the
    * transaction committed (a rolled back slice leaves them pending).
    */
-  write(c: Connection, deadline = Number.POSITIVE_INFINITY): Array<readonly [string, number]> {
+  write(c: Connection, deadline = Number.POSITIVE_INFINITY, maxRows = Number.POSITIVE_INFINITY): Array<readonly [string, number]> {
     const written: Array<readonly [string, number]> = [];
     for (const [key, at] of this.#pending) {
+      if (written.length >= maxRows) break;
       // The clock is read every 16 rows: a row costs a few microseconds, a clock read about 0.1.
       if ((written.length & 15) === 15 && performance.now() > deadline) break;
       c.touch.run(at, encodeKey(key), at);
@@ -135,8 +145,9 @@ export class RecencyBatch {
       // No recovery from a timer (it would warn with no caller to see the operation fail); the next call does it.
       const c = this.#connect();
       // A time-bounded slice per turn of the event loop, so thousands of hits never stall it for long.
-      const written = immediate(c, () => this.write(c, performance.now() + SLICE_MS));
+      const written = immediate(c, () => this.write(c, performance.now() + SLICE_MS, SLICE_ROWS));
       this.#settle(written);
+      this.#committed?.(c);
       this.#failureLogged = false;
       if (this.#pending.size > 0 && this.#timer === undefined) this.#continueSoon();
     } catch (err) {

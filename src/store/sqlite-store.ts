@@ -9,7 +9,8 @@
  * Guarantees:
  * - Group commit (the default): `set` is acknowledged at once and the entry is readable through this store
  *   from then on; it is committed with every other write of the same turn of the event loop in one
- *   transaction when the turn ends (setImmediate), in slices of about SLICE_MS, sooner when MAX_PENDING writes
+ *   transaction when the turn ends (setImmediate), in slices of at most SLICE_ROWS entries or about SLICE_MS
+ *   (the rest on the next turns, back to back), sooner when MAX_PENDING writes
  *   are waiting, and at `flush`, `count`, `bytes`, `deleteByPrefix`, `close`, process exit, and a `get` of a
  *   key whose write is pending (so the read sees what the bounds keep).
  * - Durability of an acknowledged `set` (WAL, synchronous = NORMAL):
@@ -23,6 +24,7 @@
  *   - `groupCommit: false` commits each `set` before it returns (one transaction per write), for the same
  *     guarantees without the window.
  *   Past that an entry is only lost by eviction or explicit deletion.
+ * - WAL checkpoints run on a helper thread (checkpointer.ts), so no commit stalls the event loop for one.
  * - Each body is hashed once: `set` hashes it to check the digest unless the caller says it computed the
  *   digest itself (`digestVerified`, as the cache's tiers do: every entry they hold was hashed in this process
  *   from the very bytes, by the origin or key/value path or by the check of a peer's entry on arrival).
@@ -47,9 +49,10 @@ import { sha256Hex, viewAsBuffer, type CacheEntry } from '../cache/entry.js';
 import type { EntryStore, EntryStoreEvents, SetOptions } from '../cache/entry-store.js';
 import { CacheConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { Checkpointer } from './checkpointer.js';
 import { immediate, openDatabase, RecoveringConnection, type Connection, type OpenedDatabase } from './connection.js';
 import { dropIfNeverFits, evictPastBounds, type Bounds, type Evicted } from './eviction.js';
-import { RecencyBatch, SLICE_MS } from './recency.js';
+import { RecencyBatch, SLICE_MS, SLICE_ROWS } from './recency.js';
 import { decodeKey, encodeKey, prefixUpperBound, readStats, rowToEntry } from './schema.js';
 import { alteredBody, describeError, describeKey, digestMismatch } from './store-errors.js';
 
@@ -112,6 +115,8 @@ export class SqliteStore implements EntryStore {
   readonly #pending = new Map<string, PendingWrite>();
   #commitScheduled: NodeJS.Immediate | undefined;
   #events: EntryStoreEvents | undefined;
+  /** Runs WAL checkpoints on a helper thread, so no commit pays for one. */
+  readonly #checkpointer: Checkpointer;
 
   private constructor(options: SqliteStoreOptions, opened: OpenedDatabase, busyTimeoutMs: number) {
     this.#bounds = { maxEntries: options.maxEntries, maxBytes: options.maxBytes };
@@ -121,14 +126,20 @@ export class SqliteStore implements EntryStore {
     this.#db = new RecoveringConnection(opened, {
       busyTimeoutMs,
       logger: options.logger,
-      // The pending reads were of the corrupt file's entries, which are gone.
-      onReplaced: () => this.#recency.clear(),
+      // The pending reads were of the corrupt file's entries, which are gone; the fresh database checkpoints
+      // by itself (SQLite's automatic checkpoint), the helper thread having the old file open.
+      onReplaced: () => {
+        this.#recency.clear();
+        this.#checkpointer.stop();
+      },
     });
+    this.#checkpointer = new Checkpointer(opened.file, options.logger);
     this.#recency = new RecencyBatch({
       file: opened.file,
       logger: options.logger,
       now: () => this.#stamp(),
       connect: () => this.#db.current('get'),
+      committed: (c) => this.#checkpointer.committed(c.db),
     });
   }
 
@@ -232,7 +243,7 @@ export class SqliteStore implements EntryStore {
       this.#commitScheduled = undefined;
       if (this.#db.closed || this.#pending.size === 0) return;
       try {
-        this.#commit('set', performance.now() + SLICE_MS, false);
+        this.#commit('set', performance.now() + SLICE_MS, false, SLICE_ROWS);
       } catch {
         // Told to the listener by #commit; nobody is waiting on a background commit.
       }
@@ -241,26 +252,27 @@ export class SqliteStore implements EntryStore {
   }
 
   /**
-   * Writes pending entries, oldest first, in one IMMEDIATE transaction until `deadline` (at least one entry),
+   * Writes pending entries, oldest first, in one IMMEDIATE transaction until `deadline` or `maxRows` (at least one entry),
    * evicting past the bounds after each as a lone `set` would. Returns how many entries were evicted. On failure
    * every pending write is dropped and told to the listener; `rethrow` decides whether the caller sees it too.
    */
-  #commit(operation: string, deadline: number, rethrow: boolean): number {
+  #commit(operation: string, deadline: number, rethrow: boolean, maxRows = Number.POSITIVE_INFINITY): number {
     let batch: Array<[string, PendingWrite]> = [];
     let evicted: Evicted = { keys: [], forBytes: 0 };
     try {
-      this.#db.run(operation, (c) =>
+      this.#db.run(operation, (c) => {
         immediate(c, () => {
           // `run` may call this again on a fresh database after recovering a corrupt one: start from scratch.
           batch = [];
           evicted = { keys: [], forBytes: 0 };
           for (const item of this.#pending) {
-            if (batch.length > 0 && (batch.length & 7) === 0 && performance.now() > deadline) break;
+            if (batch.length > 0 && (batch.length >= maxRows || ((batch.length & 7) === 0 && performance.now() > deadline))) break;
             batch.push(item);
             this.#writeOne(c, item[0], item[1], evicted);
           }
-        }),
-      );
+        });
+        this.#checkpointer.committed(c.db);
+      });
     } catch (err) {
       const keys = [...this.#pending.keys()];
       this.#pending.clear();
@@ -376,6 +388,7 @@ export class SqliteStore implements EntryStore {
     this.#commitScheduled = undefined;
     OPEN_STORES.delete(this);
     this.#db.close((c) => this.#recency.close(c));
+    this.#checkpointer.stop();
   }
 }
 
