@@ -8,17 +8,17 @@
  *
  * Guarantees:
  * - Group commit (the default): `set` is acknowledged at once and the entry is readable through this store
- *   from then on; it is committed with every other write of the same turn of the event loop in one
- *   transaction when the turn ends (setImmediate), in slices of at most SLICE_ROWS entries or about SLICE_MS
- *   (the rest on the next turns, back to back), sooner when MAX_PENDING writes
- *   are waiting, and at `flush`, `count`, `bytes`, `deleteByPrefix`, `close`, process exit, and a `get` of a
- *   key whose write is pending (so the read sees what the bounds keep).
+ *   from then on; it is committed together with the other writes of the same turn of the event loop when the
+ *   turn ends (setImmediate), one transaction per slice of at most SLICE_ROWS entries or about SLICE_MS (a
+ *   larger burst continues on the next turns, back to back), sooner when MAX_PENDING writes are waiting, and
+ *   at `flush`, `count`, `bytes`, `deleteByPrefix`, `close`, process exit, and a `get` of a key whose write is
+ *   pending (so the read sees what the bounds keep). `pendingWrites` is 0 once everything is committed.
  * - Durability of an acknowledged `set` (WAL, synchronous = NORMAL):
- *   - once its turn of the event loop has ended (the commit ran), it survives a crash of the process
+ *   - once committed (normally by the end of the turn that wrote it), it survives a crash of the process
  *     (SIGKILL, abort, an uncaught exception): the commit is in the WAL file, which the next open replays;
- *   - before that, a process killed (SIGKILL, abort) loses it: the window is the rest of the current turn plus
- *     the commit itself, normally well under a millisecond, longer only for a burst of writes; a normal exit
- *     (`process.exit`, the end of the program) commits it in an 'exit' hook;
+ *   - before that, a process killed (SIGKILL, abort, a signal without a handler) loses it: the window is the
+ *     rest of the current turn plus the commit itself, normally well under a millisecond, longer only for a
+ *     burst of writes; a normal exit (`process.exit`, the end of the program) commits it in an 'exit' hook;
  *   - an OS crash or power loss may lose transactions committed since the last WAL checkpoint synced
  *     (synchronous = NORMAL does not fsync each commit); the database is never corrupted by it;
  *   - `groupCommit: false` commits each `set` before it returns (one transaction per write), for the same
@@ -30,8 +30,9 @@
  *   from the very bytes, by the origin or key/value path or by the check of a peer's entry on arrival).
  * - Identical bodies are stored once (table `bodies`, keyed by sha256 digest, reference-counted by triggers);
  *   the last entry using a body takes the body with it.
- * - Bounds: after `set`, at most `maxEntries` entries and `maxBytes` bytes of distinct bodies, evicting the
- *   least recently used entries first. `count()` and `bytes()` read one row kept exact by triggers, so they
+ * - Bounds: once a write is committed, at most `maxEntries` entries and `maxBytes` bytes of distinct bodies,
+ *   evicting the least recently used entries first (after a flood of reads not yet written, among the oldest
+ *   rows as written: see MAX_STAMPED_PER_EVICTION in eviction.ts). `count()` and `bytes()` read one row kept exact by triggers, so they
  *   are cheap and right even when another process writes the same database.
  * - Keys are opaque: stored as the exact UTF-16 code units of the JS string (a BLOB), so any string, even one
  *   with lone surrogates, is its own key, and prefix deletion is an exact byte-range query.
