@@ -55,7 +55,7 @@ import { immediate, openDatabase, RecoveringConnection, type Connection, type Op
 import { dropIfNeverFits, evictPastBounds, type Bounds, type Evicted } from './eviction.js';
 import { RecencyBatch, SLICE_MS, SLICE_ROWS } from './recency.js';
 import { decodeKey, encodeKey, prefixUpperBound, readStats, rowToEntry } from './schema.js';
-import { alteredBody, describeError, describeKey, digestMismatch } from './store-errors.js';
+import { alteredBody, describeKey, digestMismatch } from './store-errors.js';
 
 export { StoreError } from './store-errors.js';
 
@@ -97,7 +97,7 @@ function commitAllAtExit(): void {
     try {
       store.flush();
     } catch {
-      // Nothing can be reported any more; the store already told its listener.
+      // Nothing can be reported any more; the store told its listener.
     }
   }
 }
@@ -180,7 +180,7 @@ export class SqliteStore implements EntryStore {
   get(key: string): CacheEntry | undefined {
     // A read of a write still pending commits the batch first: the read then sees exactly what the bounds keep
     // (the write, unless the same batch evicted it). The tiers only get here when memory no longer has the key.
-    if (this.#pending.has(key)) this.flush();
+    if (this.#pending.has(key)) this.#commitAll();
     const k = encodeKey(key);
     return this.#db.run('get', (c) => {
       const row = c.selectEntry.get(k);
@@ -212,10 +212,10 @@ export class SqliteStore implements EntryStore {
     // Re-inserted, so the batch stays in the order of the writes (and of their stamps).
     this.#pending.delete(key);
     this.#pending.set(key, { entry, stamp: this.#stamp() });
-    if (!this.#groupCommit) return this.#commit('set', Number.POSITIVE_INFINITY, true);
+    if (!this.#groupCommit) return this.#commit('set', Number.POSITIVE_INFINITY, 'throw');
     if (this.#pending.size >= MAX_PENDING) {
       // A burst larger than a batch: commit now rather than hold an unbounded batch.
-      this.#commit('set', Number.POSITIVE_INFINITY, true);
+      this.#commitAll();
       return 0;
     }
     this.#scheduleCommit();
@@ -224,7 +224,12 @@ export class SqliteStore implements EntryStore {
 
   /** Commits every pending write now. Throws StoreError if that fails (the writes are then dropped, and told to the listener). */
   flush(): void {
-    if (this.#pending.size > 0) this.#commit('set', Number.POSITIVE_INFINITY, true);
+    if (this.#pending.size > 0) this.#commit('set', Number.POSITIVE_INFINITY, 'tell-and-throw');
+  }
+
+  /** Commits every pending write now; a failure is told to the listener only (the caller goes on). */
+  #commitAll(): void {
+    if (this.#pending.size > 0) this.#commit('set', Number.POSITIVE_INFINITY, 'tell');
   }
 
   /** Writes acknowledged but not yet committed (0 once the commit slices caught up). */
@@ -243,11 +248,8 @@ export class SqliteStore implements EntryStore {
     this.#commitScheduled = setImmediate(() => {
       this.#commitScheduled = undefined;
       if (this.#db.closed || this.#pending.size === 0) return;
-      try {
-        this.#commit('set', performance.now() + SLICE_MS, false, SLICE_ROWS);
-      } catch {
-        // Told to the listener by #commit; nobody is waiting on a background commit.
-      }
+      // A failure is told to the listener: nobody is waiting on a background commit.
+      this.#commit('set', performance.now() + SLICE_MS, 'tell', SLICE_ROWS);
       if (this.#pending.size > 0) this.#scheduleCommit();
     });
   }
@@ -255,9 +257,10 @@ export class SqliteStore implements EntryStore {
   /**
    * Writes pending entries, oldest first, in one IMMEDIATE transaction until `deadline` or `maxRows` (at least one entry),
    * evicting past the bounds after each as a lone `set` would. Returns how many entries were evicted. On failure
-   * every pending write is dropped and told to the listener; `rethrow` decides whether the caller sees it too.
+   * every pending write is dropped and, as `failure` says, thrown to the caller (a lone `set` without group
+   * commit, whose caller counts it), told to the listener, or both (an explicit `flush`).
    */
-  #commit(operation: string, deadline: number, rethrow: boolean, maxRows = Number.POSITIVE_INFINITY): number {
+  #commit(operation: string, deadline: number, failure: 'throw' | 'tell' | 'tell-and-throw', maxRows = Number.POSITIVE_INFINITY): number {
     let batch: Array<[string, PendingWrite]> = [];
     let evicted: Evicted = { keys: [], forBytes: 0 };
     try {
@@ -277,8 +280,8 @@ export class SqliteStore implements EntryStore {
     } catch (err) {
       const keys = [...this.#pending.keys()];
       this.#pending.clear();
-      this.#events?.writeFailed(keys, err);
-      if (rethrow) throw err;
+      if (failure !== 'throw') this.#events?.writeFailed(keys, err);
+      if (failure !== 'tell') throw err;
       return 0;
     }
     for (const [key, write] of batch) if (this.#pending.get(key) === write) this.#pending.delete(key);
@@ -337,7 +340,7 @@ export class SqliteStore implements EntryStore {
 
   deleteByPrefix(prefix: string): number {
     // Committed first, so each key is counted once whether or not its write was pending.
-    this.flush();
+    this.#commitAll();
     const lower = encodeKey(prefix);
     const upper = prefixUpperBound(lower);
     // A byte range over the UTF-16 code units: exact for any prefix, wildcard characters included, and it
@@ -361,12 +364,12 @@ export class SqliteStore implements EntryStore {
   }
 
   count(): number {
-    this.flush();
+    this.#commitAll();
     return this.#db.run('count', (c) => readStats(c).entries);
   }
 
   bytes(): number {
-    this.flush();
+    this.#commitAll();
     return this.#db.run('bytes', (c) => readStats(c).bytes);
   }
 
@@ -379,12 +382,8 @@ export class SqliteStore implements EntryStore {
   /** Commits pending writes and recency, then closes the database. Idempotent; never throws. */
   close(): void {
     if (this.#db.closed) return;
-    try {
-      this.flush();
-    } catch (err) {
-      // Told to the listener; closing must not fail.
-      this.#logger.debug(`writes pending at close could not be committed to ${this.file}: ${describeError(err)}`);
-    }
+    // A failure is told to the listener; closing must not fail.
+    this.#commitAll();
     if (this.#commitScheduled !== undefined) clearImmediate(this.#commitScheduled);
     this.#commitScheduled = undefined;
     OPEN_STORES.delete(this);
