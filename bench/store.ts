@@ -123,10 +123,9 @@ async function ours(root: string, dir: string, entries: number): Promise<Harness
 /** undici's store requires node:sqlite; on Node < 22.5 its DatabaseSync is played by better-sqlite3. */
 function shimNodeSqlite(): string {
   const require = createRequire(import.meta.url);
-  try {
-    require('node:sqlite');
-    return 'node:sqlite';
-  } catch {
+  const builtin = (process as unknown as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+  if (builtin?.('node:sqlite') !== undefined) return 'node:sqlite';
+  {
     const Database = require('better-sqlite3') as typeof import('better-sqlite3');
     class DatabaseSync {
       readonly #db: import('better-sqlite3').Database;
