@@ -301,6 +301,35 @@ describe('SqliteStore', () => {
       inspect(dir);
     });
 
+    it('honours up to 32 reads not yet written per eviction; past that, evicts the oldest row as written', () => {
+      // Reads are written in the background; an eviction stamps the pending reads of the candidates it meets
+      // instead of writing all of them first (100k pending reads cost hundreds of milliseconds). After 32 it
+      // stops looking, so a flood of reads bounds its work at the cost of exactness.
+      const store = open({ maxEntries: 40 });
+      for (let i = 0; i < 40; i++) {
+        store.set(`k${i}`, entry(`v${i}`));
+        clock.tick();
+      }
+      for (let i = 0; i < 35; i++) store.get(`k${i}`);
+      clock.tick();
+      expect(store.set('new', entry('new'))).to.equal(1);
+      // k0..k31 got their reads written; k32 (read, but past the 32) went, where exact LRU would drop k35.
+      expect(store.get('k32')).to.equal(undefined);
+      for (const key of ['k0', 'k31', 'k33', 'k35', 'k39', 'new']) expect(store.get(key), key).to.not.equal(undefined);
+
+      const small = open({ maxEntries: 40, dir: path.join(dir, 'second') });
+      for (let i = 0; i < 40; i++) {
+        small.set(`k${i}`, entry(`v${i}`));
+        clock.tick();
+      }
+      for (let i = 0; i < 32; i++) small.get(`k${i}`);
+      clock.tick();
+      small.set('new', entry('new'));
+      // 32 pending reads or fewer: exact, the least recently used (k32, never read) went.
+      expect(small.get('k32')).to.equal(undefined);
+      expect(small.count()).to.equal(40);
+    });
+
     it('replacing a key does not evict another', () => {
       const store = open({ maxEntries: 3 });
       for (const key of ['a', 'b', 'c']) {
