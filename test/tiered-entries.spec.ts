@@ -306,7 +306,13 @@ describe('TieredEntries', () => {
       expect(t.size()).to.equal(5);
       expect(answering(t, ['a', 'b', 'x', 'y', 'z'])).to.deep.equal(['a', 'b', 'x', 'y', 'z']);
       expect(t.size()).to.equal(5);
+      // Refreshed in memory only (the store does not have it), it still answers and still counts.
+      expect(t.refresh('y', 5_000, 65_000)?.expiresAt).to.equal(65_000);
+      expect(t.size()).to.equal(5);
       t.delete('x');
+      expect(t.size()).to.equal(4);
+      // Written again, now to the store: counted once, by the store.
+      t.write('z', entry('z again'));
       expect(t.size()).to.equal(4);
     });
 

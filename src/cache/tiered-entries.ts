@@ -67,7 +67,8 @@ export class TieredEntries {
       max: options.maxEntries,
       ...(options.maxBytes !== undefined ? { maxSize: options.maxBytes, sizeCalculation: (item: MemoryItem) => item.entry.body.byteLength + ENTRY_OVERHEAD_BYTES } : {}),
       dispose: (_value, key, reason) => {
-        this.#memoryOnly.delete(key);
+        // Replaced in memory ('set') it still answers; a write that reaches the store takes it off the list.
+        if (reason !== 'set') this.#memoryOnly.delete(key);
         // With a store, leaving memory is not leaving the cache: the store counts its own evictions.
         if (reason === 'evict' && this.#store === undefined) this.#counters.evictions++;
       },
@@ -162,6 +163,7 @@ export class TieredEntries {
         // entryOf (origin answers), by the key/value API, or on arrival from a peer (a mismatch is rejected
         // there). The store need not hash the body a second time.
         const evicted = this.#store.set(key, entry, { digestVerified: true });
+        this.#memoryOnly.delete(key);
         // A store that reports through `listen` counts its evictions there.
         if (this.#store.listen === undefined) this.#counters.evictions += evicted;
       } catch (err) {
