@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
@@ -57,8 +58,10 @@ describe('SqliteStore', () => {
   let clock: Clock;
   const opened: SqliteStore[] = [];
 
+  // Most specs here pin what one write does, committed before `set` returns (`groupCommit: false`); the
+  // 'group commit' specs below open the default store, which commits each turn's writes together.
   function open(options: Partial<SqliteStoreOptions> = {}): SqliteStore {
-    const store = SqliteStore.open({ dir, maxEntries: 1000, maxBytes: 1_000_000, logger, now: clock.now, ...options });
+    const store = SqliteStore.open({ dir, maxEntries: 1000, maxBytes: 1_000_000, logger, now: clock.now, groupCommit: false, ...options });
     opened.push(store);
     return store;
   }
@@ -298,6 +301,35 @@ describe('SqliteStore', () => {
       inspect(dir);
     });
 
+    it('honours up to 32 reads not yet written per eviction; past that, evicts the oldest row as written', () => {
+      // Reads are written in the background; an eviction stamps the pending reads of the candidates it meets
+      // instead of writing all of them first (100k pending reads cost hundreds of milliseconds). After 32 it
+      // stops looking, so a flood of reads bounds its work at the cost of exactness.
+      const store = open({ maxEntries: 40 });
+      for (let i = 0; i < 40; i++) {
+        store.set(`k${i}`, entry(`v${i}`));
+        clock.tick();
+      }
+      for (let i = 0; i < 35; i++) store.get(`k${i}`);
+      clock.tick();
+      expect(store.set('new', entry('new'))).to.equal(1);
+      // k0..k31 got their reads written; k32 (read, but past the 32) went, where exact LRU would drop k35.
+      expect(store.get('k32')).to.equal(undefined);
+      for (const key of ['k0', 'k31', 'k33', 'k35', 'k39', 'new']) expect(store.get(key), key).to.not.equal(undefined);
+
+      const small = open({ maxEntries: 40, dir: path.join(dir, 'second') });
+      for (let i = 0; i < 40; i++) {
+        small.set(`k${i}`, entry(`v${i}`));
+        clock.tick();
+      }
+      for (let i = 0; i < 32; i++) small.get(`k${i}`);
+      clock.tick();
+      small.set('new', entry('new'));
+      // 32 pending reads or fewer: exact, the least recently used (k32, never read) went.
+      expect(small.get('k32')).to.equal(undefined);
+      expect(small.count()).to.equal(40);
+    });
+
     it('replacing a key does not evict another', () => {
       const store = open({ maxEntries: 3 });
       for (const key of ['a', 'b', 'c']) {
@@ -349,6 +381,165 @@ describe('SqliteStore', () => {
       expect(writer.set('d', entry('d'))).to.equal(1);
       expect(writer.get('a')).to.not.equal(undefined);
       expect(writer.get('b')).to.equal(undefined);
+    });
+  });
+
+  describe('group commit (the default)', () => {
+    function openGrouped(options: Partial<SqliteStoreOptions> = {}): SqliteStore {
+      return open({ groupCommit: true, ...options });
+    }
+    const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+    it('commits the writes of one turn of the event loop together when the turn ends, not one by one', async () => {
+      const store = openGrouped();
+      for (let i = 0; i < 50; i++) store.set(`k${i}`, entry(`v${i % 7}`));
+      // Another connection sees none of them yet: nothing was committed one write at a time.
+      expect(inspect(dir).entries).to.equal(0);
+      expect(store.pendingWrites).to.equal(50);
+      // Committed when the turn ends, in slices of a few milliseconds on the turns right after (a slow machine
+      // may need more than one).
+      while (store.pendingWrites > 0) await turn();
+      expect(inspect(dir)).to.deep.equal({ entries: 50, bodies: 7, bodyBytes: 14 });
+    });
+
+    it('reads, refreshes and deletes a write still pending, through the store', () => {
+      const store = openGrouped();
+      const e = entry('pending', { etag: '"p"' });
+      store.set('a', e);
+      store.set('b', entry('other'));
+      expect(store.get('a')).to.deep.equal(e);
+      expect(store.refresh('a', 5_000, 65_000)).to.equal(true);
+      expect(store.get('a')).to.deep.equal({ ...e, storedAt: 5_000, expiresAt: 65_000 });
+      expect(store.delete('b')).to.equal(true);
+      expect(store.get('b')).to.equal(undefined);
+      expect(store.count()).to.equal(1);
+      expect(inspect(dir).entries).to.equal(1);
+      expect(store.get('a')).to.deep.equal({ ...e, storedAt: 5_000, expiresAt: 65_000 });
+    });
+
+    it('counts and prefix-deletes pending writes as committed ones, each once', () => {
+      const store = openGrouped();
+      store.set('p:1', entry('1'));
+      store.set('p:2', entry('2'));
+      store.set('q:1', entry('1'));
+      expect(store.count()).to.equal(3);
+      store.set('p:3', entry('3'));
+      expect(store.deleteByPrefix('p:')).to.equal(3);
+      store.set('p:4', entry('4'));
+      store.clear();
+      expect(store.count()).to.equal(0);
+      expect(inspect(dir).entries).to.equal(0);
+    });
+
+    it('tells the listener which keys a commit evicted, and how many for maxBytes alone', async () => {
+      const store = openGrouped({ maxEntries: 4, maxBytes: 30 });
+      const told: Array<{ keys: readonly string[]; forBytes: number }> = [];
+      store.listen({ evicted: (keys, forBytes) => told.push({ keys, forBytes }), writeFailed: () => expect.fail('no write fails') });
+      for (const key of ['a', 'b', 'c']) store.set(key, entry(key.repeat(10)));
+      clock.tick();
+      store.get('a');
+      expect(store.set('d', entry('d'.repeat(10)))).to.equal(0);
+      expect(told).to.deep.equal([]);
+      await turn();
+      // Three bodies of 10 bytes fit; a fourth, within maxEntries, pushes out the least recently used (b: a was read).
+      expect(told).to.deep.equal([{ keys: ['b'], forBytes: 1 }]);
+      store.set('e', entry('e'));
+      await turn();
+      expect(told[1]).to.deep.equal({ keys: ['c'], forBytes: 1 });
+      store.set('f', entry('f'));
+      store.set('g', entry('g'));
+      await turn();
+      // Five entries: past maxEntries, so this eviction is not for bytes.
+      expect(told[2]).to.deep.equal({ keys: ['a'], forBytes: 0 });
+      expect(store.get('b')).to.equal(undefined);
+      expect(store.count()).to.equal(4);
+    });
+
+    it('takes the caller\'s word for the digest with digestVerified, and checks it otherwise', () => {
+      const store = openGrouped();
+      const forged: CacheEntry = { ...entry('forged body'), digest: sha256Hex('real body') };
+      expect(() => store.set('k', forged)).to.throw(StoreError, /not the sha256 of its body/);
+      expect(store.get('k')).to.equal(undefined);
+      const honest = entry('honest body');
+      store.set('k', honest, { digestVerified: true });
+      expect(store.get('k')).to.deep.equal(honest);
+    });
+
+    it('a failed commit drops the pending writes and tells the listener their keys', async () => {
+      const store = openGrouped({ busyTimeoutMs: 0 });
+      const failed: string[] = [];
+      store.listen({ evicted: () => {}, writeFailed: (keys) => failed.push(...keys) });
+      const other = new Database(path.join(dir, 'cache.sqlite'));
+      try {
+        other.exec('BEGIN IMMEDIATE');
+        store.set('x', entry('x'));
+        store.set('y', entry('y'));
+        await turn();
+        expect(failed).to.deep.equal(['x', 'y']);
+        expect(store.get('x')).to.equal(undefined);
+      } finally {
+        other.exec('ROLLBACK');
+        other.close();
+      }
+      store.set('z', entry('z'));
+      expect(store.count()).to.equal(1);
+    });
+
+    describe('durability', () => {
+      const storeUrl = new URL('../src/store/sqlite-store.js', import.meta.url).href;
+
+      /** Runs a child process that writes `n` entries with group commit, then does `then` (JavaScript source). */
+      function child(n: number, then: string): { exited: Promise<NodeJS.Signals | number | null>; ready: Promise<void>; kill(): void } {
+        const code = `
+          import { createHash } from 'node:crypto';
+          const { SqliteStore } = await import(${JSON.stringify(storeUrl)});
+          const logger = { debug() {}, warn() {}, error() {} };
+          const store = SqliteStore.open({ dir: ${JSON.stringify(dir)}, maxEntries: 100000, maxBytes: 100000000, logger });
+          for (let i = 0; i < ${n}; i++) {
+            const body = Buffer.from('body ' + i);
+            store.set('k' + i, { body, digest: createHash('sha256').update(body).digest('hex'), storedAt: 1, expiresAt: 2, status: 200, headers: {} });
+          }
+          // Never outlive a failed spec.
+          setTimeout(() => process.exit(3), 20000).unref();
+          ${then}
+        `;
+        const proc = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+        const ready = new Promise<void>((resolve) => proc.stdout.on('data', (chunk: Buffer) => chunk.includes('ready') && resolve()));
+        const exited = new Promise<NodeJS.Signals | number | null>((resolve) => proc.once('exit', (codeOut, signal) => resolve(signal ?? codeOut)));
+        return { exited, ready, kill: () => proc.kill('SIGKILL') };
+      }
+
+      function keysOnDisk(): number {
+        const store = open();
+        let found = 0;
+        for (let i = 0; i < 200; i++) if (text(store.get(`k${i}`)?.body) === `body ${i}`) found++;
+        expect(store.count()).to.equal(found);
+        return found;
+      }
+
+      it('an acknowledged write survives SIGKILL once committed (no write pending)', async () => {
+        // A turn's writes are committed when it ends, in slices of a few milliseconds on consecutive turns.
+        const waitForCommit = `
+          const wait = () => store.pendingWrites === 0 ? (process.stdout.write('ready\\n'), setInterval(() => {}, 1000)) : setTimeout(wait, 1);
+          setImmediate(wait);`;
+        const c = child(200, waitForCommit);
+        await Promise.race([c.ready, c.exited]);
+        c.kill();
+        expect(await c.exited).to.equal('SIGKILL');
+        expect(keysOnDisk()).to.equal(200);
+      });
+
+      it('the window: killed before its turn ends, the writes of that turn are lost (and nothing else breaks)', async () => {
+        const c = child(200, "process.kill(process.pid, 'SIGKILL');");
+        expect(await c.exited).to.equal('SIGKILL');
+        expect(keysOnDisk()).to.equal(0);
+      });
+
+      it('a normal exit in the same turn (process.exit) still commits', async () => {
+        const c = child(200, 'process.exit(0);');
+        expect(await c.exited).to.equal(0);
+        expect(keysOnDisk()).to.equal(200);
+      });
     });
   });
 

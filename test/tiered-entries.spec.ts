@@ -1,3 +1,5 @@
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import type { EntryStore } from '../src/cache/entry-store.js';
@@ -179,8 +181,9 @@ describe('TieredEntries', () => {
       expect(counters.evictions).to.equal(0);
       expect(t.read('a')?.tier).to.equal('disk');
       t.write('d', entry('d'));
-      expect(counters.evictions).to.equal(1);
+      // Counted when the write commits (at the end of the turn, or when asked to count, as here).
       expect(store.count()).to.equal(3);
+      expect(counters.evictions).to.equal(1);
     });
 
     it('refresh updates freshness in both tiers and keeps the body', () => {
@@ -253,6 +256,75 @@ describe('TieredEntries', () => {
       expect(t.persistent).to.equal(false);
       expect(() => t.close()).to.not.throw();
       expect(logger.warnings).to.deep.equal([]);
+    });
+  });
+
+  describe('one budget across the tiers', () => {
+    const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+    const answering = (t: TieredEntries, keys: readonly string[]) => keys.filter((key) => t.read(key) !== undefined);
+
+    it('a key the store evicts for maxBytes stops answering from memory too; size, answers and a restart agree', async () => {
+      const store = openStore({ maxEntries: 100, maxBytes: 30 });
+      counters = { evictions: 0, persistenceErrors: 0, evictedForBytes: 0 };
+      const t = tiers(store);
+      const keys = ['a', 'b', 'c', 'd', 'e'];
+      for (const key of keys) {
+        t.write(key, entry(key.repeat(10)));
+        await turn();
+      }
+      // Memory alone could hold all five; the budget (30 bytes of bodies) keeps three.
+      expect(answering(t, keys)).to.deep.equal(['c', 'd', 'e']);
+      expect(t.size()).to.equal(3);
+      expect(t.diskBytes()).to.equal(30);
+      expect(counters.evictions).to.equal(2);
+      expect(counters.evictedForBytes).to.equal(2);
+      // Logged once, naming the option to raise, though it happened twice.
+      expect(logger.warnings).to.have.length(1);
+      expect(logger.warnings[0]).to.match(/evicted 1 entry to stay within maxBytes.*Raise maxBytes/);
+      const restarted = tiers(store);
+      expect(answering(restarted, keys)).to.deep.equal(['c', 'd', 'e']);
+    });
+
+    it('size counts the keys only memory holds because their write to the store failed', async () => {
+      const store = SqliteStore.open({ dir: temp.dir, maxEntries: 1000, maxBytes: 1_000_000, logger, busyTimeoutMs: 0 });
+      toClose.push(store);
+      store.set('a', entry('a'));
+      store.set('b', entry('b'));
+      expect(store.count()).to.equal(2);
+      const t = tiers(store);
+      const other = new Database(path.join(temp.dir, 'cache.sqlite'));
+      try {
+        other.exec('BEGIN IMMEDIATE');
+        for (const key of ['x', 'y', 'z']) t.write(key, entry(key));
+        await turn();
+      } finally {
+        other.exec('ROLLBACK');
+        other.close();
+      }
+      expect(counters.persistenceErrors).to.equal(3);
+      // Two keys on disk only, three in memory only: five answer.
+      expect(t.size()).to.equal(5);
+      expect(answering(t, ['a', 'b', 'x', 'y', 'z'])).to.deep.equal(['a', 'b', 'x', 'y', 'z']);
+      expect(t.size()).to.equal(5);
+      // Refreshed in memory only (the store does not have it), it still answers and still counts.
+      expect(t.refresh('y', 5_000, 65_000)?.expiresAt).to.equal(65_000);
+      expect(t.size()).to.equal(5);
+      t.delete('x');
+      expect(t.size()).to.equal(4);
+      // Written again, now to the store: counted once, by the store.
+      t.write('z', entry('z again'));
+      expect(t.size()).to.equal(4);
+    });
+
+    it('a write still pending in the store answers once memory evicted it', () => {
+      const store = openStore();
+      const t = tiers(store, 1);
+      t.write('a', entry('first'));
+      t.write('b', entry('second'));
+      expect(t.memorySize).to.equal(1);
+      const found = t.read('a');
+      expect(found?.tier).to.equal('disk');
+      expect(text(found?.entry.body)).to.equal('first');
     });
   });
 

@@ -21,6 +21,8 @@ export interface CacheStats {
   expirations: number;
   /** Entries evicted to stay within maxEntries / maxBytes. */
   evictions: number;
+  /** Of `evictions`, those forced by maxBytes while fewer than maxEntries entries were held (raise maxBytes to keep them). */
+  evictedForBytes: number;
   /** Requests sent to GitHub. */
   apiCallsMade: number;
   /** GitHub calls avoided: fresh hits, peer hits, coalesced callers, stale answers, and 304s (free of rate limit). */
@@ -58,7 +60,7 @@ export interface CacheStats {
 }
 
 /** The counted fields of CacheStats (gauges are read from the tiers, the origin and the fleet). */
-export type CounterName = 'hits' | 'misses' | 'peerHits' | 'expirations' | 'evictions' | 'apiCallsMade' | 'apiCallsSaved'
+export type CounterName = 'hits' | 'misses' | 'peerHits' | 'expirations' | 'evictions' | 'evictedForBytes' | 'apiCallsMade' | 'apiCallsSaved'
   | 'staleServed' | 'persistenceErrors' | 'coalesced' | 'notModified' | 'rateLimited' | 'upstreamErrors' | 'purged'
   | 'invalidations' | 'writes';
 
@@ -68,6 +70,7 @@ export class CacheCounters {
   peerHits = 0;
   expirations = 0;
   evictions = 0;
+  evictedForBytes = 0;
   apiCallsMade = 0;
   apiCallsSaved = 0;
   staleServed = 0;
@@ -113,10 +116,18 @@ export class CacheCounters {
     if (expired) this.expirations++;
   }
 
+  readonly #settlers: Array<() => void> = [];
+
+  /** Work to do before every snapshot: the SQLite tier commits its pending writes, so the evictions they cause are counted. */
+  beforeSnapshot(settle: () => void): void {
+    this.#settlers.push(settle);
+  }
+
   snapshot(): Record<CounterName, number> {
-    const { hits, misses, peerHits, expirations, evictions, apiCallsMade, apiCallsSaved, staleServed, persistenceErrors,
-      coalesced, notModified, rateLimited, upstreamErrors, purged, invalidations, writes } = this;
-    return { hits, misses, peerHits, expirations, evictions, apiCallsMade, apiCallsSaved, staleServed, persistenceErrors,
-      coalesced, notModified, rateLimited, upstreamErrors, purged, invalidations, writes };
+    for (const settle of this.#settlers) settle();
+    const { hits, misses, peerHits, expirations, evictions, evictedForBytes, apiCallsMade, apiCallsSaved, staleServed,
+      persistenceErrors, coalesced, notModified, rateLimited, upstreamErrors, purged, invalidations, writes } = this;
+    return { hits, misses, peerHits, expirations, evictions, evictedForBytes, apiCallsMade, apiCallsSaved, staleServed,
+      persistenceErrors, coalesced, notModified, rateLimited, upstreamErrors, purged, invalidations, writes };
   }
 }

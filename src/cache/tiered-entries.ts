@@ -1,14 +1,22 @@
 import { LRUCache } from 'lru-cache';
 import type { CacheEntry } from './entry.js';
-import type { EntryStore } from './entry-store.js';
+import type { EntryStore, EntryStoreEvents } from './entry-store.js';
 import type { Logger } from '../log.js';
 
 /**
  * The local tiers of the cache: a memory LRU (lru-cache) in front of an optional persistent store.
  * Guarantees: a write reaches memory even when the store fails (the failure is counted, never thrown);
- * a read checks memory, then the store, and promotes what the store had; both tiers hold at most
- * `maxEntries` (memory also at most `maxBytes` of bodies), evicting the least recently used, and overwriting a key never evicts another.
+ * a read checks memory, then the store, and promotes what the store had; overwriting a key never evicts another.
  * Keys are opaque strings: two different keys never share an entry.
+ *
+ * One budget: `maxEntries` and `maxBytes` bound the cache, not each tier. With a store, the store holds every
+ * entry and decides what the cache keeps; memory holds a subset of it (the most recently used, within the same
+ * bounds, counting a per-entry overhead), and an entry the store evicts leaves memory too. So `size()` is the
+ * number of keys that answer: the store's count, plus the entries only memory has because their write to the
+ * store failed. Without a store, memory is the cache.
+ *
+ * An eviction the store makes for `maxBytes` alone (below `maxEntries`) is counted in `evictedForBytes` and
+ * warned about once, naming the option to raise.
  */
 
 export type LocalTier = 'memory' | 'disk';
@@ -25,6 +33,10 @@ export interface MemoryItem {
 export interface TieredEntriesCounters {
   evictions: number;
   persistenceErrors: number;
+  /** Evictions forced by maxBytes while the store held fewer than maxEntries entries. */
+  evictedForBytes?: number;
+  /** Registers work to do before the counters are read (commit the store's pending writes, whose evictions count). */
+  beforeSnapshot?(settle: () => void): void;
 }
 
 
@@ -34,6 +46,10 @@ export class TieredEntries {
   readonly #logger: Logger;
   readonly #counters: TieredEntriesCounters;
   #warnedPersistence = false;
+  #warnedBytes = false;
+  readonly #maxBytes: number | undefined;
+  /** Keys memory holds whose write to the store failed: they answer, though the store does not count them. */
+  readonly #memoryOnly = new Set<string>();
 
   constructor(options: {
     maxEntries: number;
@@ -46,14 +62,56 @@ export class TieredEntries {
     this.#store = options.store;
     this.#logger = options.logger;
     this.#counters = options.counters;
+    this.#maxBytes = options.maxBytes;
     this.#memory = new LRUCache<string, MemoryItem>({
       max: options.maxEntries,
       ...(options.maxBytes !== undefined ? { maxSize: options.maxBytes, sizeCalculation: (item: MemoryItem) => item.entry.body.byteLength + ENTRY_OVERHEAD_BYTES } : {}),
-      dispose: (_value, _key, reason) => {
+      dispose: (_value, key, reason) => {
+        // Replaced in memory ('set') it still answers; a write that reaches the store takes it off the list.
+        if (reason !== 'set') this.#memoryOnly.delete(key);
         // With a store, leaving memory is not leaving the cache: the store counts its own evictions.
         if (reason === 'evict' && this.#store === undefined) this.#counters.evictions++;
       },
     });
+    const store = this.#store;
+    if (store?.listen !== undefined) {
+      const events: EntryStoreEvents = {
+        evicted: (keys, forBytes) => this.#storeEvicted(keys, forBytes),
+        writeFailed: (keys, err) => {
+          for (const key of keys) {
+            this.#persistenceFailed('write', err);
+            if (this.#memory.has(key)) this.#memoryOnly.add(key);
+          }
+        },
+      };
+      store.listen(events);
+      // A snapshot of the counters first commits what is pending, so the evictions it caused are counted.
+      this.#counters.beforeSnapshot?.(() => this.#flushStore());
+    }
+  }
+
+  /** The store evicted these keys: they leave the cache, so memory drops them too. */
+  #storeEvicted(keys: readonly string[], forBytes: number): void {
+    this.#counters.evictions += keys.length;
+    for (const key of keys) this.#memory.delete(key);
+    if (forBytes === 0) return;
+    this.#counters.evictedForBytes = (this.#counters.evictedForBytes ?? 0) + forBytes;
+    if (this.#warnedBytes) return;
+    this.#warnedBytes = true;
+    this.#logger.warn(
+      `the cache evicted ${forBytes} entr${forBytes === 1 ? 'y' : 'ies'} to stay within maxBytes ` +
+        `(${this.#maxBytes ?? 'the store\'s byte bound'} bytes of bodies) while holding fewer than maxEntries: ` +
+        'evicted keys are fetched again. Raise maxBytes (option maxBytes, flag --max-bytes) to keep them; ' +
+        'further evictions for bytes are counted in getStats().evictedForBytes without another warning.',
+    );
+  }
+
+  #flushStore(): void {
+    try {
+      this.#store?.flush?.();
+    } catch {
+      // Counted and warned about through writeFailed.
+    }
   }
 
   /** Whether entries are persisted. */
@@ -101,9 +159,16 @@ export class TieredEntries {
     this.#memory.set(key, item);
     if (this.#store !== undefined) {
       try {
-        this.#counters.evictions += this.#store.set(key, entry);
+        // Every entry reaching the tiers had its digest computed from these bytes in this process: by
+        // entryOf (origin answers), by the key/value API, or on arrival from a peer (a mismatch is rejected
+        // there). The store need not hash the body a second time.
+        const evicted = this.#store.set(key, entry, { digestVerified: true });
+        this.#memoryOnly.delete(key);
+        // A store that reports through `listen` counts its evictions there.
+        if (this.#store.listen === undefined) this.#counters.evictions += evicted;
       } catch (err) {
         this.#persistenceFailed('write', err);
+        if (this.#memory.has(key)) this.#memoryOnly.add(key);
       }
     }
   }
@@ -157,6 +222,7 @@ export class TieredEntries {
 
   clear(): void {
     this.#memory.clear();
+    this.#memoryOnly.clear();
     if (this.#store !== undefined) {
       try {
         this.#store.clear();
@@ -166,11 +232,15 @@ export class TieredEntries {
     }
   }
 
-  /** Entries held: the store's count when persistent (it holds every entry), else memory's. */
+  /**
+   * The number of keys that answer: the store's count (pending writes committed first) plus the keys only
+   * memory holds because their write to the store failed; memory's size without a store, or when the store
+   * cannot count.
+   */
   size(): number {
     if (this.#store !== undefined) {
       try {
-        return Math.max(this.#store.count(), this.#memory.size);
+        return this.#store.count() + this.#memoryOnly.size;
       } catch {
         return this.#memory.size;
       }
@@ -182,6 +252,7 @@ export class TieredEntries {
     return this.#memory.size;
   }
 
+  /** Bytes of distinct bodies the store holds (pending writes committed first), when persistent. */
   diskBytes(): number | undefined {
     if (this.#store === undefined) return undefined;
     try {

@@ -95,7 +95,8 @@ export interface Statements {
   readonly deleteAllEntries: Database.Statement<[]>;
   readonly deleteAllBodies: Database.Statement<[]>;
   readonly resetStats: Database.Statement<[]>;
-  readonly evictOldest: Database.Statement<[Buffer]>;
+  readonly selectOldest: Database.Statement<[Buffer], { rowid: number; key: Buffer }>;
+  readonly deleteRowid: Database.Statement<[number]>;
 }
 
 /**
@@ -151,10 +152,10 @@ export function prepareStatements(db: Database.Database): Statements {
     deleteAllBodies: db.prepare<[]>('DELETE FROM bodies'),
     resetStats: db.prepare<[]>('UPDATE stats SET entries = 0, bytes = 0 WHERE id = 1'),
     // Ties in last_used go to the older insertion (rowid), both served by the last_used index.
-    evictOldest: db.prepare<[Buffer]>(
-      `DELETE FROM entries WHERE rowid = (
-         SELECT rowid FROM entries WHERE key <> ? ORDER BY last_used, rowid LIMIT 1)`,
+    selectOldest: db.prepare<[Buffer], { rowid: number; key: Buffer }>(
+      'SELECT rowid, key FROM entries WHERE key <> ? ORDER BY last_used, rowid LIMIT 1',
     ),
+    deleteRowid: db.prepare<[number]>('DELETE FROM entries WHERE rowid = ?'),
   };
 }
 
@@ -185,6 +186,11 @@ export function rowToEntry(row: EntryRow): CacheEntry {
 /** The key's UTF-16 code units, little-endian: lossless for every JS string, and a prefix of code units is a prefix of bytes. */
 export function encodeKey(key: string): Buffer {
   return Buffer.from(key, 'utf16le');
+}
+
+/** The key `encodeKey` encoded. */
+export function decodeKey(encoded: Buffer): string {
+  return encoded.toString('utf16le');
 }
 
 /** The smallest byte string greater than every string starting with `prefix`, or undefined when none exists. */
