@@ -7,6 +7,7 @@ import { benchProxyLoad } from './compare/proxy-load.js';
 import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
 import { benchLock } from './lock.js';
+import { benchStore } from './store.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
 import { benchP2pCodec } from './p2p-codec.js';
 
@@ -19,6 +20,7 @@ const benches: Record<string, () => Promise<string>> = {
   'peer-latency': benchPeerLatency,
   'fleet-ratio': benchFleetRatio,
   lock: benchLock,
+  store: benchStore,
   'p2p-codec': benchP2pCodec,
 };
 

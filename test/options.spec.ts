@@ -7,7 +7,7 @@ const SECRET = 'a-long-enough-fleet-secret-0123456789';
 describe('resolveOptions', () => {
   it('uses documented defaults with an empty environment', () => {
     const o = resolveOptions({}, {});
-    expect(o).to.include({ defaultTtl: 300, maxEntries: 1000, persistence: 'auto', githubApiUrl: 'https://api.github.com', maxConcurrentPerScope: 10, maxRateLimitWait: 0 });
+    expect(o).to.include({ defaultTtl: 300, maxEntries: 10_000, persistence: 'auto', githubApiUrl: 'https://api.github.com', maxConcurrentPerScope: 10, maxRateLimitWait: 0 });
     expect(o.p2p).to.include({ enabled: false, listenPort: 9100, listenHost: '0.0.0.0', requestTimeoutMs: DEFAULTS.requestTimeoutMs });
     expect(o.cacheDir).to.match(/github-p2p-cache$/);
   });

@@ -23,6 +23,7 @@ const CACHE_COUNTERS: ReadonlyArray<readonly [string, string, keyof CacheStats]>
   ['upstream_errors_total', 'Upstream 5xx, resets and timeouts.', 'upstreamErrors'],
   ['writes_total', 'Writes passed through to GitHub.', 'writes'],
   ['evictions_total', 'Entries evicted to stay within maxEntries / maxBytes.', 'evictions'],
+  ['evicted_for_bytes_total', 'Entries evicted because of maxBytes alone (raise maxBytes if this grows).', 'evictedForBytes'],
   ['persistence_errors_total', 'Failed SQLite reads or writes.', 'persistenceErrors'],
 ];
 

@@ -5,6 +5,7 @@
  * It composes the modules beside it: schema.ts (the on-disk format), connection.ts (opening, recovery from a
  * corrupt file), recency.ts (reads written back in batches), eviction.ts (the bounds) and store-errors.ts (what
  * a failure tells the user to do).
+ * Size: the EntryStore methods and the group commit share the pending writes; they read as one unit.
  *
  * Guarantees:
  * - Group commit (the default): `set` is acknowledged at once and the entry is readable through this store
