@@ -60,8 +60,8 @@ describe('PeerNetwork', function () {
 
     it('keep waiting for an owner that is slow but alive (working frames), instead of fetching the key again', async () => {
       const upstream = new UpstreamCounter();
-      upstream.delayMs = 500; // GitHub is slow: five request timeouts long
-      const fleet = await startFleet(2, upstream, { p2p: { requestTimeoutMs: 100 } });
+      upstream.delayMs = 1_500; // GitHub is slow: five request timeouts long
+      const fleet = await startFleet(2, upstream, { p2p: { requestTimeoutMs: 300 } });
       const ids = fleet.map((node) => node.network.peerId);
       const [a, b] = fleet;
       const key = Array.from({ length: 50 }, (_, i) => requestKey(ANONYMOUS_SCOPE, `slow-${i}`)).find((k) => rendezvousOwner(k, ids) === b!.network.peerId)!;
@@ -73,8 +73,10 @@ describe('PeerNetwork', function () {
 
     it('give up on a slow upstream before maxOwnerWaitMs: the honest owner answers error (the asker goes upstream) and is not struck', async () => {
       const upstream = new UpstreamCounter();
-      upstream.delayMs = 2_000;
-      const fleet = await startFleet(2, upstream, { p2p: { requestTimeoutMs: 100 }, limits: { maxOwnerWaitMs: 300 } });
+      upstream.delayMs = 20_000;
+      // The owner gives up at maxOwnerWaitMs - requestTimeoutMs (2 s): a full second before the asker's limit,
+      // so a busy machine does not turn the honest owner's error into a timeout.
+      const fleet = await startFleet(2, upstream, { p2p: { requestTimeoutMs: 1_000 }, limits: { maxOwnerWaitMs: 3_000 } });
       const ids = fleet.map((node) => node.network.peerId);
       const [a, b] = fleet;
       const key = Array.from({ length: 50 }, (_, i) => requestKey(ANONYMOUS_SCOPE, `stuck-${i}`)).find((k) => rendezvousOwner(k, ids) === b!.network.peerId)!;
