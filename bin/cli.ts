@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { CacheConfigError, UpstreamError } from '../src/errors.js';
+import { CacheConfigError, CacheCreationError, UpstreamError } from '../src/errors.js';
 import { configMessage, environmentHelp } from './cache-flags.js';
 import { EXIT, packageVersion, processStaysAlive, UsageError } from './cli-support.js';
 import { registerDemo } from './commands/demo.js';
@@ -54,7 +54,9 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     await program.parseAsync(argv);
     // One-shot commands exit now rather than wait for idle keep-alive sockets and libp2p timers to lapse.
     if (!processStaysAlive()) process.exit(EXIT.ok);
-  } catch (err) {
+  } catch (caught) {
+    // A one-shot command does not try again: a creation that failed on a bad option is that option's error.
+    const err = caught instanceof CacheCreationError && caught.cause instanceof CacheConfigError ? caught.cause : caught;
     if (err instanceof CommanderError) {
       // commander printed the message or the help already.
       process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage);

@@ -102,6 +102,16 @@ describe('github-p2p-cache CLI', () => {
       expect(run.stderr).to.include('404');
     });
 
+    it('exits 2 on a P2P listen address this machine does not have, naming the address, the port and the options to change', async () => {
+      const run = await cli(['get', '/repos/octo/hello', '--p2p', '--listen-host', '10.123.45.67', '--listen-port', '9177', '--persistence', 'off'],
+        { ...env, CACHE_P2P_SHARED_SECRET: 'cli-spec-shared-secret-0123456789' });
+      expect(run.code, run.stderr).to.equal(2);
+      expect(run.stderr).to.include('10.123.45.67:9177').and.to.include('--listen-host').and.to.include('--listen-port');
+      expect(run.stderr).to.not.include('faultTolerance');
+      expect(run.stderr).to.not.include('try again');
+      expect(github.stats.requests).to.equal(0);
+    });
+
     it('exits 2 when --token-env names a variable that is not set', async () => {
       const run = await cli(['get', '/repos/octo/hello', '--token-env', 'NOT_SET_ANYWHERE', '--persistence', 'off'], env);
       expect(run.code).to.equal(2);

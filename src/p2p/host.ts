@@ -9,7 +9,7 @@ import { preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
 import { CODE_P2P, CODE_TCP, multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
-import { CacheError } from '../errors.js';
+import { CacheConfigError, CacheError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
 import type { CacheProtocol, CacheProtocolComponents } from './cache-protocol.js';
@@ -105,7 +105,7 @@ export class Libp2pHost {
       // The creation may still finish after the deadline: stop whatever it made.
       creation.then((late) => late.stop(), () => undefined).catch(() => undefined);
       if (host !== undefined) await host.stop().catch(() => undefined);
-      throw err instanceof PeerNetworkStartError ? err : new PeerNetworkStartError(errorMessage(err), { cause: err });
+      throw err instanceof PeerNetworkStartError || err instanceof CacheConfigError ? err : new PeerNetworkStartError(errorMessage(err), { cause: err });
     } finally {
       clearTimeout(timer);
     }
@@ -132,7 +132,7 @@ export class Libp2pHost {
       try {
         node = await build(p2p.listenPort);
       } catch (err) {
-        if (p2p.listenPort === 0 || !isAddressInUse(err)) throw err;
+        if (p2p.listenPort === 0 || !isAddressInUse(err)) throw listenFailure(p2p.listenHost, p2p.listenPort, err);
         log.debug('port %d is taken; listening on an ephemeral port and dialling the holder', p2p.listenPort);
         portFallback = true;
         node = await build(0);
@@ -344,4 +344,21 @@ function localHolderAddr(host: string, port: number): string {
 
 function isAddressInUse(err: unknown): boolean {
   return err instanceof Error && (err.message.includes('EADDRINUSE') || (err as NodeJS.ErrnoException).code === 'EADDRINUSE');
+}
+
+/**
+ * A listen address libp2p could not bind, as a configuration error that names the address, the port and the
+ * options to change (libp2p's own text speaks of its transport manager). Other errors pass through.
+ */
+function listenFailure(host: string, port: number, err: unknown): unknown {
+  const text = err instanceof Error ? err.message : String(err);
+  const code = /\b(EADDRNOTAVAIL|EACCES|EADDRINUSE|EINVAL|EPERM)\b/.exec(text)?.[1];
+  if (code === undefined && !/listen/i.test(text)) return err;
+  const hint = code === 'EADDRNOTAVAIL' ? 'no network interface of this machine has that address'
+    : code === 'EACCES' || code === 'EPERM' ? 'permission denied (ports below 1024 need privileges)'
+      : code === 'EADDRINUSE' ? 'the port is in use' : code ?? 'the address was refused';
+  const option = code === 'EADDRNOTAVAIL' || code === 'EINVAL' ? 'p2p.listenHost' : 'p2p.listenPort';
+  return new CacheConfigError(option,
+    `cannot listen on ${host}:${port} for P2P: ${hint}. Set p2p.listenHost (--listen-host) to an address of this machine ` +
+    'such as 127.0.0.1 or 0.0.0.0, or p2p.listenPort (--listen-port, CACHE_LISTEN_PORT) to a free port', { cause: err });
 }
