@@ -336,6 +336,14 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
     parse: (value, source) => toBoolean(value, source),
     fallback: () => false,
   },
+  {
+    path: 'p2p.keepAlive', type: 'boolean',
+    accepts: 'boolean',
+    defaultText: '`false` (`serve` sets it)',
+    doc: 'whether the P2P host keeps the process alive by itself; off, a script ends when its own work does',
+    parse: (value, source) => toBoolean(value, source),
+    fallback: () => false,
+  },
   numeric({
     path: 'p2p.requestTimeoutMs', flag: { name: '--peer-timeout', value: '<ms>' }, type: 'integer', unit: 'ms',
     min: 1, max: 600_000, default: DEFAULTS.requestTimeoutMs,

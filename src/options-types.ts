@@ -20,6 +20,8 @@ export interface P2POptions {
   sharedSecret?: string;
   /** Discover peers on the LAN with mDNS. Default: false. */
   mdns?: boolean;
+  /** Whether the P2P host keeps the process alive by itself (a server's listener does that anyway). Default: false; `serve` sets it. */
+  keepAlive?: boolean;
   /** How long an asker waits for a key's owner before going upstream itself, in ms. Default: 2000. */
   requestTimeoutMs?: number;
   /** Abort a dial after this many ms (a wrong network key otherwise fails only after ~6 s). Default: 1500. */
@@ -73,6 +75,7 @@ export interface ResolvedP2POptions {
   readonly bootstrapPeers: readonly string[];
   readonly sharedSecret: string | undefined;
   readonly mdns: boolean;
+  readonly keepAlive: boolean;
   readonly requestTimeoutMs: number;
   readonly dialTimeoutMs: number;
   readonly maxFrameBytes: number;

@@ -82,6 +82,7 @@ export function resolveOptions(options: CacheOptions = {}, env: NodeJS.ProcessEn
       bootstrapPeers: get('p2p.bootstrapPeers'),
       sharedSecret: get('p2p.sharedSecret'),
       mdns: get('p2p.mdns'),
+      keepAlive: get('p2p.keepAlive'),
       requestTimeoutMs: get('p2p.requestTimeoutMs'),
       dialTimeoutMs: get('p2p.dialTimeoutMs'),
       maxFrameBytes: get('p2p.maxFrameBytes'),

@@ -24,7 +24,9 @@ type ServeFlags = CacheFlags & {
 };
 
 async function serve(flags: ServeFlags): Promise<void> {
-  const options = cacheOptionsFromFlags(flags);
+  // A server: its P2P host may hold the process open too (the proxy does anyway).
+  const fromFlags = cacheOptionsFromFlags(flags);
+  const options = { ...fromFlags, p2p: { ...fromFlags.p2p, keepAlive: true } };
   const resolved = resolveOptions(options);
   keepProcessAlive();
 

@@ -123,6 +123,7 @@ export class Libp2pHost {
         const created = await createNode(init, identity, secret, tcpListenAddr(p2p.listenHost, port), mdns);
         try {
           await created.start();
+          if (!p2p.keepAlive) releaseEventLoop(created);
           return created;
         } catch (err) {
           await Promise.resolve(created.stop()).catch(() => undefined);
@@ -273,7 +274,9 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
     addresses: { listen: [listen] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // Without keepAlive the muxer's own 30 s pings are off (its timer would hold the process open); libp2p's
+    // connection monitor still pings every peer.
+    streamMuxers: [yamux({ enableKeepAlive: init.p2p.keepAlive })],
     connectionProtector: preSharedKey({ psk: swarmKeyOf(secret) }),
     connectionGater: {
       denyDialPeer: (peer) => banned(peer.toString()),
@@ -361,4 +364,27 @@ function listenFailure(host: string, port: number, err: unknown): unknown {
   return new CacheConfigError(option,
     `cannot listen on ${host}:${port} for P2P: ${hint}. Set p2p.listenHost (--listen-host) to an address of this machine ` +
     'such as 127.0.0.1 or 0.0.0.0, or p2p.listenPort (--listen-port, CACHE_LISTEN_PORT) to a free port', { cause: err });
+}
+
+/**
+ * Lets the process exit while the host runs (p2p.keepAlive false): its TCP listeners, its peer connections'
+ * sockets and libp2p's connection-monitor timer stop holding the event loop open, so a script ends when its own
+ * work does; a server (the proxy, `serve`) holds the loop itself. libp2p exposes none of these as options, so
+ * this reaches into its components by name; a spec (`test/p2p-keep-alive.spec.ts`) notices if that stops working.
+ */
+function releaseEventLoop(node: Libp2p<HostServices>): void {
+  interface Internals {
+    components?: {
+      transportManager?: { getListeners(): Array<{ server?: net.Server }> };
+      connectionMonitor?: { heartbeatInterval?: NodeJS.Timeout };
+    };
+  }
+  const components = (node as unknown as Internals).components;
+  for (const listener of components?.transportManager?.getListeners() ?? []) listener.server?.unref();
+  components?.connectionMonitor?.heartbeatInterval?.unref();
+  const unrefSocket = (connection: unknown): void => {
+    (connection as { maConn?: { socket?: net.Socket } }).maConn?.socket?.unref();
+  };
+  for (const connection of node.getConnections()) unrefSocket(connection);
+  node.addEventListener('connection:open', (event) => unrefSocket(event.detail));
 }

@@ -29,6 +29,7 @@ export function p2pOptions(overrides: Partial<ResolvedP2POptions> = {}): Resolve
     bootstrapPeers: [],
     sharedSecret: SHARED_SECRET,
     mdns: false,
+    keepAlive: false,
     requestTimeoutMs: DEFAULTS.requestTimeoutMs,
     dialTimeoutMs: DEFAULTS.dialTimeoutMs,
     maxFrameBytes: DEFAULTS.maxFrameBytes,
