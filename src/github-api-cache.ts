@@ -172,24 +172,28 @@ export class GitHubAPICache implements AsyncDisposable {
       const method = request.method.toUpperCase();
       const read = method === 'GET' || method === 'HEAD';
       const body = read ? undefined : request.body;
-      const headers = upstreamRequestHeaders(request.headers, body !== undefined && body.length > 0);
+      const sent = upstreamRequestHeaders(request.headers, body !== undefined && body.length > 0);
       const validators = { ifNoneMatch: single(request.headers['if-none-match']), ifModifiedSince: single(request.headers['if-modified-since']) };
       try {
-        const answer = await this.#http.request({ method, url: request.url, headers, body }, {
+        const answer = await this.#http.request({ method, url: request.url, headers: sent, body }, {
           token: credential.kind === 'token' ? credential.token : undefined,
           authScheme: credential.kind === 'token' ? credential.scheme : undefined,
           signal: request.signal,
           redirect: request.redirect,
         });
+        // The answer's headers are a fresh object this call owns, already without hop-by-hop headers (the
+        // origin drops them before anything is stored): marked in place rather than copied again.
+        const headers = answer.source === 'origin' ? forwardableHeaders(answer.headers) : answer.headers;
+        headers['x-cache-source'] = answer.source;
         let out: HttpAnswer = {
           status: answer.status,
-          headers: { ...forwardableHeaders(answer.headers), 'x-cache-source': answer.source },
+          headers,
           // The bytes exactly as GitHub sent them, whatever the media type or charset.
           body: method === 'HEAD' ? '' : viewAsBuffer(answer.bytes),
           source: answer.source,
           url: answer.url,
         };
-        if (request.publicUrl !== undefined) out = { ...out, headers: rewriteApiUrls(out.headers, this.options.githubApiUrl, request.publicUrl, isRedirect(out.status)) };
+        if (request.publicUrl !== undefined) rewriteApiUrls(headers, this.options.githubApiUrl, request.publicUrl, isRedirect(out.status));
         // The caller's own validators: a 304 when it already holds this answer, as GitHub would have said.
         if (read && answer.status === 200 && clientHolds(validators, { etag: answer.headers.etag, lastModified: answer.headers['last-modified'] })) {
           out = notModifiedOf(out);
@@ -198,7 +202,8 @@ export class GitHubAPICache implements AsyncDisposable {
       } catch (err) {
         if (isHttpAnswerError(err)) {
           const answer = errorAnswer(err, this.options.now());
-          return request.publicUrl === undefined ? answer : { ...answer, headers: rewriteApiUrls(answer.headers, this.options.githubApiUrl, request.publicUrl, false) };
+          if (request.publicUrl !== undefined) rewriteApiUrls(answer.headers, this.options.githubApiUrl, request.publicUrl, false);
+          return answer;
         }
         throw err;
       }

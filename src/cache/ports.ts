@@ -73,7 +73,7 @@ export interface Origin {
   /** What GitHub last said per scope. */
   rateLimits(): Record<string, ScopeRateLimit>;
   /** The x-ratelimit-* headers of the scope's window for `url` as GitHub last sent them; {} when unknown. */
-  rateLimitHeaders(scopeId: string, url: string): Record<string, string>;
+  rateLimitHeaders(scopeId: string, url: string): Readonly<Record<string, string>>;
 }
 
 /** What the fleet answered for a key. */

@@ -92,7 +92,8 @@ export class ReadThrough implements FleetHost {
     return this.#p.vault;
   }
 
-  async read(request: ReadRequest): Promise<ReadOutcome> {
+  /** The outcome of a read: synchronously for a fresh local hit (no promise on the hot path), else a promise. */
+  read(request: ReadRequest): ReadOutcome | Promise<ReadOutcome> {
     const { tiers, counters, now } = this.#p;
     // 1. A fresh local entry answers at once.
     const found = tiers.read(HTTP_PREFIX + request.key);
@@ -101,6 +102,11 @@ export class ReadThrough implements FleetHost {
       return { kind: 'entry', entry: found.entry, source: found.tier, item: found.item };
     }
     counters.missed(found !== undefined);
+    return this.#loadShared(request);
+  }
+
+  async #loadShared(request: ReadRequest): Promise<ReadOutcome> {
+    const { counters } = this.#p;
     // 2. One load per key: callers that arrive while it runs join it.
     const { promise, shared } = this.#flights.do(request.key, () => this.#load(request, true));
     const outcome = await abortable(promise, request.signal);

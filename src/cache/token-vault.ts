@@ -24,7 +24,8 @@ export class TokenVault implements ScopeKeys {
   hold(token: string | undefined): string {
     if (token === undefined || token === '') return ANONYMOUS_SCOPE;
     const known = this.#scopeOfToken.get(token);
-    if (known !== undefined && this.#held.get(known) !== undefined) return known; // get(): marks it recently used
+    // has(), not get(): the hot path leaves recency alone (a held token is refreshed when it is first held).
+    if (known !== undefined && this.#held.has(known)) return known;
     const scopeId = known ?? scopeIdOf(token);
     this.#scopeOfToken.set(token, scopeId);
     if (!this.#held.has(scopeId)) {

@@ -35,11 +35,13 @@ export class GitHubOrigin implements Origin {
   readonly #upstream: UpstreamClient;
   readonly #rateLimits: RateLimitTracker;
   readonly #limiters = new LRUCache<string, LimitFunction>({ max: MAX_SCOPE_LIMITERS });
+  readonly #searchPrefix: string;
 
   constructor(options: GitHubOriginOptions) {
     this.#options = options;
     this.#upstream = new UpstreamClient({ timeoutMs: options.upstreamTimeoutMs });
     this.#rateLimits = new RateLimitTracker(options.now);
+    this.#searchPrefix = `${options.githubApiUrl}/search/`;
   }
 
   async admit(request: { scopeId: string; url: string; mayWait: boolean; signal: AbortSignal; refusal?: string; withToken?: boolean }): Promise<void> {
@@ -74,7 +76,7 @@ export class GitHubOrigin implements Origin {
     return this.#rateLimits.snapshot();
   }
 
-  rateLimitHeaders(scopeId: string, url: string): Record<string, string> {
+  rateLimitHeaders(scopeId: string, url: string): Readonly<Record<string, string>> {
     return this.#rateLimits.headersOf(this.#rateKey(scopeId, url));
   }
 
@@ -98,7 +100,7 @@ export class GitHubOrigin implements Origin {
    * search window must not stop a token's REST calls. Tracker keys are the scope id, plus `/search` for search.
    */
   #rateKey(scopeId: string, url: string): string {
-    return url.startsWith(`${this.#options.githubApiUrl}/search/`) ? `${scopeId}/search` : scopeId;
+    return url.startsWith(this.#searchPrefix) ? `${scopeId}/search` : scopeId;
   }
 
   #limiter(scopeId: string): LimitFunction {

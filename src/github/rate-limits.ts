@@ -13,6 +13,9 @@ export type { ScopeRateLimit };
 
 type Headers = Readonly<Record<string, string>>;
 
+/** The same object whenever there is nothing to say, so callers can tell "unchanged" by identity. */
+const NO_HEADERS: Headers = Object.freeze({});
+
 function int(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
@@ -33,9 +36,9 @@ export class RateLimitTracker {
    * GitHub; {} when none were seen or their window has reset (a stale `remaining: 0` would make a client
    * wait for nothing).
    */
-  headersOf(scopeId: string): Record<string, string> {
-    const state = this.#scopes.get(scopeId);
-    if (state?.headers === undefined || state.reset === undefined || state.reset <= this.#now()) return {};
+  headersOf(scopeId: string): Readonly<Record<string, string>> {
+    const state = this.#scopes.peek(scopeId); // a read for an answer: recency follows what GitHub says, not hits
+    if (state?.headers === undefined || state.reset === undefined || state.reset <= this.#now()) return NO_HEADERS;
     return state.headers;
   }
 

@@ -128,20 +128,21 @@ function forwardedError(status: number, headers: Readonly<Record<string, string>
 }
 
 /**
- * Rewrites the URLs of `link`, and of `location` on a redirect (`redirect`), that lie under `apiUrl` to lie
- * under `publicUrl` (the proxy's own base URL), so a client that follows them (octokit.paginate, a redirect)
- * stays on the proxy. Other URLs are left as they are.
+ * Rewrites, in place, the URLs of `link`, and of `location` on a redirect (`redirect`), that lie under `apiUrl`
+ * to lie under `publicUrl` (the proxy's own base URL), so a client that follows them (octokit.paginate, a
+ * redirect) stays on the proxy. Other URLs are left as they are. Returns `headers`.
  */
 export function rewriteApiUrls(headers: Record<string, string>, apiUrl: string, publicUrl: string, redirect: boolean): Record<string, string> {
+  // In place: callers pass headers they own (a fresh answer), and most answers have nothing to rewrite.
+  if (headers.link === undefined && (!redirect || headers.location === undefined)) return headers;
   const from = apiUrl.replace(/\/+$/, '');
   const to = publicUrl.replace(/\/+$/, '');
   if (from === to) return headers;
   const under = (url: string) => url === from || url.startsWith(`${from}/`) || url.startsWith(`${from}?`);
-  const out = { ...headers };
-  if (out.link !== undefined) out.link = out.link.replace(/<([^>]*)>/g, (whole, url: string) => (under(url) ? `<${to}${url.slice(from.length)}>` : whole));
+  if (headers.link !== undefined) headers.link = headers.link.replace(/<([^>]*)>/g, (whole, url: string) => (under(url) ? `<${to}${url.slice(from.length)}>` : whole));
   // Only a redirect's location is followed through the proxy; a 201's names the created resource, kept as GitHub sent it.
-  if (redirect && out.location !== undefined && under(out.location)) out.location = to + out.location.slice(from.length);
-  return out;
+  if (redirect && headers.location !== undefined && under(headers.location)) headers.location = to + headers.location.slice(from.length);
+  return headers;
 }
 
 /**

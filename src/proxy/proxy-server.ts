@@ -378,7 +378,7 @@ class CachingProxy implements ProxyServer {
   #send(res: ServerResponse, req: IncomingMessage, answer: Answer): void {
     if (res.destroyed) return;
     const bytes = typeof answer.body === 'string' ? Buffer.from(answer.body, 'utf8') : answer.body;
-    const headers: Record<string, string> = { ...answer.headers };
+    const headers = answer.headers; // the answer's own object, built for this response: marked in place
     if (answer.status !== 304 && answer.status !== 204 && req.method !== 'HEAD') headers['content-length'] = String(bytes.length);
     if (this.#closing !== undefined) headers['connection'] = 'close';
     try {
