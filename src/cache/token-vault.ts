@@ -23,7 +23,7 @@ export class TokenVault implements ScopeKeys {
   /** Holds `token` (if any) and returns its scope id; no token is the anonymous scope. */
   hold(token: string | undefined): string {
     if (token === undefined || token === '') return ANONYMOUS_SCOPE;
-    const known = this.#scopeOfToken.get(token);
+    const known = this.#scopeOfToken.peek(token); // a memo of a hash: insertion order is recency enough
     // has(), not get(): the hot path leaves recency alone (a held token is refreshed when it is first held).
     if (known !== undefined && this.#held.has(known)) return known;
     const scopeId = known ?? scopeIdOf(token);

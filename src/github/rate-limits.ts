@@ -26,9 +26,12 @@ export class RateLimitTracker {
   readonly #scopes: LRUCache<string, ScopeRateLimit & { backoffs: number; headers?: Record<string, string> }>;
   readonly #now: () => number;
 
+  /** The x-ratelimit-* headers last sent per scope, and when their window resets; entries leave with their scope. */
+  readonly #headers = new Map<string, { headers: Headers; reset: number }>();
+
   constructor(now: () => number, options: { maxScopes?: number } = {}) {
     this.#now = now;
-    this.#scopes = new LRUCache({ max: options.maxScopes ?? 1_000 });
+    this.#scopes = new LRUCache({ max: options.maxScopes ?? 1_000, dispose: (_state, scopeId) => this.#headers.delete(scopeId) });
   }
 
   /**
@@ -37,9 +40,10 @@ export class RateLimitTracker {
    * wait for nothing).
    */
   headersOf(scopeId: string): Readonly<Record<string, string>> {
-    const state = this.#scopes.peek(scopeId); // a read for an answer: recency follows what GitHub says, not hits
-    if (state?.headers === undefined || state.reset === undefined || state.reset <= this.#now()) return NO_HEADERS;
-    return state.headers;
+    // A plain Map read on the hit path (the LRU above bounds it: a forgotten scope's headers go with it).
+    const known = this.#headers.get(scopeId);
+    if (known === undefined || known.reset <= this.#now()) return NO_HEADERS;
+    return known.headers;
   }
 
   /** Whether a response is GitHub refusing for rate limits (as opposed to a permission 403). */
@@ -69,6 +73,8 @@ export class RateLimitTracker {
       const sent: Record<string, string> = {};
       for (const [name, value] of Object.entries(headers)) if (name.startsWith('x-ratelimit-')) sent[name] = value;
       state.headers = sent;
+      if (state.reset !== undefined) this.#headers.set(scopeId, { headers: sent, reset: state.reset });
+      else this.#headers.delete(scopeId);
     }
     const now = this.#now();
     if (!RateLimitTracker.isRateLimited(status, headers, message)) {
