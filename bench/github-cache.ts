@@ -104,7 +104,7 @@ export async function benchHitLatency(): Promise<string> {
     const memoryP50 = percentile(samples.memory, 50) / 1000;
     const diskP50 = percentile(samples.disk, 50) / 1000;
     const md = [
-      '## GitHub response hit latency (issue 3)',
+      '## GitHub response hit latency',
       '',
       `\`npm run bench -- hit-latency\` · ${machineLine()} · ${HIT_KEYS.toLocaleString('en-US')} keys × ${HIT_ROUNDS} rounds, each call timed with`,
       '`process.hrtime.bigint()` (awaited, so a promise hop is included). A SQLite hit is the first request of a key after',
@@ -197,7 +197,7 @@ export async function benchZipfWorkload(): Promise<string> {
     r.stats?.apiCallsSaved ?? 0,
   ]);
   const md = [
-    '## 3,000-request Zipf workload against no cache (issue 3)',
+    '## 3,000-request Zipf workload against no cache',
     '',
     `\`npm run bench -- zipf-workload\` · ${machineLine()} · ${WORKLOAD_REQUESTS.toLocaleString('en-US')} GETs of \`${ROUTE}\`, Zipf (s = ${ZIPF_S.toFixed(1)},`,
     `seeded) over ${WORKLOAD_RESOURCES} resources, ${WORKLOAD_IN_FLIGHT} async workers pulling from one list, one token, ${WORKLOAD_LATENCY_MS} ms latency injected by`,

@@ -84,7 +84,7 @@ export async function benchHotPath(): Promise<string> {
   const coldOverhead = median(cold.map((c) => c.total - c.factory));
 
   const md = [
-    '## Provider hot path (issue 2)',
+    '## Provider hot path',
     '',
     `\`npm run bench -- hot-path\` · ${machineLine()} · median of 9 interleaved rounds.`,
     '',

@@ -194,7 +194,7 @@ export async function benchPeerLatency(): Promise<string> {
   const cpuOf = (name: string) => rows.get(name)!.cpuUs ?? Number.NaN;
   const rest = cpuOf('peerSameLoop') - cpuOf('libp2pEcho') - cpuOf('protocol');
   const md = [
-    '## Peer hit latency on loopback (issue 4)',
+    '## Peer hit latency on loopback',
     '',
     `\`npm run bench -- peer-latency\` · ${machineLine()} · one call at a time, each timed with \`process.hrtime.bigint()\``,
     'around an awaited `cache.request`, on distinct keys. A peer hit is the first request on the asker of a key whose rendezvous',

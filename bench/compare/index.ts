@@ -517,7 +517,7 @@ async function report(rows: Row[], probes: AgeProbe[], floor: Row['hits'][number
   }));
 
   return [
-    '## This library against the alternatives (issue 5)',
+    '## This library against the alternatives',
     '',
     `\`npm run bench -- compare\` · ${machineLine()} · ${ctx.load} Whole run: ${fmt(ctx.totalSeconds, 0)} s.`,
     '',

@@ -125,7 +125,7 @@ export async function benchProxyLoad(): Promise<string> {
 
       const mib = (bytes: number) => fmt(bytes / MIB, 1);
       const md = [
-        '## The proxy under load (issue 5)',
+        '## The proxy under load',
         '',
         `\`npm run bench -- proxy-load\` · ${machineLine()} · ${load}`,
         '',

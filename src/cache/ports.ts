@@ -74,6 +74,8 @@ export interface Origin {
   rateLimits(): Record<string, ScopeRateLimit>;
   /** The x-ratelimit-* headers of the scope's window for `url` as GitHub last sent them; {} when unknown. */
   rateLimitHeaders(scopeId: string, url: string): Readonly<Record<string, string>>;
+  /** A number that changes whenever any scope's rate-limit headers may have changed (so a caller can keep what it built from them). */
+  readonly rateLimitVersion: number;
 }
 
 /** What the fleet answered for a key. */

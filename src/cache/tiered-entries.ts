@@ -29,7 +29,7 @@ export interface MemoryItem {
   /** The parsed, frozen body, computed on first use. */
   parsed?: { value: unknown };
   /** The answer headers last built for this entry (stored headers and the rate limit they were built with), reused while the rate limit is unchanged. */
-  answerHeaders?: { rateLimit: Readonly<Record<string, string>>; template: Readonly<Record<string, string>> };
+  answerHeaders?: { version: number; rateLimit: Readonly<Record<string, string>>; template: Readonly<Record<string, string>> };
 }
 
 export interface TieredEntriesCounters {

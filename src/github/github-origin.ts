@@ -76,6 +76,10 @@ export class GitHubOrigin implements Origin {
     return this.#rateLimits.snapshot();
   }
 
+  get rateLimitVersion(): number {
+    return this.#rateLimits.version;
+  }
+
   rateLimitHeaders(scopeId: string, url: string): Readonly<Record<string, string>> {
     return this.#rateLimits.headersOf(this.#rateKey(scopeId, url));
   }

@@ -26,6 +26,20 @@ export class RateLimitTracker {
   readonly #scopes: LRUCache<string, ScopeRateLimit & { backoffs: number; headers?: Record<string, string> }>;
   readonly #now: () => number;
 
+  /** Grows with every record (and when a window may have reset): answers built from headersOf() stay valid while it holds. */
+  #version = 0;
+  /** The soonest reset among the windows with headers: past it, headersOf() may change without a record. */
+  #nextReset = Number.POSITIVE_INFINITY;
+
+  get version(): number {
+    if (this.#now() >= this.#nextReset) {
+      this.#nextReset = Number.POSITIVE_INFINITY;
+      for (const { reset } of this.#headers.values()) if (reset > this.#now() && reset < this.#nextReset) this.#nextReset = reset;
+      this.#version++;
+    }
+    return this.#version;
+  }
+
   /** The x-ratelimit-* headers last sent per scope, and when their window resets; entries leave with their scope. */
   readonly #headers = new Map<string, { headers: Headers; reset: number }>();
 
@@ -73,8 +87,13 @@ export class RateLimitTracker {
       const sent: Record<string, string> = {};
       for (const [name, value] of Object.entries(headers)) if (name.startsWith('x-ratelimit-')) sent[name] = value;
       state.headers = sent;
-      if (state.reset !== undefined) this.#headers.set(scopeId, { headers: sent, reset: state.reset });
-      else this.#headers.delete(scopeId);
+      if (state.reset !== undefined) {
+        this.#headers.set(scopeId, { headers: sent, reset: state.reset });
+        if (state.reset < this.#nextReset) this.#nextReset = state.reset;
+      } else {
+        this.#headers.delete(scopeId);
+      }
+      this.#version++;
     }
     const now = this.#now();
     if (!RateLimitTracker.isRateLimited(status, headers, message)) {
