@@ -89,7 +89,8 @@ export class RateLimitTracker {
       state.headers = sent;
       if (state.reset !== undefined) {
         this.#headers.set(scopeId, { headers: sent, reset: state.reset });
-        if (state.reset < this.#nextReset) this.#nextReset = state.reset;
+        // Only a window still open can reset later; one already past changes nothing (and must not bump the version on every read).
+        if (state.reset > this.#now() && state.reset < this.#nextReset) this.#nextReset = state.reset;
       } else {
         this.#headers.delete(scopeId);
       }
