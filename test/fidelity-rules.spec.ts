@@ -11,6 +11,7 @@ import { ScriptedGitHub, type ReceivedRequest, type ScriptedAnswer } from '../su
  * scripts and records exactly what reached it.
  */
 
+// Built at run time: a literal of a token's shape in the source would look like a leaked secret.
 const TOKEN = `ghp_${'fidelity'.padEnd(36, 'A')}`;
 const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxMjMifQ.c2lnbmF0dXJl';
 const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };

@@ -7,6 +7,7 @@ import { removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
 /** Bodies travel as bytes over the fleet too: an archive or a non-UTF-8 text is shared, byte for byte. */
 
 const SECRET = 'bytes-spec-shared-secret-0123456789';
+// Built at run time: a literal of a token's shape in the source would look like a leaked secret.
 const TOKEN = `ghp_${'bytes'.padEnd(36, 'A')}`;
 
 describe('the fleet shares bodies as bytes', function () {

@@ -4,6 +4,7 @@ import { ScriptedGitHub } from '../support/scripted-github.js';
 
 /** A token goes to the configured GitHub API and nowhere else, whatever the route or its parameters name. */
 
+// Built at run time: a literal of a token's shape in the source would look like a leaked secret.
 const TOKEN = `ghp_${'hosts'.padEnd(36, 'A')}`;
 const JSON_TYPE = 'application/json; charset=utf-8';
 

@@ -6,6 +6,7 @@ import { UpstreamError } from '../src/errors.js';
 import { UpstreamClient } from '../src/github/upstream.js';
 
 /** Looks like a GitHub token, so a leak of it anywhere is unmistakable. */
+// Built at run time: a literal of a token's shape in the source would look like a leaked secret.
 const TOKEN = `ghp_${'SpecToken0123456789'}${'abcdefghijklmnopqrstu'}`;
 
 interface SeenRequest {
