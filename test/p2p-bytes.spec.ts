@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { ScriptedGitHub } from '../support/scripted-github.js';
+import { waitFor } from '../support/wait.js';
 import { removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
 
 /** Bodies travel as bytes over the fleet too: an archive or a non-UTF-8 text is shared, byte for byte. */
@@ -36,7 +37,7 @@ describe('the fleet shares bodies as bytes', function () {
     const b = await make([addr]);
     open.push(b);
     await Promise.all([a, b].map((c) => c.request('GET /rate_limit', {}, { token: TOKEN })));
-    await waitUntil(async () => (await Promise.all([a, b].map((c) => c.getStats()))).every((s) => s.p2p!.peers.some((p) => p.scopes >= 2)));
+    await waitFor(async () => (await Promise.all([a, b].map((c) => c.getStats()))).every((s) => s.p2p!.peers.some((p) => p.scopes >= 2)), 'the scope claims', 15_000, 20);
 
     // Every path is fetched once by whichever member owns it; the other member gets it from that peer.
     const paths = Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? `/repos/o/r/tarball/v${i}.tgz` : `/repos/o/r/actions/jobs/${i}/logs`));
@@ -53,11 +54,3 @@ describe('the fleet shares bodies as bytes', function () {
     expect(peerHits, 'answers that came from the other member').to.be.greaterThan(0);
   });
 });
-
-async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const started = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - started > timeoutMs) throw new Error('timed out waiting for the scope claims');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

@@ -7,6 +7,7 @@ import { formatRequestKey } from '../src/cache/request-key.js';
 import { scopeIdOf } from '../src/cache/scope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
+import { waitFor } from '../support/wait.js';
 import { freePort, removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
 
 /**
@@ -47,11 +48,7 @@ async function shareScope(nodes: GitHubAPICache[], token: string, scopes = 2): P
 }
 
 async function waitUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const started = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await waitFor(condition, what, timeoutMs, 20);
 }
 
 describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {

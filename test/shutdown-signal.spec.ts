@@ -39,8 +39,8 @@ describe('close() and the shutdown signal', function () {
     github.rateLimitToken(TOKEN, { resetInSeconds: 600 });
     await cache.request('GET /repos/octo/hello', {}, { token: TOKEN }).catch(() => undefined); // GitHub refuses: the scope pauses
     const sent = github.stats.requests;
+    // The request is in flight from this call on (close() waits for it, then aborts its rate-limit wait).
     const waiting = cache.request('GET /repos/octo/other', {}, { token: TOKEN }).then(() => 'answered', (err: unknown) => err);
-    await new Promise((resolve) => setTimeout(resolve, 50));
     await cache.close();
     expect(await waiting).to.be.instanceOf(CacheClosedError);
     expect(github.stats.requests, 'nothing was sent while the scope was paused').to.equal(sent);
