@@ -36,9 +36,9 @@ import { expectSource, fmt, machineLine, percentile, table, timeEach, writeSecti
 import { loadLine, mean, repoBody } from './workload.js';
 
 /** A made-up token the fake accepts; never printed. */
-const TOKEN = 'test_benchmarkP2PTokenNotARealOne00000000';
-const SECRET = 'bench-p2p-shared-secret-0123456789abcdef';
-const OWNER = 'bench';
+export const TOKEN = 'test_benchmarkP2PTokenNotARealOne00000000';
+export const SECRET = 'bench-p2p-shared-secret-0123456789abcdef';
+export const OWNER = 'bench';
 const ROUTE = 'GET /repos/{owner}/{repo}';
 /** The member script of the specs (dist/support/fleet-node.js): one cache with P2P on, driven over IPC. */
 const MEMBER_SCRIPT = fileURLToPath(new URL('../support/fleet-node.js', import.meta.url));
@@ -264,7 +264,7 @@ async function measureAlternating<T>(runs: Array<{ items: readonly T[]; fn: (ite
 }
 
 /** CPU time of another process in µs (Linux /proc, clock ticks of 10 ms), or undefined where /proc is missing. */
-function processCpuUs(pid: number): number | undefined {
+export function processCpuUs(pid: number): number | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -600,7 +600,7 @@ async function runScenario(scenario: Scenario, requests: readonly string[]): Pro
 
 // ---------------------------------------------------------------- fleet helpers
 
-async function node(githubApiUrl: string, temp: TempDirs, bootstrapPeers: string[] = [], maxEntries?: number): Promise<GitHubAPICache> {
+export async function node(githubApiUrl: string, temp: TempDirs, bootstrapPeers: string[] = [], maxEntries?: number): Promise<GitHubAPICache> {
   return GitHubAPICache.create({
     persistence: 'off',
     ...(maxEntries !== undefined ? { maxEntries } : {}),
@@ -610,7 +610,7 @@ async function node(githubApiUrl: string, temp: TempDirs, bootstrapPeers: string
   });
 }
 
-async function p2pOf(cache: GitHubAPICache): Promise<PeerNetworkStats> {
+export async function p2pOf(cache: GitHubAPICache): Promise<PeerNetworkStats> {
   return (await cache.getStats()).p2p!;
 }
 
@@ -624,19 +624,19 @@ async function mesh(githubApiUrl: string, n: number, temp: TempDirs, maxEntries?
 }
 
 /** Each node uses the token once (announcing its scope); resolves once every peer proved it holds it. */
-async function shareScope(nodes: GitHubAPICache[]): Promise<void> {
+export async function shareScope(nodes: GitHubAPICache[]): Promise<void> {
   await Promise.all(nodes.map((c) => c.request('GET /rate_limit', {}, { token: TOKEN })));
   await waitUntil(async () => (await Promise.all(nodes.map(p2pOf)))
     .every((s) => s.peers.length >= nodes.length - 1 && s.peers.every((p) => p.scopes >= 2)), 'scope claims');
 }
 
 /** Peers answer over IPC or libp2p: poll every 20 ms, for up to 10 s. */
-function waitUntil(condition: () => Promise<boolean>, what: string): Promise<number> {
+export function waitUntil(condition: () => Promise<boolean>, what: string): Promise<number> {
   return waitFor(condition, what, 10_000, 20);
 }
 
 /** The cache key the asker computes for `repo` (the same formula the fleet spec uses to find an owner). */
-function keyOf(githubApiUrl: string, repo: string): string {
+export function keyOf(githubApiUrl: string, repo: string): string {
   return formatRequestKey({ url: normalizeUrl(`${githubApiUrl}/repos/${OWNER}/${repo}`), method: 'GET', scopeId: scopeIdOf(TOKEN), accept: DEFAULT_ACCEPT });
 }
 
@@ -649,7 +649,7 @@ interface MemberReply {
 }
 
 /** A fleet member in a child process (support/fleet-node.ts), driven over IPC. */
-function startMember(env: Record<string, string>) {
+export function startMember(env: Record<string, string>) {
   const child = fork(MEMBER_SCRIPT, [], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const waiting = new Map<number, (reply: MemberReply) => void>();
   let nextId = 0;

@@ -10,6 +10,8 @@ import { benchLock } from './lock.js';
 import { benchStore } from './store.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
 import { benchP2pCodec } from './p2p-codec.js';
+import { benchMemory } from './memory.js';
+import { benchPeerThroughput } from './peer-throughput.js';
 
 const benches: Record<string, () => Promise<string>> = {
   'hot-path': benchHotPath,
@@ -22,6 +24,8 @@ const benches: Record<string, () => Promise<string>> = {
   lock: benchLock,
   store: benchStore,
   'p2p-codec': benchP2pCodec,
+  memory: benchMemory,
+  'peer-throughput': benchPeerThroughput,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

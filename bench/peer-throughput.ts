@@ -1,0 +1,180 @@
+/**
+ * Peer hits under concurrency, beside the same bodies over plain HTTP keep-alive, in one run.
+ *
+ *   npm run bench -- peer-throughput      (or: node dist/bench/peer-throughput.js [--keys 2000] [--rounds 2])
+ *
+ * The owner is a fleet member in a child process (support/fleet-node.ts) holding every key fresh; the asker is a
+ * cache in this process meshed with it over libp2p (TCP, pnet, noise, yamux) on 127.0.0.1. A peer hit is the
+ * first `cache.request` on the asker of a key the owner holds (checked: `source: 'peer'`, no upstream request).
+ * At 1, 100 and 500 calls in flight: hits per second, and CPU per hit of both processes (`process.cpuUsage`
+ * here, /proc/<pid>/stat for the child).
+ *
+ * The reference ("plain HTTP"): a node:http server in a child process answering each key with bytes of the size of
+ * the peer's `entry` frame from a Map, fetched by undici (a keep-alive Pool of up to 16 connections) with the
+ * same number of calls in flight. It is the floor of moving those bytes between two processes over HTTP/1.1;
+ * it does no crypto, no proof and no cache work. Rounds alternate the two contenders; medians.
+ */
+import { fork } from 'node:child_process';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+import { GitHubAPICache } from '../src/github-api-cache.js';
+import { rendezvousOwner } from '../src/p2p/rendezvous.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
+import { TempDirs } from '../support/temp-dir.js';
+import { pool } from '../support/workload.js';
+import { keyOf, node, OWNER, p2pOf, processCpuUs, SECRET, startMember, TOKEN, waitUntil } from './p2p.js';
+import { fmt, machineLine, median, table, writeSection } from './report.js';
+import { loadLine, repoBody } from './workload.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const ROUTE = 'GET /repos/{owner}/{repo}';
+const LEVELS = [1, 100, 500] as const;
+/** Bytes of the owner's `entry` frame for one repository body (measured by the peer-latency benchmark: 4,862 B). */
+const ENTRY_FRAME_BYTES = 4862;
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+interface Run {
+  perSecond: number;
+  cpuPerHitUs: number;
+}
+
+/** Runs `calls` with `inFlight` at a time; hits per second and CPU per call of this process and `pid`. */
+async function timed<T>(items: readonly T[], inFlight: number, pid: number, fn: (item: T) => Promise<void>): Promise<Run> {
+  const childBefore = processCpuUs(pid) ?? Number.NaN;
+  const cpu = process.cpuUsage();
+  const started = process.hrtime.bigint();
+  await pool(items, inFlight, fn);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const used = process.cpuUsage(cpu);
+  const child = (processCpuUs(pid) ?? Number.NaN) - childBefore;
+  return { perSecond: items.length / seconds, cpuPerHitUs: (used.user + used.system + child) / items.length };
+}
+
+/** The reference server: answers GET /k/<n> with ENTRY_FRAME_BYTES bytes from a Map. */
+async function httpChild(): Promise<void> {
+  const bodies = new Map<string, Buffer>();
+  const server = http.createServer((req, res) => {
+    let body = bodies.get(req.url!);
+    if (body === undefined) {
+      body = Buffer.alloc(ENTRY_FRAME_BYTES, req.url!);
+      bodies.set(req.url!, body);
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+    res.end(body);
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as { port: number }).port }));
+  process.on('message', () => server.close(() => process.exit(0)));
+}
+
+export async function benchPeerThroughput(): Promise<string> {
+  const keysPerLevel = arg('keys', 2000);
+  const rounds = arg('rounds', 2);
+  const load = loadLine();
+  const temp = new TempDirs('gh-p2p-cache-bench-peer-throughput-');
+  const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 100_000_000 } } });
+  fake.setResource('/rate_limit', { resources: {} });
+  const needed = keysPerLevel * LEVELS.length * rounds;
+  const names = Array.from({ length: Math.ceil(needed * 2.4) }, (_, i) => `tp-${i}`);
+  for (const [i, name] of names.entries()) fake.setResource(`/repos/${OWNER}/${name}`, repoBody(OWNER, name, i));
+  const maxEntries = names.length + 1000;
+  const member = startMember({
+    CACHE_DIR: temp.make(), GITHUB_API_URL: fake.url, CACHE_LISTEN_PORT: '0', CACHE_P2P_SHARED_SECRET: SECRET, CACHE_BOOTSTRAP_PEERS: '',
+    CACHE_MAX_ENTRIES: String(maxEntries),
+  });
+  const reference = fork(SELF, ['--http-child'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const referencePort = await new Promise<number>((resolve) => reference.once('message', (m: { port: number }) => resolve(m.port)));
+  let asker: GitHubAPICache | undefined;
+  try {
+    const ready = await member.ready;
+    const childAddr = ready.p2p.listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
+    asker = await node(fake.url, temp, [childAddr], maxEntries);
+    const me = asker;
+    await waitUntil(async () => (await p2pOf(me)).connectedPeers >= 1 && (await member.stats()).p2p.connectedPeers >= 1, 'the child connected');
+    await Promise.all([me.request('GET /rate_limit', {}, { token: TOKEN }), member.request('GET /rate_limit', TOKEN)]);
+    await waitUntil(async () => {
+      const [mine, theirs] = [await p2pOf(me), (await member.stats()).p2p];
+      return [mine, theirs].every((s) => s.peers.length >= 1 && s.peers.every((p) => p.scopes >= 2));
+    }, 'the child and the asker sharing the scope');
+    const ids = [(await p2pOf(me)).peerId, ready.p2p.peerId];
+    const owned = names.filter((repo) => rendezvousOwner(keyOf(fake.url, repo), ids) === ids[1]);
+    if (owned.length < needed + 300) throw new Error(`only ${owned.length} keys are owned by the child`);
+    await pool(owned.slice(0, needed + 300), 50, async (repo) => {
+      const reply = await member.request(`GET /repos/${OWNER}/${repo}`, TOKEN);
+      if (reply.source !== 'origin') throw new Error(`owner fill: expected origin for ${repo}, got ${String(reply.source ?? reply.message)}`);
+    });
+    const peerHit = async (repo: string) => {
+      const answer = await me.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
+      if (answer.source !== 'peer') throw new Error(`expected a peer hit for ${repo}, got ${answer.source}`);
+    };
+    const http1 = new Pool(`http://127.0.0.1:${referencePort}`, { connections: 16, keepAliveTimeout: 60_000 });
+    const plainGet = async (n: number) => {
+      const { statusCode, body } = await http1.request({ method: 'GET', path: `/k/${n}` });
+      const bytes = await body.arrayBuffer();
+      if (statusCode !== 200 || bytes.byteLength !== ENTRY_FRAME_BYTES) throw new Error('reference server answered wrong');
+    };
+    // Warm-up: both paths, untimed.
+    await pool(owned.slice(needed, needed + 300), 20, peerHit);
+    await pool(Array.from({ length: 300 }, (_, i) => -1 - i), 20, plainGet);
+
+    const results = new Map<string, Run[]>();
+    const push = (name: string, run: Run) => results.set(name, [...(results.get(name) ?? []), run]);
+    let next = 0;
+    const before = fake.stats.requests;
+    for (let round = 0; round < rounds; round++) {
+      for (const level of LEVELS) {
+        const keys = owned.slice(next, next + keysPerLevel);
+        next += keysPerLevel;
+        push(`peer-${level}`, await timed(keys, level, member.pid, peerHit));
+        const ns = Array.from({ length: keysPerLevel }, (_, i) => round * 1e6 + level * 1e4 + i);
+        push(`http-${level}`, await timed(ns, level, reference.pid!, plainGet));
+      }
+    }
+    const upstream = fake.stats.requests - before;
+    if (upstream !== 0) throw new Error(`${upstream} upstream requests during peer hits: the owner did not hold its keys`);
+    await http1.close();
+
+    const med = (name: string, pick: (r: Run) => number) => median(results.get(name)!.map(pick));
+    const rows = LEVELS.map((level) => {
+      const peerRate = med(`peer-${level}`, (r) => r.perSecond);
+      const httpRate = med(`http-${level}`, (r) => r.perSecond);
+      const peerCpu = med(`peer-${level}`, (r) => r.cpuPerHitUs);
+      const httpCpu = med(`http-${level}`, (r) => r.cpuPerHitUs);
+      const ratio = peerRate / httpRate;
+      return [String(level), fmt(peerRate, 0), fmt(httpRate, 0), `${fmt(ratio, 2)}x`, fmt(peerCpu, 0), fmt(httpCpu, 0), `${fmt(peerCpu / httpCpu, 1)}x`,
+        `≥ 0.6x: ${ratio >= 0.6 ? 'met' : '**missed**'}`];
+    });
+    const md = [
+      '## Peer hits under concurrency, beside plain HTTP',
+      '',
+      `\`npm run bench -- peer-throughput\` · ${machineLine()} · ${keysPerLevel.toLocaleString('en-US')} distinct keys per row and round, ${rounds} rounds`,
+      'alternating the two contenders, medians. Peer hit: the first `cache.request` on the asker (this process) of a key the owner (a',
+      'child process, support/fleet-node.ts) holds fresh, over one libp2p connection (TCP, pnet, noise, yamux) on 127.0.0.1; each answer',
+      `checked to be \`source: 'peer'\`, ${upstream} upstream requests during the rows. Plain HTTP: the same number of calls in flight,`,
+      `undici (keep-alive Pool, up to 16 connections) fetching ${ENTRY_FRAME_BYTES.toLocaleString('en-US')} B (the size of the peer's \`entry\` frame) from a`,
+      'node:http server in a child process that answers from a Map: no crypto, no proofs, no cache. CPU per hit counts both processes.',
+      load,
+      '',
+      table(['in flight', 'peer hits/s', 'plain HTTP/s', 'peer / HTTP', 'peer CPU µs per hit', 'HTTP CPU µs per call', 'CPU ratio', 'target'], rows),
+    ].join('\n');
+    writeSection('peer-throughput', md);
+    return md;
+  } finally {
+    await asker?.close();
+    await member.stop();
+    reference.send('stop');
+    await fake.close();
+    temp.removeAll();
+  }
+}
+
+if (process.argv.includes('--http-child')) {
+  await httpChild();
+} else if (process.argv[1] === SELF) {
+  console.log(await benchPeerThroughput());
+}
