@@ -64,7 +64,7 @@ interface RowSpec {
   ours: boolean;
   /** Starts the row's processes; `dir` makes a temp directory (each is scanned for the token afterwards). */
   start(baseUrl: string, dir: () => string, registry: Set<MemberProcess>): Promise<Started>;
-  /** Before the counters are reset: a fleet's mesh and scope warm-up. */
+  /** Before the counters are reset: a fleet's mesh (members connected; no request made). */
   warmUp?(workers: MemberProcess[]): Promise<void>;
   /** Hit-latency loops on the first worker: label and client API variant. */
   hits?: Array<{ label: string; short: string; variant?: string }>;
@@ -198,20 +198,20 @@ function rowSpecs(): RowSpec[] {
         const members = [first, ...rest];
         return { workers: members, holders: members };
       },
-      warmUp: meshAndShareScope,
+      warmUp: meshOnly,
     },
   ];
 }
 
 type P2PView = { p2p?: { connectedPeers: number; peers: Array<{ scopes: number }> } };
 
-/** Waits for a full mesh, has every member use the token once, and waits until each proved the scope to the others. */
-async function meshAndShareScope(members: MemberProcess[]): Promise<void> {
+/**
+ * Waits for a full mesh and nothing more: the token is new to every member when the workload starts (a fleet
+ * that starts together, as CI runners on one workflow do), so the row measures the cold start users meet.
+ */
+async function meshOnly(members: MemberProcess[]): Promise<void> {
   const stats = () => Promise.all(members.map((m) => m.call<P2PView>({ type: 'stats' })));
   await waitUntil(async () => (await stats()).every((s) => (s.p2p?.connectedPeers ?? 0) >= members.length - 1), 'a full mesh');
-  await Promise.all(members.map((m) => m.call({ type: 'get', path: '/rate_limit' })));
-  await waitUntil(async () => (await stats()).every((s) => (s.p2p?.peers.length ?? 0) >= members.length - 1
-    && s.p2p!.peers.every((p) => p.scopes >= 2)), 'scope proofs between all members');
 }
 
 /** Members answer over IPC: poll every 50 ms, for up to 20 s. */
@@ -527,7 +527,8 @@ async function report(rows: Row[], probes: AgeProbe[], floor: Row['hits'][number
     'token. Every client runs in a process of its own, forked with `--expose-gc` (bench/compare/member.ts), each with',
     'its library defaults; the proxy row is Node\'s `fetch` in one process against `startProxy` in another. The fleet',
     'rows run three such processes at once, each the whole workload; this library\'s fleet meshes over libp2p on',
-    'loopback and every member uses the token once (scope proofs exchanged) before the counters are reset.',
+    'loopback; the counters start once the members are connected, before any of them has used the token: the',
+    'fleet starts cold, with no warm-up request.',
     '',
     '"x ideal": upstream requests over the distinct resources (one request each is the least any cache can do,',
     'for one process and for a fleet sharing one cache). RSS and heap are those of the process holding the cache',
