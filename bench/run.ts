@@ -8,6 +8,7 @@ import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
 import { benchLock } from './lock.js';
 import { benchStore } from './store.js';
+import { benchFleetSize } from './fleet.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
 import { benchP2pCodec } from './p2p-codec.js';
 import { benchMemory } from './memory.js';
@@ -21,6 +22,7 @@ const benches: Record<string, () => Promise<string>> = {
   'proxy-load': benchProxyLoad,
   'peer-latency': benchPeerLatency,
   'fleet-ratio': benchFleetRatio,
+  'fleet-size': benchFleetSize,
   lock: benchLock,
   store: benchStore,
   'p2p-codec': benchP2pCodec,

@@ -3,14 +3,20 @@
  * It builds the process's one cache through the package entry (configureCache) with P2P on, says
  * `{type:'ready', ...}`, then answers messages: `{type:'request', id, route, token}` → `{type:'response', id,
  * source, status, data}` or `{type:'error', id, message}`; `{type:'stats', id}` → `{type:'stats', id, stats,
- * provider}`; `{type:'close'}` → closes the cache and exits.
+ * provider}`; `{type:'run', id, routes, token, inFlight}` → `{type:'run', id, latenciesNs, sources, errors, wallNs}`
+ * (every route requested, `inFlight` at a time, each timed in this process); `{type:'close'}` → closes the cache
+ * and exits.
  *
  * Configuration comes from the environment (CACHE_* variables, GITHUB_API_URL) or, in a worker, workerData.env.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureCache, getCacheProvider, getGlobalCache, shutdownGlobalCache } from '../index.js';
 
-type Message = { type: 'request'; id: number; route: string; token?: string } | { type: 'stats'; id: number } | { type: 'close' };
+type Message =
+  | { type: 'request'; id: number; route: string; token?: string }
+  | { type: 'run'; id: number; routes: string[]; token?: string; inFlight: number }
+  | { type: 'stats'; id: number }
+  | { type: 'close' };
 type Reply = Record<string, unknown>;
 
 const env: Record<string, string | undefined> = parentPort !== null ? { ...process.env, ...(workerData?.env ?? {}) } : process.env;
@@ -54,6 +60,28 @@ async function main(): Promise<void> {
       const c = await getGlobalCache();
       if (message.type === 'stats') {
         send({ type: 'stats', id: message.id, stats: await c.getStats(), provider: getCacheProvider().stats() });
+        return;
+      }
+      if (message.type === 'run') {
+        const latenciesNs: number[] = [];
+        const sources: Record<string, number> = {};
+        let errors = 0;
+        let next = 0;
+        const started = process.hrtime.bigint();
+        await Promise.all(Array.from({ length: Math.min(message.inFlight, message.routes.length) }, async () => {
+          while (next < message.routes.length) {
+            const route = message.routes[next++]!;
+            const t = process.hrtime.bigint();
+            try {
+              const r = await c.request(route, {}, { token: message.token });
+              sources[r.source] = (sources[r.source] ?? 0) + 1;
+            } catch {
+              errors++;
+            }
+            latenciesNs.push(Number(process.hrtime.bigint() - t));
+          }
+        }));
+        send({ type: 'run', id: message.id, latenciesNs, sources, errors, wallNs: Number(process.hrtime.bigint() - started) });
         return;
       }
       try {

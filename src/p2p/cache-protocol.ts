@@ -250,6 +250,8 @@ export class CacheProtocol implements Startable {
         });
       } catch (err) {
         this.#log.debug('could not open %s to %s: %s', PROTOCOL, session.id, errorMessage(err));
+        // The connection it went to may have closed meanwhile (a surplus one, one-connection.ts): use the one left.
+        if (!this.#halted && this.#sessions.isCurrent(session) && this.#connected(session)) this.#reopenClient(session);
         return;
       } finally {
         session.opening = false;

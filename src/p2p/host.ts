@@ -17,6 +17,7 @@ import { swarmKeyOf } from './fleet-keys.js';
 import { acquirePeerIdentity, type PeerIdentity } from './identity.js';
 import { hostOf, InboundGate } from './inbound-gate.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
+import { keepOneConnectionPerPeer } from './one-connection.js';
 
 /**
  * The fleet's libp2p host: assembly (private network, TCP, noise, yamux, connection gater, persistent identity,
@@ -32,6 +33,8 @@ import { errorMessage, type PeerNetworkLimits } from './limits.js';
  *   bootstrap peers' hosts are let past the global limit, with MAX_PENDING_INBOUND_PER_KNOWN_HOST each.
  * - If the listen port is taken (a sibling process or worker holds it), the host listens on an ephemeral port and
  *   dials the holder on loopback as a peer; if that fails (not a member of the network), it runs alone and says why.
+ * - One connection per pair of members: when two members dial each other at once, the surplus connection is
+ *   closed by both ends alike (one-connection.ts).
  * - `stop()` is idempotent; once it resolves the port is released, the identity slot is free and no dial this
  *   host began is pending.
  */
@@ -124,6 +127,7 @@ export class Libp2pHost {
         try {
           await created.start();
           if (!p2p.keepAlive) releaseEventLoop(created);
+          keepOneConnectionPerPeer(created, { closeTimeoutMs: p2p.dialTimeoutMs, logger: log });
           return created;
         } catch (err) {
           await Promise.resolve(created.stop()).catch(() => undefined);

@@ -15,7 +15,10 @@ import { WIRE_LIMITS, type PeerRecord } from './wire.js';
  * it is dialled as; an address whose dial failed is not dialled again for a while (FIRST_ADDRESS_BACKOFF_MS,
  * doubling with each further failure up to ADDRESS_BACKOFF_MS, reset by a success); and at most
  * `maxPeers` dials start per minute in all. So 20 `scopes` frames listing 64 fake peers at one address cost one
- * connection to it over their 2 s, and a handful a minute however long they go on (1,180 in 7 s before). The peers sent out are those with known listen addresses that
+ * connection to it over their 2 s, and a handful a minute however long they go on (1,180 in 7 s before). A peer whose
+ * dial failed is dialled again once its addresses' backoff has passed, at most DIAL_RETRIES times, unless it is in
+ * session by then (a busy machine times dials out, and nothing else would make this node try that peer again: the
+ * mesh stayed incomplete); the retries count in the dial budget. The peers sent out are those with known listen addresses that
  * are not banned, at most WIRE_LIMITS.peers. Announcements caused by peers joining or leaving are batched: at most
  * one per `delayMs`, and none once stopped.
  */
@@ -26,6 +29,8 @@ export const FIRST_ADDRESS_BACKOFF_MS = 5_000;
 export const ADDRESS_BACKOFF_MS = 60_000;
 /** The window of the total dial budget (`maxPeers` dials per window), in ms. */
 export const DIAL_BUDGET_WINDOW_MS = 60_000;
+/** How many times a peer whose dial failed is dialled again (each after its addresses' backoff). */
+export const DIAL_RETRIES = 3;
 
 export interface PeerExchangeInit {
   readonly selfId: string;
@@ -62,6 +67,8 @@ export class PeerExchange {
   /** Start times of the dials within the budget window. */
   #dialStarts: number[] = [];
   #timer: NodeJS.Timeout | undefined;
+  /** Peers whose dial failed: failed dials in a row, and the timer of the next one. */
+  readonly #retries = new Map<string, { failures: number; timer: NodeJS.Timeout | undefined }>();
 
   constructor(init: PeerExchangeInit) {
     this.#init = init;
@@ -134,6 +141,7 @@ export class PeerExchange {
       .then(
         () => {
           for (const addr of dialled) this.#addressBackoff.delete(addr);
+          this.#retries.delete(id);
           log.debug('connected to %s (%s)', id, how);
         },
         (err: unknown) => {
@@ -147,12 +155,27 @@ export class PeerExchange {
             this.#addressBackoff.set(addr, { until: at + Math.min(ADDRESS_BACKOFF_MS, FIRST_ADDRESS_BACKOFF_MS * 2 ** (failures - 1)), failures });
           }
           log.debug('could not dial %s (%s): %s', id, how, errorMessage(err));
+          this.#retryLater(id, addrs, how, Math.max(...dialled.map((addr) => this.#addressBackoff.get(addr)!.until)) - at);
         },
       )
       .finally(() => {
         this.#dialing.delete(id);
         for (const addr of dialled) this.#addressesDialing.delete(addr);
       }));
+  }
+
+  /** Dials a peer whose dial failed again after `waitMs`, unless it is in session by then (DIAL_RETRIES at most). */
+  #retryLater(id: string, addrs: readonly string[], how: string, waitMs: number): void {
+    const retry = this.#retries.get(id) ?? { failures: 0, timer: undefined };
+    retry.failures++;
+    // Entries exist only for dialled peers (the dial budget bounds them); a full table retries nothing new.
+    if (this.#init.stopped() || retry.failures > DIAL_RETRIES || retry.timer !== undefined || (!this.#retries.has(id) && this.#retries.size >= 4 * WIRE_LIMITS.peers)) return;
+    retry.timer = setTimeout(() => {
+      retry.timer = undefined;
+      if (!this.#init.sessions.has(id)) this.dial(id, addrs, how.endsWith(', again') ? how : `${how}, again`);
+    }, Math.max(0, waitMs) + 1);
+    retry.timer.unref();
+    this.#retries.set(id, retry);
   }
 
   /** Whether `addr` failed recently (its failure count is kept past the wait, so repeated failures wait longer). */
@@ -173,5 +196,7 @@ export class PeerExchange {
   stop(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    for (const retry of this.#retries.values()) if (retry.timer !== undefined) clearTimeout(retry.timer);
+    this.#retries.clear();
   }
 }

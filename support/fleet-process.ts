@@ -1,0 +1,109 @@
+/**
+ * The parent's handle on one fleet member in a child process (support/fleet-node.ts), driven over IPC: ready
+ * (with its peer id, listen addresses and pid), one request, a whole workload run, stats, stop. Guarantees that
+ * `stop()` always ends the process (close asked politely, SIGKILL after 10 s) and that no reply is waited for
+ * after the process exited (every pending call rejects).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { FleetStats } from '../src/cache/ports.js';
+
+const SCRIPT = fileURLToPath(new URL('./fleet-node.js', import.meta.url));
+const STOP_TIMEOUT_MS = 10_000;
+
+export interface FleetProcessReady {
+  pid: number;
+  startedMs: number;
+  p2p: FleetStats;
+}
+
+export interface FleetRunResult {
+  latenciesNs: number[];
+  sources: Record<string, number>;
+  errors: number;
+  wallNs: number;
+}
+
+interface Reply {
+  type: string;
+  id?: number;
+  message?: string;
+  [field: string]: unknown;
+}
+
+export class FleetProcess {
+  readonly ready: Promise<FleetProcessReady>;
+  readonly #child: ChildProcess;
+  readonly #waiting = new Map<number, { resolve: (reply: Reply) => void; reject: (err: Error) => void }>();
+  readonly #exited: Promise<void>;
+  #nextId = 0;
+  #gone = false;
+
+  /** Forks a member; `env` holds its CACHE_* settings (CACHE_DIR, CACHE_LISTEN_PORT, CACHE_BOOTSTRAP_PEERS, …). */
+  constructor(env: Record<string, string>) {
+    // Only what the caller sets configures the member, never this process's own CACHE_* or GITHUB_* variables.
+    const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(CACHE_|GITHUB_|GH_TOKEN$)/.test(name)));
+    this.#child = fork(SCRIPT, [], { env: { ...inherited, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    let onReady: (ready: FleetProcessReady) => void = () => undefined;
+    let onFailed: (err: Error) => void = () => undefined;
+    this.ready = new Promise((resolve, reject) => {
+      onReady = resolve;
+      onFailed = reject;
+    });
+    this.ready.catch(() => undefined);
+    this.#exited = new Promise((resolve) => {
+      this.#child.once('exit', (code, signal) => {
+        this.#gone = true;
+        const err = new Error(`fleet member exited (${signal ?? code})`);
+        onFailed(err);
+        for (const { reject } of this.#waiting.values()) reject(err);
+        this.#waiting.clear();
+        resolve();
+      });
+    });
+    this.#child.on('message', (message: Reply) => {
+      if (message.type === 'ready') onReady(message as unknown as FleetProcessReady);
+      else if (message.type === 'failed') onFailed(new Error(`fleet member failed: ${String(message.message)}`));
+      else if (message.id !== undefined) {
+        this.#waiting.get(message.id)?.resolve(message);
+        this.#waiting.delete(message.id);
+      }
+    });
+  }
+
+  get pid(): number {
+    return this.#child.pid!;
+  }
+
+  request(route: string, token?: string): Promise<Reply> {
+    return this.#ask({ type: 'request', route, token });
+  }
+
+  /** Requests every route, `inFlight` at a time, timed inside the member. */
+  async run(routes: readonly string[], token: string | undefined, inFlight: number): Promise<FleetRunResult> {
+    return (await this.#ask({ type: 'run', routes, token, inFlight })) as unknown as FleetRunResult;
+  }
+
+  async stats(): Promise<{ p2p: FleetStats; apiCallsMade: number }> {
+    return (await this.#ask({ type: 'stats' })).stats as { p2p: FleetStats; apiCallsMade: number };
+  }
+
+  /** Closes the member's cache and waits for the process to exit; kills it after 10 s. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#gone) return;
+    const timer = setTimeout(() => this.#child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    if (this.#child.connected) this.#child.send({ type: 'close' });
+    else this.#child.kill('SIGKILL');
+    await this.#exited;
+    clearTimeout(timer);
+  }
+
+  #ask(message: object): Promise<Reply> {
+    if (this.#gone) return Promise.reject(new Error('fleet member already exited'));
+    const id = ++this.#nextId;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      this.#child.send({ ...message, id });
+    });
+  }
+}
