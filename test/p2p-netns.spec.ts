@@ -40,7 +40,7 @@ class Member {
 
   constructor(lab: NetLab, readonly net: NetMember, env: Record<string, string>) {
     this.#child = spawn(IP, lab.exec(net, process.execPath, SCRIPT), { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-    this.#child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.#stderr = (this.#stderr + chunk).slice(-4000)));
+    this.#child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.#stderr = (this.#stderr + chunk).slice(-200_000)));
     this.ready = new Promise((resolve, reject) => {
       this.#child.on('message', (m: Answer & Record<string, unknown>) => {
         if (m.type === 'ready') resolve(m as never);
@@ -260,6 +260,24 @@ describe('a fleet across machines: a network namespace per member, on one machin
       expectRight(await all(rest, next, tok), next);
       expect(upstreamFor(next) - before).to.be.at.most(33);
       await Promise.all(rest.map((m) => m.stop()));
+    });
+  });
+
+  describe('a member whose link is down when it starts', () => {
+    it('joins the fleet once its link comes up (its bootstrap peer is dialled again, not only at start)', async () => {
+      const nets = await Promise.all(range(0, 2).map(() => lab!.addMember()));
+      const first = start(nets[0]!);
+      const bootstrap = `/ip4/${nets[0]!.address}/tcp/${PORT}/p2p/${(await first.ready).p2p.peerId}`;
+      await lab!.setLink(nets[1]!, 'down');
+      // Its debug log shows when each of its three dials at start has failed: the host's own, libp2p's bootstrap
+      // module's, and the one peer discovery leads to. Only then does the link come up.
+      const late = start(nets[1]!, { CACHE_BOOTSTRAP_PEERS: bootstrap, DEBUG: 'github-p2p-cache:*,libp2p:bootstrap*' });
+      await late.ready;
+      const failures = ['could not reach bootstrap peer', 'could not dial bootstrap peer', '(discovery)'];
+      await until(async () => failures.every((text) => late.stderr.includes(text)), 'the dials at start to fail');
+      await lab!.setLink(nets[1]!, 'up');
+      await until(async () => (await Promise.all([first, late].map((m) => m.stats()))).every((s) => s.connectedPeers === 1 && s.peers.length === 1), 'the late member to join', 40_000);
+      await Promise.all([first, late].map((m) => m.stop()));
     });
   });
 
