@@ -241,6 +241,7 @@ describe('a fleet across machines: a network namespace per member, on one machin
       // and at the askers waiting for it, for several rounds of the delay.
       const slow = new RegExp(`^/repos/octo/r(${lost.join('|')})$`);
       github.setLatency(1_000, { path: slow });
+      const timeoutsBefore = (await Promise.all(rest.map((m) => m.stats()))).reduce((n, st) => n + st.timeouts, 0);
       const answered = new Set<number>();
       const asked = Promise.all(rest.flatMap((m) => routes.map(async (i) => {
         const answer = await m.request(`GET /repos/octo/r${i}`, tok);
@@ -257,6 +258,9 @@ describe('a fleet across machines: a network namespace per member, on one machin
       } finally {
         github.setLatency(0, { path: slow });
       }
+      // They went upstream when its connections closed, not after waiting out p2p.requestTimeoutMs.
+      const timeoutsAfter = (await Promise.all(rest.map((m) => m.stats()))).reduce((n, st) => n + st.timeouts, 0);
+      expect(timeoutsAfter - timeoutsBefore, 'asks given up on by timeout').to.equal(0);
       const kept = routes.filter((i) => !lost.includes(i));
       expect(upstreamFor(kept), 'upstream requests for the keys of live owners').to.be.at.most(Math.ceil(1.1 * kept.length));
       // At most the victim's own request plus one per asker for each of its keys.
