@@ -143,10 +143,21 @@ describe('a fleet across machines: a network namespace per member, on one machin
     await waitFor(condition, what, timeoutMs, 50);
   }
 
+  /** Waits until every member's stats satisfy `ok`; a timeout says what each member saw last. */
+  async function untilAll(fleet: Member[], ok: (s: Stats['p2p']) => boolean, what: string, timeoutMs = 40_000): Promise<void> {
+    let last: Array<Stats['p2p']> = [];
+    try {
+      await until(async () => (last = await Promise.all(fleet.map((m) => m.stats()))).every(ok), what, timeoutMs);
+    } catch (err) {
+      const seen = last.map((st) => ({ id: st.peerId.slice(-6), connected: st.connectedPeers, peers: st.peers.map((p) => `${p.id.slice(-6)}:${p.scopes}`) }));
+      throw new Error(`${(err as Error).message}; last seen ${JSON.stringify(seen)}`);
+    }
+  }
+
   /** Each member uses the token once; waits until every member sees every other prove `scopes` scopes. */
   async function shareScope(fleet: Member[], tok: string, scopes: number): Promise<void> {
     for (const m of fleet) expect((await m.request('GET /rate_limit', tok)).status).to.equal(200);
-    await until(async () => (await Promise.all(fleet.map((m) => m.stats()))).every((s) => s.peers.length >= fleet.length - 1 && s.peers.every((p) => p.scopes >= scopes)), 'scope claims');
+    await untilAll(fleet, (s) => s.peers.length >= fleet.length - 1 && s.peers.every((p) => p.scopes >= scopes), 'scope claims');
   }
 
   /** Every member asks for every route at once; returns the answers in order (member by member). */
@@ -189,7 +200,7 @@ describe('a fleet across machines: a network namespace per member, on one machin
         expect(r.p2p.listenAddrs.some((a) => a.startsWith(`/ip4/${nets[n]!.address}/tcp/${PORT}/`)), r.p2p.listenAddrs.join()).to.equal(true);
       });
       ids = ready.map((r) => r.p2p.peerId);
-      await until(async () => (await Promise.all(fleet.map((m) => m.stats()))).every((s) => s.connectedPeers === 3 && s.peers.length === 3), 'a full mesh of protocol sessions');
+      await untilAll(fleet, (s) => s.connectedPeers === 3 && s.peers.length === 3, 'a full mesh of protocol sessions');
     });
 
     it('spends at most 1.1 upstream requests per key from a cold start: a token none has seen, the same 120 requests from all four at once', async () => {
@@ -217,13 +228,13 @@ describe('a fleet across machines: a network namespace per member, on one machin
       const lost = ownedBy(ids, ids[3]!, during, tok);
       const asked = all(rest, during, tok);
       // Hold the partition until the others hang up on the member (libp2p's pings fail), so the heal needs a redial.
-      await until(async () => (await Promise.all(rest.map((m) => m.stats()))).every((s) => s.connectedPeers === 2), 'the others to drop the cut-off member', 40_000);
+      await untilAll(rest, (s) => s.connectedPeers === 2, 'the others to drop the cut-off member');
       const answers = await asked;
       expectRight(answers, during);
       expect(upstreamFor(during), `upstream requests for 120 keys, ${lost.length} of them owned by the cut-off member`).to.be.at.most(Math.ceil(1.1 * (during.length - lost.length)) + 3 * lost.length);
       expect(upstreamFor(during.filter((i) => !lost.includes(i))), 'upstream requests for the keys of reachable owners').to.be.at.most(Math.ceil(1.1 * (during.length - lost.length)));
       await lab!.setLink(cut.net, 'up');
-      await until(async () => (await Promise.all(fleet.map((m) => m.stats()))).every((s) => s.connectedPeers === 3 && s.peers.length === 3 && s.peers.every((p) => p.scopes >= 3)), 'the healed fleet to mesh again', 40_000);
+      await untilAll(fleet, (s) => s.connectedPeers === 3 && s.peers.length === 3 && s.peers.every((p) => p.scopes >= 3), 'the healed fleet to mesh again');
       const after = range(320, 60);
       const healed = await all(fleet, after, tok);
       expectRight(healed, after);
@@ -288,7 +299,7 @@ describe('a fleet across machines: a network namespace per member, on one machin
       const failures = ['could not reach bootstrap peer', 'could not dial bootstrap peer', '(discovery)'];
       await until(async () => failures.every((text) => late.stderr.includes(text)), 'the dials at start to fail');
       await lab!.setLink(nets[1]!, 'up');
-      await until(async () => (await Promise.all([first, late].map((m) => m.stats()))).every((s) => s.connectedPeers === 1 && s.peers.length === 1), 'the late member to join', 40_000);
+      await untilAll([first, late], (s) => s.connectedPeers === 1 && s.peers.length === 1, 'the late member to join');
       await Promise.all([first, late].map((m) => m.stop()));
     });
   });
@@ -298,7 +309,7 @@ describe('a fleet across machines: a network namespace per member, on one machin
       const nets = await Promise.all(range(0, 3).map(() => lab!.addMember()));
       const fleet = nets.map((net) => start(net, { FLEET_NODE_MDNS: '1' }));
       await Promise.all(fleet.map((m) => m.ready));
-      await until(async () => (await Promise.all(fleet.map((m) => m.stats()))).every((s) => s.connectedPeers === 2 && s.peers.length === 2), 'a full mesh found by mDNS', 40_000);
+      await untilAll(fleet, (s) => s.connectedPeers === 2 && s.peers.length === 2, 'a full mesh found by mDNS');
       const tok = token('Mdns');
       github.addToken(tok, { label: 'mdns' });
       const routes = range(560, 30);
