@@ -8,6 +8,9 @@
  * and exits.
  *
  * Configuration comes from the environment (CACHE_* variables, GITHUB_API_URL) or, in a worker, workerData.env.
+ * Three more variables are for specs only: FLEET_NODE_LISTEN_HOST (default 127.0.0.1; a member in a network
+ * namespace of its own listens on 0.0.0.0 as a machine would), FLEET_NODE_MDNS=1 (p2p.mdns) and
+ * FLEET_NODE_PEER_TIMEOUT_MS (p2p.requestTimeoutMs).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureCache, getCacheProvider, getGlobalCache, shutdownGlobalCache } from '../index.js';
@@ -37,8 +40,10 @@ async function main(): Promise<void> {
         enabled: true,
         sharedSecret: env.CACHE_P2P_SHARED_SECRET,
         listenPort: Number(env.CACHE_LISTEN_PORT ?? 0),
-        listenHost: '127.0.0.1',
+        listenHost: env.FLEET_NODE_LISTEN_HOST ?? '127.0.0.1',
         bootstrapPeers: (env.CACHE_BOOTSTRAP_PEERS ?? '').split(',').filter((p) => p !== ''),
+        mdns: env.FLEET_NODE_MDNS === '1',
+        ...(env.FLEET_NODE_PEER_TIMEOUT_MS !== undefined ? { requestTimeoutMs: Number(env.FLEET_NODE_PEER_TIMEOUT_MS) } : {}),
       },
     });
   } catch (err) {

@@ -35,8 +35,14 @@ import { keepOneConnectionPerPeer } from './one-connection.js';
  *   dials the holder on loopback as a peer; if that fails (not a member of the network), it runs alone and says why.
  * - One connection per pair of members: when two members dial each other at once, the surplus connection is
  *   closed by both ends alike (one-connection.ts).
- * - `stop()` is idempotent; once it resolves the port is released, the identity slot is free and no dial this
- *   host began is pending.
+ * - A bootstrap peer named with `/p2p/<id>` that is not connected is dialled again every REJOIN_INTERVAL_MS for as
+ *   long as the host runs (one dial per peer at a time), so a member cut off for longer than libp2p's own
+ *   reconnect attempts (5, over about 30 s) rejoins once the network heals.
+ * - `stop()` is idempotent; once it resolves the port is released, the identity slot is free, the rejoin timer is
+ *   cleared and no dial this host began is pending.
+ *
+ * Size: assembling libp2p, starting it with the port fallback and keeping the fleet joined (local holder,
+ * bootstrap peers, rejoining them) share the node and its dials; they read as one unit.
  */
 
 /** The host could not be created; `cause` holds the underlying error. Nothing was left running. */
@@ -70,6 +76,10 @@ export class Libp2pHost {
   readonly #init: HostInit;
   readonly #portFallback: boolean;
   readonly #background = new Set<Promise<unknown>>();
+  /** Bootstrap peers named with an id (an entry naming this node is left out), for rejoining. */
+  readonly #rejoin: Array<{ raw: string; ma: Multiaddr; id: string }> = [];
+  readonly #rejoining = new Set<string>();
+  #rejoinTimer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
 
   private constructor(node: Libp2p<HostServices>, identity: PeerIdentity, init: HostInit, portFallback: boolean) {
@@ -199,6 +209,7 @@ export class Libp2pHost {
   }
 
   async #doStop(): Promise<void> {
+    clearInterval(this.#rejoinTimer);
     try {
       await this.#node.stop();
     } catch (err) {
@@ -232,12 +243,39 @@ export class Libp2pHost {
         log.warn(`ignoring bootstrap peer ${JSON.stringify(raw)}: not a multiaddr (${errorMessage(err)})`);
         continue;
       }
+      const id = ma.getComponents().findLast((c) => c.code === CODE_P2P)?.value;
       // A fleet-wide list usually names this node too.
-      if (ma.getComponents().some((c) => c.code === CODE_P2P && c.value === this.peerId)) continue;
+      if (id === this.peerId) continue;
+      if (id !== undefined) this.#rejoin.push({ raw, ma, id });
       this.#track(this.#node.dial(ma, { signal: AbortSignal.timeout(p2p.dialTimeoutMs) }).then(
         (connection) => this.#keepAlive(connection.remotePeer),
         (err: unknown) => log.warn(`could not reach bootstrap peer ${raw}: ${errorMessage(err)}`),
       ));
+    }
+    if (this.#rejoin.length > 0) {
+      this.#rejoinTimer = setInterval(() => this.#rejoinBootstrapPeers(), REJOIN_INTERVAL_MS);
+      this.#rejoinTimer.unref();
+    }
+  }
+
+  /**
+   * Dials the bootstrap peers that are not connected. libp2p redials a keep-alive peer only 5 times after it
+   * drops, then forgets it: without this, a partition longer than that splits the fleet until a restart.
+   */
+  #rejoinBootstrapPeers(): void {
+    const { p2p, logger: log } = this.#init;
+    if (this.#stopping !== undefined) return;
+    const connected = new Set(this.#node.getPeers().map((peer) => peer.toString()));
+    for (const { raw, ma, id } of this.#rejoin) {
+      if (connected.has(id) || this.#rejoining.has(id)) continue;
+      this.#rejoining.add(id);
+      this.#track(this.#node.dial(ma, { signal: AbortSignal.timeout(p2p.dialTimeoutMs) }).then(
+        async (connection) => {
+          log.debug('rejoined bootstrap peer %s', raw);
+          await this.#keepAlive(connection.remotePeer);
+        },
+        (err: unknown) => log.debug('bootstrap peer %s still unreachable: %s', raw, errorMessage(err)),
+      ).finally(() => this.#rejoining.delete(id)));
     }
   }
 
@@ -254,6 +292,9 @@ export class Libp2pHost {
     this.#background.add(tracked);
   }
 }
+
+/** How often bootstrap peers that are not connected are dialled again, in ms. */
+export const REJOIN_INTERVAL_MS = 10_000;
 
 /** Inbound connections from one host that may be pending (not through the key exchange yet) at a time. */
 export const MAX_PENDING_INBOUND_PER_HOST = 8;

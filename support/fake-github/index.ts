@@ -44,6 +44,8 @@ export interface FakeGitHubOptions {
   chargeAnonymousNotModified?: boolean;
   /** Port to listen on; default 0 (ephemeral). */
   port?: number;
+  /** IPv4 address to listen on, e.g. a bridge's address that other network namespaces reach; default 127.0.0.1. */
+  host?: string;
 }
 
 /** Config of a standalone server (see standalone.ts). */
@@ -74,7 +76,7 @@ export class FakeGitHub {
     this.#counters = counters;
   }
 
-  /** Listen on 127.0.0.1 (ephemeral port unless `options.port`) and resolve once ready. */
+  /** Listen on 127.0.0.1 or `options.host` (ephemeral port unless `options.port`) and resolve once ready. */
   static async start(options: FakeGitHubOptions = {}): Promise<FakeGitHub> {
     const clock = options.now ?? Date.now;
     const rateLimits = new RateLimits(clock, options.tokens ?? {}, options.anonymousRateLimit ?? 60);
@@ -83,7 +85,7 @@ export class FakeGitHub {
     const counters = new RequestCounters();
     const server = await FakeGitHubServer.listen(options.port ?? 0, {
       clock, chargeAnonymousNotModified: options.chargeAnonymousNotModified ?? true, rateLimits, resources, faults, counters,
-    });
+    }, options.host);
     return new FakeGitHub(server, rateLimits, resources, faults, counters);
   }
 

@@ -1,5 +1,5 @@
 /**
- * The HTTP side of the fake GitHub: a real `node:http` server on 127.0.0.1 that routes each request through
+ * The HTTP side of the fake GitHub: a real `node:http` server on 127.0.0.1 (or a given IPv4 address) that routes each request through
  * the same pipeline GitHub's front end applies, in this order: count it, hold it while paused, delay it,
  * apply an injected fault, refuse an unknown token (401), refuse a secondary limit still in force, then
  * serve a read (200, a free 304 when authorized, 404 for what the caller may not see) or a write.
@@ -54,18 +54,18 @@ export class FakeGitHubServer {
     this.#parts = parts;
   }
 
-  /** Listen on 127.0.0.1 (`port` 0: ephemeral) and resolve once ready. */
-  static async listen(port: number, parts: ServerParts): Promise<FakeGitHubServer> {
+  /** Listen on `host` (127.0.0.1 unless given; `port` 0: ephemeral) and resolve once ready. */
+  static async listen(port: number, parts: ServerParts, host = '127.0.0.1'): Promise<FakeGitHubServer> {
     const server = createServer({ keepAlive: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
+      server.listen(port, host, () => {
         server.off('error', reject);
         resolve();
       });
     });
     const address = server.address() as AddressInfo;
-    const front = new FakeGitHubServer(server, `http://127.0.0.1:${address.port}`, parts);
+    const front = new FakeGitHubServer(server, `http://${host}:${address.port}`, parts);
     server.on('connection', (socket: Socket) => {
       front.#sockets.add(socket);
       socket.once('close', () => front.#sockets.delete(socket));
