@@ -6,6 +6,7 @@ import { benchCompare } from './compare/index.js';
 import { benchProxyLoad } from './compare/proxy-load.js';
 import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
+import { benchJoin } from './join.js';
 import { benchLock } from './lock.js';
 import { benchStore } from './store.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
@@ -19,6 +20,7 @@ const benches: Record<string, () => Promise<string>> = {
   'proxy-load': benchProxyLoad,
   'peer-latency': benchPeerLatency,
   'fleet-ratio': benchFleetRatio,
+  join: benchJoin,
   lock: benchLock,
   store: benchStore,
   'p2p-codec': benchP2pCodec,

@@ -365,6 +365,14 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
     doc: 'largest TTL accepted from, and sent to, a peer; keep it equal across the fleet',
   }),
   {
+    path: 'p2p.handoff', type: 'boolean',
+    accepts: 'boolean',
+    defaultText: '`true`',
+    doc: 'a key\'s new owner asks the key\'s previous holder before GitHub, for `p2p.maxEntryTtl` after this node started or a member left',
+    parse: (value, source) => toBoolean(value, source),
+    fallback: () => true,
+  },
+  {
     path: 'logSink', type: 'log sink',
     accepts: 'object with `warn(component, message)` and `error(component, message)`',
     defaultText: 'stderr',

@@ -4,7 +4,7 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { FleetAnswer, FleetHost } from '../cache/ports.js';
 import type { Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
-import { Asker } from './asking.js';
+import { Asker, type FetchOptions } from './asking.js';
 import { anonymousEntryKeyOf } from './fleet-keys.js';
 import { FrameChannel } from './frame-channel.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
@@ -110,6 +110,7 @@ export class CacheProtocol implements Startable {
     this.#asker = new Asker({
       selfId: this.#selfId, sessions: this.#sessions, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
       maxOwnerWaitMs: limits.maxOwnerWaitMs, withholdingMemoryMs: limits.strikeWindowMs, maxClockSkewMs: limits.maxClockSkewMs,
+      handoffWindowMs: p2p.handoff ? p2p.maxEntryTtl * 1000 : 0,
     });
   }
 
@@ -176,8 +177,8 @@ export class CacheProtocol implements Startable {
   }
 
   /** Asks the key's owner (see asking.ts). Never throws for peer failures. */
-  fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<FleetAnswer> {
-    return this.#asker.fetch(key, scopeId, signal);
+  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: FetchOptions): Promise<FleetAnswer> {
+    return this.#asker.fetch(key, scopeId, signal, options);
   }
 
   /** Tells connected peers this node's scopes (with fresh proofs) and known peers: call when heldScopes() changed. */
@@ -206,7 +207,9 @@ export class CacheProtocol implements Startable {
   readonly #onPeerConnect = (event: CustomEvent<PeerId>): void => this.#peerConnected(event.detail);
 
   readonly #onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
-    if (this.#sessions.remove(event.detail.toString()) !== undefined) this.#exchange.schedule();
+    if (this.#sessions.remove(event.detail.toString()) === undefined) return;
+    this.#asker.membersChanged(); // the keys it owned move to the others
+    this.#exchange.schedule();
   };
 
   readonly #onConnectionClose = (event: CustomEvent<Connection>): void => {

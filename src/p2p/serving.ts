@@ -35,6 +35,10 @@ import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
  * for this node to hold the scope, then is opened, its proof verified and served; past the grace it is answered
  * `miss not-held`, as are later gets of that scope for a while. Nothing is served, and no key is read, without
  * the scope.
+ *
+ * Hand-off (`get` with `handoff: 1`, asking.ts): the asker is a key's new owner asking this node, a previous
+ * holder, before it goes to GitHub. Proofs are checked as for any `get`; the answer is the fresh entry held now
+ * or `miss` at once (no cache work, no grace, no forwarding), so a hand-off ask never cascades.
  */
 
 export interface OwnerServingInit {
@@ -90,6 +94,8 @@ export class OwnerServing {
     // A hit in the local cache is answered at once, in this turn: no upstream request, nothing to wait for.
     const held = this.#init.host.heldEntry(frame.key, parts);
     if (held !== undefined) return this.#sendEntry(server, frame.id, frame.key, held, keys.entryKey);
+    // A hand-off ask (the key's new owner asking a previous holder) is answered from the cache only: never forwarded.
+    if (frame.handoff === 1) return reply({ type: 'miss', id: frame.id, reason: 'no-entry' });
     // Only the id and key go on (not the frame, whose proof may be a view of the received bytes).
     void this.#serveLater(session, server, frame.id, frame.key, parts, keys.entryKey);
   }
@@ -125,9 +131,10 @@ export class OwnerServing {
         this.#init.reject(session.id, 'proof', 'a sealed key that does not open under its scope');
         return reply({ type: 'miss', id: frame.id, reason: 'bad-proof' });
       }
-      return this.serve(session, server, { type: 'get', id: frame.id, key, proof: frame.proof });
+      return this.serve(session, server, { type: 'get', id: frame.id, key, proof: frame.proof, ...(frame.handoff === 1 ? { handoff: 1 } : {}) });
     }
-    if (this.#grace.refuses(scopeId)) return reply({ type: 'miss', id: frame.id, reason: 'not-held' });
+    // A hand-off ask is about what this node holds now: no grace.
+    if (frame.handoff === 1 || this.#grace.refuses(scopeId)) return reply({ type: 'miss', id: frame.id, reason: 'not-held' });
     if (session.serving >= this.#init.maxConcurrentServesPerPeer) return reply({ type: 'miss', id: frame.id, reason: 'busy' });
     if (this.#init.stopped()) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
     // Kept while waiting: the id, the sealed key and a copy of the proof (never a view of the received bytes).

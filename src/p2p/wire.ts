@@ -15,6 +15,7 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * acceptor's challenge; the acceptor (the owner) sends `scopes` (its scope ids, each with a proof under the
  * opener's challenge) once the opener's `hello` has arrived and again whenever its scopes or known peers
  * change, and answers each `get` with `entry`, `miss` or `error` carrying the `get`'s `id`, in any order.
+ * A `get` marked `handoff: 1` is answered from the acceptor's cache only (serving.ts), never forwarded.
  */
 
 /**
@@ -97,6 +98,12 @@ export interface GetFrame {
   readonly key: string;
   /** getProof under the acceptor's challenge: the sender holds the key's scope (scope-proof.ts). */
   readonly proof: Uint8Array;
+  /**
+   * 1 (present only then): a hand-off ask. The sender, the key's new owner, asks a previous holder for an entry it
+   * holds fresh now; the acceptor answers from its cache only (`entry` or `miss no-entry`) and never forwards it
+   * to an owner or to GitHub, so a hand-off ask never cascades.
+   */
+  readonly handoff?: 1;
 }
 
 /** The answer: a sealed entry (envelope.ts). */
@@ -156,6 +163,11 @@ export function encodeFrame(frame: Frame): Uint8Array {
 export function encodeLengthPrefixedFrame(frame: Frame): Uint8Array {
   return encodeCborLengthPrefixed(frame);
 }
+
+/** Fields a frame may carry or leave out (additions to the protocol: older frames stay valid). */
+const OPTIONAL_FIELDS: Readonly<Partial<Record<Frame['type'], readonly string[]>>> = {
+  get: ['handoff'],
+};
 
 const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
   hello: ['type', 'version', 'challenge', 'addrs', 'peers'],
@@ -253,7 +265,8 @@ export function decodeFrame(data: Uint8Array): Frame {
   if (typeof type !== 'string' || !Object.hasOwn(FIELDS, type)) fail(`unknown frame type ${JSON.stringify(typeof type === 'string' ? type.slice(0, 40) : typeof type)}`);
   const expected = FIELDS[type as Frame['type']];
   const present = Object.keys(value);
-  for (const field of present) if (!expected.includes(field)) fail(`unexpected field ${JSON.stringify(field.slice(0, 40))} in ${type}`);
+  const optional = OPTIONAL_FIELDS[type as Frame['type']] ?? [];
+  for (const field of present) if (!expected.includes(field) && !optional.includes(field)) fail(`unexpected field ${JSON.stringify(field.slice(0, 40))} in ${type}`);
   for (const field of expected) if (!Object.hasOwn(value, field)) fail(`missing field ${field} in ${type}`);
 
   switch (type as Frame['type']) {
@@ -271,7 +284,10 @@ export function decodeFrame(data: Uint8Array): Frame {
       return { type: 'scopes', scopes: scopeClaims(value.scopes), peers: peers(value.peers) };
     case 'get': {
       const key = string(value.key, 'key', WIRE_LIMITS.keyLength);
-      return { type: 'get', id: requestId(value.id), key, proof: bytes(value.proof, 'proof', WIRE_LIMITS.proofBytes) };
+      const get: GetFrame = { type: 'get', id: requestId(value.id), key, proof: bytes(value.proof, 'proof', WIRE_LIMITS.proofBytes) };
+      if (!Object.hasOwn(value, 'handoff')) return get;
+      if (value.handoff !== 1) fail('handoff is not 1');
+      return { ...get, handoff: 1 };
     }
     case 'entry':
       return { type: 'entry', id: requestId(value.id), sealed: bytes(value.sealed, 'sealed') };
