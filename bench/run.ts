@@ -7,6 +7,7 @@ import { benchProxyLoad } from './compare/proxy-load.js';
 import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
 import { benchJoin } from './join.js';
+import { benchLargeEntries } from './large-entries.js';
 import { benchLock } from './lock.js';
 import { benchStore } from './store.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
@@ -21,6 +22,7 @@ const benches: Record<string, () => Promise<string>> = {
   'peer-latency': benchPeerLatency,
   'fleet-ratio': benchFleetRatio,
   join: benchJoin,
+  'large-entries': benchLargeEntries,
   lock: benchLock,
   store: benchStore,
   'p2p-codec': benchP2pCodec,

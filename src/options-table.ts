@@ -357,7 +357,7 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
   numeric({
     path: 'p2p.maxFrameBytes', type: 'integer', unit: 'bytes',
     min: 1024, max: 256 * 1024 * 1024, default: DEFAULTS.maxFrameBytes, defaultNote: '4 MiB',
-    doc: 'largest frame accepted from a peer; larger entries are not shared',
+    doc: 'largest frame accepted from a peer; entries above 256 KiB travel in pieces, so any entry up to 16 MiB sealed is shared',
   }),
   numeric({
     path: 'p2p.maxEntryTtl', flag: { name: '--max-peer-entry-ttl', value: '<seconds>' }, type: 'number', unit: 'seconds',

@@ -13,6 +13,7 @@ describe('wire frames of /github-cache/1.2.0', () => {
     { type: 'get', id: WIRE_LIMITS.maxId, key: 'k', proof },
     { type: 'get', id: 3, key: 'k', proof, handoff: 1 },
     { type: 'entry', id: 5, sealed: new Uint8Array([1, 2, 3]) },
+    { type: 'part', id: 5, size: 10, offset: 7, bytes: new Uint8Array([1, 2, 3]) },
     { type: 'miss', id: 6, reason: 'busy' },
     { type: 'error', id: 7, message: 'upstream failed' },
   ];
@@ -57,6 +58,17 @@ describe('wire frames of /github-cache/1.2.0', () => {
     expect(reject(cborEncode([1, 2]))).to.include('must be a CBOR map');
     expect(reject(cborEncode({ type: 'miss', id: 1 }))).to.include('missing field reason');
     expect(reject(cborEncode({ type: 'miss', id: 1, reason: 'busy', extra: 1 }))).to.include('unexpected field "extra"');
+  });
+
+  it('takes a part only within its size: a piece that is empty or runs past it, an offset at or past it, a size out of range', () => {
+    const bytes = new Uint8Array([1, 2, 3]);
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 10, offset: 8, bytes }))).to.include('runs past size');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 10, offset: 0, bytes: new Uint8Array(0) }))).to.include('empty');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 10, offset: 10, bytes }))).to.include('offset');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 10, offset: -1, bytes }))).to.include('offset');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 0, offset: 0, bytes }))).to.include('size');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: WIRE_LIMITS.maxPartedBytes + 1, offset: 0, bytes }))).to.include('size');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 10, offset: 0 }))).to.include('missing field bytes');
   });
 
   it('takes a get\'s hand-off mark only as 1, and only on a get', () => {

@@ -183,7 +183,8 @@ export class ReadThrough implements FleetHost {
     const answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown, asOwner ? { asOwner } : undefined);
     if (answer.kind !== 'entry' || now() >= answer.entry.expiresAt) return undefined;
     if (held !== undefined && answer.entry.storedAt < held.storedAt) return undefined; // never older than what we hold
-    tiers.write(HTTP_PREFIX + request.key, answer.entry);
+    // A peer's entry is kept under this node's own size limit (the owner's may be larger); it answers either way.
+    if (answer.entry.body.byteLength <= this.#p.maxEntryBytes) tiers.write(HTTP_PREFIX + request.key, answer.entry);
     counters.answered('peer');
     return { kind: 'entry', entry: answer.entry, source: 'peer' };
   }

@@ -40,7 +40,7 @@ import { isShareableKey, WIRE_LIMITS } from './wire.js';
  *   keys away), it first asks the key's previous holder
  *   (the owner by rendezvous among the other members that proved the scope, i.e. the owner were this node not
  *   there) with a `get` marked `handoff`, which that peer answers from its cache only (never forwarded, so it
- *   never cascades), waiting `requestTimeoutMs` at most. A verified entry is answered 'entry'; anything else
+ *   never cascades), waiting `requestTimeoutMs` of its silence at most. A verified entry is answered 'entry'; anything else
  *   'self' (the caller goes upstream). The window is the fleet's `maxEntryTtl`: an entry the previous holder
  *   held when ownership moved has expired by then, so past it the ask could only cost a round trip.
  */
@@ -188,8 +188,9 @@ export class Asker {
     const session = sessions.get(holder);
     const client = session?.client;
     if (client?.remoteChallenge === undefined || client.channel.closed) return self;
-    // The holder answers from its cache at once: no `working`, so no wait beyond one timeout.
-    const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, p2p.requestTimeoutMs);
+    // The holder answers from its cache at once (no `working`): a timeout of its silence, extended only while its
+    // frames keep coming (a large answer in parts), within maxOwnerWaitMs.
+    const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, this.#init.maxOwnerWaitMs);
     counters.count('handoffsSent');
     const proof = getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: holder });
     if (!client.channel.send({ type: 'get', id, key, proof, handoff: 1 })) client.requests.settle(id, { kind: 'closed' });

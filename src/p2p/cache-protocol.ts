@@ -16,6 +16,7 @@ import { OwnerServing } from './serving.js';
 import { PeerSessions, type ClientSide, type PeerSession, type ServerSide } from './sessions.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
 import type { StrikeBook } from './strikes.js';
+import { PartedAnswers } from './transfers.js';
 import { PROTOCOL, WIRE_VERSION, type Frame } from './wire.js';
 
 /**
@@ -106,6 +107,7 @@ export class CacheProtocol implements Startable {
     this.#serving = new OwnerServing({
       selfId: this.#selfId, host: init.host, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
       maxConcurrentServesPerPeer: limits.maxConcurrentServesPerPeer, maxOwnerWaitMs: limits.maxOwnerWaitMs,
+      largeEntryBytes: limits.largeEntryBytes, maxPartedEntryBytes: limits.maxPartedEntryBytes, maxLargeTransfersPerPeer: limits.maxLargeTransfersPerPeer,
     });
     this.#asker = new Asker({
       selfId: this.#selfId, sessions: this.#sessions, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
@@ -264,12 +266,14 @@ export class CacheProtocol implements Startable {
       const challenge = new Uint8Array(randomBytes(CHALLENGE_BYTES));
       const client: ClientSide = {
         challenge, remoteChallenge: undefined, claims: new Map(), verified: new Map(), requests: new RequestTable(this.#init.now),
+        parts: new PartedAnswers(limits.maxPartedEntryBytes, limits.maxPartedBytesPerPeer),
         channel: new FrameChannel(stream, {
           maxFrameBytes: p2p.maxFrameBytes,
           logger: this.#log,
           onFrame: (frame) => this.#onClientFrame(session, client, frame),
           onClose: (violation, error) => {
             client.requests.closeAll();
+            client.parts.clear();
             if (session.client === client) session.client = undefined;
             if (violation !== undefined) this.#reject(session.id, violation, errorMessage(error));
             else if (!this.#halted && this.#sessions.isCurrent(session) && this.#connected(session)) this.#reopenClient(session);
@@ -341,6 +345,16 @@ export class CacheProtocol implements Startable {
       case 'entry':
         client.requests.settle(frame.id, { kind: 'entry', sealed: frame.sealed });
         return;
+      case 'part': {
+        const outcome = client.parts.receive(frame, (id) => client.requests.has(id));
+        if (outcome.kind === 'done') client.requests.settle(frame.id, { kind: 'entry', sealed: outcome.sealed });
+        else if (outcome.kind === 'over-budget') client.requests.settle(frame.id, { kind: 'miss', reason: 'too-large' });
+        else if (outcome.kind === 'refused') {
+          client.requests.settle(frame.id, { kind: 'error', message: `malformed parts: ${outcome.detail}` });
+          this.#reject(session.id, outcome.violation, outcome.detail);
+        }
+        return;
+      }
       case 'miss':
         client.requests.settle(frame.id, { kind: 'miss', reason: frame.reason });
         return;
@@ -370,6 +384,7 @@ export class CacheProtocol implements Startable {
         return;
       case 'scopes':
       case 'entry':
+      case 'part':
       case 'working':
       case 'miss':
       case 'error':

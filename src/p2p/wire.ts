@@ -15,7 +15,8 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * acceptor's challenge; the acceptor (the owner) sends `scopes` (its scope ids, each with a proof under the
  * opener's challenge) once the opener's `hello` has arrived and again whenever its scopes or known peers
  * change, and answers each `get` with `entry`, `miss` or `error` carrying the `get`'s `id`, in any order.
- * A `get` marked `handoff: 1` is answered from the acceptor's cache only (serving.ts), never forwarded.
+ * A `get` marked `handoff: 1` is answered from the acceptor's cache only (serving.ts), never forwarded. A large
+ * answer goes as `part`s instead of one `entry` (serving.ts), so small answers are not stuck behind it.
  */
 
 /**
@@ -45,6 +46,8 @@ export const WIRE_LIMITS = Object.freeze({
   messageLength: 1024,
   /** Largest request id (ids wrap around below it). */
   maxId: 0xffff_ffff,
+  /** Largest `size` of a `part` (a sealed entry sent in pieces); receivers apply their own, smaller limit. */
+  maxPartedBytes: 256 * 1024 * 1024,
   /** Bytes of the `hello` challenge and of a `get` proof. */
   challengeBytes: 32,
   proofBytes: 32,
@@ -114,6 +117,21 @@ export interface EntryFrame {
 }
 
 /**
+ * One piece of a large answer: the sealed entry (envelope.ts) of request `id`, `size` bytes in all, sent in
+ * pieces in order (`offset` = the bytes sent before), so small answers on the same stream go out between them.
+ * The receiver opens the entry only once every byte has arrived (serving.ts, transfers.ts).
+ */
+export interface PartFrame {
+  readonly type: 'part';
+  readonly id: number;
+  /** Bytes of the whole sealed entry (the same in every piece). */
+  readonly size: number;
+  /** Where this piece starts in the sealed entry. */
+  readonly offset: number;
+  readonly bytes: Uint8Array;
+}
+
+/**
  * The owner is still working on request `id` (typically: waiting for GitHub). Sent every half request timeout
  * while it serves, so an asker keeps waiting for a live owner instead of fetching the same key itself.
  */
@@ -136,7 +154,7 @@ export interface ErrorFrame {
   readonly message: string;
 }
 
-export type Frame = HelloFrame | ScopesFrame | GetFrame | EntryFrame | WorkingFrame | MissFrame | ErrorFrame;
+export type Frame = HelloFrame | ScopesFrame | GetFrame | EntryFrame | PartFrame | WorkingFrame | MissFrame | ErrorFrame;
 
 /** A frame from a peer is not a valid frame of this protocol. Nothing in it was used. */
 export class WireFormatError extends CacheError {
@@ -174,6 +192,7 @@ const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
   scopes: ['type', 'scopes', 'peers'],
   get: ['type', 'id', 'key', 'proof'],
   entry: ['type', 'id', 'sealed'],
+  part: ['type', 'id', 'size', 'offset', 'bytes'],
   working: ['type', 'id'],
   miss: ['type', 'id', 'reason'],
   error: ['type', 'id', 'message'],
@@ -291,6 +310,15 @@ export function decodeFrame(data: Uint8Array): Frame {
     }
     case 'entry':
       return { type: 'entry', id: requestId(value.id), sealed: bytes(value.sealed, 'sealed') };
+    case 'part': {
+      const size = value.size;
+      const offset = value.offset;
+      if (typeof size !== 'number' || !Number.isInteger(size) || size < 1 || size > WIRE_LIMITS.maxPartedBytes) fail(`size is not an integer from 1 to ${WIRE_LIMITS.maxPartedBytes}`);
+      if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0 || offset >= size) fail('offset is not an integer below size');
+      const piece = bytes(value.bytes, 'bytes');
+      if (piece.byteLength === 0 || offset + piece.byteLength > size) fail('bytes is empty or runs past size');
+      return { type: 'part', id: requestId(value.id), size, offset, bytes: piece };
+    }
     case 'working':
       return { type: 'working', id: requestId(value.id) };
     case 'miss': {
