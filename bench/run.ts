@@ -6,6 +6,8 @@ import { benchCompare } from './compare/index.js';
 import { benchProxyLoad } from './compare/proxy-load.js';
 import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
+import { benchJoin } from './join.js';
+import { benchLargeEntries } from './large-entries.js';
 import { benchLock } from './lock.js';
 import { benchStore } from './store.js';
 import { benchFleetSize } from './fleet.js';
@@ -23,6 +25,8 @@ const benches: Record<string, () => Promise<string>> = {
   'peer-latency': benchPeerLatency,
   'fleet-ratio': benchFleetRatio,
   'fleet-size': benchFleetSize,
+  join: benchJoin,
+  'large-entries': benchLargeEntries,
   lock: benchLock,
   store: benchStore,
   'p2p-codec': benchP2pCodec,

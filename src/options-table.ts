@@ -357,13 +357,21 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
   numeric({
     path: 'p2p.maxFrameBytes', type: 'integer', unit: 'bytes',
     min: 1024, max: 256 * 1024 * 1024, default: DEFAULTS.maxFrameBytes, defaultNote: '4 MiB',
-    doc: 'largest frame accepted from a peer; larger entries are not shared',
+    doc: 'largest frame accepted from a peer; entries above 256 KiB travel in pieces, so any entry up to 16 MiB sealed is shared',
   }),
   numeric({
     path: 'p2p.maxEntryTtl', flag: { name: '--max-peer-entry-ttl', value: '<seconds>' }, type: 'number', unit: 'seconds',
     min: 1, max: MAX_TTL_SECONDS, default: DEFAULTS.maxEntryTtl,
     doc: 'largest TTL accepted from, and sent to, a peer; keep it equal across the fleet',
   }),
+  {
+    path: 'p2p.handoff', type: 'boolean',
+    accepts: 'boolean',
+    defaultText: '`true`',
+    doc: 'a key\'s new owner asks the key\'s previous holder before GitHub, for `p2p.maxEntryTtl` after this node started or a member left',
+    parse: (value, source) => toBoolean(value, source),
+    fallback: () => true,
+  },
   {
     path: 'logSink', type: 'log sink',
     accepts: 'object with `warn(component, message)` and `error(component, message)`',

@@ -30,6 +30,8 @@ export interface P2POptions {
   maxFrameBytes?: number;
   /** Largest TTL accepted on an entry from a peer, in seconds. Default: 3600. */
   maxEntryTtl?: number;
+  /** Whether a key's new owner asks its previous holder before GitHub, for `maxEntryTtl` after the member set changed. Default: true. */
+  handoff?: boolean;
 }
 
 /** Options of a GitHubAPICache. Every field is optional; the defaults are documented per field. */
@@ -80,6 +82,7 @@ export interface ResolvedP2POptions {
   readonly dialTimeoutMs: number;
   readonly maxFrameBytes: number;
   readonly maxEntryTtl: number;
+  readonly handoff: boolean;
 }
 
 export interface ResolvedCacheOptions {

@@ -87,6 +87,7 @@ export function resolveOptions(options: CacheOptions = {}, env: NodeJS.ProcessEn
       dialTimeoutMs: get('p2p.dialTimeoutMs'),
       maxFrameBytes: get('p2p.maxFrameBytes'),
       maxEntryTtl: get('p2p.maxEntryTtl'),
+      handoff: get('p2p.handoff'),
     }),
     logSink: get('logSink'),
     now: get('now'),

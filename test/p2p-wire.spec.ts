@@ -11,7 +11,9 @@ describe('wire frames of /github-cache/1.2.0', () => {
     { type: 'scopes', scopes: [{ id: 'anonymous', proof }, { id: '0123456789abcdef0123456789abcdef', proof }], peers: [] },
     { type: 'get', id: 0, key: 'anonymous GET https://api.github.com/x application/json', proof },
     { type: 'get', id: WIRE_LIMITS.maxId, key: 'k', proof },
+    { type: 'get', id: 3, key: 'k', proof, handoff: 1 },
     { type: 'entry', id: 5, sealed: new Uint8Array([1, 2, 3]) },
+    { type: 'part', id: 5, size: 10, offset: 7, bytes: new Uint8Array([1, 2, 3]) },
     { type: 'miss', id: 6, reason: 'busy' },
     { type: 'error', id: 7, message: 'upstream failed' },
   ];
@@ -56,6 +58,24 @@ describe('wire frames of /github-cache/1.2.0', () => {
     expect(reject(cborEncode([1, 2]))).to.include('must be a CBOR map');
     expect(reject(cborEncode({ type: 'miss', id: 1 }))).to.include('missing field reason');
     expect(reject(cborEncode({ type: 'miss', id: 1, reason: 'busy', extra: 1 }))).to.include('unexpected field "extra"');
+  });
+
+  it('takes a part only within its size: a piece that is empty or runs past it, an offset at or past it, a size out of range', () => {
+    const bytes = new Uint8Array([1, 2, 3]);
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 10, offset: 8, bytes }))).to.include('runs past size');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 10, offset: 0, bytes: new Uint8Array(0) }))).to.include('empty');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 10, offset: 10, bytes }))).to.include('offset');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 10, offset: -1, bytes }))).to.include('offset');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 0, offset: 0, bytes }))).to.include('size');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: WIRE_LIMITS.maxPartedBytes + 1, offset: 0, bytes }))).to.include('size');
+    expect(reject(cborEncode({ type: 'part', id: 1, size: 10, offset: 0 }))).to.include('missing field bytes');
+  });
+
+  it('takes a get\'s hand-off mark only as 1, and only on a get', () => {
+    expect(decodeFrame(cborEncode({ type: 'get', id: 1, key: 'k', proof, handoff: 1 }))).to.have.property('handoff', 1);
+    expect(decodeFrame(cborEncode({ type: 'get', id: 1, key: 'k', proof }))).to.not.have.property('handoff');
+    for (const handoff of [0, 2, true, 'yes', null]) expect(reject(cborEncode({ type: 'get', id: 1, key: 'k', proof, handoff }))).to.include('handoff');
+    expect(reject(cborEncode({ type: 'miss', id: 1, reason: 'busy', handoff: 1 }))).to.include('unexpected field "handoff"');
   });
 
   it('rejects wrongly typed fields', () => {

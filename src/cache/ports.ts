@@ -100,6 +100,10 @@ export interface FleetStats {
   entriesReceived: number;
   /** Entries sent as owner. */
   requestsServed: number;
+  /** Hand-off asks sent: this node owned a key it lacked, soon after the member set changed, and asked its previous holder. */
+  handoffsSent: number;
+  /** Verified entries those hand-off asks brought (also counted in entriesReceived): upstream requests saved. */
+  handoffEntries: number;
   /** Rejected data by reason: envelope reasons ('decrypt', 'schema', 'digest', 'key', 'future', 'ttl') and 'frame', 'oversize', 'proof', 'request', 'protocol', 'truncated', 'withheld'. */
   rejected: Record<string, number>;
   /** Requests whose owner did not answer within requestTimeoutMs. */
@@ -114,10 +118,15 @@ export interface FleetStats {
 
 /**
  * The fleet: the other members of the private network. `fetch` never throws for peer failures: it answers
- * 'self' (this node owns the key: go to the origin), 'entry' (a verified entry) or 'unavailable'.
+ * 'self' (this node owns the key and no previous holder had it: go to the origin), 'entry' (a verified entry)
+ * or 'unavailable'.
  */
 export interface Fleet {
-  fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<FleetAnswer>;
+  /**
+   * `asOwner`: this node serves the key as its owner (for a peer that asked it): the fleet only asks the key's
+   * previous holder, if ownership moved recently, and never forwards the ask ('entry', else 'self').
+   */
+  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: { readonly asOwner?: boolean }): Promise<FleetAnswer>;
   stats(): FleetStats;
   /** Idempotent; once it resolves the port is released and no timer or socket is left. */
   stop(): Promise<void>;

@@ -21,7 +21,7 @@ import type { RecentWrites } from './write-through.js';
  *   read ─► fresh local? ─yes─► answer
  *             │ no
  *             ▼
- *        singleflight ─► fleet ─entry─► store ─► answer
+ *        singleflight ─► fleet ─entry─► store ─► answer   (an owner lacking it: its previous holder, after a join)
  *                          │ self / unavailable
  *                          ▼
  *                        origin ─► store ─► answer (or stale, or error)
@@ -108,7 +108,7 @@ export class ReadThrough implements FleetHost {
   async #loadShared(request: ReadRequest): Promise<ReadOutcome> {
     const { counters } = this.#p;
     // 2. One load per key: callers that arrive while it runs join it.
-    const { promise, shared } = this.#flights.do(request.key, () => this.#load(request, true));
+    const { promise, shared } = this.#flights.do(request.key, () => this.#load(request, 'owner'));
     const outcome = await abortable(promise, request.signal);
     if (!shared) return outcome;
     if (outcome.kind === 'pass') return { ...outcome, source: 'coalesced' };
@@ -124,7 +124,10 @@ export class ReadThrough implements FleetHost {
     return { entry: found.entry, source: found.tier, item: found.item };
   }
 
-  /** As the key's owner, for a peer: the fresh entry held, else the one load of this key (never asking the fleet). */
+  /**
+   * As the key's owner, for a peer: the fresh entry held, else the one load of this key, which asks the fleet
+   * only for a hand-off (the key's previous holder, right after the member set changed; never forwarded).
+   */
   async serveAsOwner(key: string, signal: AbortSignal, parts: RequestKeyParts): Promise<CacheEntry | undefined> {
     if (!this.#mayServe(parts)) return undefined;
     const held = this.heldEntry(key, parts);
@@ -132,7 +135,7 @@ export class ReadThrough implements FleetHost {
     const headers: Record<string, string> = { accept: parts.accept };
     if (parts.apiVersion !== undefined) headers['x-github-api-version'] = parts.apiVersion;
     const request: ReadRequest = { parts, key, headers, token: this.#p.vault.tokenOf(parts.scopeId), ttl: undefined };
-    const { promise } = this.#flights.do(key, () => this.#load(request, false));
+    const { promise } = this.#flights.do(key, () => this.#load(request, 'handoff'));
     try {
       const outcome = await abortable(promise, signal);
       // Only fresh answers go to peers: a stale fallback is this node's business, the asker has its own.
@@ -158,27 +161,30 @@ export class ReadThrough implements FleetHost {
     return this.#p.origin.isApiUrl(parts.url) && this.#p.vault.holds(parts.scopeId);
   }
 
-  /** The leader's work for one key: the fleet (when asked to), else the origin. */
-  async #load(request: ReadRequest, askFleet: boolean): Promise<ReadOutcome> {
+  /**
+   * The leader's work for one key: the fleet, else the origin. `owner`: ask the key's owner (a caller of this
+   * node); `handoff`: this node serves the key as owner for a peer, so only its previous holder is asked.
+   */
+  async #load(request: ReadRequest, askFleet: 'owner' | 'handoff'): Promise<ReadOutcome> {
     const held = this.#p.tiers.read(HTTP_PREFIX + request.key)?.entry;
-    // 3. The fleet: the key's owner answers from its cache, or fetches it once for the whole fleet.
-    if (askFleet) {
-      const fromFleet = await this.#fromFleet(request, held);
-      if (fromFleet !== undefined) return fromFleet;
-    }
+    // 3. The fleet: the key's owner answers from its cache, or fetches it once for the whole fleet; an owner
+    // that lacks it asks its previous holder first while ownership moved recently (a member joined or left).
+    const fromFleet = await this.#fromFleet(request, held, askFleet === 'handoff');
+    if (fromFleet !== undefined) return fromFleet;
     // 4. The origin, conditionally when an entry is held; 5. stored as HTTP allows.
     return this.#fromOrigin(request, held);
   }
 
-  async #fromFleet(request: ReadRequest, held: CacheEntry | undefined): Promise<ReadOutcome | undefined> {
+  async #fromFleet(request: ReadRequest, held: CacheEntry | undefined, asOwner: boolean): Promise<ReadOutcome | undefined> {
     const { origin, recentWrites, tiers, counters, now, shutdown } = this.#p;
     const fleet = this.#fleet;
     // A resource this node wrote may still be held by its owner from before the write: ask GitHub instead.
     if (fleet === undefined || !origin.isApiUrl(request.parts.url) || recentWrites.covers(request.parts.url)) return undefined;
-    const answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown);
+    const answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown, asOwner ? { asOwner } : undefined);
     if (answer.kind !== 'entry' || now() >= answer.entry.expiresAt) return undefined;
     if (held !== undefined && answer.entry.storedAt < held.storedAt) return undefined; // never older than what we hold
-    tiers.write(HTTP_PREFIX + request.key, answer.entry);
+    // A peer's entry is kept under this node's own size limit (the owner's may be larger); it answers either way.
+    if (answer.entry.body.byteLength <= this.#p.maxEntryBytes) tiers.write(HTTP_PREFIX + request.key, answer.entry);
     counters.answered('peer');
     return { kind: 'entry', entry: answer.entry, source: 'peer' };
   }

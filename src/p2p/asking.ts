@@ -6,7 +6,7 @@ import { errorMessage } from './limits.js';
 import { rendezvousOwner } from './rendezvous.js';
 import { sealKey } from './sealed-key.js';
 import { ScopeAbsence } from './cold-owner.js';
-import type { ScopeClaims } from './scope-claims.js';
+import type { ScopeClaims, ScopeKeyPair } from './scope-claims.js';
 import { getProof } from './scope-proof.js';
 import type { PeerSessions } from './sessions.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
@@ -35,6 +35,14 @@ import { isShareableKey, WIRE_LIMITS } from './wire.js';
  *   first withheld, `requestTimeoutMs` if after, until `maxStrikes` ban the owner.
  * - An entry that fails verification is never returned and counts one strike against the owner.
  * - A key that is not shareable (wire.ts, isShareableKey) is answered 'unavailable' at once: nothing is sent.
+ * - Hand-off: when this node owns the key (or serves it as owner for a peer: `asOwner`) and keys moved to it
+ *   within `handoffWindowMs` (this node started, so it joined a fleet, or a peer left; a peer joining only takes
+ *   keys away), it first asks the key's previous holder
+ *   (the owner by rendezvous among the other members that proved the scope, i.e. the owner were this node not
+ *   there) with a `get` marked `handoff`, which that peer answers from its cache only (never forwarded, so it
+ *   never cascades), waiting `requestTimeoutMs` of its silence at most. A verified entry is answered 'entry'; anything else
+ *   'self' (the caller goes upstream). The window is the fleet's `maxEntryTtl`: an entry the previous holder
+ *   held when ownership moved has expired by then, so past it the ask could only cost a round trip.
  */
 
 export interface AskerInit {
@@ -50,6 +58,13 @@ export interface AskerInit {
   readonly maxClockSkewMs: number;
   readonly now: () => number;
   readonly stopped: () => boolean;
+  /** How long after the member set changed an owner asks a key's previous holder before going upstream (0: never). */
+  readonly handoffWindowMs: number;
+}
+
+/** How the fleet is asked: `asOwner` when this node serves the key as its owner (for a peer): only a hand-off ask. */
+export interface FetchOptions {
+  readonly asOwner?: boolean | undefined;
 }
 
 export class Asker {
@@ -57,12 +72,21 @@ export class Asker {
   /** Owners that said (or showed) they do not hold a scope. */
   readonly #absence: ScopeAbsence;
 
+  /** When keys last moved to this node (it started, or a peer left). */
+  #membersChangedAt: number;
+
   constructor(init: AskerInit) {
     this.#init = init;
     this.#absence = new ScopeAbsence(init.now);
+    this.#membersChangedAt = init.now();
   }
 
-  async fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<FleetAnswer> {
+  /** A peer left: the keys it owned moved to the others, this node among them. */
+  membersChanged(): void {
+    this.#membersChangedAt = this.#init.now();
+  }
+
+  async fetch(key: string, scopeId: string, signal?: AbortSignal, options: FetchOptions = {}): Promise<FleetAnswer> {
     const { selfId, sessions, claims, counters, p2p } = this.#init;
     if (this.#init.stopped()) return { kind: 'unavailable', reason: 'the P2P host is stopped' };
     // Never send what the wire refuses: the owner would strike this (honest) node for it.
@@ -85,6 +109,7 @@ export class Asker {
         candidates.push(session.id);
       }
     }
+    if (options.asOwner === true) return this.#handoff(key, keys, provers, signal);
     let owner = rendezvousOwner(key, candidates);
     let sealed: string | undefined;
     if (owner !== undefined && owner !== selfId && !provers.includes(owner)) {
@@ -92,7 +117,7 @@ export class Asker {
       sealed = sealKey(key, scopeId, keys.entryKey);
       if (sealed === undefined) owner = rendezvousOwner(key, provers);
     }
-    if (owner === selfId || owner === undefined) return { kind: 'self' };
+    if (owner === selfId || owner === undefined) return this.#handoff(key, keys, provers, signal);
     const session = sessions.get(owner);
     const client = session?.client;
     if (session === undefined || client?.remoteChallenge === undefined) return { kind: 'unavailable', reason: 'owner disconnected' };
@@ -116,7 +141,7 @@ export class Asker {
       // It does not hold the scope: the key's owner among the others (each retry has one candidate fewer).
       this.#absence.mark(client, scopeId);
       if (result.kind === 'timeout') counters.count('timeouts');
-      if (signal?.aborted !== true) return this.fetch(key, scopeId, signal);
+      if (signal?.aborted !== true) return this.fetch(key, scopeId, signal, options);
     }
     switch (result.kind) {
       case 'entry':
@@ -147,6 +172,42 @@ export class Asker {
         return { kind: 'unavailable', reason: 'owner disconnected' };
       case 'aborted':
         return { kind: 'unavailable', reason: 'aborted' };
+    }
+  }
+
+  /**
+   * This node owns `key` (or serves it as owner): while ownership moved recently, the key's previous holder is
+   * asked (never forwarded) before the caller goes upstream. 'entry' (verified) or 'self'.
+   */
+  async #handoff(key: string, keys: ScopeKeyPair, provers: readonly string[], signal: AbortSignal | undefined): Promise<FleetAnswer> {
+    const { selfId, sessions, counters, p2p } = this.#init;
+    const self: FleetAnswer = { kind: 'self' };
+    if (this.#init.now() - this.#membersChangedAt >= this.#init.handoffWindowMs) return self;
+    const holder = rendezvousOwner(key, provers.filter((id) => id !== selfId));
+    if (holder === undefined) return self;
+    const session = sessions.get(holder);
+    const client = session?.client;
+    if (client?.remoteChallenge === undefined || client.channel.closed) return self;
+    // The holder answers from its cache at once (no `working`): a timeout of its silence, extended only while its
+    // frames keep coming (a large answer in parts), within maxOwnerWaitMs.
+    const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, this.#init.maxOwnerWaitMs);
+    counters.count('handoffsSent');
+    const proof = getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: holder });
+    if (!client.channel.send({ type: 'get', id, key, proof, handoff: 1 })) client.requests.settle(id, { kind: 'closed' });
+    const result = await answer;
+    if (result.kind === 'timeout') counters.count('timeouts');
+    if (result.kind !== 'entry') return self;
+    try {
+      const entry = openEntry(result.sealed, key, keys.entryKey, {
+        maxEntryTtlSeconds: p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs,
+      });
+      counters.count('entriesReceived');
+      counters.count('handoffEntries');
+      return { kind: 'entry', entry, peerId: holder };
+    } catch (err) {
+      const reason = err instanceof PeerEntryRejected ? err.reason : 'schema';
+      this.#init.reject(holder, reason, errorMessage(err));
+      return self;
     }
   }
 }

@@ -4,7 +4,7 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { FleetAnswer, FleetHost } from '../cache/ports.js';
 import type { Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
-import { Asker } from './asking.js';
+import { Asker, type FetchOptions } from './asking.js';
 import { anonymousEntryKeyOf } from './fleet-keys.js';
 import { FrameChannel } from './frame-channel.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
@@ -16,6 +16,7 @@ import { OwnerServing } from './serving.js';
 import { PeerSessions, type ClientSide, type PeerSession, type ServerSide } from './sessions.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
 import type { StrikeBook } from './strikes.js';
+import { PartedAnswers } from './transfers.js';
 import { PROTOCOL, WIRE_VERSION, type Frame } from './wire.js';
 
 /**
@@ -106,10 +107,12 @@ export class CacheProtocol implements Startable {
     this.#serving = new OwnerServing({
       selfId: this.#selfId, host: init.host, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
       maxConcurrentServesPerPeer: limits.maxConcurrentServesPerPeer, maxOwnerWaitMs: limits.maxOwnerWaitMs,
+      largeEntryBytes: limits.largeEntryBytes, maxPartedEntryBytes: limits.maxPartedEntryBytes, maxLargeTransfersPerPeer: limits.maxLargeTransfersPerPeer,
     });
     this.#asker = new Asker({
       selfId: this.#selfId, sessions: this.#sessions, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
       maxOwnerWaitMs: limits.maxOwnerWaitMs, withholdingMemoryMs: limits.strikeWindowMs, maxClockSkewMs: limits.maxClockSkewMs,
+      handoffWindowMs: p2p.handoff ? p2p.maxEntryTtl * 1000 : 0,
     });
   }
 
@@ -176,8 +179,8 @@ export class CacheProtocol implements Startable {
   }
 
   /** Asks the key's owner (see asking.ts). Never throws for peer failures. */
-  fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<FleetAnswer> {
-    return this.#asker.fetch(key, scopeId, signal);
+  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: FetchOptions): Promise<FleetAnswer> {
+    return this.#asker.fetch(key, scopeId, signal, options);
   }
 
   /** Tells connected peers this node's scopes (with fresh proofs) and known peers: call when heldScopes() changed. */
@@ -206,7 +209,9 @@ export class CacheProtocol implements Startable {
   readonly #onPeerConnect = (event: CustomEvent<PeerId>): void => this.#peerConnected(event.detail);
 
   readonly #onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
-    if (this.#sessions.remove(event.detail.toString()) !== undefined) this.#exchange.schedule();
+    if (this.#sessions.remove(event.detail.toString()) === undefined) return;
+    this.#asker.membersChanged(); // the keys it owned move to the others
+    this.#exchange.schedule();
   };
 
   readonly #onConnectionClose = (event: CustomEvent<Connection>): void => {
@@ -263,12 +268,14 @@ export class CacheProtocol implements Startable {
       const challenge = new Uint8Array(randomBytes(CHALLENGE_BYTES));
       const client: ClientSide = {
         challenge, remoteChallenge: undefined, claims: new Map(), verified: new Map(), requests: new RequestTable(this.#init.now),
+        parts: new PartedAnswers(limits.maxPartedEntryBytes, limits.maxPartedBytesPerPeer),
         channel: new FrameChannel(stream, {
           maxFrameBytes: p2p.maxFrameBytes,
           logger: this.#log,
           onFrame: (frame) => this.#onClientFrame(session, client, frame),
           onClose: (violation, error) => {
             client.requests.closeAll();
+            client.parts.clear();
             if (session.client === client) session.client = undefined;
             if (violation !== undefined) this.#reject(session.id, violation, errorMessage(error));
             else if (!this.#halted && this.#sessions.isCurrent(session) && this.#connected(session)) this.#reopenClient(session);
@@ -340,6 +347,16 @@ export class CacheProtocol implements Startable {
       case 'entry':
         client.requests.settle(frame.id, { kind: 'entry', sealed: frame.sealed });
         return;
+      case 'part': {
+        const outcome = client.parts.receive(frame, (id) => client.requests.has(id));
+        if (outcome.kind === 'done') client.requests.settle(frame.id, { kind: 'entry', sealed: outcome.sealed });
+        else if (outcome.kind === 'over-budget') client.requests.settle(frame.id, { kind: 'miss', reason: 'too-large' });
+        else if (outcome.kind === 'refused') {
+          client.requests.settle(frame.id, { kind: 'error', message: `malformed parts: ${outcome.detail}` });
+          this.#reject(session.id, outcome.violation, outcome.detail);
+        }
+        return;
+      }
       case 'miss':
         client.requests.settle(frame.id, { kind: 'miss', reason: frame.reason });
         return;
@@ -369,6 +386,7 @@ export class CacheProtocol implements Startable {
         return;
       case 'scopes':
       case 'entry':
+      case 'part':
       case 'working':
       case 'miss':
       case 'error':

@@ -152,6 +152,30 @@ export class FrameChannel {
     }
   }
 
+  /**
+   * Resolves on a later turn once at most `mark` bytes wait to be sent on this stream (queued here or in the
+   * stream's buffer), or once the channel has closed: a sender of bulk data (a large answer in parts) waits on it
+   * before each piece, so what others queue meanwhile (small answers) leaves after one piece at most.
+   */
+  async whenWritable(mark: number): Promise<void> {
+    for (;;) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.#ended || this.stream.writeBufferLength + this.#queuedBytes <= mark) return;
+      // The stream emits 'drain' once its buffer empties after it refused more; re-check now and then regardless.
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          this.stream.removeEventListener('drain', done);
+          this.stream.removeEventListener('close', done);
+          resolve();
+        };
+        const timer = setTimeout(done, DRAIN_RECHECK_MS);
+        this.stream.addEventListener('drain', done);
+        this.stream.addEventListener('close', done);
+      });
+    }
+  }
+
   /** Ends the channel at once (resets the stream). Idempotent. */
   close(error?: Error): void {
     this.#finish(undefined, error ?? new Error('channel closed'));
@@ -332,6 +356,8 @@ export class FrameChannel {
 }
 
 const EMPTY = new Uint8Array(0);
+/** How often whenWritable looks again while the stream's buffer stays above its mark without a 'drain'. */
+const DRAIN_RECHECK_MS = 5;
 /** The first buffer of a partial frame, at least: small frames split across chunks need no regrowth. */
 const FIRST_PARTIAL_BYTES = 4096;
 

@@ -28,6 +28,14 @@ export interface PeerNetworkLimits {
   startTimeoutMs: number;
   /** Delay that batches peer-exchange updates after peers join or leave, in ms. Default: 25. */
   peerExchangeDelayMs: number;
+  /** A sealed entry above this many bytes is sent in `part`s of this size (each sent once the stream has room), not as one `entry`. Default: 256 KiB. */
+  largeEntryBytes: number;
+  /** Largest sealed entry sent or accepted in parts, in bytes (above: `miss too-large`; a peer announcing more gets a strike). Default: 16 MiB (room for `maxEntryBytes`, 10 MiB by default). */
+  maxPartedEntryBytes: number;
+  /** Large answers sent at once to one peer; more are answered `miss busy`. Default: 4. */
+  maxLargeTransfersPerPeer: number;
+  /** Bytes of large answers being received at once from one peer; an answer that would exceed it is given up (the caller goes upstream). Default: 64 MiB. */
+  maxPartedBytesPerPeer: number;
 }
 
 export const DEFAULT_PEER_NETWORK_LIMITS: Readonly<PeerNetworkLimits> = Object.freeze({
@@ -41,6 +49,10 @@ export const DEFAULT_PEER_NETWORK_LIMITS: Readonly<PeerNetworkLimits> = Object.f
   maxOwnerWaitMs: 30_000,
   startTimeoutMs: 10_000,
   peerExchangeDelayMs: 25,
+  largeEntryBytes: 256 * 1024,
+  maxPartedEntryBytes: 16 * 1024 * 1024,
+  maxLargeTransfersPerPeer: 4,
+  maxPartedBytesPerPeer: 64 * 1024 * 1024,
 });
 
 /** The defaults with `overrides` applied, frozen. */

@@ -88,9 +88,13 @@ export class PeerNetwork implements Fleet {
     return this.#host.peerId;
   }
 
-  /** Ask the key's owner: 'self' (go upstream), 'entry' (verified) or 'unavailable'. Never throws for peer failures. */
-  fetch(key: string, scopeId: string, signal?: AbortSignal): Promise<PeerFetchResult> {
-    return this.#protocol.fetch(key, scopeId, signal);
+  /**
+   * Ask the key's owner: 'self' (go upstream), 'entry' (verified) or 'unavailable'. Never throws for peer failures.
+   * A key this node owns (or, `asOwner`, serves as owner) is first asked of its previous holder while ownership
+   * moved recently (asking.ts, hand-off).
+   */
+  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: { readonly asOwner?: boolean }): Promise<PeerFetchResult> {
+    return this.#protocol.fetch(key, scopeId, signal, options);
   }
 
   /** Call when heldScopes() changed: tells connected peers. */

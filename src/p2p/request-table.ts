@@ -120,6 +120,11 @@ export class RequestTable {
     return { id, answer };
   }
 
+  /** Whether request `id` is in flight. */
+  has(id: number): boolean {
+    return this.#pending.has(id);
+  }
+
   /** Settles request `id` with `answer`. false when no such request is in flight (late or bogus answer). */
   settle(id: number, answer: Answer): boolean {
     const pending = this.#pending.get(id);

@@ -27,7 +27,12 @@ import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
  * owner never withholds: a request the cache has not answered `requestTimeoutMs` before the askers'
  * `maxOwnerWaitMs` runs out is answered `error` then (the asker goes upstream itself), and the cache's late answer
  * is dropped. Entries never go out with a TTL above this node's `maxEntryTtl`, nor in a frame above
- * `maxFrameBytes` (`miss too-large` instead), nor with headers the asker's schema refuses (envelope.ts trims them).
+ * `maxFrameBytes`, nor with headers the asker's schema refuses (envelope.ts trims them).
+ *
+ * Large entries: a sealed entry above `largeEntryBytes` (256 KiB) goes in `part` frames of that size, each sent
+ * once the stream has at most one piece waiting to leave, so small answers to the same peer are never stuck behind
+ * a large one (at most one piece ahead of them). At most `maxLargeTransfersPerPeer` go to one peer at once (more:
+ * `miss busy`), each of at most `maxPartedEntryBytes` (above: `miss too-large`).
  *
  * Cold owner (cold-owner.ts): a `get` whose key is sealed (sealed-key.ts) comes from an asker that has not seen
  * this node prove the scope. If this node holds the scope, the key is opened under it and served as above. If
@@ -35,6 +40,10 @@ import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
  * for this node to hold the scope, then is opened, its proof verified and served; past the grace it is answered
  * `miss not-held`, as are later gets of that scope for a while. Nothing is served, and no key is read, without
  * the scope.
+ *
+ * Hand-off (`get` with `handoff: 1`, asking.ts): the asker is a key's new owner asking this node, a previous
+ * holder, before it goes to GitHub. Proofs are checked as for any `get`; the answer is the fresh entry held now
+ * or `miss` at once (no cache work, no grace, no forwarding), so a hand-off ask never cascades.
  */
 
 export interface OwnerServingInit {
@@ -48,6 +57,12 @@ export interface OwnerServingInit {
   readonly maxConcurrentServesPerPeer: number;
   /** The askers' longest wait: a request still unanswered `requestTimeoutMs` before it is answered `error` (never withheld). */
   readonly maxOwnerWaitMs: number;
+  /** Sealed entries above this go in `part`s of this size (limits.ts). */
+  readonly largeEntryBytes: number;
+  /** Largest sealed entry sent in parts; above, `miss too-large`. */
+  readonly maxPartedEntryBytes: number;
+  /** Large answers sent at once per peer; more are answered `miss busy`. */
+  readonly maxLargeTransfersPerPeer: number;
   readonly now: () => number;
   readonly stopped: () => boolean;
 }
@@ -89,7 +104,9 @@ export class OwnerServing {
     if (this.#init.stopped()) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
     // A hit in the local cache is answered at once, in this turn: no upstream request, nothing to wait for.
     const held = this.#init.host.heldEntry(frame.key, parts);
-    if (held !== undefined) return this.#sendEntry(server, frame.id, frame.key, held, keys.entryKey);
+    if (held !== undefined) return this.#sendEntry(session, server, frame.id, frame.key, held, keys.entryKey);
+    // A hand-off ask (the key's new owner asking a previous holder) is answered from the cache only: never forwarded.
+    if (frame.handoff === 1) return reply({ type: 'miss', id: frame.id, reason: 'no-entry' });
     // Only the id and key go on (not the frame, whose proof may be a view of the received bytes).
     void this.#serveLater(session, server, frame.id, frame.key, parts, keys.entryKey);
   }
@@ -125,9 +142,10 @@ export class OwnerServing {
         this.#init.reject(session.id, 'proof', 'a sealed key that does not open under its scope');
         return reply({ type: 'miss', id: frame.id, reason: 'bad-proof' });
       }
-      return this.serve(session, server, { type: 'get', id: frame.id, key, proof: frame.proof });
+      return this.serve(session, server, { type: 'get', id: frame.id, key, proof: frame.proof, ...(frame.handoff === 1 ? { handoff: 1 } : {}) });
     }
-    if (this.#grace.refuses(scopeId)) return reply({ type: 'miss', id: frame.id, reason: 'not-held' });
+    // A hand-off ask is about what this node holds now: no grace.
+    if (frame.handoff === 1 || this.#grace.refuses(scopeId)) return reply({ type: 'miss', id: frame.id, reason: 'not-held' });
     if (session.serving >= this.#init.maxConcurrentServesPerPeer) return reply({ type: 'miss', id: frame.id, reason: 'busy' });
     if (this.#init.stopped()) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
     // Kept while waiting: the id, the sealed key and a copy of the proof (never a view of the received bytes).
@@ -168,21 +186,50 @@ export class OwnerServing {
       server.channel.send({ type: 'miss', id, reason: 'no-entry' });
       return;
     }
-    this.#sendEntry(server, id, key, entry, entryKey);
+    this.#sendEntry(session, server, id, key, entry, entryKey);
   }
 
-  /** Seals `entry` as the answer to request `id` for `key`, and sends it (or `miss too-large`). */
-  #sendEntry(server: ServerSide, id: number, key: string, entry: CacheEntry, entryKey: Uint8Array): void {
-    const { maxEntryTtl, maxFrameBytes } = this.#init.p2p;
+  /** Seals `entry` as the answer to request `id` for `key`, and sends it: in one `entry`, in `part`s, or `miss too-large`. */
+  #sendEntry(session: PeerSession, server: ServerSide, id: number, key: string, entry: CacheEntry, entryKey: Uint8Array): void {
+    const { maxEntryTtl } = this.#init.p2p;
     // Askers refuse a TTL above their p2p.maxEntryTtl (and count it against us): never send one above ours.
     const maxExpiresAt = entry.storedAt + maxEntryTtl * 1000;
     const sealed = sealEntry(entry.expiresAt > maxExpiresAt ? { ...entry, expiresAt: Math.floor(maxExpiresAt) } : entry, key, entryKey);
-    // A frame is the sealed bytes plus a few dozen bytes of CBOR around them.
-    if (sealed.byteLength + 64 > maxFrameBytes) {
+    const pieceBytes = this.#pieceBytes();
+    if (sealed.byteLength <= pieceBytes) {
+      server.channel.send({ type: 'entry', id, sealed });
+      this.#init.counters.count('requestsServed');
+      return;
+    }
+    if (sealed.byteLength > this.#init.maxPartedEntryBytes) {
       server.channel.send({ type: 'miss', id, reason: 'too-large' });
       return;
     }
-    server.channel.send({ type: 'entry', id, sealed });
+    if (session.largeTransfers >= this.#init.maxLargeTransfersPerPeer) {
+      server.channel.send({ type: 'miss', id, reason: 'busy' });
+      return;
+    }
+    session.largeTransfers++;
+    void this.#sendParts(server, id, sealed, pieceBytes).finally(() => session.largeTransfers--);
+  }
+
+  /** Bytes of a piece: `largeEntryBytes`, within a frame (a frame is the bytes plus a few dozen bytes of CBOR around them). */
+  #pieceBytes(): number {
+    return Math.max(1, Math.min(this.#init.largeEntryBytes, this.#init.p2p.maxFrameBytes - 64));
+  }
+
+  /**
+   * Sends a large sealed entry in pieces, each once the stream has at most one piece waiting to leave: answers
+   * queued meanwhile (small hits) go out after one piece at most, not after the whole entry. Stops if the
+   * stream closes or this node stops.
+   */
+  async #sendParts(server: ServerSide, id: number, sealed: Uint8Array, pieceBytes: number): Promise<void> {
+    const size = sealed.byteLength;
+    for (let offset = 0; offset < size; offset += pieceBytes) {
+      if (offset > 0) await server.channel.whenWritable(pieceBytes);
+      if (server.channel.closed || this.#init.stopped()) return;
+      if (!server.channel.send({ type: 'part', id, size, offset, bytes: sealed.subarray(offset, Math.min(size, offset + pieceBytes)) })) return;
+    }
     this.#init.counters.count('requestsServed');
   }
 

@@ -1,6 +1,7 @@
 import type { PeerId } from '@libp2p/interface';
 import type { FrameChannel } from './frame-channel.js';
 import type { RequestTable } from './request-table.js';
+import type { PartedAnswers } from './transfers.js';
 
 /**
  * The peers this node speaks the protocol with: one session per peer, holding its two directions.
@@ -21,6 +22,8 @@ export interface ClientSide {
   /** Verification results of those claims (for scopes this node holds), computed on first use. */
   verified: Map<string, boolean>;
   readonly requests: RequestTable;
+  /** Large answers being received in parts. */
+  readonly parts: PartedAnswers;
 }
 
 /** A peer's stream to me: it asks, I answer. */
@@ -42,6 +45,8 @@ export interface PeerSession {
   readonly servers: Set<ServerSide>;
   /** Requests being served for it right now. */
   serving: number;
+  /** Large answers being sent to it in parts right now. */
+  largeTransfers: number;
   /** When its outbound stream was reopened (at most 3 a minute). */
   reopens: number[];
   /** Until when its `working` frames are not believed (it withheld an answer): its requests wait requestTimeoutMs at most. */
@@ -77,7 +82,7 @@ export class PeerSessions {
     const id = peerId.toString();
     let session = this.#sessions.get(id);
     if (session === undefined) {
-      session = { id, peerId, addrs: [], client: undefined, opening: false, servers: new Set(), serving: 0, reopens: [], withheldUntil: 0 };
+      session = { id, peerId, addrs: [], client: undefined, opening: false, servers: new Set(), serving: 0, largeTransfers: 0, reopens: [], withheldUntil: 0 };
       this.#sessions.set(id, session);
     }
     return session;
@@ -102,6 +107,7 @@ export class PeerSessions {
 function closeSession(session: PeerSession): void {
   session.client?.channel.close(new Error('peer session closed'));
   session.client?.requests.closeAll();
+  session.client?.parts.clear();
   for (const server of session.servers) server.channel.close(new Error('peer session closed'));
   session.servers.clear();
 }

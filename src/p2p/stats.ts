@@ -15,10 +15,12 @@ import type { FrameViolation } from './frame-channel.js';
  */
 export type RejectionKind = PeerEntryRejected['reason'] | FrameViolation | 'proof' | 'request' | 'protocol' | 'withheld';
 
-export type ProtocolCounterName = 'requestsSent' | 'entriesReceived' | 'requestsServed' | 'timeouts' | 'disconnectedForAbuse';
+export type ProtocolCounterName = 'requestsSent' | 'entriesReceived' | 'requestsServed' | 'timeouts' | 'disconnectedForAbuse' | 'handoffsSent' | 'handoffEntries';
 
 export class ProtocolCounters {
-  readonly #counts: Record<ProtocolCounterName, number> = { requestsSent: 0, entriesReceived: 0, requestsServed: 0, timeouts: 0, disconnectedForAbuse: 0 };
+  readonly #counts: Record<ProtocolCounterName, number> = {
+    requestsSent: 0, entriesReceived: 0, requestsServed: 0, timeouts: 0, disconnectedForAbuse: 0, handoffsSent: 0, handoffEntries: 0,
+  };
   readonly #rejected: Record<string, number> = {};
 
   count(name: ProtocolCounterName): void {

@@ -15,6 +15,8 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * acceptor's challenge; the acceptor (the owner) sends `scopes` (its scope ids, each with a proof under the
  * opener's challenge) once the opener's `hello` has arrived and again whenever its scopes or known peers
  * change, and answers each `get` with `entry`, `miss` or `error` carrying the `get`'s `id`, in any order.
+ * A `get` marked `handoff: 1` is answered from the acceptor's cache only (serving.ts), never forwarded. A large
+ * answer goes as `part`s instead of one `entry` (serving.ts), so small answers are not stuck behind it.
  */
 
 /**
@@ -44,6 +46,8 @@ export const WIRE_LIMITS = Object.freeze({
   messageLength: 1024,
   /** Largest request id (ids wrap around below it). */
   maxId: 0xffff_ffff,
+  /** Largest `size` of a `part` (a sealed entry sent in pieces); receivers apply their own, smaller limit. */
+  maxPartedBytes: 256 * 1024 * 1024,
   /** Bytes of the `hello` challenge and of a `get` proof. */
   challengeBytes: 32,
   proofBytes: 32,
@@ -97,6 +101,12 @@ export interface GetFrame {
   readonly key: string;
   /** getProof under the acceptor's challenge: the sender holds the key's scope (scope-proof.ts). */
   readonly proof: Uint8Array;
+  /**
+   * 1 (present only then): a hand-off ask. The sender, the key's new owner, asks a previous holder for an entry it
+   * holds fresh now; the acceptor answers from its cache only (`entry` or `miss no-entry`) and never forwards it
+   * to an owner or to GitHub, so a hand-off ask never cascades.
+   */
+  readonly handoff?: 1;
 }
 
 /** The answer: a sealed entry (envelope.ts). */
@@ -104,6 +114,21 @@ export interface EntryFrame {
   readonly type: 'entry';
   readonly id: number;
   readonly sealed: Uint8Array;
+}
+
+/**
+ * One piece of a large answer: the sealed entry (envelope.ts) of request `id`, `size` bytes in all, sent in
+ * pieces in order (`offset` = the bytes sent before), so small answers on the same stream go out between them.
+ * The receiver opens the entry only once every byte has arrived (serving.ts, transfers.ts).
+ */
+export interface PartFrame {
+  readonly type: 'part';
+  readonly id: number;
+  /** Bytes of the whole sealed entry (the same in every piece). */
+  readonly size: number;
+  /** Where this piece starts in the sealed entry. */
+  readonly offset: number;
+  readonly bytes: Uint8Array;
 }
 
 /**
@@ -129,7 +154,7 @@ export interface ErrorFrame {
   readonly message: string;
 }
 
-export type Frame = HelloFrame | ScopesFrame | GetFrame | EntryFrame | WorkingFrame | MissFrame | ErrorFrame;
+export type Frame = HelloFrame | ScopesFrame | GetFrame | EntryFrame | PartFrame | WorkingFrame | MissFrame | ErrorFrame;
 
 /** A frame from a peer is not a valid frame of this protocol. Nothing in it was used. */
 export class WireFormatError extends CacheError {
@@ -157,11 +182,17 @@ export function encodeLengthPrefixedFrame(frame: Frame): Uint8Array {
   return encodeCborLengthPrefixed(frame);
 }
 
+/** Fields a frame may carry or leave out (additions to the protocol: older frames stay valid). */
+const OPTIONAL_FIELDS: Readonly<Partial<Record<Frame['type'], readonly string[]>>> = {
+  get: ['handoff'],
+};
+
 const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
   hello: ['type', 'version', 'challenge', 'addrs', 'peers'],
   scopes: ['type', 'scopes', 'peers'],
   get: ['type', 'id', 'key', 'proof'],
   entry: ['type', 'id', 'sealed'],
+  part: ['type', 'id', 'size', 'offset', 'bytes'],
   working: ['type', 'id'],
   miss: ['type', 'id', 'reason'],
   error: ['type', 'id', 'message'],
@@ -253,7 +284,8 @@ export function decodeFrame(data: Uint8Array): Frame {
   if (typeof type !== 'string' || !Object.hasOwn(FIELDS, type)) fail(`unknown frame type ${JSON.stringify(typeof type === 'string' ? type.slice(0, 40) : typeof type)}`);
   const expected = FIELDS[type as Frame['type']];
   const present = Object.keys(value);
-  for (const field of present) if (!expected.includes(field)) fail(`unexpected field ${JSON.stringify(field.slice(0, 40))} in ${type}`);
+  const optional = OPTIONAL_FIELDS[type as Frame['type']] ?? [];
+  for (const field of present) if (!expected.includes(field) && !optional.includes(field)) fail(`unexpected field ${JSON.stringify(field.slice(0, 40))} in ${type}`);
   for (const field of expected) if (!Object.hasOwn(value, field)) fail(`missing field ${field} in ${type}`);
 
   switch (type as Frame['type']) {
@@ -271,10 +303,22 @@ export function decodeFrame(data: Uint8Array): Frame {
       return { type: 'scopes', scopes: scopeClaims(value.scopes), peers: peers(value.peers) };
     case 'get': {
       const key = string(value.key, 'key', WIRE_LIMITS.keyLength);
-      return { type: 'get', id: requestId(value.id), key, proof: bytes(value.proof, 'proof', WIRE_LIMITS.proofBytes) };
+      const get: GetFrame = { type: 'get', id: requestId(value.id), key, proof: bytes(value.proof, 'proof', WIRE_LIMITS.proofBytes) };
+      if (!Object.hasOwn(value, 'handoff')) return get;
+      if (value.handoff !== 1) fail('handoff is not 1');
+      return { ...get, handoff: 1 };
     }
     case 'entry':
       return { type: 'entry', id: requestId(value.id), sealed: bytes(value.sealed, 'sealed') };
+    case 'part': {
+      const size = value.size;
+      const offset = value.offset;
+      if (typeof size !== 'number' || !Number.isInteger(size) || size < 1 || size > WIRE_LIMITS.maxPartedBytes) fail(`size is not an integer from 1 to ${WIRE_LIMITS.maxPartedBytes}`);
+      if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0 || offset >= size) fail('offset is not an integer below size');
+      const piece = bytes(value.bytes, 'bytes');
+      if (piece.byteLength === 0 || offset + piece.byteLength > size) fail('bytes is empty or runs past size');
+      return { type: 'part', id: requestId(value.id), size, offset, bytes: piece };
+    }
     case 'working':
       return { type: 'working', id: requestId(value.id) };
     case 'miss': {

@@ -34,6 +34,7 @@ export function p2pOptions(overrides: Partial<ResolvedP2POptions> = {}): Resolve
     dialTimeoutMs: DEFAULTS.dialTimeoutMs,
     maxFrameBytes: DEFAULTS.maxFrameBytes,
     maxEntryTtl: DEFAULTS.maxEntryTtl,
+    handoff: true,
     ...overrides,
   };
 }
