@@ -27,7 +27,9 @@ import { isShareableKey, WIRE_LIMITS } from './wire.js';
  *   asked of its owner among the remaining candidates (so holders of the scope still agree on one owner).
  * - `fetch` never throws for peer failures and resolves within `requestTimeoutMs` of the owner's last news
  *   (`maxOwnerWaitMs` in all): 'self' (this node owns the key), 'entry' (an entry that passed every check of
- *   envelope.ts under the scope's key) or 'unavailable'. A request whose stream dies settles at once.
+ *   envelope.ts under the scope's key) or 'unavailable'. A request whose stream dies settles at once, and the key
+ *   is asked again of its owner among the members left (at most MAX_LOST_OWNERS times), so the askers of a crashed
+ *   owner's keys fetch each of them once between them, not once each.
  * - Withholding is bounded, counted and struck: an owner that keeps sending `working` until `maxOwnerWaitMs` runs
  *   out without answering gets one 'withheld' strike, and for `withholdingMemoryMs` after that its `working`
  *   frames buy nothing (each request to it waits `requestTimeoutMs` at most, and one withheld again is another
@@ -44,6 +46,9 @@ import { isShareableKey, WIRE_LIMITS } from './wire.js';
  *   'self' (the caller goes upstream). The window is the fleet's `maxEntryTtl`: an entry the previous holder
  *   held when ownership moved has expired by then, so past it the ask could only cost a round trip.
  */
+
+/** Owners lost in the middle of one fetch before the caller is told to go upstream itself. */
+const MAX_LOST_OWNERS = 2;
 
 export interface AskerInit {
   readonly selfId: string;
@@ -86,7 +91,12 @@ export class Asker {
     this.#membersChangedAt = this.#init.now();
   }
 
-  async fetch(key: string, scopeId: string, signal?: AbortSignal, options: FetchOptions = {}): Promise<FleetAnswer> {
+  fetch(key: string, scopeId: string, signal?: AbortSignal, options: FetchOptions = {}): Promise<FleetAnswer> {
+    return this.#fetch(key, scopeId, signal, options, 0);
+  }
+
+  /** `lost`: owners of this key that went away during this fetch (each retry has one candidate fewer). */
+  async #fetch(key: string, scopeId: string, signal: AbortSignal | undefined, options: FetchOptions, lost: number): Promise<FleetAnswer> {
     const { selfId, sessions, claims, counters, p2p } = this.#init;
     if (this.#init.stopped()) return { kind: 'unavailable', reason: 'the P2P host is stopped' };
     // Never send what the wire refuses: the owner would strike this (honest) node for it.
@@ -141,7 +151,7 @@ export class Asker {
       // It does not hold the scope: the key's owner among the others (each retry has one candidate fewer).
       this.#absence.mark(client, scopeId);
       if (result.kind === 'timeout') counters.count('timeouts');
-      if (signal?.aborted !== true) return this.fetch(key, scopeId, signal, options);
+      if (signal?.aborted !== true) return this.#fetch(key, scopeId, signal, options, lost);
     }
     switch (result.kind) {
       case 'entry':
@@ -169,6 +179,14 @@ export class Asker {
         }
         return { kind: 'unavailable', reason: `owner did not answer within ${p2p.requestTimeoutMs} ms` };
       case 'closed':
+        // The owner went away with the ask in flight (it crashed, or its link went down): its keys move to the
+        // others, and every asker that lost it now agrees on the key's new owner. Asking that owner (or going
+        // upstream as the owner, under the singleflight the others' asks join) costs the fleet one request for
+        // the key, where each asker going upstream on its own cost one each.
+        if (signal?.aborted !== true && !this.#init.stopped() && lost < MAX_LOST_OWNERS) {
+          this.membersChanged();
+          return this.#fetch(key, scopeId, signal, options, lost + 1);
+        }
         return { kind: 'unavailable', reason: 'owner disconnected' };
       case 'aborted':
         return { kind: 'unavailable', reason: 'aborted' };
