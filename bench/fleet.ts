@@ -23,7 +23,11 @@ import { lineChart, writeChart } from './compare/charts.js';
 import { fmt, machineLine, percentile, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
 
-const SIZES = [2, 3, 5, 8];
+/** `--sizes=5,8` runs those fleet sizes only (default: all). */
+const SIZES = ((): number[] => {
+  const given = process.argv.find((a) => a.startsWith('--sizes='));
+  return given !== undefined ? given.slice('--sizes='.length).split(',').map(Number) : [2, 3, 5, 8];
+})();
 /** Requests each member issues per run (the whole list, all members at once). */
 const REQUESTS = 400;
 /** Resources the Zipf list draws from; each run has its own set (new keys). */
