@@ -10,6 +10,7 @@ import { benchLock } from './lock.js';
 import { benchStore } from './store.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
 import { benchP2pCodec } from './p2p-codec.js';
+import { benchStartup } from './startup.js';
 
 const benches: Record<string, () => Promise<string>> = {
   'hot-path': benchHotPath,
@@ -22,6 +23,7 @@ const benches: Record<string, () => Promise<string>> = {
   lock: benchLock,
   store: benchStore,
   'p2p-codec': benchP2pCodec,
+  startup: benchStartup,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

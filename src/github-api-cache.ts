@@ -5,7 +5,7 @@ import { createLogger, type Logger } from './log.js';
 import { resolveOptions, ttlForKey, type CacheOptions, type ResolvedCacheOptions } from './options.js';
 import { CacheCounters, type CacheStats } from './cache/counters.js';
 import { viewAsBuffer } from './cache/entry.js';
-import type { EntryStore, Fleet } from './cache/ports.js';
+import type { EntryStore, Fleet, FleetHost } from './cache/ports.js';
 import { HttpCache, type CachedResponse, type RequestOptions } from './cache/http-cache.js';
 import { KeyValues, type PutOptions } from './cache/key-values.js';
 import { ReadThrough } from './cache/read-through.js';
@@ -57,27 +57,24 @@ export class GitHubAPICache implements AsyncDisposable {
   readonly #shutdown = new AbortController();
   readonly #inFlight = new InFlight();
   #fleet: Fleet | undefined;
+  /** The P2P host's start: resolves once it listens, rejects with why it did not start; undefined when P2P is off. */
+  #fleetStart: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
   /**
    * Creates a cache: resolves options (explicit > environment > defaults), opens SQLite unless
-   * `persistence: 'off'`, starts the P2P host when enabled. Throws CacheConfigError for an invalid option, or
-   * when `persistence: 'required'` and the cache directory cannot be used.
+   * `persistence: 'off'`, and begins starting the P2P host when enabled. Resolves once the local tiers are open,
+   * before the P2P host listens: the cache answers local hits and GitHub requests while libp2p starts (see
+   * `p2pReady()` and the option `p2p.startWaitMs`). Throws CacheConfigError for an invalid option, or when
+   * `persistence: 'required'` and the cache directory cannot be used.
    */
-  static async create(options: CacheOptions = {}): Promise<GitHubAPICache> {
+  static async create(options: CacheOptions = {}, internals: CreateInternals = {}): Promise<GitHubAPICache> {
     const resolved = resolveOptions(options);
     const logger = createLogger('cache', resolved.logSink);
     const { store, failed } = await openStore(resolved, logger);
     const cache = new GitHubAPICache(resolved, store, logger);
     if (failed) cache.#counters.persistenceErrors++;
-    if (resolved.p2p.enabled) {
-      try {
-        await cache.#startFleet();
-      } catch (err) {
-        cache.#tiers.close(); // nothing may outlive a failed creation
-        throw err;
-      }
-    }
+    if (resolved.p2p.enabled) cache.#beginFleet(internals.startFleet ?? startPeerNetwork);
     return cache;
   }
 
@@ -210,6 +207,17 @@ export class GitHubAPICache implements AsyncDisposable {
     });
   }
 
+  /**
+   * Settles when the P2P host's start does: resolves once it listens (at once when P2P is off), rejects with
+   * why it did not start — PeerNetworkStartError, or CacheConfigError for an address it cannot listen on (a
+   * taken port with no fallback, an address of no interface) — and with CacheClosedError when the cache closed
+   * first. A failed start is also logged as an error; the cache goes on without its fleet (its tiers and
+   * GitHub). `getStats().p2p` is absent until the host listens.
+   */
+  p2pReady(): Promise<void> {
+    return this.#fleetStart ?? Promise.resolve();
+  }
+
   /** A snapshot of counters and gauges. */
   async getStats(): Promise<CacheStats> {
     return this.#run('getStats', () => {
@@ -242,20 +250,37 @@ export class GitHubAPICache implements AsyncDisposable {
     await this.close();
   }
 
-  /** Starts the libp2p host inside this instance (one per instance, so one per process through the provider). */
-  async #startFleet(): Promise<void> {
-    // Loaded on demand: a cache without P2P never loads libp2p. The polyfill goes first (Node 20 lacks
-    // Promise.withResolvers, which libp2p 3 calls).
-    await import('./polyfills.js');
-    const { PeerNetwork } = await import('./p2p/peer-network.js');
-    this.#fleet = await PeerNetwork.start({
-      p2p: this.options.p2p,
-      cacheDir: this.options.cacheDir,
-      logger: createLogger('p2p', this.options.logSink),
-      now: this.options.now,
-      host: this.#reads,
+  /**
+   * Starts the fleet's host in the background (one per instance, so one per process through the provider).
+   * Reads that would leave this node wait for it at most `p2p.startWaitMs` from now; a failed start is logged and
+   * kept for `p2pReady()` (never an unhandled rejection); a start that completes after close() is stopped.
+   */
+  #beginFleet(startFleet: FleetStarter): void {
+    const start = (async () => {
+      const fleet = await startFleet({ p2p: this.options.p2p, cacheDir: this.options.cacheDir, logSink: this.options.logSink, now: this.options.now, host: this.#reads });
+      if (this.#closing !== undefined) {
+        await fleet.stop().catch((err: unknown) => this.#logger.warn('stopping the P2P host failed:', err));
+        throw new CacheClosedError('start the P2P host');
+      }
+      this.#fleet = fleet;
+      this.#reads.fleet = fleet;
+    })();
+    this.#fleetStart = start;
+    start.catch((err: unknown) => {
+      this.#reads.fleetStarting(undefined);
+      if (!(err instanceof CacheClosedError)) this.#logger.error('the P2P host did not start; the cache runs without its fleet (its own tiers and GitHub only):', err);
     });
-    this.#reads.fleet = this.#fleet;
+    const waitMs = this.options.p2p.startWaitMs;
+    if (waitMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+        timer.unref();
+      });
+      const settled = start.then(() => undefined, () => undefined);
+      void settled.finally(() => clearTimeout(timer));
+      this.#reads.fleetStarting(Promise.race([settled, bound]));
+    }
   }
 
   async #shutdownNow(): Promise<void> {
@@ -268,6 +293,11 @@ export class GitHubAPICache implements AsyncDisposable {
       this.#shutdown.abort(new CacheClosedError('finish the request'));
     }
     this.#reads.fleet = undefined;
+    // A start still under way is stopped when it completes (#beginFleet); close() waits for that, up to
+    // closeTimeoutMs (libp2p's own start is bounded too; a start still running after that is stopped when it ends).
+    if (this.#fleetStart !== undefined && !(await settlesWithin(this.#fleetStart, this.options.closeTimeoutMs))) {
+      this.#logger.warn(`close(): the P2P host is still starting after ${this.options.closeTimeoutMs} ms; it is stopped once its start completes`);
+    }
     const fleet = this.#fleet;
     this.#fleet = undefined;
     try {
@@ -295,6 +325,29 @@ export class GitHubAPICache implements AsyncDisposable {
   }
 }
 
+/** What starts the fleet's host: by default the libp2p PeerNetwork, loaded on demand. */
+export type FleetStarter = (init: {
+  p2p: ResolvedCacheOptions['p2p'];
+  cacheDir: string;
+  logSink: ResolvedCacheOptions['logSink'];
+  now: () => number;
+  host: FleetHost;
+}) => Promise<Fleet>;
+
+/** @internal Parts a spec may replace (a slow or failing fleet start). */
+export interface CreateInternals {
+  readonly startFleet?: FleetStarter | undefined;
+}
+
+/** The libp2p host with the cache protocol in it. */
+async function startPeerNetwork(init: Parameters<FleetStarter>[0]): Promise<Fleet> {
+  // Loaded on demand: a cache without P2P never loads libp2p. The polyfill goes first (Node 20 lacks
+  // Promise.withResolvers, which libp2p 3 calls).
+  await import('./polyfills.js');
+  const { PeerNetwork } = await import('./p2p/peer-network.js');
+  return PeerNetwork.start({ p2p: init.p2p, cacheDir: init.cacheDir, logger: createLogger('p2p', init.logSink), now: init.now, host: init.host });
+}
+
 /** One HTTP request for `GitHubAPICache.exchange`. Header names in any case; values as Node's http module gives them. */
 export interface ExchangeRequest {
   readonly method: string;
@@ -318,6 +371,19 @@ function isRedirect(status: number): boolean {
 
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
+}
+
+/** Whether `promise` settles (either way) within `ms`; leaves no timer behind. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    promise.then(() => true, () => true),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return outcome;
 }
 
 /** Opens SQLite unless persistence is off; with 'auto', a failure leaves the cache memory-only (and says why). */

@@ -35,6 +35,7 @@ async function main(): Promise<void> {
         bootstrapPeers: (env.CACHE_BOOTSTRAP_PEERS ?? '').split(',').filter((p) => p !== ''),
       },
     });
+    await cache.p2pReady(); // 'ready' reports the P2P host's address: wait until it listens
   } catch (err) {
     send({ type: 'failed', message: (err as Error).message });
     process.exitCode = 1;
