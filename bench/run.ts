@@ -10,6 +10,7 @@ import { benchLock } from './lock.js';
 import { benchStore } from './store.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
 import { benchP2pCodec } from './p2p-codec.js';
+import { benchP2pTransport } from './p2p-transport.js';
 import { benchStartup } from './startup.js';
 
 const benches: Record<string, () => Promise<string>> = {
@@ -24,6 +25,7 @@ const benches: Record<string, () => Promise<string>> = {
   store: benchStore,
   'p2p-codec': benchP2pCodec,
   startup: benchStartup,
+  'p2p-transport': benchP2pTransport,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -2,6 +2,7 @@
  * `startup`: start to first answer, each sample a fresh process (bench/startup-member.ts) making one GET
  * against the loopback fake GitHub: this library with P2P off, with P2P on (the default: the host starts in the
  * background), with P2P on and `p2p.startWaitMs` (the first GET waits for the host), and undici's cache.
+ * A fourth row awaits `p2pReady()` before its GET: the start-up `create()` had when it waited for the host.
  * Rounds interleave the variants (the order rotates each round), so load on the machine hits all of them alike.
  * Target: P2P on at most 1.2x P2P off (median).
  *
@@ -30,6 +31,7 @@ const VARIANTS: Variant[] = [
   { label: 'this library, P2P off', kind: 'off', extra: {} },
   { label: 'this library, P2P on (default: the host starts in the background)', kind: 'on', extra: {} },
   { label: `this library, P2P on, \`p2p.startWaitMs: ${START_WAIT_MS}\` (the first GET waits for the host)`, kind: 'on', extra: { startWaitMs: START_WAIT_MS } },
+  { label: 'this library, P2P on, `await cache.p2pReady()` before the first GET (what `create()` did before)', kind: 'on-await', extra: {} },
   { label: 'undici 7 cache (`private`, memory) + deduplicate', kind: 'undici', extra: {} },
 ];
 

@@ -5,12 +5,13 @@ import { createLogger, type Logger } from './log.js';
 import { resolveOptions, ttlForKey, type CacheOptions, type ResolvedCacheOptions } from './options.js';
 import { CacheCounters, type CacheStats } from './cache/counters.js';
 import { viewAsBuffer } from './cache/entry.js';
-import type { EntryStore, Fleet, FleetHost } from './cache/ports.js';
+import type { EntryStore, Fleet } from './cache/ports.js';
 import { HttpCache, type CachedResponse, type RequestOptions } from './cache/http-cache.js';
 import { KeyValues, type PutOptions } from './cache/key-values.js';
 import { ReadThrough } from './cache/read-through.js';
 import { TieredEntries } from './cache/tiered-entries.js';
 import { TokenVault } from './cache/token-vault.js';
+import { settlesWithin, startPeerNetwork, type CreateInternals, type FleetStarter } from './fleet-start.js';
 import { RecentWrites, WriteThrough } from './cache/write-through.js';
 import { GitHubOrigin } from './github/github-origin.js';
 import { RequestBuilder } from './github/request-builder.js';
@@ -21,6 +22,7 @@ import {
 
 export type { CacheStats } from './cache/counters.js';
 export type { PutOptions } from './cache/key-values.js';
+export type { CreateInternals, FleetStarter } from './fleet-start.js';
 
 /**
  * GitHubAPICache: one process-wide cache of GitHub API responses and JSON values — the composition root
@@ -325,29 +327,6 @@ export class GitHubAPICache implements AsyncDisposable {
   }
 }
 
-/** What starts the fleet's host: by default the libp2p PeerNetwork, loaded on demand. */
-export type FleetStarter = (init: {
-  p2p: ResolvedCacheOptions['p2p'];
-  cacheDir: string;
-  logSink: ResolvedCacheOptions['logSink'];
-  now: () => number;
-  host: FleetHost;
-}) => Promise<Fleet>;
-
-/** @internal Parts a spec may replace (a slow or failing fleet start). */
-export interface CreateInternals {
-  readonly startFleet?: FleetStarter | undefined;
-}
-
-/** The libp2p host with the cache protocol in it. */
-async function startPeerNetwork(init: Parameters<FleetStarter>[0]): Promise<Fleet> {
-  // Loaded on demand: a cache without P2P never loads libp2p. The polyfill goes first (Node 20 lacks
-  // Promise.withResolvers, which libp2p 3 calls).
-  await import('./polyfills.js');
-  const { PeerNetwork } = await import('./p2p/peer-network.js');
-  return PeerNetwork.start({ p2p: init.p2p, cacheDir: init.cacheDir, logger: createLogger('p2p', init.logSink), now: init.now, host: init.host });
-}
-
 /** One HTTP request for `GitHubAPICache.exchange`. Header names in any case; values as Node's http module gives them. */
 export interface ExchangeRequest {
   readonly method: string;
@@ -371,19 +350,6 @@ function isRedirect(status: number): boolean {
 
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
-}
-
-/** Whether `promise` settles (either way) within `ms`; leaves no timer behind. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const outcome = await Promise.race([
-    promise.then(() => true, () => true),
-    new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  return outcome;
 }
 
 /** Opens SQLite unless persistence is off; with 'auto', a failure leaves the cache memory-only (and says why). */
