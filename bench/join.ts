@@ -98,10 +98,14 @@ async function runRound(handoff: boolean): Promise<RoundResult> {
     fake.setResource('/rate_limit', { resources: {} });
     for (let i = 0; i < KEYS + COLD_POOL; i++) fake.setResource(`/repos/${OWNER}/repo-${i}`, repoBody(OWNER, `repo-${i}`, i));
     fake.setLatency(LATENCY_MS);
-    const make = (bootstrapPeers: string[]) => GitHubAPICache.create({
-      persistence: 'off', cacheDir: temp.make(), githubApiUrl: fake.url,
-      p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers, handoff },
-    });
+    const make = async (bootstrapPeers: string[]) => {
+      const cache = await GitHubAPICache.create({
+        persistence: 'off', cacheDir: temp.make(), githubApiUrl: fake.url,
+        p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers, handoff },
+      });
+      await cache.p2pReady();
+      return cache;
+    };
     const first = await make([]);
     nodes.push(first);
     const addr = (await p2pOf(first)).listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;

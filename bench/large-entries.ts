@@ -88,7 +88,7 @@ async function runRound(pieces: boolean): Promise<Round> {
   const p2p = {
     enabled: true, listenPort: 0, listenHost: '127.0.0.1', bootstrapPeers: [] as string[], sharedSecret: SECRET, mdns: false, keepAlive: false,
     requestTimeoutMs: DEFAULTS.requestTimeoutMs, dialTimeoutMs: DEFAULTS.dialTimeoutMs, maxFrameBytes: DEFAULTS.maxFrameBytes,
-    maxEntryTtl: DEFAULTS.maxEntryTtl, handoff: false,
+    maxEntryTtl: DEFAULTS.maxEntryTtl, handoff: false, startWaitMs: 0,
   };
   const ownerStore = new Map<string, CacheEntry>();
   const owner = await PeerNetwork.start({ p2p, cacheDir: temp.make(), host: backend(ownerStore), limits });

@@ -601,13 +601,15 @@ async function runScenario(scenario: Scenario, requests: readonly string[]): Pro
 // ---------------------------------------------------------------- fleet helpers
 
 export async function node(githubApiUrl: string, temp: TempDirs, bootstrapPeers: string[] = [], maxEntries?: number): Promise<GitHubAPICache> {
-  return GitHubAPICache.create({
+  const cache = await GitHubAPICache.create({
     persistence: 'off',
     ...(maxEntries !== undefined ? { maxEntries } : {}),
     cacheDir: temp.make(),
     githubApiUrl,
     p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers },
   });
+  await cache.p2pReady(); // create() resolves before the P2P host listens
+  return cache;
 }
 
 export async function p2pOf(cache: GitHubAPICache): Promise<PeerNetworkStats> {

@@ -15,6 +15,8 @@ import { benchFleetRatio, benchPeerLatency } from './p2p.js';
 import { benchP2pCodec } from './p2p-codec.js';
 import { benchMemory } from './memory.js';
 import { benchPeerThroughput } from './peer-throughput.js';
+import { benchP2pTransport } from './p2p-transport.js';
+import { benchStartup } from './startup.js';
 
 const benches: Record<string, () => Promise<string>> = {
   'hot-path': benchHotPath,
@@ -32,6 +34,8 @@ const benches: Record<string, () => Promise<string>> = {
   'p2p-codec': benchP2pCodec,
   memory: benchMemory,
   'peer-throughput': benchPeerThroughput,
+  startup: benchStartup,
+  'p2p-transport': benchP2pTransport,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

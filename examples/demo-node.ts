@@ -155,6 +155,7 @@ async function main(): Promise<void> {
     // Every client asks for the cache at once, before it exists: the double-checked lock's cold path.
     const first = await Promise.all(Array.from({ length: concurrency }, (_, id) => resolveCache(viaOf(id))));
     cache = first[0]!;
+    await cache.p2pReady(); // 'ready' reports the P2P host's port: wait until it listens
   } catch (err) {
     send({ type: 'failed', message: (err as Error).message });
     process.exitCode = 1;

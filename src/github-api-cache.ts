@@ -11,6 +11,7 @@ import { KeyValues, type PutOptions } from './cache/key-values.js';
 import { ReadThrough } from './cache/read-through.js';
 import { TieredEntries } from './cache/tiered-entries.js';
 import { TokenVault } from './cache/token-vault.js';
+import { settlesWithin, startPeerNetwork, type CreateInternals, type FleetStarter } from './fleet-start.js';
 import { RecentWrites, WriteThrough } from './cache/write-through.js';
 import { GitHubOrigin } from './github/github-origin.js';
 import { RequestBuilder } from './github/request-builder.js';
@@ -21,6 +22,7 @@ import {
 
 export type { CacheStats } from './cache/counters.js';
 export type { PutOptions } from './cache/key-values.js';
+export type { CreateInternals, FleetStarter } from './fleet-start.js';
 
 /**
  * GitHubAPICache: one process-wide cache of GitHub API responses and JSON values — the composition root
@@ -57,27 +59,24 @@ export class GitHubAPICache implements AsyncDisposable {
   readonly #shutdown = new AbortController();
   readonly #inFlight = new InFlight();
   #fleet: Fleet | undefined;
+  /** The P2P host's start: resolves once it listens, rejects with why it did not start; undefined when P2P is off. */
+  #fleetStart: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
   /**
    * Creates a cache: resolves options (explicit > environment > defaults), opens SQLite unless
-   * `persistence: 'off'`, starts the P2P host when enabled. Throws CacheConfigError for an invalid option, or
-   * when `persistence: 'required'` and the cache directory cannot be used.
+   * `persistence: 'off'`, and begins starting the P2P host when enabled. Resolves once the local tiers are open,
+   * before the P2P host listens: the cache answers local hits and GitHub requests while libp2p starts (see
+   * `p2pReady()` and the option `p2p.startWaitMs`). Throws CacheConfigError for an invalid option, or when
+   * `persistence: 'required'` and the cache directory cannot be used.
    */
-  static async create(options: CacheOptions = {}): Promise<GitHubAPICache> {
+  static async create(options: CacheOptions = {}, internals: CreateInternals = {}): Promise<GitHubAPICache> {
     const resolved = resolveOptions(options);
     const logger = createLogger('cache', resolved.logSink);
     const { store, failed } = await openStore(resolved, logger);
     const cache = new GitHubAPICache(resolved, store, logger);
     if (failed) cache.#counters.persistenceErrors++;
-    if (resolved.p2p.enabled) {
-      try {
-        await cache.#startFleet();
-      } catch (err) {
-        cache.#tiers.close(); // nothing may outlive a failed creation
-        throw err;
-      }
-    }
+    if (resolved.p2p.enabled) cache.#beginFleet(internals.startFleet ?? startPeerNetwork);
     return cache;
   }
 
@@ -210,6 +209,17 @@ export class GitHubAPICache implements AsyncDisposable {
     });
   }
 
+  /**
+   * Settles when the P2P host's start does: resolves once it listens (at once when P2P is off), rejects with
+   * why it did not start — PeerNetworkStartError, or CacheConfigError for an address it cannot listen on (a
+   * taken port with no fallback, an address of no interface) — and with CacheClosedError when the cache closed
+   * first. A failed start is also logged as an error; the cache goes on without its fleet (its tiers and
+   * GitHub). `getStats().p2p` is absent until the host listens.
+   */
+  p2pReady(): Promise<void> {
+    return this.#fleetStart ?? Promise.resolve();
+  }
+
   /** A snapshot of counters and gauges. */
   async getStats(): Promise<CacheStats> {
     return this.#run('getStats', () => {
@@ -242,20 +252,37 @@ export class GitHubAPICache implements AsyncDisposable {
     await this.close();
   }
 
-  /** Starts the libp2p host inside this instance (one per instance, so one per process through the provider). */
-  async #startFleet(): Promise<void> {
-    // Loaded on demand: a cache without P2P never loads libp2p. The polyfill goes first (Node 20 lacks
-    // Promise.withResolvers, which libp2p 3 calls).
-    await import('./polyfills.js');
-    const { PeerNetwork } = await import('./p2p/peer-network.js');
-    this.#fleet = await PeerNetwork.start({
-      p2p: this.options.p2p,
-      cacheDir: this.options.cacheDir,
-      logger: createLogger('p2p', this.options.logSink),
-      now: this.options.now,
-      host: this.#reads,
+  /**
+   * Starts the fleet's host in the background (one per instance, so one per process through the provider).
+   * Reads that would leave this node wait for it at most `p2p.startWaitMs` from now; a failed start is logged and
+   * kept for `p2pReady()` (never an unhandled rejection); a start that completes after close() is stopped.
+   */
+  #beginFleet(startFleet: FleetStarter): void {
+    const start = (async () => {
+      const fleet = await startFleet({ p2p: this.options.p2p, cacheDir: this.options.cacheDir, logSink: this.options.logSink, now: this.options.now, host: this.#reads });
+      if (this.#closing !== undefined) {
+        await fleet.stop().catch((err: unknown) => this.#logger.warn('stopping the P2P host failed:', err));
+        throw new CacheClosedError('start the P2P host');
+      }
+      this.#fleet = fleet;
+      this.#reads.fleet = fleet;
+    })();
+    this.#fleetStart = start;
+    start.catch((err: unknown) => {
+      this.#reads.fleetStarting(undefined);
+      if (!(err instanceof CacheClosedError)) this.#logger.error('the P2P host did not start; the cache runs without its fleet (its own tiers and GitHub only):', err);
     });
-    this.#reads.fleet = this.#fleet;
+    const waitMs = this.options.p2p.startWaitMs;
+    if (waitMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+        timer.unref();
+      });
+      const settled = start.then(() => undefined, () => undefined);
+      void settled.finally(() => clearTimeout(timer));
+      this.#reads.fleetStarting(Promise.race([settled, bound]));
+    }
   }
 
   async #shutdownNow(): Promise<void> {
@@ -268,6 +295,11 @@ export class GitHubAPICache implements AsyncDisposable {
       this.#shutdown.abort(new CacheClosedError('finish the request'));
     }
     this.#reads.fleet = undefined;
+    // A start still under way is stopped when it completes (#beginFleet); close() waits for that, up to
+    // closeTimeoutMs (libp2p's own start is bounded too; a start still running after that is stopped when it ends).
+    if (this.#fleetStart !== undefined && !(await settlesWithin(this.#fleetStart, this.options.closeTimeoutMs))) {
+      this.#logger.warn(`close(): the P2P host is still starting after ${this.options.closeTimeoutMs} ms; it is stopped once its start completes`);
+    }
     const fleet = this.#fleet;
     this.#fleet = undefined;
     try {

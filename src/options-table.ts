@@ -39,6 +39,7 @@ export const DEFAULTS = Object.freeze({
   listenHost: '0.0.0.0',
   requestTimeoutMs: 2_000,
   dialTimeoutMs: 1_500,
+  startWaitMs: 0,
   maxFrameBytes: 4 * 1024 * 1024,
   maxEntryTtl: 3_600,
 });
@@ -353,6 +354,11 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
     path: 'p2p.dialTimeoutMs', type: 'integer', unit: 'ms',
     min: 1, max: 600_000, default: DEFAULTS.dialTimeoutMs,
     doc: 'abort a dial after this long (a wrong network key otherwise fails only after about 6 s)',
+  }),
+  numeric({
+    path: 'p2p.startWaitMs', type: 'integer', unit: 'ms',
+    min: 0, max: 600_000, default: DEFAULTS.startWaitMs,
+    doc: 'while the P2P host is still starting, a request that would go to GitHub waits up to this long for it (local hits never wait); 0: the cache answers from its own tiers and GitHub until the host is up',
   }),
   numeric({
     path: 'p2p.maxFrameBytes', type: 'integer', unit: 'bytes',

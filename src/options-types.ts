@@ -26,6 +26,8 @@ export interface P2POptions {
   requestTimeoutMs?: number;
   /** Abort a dial after this many ms (a wrong network key otherwise fails only after ~6 s). Default: 1500. */
   dialTimeoutMs?: number;
+  /** While the P2P host is still starting, a request that would go to GitHub waits up to this many ms for it (local hits never wait). Default: 0. */
+  startWaitMs?: number;
   /** Largest frame accepted from a peer, in bytes. Default: 4 MiB. */
   maxFrameBytes?: number;
   /** Largest TTL accepted on an entry from a peer, in seconds. Default: 3600. */
@@ -80,6 +82,7 @@ export interface ResolvedP2POptions {
   readonly keepAlive: boolean;
   readonly requestTimeoutMs: number;
   readonly dialTimeoutMs: number;
+  readonly startWaitMs: number;
   readonly maxFrameBytes: number;
   readonly maxEntryTtl: number;
   readonly handoff: boolean;

@@ -85,6 +85,7 @@ export function resolveOptions(options: CacheOptions = {}, env: NodeJS.ProcessEn
       keepAlive: get('p2p.keepAlive'),
       requestTimeoutMs: get('p2p.requestTimeoutMs'),
       dialTimeoutMs: get('p2p.dialTimeoutMs'),
+      startWaitMs: get('p2p.startWaitMs'),
       maxFrameBytes: get('p2p.maxFrameBytes'),
       maxEntryTtl: get('p2p.maxEntryTtl'),
       handoff: get('p2p.handoff'),

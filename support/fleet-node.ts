@@ -46,6 +46,7 @@ async function main(): Promise<void> {
         ...(env.FLEET_NODE_PEER_TIMEOUT_MS !== undefined ? { requestTimeoutMs: Number(env.FLEET_NODE_PEER_TIMEOUT_MS) } : {}),
       },
     });
+    await cache.p2pReady(); // 'ready' reports the P2P host's address: wait until it listens
   } catch (err) {
     send({ type: 'failed', message: (err as Error).message });
     process.exitCode = 1;

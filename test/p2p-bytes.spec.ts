@@ -27,10 +27,14 @@ describe('the fleet shares bodies as bytes', function () {
     github = await ScriptedGitHub.start((r) => (r.url.endsWith('.tgz')
       ? { status: 200, headers: { 'content-type': 'application/x-gzip', 'cache-control': 'private, max-age=60' }, body: archive }
       : { status: 200, headers: { 'content-type': 'text/plain', 'cache-control': 'private, max-age=60' }, body: log }));
-    const make = (bootstrap: string[]) => GitHubAPICache.create({
-      persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
-      p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers: bootstrap },
-    });
+    const make = async (bootstrap: string[]) => {
+      const cache = await GitHubAPICache.create({
+        persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
+        p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers: bootstrap },
+      });
+      await cache.p2pReady();
+      return cache;
+    };
     const a = await make([]);
     open.push(a);
     const addr = (await a.getStats()).p2p!.listenAddrs.find((x) => x.includes('/127.0.0.1/'))!;

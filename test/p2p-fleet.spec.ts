@@ -20,12 +20,19 @@ const TOKEN_A = 'test_fleetAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
 const TOKEN_B = 'test_fleetBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB';
 
 async function node(github: FakeGitHub, bootstrap: string[] = [], extra: { listenPort?: number } = {}): Promise<GitHubAPICache> {
-  return GitHubAPICache.create({
+  return listening(GitHubAPICache.create({
     persistence: 'off',
     cacheDir: tmpCacheDir(),
     githubApiUrl: github.url,
     p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: extra.listenPort ?? 0, bootstrapPeers: bootstrap },
-  });
+  }));
+}
+
+/** The cache once its P2P host listens (create() resolves before that). */
+async function listening(created: Promise<GitHubAPICache>): Promise<GitHubAPICache> {
+  const cache = await created;
+  await cache.p2pReady();
+  return cache;
 }
 
 async function p2pOf(cache: GitHubAPICache) {
@@ -148,10 +155,10 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
   it('waits for a live but slow owner through a stall of its own event loop instead of fetching the key twice', async () => {
     // CPU contention, made certain: this process's event loop (both nodes' and the fake's) stalls for three
     // request timeouts while the owner waits for a slow GitHub. Only counts are asserted, never durations.
-    const make = (bootstrapPeers: string[]) => GitHubAPICache.create({
+    const make = (bootstrapPeers: string[]) => listening(GitHubAPICache.create({
       persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
       p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers, requestTimeoutMs: 500 },
-    });
+    }));
     const owner = await make([]);
     open.push(owner);
     const asker = await make([(await p2pOf(owner)).listenAddrs.find((a) => a.includes('/127.0.0.1/'))!]);
@@ -244,9 +251,9 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
         persistence: 'off' as const, defaultTtl: ttl, cacheDir: tmpCacheDir(), githubApiUrl: github.url,
         p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: port },
       });
-      const first = await configureCache(options(1));
+      const first = await listening(configureCache(options(1)));
       expect((await p2pOf(first)).boundPort).to.equal(port);
-      const second = await configureCache(options(2));
+      const second = await listening(configureCache(options(2)));
       expect(first.closed).to.equal(true);
       const p2p = await p2pOf(second);
       expect(p2p.boundPort).to.equal(port);

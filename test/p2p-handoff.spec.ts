@@ -18,12 +18,14 @@ const TOKEN = `test_handoff${'A'.repeat(28)}`;
 const KEYS = 40;
 
 async function node(github: FakeGitHub, bootstrap: string[] = [], handoff?: boolean): Promise<GitHubAPICache> {
-  return GitHubAPICache.create({
+  const cache = await GitHubAPICache.create({
     persistence: 'off',
     cacheDir: tmpCacheDir(),
     githubApiUrl: github.url,
     p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers: bootstrap, ...(handoff === undefined ? {} : { handoff }) },
   });
+  await cache.p2pReady();
+  return cache;
 }
 
 async function p2pOf(cache: GitHubAPICache) {

@@ -16,8 +16,10 @@ function script(keepAlive: boolean): string {
     const { GitHubAPICache } = await import(${JSON.stringify(entry)});
     const p2p = { enabled: true, sharedSecret: 'keep-alive-spec-secret-0123456789', listenHost: '127.0.0.1', listenPort: 0, keepAlive: ${keepAlive} };
     const a = await GitHubAPICache.create({ persistence: 'off', p2p });
+    await a.p2pReady();
     const addr = (await a.getStats()).p2p.listenAddrs[0];
     const b = await GitHubAPICache.create({ persistence: 'off', p2p: { ...p2p, bootstrapPeers: [addr] } });
+    await b.p2pReady();
     for (let i = 0; i < 200 && (await a.getStats()).p2p.connectedPeers === 0; i++) await new Promise((r) => setTimeout(r, 50));
     await a.put('k', 1);
     await b.get('k');

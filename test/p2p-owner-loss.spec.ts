@@ -42,10 +42,14 @@ describe('an owner lost with asks in flight', function () {
     });
     const ready = await victim.ready;
     const victimAddr = ready.p2p.listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
-    const node = () => GitHubAPICache.create({
-      persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
-      p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers: [victimAddr] },
-    });
+    const node = async () => {
+      const cache = await GitHubAPICache.create({
+        persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
+        p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers: [victimAddr] },
+      });
+      await cache.p2pReady();
+      return cache;
+    };
     const askers = await Promise.all([node(), node()]);
     open.push(...askers);
     const p2pOf = async (c: GitHubAPICache) => (await c.getStats()).p2p!;

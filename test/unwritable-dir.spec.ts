@@ -18,6 +18,7 @@ describe('an unusable cacheDir with P2P on', function () {
       p2p: { enabled: true, sharedSecret: 'unwritable-spec-secret-0123456789', listenHost: '127.0.0.1', listenPort: 0 },
     });
     try {
+      await cache.p2pReady();
       await cache.put('k', { v: 1 });
       expect(await cache.get('k')).to.deep.equal({ v: 1 });
       const stats = await cache.getStats();

@@ -112,6 +112,7 @@ async function build(config: ClientConfig, token: string, owner: string): Promis
           await cache.close();
         };
       }
+      await cache.p2pReady(); // create() resolves before the P2P host listens
       const p2p = (await cache.getStats()).p2p;
       if (p2p !== undefined) client.ready = { listenAddrs: p2p.listenAddrs.filter((a) => a.includes('/127.0.0.1/')) };
       return client;

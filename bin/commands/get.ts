@@ -40,6 +40,8 @@ async function get(route: string, flags: GetFlags): Promise<void> {
 
   const cache = await getGlobalCache(options);
   try {
+    // One request, asked for with --p2p: it goes to the fleet, and a host that cannot start is an error (exit 2).
+    await cache.p2pReady();
     const response = await cache.request(fullRoute, params, {
       token,
       ttl: flags.ttl,

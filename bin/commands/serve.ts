@@ -83,6 +83,17 @@ async function serve(flags: ServeFlags): Promise<void> {
     await proxy.close();
     return;
   }
+  // The proxy answers while the P2P host starts; the banner names the host's address, and a host that cannot
+  // start (an address it cannot listen on) ends the server as it did before the proxy existed.
+  try {
+    await cache.p2pReady();
+  } catch (err) {
+    if (stopping) return;
+    await proxy.close();
+    await shutdownGlobalCache();
+    throw err;
+  }
+  if (stopping) return;
 
   if (!isLoopback(proxy.host)) {
     warn(`the proxy listens on ${proxy.host}, reachable from the network: anyone who reaches it can read /metrics and ` +

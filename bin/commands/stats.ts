@@ -35,6 +35,7 @@ export async function localStats(flags: StatsFlags): Promise<CacheStats> {
   const options = cacheOptionsFromFlags(flags);
   const cache = await getGlobalCache(options);
   try {
+    await cache.p2pReady(); // the stats name the P2P host's address: wait until it listens
     if (flags.wait !== undefined && flags.wait > 0) await new Promise((resolve) => setTimeout(resolve, flags.wait! * 1000));
     return await cache.getStats();
   } finally {

@@ -16,7 +16,9 @@ import type { RecentWrites } from './write-through.js';
  * owner answers from its cache or fetches once for everyone), else the origin — conditionally when an entry
  * is held, so a 304 costs no rate limit — and what HTTP allows is stored. When GitHub fails (5xx, reset,
  * timeout, rate limit) a held entry answers stale; a 401/403/404/410 drops it. Every wait listens to the
- * cache's shutdown signal; a caller's own signal stops its wait, never a load others share.
+ * cache's shutdown signal; a caller's own signal stops its wait, never a load others share. While the fleet is
+ * still starting, a load (never a fresh local hit) waits for it only within the bound the composition root
+ * gives (`fleetStarting`), then goes on without it.
  *
  *   read ─► fresh local? ─yes─► answer
  *             │ no
@@ -78,6 +80,7 @@ export class ReadThrough implements FleetHost {
   readonly #p: ReadThroughParts;
   readonly #flights = new Singleflight<ReadOutcome>();
   #fleet: Fleet | undefined;
+  #fleetStarting: Promise<void> | undefined;
 
   constructor(parts: ReadThroughParts) {
     this.#p = parts;
@@ -86,6 +89,15 @@ export class ReadThrough implements FleetHost {
   /** The fleet to ask before the origin (set once the P2P host runs; undefined to stop asking). */
   set fleet(fleet: Fleet | undefined) {
     this.#fleet = fleet;
+    this.#fleetStarting = undefined;
+  }
+
+  /**
+   * The fleet is starting: a load that would ask it (never a local hit) first waits for `started` (which settles,
+   * never rejects, once the fleet is set, failed, or the wait bound passed); until then none is asked.
+   */
+  fleetStarting(started: Promise<void> | undefined): void {
+    this.#fleetStarting = started;
   }
 
   get scopes(): TokenVault {
@@ -177,9 +189,12 @@ export class ReadThrough implements FleetHost {
 
   async #fromFleet(request: ReadRequest, held: CacheEntry | undefined, asOwner: boolean): Promise<ReadOutcome | undefined> {
     const { origin, recentWrites, tiers, counters, now, shutdown } = this.#p;
-    const fleet = this.#fleet;
     // A resource this node wrote may still be held by its owner from before the write: ask GitHub instead.
-    if (fleet === undefined || !origin.isApiUrl(request.parts.url) || recentWrites.covers(request.parts.url)) return undefined;
+    if (!origin.isApiUrl(request.parts.url) || recentWrites.covers(request.parts.url)) return undefined;
+    // A fleet still starting: wait for it only as long as the composition root allows (`started` never rejects).
+    if (this.#fleet === undefined && this.#fleetStarting !== undefined) await abortable(this.#fleetStarting, shutdown);
+    const fleet = this.#fleet;
+    if (fleet === undefined) return undefined;
     const answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown, asOwner ? { asOwner } : undefined);
     if (answer.kind !== 'entry' || now() >= answer.entry.expiresAt) return undefined;
     if (held !== undefined && answer.entry.storedAt < held.storedAt) return undefined; // never older than what we hold

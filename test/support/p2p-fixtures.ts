@@ -32,6 +32,7 @@ export function p2pOptions(overrides: Partial<ResolvedP2POptions> = {}): Resolve
     keepAlive: false,
     requestTimeoutMs: DEFAULTS.requestTimeoutMs,
     dialTimeoutMs: DEFAULTS.dialTimeoutMs,
+    startWaitMs: DEFAULTS.startWaitMs,
     maxFrameBytes: DEFAULTS.maxFrameBytes,
     maxEntryTtl: DEFAULTS.maxEntryTtl,
     handoff: true,

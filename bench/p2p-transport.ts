@@ -1,0 +1,152 @@
+/**
+ * `p2p-transport`: what a peer hit's transport costs, beside plain HTTP keep-alive on the same bodies. One
+ * request frame out, one body back, over one long-lived connection in this process (both ends on one event
+ * loop, so CPU per call is both sides'), rows interleaved in blocks: node:http with a keep-alive agent; the
+ * fleet's libp2p stack (TCP + pnet + noise + yamux, as src/p2p/host.ts builds it); the same without pnet (the
+ * pre-shared-key XSalsa20 layer); and with larger yamux stream windows. Bodies: a repository-shaped 3.9 KiB and
+ * a 256 KiB one (a log or diff; yamux's initial stream window is 256 KiB, so window updates are on its path).
+ */
+import http from 'node:http';
+import { swarmKeyOf } from '../src/p2p/fleet-keys.js';
+import { fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
+import { loadLine } from './workload.js';
+
+const SECRET = 'bench-transport-shared-secret-0123456789';
+const ECHO = '/github-cache-bench/transport/1.0.0';
+const REQUEST_BYTES = 200;
+const BODIES = [{ label: '3.9 KiB', bytes: 3_990, calls: 3_000 }, { label: '256 KiB', bytes: 256 * 1024, calls: 300 }];
+
+interface Transport { roundTrip(): Promise<void>; close(): Promise<void> }
+interface Variant { label: string; make(bytes: number): Promise<Transport> }
+
+async function httpKeepAlive(bytes: number): Promise<Transport> {
+  const body = Buffer.alloc(bytes, 7);
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.end(body));
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const request = Buffer.alloc(REQUEST_BYTES, 1);
+  return {
+    roundTrip: () => new Promise<void>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/', agent, headers: { 'content-length': REQUEST_BYTES } }, (res) => {
+        res.on('data', () => undefined);
+        res.on('end', resolve);
+      });
+      req.on('error', reject);
+      req.end(request);
+    }),
+    close: async () => {
+      agent.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+export function libp2p(opts: { pnet: boolean; window?: number }): (bytes: number) => Promise<Transport> {
+  return async (bytes) => {
+    await import('../src/polyfills.js'); // libp2p 3 needs Promise.withResolvers
+    const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { preSharedKey }, { lpStream }] = await Promise.all([
+      import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('@libp2p/pnet'), import('@libp2p/utils'),
+    ]);
+    const streamOptions = opts.window === undefined ? {} : { streamOptions: { initialStreamWindowSize: opts.window, maxStreamWindowSize: Math.max(opts.window, 16 * 1024 * 1024) } };
+    const host = () => createLibp2p({
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux({ enableKeepAlive: false, ...streamOptions })],
+      ...(opts.pnet ? { connectionProtector: preSharedKey({ psk: swarmKeyOf(SECRET) }) } : {}),
+      // Its pings time out when 1 MiB transfers keep the one event loop busy on a loaded machine, and it then
+      // closes the connection mid-transfer: off here, as nothing else would notice a dead peer in this bench.
+      connectionMonitor: { enabled: false },
+    });
+    const [server, client] = await Promise.all([host(), host()]);
+    const reply = new Uint8Array(bytes).fill(7);
+    await server.handle(ECHO, (stream) => {
+      const lp = lpStream(stream, { maxDataLength: 8 * 1024 * 1024 });
+      void (async () => {
+        try {
+          for (;;) {
+            await lp.read();
+            await lp.write(reply);
+          }
+        } catch {
+          // the stream closed
+        }
+      })();
+    });
+    const stream = await client.dialProtocol(server.getMultiaddrs()[0]!, ECHO);
+    const lp = lpStream(stream, { maxDataLength: 8 * 1024 * 1024 });
+    const request = new Uint8Array(REQUEST_BYTES).fill(1);
+    return {
+      roundTrip: async () => {
+        await lp.write(request);
+        await lp.read();
+      },
+      close: async () => {
+        await stream.close().catch(() => undefined);
+        await Promise.all([client.stop(), server.stop()]);
+      },
+    };
+  };
+}
+
+const VARIANTS: Variant[] = [
+  { label: 'HTTP/1.1 keep-alive (node:http, one socket)', make: httpKeepAlive },
+  { label: 'libp2p as the fleet runs it: TCP + pnet + noise + yamux', make: libp2p({ pnet: true }) },
+  { label: 'libp2p without pnet: TCP + noise + yamux', make: libp2p({ pnet: false }) },
+  { label: 'libp2p with pnet, yamux initial stream window 4 MiB', make: libp2p({ pnet: true, window: 4 * 1024 * 1024 }) },
+];
+
+export async function benchP2pTransport(): Promise<string> {
+  const load = loadLine();
+  const sections: string[] = [];
+  for (const body of BODIES) {
+    const transports = await Promise.all(VARIANTS.map((v) => v.make(body.bytes)));
+    try {
+      for (const t of transports) for (let i = 0; i < Math.min(200, body.calls / 4); i++) await t.roundTrip(); // warm-up
+      const out = VARIANTS.map(() => ({ ns: [] as number[], cpuUs: 0, wallNs: 0 }));
+      const block = Math.max(10, Math.floor(body.calls / 20));
+      const items = Array.from({ length: block }, (_, i) => i);
+      for (let done = 0; done < body.calls; done += block) {
+        for (const [i, t] of transports.entries()) {
+          const cpu = process.cpuUsage();
+          const started = process.hrtime.bigint();
+          await timeEach(items, out[i]!.ns, () => t.roundTrip());
+          out[i]!.wallNs += Number(process.hrtime.bigint() - started);
+          const used = process.cpuUsage(cpu);
+          out[i]!.cpuUs += used.user + used.system;
+        }
+      }
+      const base = out[0]!;
+      const baseCpu = base.cpuUs / base.ns.length;
+      const rows = VARIANTS.map((v, i) => {
+        const o = out[i]!;
+        const cpu = o.cpuUs / o.ns.length;
+        return [v.label, o.ns.length, fmt(percentile(o.ns, 50) / 1000, 0), fmt(percentile(o.ns, 99) / 1000, 0), fmt(cpu, 0),
+          `${fmt(cpu / baseCpu, 2)}x`, fmt(o.ns.length / (o.wallNs / 1e9), 0), `${fmt((o.ns.length * body.bytes) / (o.wallNs / 1e9) / 2 ** 20, 0)}`];
+      });
+      sections.push(`### Body ${body.label}`, '', table(['transport', 'calls', 'p50 µs', 'p99 µs', 'CPU µs per call', 'CPU vs HTTP', 'calls/s', 'MiB/s'], rows), '');
+    } finally {
+      await Promise.all(transports.map((t) => t.close()));
+    }
+  }
+  const markdown = [
+    '## Peer-hit transport: pnet, yamux windows, HTTP keep-alive',
+    '',
+    `\`npm run bench -- p2p-transport\` · ${machineLine()} · ${load}`,
+    '',
+    `One ${REQUEST_BYTES} B request out and one body back per call, sequentially, over one long-lived connection (one`,
+    'libp2p stream, or one keep-alive socket) on 127.0.0.1, both ends in this process: CPU per call is both ends\'. The',
+    'rows run interleaved in blocks of calls, after a warm-up each. No cache protocol work here (sealing, proofs, CBOR):',
+    'that is `peer-latency` above; this is the transport under it.',
+    '',
+    ...sections,
+  ].join('\n');
+  writeSection('p2p-transport', markdown);
+  return markdown;
+}

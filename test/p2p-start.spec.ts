@@ -1,0 +1,176 @@
+import { expect } from 'chai';
+import { GitHubAPICache, type FleetStarter } from '../src/github-api-cache.js';
+import type { Fleet, FleetAnswer, FleetStats } from '../src/cache/ports.js';
+import { CacheClosedError, CacheConfigError } from '../src/errors.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
+import { CapturingSink } from '../support/recording-logger.js';
+import { removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
+
+/**
+ * Start-up with P2P on: the cache answers while its fleet's host is still starting (held back here by an
+ * injected starter), waits for it only within `p2p.startWaitMs`, and a start that fails still surfaces.
+ */
+
+const SECRET = 'start-spec-shared-secret-0123456789';
+const TOKEN = `ghp_${'s'.padEnd(36, 'T')}`;
+const ROUTE = 'GET /repos/octo/hello';
+
+/** A starter whose start completes (or fails) only when the spec says so. */
+function heldStart(): { start: FleetStarter; calls: () => number; release: (fleet: Fleet) => void; fail: (err: unknown) => void } {
+  let release!: (fleet: Fleet) => void;
+  let fail!: (err: unknown) => void;
+  const started = new Promise<Fleet>((resolve, reject) => {
+    release = resolve;
+    fail = reject;
+  });
+  let calls = 0;
+  return {
+    start: () => {
+      calls++;
+      return started;
+    },
+    calls: () => calls,
+    release,
+    fail,
+  };
+}
+
+/** A fleet that answers every ask with `answer` and counts what it is asked. */
+class StubFleet implements Fleet {
+  asked = 0;
+  stopped = 0;
+  constructor(readonly answer: () => FleetAnswer = () => ({ kind: 'self' })) {}
+  async fetch(): Promise<FleetAnswer> {
+    this.asked++;
+    return this.answer();
+  }
+  stats(): FleetStats {
+    return {
+      peerId: 'stub', listenAddrs: [], connectedPeers: 0, peers: [], requestsSent: 0, entriesReceived: 0, requestsServed: 0,
+      rejected: {}, timeouts: 0, disconnectedForAbuse: 0, boundPort: 1, portFallback: false, handoffsSent: 0, handoffEntries: 0,
+    };
+  }
+  async stop(): Promise<void> {
+    this.stopped++;
+  }
+}
+
+/** Whether `promise` has settled, checked after the turns already queued have run. */
+async function settled(promise: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  promise.then(() => (done = true), () => (done = true));
+  await new Promise((resolve) => setImmediate(resolve));
+  return done;
+}
+
+describe('start-up with P2P on (the cache answers while its fleet starts)', function () {
+  this.timeout(30_000);
+  let github: FakeGitHub;
+  const open: GitHubAPICache[] = [];
+
+  beforeEach(async () => {
+    github = await FakeGitHub.start({ tokens: { [TOKEN]: { label: 'T' } } });
+    github.setResource('/repos/octo/hello', { name: 'hello' });
+  });
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((c) => c.close()));
+    await github.close();
+    removeTmpDirs();
+  });
+
+  const make = async (start: FleetStarter, p2p: { startWaitMs?: number; listenHost?: string } = {}, logSink?: CapturingSink) => {
+    const cache = await GitHubAPICache.create({
+      persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url, ...(logSink !== undefined ? { logSink } : {}),
+      p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, ...p2p },
+    }, { startFleet: start });
+    open.push(cache);
+    return cache;
+  };
+
+  it('answers a local hit and an origin request while the start is held back; the fleet is asked once it runs', async () => {
+    const held = heldStart();
+    const cache = await make(held.start);
+    expect(held.calls()).to.equal(1);
+    expect(await settled(cache.p2pReady())).to.equal(false);
+    expect((await cache.getStats()).p2p).to.equal(undefined);
+
+    const first = await cache.request(ROUTE, {}, { token: TOKEN });
+    expect(first.source).to.equal('origin');
+    expect((await cache.request(ROUTE, {}, { token: TOKEN })).source).to.equal('memory');
+    await cache.put('k', { v: 1 });
+    expect(await cache.get('k')).to.deep.equal({ v: 1 });
+    expect(github.stats.requests).to.equal(1);
+
+    const fleet = new StubFleet();
+    held.release(fleet);
+    await cache.p2pReady();
+    expect((await cache.getStats()).p2p?.peerId).to.equal('stub');
+    await cache.request('GET /repos/octo/other', {}, { token: TOKEN }).catch(() => undefined);
+    expect(fleet.asked).to.equal(1);
+  });
+
+  it('with p2p.startWaitMs, a request that would go upstream waits for the starting fleet (a local hit does not)', async () => {
+    const held = heldStart();
+    const cache = await make(held.start, { startWaitMs: 600_000 });
+    await cache.put('k', { v: 1 });
+    expect(await cache.get('k')).to.deep.equal({ v: 1 });
+
+    const answer = cache.request(ROUTE, {}, { token: TOKEN });
+    expect(await settled(answer)).to.equal(false);
+    expect(github.stats.requests).to.equal(0);
+    const fleet = new StubFleet();
+    held.release(fleet);
+    expect((await answer).source).to.equal('origin'); // the stub said 'self': this node fetches it
+    expect(fleet.asked).to.equal(1);
+    expect(github.stats.requests).to.equal(1);
+  });
+
+  it('with p2p.startWaitMs, a request goes upstream once the bound passes while the start is still held back', async () => {
+    const held = heldStart();
+    const cache = await make(held.start, { startWaitMs: 50 });
+    expect((await cache.request(ROUTE, {}, { token: TOKEN })).source).to.equal('origin');
+    expect(await settled(cache.p2pReady())).to.equal(false);
+    const fleet = new StubFleet();
+    held.release(fleet);
+    await cache.p2pReady();
+    expect(fleet.asked).to.equal(0);
+  });
+
+  it('a start that fails surfaces: p2pReady rejects with the error, it is logged, and the cache answers without its fleet', async () => {
+    const held = heldStart();
+    const sink = new CapturingSink();
+    const cache = await make(held.start, { startWaitMs: 600_000 }, sink);
+    const waiting = cache.request(ROUTE, {}, { token: TOKEN });
+    held.fail(new CacheConfigError('p2p.listenPort', 'cannot listen on 127.0.0.1:9 for P2P: the port is in use'));
+    const err = await cache.p2pReady().then(() => undefined, (e: unknown) => e);
+    expect(err).to.be.instanceOf(CacheConfigError);
+    expect(sink.errors.join('\n')).to.include('did not start').and.include('127.0.0.1:9');
+    expect((await waiting).source).to.equal('origin');
+    expect((await cache.getStats()).p2p).to.equal(undefined);
+  });
+
+  it('a real host that cannot listen on its address rejects p2pReady with CacheConfigError, and nothing is left running', async () => {
+    const sink = new CapturingSink();
+    const cache = await GitHubAPICache.create({
+      persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url, logSink: sink,
+      p2p: { enabled: true, sharedSecret: SECRET, listenHost: '10.123.45.67', listenPort: 9177 },
+    });
+    open.push(cache);
+    const err = await cache.p2pReady().then(() => undefined, (e: unknown) => e);
+    expect(err).to.be.instanceOf(CacheConfigError);
+    expect((err as Error).message).to.include('10.123.45.67:9177');
+    expect(sink.errors.join('\n')).to.include('10.123.45.67:9177');
+    expect((await cache.request(ROUTE, {}, { token: TOKEN })).source).to.equal('origin');
+  });
+
+  it('close() during the start stops the fleet once its start completes, and p2pReady rejects with CacheClosedError', async () => {
+    const held = heldStart();
+    const cache = await make(held.start);
+    const closing = cache.close();
+    const fleet = new StubFleet();
+    held.release(fleet);
+    await closing;
+    expect(fleet.stopped).to.equal(1);
+    expect(await cache.p2pReady().then(() => undefined, (e: unknown) => e)).to.be.instanceOf(CacheClosedError);
+  });
+});
