@@ -52,6 +52,7 @@ export class GitHubAPICache implements AsyncDisposable {
   readonly #origin: GitHubOrigin;
   readonly #builder: RequestBuilder;
   readonly #reads: ReadThrough;
+  readonly #writes: WriteThrough;
   readonly #http: HttpCache;
   readonly #values: KeyValues;
   readonly #shutdown = new AbortController();
@@ -101,7 +102,8 @@ export class GitHubAPICache implements AsyncDisposable {
     this.#builder = new RequestBuilder({ githubApiUrl: options.githubApiUrl });
     const parts = { tiers: this.#tiers, origin: this.#origin, counters, recentWrites };
     this.#reads = new ReadThrough({ ...parts, vault, now: options.now, defaultTtl: options.defaultTtl, maxEntryBytes: options.maxEntryBytes, shutdown });
-    this.#http = new HttpCache({ reads: this.#reads, writes: new WriteThrough(parts), vault, origin: this.#origin, shutdown });
+    this.#writes = new WriteThrough(parts);
+    this.#http = new HttpCache({ reads: this.#reads, writes: this.#writes, vault, origin: this.#origin, shutdown });
     this.#values = new KeyValues({ tiers: this.#tiers, counters, now: options.now, ttlForKey: (key) => ttlForKey(key, options) });
   }
 
@@ -256,6 +258,7 @@ export class GitHubAPICache implements AsyncDisposable {
       host: this.#reads,
     });
     this.#reads.fleet = this.#fleet;
+    this.#writes.fleet = this.#fleet;
   }
 
   async #shutdownNow(): Promise<void> {
@@ -268,6 +271,7 @@ export class GitHubAPICache implements AsyncDisposable {
       this.#shutdown.abort(new CacheClosedError('finish the request'));
     }
     this.#reads.fleet = undefined;
+    this.#writes.fleet = undefined;
     const fleet = this.#fleet;
     this.#fleet = undefined;
     try {

@@ -8,7 +8,7 @@ import type { RequestKeyParts } from './request-key.js';
 import { Singleflight } from './singleflight.js';
 import type { MemoryItem, TieredEntries } from './tiered-entries.js';
 import type { TokenVault } from './token-vault.js';
-import type { RecentWrites } from './write-through.js';
+import { dropWritten, type RecentWrites } from './write-through.js';
 
 /**
  * ReadThrough: how one GET travels (after groupcache's Group.load). A fresh local entry answers at once;
@@ -122,6 +122,15 @@ export class ReadThrough implements FleetHost {
     if (found === undefined || this.#p.now() >= found.entry.expiresAt) return undefined;
     this.#p.counters.answered(found.tier);
     return { entry: found.entry, source: found.tier, item: found.item };
+  }
+
+  /** A peer's invalidation notice: drops what a write to `resource` made stale, in the scopes given only. */
+  invalidateFromPeer(resource: string, scopeIds: readonly string[]): number {
+    if (!this.#p.origin.isApiUrl(resource) || scopeIds.length === 0) return 0;
+    const collection = resource.slice(0, resource.lastIndexOf('/'));
+    const dropped = dropWritten(this.#p.tiers, resource, collection, new Set(scopeIds));
+    this.#p.counters.invalidations += dropped;
+    return dropped;
   }
 
   /** As the key's owner, for a peer: the fresh entry held, else the one load of this key (never asking the fleet). */

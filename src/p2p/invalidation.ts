@@ -1,0 +1,387 @@
+import type { AbortOptions, Connection, PeerId, Startable, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface';
+import { LRUCache } from 'lru-cache';
+import type { FleetHost } from '../cache/ports.js';
+import { normalizeUrl } from '../cache/request-key.js';
+import { ANONYMOUS_SCOPE } from '../cache/scope.js';
+import type { Logger } from '../log.js';
+import { decodeStrictCbor, encodeCbor } from './cbor.js';
+import { errorMessage } from './limits.js';
+import type { ProtocolCounters, RejectionKind } from './stats.js';
+
+/**
+ * Fleet-wide invalidation: the `/github-cache/invalidate/1.0.0` protocol as a libp2p service, beside the cache
+ * protocol. When a write through this node succeeds, the cache calls `invalidate(resource, scopeId)` after its
+ * own local invalidation; this service tells every peer speaking the cache protocol, and applies the notices
+ * peers send it through `FleetHost.invalidateFromPeer`.
+ *
+ * Guarantees:
+ * - Fire and forget: `invalidate` returns at once and never throws; the write's answer never waits on a peer.
+ *   Notices to one peer are batched (those of one turn, and those queued while one is on its way, leave
+ *   together), one stream at a time per peer, each stream bounded by `dialTimeoutMs`. A peer gone or silent
+ *   costs a failed or timed-out stream, nothing else; its queue is bounded (MAX_QUEUED_PER_PEER URLs, the
+ *   oldest dropped and counted in `invalidationsDropped`).
+ * - A notice names URLs (normalized, no query, no trailing slash, as local invalidation computes the written
+ *   resource) and scope ids, never a token or a cache key. A receiver drops entries of a named scope only if
+ *   the scope is `anonymous` (every member holds it: any member may invalidate anonymous entries) or the sender
+ *   proved that it holds the scope on the cache protocol (scope-claims.ts). A named scope this node holds that
+ *   the sender has not proved is refused and counted (`rejected.notice-scope`); a scope this node does not hold
+ *   is ignored (it has no entries of it to drop).
+ * - Bounded: a notice stream carries at most MAX_NOTICE_BYTES (refused from the bytes that arrived, before any
+ *   is decoded), at most MAX_URLS_PER_NOTICE URLs of at most MAX_URL_LENGTH characters, each with at most
+ *   MAX_SCOPES_PER_URL scopes. A stream that breaks these limits, is not strict canonical CBOR of this shape,
+ *   or is not finished within `dialTimeoutMs` is refused as a whole (nothing invalidated), counted
+ *   (`rejected.notice`) and a strike (strikes.ts). URLs beyond a peer's rate (a bucket of NOTICE_BURST,
+ *   refilled at NOTICE_RATE_PER_SECOND) are dropped and counted (`rejected.notice-rate`), not struck: GitHub's
+ *   own limits on writes keep an honest member far below it.
+ * - Once halted, nothing new is sent or accepted, and every stream this service holds is aborted.
+ */
+
+export const INVALIDATE_PROTOCOL = '/github-cache/invalidate/1.0.0';
+/** Largest notice stream, in bytes. */
+export const MAX_NOTICE_BYTES = 64 * 1024;
+export const MAX_URLS_PER_NOTICE = 32;
+export const MAX_URL_LENGTH = 2048;
+export const MAX_SCOPES_PER_URL = 16;
+/** URLs a peer may have this node apply at once, and per second after that. */
+export const NOTICE_BURST = 256;
+export const NOTICE_RATE_PER_SECOND = 8;
+/** URLs queued for one peer while earlier notices are on their way. */
+export const MAX_QUEUED_PER_PEER = 1024;
+/** Notice streams per connection and direction (one is used at a time per peer). */
+const MAX_STREAMS = 4;
+
+/** One written resource and the scopes whose entries of it the receiver should drop. */
+export interface Notice {
+  readonly url: string;
+  readonly scopes: readonly string[];
+}
+
+/** Where a peer stands with a scope, as the cache protocol knows it (see scope-claims.ts). */
+export type ScopeStanding = 'proved' | 'unproved' | 'not-held';
+
+/** What this service needs of the cache protocol running beside it. */
+export interface FleetLink {
+  /** Peers speaking the cache protocol (their hello arrived). */
+  peers(): PeerId[];
+  /** Whether `peerId` proved `scopeId` to this node ('not-held' when this node does not hold it). */
+  standing(peerId: string, scopeId: string): ScopeStanding;
+  /** Counts rejected data from a peer and strikes it (the cache protocol's abuse handling). */
+  reject(peerId: string, kind: RejectionKind, detail: string): void;
+}
+
+export interface InvalidationComponents {
+  registrar: {
+    handle(protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void>;
+    unhandle(protocol: string, options?: AbortOptions): Promise<void>;
+  };
+  connectionManager: {
+    openStream(peer: PeerId, protocol: string | string[], options?: AbortOptions & { maxOutboundStreams?: number }): Promise<Stream>;
+  };
+}
+
+export interface InvalidationInit {
+  readonly host: FleetHost;
+  readonly logger: Logger;
+  readonly now: () => number;
+  readonly dialTimeoutMs: number;
+  readonly counters: ProtocolCounters;
+  readonly isBanned: (peerId: string) => boolean;
+  /** The cache protocol beside this service; undefined until libp2p has built it. */
+  readonly link: () => FleetLink | undefined;
+}
+
+interface Outbox {
+  readonly peerId: PeerId;
+  /** URL → scopes to name, in arrival order. */
+  readonly pending: Map<string, Set<string>>;
+  sending: boolean;
+}
+
+export class InvalidationService implements Startable {
+  readonly [Symbol.toStringTag] = 'github-p2p-cache/invalidation';
+  readonly #components: InvalidationComponents;
+  readonly #init: InvalidationInit;
+  readonly #outboxes = new Map<string, Outbox>();
+  readonly #buckets = new LRUCache<string, { tokens: number; at: number }>({ max: 4096 });
+  readonly #streams = new Set<Stream>();
+  readonly #background = new Set<Promise<unknown>>();
+  #halted = false;
+
+  constructor(components: InvalidationComponents, init: InvalidationInit) {
+    this.#components = components;
+    this.#init = init;
+  }
+
+  async start(): Promise<void> {
+    await this.#components.registrar.handle(INVALIDATE_PROTOCOL, this.#onInboundStream, { maxInboundStreams: MAX_STREAMS, maxOutboundStreams: MAX_STREAMS });
+  }
+
+  beforeStop(): void {
+    this.halt();
+  }
+
+  async stop(): Promise<void> {
+    this.halt();
+    await this.#components.registrar.unhandle(INVALIDATE_PROTOCOL).catch((err: unknown) => this.#init.logger.debug('unhandling %s failed: %s', INVALIDATE_PROTOCOL, errorMessage(err)));
+  }
+
+  async afterStop(): Promise<void> {
+    await Promise.allSettled([...this.#background]);
+  }
+
+  /** Stops at once: nothing new is sent or accepted, open streams are aborted, queues dropped. Idempotent. */
+  halt(): void {
+    if (this.#halted) return;
+    this.#halted = true;
+    this.#outboxes.clear();
+    for (const stream of this.#streams) stream.abort(new Error('the P2P host is stopping'));
+    this.#streams.clear();
+  }
+
+  /**
+   * Tells every peer that `resource` (a normalized URL without query or trailing slash) was written with a token
+   * of `scopeId`. Returns at once; never throws.
+   */
+  invalidate(resource: string, scopeId: string): void {
+    const link = this.#init.link();
+    if (this.#halted || link === undefined || resource.length > MAX_URL_LENGTH || !isResourceUrl(resource)) return;
+    const held = this.#init.host.scopes.heldScopes();
+    for (const peerId of link.peers()) {
+      const id = peerId.toString();
+      // The write's scope, the anonymous scope, and every other scope this node holds that the peer proved it
+      // holds too (its entries of the resource are just as stale).
+      const scopes = new Set<string>([scopeId, ANONYMOUS_SCOPE]);
+      for (const scope of held) {
+        if (scopes.size >= MAX_SCOPES_PER_URL) break;
+        if (link.standing(id, scope) === 'proved') scopes.add(scope);
+      }
+      let outbox = this.#outboxes.get(id);
+      if (outbox === undefined) {
+        outbox = { peerId, pending: new Map(), sending: false };
+        this.#outboxes.set(id, outbox);
+      }
+      const queued = outbox.pending.get(resource);
+      if (queued !== undefined) {
+        for (const scope of scopes) if (queued.size < MAX_SCOPES_PER_URL) queued.add(scope);
+      } else {
+        if (outbox.pending.size >= MAX_QUEUED_PER_PEER) {
+          outbox.pending.delete(outbox.pending.keys().next().value!);
+          this.#init.counters.count('invalidationsDropped');
+        }
+        outbox.pending.set(resource, scopes);
+      }
+      if (!outbox.sending) {
+        outbox.sending = true;
+        const box = outbox;
+        // Batches the notices of this turn into one stream.
+        queueMicrotask(() => this.#track(this.#drain(id, box)));
+      }
+    }
+  }
+
+  /** Sends a peer's queued notices, a batch at a time, until none are left (or the peer fails). */
+  async #drain(id: string, outbox: Outbox): Promise<void> {
+    try {
+      while (!this.#halted && outbox.pending.size > 0) {
+        const notices: Notice[] = [];
+        for (const [url, scopes] of outbox.pending) {
+          if (notices.length >= MAX_URLS_PER_NOTICE) break;
+          notices.push({ url, scopes: [...scopes] });
+        }
+        for (const notice of notices) outbox.pending.delete(notice.url);
+        await this.#send(outbox.peerId, notices);
+      }
+    } catch (err) {
+      this.#init.logger.debug('invalidation notice to %s failed: %s', id, errorMessage(err));
+      this.#init.counters.count('invalidationsDropped');
+    } finally {
+      outbox.sending = false;
+      if (this.#outboxes.get(id) === outbox) this.#outboxes.delete(id);
+    }
+  }
+
+  async #send(peerId: PeerId, notices: Notice[]): Promise<void> {
+    const { dialTimeoutMs } = this.#init;
+    const stream = await this.#components.connectionManager.openStream(peerId, INVALIDATE_PROTOCOL, {
+      signal: AbortSignal.timeout(dialTimeoutMs), maxOutboundStreams: MAX_STREAMS,
+    });
+    if (this.#halted) {
+      stream.abort(new Error('the P2P host is stopping'));
+      return;
+    }
+    this.#hold(stream, dialTimeoutMs);
+    stream.send(encodeCbor({ notices }));
+    await stream.close({ signal: AbortSignal.timeout(dialTimeoutMs) });
+    this.#init.counters.count('invalidationsSent', notices.length);
+  }
+
+  /** Keeps a stream until it closes, aborting it if it is still open after `ms`. */
+  #hold(stream: Stream, ms: number): void {
+    this.#streams.add(stream);
+    const timer = setTimeout(() => {
+      if (stream.status === 'open') stream.abort(new Error(`the notice stream was not finished within ${ms} ms`));
+    }, ms);
+    timer.unref();
+    stream.addEventListener('close', () => {
+      clearTimeout(timer);
+      this.#streams.delete(stream);
+    }, { once: true });
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  readonly #onInboundStream = (stream: Stream, connection: Connection): void => {
+    const peerId = connection.remotePeer.toString();
+    if (this.#halted || this.#init.isBanned(peerId)) {
+      stream.abort(new Error('refused'));
+      return;
+    }
+    this.#hold(stream, this.#init.dialTimeoutMs);
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    let done = false;
+    const refuse = (detail: string): void => {
+      if (done) return;
+      done = true;
+      chunks.length = 0;
+      stream.abort(new Error(`refused notice: ${detail}`));
+      this.#refuse(peerId, 'notice', detail);
+    };
+    stream.addEventListener('message', (event) => {
+      if (done) return;
+      const data = event.data;
+      for (const chunk of data instanceof Uint8Array ? [data] : data) {
+        size += chunk.byteLength;
+        if (size > MAX_NOTICE_BYTES) return refuse(`more than ${MAX_NOTICE_BYTES} bytes`);
+        chunks.push(chunk.slice());
+      }
+    });
+    stream.addEventListener('remoteCloseWrite', () => {
+      // Data in the frame that carries the peer's FIN is delivered right after this event.
+      queueMicrotask(() => {
+        if (done) return;
+        done = true;
+        const bytes = Buffer.concat(chunks);
+        chunks.length = 0;
+        let notices: Notice[];
+        try {
+          notices = decodeNotices(bytes);
+        } catch (err) {
+          stream.abort(new Error('refused notice'));
+          this.#refuse(peerId, 'notice', errorMessage(err));
+          return;
+        }
+        void stream.close({ signal: AbortSignal.timeout(this.#init.dialTimeoutMs) }).catch(() => undefined);
+        this.#apply(peerId, notices);
+      });
+    });
+    stream.addEventListener('close', (event) => {
+      if (done) return;
+      done = true;
+      // Reset by the peer, or by the timer of #hold: a notice never finished.
+      if (event.error !== undefined && !this.#halted) this.#refuse(peerId, 'notice', `the notice stream ended unfinished (${errorMessage(event.error)})`);
+    }, { once: true });
+  };
+
+  #apply(peerId: string, notices: Notice[]): void {
+    const { host, counters } = this.#init;
+    const link = this.#init.link();
+    if (this.#halted || link === undefined) return;
+    let allowed = this.#take(peerId, notices.length);
+    for (const notice of notices) {
+      if (allowed-- <= 0) {
+        counters.countRejected('notice-rate');
+        continue;
+      }
+      const scopes: string[] = [];
+      for (const scopeId of notice.scopes) {
+        if (scopeId === ANONYMOUS_SCOPE) {
+          scopes.push(scopeId);
+          continue;
+        }
+        const standing = link.standing(peerId, scopeId);
+        if (standing === 'proved') scopes.push(scopeId);
+        else if (standing === 'unproved') counters.countRejected('notice-scope');
+      }
+      counters.count('invalidationsReceived');
+      if (scopes.length > 0) host.invalidateFromPeer(notice.url, scopes);
+    }
+  }
+
+  /** Takes up to `wanted` URLs from the peer's bucket; returns how many it may apply now. */
+  #take(peerId: string, wanted: number): number {
+    const now = this.#init.now();
+    const bucket = this.#buckets.get(peerId) ?? { tokens: NOTICE_BURST, at: now };
+    const tokens = Math.min(NOTICE_BURST, bucket.tokens + (Math.max(0, now - bucket.at) / 1000) * NOTICE_RATE_PER_SECOND);
+    const granted = Math.min(wanted, Math.floor(tokens));
+    this.#buckets.set(peerId, { tokens: tokens - granted, at: now });
+    return granted;
+  }
+
+  #refuse(peerId: string, kind: RejectionKind, detail: string): void {
+    const link = this.#init.link();
+    if (link !== undefined) link.reject(peerId, kind, detail);
+    else this.#init.counters.countRejected(kind);
+  }
+
+  #track(promise: Promise<unknown>): void {
+    const tracked = promise.catch(() => undefined).finally(() => this.#background.delete(tracked));
+    this.#background.add(tracked);
+  }
+}
+
+const SCOPE_ID = /^(anonymous|[0-9a-f]{32})$/;
+
+/**
+ * Decodes and checks a notice stream's bytes: `{ notices: [{ url, scopes }] }` in strict canonical CBOR, within
+ * the limits above, each URL an absolute http(s) URL already normalized, without query, fragment or trailing
+ * slash. Throws on anything else; never returns a partly checked value.
+ */
+export function decodeNotices(bytes: Uint8Array): Notice[] {
+  let value: unknown;
+  try {
+    value = decodeStrictCbor(bytes);
+  } catch (err) {
+    throw new Error(`not canonical CBOR (${errorMessage(err).slice(0, 120)})`);
+  }
+  if (!isMap(value) || Object.keys(value).length !== 1 || !Array.isArray(value.notices)) throw new Error('a notice must be a map with exactly notices (an array)');
+  const list = value.notices as unknown[];
+  if (list.length === 0 || list.length > MAX_URLS_PER_NOTICE) throw new Error(`notices must hold 1 to ${MAX_URLS_PER_NOTICE} items`);
+  return list.map((item, i) => {
+    if (!isMap(item) || Object.keys(item).length !== 2 || typeof item.url !== 'string' || !Array.isArray(item.scopes)) {
+      throw new Error(`notices[${i}] must have exactly url (a string) and scopes (an array)`);
+    }
+    const url = item.url;
+    if (url.length > MAX_URL_LENGTH || !isResourceUrl(url)) throw new Error(`notices[${i}].url is not a normalized resource URL`);
+    const scopes = item.scopes as unknown[];
+    if (scopes.length === 0 || scopes.length > MAX_SCOPES_PER_URL) throw new Error(`notices[${i}].scopes must hold 1 to ${MAX_SCOPES_PER_URL} items`);
+    for (const scope of scopes) if (typeof scope !== 'string' || !SCOPE_ID.test(scope)) throw new Error(`notices[${i}].scopes holds something that is not a scope id`);
+    return { url, scopes: scopes as string[] };
+  });
+}
+
+/** Whether `url` is what local invalidation computes as a written resource: normalized, no query, fragment or trailing slash. */
+function isResourceUrl(url: string): boolean {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return false;
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return false;
+  if (parsed.search !== '' || parsed.hash !== '' || url.includes('?') || url.includes('#') || url.endsWith('/')) return false;
+  try {
+    return normalizeUrl(url) === url;
+  } catch {
+    return false;
+  }
+}
+
+function isMap(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+/** The service factory, in the js-libp2p style: configuration first, components injected by createLibp2p. */
+export function invalidationService(init: InvalidationInit): (components: InvalidationComponents) => InvalidationService {
+  return (components) => new InvalidationService(components, init);
+}
