@@ -24,9 +24,9 @@ const TOKEN_B = `test_${'invalidate'.padEnd(36, 'B')}`;
 const ISSUE = '/repos/o/r/issues/1';
 const LIST = '/repos/o/r/issues';
 
-async function node(github: FakeGitHub, bootstrap: string[] = []): Promise<GitHubAPICache> {
+async function node(github: FakeGitHub, bootstrap: string[] = [], persistence: 'off' | 'required' = 'off'): Promise<GitHubAPICache> {
   return GitHubAPICache.create({
-    persistence: 'off',
+    persistence,
     cacheDir: tmpCacheDir(),
     githubApiUrl: github.url,
     p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers: bootstrap },
@@ -117,7 +117,8 @@ describe('fleet-wide invalidation (/github-cache/invalidate/1.0.0)', function ()
   });
 
   it('refuses (and counts) a notice for a scope its sender did not prove; any member may drop anonymous entries', async () => {
-    const victim = await node(github);
+    // With SQLite: a notice drops the entries from disk as well as from memory.
+    const victim = await node(github, [], 'required');
     open.push(victim);
     await victim.request(`GET ${ISSUE}`, {}, { token: TOKEN_A });
     await victim.request(`GET ${ISSUE}`, {});
