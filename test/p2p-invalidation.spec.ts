@@ -4,7 +4,7 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/cache/scope.js';
 import { encodeCbor } from '../src/p2p/cbor.js';
-import { INVALIDATE_PROTOCOL, MAX_NOTICE_BYTES } from '../src/p2p/invalidation.js';
+import { INVALIDATE_PROTOCOL, MAX_NOTICE_BYTES } from '../src/p2p/notice.js';
 import type { FleetStats } from '../src/cache/ports.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { waitFor } from '../support/wait.js';
@@ -142,7 +142,7 @@ describe('fleet-wide invalidation (/github-cache/invalidate/1.0.0)', function ()
     expect((await victim.request(`GET ${ISSUE}`, {}, { token: TOKEN_A })).source).to.equal('memory');
   });
 
-  it('strikes garbage, oversized and malformed notices and invalidates nothing', async () => {
+  it('strikes garbage, oversized, malformed and unfinished notices and invalidates nothing', async () => {
     const victim = await node(github);
     open.push(victim);
     await victim.request(`GET ${ISSUE}`, {});
@@ -164,6 +164,11 @@ describe('fleet-wide invalidation (/github-cache/invalidate/1.0.0)', function ()
     // Well-formed CBOR, but a URL with a query (not a written resource) beside a good one: the whole notice goes.
     await sendNotice(hostile, addr, encodeCbor({ notices: [{ url, scopes: [ANONYMOUS_SCOPE] }, { url: `${url}?x=1`, scopes: [ANONYMOUS_SCOPE] }] }));
     await waitFor(async () => ((await p2pOf(victim)).rejected.notice ?? 0) >= 3, 'the malformed notice refused', 15_000, 20);
+
+    // A notice begun and never finished: refused once the victim stops waiting for it (p2p.dialTimeoutMs).
+    const unfinished = await hostile.node.dialProtocol(multiaddr(addr), INVALIDATE_PROTOCOL, { signal: AbortSignal.timeout(5_000) });
+    unfinished.send(encodeCbor({ notices: [{ url, scopes: [ANONYMOUS_SCOPE] }] }));
+    await waitFor(async () => ((await p2pOf(victim)).rejected.notice ?? 0) >= 4, 'the unfinished notice refused', 15_000, 20);
 
     const stats = await p2pOf(victim);
     expect(stats.invalidationsReceived ?? 0, 'no notice applied').to.equal(0);

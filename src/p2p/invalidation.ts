@@ -1,11 +1,11 @@
 import type { AbortOptions, Connection, PeerId, Startable, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface';
 import { LRUCache } from 'lru-cache';
 import type { FleetHost } from '../cache/ports.js';
-import { normalizeUrl } from '../cache/request-key.js';
 import { ANONYMOUS_SCOPE } from '../cache/scope.js';
 import type { Logger } from '../log.js';
-import { decodeStrictCbor, encodeCbor } from './cbor.js';
+import { encodeCbor } from './cbor.js';
 import { errorMessage } from './limits.js';
+import { decodeNotices, INVALIDATE_PROTOCOL, isResourceUrl, MAX_NOTICE_BYTES, MAX_QUEUED_PER_PEER, MAX_SCOPES_PER_URL, MAX_URL_LENGTH, MAX_URLS_PER_NOTICE, NOTICE_BURST, NOTICE_RATE_PER_SECOND, type Notice } from './notice.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
 
 /**
@@ -30,31 +30,16 @@ import type { ProtocolCounters, RejectionKind } from './stats.js';
  *   is decoded), at most MAX_URLS_PER_NOTICE URLs of at most MAX_URL_LENGTH characters, each with at most
  *   MAX_SCOPES_PER_URL scopes. A stream that breaks these limits, is not strict canonical CBOR of this shape,
  *   or is not finished within `dialTimeoutMs` is refused as a whole (nothing invalidated), counted
- *   (`rejected.notice`) and a strike (strikes.ts). URLs beyond a peer's rate (a bucket of NOTICE_BURST,
+ *   (`rejected.notice`) and a strike (strikes.ts). A stream the peer resets before finishing (it is stopping)
+ *   is dropped without a strike. URLs beyond a peer's rate (a bucket of NOTICE_BURST,
  *   refilled at NOTICE_RATE_PER_SECOND) are dropped and counted (`rejected.notice-rate`), not struck: GitHub's
  *   own limits on writes keep an honest member far below it.
  * - Once halted, nothing new is sent or accepted, and every stream this service holds is aborted.
  */
 
-export const INVALIDATE_PROTOCOL = '/github-cache/invalidate/1.0.0';
-/** Largest notice stream, in bytes. */
-export const MAX_NOTICE_BYTES = 64 * 1024;
-export const MAX_URLS_PER_NOTICE = 32;
-export const MAX_URL_LENGTH = 2048;
-export const MAX_SCOPES_PER_URL = 16;
-/** URLs a peer may have this node apply at once, and per second after that. */
-export const NOTICE_BURST = 256;
-export const NOTICE_RATE_PER_SECOND = 8;
-/** URLs queued for one peer while earlier notices are on their way. */
-export const MAX_QUEUED_PER_PEER = 1024;
+export { INVALIDATE_PROTOCOL } from './notice.js';
 /** Notice streams per connection and direction (one is used at a time per peer). */
 const MAX_STREAMS = 4;
-
-/** One written resource and the scopes whose entries of it the receiver should drop. */
-export interface Notice {
-  readonly url: string;
-  readonly scopes: readonly string[];
-}
 
 /** Where a peer stands with a scope, as the cache protocol knows it (see scope-claims.ts). */
 export type ScopeStanding = 'proved' | 'unproved' | 'not-held';
@@ -181,22 +166,27 @@ export class InvalidationService implements Startable {
 
   /** Sends a peer's queued notices, a batch at a time, until none are left (or the peer fails). */
   async #drain(id: string, outbox: Outbox): Promise<void> {
+    let notices: Notice[] = [];
     try {
       while (!this.#halted && outbox.pending.size > 0) {
-        const notices: Notice[] = [];
+        notices = [];
         for (const [url, scopes] of outbox.pending) {
           if (notices.length >= MAX_URLS_PER_NOTICE) break;
           notices.push({ url, scopes: [...scopes] });
         }
         for (const notice of notices) outbox.pending.delete(notice.url);
         await this.#send(outbox.peerId, notices);
+        notices = [];
       }
     } catch (err) {
+      // The peer is gone, refuses the protocol, or did not take the stream in time: what it was sent and what
+      // still waits for it are given up (its entries expire on their own).
       this.#init.logger.debug('invalidation notice to %s failed: %s', id, errorMessage(err));
-      this.#init.counters.count('invalidationsDropped');
+      this.#init.counters.count('invalidationsDropped', notices.length + outbox.pending.size);
+      outbox.pending.clear();
     } finally {
       outbox.sending = false;
-      if (this.#outboxes.get(id) === outbox) this.#outboxes.delete(id);
+      if (this.#outboxes.get(id) === outbox && outbox.pending.size === 0) this.#outboxes.delete(id);
     }
   }
 
@@ -215,12 +205,32 @@ export class InvalidationService implements Startable {
     this.#init.counters.count('invalidationsSent', notices.length);
   }
 
-  /** Keeps a stream until it closes, aborting it if it is still open after `ms`. */
-  #hold(stream: Stream, ms: number): void {
+  /**
+   * Keeps a stream until it closes, aborting it (and calling `onTimeout`) if it is still open after `ms`. A timer
+   * that fires over half its time late (this process was stalled) waits once more, and the decision is taken
+   * after that turn's I/O: what the peer sent during a stall is read before it is judged.
+   */
+  #hold(stream: Stream, ms: number, onTimeout?: () => void): void {
     this.#streams.add(stream);
-    const timer = setTimeout(() => {
-      if (stream.status === 'open') stream.abort(new Error(`the notice stream was not finished within ${ms} ms`));
-    }, ms);
+    let due = performance.now() + ms;
+    let rearmed = false;
+    let timer: NodeJS.Timeout;
+    const fire = (): void => {
+      if (stream.status !== 'open') return;
+      if (!rearmed && performance.now() - due > ms / 2) {
+        rearmed = true;
+        due = performance.now() + ms;
+        timer = setTimeout(fire, ms);
+        timer.unref();
+        return;
+      }
+      setImmediate(() => {
+        if (stream.status !== 'open') return;
+        onTimeout?.();
+        stream.abort(new Error(`the notice stream was not finished within ${ms} ms`));
+      });
+    };
+    timer = setTimeout(fire, ms);
     timer.unref();
     stream.addEventListener('close', () => {
       clearTimeout(timer);
@@ -236,7 +246,6 @@ export class InvalidationService implements Startable {
       stream.abort(new Error('refused'));
       return;
     }
-    this.#hold(stream, this.#init.dialTimeoutMs);
     const chunks: Uint8Array[] = [];
     let size = 0;
     let done = false;
@@ -247,6 +256,8 @@ export class InvalidationService implements Startable {
       stream.abort(new Error(`refused notice: ${detail}`));
       this.#refuse(peerId, 'notice', detail);
     };
+    // A notice is a few hundred bytes: a stream held open unfinished is refused (and struck) after dialTimeoutMs.
+    this.#hold(stream, this.#init.dialTimeoutMs, () => refuse(`not finished within ${this.#init.dialTimeoutMs} ms`));
     stream.addEventListener('message', (event) => {
       if (done) return;
       const data = event.data;
@@ -275,11 +286,10 @@ export class InvalidationService implements Startable {
         this.#apply(peerId, notices);
       });
     });
-    stream.addEventListener('close', (event) => {
-      if (done) return;
+    stream.addEventListener('close', () => {
+      // Reset by the peer (stopping, or its own timer) before it finished: nothing applied, nothing struck.
       done = true;
-      // Reset by the peer, or by the timer of #hold: a notice never finished.
-      if (event.error !== undefined && !this.#halted) this.#refuse(peerId, 'notice', `the notice stream ended unfinished (${errorMessage(event.error)})`);
+      chunks.length = 0;
     }, { once: true });
   };
 
@@ -328,57 +338,6 @@ export class InvalidationService implements Startable {
     const tracked = promise.catch(() => undefined).finally(() => this.#background.delete(tracked));
     this.#background.add(tracked);
   }
-}
-
-const SCOPE_ID = /^(anonymous|[0-9a-f]{32})$/;
-
-/**
- * Decodes and checks a notice stream's bytes: `{ notices: [{ url, scopes }] }` in strict canonical CBOR, within
- * the limits above, each URL an absolute http(s) URL already normalized, without query, fragment or trailing
- * slash. Throws on anything else; never returns a partly checked value.
- */
-export function decodeNotices(bytes: Uint8Array): Notice[] {
-  let value: unknown;
-  try {
-    value = decodeStrictCbor(bytes);
-  } catch (err) {
-    throw new Error(`not canonical CBOR (${errorMessage(err).slice(0, 120)})`);
-  }
-  if (!isMap(value) || Object.keys(value).length !== 1 || !Array.isArray(value.notices)) throw new Error('a notice must be a map with exactly notices (an array)');
-  const list = value.notices as unknown[];
-  if (list.length === 0 || list.length > MAX_URLS_PER_NOTICE) throw new Error(`notices must hold 1 to ${MAX_URLS_PER_NOTICE} items`);
-  return list.map((item, i) => {
-    if (!isMap(item) || Object.keys(item).length !== 2 || typeof item.url !== 'string' || !Array.isArray(item.scopes)) {
-      throw new Error(`notices[${i}] must have exactly url (a string) and scopes (an array)`);
-    }
-    const url = item.url;
-    if (url.length > MAX_URL_LENGTH || !isResourceUrl(url)) throw new Error(`notices[${i}].url is not a normalized resource URL`);
-    const scopes = item.scopes as unknown[];
-    if (scopes.length === 0 || scopes.length > MAX_SCOPES_PER_URL) throw new Error(`notices[${i}].scopes must hold 1 to ${MAX_SCOPES_PER_URL} items`);
-    for (const scope of scopes) if (typeof scope !== 'string' || !SCOPE_ID.test(scope)) throw new Error(`notices[${i}].scopes holds something that is not a scope id`);
-    return { url, scopes: scopes as string[] };
-  });
-}
-
-/** Whether `url` is what local invalidation computes as a written resource: normalized, no query, fragment or trailing slash. */
-function isResourceUrl(url: string): boolean {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return false;
-  }
-  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return false;
-  if (parsed.search !== '' || parsed.hash !== '' || url.includes('?') || url.includes('#') || url.endsWith('/')) return false;
-  try {
-    return normalizeUrl(url) === url;
-  } catch {
-    return false;
-  }
-}
-
-function isMap(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }
 
 /** The service factory, in the js-libp2p style: configuration first, components injected by createLibp2p. */
