@@ -253,7 +253,8 @@ export class InvalidationService implements Startable {
       if (done) return;
       done = true;
       chunks.length = 0;
-      stream.abort(new Error(`refused notice: ${detail}`));
+      // Not from inside the stream's own event: the muxer is still handling the data it delivered.
+      queueMicrotask(() => stream.abort(new Error(`refused notice: ${detail}`)));
       this.#refuse(peerId, 'notice', detail);
     };
     // A notice is a few hundred bytes: a stream held open unfinished is refused (and struck) after dialTimeoutMs.
