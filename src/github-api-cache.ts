@@ -90,6 +90,7 @@ export class GitHubAPICache implements AsyncDisposable {
     const vault = new TokenVault();
     const shutdown = this.#shutdown.signal;
     const recentWrites = new RecentWrites({ githubApiUrl: options.githubApiUrl, rememberMs: options.p2p.maxEntryTtl * 1000 });
+    const peerWrites = new RecentWrites({ githubApiUrl: options.githubApiUrl, rememberMs: options.p2p.maxEntryTtl * 1000 });
     this.#tiers = new TieredEntries({ maxEntries: options.maxEntries, maxBytes: options.maxBytes, store, logger, counters });
     this.#origin = new GitHubOrigin({
       githubApiUrl: options.githubApiUrl,
@@ -101,7 +102,7 @@ export class GitHubAPICache implements AsyncDisposable {
     });
     this.#builder = new RequestBuilder({ githubApiUrl: options.githubApiUrl });
     const parts = { tiers: this.#tiers, origin: this.#origin, counters, recentWrites };
-    this.#reads = new ReadThrough({ ...parts, vault, now: options.now, defaultTtl: options.defaultTtl, maxEntryBytes: options.maxEntryBytes, shutdown });
+    this.#reads = new ReadThrough({ ...parts, peerWrites, vault, now: options.now, defaultTtl: options.defaultTtl, maxEntryBytes: options.maxEntryBytes, shutdown });
     this.#writes = new WriteThrough(parts);
     this.#http = new HttpCache({ reads: this.#reads, writes: this.#writes, vault, origin: this.#origin, shutdown });
     this.#values = new KeyValues({ tiers: this.#tiers, counters, now: options.now, ttlForKey: (key) => ttlForKey(key, options) });

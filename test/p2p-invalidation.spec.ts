@@ -3,13 +3,17 @@ import type { Stream } from '@libp2p/interface';
 import { multiaddr } from '@multiformats/multiaddr';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/cache/scope.js';
+import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
+import { formatRequestKey } from '../src/cache/request-key.js';
 import { encodeCbor } from '../src/p2p/cbor.js';
+import { sealEntry } from '../src/p2p/envelope.js';
+import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { INVALIDATE_PROTOCOL, MAX_NOTICE_BYTES } from '../src/p2p/notice.js';
 import type { FleetStats } from '../src/cache/ports.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { waitFor } from '../support/wait.js';
-import { HostilePeer } from './support/p2p-hostile.js';
-import { removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
+import { ANONYMOUS_KEY, HostilePeer } from './support/p2p-hostile.js';
+import { removeTmpDirs, SHARED_SECRET, tmpCacheDir } from './support/p2p-fixtures.js';
 
 /**
  * Fleet-wide invalidation (src/p2p/invalidation.ts): a write through one member drops the written resource, its
@@ -17,7 +21,8 @@ import { removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
  * they may not. Real caches over libp2p on loopback, one fake GitHub.
  */
 
-const SECRET = 'invalidation-spec-shared-secret-0123456789';
+// The fixtures' secret: the hostile peer's anonymous claims and entries are made with its keys.
+const SECRET = SHARED_SECRET;
 // Built at run time: nothing in the source looks like a real token.
 const TOKEN_A = `test_${'invalidate'.padEnd(36, 'A')}`;
 const TOKEN_B = `test_${'invalidate'.padEnd(36, 'B')}`;
@@ -201,5 +206,35 @@ describe('fleet-wide invalidation (/github-cache/invalidate/1.0.0)', function ()
     await waitFor(async () => ((await p2pOf(a)).invalidationsReceived ?? 0) >= 1, 'the notice to the member still there', 15_000, 20);
     const issue = await a.request(`GET ${ISSUE}`, {}, { token: TOKEN_A });
     expect((issue.data as { title: string }).title).to.equal('new');
+  });
+
+  it('does not take an entry stored before a peer\'s write from an owner that was not told of it yet', async () => {
+    const nodes = await fleet(github, 2);
+    open.push(...nodes);
+    const [a, b] = nodes as [GitHubAPICache, GitHubAPICache];
+    // An owner that has not got the notice (yet): it keeps answering the entry it stored before the write.
+    const owner = await HostilePeer.start(SECRET);
+    hostiles.push(owner);
+    await owner.connect(await addrOf(a));
+    // Its anonymous claim verified: it is asked with the key itself (not sealed, as an owner that has not proved the scope is).
+    await waitFor(async () => { const { peers } = await p2pOf(a); return peers.length === 2 && peers.every((p) => p.scopes >= 1); }, 'the owner as a protocol peer', 15_000, 20);
+    const ids = [(await p2pOf(a)).peerId, (await p2pOf(b)).peerId, owner.peerId];
+    const items = Array.from({ length: 50 }, (_, i) => ({ number: i + 1, title: 'old' }));
+    github.setCollection(LIST, items);
+    const n = items.find(({ number }) => rendezvousOwner(formatRequestKey({
+      url: `${github.url}${LIST}/${number}`, method: 'GET', scopeId: ANONYMOUS_SCOPE, accept: 'application/vnd.github+json',
+    }), ids) === owner.peerId)!.number;
+    const body = JSON.stringify({ number: n, title: 'old' });
+    const storedAt = Date.now();
+    const before: CacheEntry = { body: Buffer.from(body), digest: sha256Hex(body), storedAt, expiresAt: storedAt + 60_000, status: 200, headers: { 'content-type': 'application/json; charset=utf-8' } };
+    owner.answer = (get) => ({ type: 'entry', id: get.id, sealed: sealEntry(before, get.key, ANONYMOUS_KEY) });
+    const first = await a.request(`GET ${LIST}/${n}`, {});
+    expect(first.source).to.equal('peer');
+
+    await b.request(`PATCH ${LIST}/${n}`, { title: 'new' }, { token: TOKEN_A });
+    await waitFor(async () => ((await p2pOf(a)).invalidationsReceived ?? 0) >= 1, 'the notice', 15_000, 20);
+    const after = await a.request(`GET ${LIST}/${n}`, {});
+    expect((after.data as { title: string }).title, `the answer (${after.source})`).to.equal('new');
+    expect(owner.gets.length, 'the owner was asked again').to.equal(2);
   });
 });

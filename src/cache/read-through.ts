@@ -65,6 +65,8 @@ export interface ReadThroughParts {
   vault: TokenVault;
   counters: CacheCounters;
   recentWrites: RecentWrites;
+  /** Resources peers wrote (their notices), with when the notice arrived: an older peer entry is not taken. */
+  peerWrites: RecentWrites;
   now: () => number;
   /** Seconds fresh when neither the caller nor the response says. */
   defaultTtl: number;
@@ -129,6 +131,7 @@ export class ReadThrough implements FleetHost {
     if (!this.#p.origin.isApiUrl(resource) || scopeIds.length === 0) return 0;
     const collection = resource.slice(0, resource.lastIndexOf('/'));
     const dropped = dropWritten(this.#p.tiers, resource, collection, new Set(scopeIds));
+    this.#p.peerWrites.add(resource, collection, this.#p.now());
     this.#p.counters.invalidations += dropped;
     return dropped;
   }
@@ -187,6 +190,9 @@ export class ReadThrough implements FleetHost {
     const answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown);
     if (answer.kind !== 'entry' || now() >= answer.entry.expiresAt) return undefined;
     if (held !== undefined && answer.entry.storedAt < held.storedAt) return undefined; // never older than what we hold
+    // Nor stored before a peer's write to it that this node was told of: its owner may not have been told yet.
+    const written = this.#p.peerWrites.writtenAt(request.parts.url);
+    if (written !== undefined && answer.entry.storedAt < written) return undefined;
     tiers.write(HTTP_PREFIX + request.key, answer.entry);
     counters.answered('peer');
     return { kind: 'entry', entry: answer.entry, source: 'peer' };

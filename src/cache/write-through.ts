@@ -30,32 +30,40 @@ export interface WriteRequest {
   readonly signal: AbortSignal;
 }
 
-/** Resources this node wrote recently: the resource and everything below it, and its collection. */
+/**
+ * Resources written recently (by this node, or by a peer whose notice arrived), with when: the resource and
+ * everything below it, and its collection.
+ */
 export class RecentWrites {
-  readonly #written: LRUCache<string, true>;
+  readonly #written: LRUCache<string, number>;
   readonly #apiUrl: string;
 
   constructor(options: { githubApiUrl: string; rememberMs: number; max?: number }) {
     this.#apiUrl = options.githubApiUrl;
-    this.#written = new LRUCache<string, true>({ max: options.max ?? 10_000, ttl: options.rememberMs });
+    this.#written = new LRUCache<string, number>({ max: options.max ?? 10_000, ttl: options.rememberMs });
   }
 
-  /** Remembers a write to `resource` (a URL without query or trailing slash) under `collection`. */
-  add(resource: string, collection: string): void {
-    this.#written.set(`${resource}/*`, true);
-    this.#written.set(collection, true);
+  /** Remembers a write to `resource` (a URL without query or trailing slash) under `collection`, made at `at` (ms). */
+  add(resource: string, collection: string, at = 0): void {
+    for (const path of [`${resource}/*`, collection]) this.#written.set(path, Math.max(at, this.#written.get(path) ?? 0));
   }
 
   /** Whether `url` is a resource written recently, lies below one, or is the collection of one. */
   covers(url: string): boolean {
-    if (this.#written.size === 0) return false;
+    return this.writtenAt(url) !== undefined;
+  }
+
+  /** When the latest remembered write covering `url` was made (see covers), or undefined if none is. */
+  writtenAt(url: string): number | undefined {
+    if (this.#written.size === 0) return undefined;
     let path = url.split('?', 1)[0]!.replace(/\/+$/, '');
-    if (this.#written.has(path)) return true;
+    let latest = this.#written.get(path);
     while (path.length > this.#apiUrl.length) {
-      if (this.#written.has(`${path}/*`)) return true;
+      const below = this.#written.get(`${path}/*`);
+      if (below !== undefined) latest = Math.max(latest ?? 0, below);
       path = path.slice(0, path.lastIndexOf('/'));
     }
-    return false;
+    return latest;
   }
 }
 
