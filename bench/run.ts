@@ -6,6 +6,7 @@ import { benchCompare } from './compare/index.js';
 import { benchProxyLoad } from './compare/proxy-load.js';
 import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
+import { benchInvalidation } from './invalidation.js';
 import { benchLock } from './lock.js';
 import { benchStore } from './store.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
@@ -22,6 +23,7 @@ const benches: Record<string, () => Promise<string>> = {
   lock: benchLock,
   store: benchStore,
   'p2p-codec': benchP2pCodec,
+  invalidation: benchInvalidation,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

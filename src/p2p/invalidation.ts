@@ -158,8 +158,8 @@ export class InvalidationService implements Startable {
       if (!outbox.sending) {
         outbox.sending = true;
         const box = outbox;
-        // Batches the notices of this turn into one stream.
-        queueMicrotask(() => this.#track(this.#drain(id, box)));
+        // After this turn: the writer's caller gets its answer first, and the notices of this turn share a stream.
+        setImmediate(() => this.#track(this.#drain(id, box)));
       }
     }
   }
