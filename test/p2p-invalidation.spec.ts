@@ -61,7 +61,19 @@ async function shareScope(nodes: GitHubAPICache[], token: string): Promise<void>
   await waitFor(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length >= nodes.length - 1 && s.peers.every((p) => p.scopes >= 2)), 'scope claims', 15_000, 20);
 }
 
-/** Sends `bytes` as one notice stream to the cache at `addr` and closes its end. */
+/** A notice as it goes on the stream: its length (an unsigned varint), then its bytes. */
+function framed(bytes: Uint8Array): Uint8Array {
+  const prefix: number[] = [];
+  let n = bytes.byteLength;
+  while (n >= 128) {
+    prefix.push((n % 128) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  prefix.push(n);
+  return Buffer.concat([Buffer.from(prefix), bytes]);
+}
+
+/** Sends `bytes` on a new notice stream to the cache at `addr` and closes its end. */
 async function sendNotice(hostile: HostilePeer, addr: string, bytes: Uint8Array): Promise<void> {
   const stream: Stream = await hostile.node.dialProtocol(multiaddr(addr), INVALIDATE_PROTOCOL, { signal: AbortSignal.timeout(5_000) });
   stream.send(bytes);
@@ -134,13 +146,13 @@ describe('fleet-wide invalidation (/github-cache/invalidate/1.0.0)', function ()
     await hostile.connect(addr);
     const url = `${github.url}${ISSUE}`;
 
-    await sendNotice(hostile, addr, encodeCbor({ notices: [{ url, scopes: [scopeIdOf(TOKEN_A)] }] }));
+    await sendNotice(hostile, addr, framed(encodeCbor({ notices: [{ url, scopes: [scopeIdOf(TOKEN_A)] }] })));
     await waitFor(async () => ((await p2pOf(victim)).rejected['notice-scope'] ?? 0) >= 1, 'the refusal', 15_000, 20);
     const kept = await victim.request(`GET ${ISSUE}`, {}, { token: TOKEN_A });
     expect(kept.source, 'the entry of a scope the sender did not prove stays').to.equal('memory');
     expect((await p2pOf(victim)).disconnectedForAbuse).to.equal(0);
 
-    await sendNotice(hostile, addr, encodeCbor({ notices: [{ url, scopes: [ANONYMOUS_SCOPE] }] }));
+    await sendNotice(hostile, addr, framed(encodeCbor({ notices: [{ url, scopes: [ANONYMOUS_SCOPE] }] })));
     await waitFor(async () => ((await p2pOf(victim)).invalidationsReceived ?? 0) >= 2, 'the anonymous notice', 15_000, 20);
     const anonymous = await victim.request(`GET ${ISSUE}`, {});
     expect(anonymous.source, 'the anonymous entry was dropped').to.not.be.oneOf(['memory', 'disk']);
@@ -159,20 +171,21 @@ describe('fleet-wide invalidation (/github-cache/invalidate/1.0.0)', function ()
     await hostile.connect(addr);
     const url = `${github.url}${ISSUE}`;
 
-    await sendNotice(hostile, addr, new Uint8Array([0xff, 0x00, 0x13, 0x37]));
+    await sendNotice(hostile, addr, framed(new Uint8Array([0xff, 0x00, 0x13, 0x37])));
     await waitFor(async () => ((await p2pOf(victim)).rejected.notice ?? 0) >= 1, 'the garbage refused', 15_000, 20);
+    // Refused from its length prefix, before its bytes are held.
     const big = encodeCbor({ notices: [{ url, scopes: [ANONYMOUS_SCOPE] }] });
     const oversized = new Uint8Array(MAX_NOTICE_BYTES + 1024);
     oversized.set(big);
-    await sendNotice(hostile, addr, oversized);
+    await sendNotice(hostile, addr, framed(oversized));
     await waitFor(async () => ((await p2pOf(victim)).rejected.notice ?? 0) >= 2, 'the oversized notice refused', 15_000, 20);
     // Well-formed CBOR, but a URL with a query (not a written resource) beside a good one: the whole notice goes.
-    await sendNotice(hostile, addr, encodeCbor({ notices: [{ url, scopes: [ANONYMOUS_SCOPE] }, { url: `${url}?x=1`, scopes: [ANONYMOUS_SCOPE] }] }));
+    await sendNotice(hostile, addr, framed(encodeCbor({ notices: [{ url, scopes: [ANONYMOUS_SCOPE] }, { url: `${url}?x=1`, scopes: [ANONYMOUS_SCOPE] }] })));
     await waitFor(async () => ((await p2pOf(victim)).rejected.notice ?? 0) >= 3, 'the malformed notice refused', 15_000, 20);
 
     // A notice begun and never finished: refused once the victim stops waiting for it (p2p.dialTimeoutMs).
     const unfinished = await hostile.node.dialProtocol(multiaddr(addr), INVALIDATE_PROTOCOL, { signal: AbortSignal.timeout(5_000) });
-    unfinished.send(encodeCbor({ notices: [{ url, scopes: [ANONYMOUS_SCOPE] }] }));
+    unfinished.send(framed(encodeCbor({ notices: [{ url, scopes: [ANONYMOUS_SCOPE] }] })).subarray(0, 20));
     await waitFor(async () => ((await p2pOf(victim)).rejected.notice ?? 0) >= 4, 'the unfinished notice refused', 15_000, 20);
 
     const stats = await p2pOf(victim);

@@ -3,9 +3,9 @@ import { LRUCache } from 'lru-cache';
 import type { FleetHost } from '../cache/ports.js';
 import { ANONYMOUS_SCOPE } from '../cache/scope.js';
 import type { Logger } from '../log.js';
-import { encodeCbor } from './cbor.js';
+import { encodeCborLengthPrefixed } from './cbor.js';
 import { errorMessage } from './limits.js';
-import { decodeNotices, INVALIDATE_PROTOCOL, isResourceUrl, MAX_NOTICE_BYTES, MAX_QUEUED_PER_PEER, MAX_SCOPES_PER_URL, MAX_URL_LENGTH, MAX_URLS_PER_NOTICE, NOTICE_BURST, NOTICE_RATE_PER_SECOND, type Notice } from './notice.js';
+import { decodeNotices, INVALIDATE_PROTOCOL, isResourceUrl, MAX_NOTICE_BYTES, MAX_PREFIX_BYTES, readLengthPrefix, MAX_QUEUED_PER_PEER, MAX_SCOPES_PER_URL, MAX_URL_LENGTH, MAX_URLS_PER_NOTICE, NOTICE_BURST, NOTICE_RATE_PER_SECOND, type Notice } from './notice.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
 
 /**
@@ -15,31 +15,36 @@ import type { ProtocolCounters, RejectionKind } from './stats.js';
  * peers send it through `FleetHost.invalidateFromPeer`.
  *
  * Guarantees:
- * - Fire and forget: `invalidate` returns at once and never throws; the write's answer never waits on a peer.
- *   Notices to one peer are batched (those of one turn, and those queued while one is on its way, leave
- *   together), one stream at a time per peer, each stream bounded by `dialTimeoutMs`. A peer gone or silent
- *   costs a failed or timed-out stream, nothing else; its queue is bounded (MAX_QUEUED_PER_PEER URLs, the
- *   oldest dropped and counted in `invalidationsDropped`).
+ * - Fire and forget: `invalidate` returns at once and never throws; the write's answer never waits on a peer
+ *   (the fan-out starts after the writer's turn). One long-lived stream per peer carries its notices, each a
+ *   length-prefixed (unsigned varint) CBOR map, so a notice costs half a round trip once the stream is open.
+ *   Notices to one peer are batched (those of one turn, and those queued while its stream was opening, leave
+ *   together). A peer gone, refusing the protocol or not reading (more than MAX_UNSENT_BYTES unsent) costs a
+ *   failed stream, nothing else; its queue is bounded (MAX_QUEUED_PER_PEER URLs, the oldest dropped), and what
+ *   cannot be delivered is counted in `invalidationsDropped`.
  * - A notice names URLs (normalized, no query, no trailing slash, as local invalidation computes the written
  *   resource) and scope ids, never a token or a cache key. A receiver drops entries of a named scope only if
  *   the scope is `anonymous` (every member holds it: any member may invalidate anonymous entries) or the sender
  *   proved that it holds the scope on the cache protocol (scope-claims.ts). A named scope this node holds that
  *   the sender has not proved is refused and counted (`rejected.notice-scope`); a scope this node does not hold
  *   is ignored (it has no entries of it to drop).
- * - Bounded: a notice stream carries at most MAX_NOTICE_BYTES (refused from the bytes that arrived, before any
- *   is decoded), at most MAX_URLS_PER_NOTICE URLs of at most MAX_URL_LENGTH characters, each with at most
- *   MAX_SCOPES_PER_URL scopes. A stream that breaks these limits, is not strict canonical CBOR of this shape,
- *   or is not finished within `dialTimeoutMs` is refused as a whole (nothing invalidated), counted
- *   (`rejected.notice`) and a strike (strikes.ts). A stream the peer resets before finishing (it is stopping)
- *   is dropped without a strike. URLs beyond a peer's rate (a bucket of NOTICE_BURST,
- *   refilled at NOTICE_RATE_PER_SECOND) are dropped and counted (`rejected.notice-rate`), not struck: GitHub's
- *   own limits on writes keep an honest member far below it.
+ * - Bounded: a notice is at most MAX_NOTICE_BYTES (refused from its length prefix, before its bytes are held),
+ *   at most MAX_URLS_PER_NOTICE URLs of at most MAX_URL_LENGTH characters, each with at most MAX_SCOPES_PER_URL
+ *   scopes; at most one unfinished notice is held per stream. A notice that breaks these limits, is not strict
+ *   canonical CBOR of this shape, is left unfinished for `dialTimeoutMs` or cut short by the peer closing its
+ *   end is refused as a whole (nothing of it invalidated), counted (`rejected.notice`), a strike (strikes.ts),
+ *   and its stream is closed. A stream the peer resets (it is stopping) is dropped without a strike. URLs beyond
+ *   a peer's rate (a bucket of NOTICE_BURST, refilled at NOTICE_RATE_PER_SECOND) are dropped and counted
+ *   (`rejected.notice-rate`), not struck: GitHub's own limits on writes keep an honest member far below it.
  * - Once halted, nothing new is sent or accepted, and every stream this service holds is aborted.
  */
 
 export { INVALIDATE_PROTOCOL } from './notice.js';
-/** Notice streams per connection and direction (one is used at a time per peer). */
+/** Notice streams per connection and direction (one long-lived stream is used per peer; the rest is room for reopening). */
 const MAX_STREAMS = 4;
+/** Unsent bytes to a peer past which it is deemed not to read: its stream is closed, the notice dropped. */
+const MAX_UNSENT_BYTES = 4 * MAX_NOTICE_BYTES;
+const EMPTY = new Uint8Array(0);
 
 /** Where a peer stands with a scope, as the cache protocol knows it (see scope-claims.ts). */
 export type ScopeStanding = 'proved' | 'unproved' | 'not-held';
@@ -80,6 +85,8 @@ interface Outbox {
   /** URL → scopes to name, in arrival order. */
   readonly pending: Map<string, Set<string>>;
   sending: boolean;
+  /** The long-lived stream to the peer, once opened (reopened when it closes). */
+  stream: Stream | undefined;
 }
 
 export class InvalidationService implements Startable {
@@ -142,7 +149,7 @@ export class InvalidationService implements Startable {
       }
       let outbox = this.#outboxes.get(id);
       if (outbox === undefined) {
-        outbox = { peerId, pending: new Map(), sending: false };
+        outbox = { peerId, pending: new Map(), sending: false, stream: undefined };
         this.#outboxes.set(id, outbox);
       }
       const queued = outbox.pending.get(resource);
@@ -169,54 +176,67 @@ export class InvalidationService implements Startable {
     let notices: Notice[] = [];
     try {
       while (!this.#halted && outbox.pending.size > 0) {
+        const stream = await this.#streamTo(outbox);
         notices = [];
         for (const [url, scopes] of outbox.pending) {
           if (notices.length >= MAX_URLS_PER_NOTICE) break;
           notices.push({ url, scopes: [...scopes] });
         }
         for (const notice of notices) outbox.pending.delete(notice.url);
-        await this.#send(outbox.peerId, notices);
+        if (stream.writeStatus !== 'writable') throw new Error('the notice stream is closed');
+        // A peer that does not read its stream cannot make this node buffer without bound.
+        if (stream.writeBufferLength > MAX_UNSENT_BYTES) {
+          stream.abort(new Error('the peer is not reading its notice stream'));
+          throw new Error('the peer is not reading its notice stream');
+        }
+        stream.send(encodeCborLengthPrefixed({ notices }));
+        this.#init.counters.count('invalidationsSent', notices.length);
         notices = [];
       }
     } catch (err) {
-      // The peer is gone, refuses the protocol, or did not take the stream in time: what it was sent and what
-      // still waits for it are given up (its entries expire on their own).
+      // The peer is gone, refuses the protocol, or does not read: what it was sent and what still waits for it
+      // are given up (its entries expire on their own).
       this.#init.logger.debug('invalidation notice to %s failed: %s', id, errorMessage(err));
       this.#init.counters.count('invalidationsDropped', notices.length + outbox.pending.size);
       outbox.pending.clear();
     } finally {
       outbox.sending = false;
-      if (this.#outboxes.get(id) === outbox && outbox.pending.size === 0) this.#outboxes.delete(id);
+      if (this.#outboxes.get(id) === outbox && outbox.pending.size === 0 && outbox.stream === undefined) this.#outboxes.delete(id);
     }
   }
 
-  async #send(peerId: PeerId, notices: Notice[]): Promise<void> {
-    const { dialTimeoutMs } = this.#init;
-    const stream = await this.#components.connectionManager.openStream(peerId, INVALIDATE_PROTOCOL, {
-      signal: AbortSignal.timeout(dialTimeoutMs), maxOutboundStreams: MAX_STREAMS,
+  /** The peer's long-lived notice stream: the open one, else a new one (its protocol negotiated once). */
+  async #streamTo(outbox: Outbox): Promise<Stream> {
+    if (outbox.stream !== undefined && outbox.stream.status === 'open' && outbox.stream.writeStatus === 'writable') return outbox.stream;
+    outbox.stream = undefined;
+    const stream = await this.#components.connectionManager.openStream(outbox.peerId, INVALIDATE_PROTOCOL, {
+      signal: AbortSignal.timeout(this.#init.dialTimeoutMs), maxOutboundStreams: MAX_STREAMS,
     });
     if (this.#halted) {
       stream.abort(new Error('the P2P host is stopping'));
-      return;
+      throw new Error('the P2P host is stopping');
     }
-    this.#hold(stream, dialTimeoutMs);
-    stream.send(encodeCbor({ notices }));
-    await stream.close({ signal: AbortSignal.timeout(dialTimeoutMs) });
-    this.#init.counters.count('invalidationsSent', notices.length);
+    this.#streams.add(stream);
+    outbox.stream = stream;
+    stream.addEventListener('close', () => {
+      this.#streams.delete(stream);
+      if (outbox.stream === stream) outbox.stream = undefined;
+    }, { once: true });
+    // The peer sends nothing on it: anything it sends is dropped unread.
+    return stream;
   }
 
   /**
-   * Keeps a stream until it closes, aborting it (and calling `onTimeout`) if it is still open after `ms`. A timer
-   * that fires over half its time late (this process was stalled) waits once more, and the decision is taken
-   * after that turn's I/O: what the peer sent during a stall is read before it is judged.
+   * Calls `onTimeout` if `pending()` still holds after `ms`. A timer that fires over half its time late (this
+   * process was stalled) waits once more, and the decision is taken after that turn's I/O: what the peer sent
+   * during a stall is read before it is judged. Returns a cancel function.
    */
-  #hold(stream: Stream, ms: number, onTimeout?: () => void): void {
-    this.#streams.add(stream);
+  #deadline(ms: number, pending: () => boolean, onTimeout: () => void): () => void {
     let due = performance.now() + ms;
     let rearmed = false;
     let timer: NodeJS.Timeout;
     const fire = (): void => {
-      if (stream.status !== 'open') return;
+      if (!pending()) return;
       if (!rearmed && performance.now() - due > ms / 2) {
         rearmed = true;
         due = performance.now() + ms;
@@ -225,17 +245,12 @@ export class InvalidationService implements Startable {
         return;
       }
       setImmediate(() => {
-        if (stream.status !== 'open') return;
-        onTimeout?.();
-        stream.abort(new Error(`the notice stream was not finished within ${ms} ms`));
+        if (pending()) onTimeout();
       });
     };
     timer = setTimeout(fire, ms);
     timer.unref();
-    stream.addEventListener('close', () => {
-      clearTimeout(timer);
-      this.#streams.delete(stream);
-    }, { once: true });
+    return () => clearTimeout(timer);
   }
 
   // ---------------------------------------------------------------- receiving
@@ -246,51 +261,78 @@ export class InvalidationService implements Startable {
       stream.abort(new Error('refused'));
       return;
     }
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    let done = false;
+    this.#streams.add(stream);
+    /** The start of a notice whose bytes have not all arrived (its length prefix included). */
+    let partial: Uint8Array = EMPTY;
+    let cancelDeadline: (() => void) | undefined;
+    let ended = false;
+    const end = (): void => {
+      ended = true;
+      partial = EMPTY;
+      cancelDeadline?.();
+      cancelDeadline = undefined;
+    };
     const refuse = (detail: string): void => {
-      if (done) return;
-      done = true;
-      chunks.length = 0;
+      if (ended) return;
+      end();
       // Not from inside the stream's own event: the muxer is still handling the data it delivered.
       queueMicrotask(() => stream.abort(new Error(`refused notice: ${detail}`)));
       this.#refuse(peerId, 'notice', detail);
     };
-    // A notice is a few hundred bytes: a stream held open unfinished is refused (and struck) after dialTimeoutMs.
-    this.#hold(stream, this.#init.dialTimeoutMs, () => refuse(`not finished within ${this.#init.dialTimeoutMs} ms`));
+    const receive = (chunk: Uint8Array): void => {
+      let data = partial.byteLength === 0 ? chunk : Buffer.concat([partial, chunk]);
+      partial = EMPTY;
+      while (!ended && data.byteLength > 0) {
+        const prefix = readLengthPrefix(data);
+        if (prefix === 'bad') return refuse(`a length prefix longer than ${MAX_PREFIX_BYTES} bytes`);
+        if (prefix === undefined) break;
+        if (prefix.length > MAX_NOTICE_BYTES) return refuse(`a notice of ${prefix.length} bytes announced, above ${MAX_NOTICE_BYTES}`);
+        const frameEnd = prefix.bytes + prefix.length;
+        if (data.byteLength < frameEnd) break;
+        let notices: Notice[];
+        try {
+          notices = decodeNotices(data.subarray(prefix.bytes, frameEnd));
+        } catch (err) {
+          return refuse(errorMessage(err));
+        }
+        this.#apply(peerId, notices);
+        data = data.subarray(frameEnd);
+      }
+      if (ended) return;
+      // Copied: a held tail must not pin the whole chunk.
+      partial = data.byteLength === 0 ? EMPTY : data.slice();
+      if (partial.byteLength === 0) {
+        cancelDeadline?.();
+        cancelDeadline = undefined;
+      } else {
+        // A notice is a few hundred bytes: one left unfinished is refused (and struck) after dialTimeoutMs.
+        cancelDeadline ??= this.#deadline(this.#init.dialTimeoutMs, () => !ended && partial.byteLength > 0,
+          () => refuse(`a notice not finished within ${this.#init.dialTimeoutMs} ms`));
+      }
+    };
     stream.addEventListener('message', (event) => {
-      if (done) return;
+      if (ended) return;
       const data = event.data;
-      for (const chunk of data instanceof Uint8Array ? [data] : data) {
-        size += chunk.byteLength;
-        if (size > MAX_NOTICE_BYTES) return refuse(`more than ${MAX_NOTICE_BYTES} bytes`);
-        chunks.push(chunk.slice());
+      try {
+        for (const chunk of data instanceof Uint8Array ? [data] : data) if (!ended) receive(chunk);
+      } catch (err) {
+        refuse(errorMessage(err));
       }
     });
     stream.addEventListener('remoteCloseWrite', () => {
       // Data in the frame that carries the peer's FIN is delivered right after this event.
       queueMicrotask(() => {
-        if (done) return;
-        done = true;
-        const bytes = Buffer.concat(chunks);
-        chunks.length = 0;
-        let notices: Notice[];
-        try {
-          notices = decodeNotices(bytes);
-        } catch (err) {
-          stream.abort(new Error('refused notice'));
-          this.#refuse(peerId, 'notice', errorMessage(err));
-          return;
-        }
+        if (ended) return;
+        // An honest peer closes its end only between notices.
+        if (partial.byteLength > 0) return refuse('the peer closed its end in the middle of a notice');
+        end();
         void stream.close({ signal: AbortSignal.timeout(this.#init.dialTimeoutMs) }).catch(() => undefined);
-        this.#apply(peerId, notices);
       });
     });
     stream.addEventListener('close', () => {
-      // Reset by the peer (stopping, or its own timer) before it finished: nothing applied, nothing struck.
-      done = true;
-      chunks.length = 0;
+      // Reset by the peer (stopping) or closed: a notice left unfinished is dropped, not struck.
+      end();
+      this.#streams.delete(stream);
     }, { once: true });
   };
 

@@ -4,8 +4,8 @@ import { decodeStrictCbor } from './cbor.js';
 import { errorMessage } from './limits.js';
 
 /**
- * The notice of `/github-cache/invalidate/1.0.0` (invalidation.ts): what one stream carries, its limits, and its
- * strict decoder.
+ * The notice of `/github-cache/invalidate/1.0.0` (invalidation.ts): one length-prefixed CBOR map on a peer's
+ * notice stream, its limits, and its strict decoder.
  *
  * Guarantee: `decodeNotices` returns well-typed notices or throws, whatever the bytes: not strict canonical CBOR,
  * another shape, an extra or missing field, a field above its limit, a URL that is not a normalized written
@@ -15,7 +15,7 @@ import { errorMessage } from './limits.js';
  */
 
 export const INVALIDATE_PROTOCOL = '/github-cache/invalidate/1.0.0';
-/** Largest notice stream, in bytes. */
+/** Largest notice, in bytes (after its length prefix). */
 export const MAX_NOTICE_BYTES = 64 * 1024;
 export const MAX_URLS_PER_NOTICE = 32;
 export const MAX_URL_LENGTH = 2048;
@@ -23,8 +23,25 @@ export const MAX_SCOPES_PER_URL = 16;
 /** URLs a peer may have this node apply at once, and per second after that. */
 export const NOTICE_BURST = 256;
 export const NOTICE_RATE_PER_SECOND = 8;
-/** URLs queued for one peer while earlier notices are on their way. */
+/** URLs queued for one peer while its stream opens. */
 export const MAX_QUEUED_PER_PEER = 1024;
+
+/** Bytes of a length prefix (an unsigned varint) of any notice up to MAX_NOTICE_BYTES. */
+export const MAX_PREFIX_BYTES = 3;
+
+/** The length prefix at the start of `data`: its value and size; undefined if incomplete; 'bad' if longer than MAX_PREFIX_BYTES. */
+export function readLengthPrefix(data: Uint8Array): { length: number; bytes: number } | undefined | 'bad' {
+  let length = 0;
+  let scale = 1;
+  for (let at = 0; at < data.byteLength; at++) {
+    if (at >= MAX_PREFIX_BYTES) return 'bad';
+    const byte = data[at]!;
+    length += (byte & 0x7f) * scale;
+    if ((byte & 0x80) === 0) return { length, bytes: at + 1 };
+    scale *= 128;
+  }
+  return data.byteLength >= MAX_PREFIX_BYTES ? 'bad' : undefined;
+}
 
 /** One written resource and the scopes whose entries of it the receiver should drop. */
 export interface Notice {
@@ -35,14 +52,14 @@ export interface Notice {
 /** A notice from a peer is not a valid notice of this protocol. Nothing in it was used. */
 export class NoticeFormatError extends CacheError {
   constructor(detail: string) {
-    super('ERR_P2P_NOTICE_FORMAT', `Invalid ${INVALIDATE_PROTOCOL} notice from a peer: ${detail}. Nothing was invalidated; the stream is closed.`);
+    super('ERR_P2P_NOTICE_FORMAT', `Invalid ${INVALIDATE_PROTOCOL} notice from a peer: ${detail}. Nothing of it was invalidated; the stream is closed.`);
   }
 }
 
 const SCOPE_ID = /^(anonymous|[0-9a-f]{32})$/;
 
 /**
- * Decodes and checks a notice stream's bytes: `{ notices: [{ url, scopes }] }` in strict canonical CBOR, within
+ * Decodes and checks one notice (the bytes after its length prefix): `{ notices: [{ url, scopes }] }` in strict canonical CBOR, within
  * the limits above, each URL an absolute http(s) URL already normalized, without query, fragment or trailing
  * slash. Throws NoticeFormatError on anything else; never returns a partly checked value.
  */
