@@ -32,6 +32,7 @@ function backend(store: Map<string, CacheEntry>): FleetHost {
   return {
     heldEntry: (key) => store.get(key),
     serveAsOwner: async (key) => store.get(key),
+    invalidateFromPeer: () => 0,
     scopes: { entryKey: () => undefined, heldScopes: () => [ANONYMOUS_SCOPE], onScopeAdded: () => () => {} },
   };
 }

@@ -8,6 +8,7 @@ import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
 import { benchJoin } from './join.js';
 import { benchLargeEntries } from './large-entries.js';
+import { benchInvalidation } from './invalidation.js';
 import { benchLock } from './lock.js';
 import { benchStore } from './store.js';
 import { benchFleetSize } from './fleet.js';
@@ -36,6 +37,7 @@ const benches: Record<string, () => Promise<string>> = {
   'peer-throughput': benchPeerThroughput,
   startup: benchStartup,
   'p2p-transport': benchP2pTransport,
+  invalidation: benchInvalidation,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

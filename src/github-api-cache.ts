@@ -54,6 +54,7 @@ export class GitHubAPICache implements AsyncDisposable {
   readonly #origin: GitHubOrigin;
   readonly #builder: RequestBuilder;
   readonly #reads: ReadThrough;
+  readonly #writes: WriteThrough;
   readonly #http: HttpCache;
   readonly #values: KeyValues;
   readonly #shutdown = new AbortController();
@@ -88,6 +89,7 @@ export class GitHubAPICache implements AsyncDisposable {
     const vault = new TokenVault();
     const shutdown = this.#shutdown.signal;
     const recentWrites = new RecentWrites({ githubApiUrl: options.githubApiUrl, rememberMs: options.p2p.maxEntryTtl * 1000 });
+    const peerWrites = new RecentWrites({ githubApiUrl: options.githubApiUrl, rememberMs: options.p2p.maxEntryTtl * 1000 });
     this.#tiers = new TieredEntries({ maxEntries: options.maxEntries, maxBytes: options.maxBytes, store, logger, counters });
     this.#origin = new GitHubOrigin({
       githubApiUrl: options.githubApiUrl,
@@ -99,8 +101,9 @@ export class GitHubAPICache implements AsyncDisposable {
     });
     this.#builder = new RequestBuilder({ githubApiUrl: options.githubApiUrl });
     const parts = { tiers: this.#tiers, origin: this.#origin, counters, recentWrites };
-    this.#reads = new ReadThrough({ ...parts, vault, now: options.now, defaultTtl: options.defaultTtl, maxEntryBytes: options.maxEntryBytes, shutdown });
-    this.#http = new HttpCache({ reads: this.#reads, writes: new WriteThrough(parts), vault, origin: this.#origin, shutdown });
+    this.#reads = new ReadThrough({ ...parts, peerWrites, vault, now: options.now, defaultTtl: options.defaultTtl, maxEntryBytes: options.maxEntryBytes, shutdown });
+    this.#writes = new WriteThrough(parts);
+    this.#http = new HttpCache({ reads: this.#reads, writes: this.#writes, vault, origin: this.#origin, shutdown });
     this.#values = new KeyValues({ tiers: this.#tiers, counters, now: options.now, ttlForKey: (key) => ttlForKey(key, options) });
   }
 
@@ -266,6 +269,7 @@ export class GitHubAPICache implements AsyncDisposable {
       }
       this.#fleet = fleet;
       this.#reads.fleet = fleet;
+      this.#writes.fleet = fleet;
     })();
     this.#fleetStart = start;
     start.catch((err: unknown) => {
@@ -295,6 +299,7 @@ export class GitHubAPICache implements AsyncDisposable {
       this.#shutdown.abort(new CacheClosedError('finish the request'));
     }
     this.#reads.fleet = undefined;
+    this.#writes.fleet = undefined;
     // A start still under way is stopped when it completes (#beginFleet); close() waits for that, up to
     // closeTimeoutMs (libp2p's own start is bounded too; a start still running after that is stopped when it ends).
     if (this.#fleetStart !== undefined && !(await settlesWithin(this.#fleetStart, this.options.closeTimeoutMs))) {

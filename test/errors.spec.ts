@@ -15,6 +15,7 @@ import {
 import { PeerEntryRejected } from '../src/p2p/envelope.js';
 import { PeerNetworkStartError } from '../src/p2p/peer-network.js';
 import { WireFormatError } from '../src/p2p/wire.js';
+import { NoticeFormatError } from '../src/p2p/notice.js';
 import { ProxyListenError } from '../src/proxy/proxy-server.js';
 import { StoreError } from '../src/store/sqlite-store.js';
 
@@ -55,6 +56,7 @@ const ERROR_CLASSES: Array<{ type: abstract new (...args: never[]) => Error; cod
   { type: ProxyListenError, code: 'ERR_PROXY_LISTEN', make: (leak) => new ProxyListenError('127.0.0.1', 8787, new Error(`listen failed ${leak}`)) },
   { type: PeerNetworkStartError, code: 'ERR_P2P_START', make: (leak) => new PeerNetworkStartError(`bad key ${leak}`) },
   { type: WireFormatError, code: 'ERR_P2P_WIRE_FORMAT', make: (leak) => new WireFormatError(`field ${leak}`) },
+  { type: NoticeFormatError, code: 'ERR_P2P_NOTICE_FORMAT', make: (leak) => new NoticeFormatError(`url ${leak}`) },
   { type: PeerEntryRejected, code: 'ERR_PEER_ENTRY_REJECTED', make: (leak) => new PeerEntryRejected('key', `key ${leak} does not match`) },
 ];
 

@@ -301,6 +301,7 @@ describe('cache.request (GitHub REST through the cache)', () => {
     const reads = new ReadThrough({
       tiers, origin, vault, counters, now: clock.now, defaultTtl: 60, maxEntryBytes: 10 * 1024 * 1024, shutdown: new AbortController().signal,
       recentWrites: new RecentWrites({ githubApiUrl: github.url, rememberMs: 60_000 }),
+      peerWrites: new RecentWrites({ githubApiUrl: github.url, rememberMs: 60_000 }),
     });
     const serve = (url: string) => {
       const parts = { url, method: 'GET' as const, scopeId: scopeIdOf(TOKEN_A), accept: 'application/vnd.github+json' };

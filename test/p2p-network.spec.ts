@@ -94,7 +94,7 @@ describe('PeerNetwork', function () {
       expect(await a!.network.fetch(key, ANONYMOUS_SCOPE)).to.deep.equal({ kind: 'self' });
     });
 
-    it('fall back at once when the owner stops mid-run: askers get \'unavailable\' (not a timeout) and every request is answered', async () => {
+    it('move on at once when the owner stops mid-run: askers ask the new owner (no timeout) and every request is answered', async () => {
       const upstream = new UpstreamCounter();
       // requestTimeoutMs is far above this spec's timeout: only a prompt failure lets it pass.
       const fleet = await startFleet(3, upstream, { p2p: { requestTimeoutMs: 120_000 } });
@@ -114,7 +114,8 @@ describe('PeerNetwork', function () {
       await waitFor(() => held === ownedByC.length * 2, 'the owner to hold every request');
       await c.network.stop();
       const answers = await Promise.all(asks);
-      for (const answer of answers) expect(answer).to.deep.equal({ kind: 'unavailable', reason: 'owner disconnected' });
+      // Each ask goes on to the key's new owner among the two left: an entry from the other one, or 'self'.
+      for (const answer of answers) expect(answer.kind).to.be.oneOf(['entry', 'self']);
       expect(a.network.stats().timeouts + b.network.stats().timeouts).to.equal(0);
 
       // Ownership moves to the remaining nodes; every key is answered, each fetched upstream once.

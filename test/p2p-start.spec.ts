@@ -48,8 +48,10 @@ class StubFleet implements Fleet {
     return {
       peerId: 'stub', listenAddrs: [], connectedPeers: 0, peers: [], requestsSent: 0, entriesReceived: 0, requestsServed: 0,
       rejected: {}, timeouts: 0, disconnectedForAbuse: 0, boundPort: 1, portFallback: false, handoffsSent: 0, handoffEntries: 0,
+      invalidationsSent: 0, invalidationsReceived: 0, invalidationsDropped: 0,
     };
   }
+  invalidate(): void {}
   async stop(): Promise<void> {
     this.stopped++;
   }

@@ -49,6 +49,9 @@ class ThrowingStore implements EntryStore {
   deleteByPrefix(): number {
     return this.#call('deleteByPrefix', 0);
   }
+  keysWithPrefix(): string[] {
+    return this.#call('keysWithPrefix', []);
+  }
   clear(): void {
     this.#call('clear', undefined);
   }
@@ -64,7 +67,7 @@ class ThrowingStore implements EntryStore {
 }
 
 const ALL_METHODS: readonly StoreMethod[] = [
-  'get', 'touch', 'set', 'refresh', 'delete', 'deleteByPrefix', 'clear', 'count', 'bytes', 'close',
+  'get', 'touch', 'set', 'refresh', 'delete', 'deleteByPrefix', 'keysWithPrefix', 'clear', 'count', 'bytes', 'close',
 ];
 
 describe('TieredEntries', () => {

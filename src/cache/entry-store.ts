@@ -44,6 +44,8 @@ export interface EntryStore {
   delete(key: string): boolean;
   /** Removes every entry whose key starts with `prefix` (any characters, no wildcards). Returns how many. */
   deleteByPrefix(prefix: string): number;
+  /** Every key starting with `prefix`, pending writes included (a scoped invalidation picks among them). */
+  keysWithPrefix(prefix: string): string[];
   /** Removes every entry. */
   clear(): void;
   /** Number of entries, pending writes included. */

@@ -104,10 +104,21 @@ export interface FleetStats {
   handoffsSent: number;
   /** Verified entries those hand-off asks brought (also counted in entriesReceived): upstream requests saved. */
   handoffEntries: number;
-  /** Rejected data by reason: envelope reasons ('decrypt', 'schema', 'digest', 'key', 'future', 'ttl') and 'frame', 'oversize', 'proof', 'request', 'protocol', 'truncated', 'withheld'. */
+  /**
+   * Rejected data by reason: envelope reasons ('decrypt', 'schema', 'digest', 'key', 'future', 'ttl') and 'frame',
+   * 'oversize', 'proof', 'request', 'protocol', 'truncated', 'withheld'; invalidation notices: 'notice' (malformed,
+   * oversized or unfinished: a strike), 'notice-scope' (a scope the sender did not prove), 'notice-rate' (over the
+   * sender's rate).
+   */
   rejected: Record<string, number>;
   /** Requests whose owner did not answer within requestTimeoutMs. */
   timeouts: number;
+  /** Invalidation notices (one per written URL and peer) handed to peers. */
+  invalidationsSent: number;
+  /** Invalidation notices from peers that were applied (within their sender's rate; scopes checked). */
+  invalidationsReceived: number;
+  /** Invalidation notices not delivered: the peer failed or was gone, or its queue was full. */
+  invalidationsDropped: number;
   /** Peers disconnected because they kept sending bad data. */
   disconnectedForAbuse: number;
   /** The TCP port actually bound. */
@@ -127,6 +138,12 @@ export interface Fleet {
    * previous holder, if ownership moved recently, and never forwards the ask ('entry', else 'self').
    */
   fetch(key: string, scopeId: string, signal?: AbortSignal, options?: { readonly asOwner?: boolean }): Promise<FleetAnswer>;
+  /**
+   * After a write this node made with a token of `scopeId` succeeded (and its own entries were dropped): tells
+   * every peer to drop its entries of `resource` (a normalized URL without query or trailing slash), what lies
+   * below it and its collection, in the scopes it may. Fire and forget: returns at once, never throws.
+   */
+  invalidate(resource: string, scopeId: string): void;
   stats(): FleetStats;
   /** Idempotent; once it resolves the port is released and no timer or socket is left. */
   stop(): Promise<void>;
@@ -155,6 +172,12 @@ export interface FleetHost {
   serveAsOwner(key: string, signal: AbortSignal, parts: RequestKeyParts): Promise<CacheEntry | undefined>;
   /** serveAsOwner's first step alone, synchronously: the fresh entry held now, else undefined (nothing counted). */
   heldEntry(key: string, parts: RequestKeyParts): CacheEntry | undefined;
+  /**
+   * A peer's invalidation notice: drops the entries of `resource` (a normalized URL without query or trailing
+   * slash), below it and of its collection, of the given scopes only (the fleet checked that the peer may name
+   * them), as a local write to it would. Ignores a URL not under the GitHub API. Returns how many entries went.
+   */
+  invalidateFromPeer(resource: string, scopeIds: readonly string[]): number;
   readonly scopes: ScopeKeys;
 }
 

@@ -8,7 +8,7 @@ import type { RequestKeyParts } from './request-key.js';
 import { Singleflight } from './singleflight.js';
 import type { MemoryItem, TieredEntries } from './tiered-entries.js';
 import type { TokenVault } from './token-vault.js';
-import type { RecentWrites } from './write-through.js';
+import { dropWritten, type RecentWrites } from './write-through.js';
 
 /**
  * ReadThrough: how one GET travels (after groupcache's Group.load). A fresh local entry answers at once;
@@ -67,6 +67,8 @@ export interface ReadThroughParts {
   vault: TokenVault;
   counters: CacheCounters;
   recentWrites: RecentWrites;
+  /** Resources peers wrote (their notices), with when the notice arrived: an older peer entry is not taken. */
+  peerWrites: RecentWrites;
   now: () => number;
   /** Seconds fresh when neither the caller nor the response says. */
   defaultTtl: number;
@@ -136,6 +138,16 @@ export class ReadThrough implements FleetHost {
     return { entry: found.entry, source: found.tier, item: found.item };
   }
 
+  /** A peer's invalidation notice: drops what a write to `resource` made stale, in the scopes given only. */
+  invalidateFromPeer(resource: string, scopeIds: readonly string[]): number {
+    if (!this.#p.origin.isApiUrl(resource) || scopeIds.length === 0) return 0;
+    const collection = resource.slice(0, resource.lastIndexOf('/'));
+    const dropped = dropWritten(this.#p.tiers, resource, collection, new Set(scopeIds));
+    this.#p.peerWrites.add(resource, collection, this.#p.now());
+    this.#p.counters.invalidations += dropped;
+    return dropped;
+  }
+
   /**
    * As the key's owner, for a peer: the fresh entry held, else the one load of this key, which asks the fleet
    * only for a hand-off (the key's previous holder, right after the member set changed; never forwarded).
@@ -198,6 +210,9 @@ export class ReadThrough implements FleetHost {
     const answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown, asOwner ? { asOwner } : undefined);
     if (answer.kind !== 'entry' || now() >= answer.entry.expiresAt) return undefined;
     if (held !== undefined && answer.entry.storedAt < held.storedAt) return undefined; // never older than what we hold
+    // Nor stored before a peer's write to it that this node was told of: its owner may not have been told yet.
+    const written = this.#p.peerWrites.writtenAt(request.parts.url);
+    if (written !== undefined && answer.entry.storedAt < written) return undefined;
     // A peer's entry is kept under this node's own size limit (the owner's may be larger); it answers either way.
     if (answer.entry.body.byteLength <= this.#p.maxEntryBytes) tiers.write(HTTP_PREFIX + request.key, answer.entry);
     counters.answered('peer');

@@ -222,6 +222,25 @@ export class TieredEntries {
     return memoryKeys.length + onDiskOnly;
   }
 
+  /**
+   * Deletes, from both tiers, every key starting with `prefix` that `matches` accepts; returns how many distinct
+   * keys went. Costs a scan of the prefix's keys (memory, then the store's key index).
+   */
+  deleteByPrefixWhere(prefix: string, matches: (key: string) => boolean): number {
+    const keys = new Set<string>();
+    for (const key of this.#memory.keys()) if (key.startsWith(prefix) && matches(key)) keys.add(key);
+    if (this.#store !== undefined) {
+      try {
+        for (const key of this.#store.keysWithPrefix(prefix)) if (matches(key)) keys.add(key);
+      } catch (err) {
+        this.#persistenceFailed('delete', err);
+      }
+    }
+    let dropped = 0;
+    for (const key of keys) if (this.delete(key)) dropped++;
+    return dropped;
+  }
+
   clear(): void {
     this.#memory.clear();
     this.#memoryOnly.clear();

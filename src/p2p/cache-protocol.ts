@@ -193,6 +193,26 @@ export class CacheProtocol implements Startable {
     }
   }
 
+  /** Peers speaking the protocol (their hello arrived on this node's stream to them): the invalidation fan-out. */
+  protocolPeers(): PeerId[] {
+    const peers: PeerId[] = [];
+    for (const session of this.#sessions.values()) if (session.client?.remoteChallenge !== undefined) peers.push(session.peerId);
+    return peers;
+  }
+
+  /** Whether `peerId` proved `scopeId` to this node; 'not-held' when this node does not hold the scope (it cannot check). */
+  scopeStanding(peerId: string, scopeId: string): 'proved' | 'unproved' | 'not-held' {
+    if (this.#claims.keysOf(scopeId) === undefined) return 'not-held';
+    const session = this.#sessions.get(peerId);
+    const client = session?.client;
+    return session !== undefined && client !== undefined && this.#claims.proved(session, client, scopeId) ? 'proved' : 'unproved';
+  }
+
+  /** Counts rejected data from a peer and strikes it (used by services beside this one: invalidation.ts). */
+  rejectFrom(peerId: string, kind: RejectionKind, detail: string): void {
+    this.#reject(peerId, kind, detail);
+  }
+
   /** Peers speaking the protocol, with the count of scopes they proved that this node holds too. */
   peers(): Array<{ id: string; scopes: number }> {
     const peers: Array<{ id: string; scopes: number }> = [];

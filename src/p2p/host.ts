@@ -16,12 +16,14 @@ import type { CacheProtocol, CacheProtocolComponents } from './cache-protocol.js
 import { swarmKeyOf } from './fleet-keys.js';
 import { acquirePeerIdentity, type PeerIdentity } from './identity.js';
 import { hostOf, InboundGate } from './inbound-gate.js';
+import type { InvalidationComponents, InvalidationService } from './invalidation.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
 import { keepOneConnectionPerPeer } from './one-connection.js';
 
 /**
  * The fleet's libp2p host: assembly (private network, TCP, noise, yamux, connection gater, persistent identity,
- * bootstrap, optional mDNS), start with port fallback, stop. The cache protocol runs in it as a service.
+ * bootstrap, optional mDNS), start with port fallback, stop. The cache protocol runs in it as a service, and the
+ * invalidation protocol (invalidation.ts) as another beside it.
  *
  * Guarantees:
  * - Starting completes or fails with `PeerNetworkStartError` within `startTimeoutMs`; on failure nothing is left
@@ -65,9 +67,11 @@ export interface HostInit {
   readonly banned: (peerId: string) => boolean;
   /** The cache protocol's service factory (cache-protocol.ts). */
   readonly protocol: (components: CacheProtocolComponents) => CacheProtocol;
+  /** The invalidation service's factory (invalidation.ts), registered beside the cache protocol. */
+  readonly invalidation: (components: InvalidationComponents) => InvalidationService;
 }
 
-type HostServices = { identify: Identify; ping: Ping; cache: CacheProtocol };
+type HostServices = { identify: Identify; ping: Ping; cache: CacheProtocol; invalidation: InvalidationService };
 type PeerDiscoveryFactory = NonNullable<Parameters<typeof createLibp2p>[0]>['peerDiscovery'] extends Array<infer F> | undefined ? F : never;
 
 export class Libp2pHost {
@@ -172,6 +176,11 @@ export class Libp2pHost {
   /** The cache protocol service running in this host. */
   get protocol(): CacheProtocol {
     return this.#node.services.cache;
+  }
+
+  /** The invalidation service running beside it. */
+  get invalidation(): InvalidationService {
+    return this.#node.services.invalidation;
   }
 
   get peerId(): string {
@@ -345,7 +354,7 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
       allow: known.map((host) => (net.isIPv6(host) ? `/ip6/${host}` : `/ip4/${host}`)),
     },
     peerDiscovery,
-    services: { identify: identify(), ping: ping(), cache: init.protocol },
+    services: { identify: identify(), ping: ping(), cache: init.protocol, invalidation: init.invalidation },
   });
 }
 

@@ -4,6 +4,7 @@ import { createLogger, type Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
 import { cacheProtocol, type CacheProtocol } from './cache-protocol.js';
 import { Libp2pHost } from './host.js';
+import { invalidationService, type InvalidationService } from './invalidation.js';
 import { resolveLimits, type PeerNetworkLimits } from './limits.js';
 import { ProtocolCounters } from './stats.js';
 import { StrikeBook } from './strikes.js';
@@ -54,12 +55,14 @@ export interface PeerNetworkStartOptions {
 export class PeerNetwork implements Fleet {
   readonly #host: Libp2pHost;
   readonly #protocol: CacheProtocol;
+  readonly #invalidation: InvalidationService;
   readonly #counters: ProtocolCounters;
   #stopping: Promise<void> | undefined;
 
   private constructor(host: Libp2pHost, counters: ProtocolCounters) {
     this.#host = host;
     this.#protocol = host.protocol;
+    this.#invalidation = host.invalidation;
     this.#counters = counters;
   }
 
@@ -75,10 +78,26 @@ export class PeerNetwork implements Fleet {
     // Both outlive a failed first listen attempt (port fallback builds the service again).
     const strikes = new StrikeBook(limits, now);
     const counters = new ProtocolCounters();
+    // The invalidation service asks the cache protocol of the same libp2p node who proved which scope (a port
+    // fallback builds both again: the latest one is the one running).
+    let protocol: CacheProtocol | undefined;
+    const makeProtocol = cacheProtocol({ p2p: options.p2p, limits, host: options.host, logger, now, strikes, counters });
     const host = await Libp2pHost.start({
       p2p: options.p2p, cacheDir: options.cacheDir, logger, limits, now,
       banned: (peerId) => strikes.isBanned(peerId),
-      protocol: cacheProtocol({ p2p: options.p2p, limits, host: options.host, logger, now, strikes, counters }),
+      protocol: (components) => (protocol = makeProtocol(components)),
+      invalidation: invalidationService({
+        host: options.host, logger, now, dialTimeoutMs: options.p2p.dialTimeoutMs, counters,
+        isBanned: (peerId) => strikes.isBanned(peerId),
+        link: () => {
+          const current = protocol;
+          return current === undefined ? undefined : {
+            peers: () => current.protocolPeers(),
+            standing: (peerId, scopeId) => current.scopeStanding(peerId, scopeId),
+            reject: (peerId, kind, detail) => current.rejectFrom(peerId, kind, detail),
+          };
+        },
+      }),
     });
     return new PeerNetwork(host, counters);
   }
@@ -95,6 +114,12 @@ export class PeerNetwork implements Fleet {
    */
   fetch(key: string, scopeId: string, signal?: AbortSignal, options?: { readonly asOwner?: boolean }): Promise<PeerFetchResult> {
     return this.#protocol.fetch(key, scopeId, signal, options);
+  }
+
+  /** Tells every peer to drop its entries of a resource this node wrote (invalidation.ts). Fire and forget. */
+  invalidate(resource: string, scopeId: string): void {
+    if (this.#stopping !== undefined) return;
+    this.#invalidation.invalidate(resource, scopeId);
   }
 
   /** Call when heldScopes() changed: tells connected peers. */
@@ -119,6 +144,7 @@ export class PeerNetwork implements Fleet {
   stop(): Promise<void> {
     // The protocol halts at once (before libp2p winds down), so nothing new starts meanwhile.
     this.#protocol.halt();
+    this.#invalidation.halt();
     this.#stopping ??= this.#host.stop();
     return this.#stopping;
   }

@@ -92,6 +92,8 @@ export interface Statements {
   readonly deleteKey: Database.Statement<[Buffer]>;
   readonly deleteRange: Database.Statement<[Buffer, Buffer]>;
   readonly deleteFrom: Database.Statement<[Buffer]>;
+  readonly selectKeysRange: Database.Statement<[Buffer, Buffer], { key: Buffer }>;
+  readonly selectKeysFrom: Database.Statement<[Buffer], { key: Buffer }>;
   readonly deleteAllEntries: Database.Statement<[]>;
   readonly deleteAllBodies: Database.Statement<[]>;
   readonly resetStats: Database.Statement<[]>;
@@ -148,6 +150,8 @@ export function prepareStatements(db: Database.Database): Statements {
     deleteKey: db.prepare<[Buffer]>('DELETE FROM entries WHERE key = ?'),
     deleteRange: db.prepare<[Buffer, Buffer]>('DELETE FROM entries WHERE key >= ? AND key < ?'),
     deleteFrom: db.prepare<[Buffer]>('DELETE FROM entries WHERE key >= ?'),
+    selectKeysRange: db.prepare<[Buffer, Buffer], { key: Buffer }>('SELECT key FROM entries WHERE key >= ? AND key < ?'),
+    selectKeysFrom: db.prepare<[Buffer], { key: Buffer }>('SELECT key FROM entries WHERE key >= ?'),
     deleteAllEntries: db.prepare<[]>('DELETE FROM entries'),
     deleteAllBodies: db.prepare<[]>('DELETE FROM bodies'),
     resetStats: db.prepare<[]>('UPDATE stats SET entries = 0, bytes = 0 WHERE id = 1'),

@@ -351,6 +351,15 @@ export class SqliteStore implements EntryStore {
     );
   }
 
+  keysWithPrefix(prefix: string): string[] {
+    this.#commitAll();
+    const lower = encodeKey(prefix);
+    const upper = prefixUpperBound(lower);
+    return this.#db.run('keysWithPrefix', (c) =>
+      (upper === undefined ? c.selectKeysFrom.all(lower) : c.selectKeysRange.all(lower, upper)).map((row) => decodeKey(row.key)),
+    );
+  }
+
   clear(): void {
     this.#pending.clear();
     this.#db.run('clear', (c) =>

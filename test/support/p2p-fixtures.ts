@@ -93,6 +93,14 @@ export class MemoryBackend implements PeerBackend {
     return this.local(key);
   }
 
+  /** Peers' invalidation notices, as applied. */
+  readonly invalidated: Array<{ resource: string; scopeIds: readonly string[] }> = [];
+
+  invalidateFromPeer(resource: string, scopeIds: readonly string[]): number {
+    this.invalidated.push({ resource, scopeIds });
+    return 0;
+  }
+
   async serveAsOwner(key: string, _signal?: AbortSignal): Promise<CacheEntry | undefined> {
     return this.local(key) ?? this.singleflight(key);
   }
