@@ -98,6 +98,12 @@ export class FleetProcess {
     clearTimeout(timer);
   }
 
+  /** Kills the member at once (SIGKILL: no close, its connections reset) and waits for the process to exit. */
+  async kill(): Promise<void> {
+    if (!this.#gone) this.#child.kill('SIGKILL');
+    await this.#exited;
+  }
+
   #ask(message: object): Promise<Reply> {
     if (this.#gone) return Promise.reject(new Error('fleet member already exited'));
     const id = ++this.#nextId;

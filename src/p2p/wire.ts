@@ -2,7 +2,7 @@ import { CacheError } from '../errors.js';
 import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.js';
 
 /**
- * The frames of protocol `/github-cache/1.2.0`, as CBOR maps, and their strict validator.
+ * The frames of protocol `/github-cache/1.3.0`, as CBOR maps, and their strict validator.
  *
  * Guarantee: `decodeFrame` returns a well-typed `Frame` or throws `WireFormatError`, whatever the bytes: not
  * CBOR, non-canonical CBOR, an unknown `type`, a missing, extra or wrongly typed field, or a field above its
@@ -23,8 +23,10 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * The libp2p protocol id. Part of every entry's additional data, so a version change invalidates old envelopes.
  * 1.2.0: scope and get proofs also cover both peer ids and their direction (scope-proof.ts); 1.1.0 peers do not
  * accept them, so the two versions do not speak to each other.
+ * 1.3.0: a `get` may carry `handoff: 1` (answered from cache only, never forwarded) and large entries travel as
+ * `part` frames; 1.2.0 peers strictly refuse both (and would strike the sender), so the id moved with them.
  */
-export const PROTOCOL = '/github-cache/1.2.0';
+export const PROTOCOL = '/github-cache/1.3.0';
 /** Version number carried in `hello`. */
 export const WIRE_VERSION = 1;
 
