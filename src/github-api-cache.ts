@@ -154,8 +154,16 @@ export class GitHubAPICache implements AsyncDisposable {
    * with UpstreamError for other failures (a 5xx, reset or timeout is answered from a stale entry if any).
    */
   request<T = unknown>(route: string, params?: Record<string, unknown>, options: RequestOptions = {}): Promise<CachedResponse<T>> {
-    // Not async itself: #track() is, and an extra async layer would only add microtask hops to every call.
-    return this.#track('request', () => this.#http.request<T>(this.#builder.build(route, params, options), options));
+    // Not async: a fresh hit is answered synchronously and handed out as a resolved promise (no async frame,
+    // no await hop); only a call that waits is counted in flight. A synchronous throw becomes the rejection.
+    if (this.#closing !== undefined) return Promise.reject(new CacheClosedError('request'));
+    let answer: CachedResponse<T> | Promise<CachedResponse<T>>;
+    try {
+      answer = this.#http.request<T>(this.#builder.build(route, params, options), options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return answer instanceof Promise ? this.#tracked(answer) : Promise.resolve(answer);
   }
 
   /**
@@ -284,6 +292,16 @@ export class GitHubAPICache implements AsyncDisposable {
     this.#inFlight.enter();
     try {
       return await fn();
+    } finally {
+      this.#inFlight.leave();
+    }
+  }
+
+  /** Counts an operation already started in flight until it settles (close() waits for it). */
+  async #tracked<T>(pending: Promise<T>): Promise<T> {
+    this.#inFlight.enter();
+    try {
+      return await pending;
     } finally {
       this.#inFlight.leave();
     }
