@@ -15,7 +15,7 @@ import { RecentWrites, WriteThrough } from './cache/write-through.js';
 import { GitHubOrigin } from './github/github-origin.js';
 import { RequestBuilder } from './github/request-builder.js';
 import {
-  clientHolds, errorAnswer, forwardableHeaders, isHttpAnswerError, jsonAnswer, notModifiedOf, parseAuthorization, rewriteApiUrls,
+  clientHolds, errorAnswer, forwardableHeaders, isHttpAnswerError, jsonAnswer, keyRequestHeaders, notModifiedOf, parseAuthorization, rewriteApiUrls,
   upstreamRequestHeaders, type HttpAnswer,
 } from './http/translation.js';
 
@@ -217,6 +217,47 @@ export class GitHubAPICache implements AsyncDisposable {
       }
     });
   }
+
+  /**
+   * exchange()'s answer to a GET that a fresh entry held locally answers, synchronously and ready for the wire
+   * (`content-length` included, the body as bytes); undefined, with nothing counted, when exchange() must answer
+   * instead: a miss, any other method, the client's own validators, an Authorization the cache does not carry,
+   * header names not in lowercase, or the cache closed. For the proxy's hot path: the answer of a memory entry is
+   * built once and then shared while the entry, the scope's rate limit and `publicUrl` stay the same, so callers
+   * read it and never change it.
+   */
+  exchangeHit(request: ExchangeRequest): HttpAnswer | undefined {
+    if (this.#closing !== undefined || request.method !== 'GET') return undefined;
+    const h = request.headers;
+    if (h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined) return undefined;
+    const authorization = single(h.authorization);
+    if (authorization !== this.#lastAuthorization) {
+      this.#lastCredential = parseAuthorization(authorization);
+      this.#lastAuthorization = authorization;
+    }
+    const credential = this.#lastCredential;
+    if (credential.kind === 'unsupported') return undefined;
+    const headers = keyRequestHeaders(h);
+    if (headers === undefined) return undefined;
+    const hit = this.#http.freshGet({ method: 'GET', url: request.url, headers, body: undefined }, credential.kind === 'token' ? credential.token : undefined);
+    if (hit === undefined) return undefined;
+    const kept = hit.item.wire;
+    if (hit.source === 'memory' && kept !== undefined && kept.version === hit.version && kept.key === request.publicUrl) return kept.answer as HttpAnswer;
+    // As exchange() builds it, and as the proxy completes it (content-length where it sends a body).
+    const out = hit.headers();
+    out['x-cache-source'] = hit.source;
+    const { status } = hit.entry;
+    if (request.publicUrl !== undefined) rewriteApiUrls(out, this.options.githubApiUrl, request.publicUrl, isRedirect(status));
+    const body = viewAsBuffer(hit.entry.body);
+    if (status !== 304 && status !== 204) out['content-length'] = String(body.length);
+    const answer: HttpAnswer = { status, headers: out, body, source: hit.source, url: request.url };
+    if (hit.source === 'memory') hit.item.wire = { version: hit.version, key: request.publicUrl, answer };
+    return answer;
+  }
+
+  /** The Authorization header exchangeHit parsed last, and what it said (a repeat costs a comparison). */
+  #lastAuthorization: string | undefined;
+  #lastCredential: ReturnType<typeof parseAuthorization> = { kind: 'none' };
 
   /** A snapshot of counters and gauges. */
   async getStats(): Promise<CacheStats> {

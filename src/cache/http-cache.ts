@@ -90,14 +90,7 @@ export class HttpCache {
     const scopeId = this.#vault.hold(token);
     const { method } = request;
     if (method !== 'GET' && method !== 'HEAD') return this.#write<T>(request, options, token, scopeId);
-    const normal = request.normal === true || isKnownNormalUrl(request.url) ? request.url : normalizeUrl(request.url);
-    const givenVersion = request.headers['x-github-api-version'];
-    const apiVersion = givenVersion === undefined ? undefined : normalizeApiVersion(givenVersion);
-    const given = request.headers.accept;
-    const accept = given === DEFAULT_ACCEPT ? DEFAULT_ACCEPT : normalizeAccept(given);
-    const parts: RequestKeyParts = apiVersion === undefined
-      ? { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept }
-      : { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept, apiVersion };
+    const parts = keyPartsOf(request, method, scopeId);
     if (method === 'HEAD') {
       // A HEAD is answered from a fresh GET of the same resource when one is held: the same status and headers.
       const get = this.#reads.peekFresh(formatRequestKey({ ...parts, method: 'GET' }));
@@ -107,6 +100,26 @@ export class HttpCache {
     const fresh = this.#reads.readFresh(key);
     if (fresh !== undefined) return this.#answerOf<T>(fresh, parts, request.url);
     return this.#load<T>(request, options, token, parts, key);
+  }
+
+  /**
+   * A GET that a fresh local entry answers, synchronously, for an HTTP front end that keeps its own form of
+   * the answer on the memory item (`item.wire`, valid while `version` is the rate-limit version it was built at):
+   * the entry, its tier (counted as a hit, as `request` counts it) and the answer headers `request` would give
+   * (built on demand, a fresh object). Else undefined and nothing counted: `request` answers then.
+   */
+  freshGet(request: HttpRequest, token: string | undefined): FreshGet | undefined {
+    const scopeId = this.#vault.hold(token);
+    const parts = keyPartsOf(request, 'GET', scopeId);
+    const found = this.#reads.peekFresh(formatRequestKey(parts));
+    if (found === undefined) return undefined;
+    return {
+      entry: found.entry,
+      source: found.source,
+      item: found.item,
+      version: this.#origin.rateLimitVersion,
+      headers: () => this.#answerHeaders(found.entry.headers, parts, found.item),
+    };
   }
 
   async #write<T>(request: HttpRequest, options: RequestOptions, token: string | undefined, scopeId: string): Promise<CachedResponse<T>> {
@@ -170,6 +183,29 @@ export class HttpCache {
     const parse = (body: Uint8Array) => frozen(parseBody(body, type));
     return item !== undefined ? TieredEntries.parsed(item, parse) : parse(entry.body);
   }
+}
+
+/** What `freshGet` found. */
+export interface FreshGet {
+  readonly entry: CacheEntry;
+  readonly source: ResponseSource;
+  readonly item: MemoryItem;
+  /** The rate-limit version the answer headers hold for. */
+  readonly version: number;
+  /** The answer headers (the entry's, with the scope's current rate limit): a fresh object the caller owns. */
+  headers(): Record<string, string>;
+}
+
+/** The parts of a GET or HEAD's key: the URL in normal form, the scope, the Accept and API version asked for. */
+function keyPartsOf(request: HttpRequest, method: string, scopeId: string): RequestKeyParts {
+  const normal = request.normal === true || isKnownNormalUrl(request.url) ? request.url : normalizeUrl(request.url);
+  const givenVersion = request.headers['x-github-api-version'];
+  const apiVersion = givenVersion === undefined ? undefined : normalizeApiVersion(givenVersion);
+  const given = request.headers.accept;
+  const accept = given === DEFAULT_ACCEPT ? DEFAULT_ACCEPT : normalizeAccept(given);
+  return apiVersion === undefined
+    ? { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept }
+    : { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept, apiVersion };
 }
 
 const EMPTY = new Uint8Array(0);
