@@ -184,9 +184,13 @@ class CachingProxy implements ProxyServer {
       // While closing, let the keep-alive socket go now that its last response is out.
       if (this.#active.count === 0 && this.#closing !== undefined) this.#server.closeIdleConnections();
     });
+    let got: GitHubAPICache | Promise<GitHubAPICache> | undefined;
     if (this.#closing !== undefined) res.setHeader('connection', 'close');
-    else if (req.method === 'GET' && this.#answerHit(req, res)) return;
-    this.#route(req, res).catch((err: unknown) => {
+    else if (req.method === 'GET') {
+      got = this.#cacheOf();
+      if (this.#answerHit(req, res, got)) return;
+    }
+    this.#route(req, res, got).catch((err: unknown) => {
       this.#log.error(`unexpected failure answering ${req.method ?? '?'} ${pathOnly(req.url)}:`, err);
       if (!res.headersSent && !res.destroyed) this.#send(res, req, jsonAnswer(500, { message: 'Internal proxy error' }));
       else res.destroy();
@@ -198,9 +202,10 @@ class CachingProxy implements ProxyServer {
    * ready for it (no promise, no abort signal, no copy of its headers). False when the general path must answer
    * (anything else, a miss included, goes through #route as before; nothing was counted or written).
    */
-  #answerHit(req: IncomingMessage, res: ServerResponse): boolean {
-    const cache = this.#getCache();
-    if (cache instanceof Promise || res.destroyed) return false;
+  #answerHit(req: IncomingMessage, res: ServerResponse, got: GitHubAPICache | Promise<GitHubAPICache>): boolean {
+    // A getter that answers with a promise (the provider's): the cache it gave last, while that one is open.
+    const cache = got instanceof Promise ? this.#lastCache : got;
+    if (cache === undefined || cache.closed || res.destroyed) return false;
     const target = req.url ?? '/';
     if (RESERVED_PATHS.has(pathOnly(target))) return false;
     const url = plainUpstreamUrl(cache.options.githubApiUrl, target);
@@ -227,6 +232,25 @@ class CachingProxy implements ProxyServer {
     return true;
   }
 
+  /** The getter, called once per request; the cache a promise of it resolves to is remembered for #answerHit. */
+  #cacheOf(): GitHubAPICache | Promise<GitHubAPICache> {
+    let got: GitHubAPICache | Promise<GitHubAPICache>;
+    try {
+      got = this.#getCache();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (got instanceof Promise) {
+      got.then((cache) => {
+        this.#lastCache = cache;
+      }, () => {
+        this.#lastCache = undefined;
+      });
+    }
+    return got;
+  }
+
+  #lastCache: GitHubAPICache | undefined;
   #lastHost: string | undefined;
   #lastPublicUrl = '';
 
@@ -237,7 +261,7 @@ class CachingProxy implements ProxyServer {
     this.metrics.requestAnswered(answer.source, answer.status, (performance.now() - started) / 1000);
   }
 
-  async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async #route(req: IncomingMessage, res: ServerResponse, got?: GitHubAPICache | Promise<GitHubAPICache>): Promise<void> {
     const target = req.url ?? '/';
     const path = pathOnly(target);
     if (RESERVED_PATHS.has(path) && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -247,10 +271,10 @@ class CachingProxy implements ProxyServer {
       else this.#send(res, req, await this.#statsAnswer());
       return;
     }
-    await this.#forward(req, res, target);
+    await this.#forward(req, res, target, got);
   }
 
-  async #forward(req: IncomingMessage, res: ServerResponse, target: string): Promise<void> {
+  async #forward(req: IncomingMessage, res: ServerResponse, target: string, got?: GitHubAPICache | Promise<GitHubAPICache>): Promise<void> {
     const started = performance.now();
     this.#counters.requests++;
     this.#counters.inFlight++;
@@ -279,7 +303,7 @@ class CachingProxy implements ProxyServer {
 
     let answer: Answer;
     try {
-      answer = await this.#answer(req, target, aborter.signal);
+      answer = await this.#answer(req, target, aborter.signal, got);
     } catch (err) {
       answer = this.#errorAnswer(err, req.method ?? 'GET', target);
     }
@@ -295,7 +319,7 @@ class CachingProxy implements ProxyServer {
   }
 
   /** What GitHub (through the cache) answers to this request, or the proxy's own error answer. */
-  async #answer(req: IncomingMessage, target: string, signal: AbortSignal): Promise<Answer> {
+  async #answer(req: IncomingMessage, target: string, signal: AbortSignal, got?: GitHubAPICache | Promise<GitHubAPICache>): Promise<Answer> {
     const method = (req.method ?? 'GET').toUpperCase();
     if (!METHODS.has(method)) {
       req.resume();
@@ -309,7 +333,7 @@ class CachingProxy implements ProxyServer {
 
     let cache: GitHubAPICache;
     try {
-      cache = await this.#getCache();
+      cache = await (got ?? this.#cacheOf());
     } catch (err) {
       req.resume();
       return this.#errorAnswer(err, method, target);
