@@ -20,6 +20,11 @@ import { ProxyMetrics } from './proxy-metrics.js';
  * to `cache.request` against the cache's `githubApiUrl`, the client's `Authorization` token selects the cache
  * scope (and is never logged or stored), and the answer carries GitHub's status, headers and exact body plus
  * `X-Cache-Source`. The proxy knows nothing of the singleton provider: the caller hands it a cache (or a getter).
+ * A GET that a fresh memory entry answers takes a synchronous hot path (`#answerHit`: the answer the cache keeps
+ * ready for the wire, written at once); everything else, misses included, takes the general path (`#route`).
+ *
+ * Size: one unit: the hot path and the general path share the request accounting (in flight, counters,
+ * metrics) and the answer writer, and must be read side by side to see they answer alike.
  *
  * @example
  * ```ts
@@ -184,13 +189,9 @@ class CachingProxy implements ProxyServer {
       // While closing, let the keep-alive socket go now that its last response is out.
       if (this.#active.count === 0 && this.#closing !== undefined) this.#server.closeIdleConnections();
     });
-    let got: GitHubAPICache | Promise<GitHubAPICache> | undefined;
     if (this.#closing !== undefined) res.setHeader('connection', 'close');
-    else if (req.method === 'GET') {
-      got = this.#cacheOf();
-      if (this.#answerHit(req, res, got)) return;
-    }
-    this.#route(req, res, got).catch((err: unknown) => {
+    else if (req.method === 'GET' && this.#answerHit(req, res)) return;
+    this.#route(req, res).catch((err: unknown) => {
       this.#log.error(`unexpected failure answering ${req.method ?? '?'} ${pathOnly(req.url)}:`, err);
       if (!res.headersSent && !res.destroyed) this.#send(res, req, jsonAnswer(500, { message: 'Internal proxy error' }));
       else res.destroy();
@@ -202,9 +203,10 @@ class CachingProxy implements ProxyServer {
    * ready for it (no promise, no abort signal, no copy of its headers). False when the general path must answer
    * (anything else, a miss included, goes through #route as before; nothing was counted or written).
    */
-  #answerHit(req: IncomingMessage, res: ServerResponse, got: GitHubAPICache | Promise<GitHubAPICache>): boolean {
-    // A getter that answers with a promise (the provider's): the cache it gave last, while that one is open.
-    const cache = got instanceof Promise ? this.#lastCache : got;
+  #answerHit(req: IncomingMessage, res: ServerResponse): boolean {
+    // The cache the getter gave last, while it is open (a getter answering with a promise, as the provider's
+    // does, would cost a promise per hit); the general path asks the getter again.
+    const cache = this.#lastCache;
     if (cache === undefined || cache.closed || res.destroyed) return false;
     const target = req.url ?? '/';
     if (RESERVED_PATHS.has(pathOnly(target))) return false;
@@ -232,22 +234,16 @@ class CachingProxy implements ProxyServer {
     return true;
   }
 
-  /** The getter, called once per request; the cache a promise of it resolves to is remembered for #answerHit. */
-  #cacheOf(): GitHubAPICache | Promise<GitHubAPICache> {
-    let got: GitHubAPICache | Promise<GitHubAPICache>;
+  /** The getter's cache, remembered for #answerHit. */
+  async #cacheOf(): Promise<GitHubAPICache> {
     try {
-      got = this.#getCache();
+      const cache = await this.#getCache();
+      this.#lastCache = cache;
+      return cache;
     } catch (err) {
-      return Promise.reject(err);
+      this.#lastCache = undefined;
+      throw err;
     }
-    if (got instanceof Promise) {
-      got.then((cache) => {
-        this.#lastCache = cache;
-      }, () => {
-        this.#lastCache = undefined;
-      });
-    }
-    return got;
   }
 
   #lastCache: GitHubAPICache | undefined;
@@ -261,7 +257,7 @@ class CachingProxy implements ProxyServer {
     this.metrics.requestAnswered(answer.source, answer.status, (performance.now() - started) / 1000);
   }
 
-  async #route(req: IncomingMessage, res: ServerResponse, got?: GitHubAPICache | Promise<GitHubAPICache>): Promise<void> {
+  async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = req.url ?? '/';
     const path = pathOnly(target);
     if (RESERVED_PATHS.has(path) && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -271,10 +267,10 @@ class CachingProxy implements ProxyServer {
       else this.#send(res, req, await this.#statsAnswer());
       return;
     }
-    await this.#forward(req, res, target, got);
+    await this.#forward(req, res, target);
   }
 
-  async #forward(req: IncomingMessage, res: ServerResponse, target: string, got?: GitHubAPICache | Promise<GitHubAPICache>): Promise<void> {
+  async #forward(req: IncomingMessage, res: ServerResponse, target: string): Promise<void> {
     const started = performance.now();
     this.#counters.requests++;
     this.#counters.inFlight++;
@@ -303,7 +299,7 @@ class CachingProxy implements ProxyServer {
 
     let answer: Answer;
     try {
-      answer = await this.#answer(req, target, aborter.signal, got);
+      answer = await this.#answer(req, target, aborter.signal);
     } catch (err) {
       answer = this.#errorAnswer(err, req.method ?? 'GET', target);
     }
@@ -319,7 +315,7 @@ class CachingProxy implements ProxyServer {
   }
 
   /** What GitHub (through the cache) answers to this request, or the proxy's own error answer. */
-  async #answer(req: IncomingMessage, target: string, signal: AbortSignal, got?: GitHubAPICache | Promise<GitHubAPICache>): Promise<Answer> {
+  async #answer(req: IncomingMessage, target: string, signal: AbortSignal): Promise<Answer> {
     const method = (req.method ?? 'GET').toUpperCase();
     if (!METHODS.has(method)) {
       req.resume();
@@ -333,7 +329,7 @@ class CachingProxy implements ProxyServer {
 
     let cache: GitHubAPICache;
     try {
-      cache = await (got ?? this.#cacheOf());
+      cache = await this.#cacheOf();
     } catch (err) {
       req.resume();
       return this.#errorAnswer(err, method, target);
