@@ -198,7 +198,7 @@ export interface FreshGet {
 
 /** The parts of a GET or HEAD's key: the URL in normal form, the scope, the Accept and API version asked for. */
 function keyPartsOf(request: HttpRequest, method: string, scopeId: string): RequestKeyParts {
-  const normal = request.normal === true || isKnownNormalUrl(request.url) ? request.url : normalizeUrl(request.url);
+  const normal = request.normal === true || knownNormal(request.url) ? request.url : normalizeUrl(request.url);
   const givenVersion = request.headers['x-github-api-version'];
   const apiVersion = givenVersion === undefined ? undefined : normalizeApiVersion(givenVersion);
   const given = request.headers.accept;
@@ -206,6 +206,18 @@ function keyPartsOf(request: HttpRequest, method: string, scopeId: string): Requ
   return apiVersion === undefined
     ? { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept }
     : { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept, apiVersion };
+}
+
+/** URLs isKnownNormalUrl said yes to: a hash lookup instead of its regular expression on a repeat (bounded). */
+const KNOWN_NORMAL = new Set<string>();
+const MAX_KNOWN_NORMAL = 10_000;
+
+function knownNormal(url: string): boolean {
+  if (KNOWN_NORMAL.has(url)) return true;
+  if (!isKnownNormalUrl(url)) return false;
+  if (KNOWN_NORMAL.size >= MAX_KNOWN_NORMAL) KNOWN_NORMAL.clear();
+  KNOWN_NORMAL.add(url);
+  return true;
 }
 
 const EMPTY = new Uint8Array(0);
