@@ -3,6 +3,7 @@
  * into docs/benchmarks.md.
  */
 import { benchCompare } from './compare/index.js';
+import { benchProxyFloor } from './compare/proxy-floor.js';
 import { benchProxyLoad } from './compare/proxy-load.js';
 import { benchHitLatency, benchZipfWorkload } from './github-cache.js';
 import { benchHotPath } from './hot-path.js';
@@ -25,6 +26,7 @@ const benches: Record<string, () => Promise<string>> = {
   'zipf-workload': benchZipfWorkload,
   compare: benchCompare,
   'proxy-load': benchProxyLoad,
+  'proxy-floor': benchProxyFloor,
   'peer-latency': benchPeerLatency,
   'fleet-ratio': benchFleetRatio,
   'fleet-size': benchFleetSize,

@@ -16,9 +16,12 @@ import { RecentWrites, WriteThrough } from './cache/write-through.js';
 import { GitHubOrigin } from './github/github-origin.js';
 import { RequestBuilder } from './github/request-builder.js';
 import {
-  clientHolds, errorAnswer, forwardableHeaders, isHttpAnswerError, jsonAnswer, notModifiedOf, parseAuthorization, rewriteApiUrls,
+  clientHolds, errorAnswer, forwardableHeaders, isHttpAnswerError, jsonAnswer, keyRequestHeaders, notModifiedOf, parseAuthorization, rewriteApiUrls,
   upstreamRequestHeaders, type HttpAnswer,
 } from './http/translation.js';
+
+// Size: the public surface of the cache (request, exchange and the proxy's exchangeHit, key/value, stats, the
+// P2P start and the close sequence) in one class whose methods are a few lines each over the parts it wires.
 
 export type { CacheStats } from './cache/counters.js';
 export type { PutOptions } from './cache/key-values.js';
@@ -156,8 +159,16 @@ export class GitHubAPICache implements AsyncDisposable {
    * with UpstreamError for other failures (a 5xx, reset or timeout is answered from a stale entry if any).
    */
   request<T = unknown>(route: string, params?: Record<string, unknown>, options: RequestOptions = {}): Promise<CachedResponse<T>> {
-    // Not async itself: #track() is, and an extra async layer would only add microtask hops to every call.
-    return this.#track('request', () => this.#http.request<T>(this.#builder.build(route, params, options), options));
+    // Not async: a fresh hit is answered synchronously and handed out as a resolved promise (no async frame,
+    // no await hop); only a call that waits is counted in flight. A synchronous throw becomes the rejection.
+    if (this.#closing !== undefined) return Promise.reject(new CacheClosedError('request'));
+    let answer: CachedResponse<T> | Promise<CachedResponse<T>>;
+    try {
+      answer = this.#http.request<T>(this.#builder.build(route, params, options), options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return answer instanceof Promise ? this.#tracked(answer) : Promise.resolve(answer);
   }
 
   /**
@@ -222,6 +233,47 @@ export class GitHubAPICache implements AsyncDisposable {
   p2pReady(): Promise<void> {
     return this.#fleetStart ?? Promise.resolve();
   }
+
+  /**
+   * exchange()'s answer to a GET that a fresh entry held locally answers, synchronously and ready for the wire
+   * (`content-length` included, the body as bytes); undefined, with nothing counted, when exchange() must answer
+   * instead: a miss, any other method, the client's own validators, an Authorization the cache does not carry,
+   * header names not in lowercase, or the cache closed. For the proxy's hot path: the answer of a memory entry is
+   * built once and then shared while the entry, the scope's rate limit and `publicUrl` stay the same, so callers
+   * read it and never change it.
+   */
+  exchangeHit(request: ExchangeRequest): HttpAnswer | undefined {
+    if (this.#closing !== undefined || request.method !== 'GET') return undefined;
+    const h = request.headers;
+    if (h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined) return undefined;
+    const authorization = single(h.authorization);
+    if (authorization !== this.#lastAuthorization) {
+      this.#lastCredential = parseAuthorization(authorization);
+      this.#lastAuthorization = authorization;
+    }
+    const credential = this.#lastCredential;
+    if (credential.kind === 'unsupported') return undefined;
+    const headers = keyRequestHeaders(h);
+    if (headers === undefined) return undefined;
+    const hit = this.#http.freshGet({ method: 'GET', url: request.url, headers, body: undefined }, credential.kind === 'token' ? credential.token : undefined);
+    if (hit === undefined) return undefined;
+    const kept = hit.item.wire;
+    if (hit.source === 'memory' && kept !== undefined && kept.version === hit.version && kept.key === request.publicUrl) return kept.answer as HttpAnswer;
+    // As exchange() builds it, and as the proxy completes it (content-length where it sends a body).
+    const out = hit.headers();
+    out['x-cache-source'] = hit.source;
+    const { status } = hit.entry;
+    if (request.publicUrl !== undefined) rewriteApiUrls(out, this.options.githubApiUrl, request.publicUrl, isRedirect(status));
+    const body = viewAsBuffer(hit.entry.body);
+    if (status !== 304 && status !== 204) out['content-length'] = String(body.length);
+    const answer: HttpAnswer = { status, headers: out, body, source: hit.source, url: request.url };
+    if (hit.source === 'memory') hit.item.wire = { version: hit.version, key: request.publicUrl, answer };
+    return answer;
+  }
+
+  /** The Authorization header exchangeHit parsed last, and what it said (a repeat costs a comparison). */
+  #lastAuthorization: string | undefined;
+  #lastCredential: ReturnType<typeof parseAuthorization> = { kind: 'none' };
 
   /** A snapshot of counters and gauges. */
   async getStats(): Promise<CacheStats> {
@@ -321,6 +373,16 @@ export class GitHubAPICache implements AsyncDisposable {
     this.#inFlight.enter();
     try {
       return await fn();
+    } finally {
+      this.#inFlight.leave();
+    }
+  }
+
+  /** Counts an operation already started in flight until it settles (close() waits for it). */
+  async #tracked<T>(pending: Promise<T>): Promise<T> {
+    this.#inFlight.enter();
+    try {
+      return await pending;
     } finally {
       this.#inFlight.leave();
     }

@@ -316,6 +316,21 @@ describe('cache.request (GitHub REST through the cache)', () => {
     tiers.close();
   });
 
+  it('the vault holds a token again after its scope was dropped, though it remembered that token last', () => {
+    const vault = new TokenVault({ maxTokens: 1 });
+    const a = vault.hold(TOKEN_A);
+    expect(vault.hold(TOKEN_A)).to.equal(a);
+    expect(vault.tokenOf(a)).to.equal(TOKEN_A);
+    const b = vault.hold(TOKEN_B); // scope A leaves (one token held at most)
+    expect(vault.tokenOf(a)).to.equal(undefined);
+    expect(vault.hold(TOKEN_B)).to.equal(b);
+    expect(vault.hold(TOKEN_A)).to.equal(a);
+    expect(vault.tokenOf(a), 'A is held again, so this node can fetch as its scope\'s owner').to.equal(TOKEN_A);
+    expect(vault.tokenOf(b)).to.equal(undefined);
+    expect(vault.hold(TOKEN_B)).to.equal(b);
+    expect(vault.tokenOf(b)).to.equal(TOKEN_B);
+  });
+
   describe('writes', () => {
     it('pass through and invalidate the resource and its collection', async () => {
       github.setCollection('/repos/octo/hello/issues', [{ number: 1, title: 'one' }]);

@@ -376,6 +376,40 @@ describe('startProxy (in process)', () => {
     expect(github.stats.requests).to.equal(0);
   });
 
+  it('answers a memory hit as the general path does (headers, link URLs, body bytes) and follows the scope\'s rate limit', async () => {
+    github.setCollection('/repos/octo/hello/issues', [{ number: 1 }, { number: 2 }, { number: 3 }]);
+    github.setResource('/repos/octo/other', { id: 2 });
+    const path = '/repos/octo/hello/issues?per_page=1';
+    const get = async (headers: Record<string, string> = {}) => {
+      const response = await fetch(`${proxy.url}${path}`, { headers: { ...auth, ...headers } });
+      const body = Buffer.from(await response.arrayBuffer());
+      const all: Record<string, string> = {};
+      response.headers.forEach((value, name) => {
+        if (name !== 'date' && name !== 'keep-alive' && name !== 'connection') all[name] = value;
+      });
+      return { status: response.status, headers: all, body };
+    };
+    expect((await get()).headers['x-cache-source']).to.equal('origin');
+    const hit = await get();
+    const again = await get();
+    // Validators the client does not hold an answer for take the general path: a 200 from memory all the same.
+    const general = await get({ 'if-none-match': '"not-this-one"' });
+    expect(hit.headers['x-cache-source']).to.equal('memory');
+    expect(general.headers['x-cache-source']).to.equal('memory');
+    expect(hit.headers).to.deep.equal(general.headers);
+    expect(again.headers).to.deep.equal(hit.headers);
+    expect(hit.body.equals(general.body)).to.equal(true);
+    expect(hit.headers['content-length']).to.equal(String(hit.body.length));
+    expect(hit.headers.link).to.contain(`<${proxy.url}/repos/`).and.not.contain(github.url);
+    // Another call of the scope moves its rate limit: the next hit says so, as GitHub would.
+    const before = Number(hit.headers['x-ratelimit-remaining']);
+    await (await fetch(`${proxy.url}/repos/octo/other`, { headers: auth })).arrayBuffer();
+    const after = await get();
+    expect(after.headers['x-cache-source']).to.equal('memory');
+    expect(Number(after.headers['x-ratelimit-remaining'])).to.equal(before - 1);
+    expect(proxy.counters.bySource['memory']).to.equal(4);
+  });
+
   it('answers HEAD without a body', async () => {
     const head = await fetch(`${proxy.url}/repos/octo/hello`, { method: 'HEAD', headers: auth });
     expect(head.status).to.equal(200);

@@ -1,4 +1,5 @@
 import type { ResponseSource } from './counters.js';
+import type { CacheEntry } from './entry.js';
 import { deepFreeze } from './json-value.js';
 import { decodeText, parseBody } from './http-policy.js';
 import type { ReadOutcome, ReadThrough } from './read-through.js';
@@ -80,36 +81,62 @@ export class HttpCache {
     this.#shutdown = parts.shutdown;
   }
 
-  async request<T>(request: HttpRequest, options: RequestOptions): Promise<CachedResponse<T>> {
+  /**
+   * The answer: synchronously for a fresh local hit (no promise and no request object on the hot path), else a
+   * promise. May throw synchronously (a malformed URL); callers that promise a rejection await it in a try.
+   */
+  request<T>(request: HttpRequest, options: RequestOptions): CachedResponse<T> | Promise<CachedResponse<T>> {
     const token = options.token === undefined || options.token === '' ? undefined : options.token;
     const scopeId = this.#vault.hold(token);
     const { method } = request;
-    if (method !== 'GET' && method !== 'HEAD') {
-      const signal = options.signal === undefined ? this.#shutdown : AbortSignal.any([options.signal, this.#shutdown]);
-      const r = await this.#writes.write({
-        method, url: request.url, headers: request.headers, body: request.body, token, scheme: options.authScheme, scopeId, signal,
-        redirect: options.redirect,
-      });
-      return answer<T>(r.status, { ...r.headers }, frozen(parseBody(r.body, r.headers['content-type'])), r.body, 'origin', r.url ?? request.url);
-    }
-    const normal = request.normal === true || isKnownNormalUrl(request.url) ? request.url : normalizeUrl(request.url);
-    const apiVersion = normalizeApiVersion(request.headers['x-github-api-version']);
-    const given = request.headers.accept;
-    const accept = given === DEFAULT_ACCEPT ? DEFAULT_ACCEPT : normalizeAccept(given);
-    const parts: RequestKeyParts = apiVersion === undefined
-      ? { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept }
-      : { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept, apiVersion };
+    if (method !== 'GET' && method !== 'HEAD') return this.#write<T>(request, options, token, scopeId);
+    const parts = keyPartsOf(request, method, scopeId);
     if (method === 'HEAD') {
       // A HEAD is answered from a fresh GET of the same resource when one is held: the same status and headers.
       const get = this.#reads.peekFresh(formatRequestKey({ ...parts, method: 'GET' }));
       if (get !== undefined) return this.#answerOf<T>({ kind: 'entry', ...get }, parts, request.url, true);
     }
-    const read = this.#reads.read({
-      parts, key: formatRequestKey(parts), url: request.url, headers: request.headers, token, scheme: options.authScheme,
+    const key = formatRequestKey(parts);
+    const fresh = this.#reads.readFresh(key);
+    if (fresh !== undefined) return this.#answerOf<T>(fresh, parts, request.url);
+    return this.#load<T>(request, options, token, parts, key);
+  }
+
+  /**
+   * A GET that a fresh local entry answers, synchronously, for an HTTP front end that keeps its own form of
+   * the answer on the memory item (`item.wire`, valid while `version` is the rate-limit version it was built at):
+   * the entry, its tier (counted as a hit, as `request` counts it) and the answer headers `request` would give
+   * (built on demand, a fresh object). Else undefined and nothing counted: `request` answers then.
+   */
+  freshGet(request: HttpRequest, token: string | undefined): FreshGet | undefined {
+    const scopeId = this.#vault.hold(token);
+    const parts = keyPartsOf(request, 'GET', scopeId);
+    const found = this.#reads.peekFresh(formatRequestKey(parts));
+    if (found === undefined) return undefined;
+    return {
+      entry: found.entry,
+      source: found.source,
+      item: found.item,
+      version: this.#origin.rateLimitVersion,
+      headers: () => this.#answerHeaders(found.entry.headers, parts, found.item),
+    };
+  }
+
+  async #write<T>(request: HttpRequest, options: RequestOptions, token: string | undefined, scopeId: string): Promise<CachedResponse<T>> {
+    const signal = options.signal === undefined ? this.#shutdown : AbortSignal.any([options.signal, this.#shutdown]);
+    const r = await this.#writes.write({
+      method: request.method, url: request.url, headers: request.headers, body: request.body, token, scheme: options.authScheme, scopeId, signal,
+      redirect: options.redirect,
+    });
+    return answer<T>(r.status, { ...r.headers }, frozen(parseBody(r.body, r.headers['content-type'])), r.body, 'origin', r.url ?? request.url);
+  }
+
+  async #load<T>(request: HttpRequest, options: RequestOptions, token: string | undefined, parts: RequestKeyParts, key: string): Promise<CachedResponse<T>> {
+    const outcome = await this.#reads.load({
+      parts, key, url: request.url, headers: request.headers, token, scheme: options.authScheme,
       ttl: options.ttl, signal: options.signal, redirect: options.redirect,
     });
-    // A fresh hit comes back synchronously: awaiting it anyway would cost a turn of the microtask queue.
-    return this.#answerOf<T>(read instanceof Promise ? await read : read, parts, request.url);
+    return this.#answerOf<T>(outcome, parts, request.url);
   }
 
   /**
@@ -139,9 +166,9 @@ export class HttpCache {
       return answer<T>(r.status, { ...r.headers }, frozen(parseBody(r.body, r.headers['content-type'])), r.body, outcome.source, r.url ?? url);
     }
     const { entry } = outcome;
-    const type = entry.headers['content-type'];
-    const parse = (body: Uint8Array) => frozen(parseBody(body, type));
-    const data = outcome.item !== undefined ? TieredEntries.parsed(outcome.item, parse) : parse(entry.body);
+    // Parsed once per memory item; the parser (a closure) is made only when there is something to parse.
+    const parsed = outcome.item?.parsed;
+    const data = parsed !== undefined ? parsed.value : this.#parse(outcome.item, entry);
     // GitHub's own headers when it answered just now; else the entry's, with the scope's current rate limit.
     const headers = outcome.headers !== undefined
       ? { ...outcome.headers }
@@ -150,6 +177,47 @@ export class HttpCache {
     // A binary body's Buffer cannot be frozen: each caller gets its own copy.
     return answer<T>(entry.status, headers, Buffer.isBuffer(data) ? Buffer.from(data) : data, entry.body, outcome.source, outcome.url ?? url);
   }
+
+  #parse(item: MemoryItem | undefined, entry: CacheEntry): unknown {
+    const type = entry.headers['content-type'];
+    const parse = (body: Uint8Array) => frozen(parseBody(body, type));
+    return item !== undefined ? TieredEntries.parsed(item, parse) : parse(entry.body);
+  }
+}
+
+/** What `freshGet` found. */
+export interface FreshGet {
+  readonly entry: CacheEntry;
+  readonly source: ResponseSource;
+  readonly item: MemoryItem;
+  /** The rate-limit version the answer headers hold for. */
+  readonly version: number;
+  /** The answer headers (the entry's, with the scope's current rate limit): a fresh object the caller owns. */
+  headers(): Record<string, string>;
+}
+
+/** The parts of a GET or HEAD's key: the URL in normal form, the scope, the Accept and API version asked for. */
+function keyPartsOf(request: HttpRequest, method: string, scopeId: string): RequestKeyParts {
+  const normal = request.normal === true || knownNormal(request.url) ? request.url : normalizeUrl(request.url);
+  const givenVersion = request.headers['x-github-api-version'];
+  const apiVersion = givenVersion === undefined ? undefined : normalizeApiVersion(givenVersion);
+  const given = request.headers.accept;
+  const accept = given === DEFAULT_ACCEPT ? DEFAULT_ACCEPT : normalizeAccept(given);
+  return apiVersion === undefined
+    ? { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept }
+    : { url: normal, method: method as 'GET' | 'HEAD', scopeId, accept, apiVersion };
+}
+
+/** URLs isKnownNormalUrl said yes to: a hash lookup instead of its regular expression on a repeat (bounded). */
+const KNOWN_NORMAL = new Set<string>();
+const MAX_KNOWN_NORMAL = 10_000;
+
+function knownNormal(url: string): boolean {
+  if (KNOWN_NORMAL.has(url)) return true;
+  if (!isKnownNormalUrl(url)) return false;
+  if (KNOWN_NORMAL.size >= MAX_KNOWN_NORMAL) KNOWN_NORMAL.clear();
+  KNOWN_NORMAL.add(url);
+  return true;
 }
 
 const EMPTY = new Uint8Array(0);

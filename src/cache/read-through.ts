@@ -108,18 +108,26 @@ export class ReadThrough implements FleetHost {
 
   /** The outcome of a read: synchronously for a fresh local hit (no promise on the hot path), else a promise. */
   read(request: ReadRequest): ReadOutcome | Promise<ReadOutcome> {
+    return this.readFresh(request.key) ?? this.load(request);
+  }
+
+  /**
+   * Step 1 of `read` alone: the fresh local entry of `key`, counted as answered; else undefined with the miss
+   * counted, and the caller goes on with `load` (the hot path builds no ReadRequest for a hit).
+   */
+  readFresh(key: string): (ReadOutcome & { kind: 'entry' }) | undefined {
     const { tiers, counters, now } = this.#p;
-    // 1. A fresh local entry answers at once.
-    const found = tiers.read(HTTP_PREFIX + request.key);
+    const found = tiers.read(HTTP_PREFIX + key);
     if (found !== undefined && now() < found.entry.expiresAt) {
       counters.answered(found.tier);
       return { kind: 'entry', entry: found.entry, source: found.tier, item: found.item };
     }
     counters.missed(found !== undefined);
-    return this.#loadShared(request);
+    return undefined;
   }
 
-  async #loadShared(request: ReadRequest): Promise<ReadOutcome> {
+  /** Steps 2 and on of `read`, after `readFresh` found no fresh entry (the miss is already counted). */
+  async load(request: ReadRequest): Promise<ReadOutcome> {
     const { counters } = this.#p;
     // 2. One load per key: callers that arrive while it runs join it.
     const { promise, shared } = this.#flights.do(request.key, () => this.#load(request, 'owner'));

@@ -30,6 +30,8 @@ export interface MemoryItem {
   parsed?: { value: unknown };
   /** The answer headers last built for this entry (stored headers and the rate limit they were built with), reused while the rate limit is unchanged. */
   answerHeaders?: { version: number; rateLimit: Readonly<Record<string, string>>; template: Readonly<Record<string, string>> };
+  /** A front end's own form of the answer (the proxy's, ready for the wire), kept with the rate-limit version it was built at. */
+  wire?: { version: number; key: string | undefined; answer: unknown };
 }
 
 export interface TieredEntriesCounters {

@@ -16,13 +16,26 @@ export class TokenVault implements ScopeKeys {
 
   constructor(options: { maxTokens?: number } = {}) {
     const max = options.maxTokens ?? 1_000;
-    this.#held = new LRUCache({ max });
+    // A scope leaving the vault ends the memo of the last token (it may be that token's scope).
+    this.#held = new LRUCache({ max, dispose: () => { this.#lastToken = undefined; } });
     this.#scopeOfToken = new LRUCache({ max });
   }
+
+  /** The token last held and its scope id, while that scope is held: the usual repeat costs one comparison. */
+  #lastToken: string | undefined;
+  #lastScope = ANONYMOUS_SCOPE;
 
   /** Holds `token` (if any) and returns its scope id; no token is the anonymous scope. */
   hold(token: string | undefined): string {
     if (token === undefined || token === '') return ANONYMOUS_SCOPE;
+    if (token === this.#lastToken) return this.#lastScope;
+    const scopeId = this.#holdScope(token);
+    this.#lastToken = token;
+    this.#lastScope = scopeId;
+    return scopeId;
+  }
+
+  #holdScope(token: string): string {
     const known = this.#scopeOfToken.peek(token); // a memo of a hash: insertion order is recency enough
     // has(), not get(): the hot path leaves recency alone (a held token is refreshed when it is first held).
     if (known !== undefined && this.#held.has(known)) return known;

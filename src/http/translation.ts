@@ -50,13 +50,39 @@ export function upstreamRequestHeaders(headers: Readonly<Record<string, string |
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase();
-    if (value === undefined || UNFORWARDED_REQUEST_HEADERS.has(lower)) continue;
-    const text = Array.isArray(value) ? value.join(', ') : value;
-    if (text.trim() !== '') out[lower] = text;
+    if (UNFORWARDED_REQUEST_HEADERS.has(lower)) continue;
+    const text = sentValue(value);
+    if (text !== undefined) out[lower] = text;
   }
-  if (out.accept !== undefined && /^\s*(\*\/\*|application\/vnd\.github\.v3\+json)\s*$/i.test(out.accept)) out.accept = DEFAULT_ACCEPT;
+  if (out.accept !== undefined) out.accept = sentAccept(out.accept);
   if (hasBody && out['content-type'] === undefined) out['content-type'] = 'application/json; charset=utf-8';
   return out;
+}
+
+/**
+ * Of upstreamRequestHeaders(headers, false), only the two a cache key reads (`accept`, `x-github-api-version`),
+ * for header names already lowercase (as node:http gives them); undefined when a name is not, so the caller
+ * takes the general path.
+ */
+export function keyRequestHeaders(headers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string> | undefined {
+  for (const name in headers) if (name !== name.toLowerCase()) return undefined;
+  const accept = sentValue(headers.accept);
+  const version = sentValue(headers['x-github-api-version']);
+  const out: Record<string, string> = {};
+  if (accept !== undefined) out.accept = sentAccept(accept);
+  if (version !== undefined) out['x-github-api-version'] = version;
+  return out;
+}
+
+/** A header value as sent upstream: repeated values joined, a blank one not sent. */
+function sentValue(value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const text = Array.isArray(value) ? value.join(', ') : value;
+  return text.trim() === '' ? undefined : text;
+}
+
+function sentAccept(accept: string): string {
+  return /^\s*(\*\/\*|application\/vnd\.github\.v3\+json)\s*$/i.test(accept) ? DEFAULT_ACCEPT : accept;
 }
 
 /** Response headers a client may see: all but the hop-by-hop ones. */

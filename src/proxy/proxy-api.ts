@@ -10,7 +10,10 @@ import type { ProxyMetrics } from './proxy-metrics.js';
 
 /** Options of {@link startProxy}. */
 export interface ProxyOptions {
-  /** The cache to answer through, or a getter called per request (e.g. `() => getGlobalCache()`). */
+  /**
+   * The cache to answer through, or a getter (e.g. `() => getGlobalCache()`), called per request except for a GET
+   * answered from memory by the cache it gave last while that one is open.
+   */
   cache: GitHubAPICache | (() => GitHubAPICache | Promise<GitHubAPICache>);
   /** Address to listen on. Default: '127.0.0.1' (loopback only). */
   host?: string;

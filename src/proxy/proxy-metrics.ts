@@ -134,6 +134,12 @@ export class ProxyMetrics {
     this.#duration.observe({ source }, seconds);
   }
 
+  /** Records a GitHub API request answered at once (started and finished within one call: in flight never moves). */
+  requestAnswered(source: string, status: number, seconds: number): void {
+    this.#requests.inc({ source, status: String(status) });
+    this.#duration.observe({ source }, seconds);
+  }
+
   /** A request that ended without a response (the client went away). */
   requestAbandoned(): void {
     this.#inFlight.dec();

@@ -6,7 +6,7 @@ import { InFlight } from '../in-flight.js';
 import { CacheClosedError, CacheConfigError, CacheError, CacheValueError, UpstreamError } from '../errors.js';
 import { errorAnswer, isHttpAnswerError, jsonAnswer, parseAuthorization, type HttpAnswer } from '../http/translation.js';
 import { createLogger, type Logger } from '../log.js';
-import { BodyBudget, BodyBudgetError, BodyTooLargeError, pathOnly, publicUrlOf, readBody, upstreamUrl } from './client-request.js';
+import { BodyBudget, BodyBudgetError, BodyTooLargeError, pathOnly, plainUpstreamUrl, publicUrlOf, readBody, upstreamUrl } from './client-request.js';
 import { p2pStatsOf } from './p2p-stats.js';
 import { ProxyListenError, type ProxyCounters, type ProxyOptions, type ProxyServer } from './proxy-api.js';
 import { ProxyMetrics } from './proxy-metrics.js';
@@ -20,6 +20,11 @@ import { ProxyMetrics } from './proxy-metrics.js';
  * to `cache.request` against the cache's `githubApiUrl`, the client's `Authorization` token selects the cache
  * scope (and is never logged or stored), and the answer carries GitHub's status, headers and exact body plus
  * `X-Cache-Source`. The proxy knows nothing of the singleton provider: the caller hands it a cache (or a getter).
+ * A GET that a fresh memory entry answers takes a synchronous hot path (`#answerHit`: the answer the cache keeps
+ * ready for the wire, written at once); everything else, misses included, takes the general path (`#route`).
+ *
+ * Size: one unit: the hot path and the general path share the request accounting (in flight, counters,
+ * metrics) and the answer writer, and must be read side by side to see they answer alike.
  *
  * @example
  * ```ts
@@ -185,11 +190,71 @@ class CachingProxy implements ProxyServer {
       if (this.#active.count === 0 && this.#closing !== undefined) this.#server.closeIdleConnections();
     });
     if (this.#closing !== undefined) res.setHeader('connection', 'close');
+    else if (req.method === 'GET' && this.#answerHit(req, res)) return;
     this.#route(req, res).catch((err: unknown) => {
       this.#log.error(`unexpected failure answering ${req.method ?? '?'} ${pathOnly(req.url)}:`, err);
       if (!res.headersSent && !res.destroyed) this.#send(res, req, jsonAnswer(500, { message: 'Internal proxy error' }));
       else res.destroy();
     });
+  }
+
+  /**
+   * The hot path: a GET a fresh entry in memory answers is written at once, from the answer the cache keeps
+   * ready for it (no promise, no abort signal, no copy of its headers). False when the general path must answer
+   * (anything else, a miss included, goes through #route as before; nothing was counted or written).
+   */
+  #answerHit(req: IncomingMessage, res: ServerResponse): boolean {
+    // The cache the getter gave last, while it is open (a getter answering with a promise, as the provider's
+    // does, would cost a promise per hit); the general path asks the getter again.
+    const cache = this.#lastCache;
+    if (cache === undefined || cache.closed || res.destroyed) return false;
+    const target = req.url ?? '/';
+    if (RESERVED_PATHS.has(pathOnly(target))) return false;
+    const url = plainUpstreamUrl(cache.options.githubApiUrl, target);
+    if (url === undefined) return false;
+    const host = req.headers.host;
+    if (host !== this.#lastHost) {
+      this.#lastHost = host;
+      this.#lastPublicUrl = publicUrlOf(req, this.url);
+    }
+    const started = performance.now();
+    const answer = cache.exchangeHit({ method: 'GET', url, headers: req.headers, publicUrl: this.#lastPublicUrl });
+    if (answer === undefined) return false;
+    req.resume();
+    try {
+      res.writeHead(answer.status, answer.headers);
+    } catch {
+      // A header Node refuses to write: the general sender answers without it (and says so).
+      this.#send(res, req, { ...answer, headers: { ...answer.headers } });
+      this.#countAnswered(answer, started);
+      return true;
+    }
+    res.end(answer.status === 204 || answer.status === 304 ? undefined : answer.body);
+    this.#countAnswered(answer, started);
+    return true;
+  }
+
+  /** The getter's cache, remembered for #answerHit. */
+  async #cacheOf(): Promise<GitHubAPICache> {
+    try {
+      const cache = await this.#getCache();
+      this.#lastCache = cache;
+      return cache;
+    } catch (err) {
+      this.#lastCache = undefined;
+      throw err;
+    }
+  }
+
+  #lastCache: GitHubAPICache | undefined;
+  #lastHost: string | undefined;
+  #lastPublicUrl = '';
+
+  #countAnswered(answer: Answer, started: number): void {
+    this.#counters.requests++;
+    bump(this.#counters.bySource, answer.source);
+    bump(this.#counters.byStatus, String(answer.status));
+    this.metrics.requestAnswered(answer.source, answer.status, (performance.now() - started) / 1000);
   }
 
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -264,7 +329,7 @@ class CachingProxy implements ProxyServer {
 
     let cache: GitHubAPICache;
     try {
-      cache = await this.#getCache();
+      cache = await this.#cacheOf();
     } catch (err) {
       req.resume();
       return this.#errorAnswer(err, method, target);
