@@ -8,13 +8,15 @@
  * repository-shaped JSON bodies of ~3.9 KiB, then reports RSS and V8 heap growth per entry after a full GC:
  * - "bytes only": filled through `cache.exchange` (the proxy's path), which never parses a body;
  * - "bytes + parsed value": filled through `cache.request` and each answer's `data` read, as a JS caller does;
- *   the cache then holds the parsed, frozen value beside the bytes.
+ *   the cache then holds the parsed, frozen value beside the bytes (here every one: `maxParsedValues` raised);
+ * - "bounded": the same with `maxParsedValues: 1000`, so only the 1,000 read most recently keep it.
  * Then the hit cost with and without the parsed value held: `cache.request` on keys whose parsed value the
  * cache holds (a memory hit as a JS caller meets it), and on keys filled through `exchange` (the hit parses
  * and freezes the body), timed one call at a time, in alternating blocks.
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { DEFAULTS } from '../src/options-table.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { fmt, machineLine, median, percentile, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
@@ -22,6 +24,9 @@ import { loadLine, repoBody } from './workload.js';
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = `bench_${'m'.repeat(34)}`;
 const OWNER = 'mem';
+
+/** bytes: filled through exchange; parsed: through cache.request, every parsed value kept; bounded: the same with maxParsedValues 1,000. */
+type Mode = 'bytes' | 'parsed' | 'bounded';
 
 interface ChildReport {
   rssPerEntry: number;
@@ -39,7 +44,7 @@ async function child(): Promise<void> {
   const { GitHubAPICache } = await import('../src/github-api-cache.js');
   const url = process.env.BENCH_GITHUB_URL!;
   const entries = Number(process.env.BENCH_ENTRIES);
-  const mode = process.env.BENCH_MODE as 'bytes' | 'parsed';
+  const mode = process.env.BENCH_MODE as Mode;
   const gc = (globalThis as { gc?: () => void }).gc!;
   const settle = async () => {
     for (let i = 0; i < 3; i++) {
@@ -47,7 +52,10 @@ async function child(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   };
-  const cache = await GitHubAPICache.create({ persistence: 'off', githubApiUrl: url, maxEntries: entries * 2, maxBytes: 4 * 1024 ** 3 });
+  const cache = await GitHubAPICache.create({
+    persistence: 'off', githubApiUrl: url, maxEntries: entries * 2, maxBytes: 4 * 1024 ** 3,
+    ...(mode === 'parsed' ? { maxParsedValues: entries * 2 } : mode === 'bounded' ? { maxParsedValues: 1000 } : {}),
+  });
   const headers = { authorization: `token ${TOKEN}`, accept: 'application/vnd.github+json' };
   const viaExchange = (i: number) => cache.exchange({ method: 'GET', url: `${url}/repos/${OWNER}/r${i}`, headers });
   const viaRequest = (i: number) => cache.request('GET /repos/{owner}/{repo}', { owner: OWNER, repo: `r${i}` }, { token: TOKEN, ttl: 3600 });
@@ -104,7 +112,7 @@ async function child(): Promise<void> {
   process.send!(report);
 }
 
-async function runChild(url: string, entries: number, mode: 'bytes' | 'parsed'): Promise<ChildReport> {
+async function runChild(url: string, entries: number, mode: Mode): Promise<ChildReport> {
   const proc = fork(SELF, ['--child'], {
     execArgv: ['--expose-gc'],
     env: { ...process.env, BENCH_GITHUB_URL: url, BENCH_ENTRIES: String(entries), BENCH_MODE: mode },
@@ -127,9 +135,11 @@ export async function benchMemory(): Promise<string> {
     const bodyBytes = Buffer.byteLength(JSON.stringify(repoBody(OWNER, 'r0', 0)));
     const bytes: ChildReport[] = [];
     const parsed: ChildReport[] = [];
+    const bounded: ChildReport[] = [];
     for (let round = 0; round < rounds; round++) {
       bytes.push(await runChild(fake.url, entries, 'bytes'));
       parsed.push(await runChild(fake.url, entries, 'parsed'));
+      bounded.push(await runChild(fake.url, entries, 'bounded'));
     }
     const med = (reports: ChildReport[], pick: (r: ChildReport) => number) => median(reports.map(pick));
     const hitsParsed = bytes.flatMap((r) => r.hitParsedUs);
@@ -152,6 +162,8 @@ export async function benchMemory(): Promise<string> {
         ['the body bytes, headers and key (filled through `exchange`, the proxy\'s path)', fmt(rssBytes, 0), fmt(heapBytes, 0)],
         ['the same and the parsed, frozen value (filled through `cache.request`, `data` read)', fmt(rssParsed, 0), fmt(heapParsed, 0)],
         ['the parsed value\'s share', fmt(rssParsed - rssBytes, 0), fmt(heapParsed - heapBytes, 0)],
+        ['filled through `cache.request` with `maxParsedValues: 1000` (the 1,000 read most recently keep it)',
+          fmt(med(bounded, (r) => r.rssPerEntry), 0), fmt(med(bounded, (r) => r.heapPerEntry), 0)],
       ]),
       '',
       table(['`cache.request` memory hit', 'samples', 'p50 µs', 'p99 µs'], [
@@ -160,8 +172,10 @@ export async function benchMemory(): Promise<string> {
       ]),
       '',
       `Holding the parsed value costs ${fmt((rssParsed - rssBytes) / 1024, 1)} KiB of RSS per entry and saves ${fmt(p50Unparsed - p50Parsed)} µs on`,
-      'every hit after the first that reads it. It is built only when a JS caller reads an entry through `cache.request`',
-      '(never for the proxy, the Octokit plugin\'s bytes or peers), so a cache filled by proxied traffic holds bytes only.',
+      'every later hit that reads it: it pays for an entry read more than once. It is kept for the `maxParsedValues`',
+      `entries read most recently (default ${DEFAULTS.maxParsedValues.toLocaleString('en-US')}, as \`maxEntries\`: every entry of a default cache); a cache whose`,
+      'reads repeat on a small hot set can lower it and keep bytes only for the rest. It is built only when a JS caller reads an entry through `cache.request` or `get`',
+      '(never for the proxy, the Octokit plugin or peers, which read bytes), so a cache filled by proxied traffic holds bytes only.',
     ].join('\n');
     writeSection('memory', md);
     return md;

@@ -93,7 +93,7 @@ export class GitHubAPICache implements AsyncDisposable {
     const shutdown = this.#shutdown.signal;
     const recentWrites = new RecentWrites({ githubApiUrl: options.githubApiUrl, rememberMs: options.p2p.maxEntryTtl * 1000 });
     const peerWrites = new RecentWrites({ githubApiUrl: options.githubApiUrl, rememberMs: options.p2p.maxEntryTtl * 1000 });
-    this.#tiers = new TieredEntries({ maxEntries: options.maxEntries, maxBytes: options.maxBytes, store, logger, counters });
+    this.#tiers = new TieredEntries({ maxEntries: options.maxEntries, maxBytes: options.maxBytes, store, logger, counters, maxParsedValues: options.maxParsedValues });
     this.#origin = new GitHubOrigin({
       githubApiUrl: options.githubApiUrl,
       githubUploadsUrl: options.githubUploadsUrl,
@@ -106,7 +106,7 @@ export class GitHubAPICache implements AsyncDisposable {
     const parts = { tiers: this.#tiers, origin: this.#origin, counters, recentWrites };
     this.#reads = new ReadThrough({ ...parts, peerWrites, vault, now: options.now, defaultTtl: options.defaultTtl, maxEntryBytes: options.maxEntryBytes, shutdown });
     this.#writes = new WriteThrough(parts);
-    this.#http = new HttpCache({ reads: this.#reads, writes: this.#writes, vault, origin: this.#origin, shutdown });
+    this.#http = new HttpCache({ reads: this.#reads, writes: this.#writes, vault, origin: this.#origin, shutdown, tiers: this.#tiers });
     this.#values = new KeyValues({ tiers: this.#tiers, counters, now: options.now, ttlForKey: (key) => ttlForKey(key, options) });
   }
 
@@ -193,7 +193,7 @@ export class GitHubAPICache implements AsyncDisposable {
           authScheme: credential.kind === 'token' ? credential.scheme : undefined,
           signal: request.signal,
           redirect: request.redirect,
-        });
+        }, false); // bytes only: an HTTP front end never reads `data`, so no body is parsed or kept parsed for it
         // The answer's headers are a fresh object this call owns, already without hop-by-hop headers (the
         // origin drops them before anything is stored): marked in place rather than copied again.
         const headers = answer.source === 'origin' ? forwardableHeaders(answer.headers) : answer.headers;

@@ -48,6 +48,8 @@ export interface CacheOptions {
   maxEntries?: number;
   /** Most bytes of bodies kept on disk. Default: 256 MiB. */
   maxBytes?: number;
+  /** Entries read through `cache.request` or `get` that keep their parsed value (the most recently read). Default: 10,000 (as `maxEntries`). */
+  maxParsedValues?: number;
   /** Largest body kept, in bytes; larger answers are passed on, not stored. [CACHE_MAX_ENTRY_BYTES] Default: 10 MiB. */
   maxEntryBytes?: number;
   /** 'auto': SQLite, degrading to memory-only with a warning if it cannot be used; 'required': fail instead; 'off': memory only. Default: 'auto'. */
@@ -94,6 +96,7 @@ export interface ResolvedCacheOptions {
   readonly ttlByOperation: Readonly<Record<string, number>>;
   readonly maxEntries: number;
   readonly maxBytes: number;
+  readonly maxParsedValues: number;
   readonly maxEntryBytes: number;
   readonly persistence: 'auto' | 'required' | 'off';
   readonly githubApiUrl: string;

@@ -66,6 +66,7 @@ export function resolveOptions(options: CacheOptions = {}, env: NodeJS.ProcessEn
     defaultTtl: get('defaultTtl'),
     ttlByOperation: get('ttlByOperation'),
     maxEntries: get('maxEntries'),
+    maxParsedValues: get('maxParsedValues'),
     maxBytes: get('maxBytes'),
     maxEntryBytes: get('maxEntryBytes'),
     persistence: get('persistence'),

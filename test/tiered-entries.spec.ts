@@ -82,8 +82,8 @@ describe('TieredEntries', () => {
     return store;
   }
 
-  function tiers(store: EntryStore | undefined, maxEntries = 100): TieredEntries {
-    const made = new TieredEntries({ maxEntries, store, logger, counters });
+  function tiers(store: EntryStore | undefined, maxEntries = 100, maxParsedValues?: number): TieredEntries {
+    const made = new TieredEntries({ maxEntries, store, logger, counters, maxParsedValues });
     toClose.push(made);
     return made;
   }
@@ -142,11 +142,46 @@ describe('TieredEntries', () => {
         parses++;
         return JSON.parse(Buffer.from(body).toString('utf8'));
       };
-      const first = TieredEntries.parsed(t.read('k')!.item, parse);
-      const second = TieredEntries.parsed(t.read('k')!.item, parse);
+      const first = t.parsed(t.read('k')!.item, parse);
+      const second = t.parsed(t.read('k')!.item, parse);
       expect(first).to.deep.equal({ n: 1 });
       expect(second).to.equal(first);
       expect(parses).to.equal(1);
+    });
+
+    it('keeps the parsed value of the maxParsedValues items read most recently only; the others parse again', () => {
+      const t = tiers(undefined, 100, 2);
+      for (const k of ['a', 'b', 'c']) t.write(k, entry(`{"k":"${k}"}`));
+      const parses: string[] = [];
+      const parse = (body: Uint8Array): unknown => {
+        const value = JSON.parse(Buffer.from(body).toString('utf8')) as { k: string };
+        parses.push(value.k);
+        return value;
+      };
+      const read = (k: string) => t.parsed(t.read(k)!.item, parse);
+      read('a');
+      read('b');
+      read('a'); // a is the most recently read now: c pushes b out, not a
+      read('c');
+      expect(t.read('b')!.item.parsed, 'b dropped its parsed value').to.equal(undefined);
+      expect(t.read('a')!.item.parsed, 'a kept it').to.not.equal(undefined);
+      expect(read('b')).to.deep.equal({ k: 'b' });
+      expect(parses).to.deep.equal(['a', 'b', 'c', 'b']);
+      expect(t.read('b')!.entry.body.byteLength, 'the bytes stay').to.be.greaterThan(0);
+    });
+
+    it('keeps no parsed value with maxParsedValues 0', () => {
+      const t = tiers(undefined, 100, 0);
+      t.write('k', entry('{"n":1}'));
+      let parses = 0;
+      const parse = (body: Uint8Array): unknown => {
+        parses++;
+        return JSON.parse(Buffer.from(body).toString('utf8'));
+      };
+      t.parsed(t.read('k')!.item, parse);
+      t.parsed(t.read('k')!.item, parse);
+      expect(parses).to.equal(2);
+      expect(t.read('k')!.item.parsed).to.equal(undefined);
     });
   });
 

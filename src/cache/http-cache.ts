@@ -68,12 +68,14 @@ export interface HttpRequest {
 
 export class HttpCache {
   readonly #reads: ReadThrough;
+  readonly #tiers: TieredEntries;
   readonly #writes: WriteThrough;
   readonly #vault: TokenVault;
   readonly #origin: Origin;
   readonly #shutdown: AbortSignal;
 
-  constructor(parts: { reads: ReadThrough; writes: WriteThrough; vault: TokenVault; origin: Origin; shutdown: AbortSignal }) {
+  constructor(parts: { reads: ReadThrough; writes: WriteThrough; vault: TokenVault; origin: Origin; shutdown: AbortSignal; tiers: TieredEntries }) {
+    this.#tiers = parts.tiers;
     this.#reads = parts.reads;
     this.#writes = parts.writes;
     this.#vault = parts.vault;
@@ -84,22 +86,23 @@ export class HttpCache {
   /**
    * The answer: synchronously for a fresh local hit (no promise and no request object on the hot path), else a
    * promise. May throw synchronously (a malformed URL); callers that promise a rejection await it in a try.
+   * `parse` false (HTTP front ends, which read `bytes` only): `data` is undefined and no parsed value is kept.
    */
-  request<T>(request: HttpRequest, options: RequestOptions): CachedResponse<T> | Promise<CachedResponse<T>> {
+  request<T>(request: HttpRequest, options: RequestOptions, parse = true): CachedResponse<T> | Promise<CachedResponse<T>> {
     const token = options.token === undefined || options.token === '' ? undefined : options.token;
     const scopeId = this.#vault.hold(token);
     const { method } = request;
-    if (method !== 'GET' && method !== 'HEAD') return this.#write<T>(request, options, token, scopeId);
+    if (method !== 'GET' && method !== 'HEAD') return this.#write<T>(request, options, token, scopeId, parse);
     const parts = keyPartsOf(request, method, scopeId);
     if (method === 'HEAD') {
       // A HEAD is answered from a fresh GET of the same resource when one is held: the same status and headers.
       const get = this.#reads.peekFresh(formatRequestKey({ ...parts, method: 'GET' }));
-      if (get !== undefined) return this.#answerOf<T>({ kind: 'entry', ...get }, parts, request.url, true);
+      if (get !== undefined) return this.#answerOf<T>({ kind: 'entry', ...get }, parts, request.url, parse, true);
     }
     const key = formatRequestKey(parts);
     const fresh = this.#reads.readFresh(key);
-    if (fresh !== undefined) return this.#answerOf<T>(fresh, parts, request.url);
-    return this.#load<T>(request, options, token, parts, key);
+    if (fresh !== undefined) return this.#answerOf<T>(fresh, parts, request.url, parse);
+    return this.#load<T>(request, options, token, parts, key, parse);
   }
 
   /**
@@ -122,21 +125,22 @@ export class HttpCache {
     };
   }
 
-  async #write<T>(request: HttpRequest, options: RequestOptions, token: string | undefined, scopeId: string): Promise<CachedResponse<T>> {
+  async #write<T>(request: HttpRequest, options: RequestOptions, token: string | undefined, scopeId: string, parse: boolean): Promise<CachedResponse<T>> {
     const signal = options.signal === undefined ? this.#shutdown : AbortSignal.any([options.signal, this.#shutdown]);
     const r = await this.#writes.write({
       method: request.method, url: request.url, headers: request.headers, body: request.body, token, scheme: options.authScheme, scopeId, signal,
       redirect: options.redirect,
     });
-    return answer<T>(r.status, { ...r.headers }, frozen(parseBody(r.body, r.headers['content-type'])), r.body, 'origin', r.url ?? request.url);
+    return answer<T>(r.status, { ...r.headers }, parse ? frozen(parseBody(r.body, r.headers['content-type'])) : undefined, r.body, 'origin', r.url ?? request.url);
   }
 
-  async #load<T>(request: HttpRequest, options: RequestOptions, token: string | undefined, parts: RequestKeyParts, key: string): Promise<CachedResponse<T>> {
+  async #load<T>(request: HttpRequest, options: RequestOptions, token: string | undefined, parts: RequestKeyParts, key: string,
+    parse: boolean): Promise<CachedResponse<T>> {
     const outcome = await this.#reads.load({
       parts, key, url: request.url, headers: request.headers, token, scheme: options.authScheme,
       ttl: options.ttl, signal: options.signal, redirect: options.redirect,
     });
-    return this.#answerOf<T>(outcome, parts, request.url);
+    return this.#answerOf<T>(outcome, parts, request.url, parse);
   }
 
   /**
@@ -160,15 +164,16 @@ export class HttpCache {
     return { ...memo.template };
   }
 
-  #answerOf<T>(outcome: ReadOutcome, parts: RequestKeyParts, url: string, headOnly = false): CachedResponse<T> {
+  /** `parse` false: `data` is left undefined (an HTTP front end reads `bytes` only, and no parsed value is kept). */
+  #answerOf<T>(outcome: ReadOutcome, parts: RequestKeyParts, url: string, parse: boolean, headOnly = false): CachedResponse<T> {
     if (outcome.kind === 'pass') {
       const r = outcome.response;
-      return answer<T>(r.status, { ...r.headers }, frozen(parseBody(r.body, r.headers['content-type'])), r.body, outcome.source, r.url ?? url);
+      return answer<T>(r.status, { ...r.headers }, parse ? frozen(parseBody(r.body, r.headers['content-type'])) : undefined, r.body, outcome.source, r.url ?? url);
     }
     const { entry } = outcome;
     // Parsed once per memory item; the parser (a closure) is made only when there is something to parse.
-    const parsed = outcome.item?.parsed;
-    const data = parsed !== undefined ? parsed.value : this.#parse(outcome.item, entry);
+    const kept = !parse || headOnly || outcome.item === undefined ? undefined : this.#tiers.keptParsed(outcome.item);
+    const data = !parse || headOnly ? undefined : kept !== undefined ? kept.value : this.#parse(outcome.item, entry);
     // GitHub's own headers when it answered just now; else the entry's, with the scope's current rate limit.
     const headers = outcome.headers !== undefined
       ? { ...outcome.headers }
@@ -181,7 +186,7 @@ export class HttpCache {
   #parse(item: MemoryItem | undefined, entry: CacheEntry): unknown {
     const type = entry.headers['content-type'];
     const parse = (body: Uint8Array) => frozen(parseBody(body, type));
-    return item !== undefined ? TieredEntries.parsed(item, parse) : parse(entry.body);
+    return item !== undefined ? this.#tiers.parsed(item, parse) : parse(entry.body);
   }
 }
 

@@ -32,14 +32,14 @@ export class KeyValues {
       return undefined;
     }
     counters.answered('memory');
-    return TieredEntries.parsed(found.item, parseFrozen);
+    return tiers.parsed(found.item, parseFrozen);
   }
 
   getStale(key: string): unknown {
     const found = this.#p.tiers.read(KV_PREFIX + checkKey(key));
     if (found === undefined) return undefined;
     if (this.#p.now() >= found.entry.expiresAt) this.#p.counters.staleServed++;
-    return TieredEntries.parsed(found.item, parseFrozen);
+    return this.#p.tiers.parsed(found.item, parseFrozen);
   }
 
   put(key: string, value: unknown, options: PutOptions): void {

@@ -26,8 +26,8 @@ const ENTRY_OVERHEAD_BYTES = 512;
 
 export interface MemoryItem {
   readonly entry: CacheEntry;
-  /** The parsed, frozen body, computed on first use. */
-  parsed?: { value: unknown };
+  /** The parsed, frozen body, computed on first use; kept for the `maxParsedValues` items read most recently. */
+  parsed?: { value: unknown } | undefined;
   /** The answer headers last built for this entry (stored headers and the rate limit they were built with), reused while the rate limit is unchanged. */
   answerHeaders?: { version: number; rateLimit: Readonly<Record<string, string>>; template: Readonly<Record<string, string>> };
   /** A front end's own form of the answer (the proxy's, ready for the wire), kept with the rate-limit version it was built at. */
@@ -62,8 +62,16 @@ export class TieredEntries {
     store?: EntryStore | undefined;
     logger: Logger;
     counters: TieredEntriesCounters;
+    /** Most memory items that keep their parsed value (the most recently read). Default: no bound. */
+    maxParsedValues?: number | undefined;
   }) {
     this.#store = options.store;
+    const maxParsed = options.maxParsedValues;
+    this.#parsedHolders = maxParsed === undefined ? undefined : maxParsed === 0 ? null : new LRUCache<MemoryItem, true>({
+      max: maxParsed,
+      // Only the parsed value goes: the item stays in memory with its bytes and is parsed again when read.
+      dispose: (_value, item) => { item.parsed = undefined; },
+    });
     this.#logger = options.logger;
     this.#counters = options.counters;
     this.#maxBytes = options.maxBytes;
@@ -151,15 +159,39 @@ export class TieredEntries {
     return { entry, tier: 'disk', item: promoted };
   }
 
-  /** The parsed, deep-frozen JSON body of an item (parsed once per memory item). */
-  static parsed(item: { entry: CacheEntry; parsed?: { value: unknown } }, parse: (body: Uint8Array) => unknown): unknown {
-    if (item.parsed === undefined) item.parsed = { value: parse(item.entry.body) };
-    return item.parsed.value;
+  /**
+   * The parsed, deep-frozen body of a memory item: parsed once and kept while the item is among the
+   * `maxParsedValues` read most recently (a parsed 4 KB JSON body costs about 4.5 KB of heap and saves a parse of
+   * tens of µs on each later read; bench/memory.ts); past that bound the least recently read one drops its value.
+   */
+  parsed(item: MemoryItem, parse: (body: Uint8Array) => unknown): unknown {
+    const held = this.keptParsed(item);
+    if (held !== undefined) return held.value;
+    const value = parse(item.entry.body);
+    this.#keepParsed(item, { value });
+    return value;
+  }
+
+  /** The parsed value the item keeps (marked as read now), or undefined: `parsed` without making a parser. */
+  keptParsed(item: MemoryItem): { value: unknown } | undefined {
+    const held = item.parsed;
+    if (held !== undefined) this.#parsedHolders?.get(item);
+    return held;
+  }
+
+  /** Items whose parsed value is kept, least recently read first out; undefined: all keep it; null: none does. */
+  readonly #parsedHolders: LRUCache<MemoryItem, true> | null | undefined;
+
+  #keepParsed(item: MemoryItem, parsed: { value: unknown }): void {
+    if (this.#parsedHolders === null) return;
+    item.parsed = parsed;
+    this.#parsedHolders?.set(item, true);
   }
 
   /** Stores in memory and, if persistent, in the store. `parsed` may carry the already-parsed value. */
   write(key: string, entry: CacheEntry, parsed?: { value: unknown }): void {
-    const item: MemoryItem = parsed === undefined ? { entry } : { entry, parsed };
+    const item: MemoryItem = { entry };
+    if (parsed !== undefined) this.#keepParsed(item, parsed);
     this.#memory.set(key, item);
     if (this.#store !== undefined) {
       try {

@@ -1,0 +1,82 @@
+import { expect } from 'chai';
+import { GitHubAPICache } from '../src/github-api-cache.js';
+import { FakeGitHub } from '../support/fake-github/index.js';
+
+/**
+ * Which reads parse a body and keep the parsed value: `cache.request` (its `data`) keeps it for the
+ * `maxParsedValues` entries read most recently; `exchange` (the proxy and the Octokit plugin) reads bytes only,
+ * so a body it carries is never parsed. Parses are counted by watching JSON.parse for the body's own text.
+ */
+
+const TOKEN = `test_${'parsed'.padEnd(36, 'P')}`;
+const MARK = 'parsed-values-spec-marker';
+
+describe('parsed values (what a read parses and keeps)', () => {
+  let github: FakeGitHub;
+  const realParse = JSON.parse;
+  let parses = 0;
+
+  before(async () => {
+    github = await FakeGitHub.start({ tokens: { [TOKEN]: { label: 'P' } } });
+    for (let i = 0; i < 4; i++) github.setResource(`/repos/o/r${i}`, { i, mark: MARK });
+    JSON.parse = ((text: string, reviver?: (this: unknown, key: string, value: unknown) => unknown) => {
+      if (typeof text === 'string' && text.includes(MARK)) parses++;
+      return realParse(text, reviver);
+    }) as typeof JSON.parse;
+  });
+  after(async () => {
+    JSON.parse = realParse;
+    await github.close();
+  });
+  beforeEach(() => {
+    parses = 0;
+  });
+
+  const exchange = (cache: GitHubAPICache, i: number) => cache.exchange({
+    method: 'GET', url: `${github.url}/repos/o/r${i}`, headers: { authorization: `token ${TOKEN}`, accept: 'application/vnd.github+json' },
+  });
+  const request = async (cache: GitHubAPICache, i: number) => (await cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo: `r${i}` }, { token: TOKEN })).data;
+
+  it('exchange never parses a body: a miss and a hit carry bytes only', async () => {
+    const cache = await GitHubAPICache.create({ persistence: 'off', githubApiUrl: github.url });
+    try {
+      const miss = await exchange(cache, 0);
+      const hit = await exchange(cache, 0);
+      expect([miss.source, hit.source]).to.deep.equal(['origin', 'memory']);
+      expect(JSON.parse(Buffer.from(hit.body as Uint8Array).toString('utf8'))).to.deep.equal({ i: 0, mark: MARK });
+      expect(parses, 'parses by the cache (the one above is this spec\'s own)').to.equal(1);
+    } finally {
+      await cache.close();
+    }
+  });
+
+  it('cache.request parses an entry once and reuses it; past maxParsedValues the least recently read parses again', async () => {
+    const cache = await GitHubAPICache.create({ persistence: 'off', githubApiUrl: github.url, maxParsedValues: 2 });
+    try {
+      for (const i of [0, 1, 2]) await request(cache, i); // misses: each parsed once, none kept (not yet in memory)
+      expect(parses).to.equal(3);
+      for (const i of [0, 1]) await request(cache, i); // hits: parsed and kept (0, 1)
+      await request(cache, 0); // kept: no parse
+      expect(parses).to.equal(5);
+      await request(cache, 2); // a third kept value: 1, the least recently read, drops its own
+      await request(cache, 0);
+      expect(parses).to.equal(6);
+      expect(await request(cache, 1)).to.deep.equal({ i: 1, mark: MARK });
+      expect(parses).to.equal(7);
+    } finally {
+      await cache.close();
+    }
+  });
+
+  it('rejects a negative or fractional maxParsedValues with a clear error', async () => {
+    for (const bad of [-1, 1.5]) {
+      let error: unknown;
+      try {
+        await GitHubAPICache.create({ persistence: 'off', maxParsedValues: bad });
+      } catch (err) {
+        error = err;
+      }
+      expect(String(error)).to.match(/maxParsedValues/);
+    }
+  });
+});
