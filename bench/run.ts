@@ -19,6 +19,7 @@ import { benchMemory } from './memory.js';
 import { benchPeerThroughput } from './peer-throughput.js';
 import { benchP2pTransport } from './p2p-transport.js';
 import { benchStartup } from './startup.js';
+import { benchSummary } from './summary.js';
 
 const benches: Record<string, () => Promise<string>> = {
   'hot-path': benchHotPath,
@@ -40,6 +41,8 @@ const benches: Record<string, () => Promise<string>> = {
   startup: benchStartup,
   'p2p-transport': benchP2pTransport,
   invalidation: benchInvalidation,
+  // Last: it gathers the figures the others wrote.
+  summary: benchSummary,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
