@@ -26,7 +26,7 @@ async function main(): Promise<Record<string, unknown>> {
   const loadedMs = performance.now();
   const p2p = kind === 'off' ? { enabled: false } : {
     enabled: true, sharedSecret: secret, listenHost: '127.0.0.1', listenPort: extra.listenPort ?? 0,
-    bootstrapPeers: extra.bootstrapPeers ?? [], startWaitMs: extra.startWaitMs ?? 0,
+    bootstrapPeers: extra.bootstrapPeers ?? [], ...(extra.startWaitMs !== undefined ? { startWaitMs: extra.startWaitMs } : {}),
   };
   const cache = await GitHubAPICache.create({ persistence: 'off', cacheDir, githubApiUrl: baseUrl, p2p });
   const createdMs = performance.now();

@@ -11,7 +11,7 @@ import { KeyValues, type PutOptions } from './cache/key-values.js';
 import { ReadThrough } from './cache/read-through.js';
 import { TieredEntries } from './cache/tiered-entries.js';
 import { TokenVault } from './cache/token-vault.js';
-import { settlesWithin, startPeerNetwork, type CreateInternals, type FleetStarter } from './fleet-start.js';
+import { meshed, meshTarget, settlesWithin, startPeerNetwork, type CreateInternals, type FleetStarter } from './fleet-start.js';
 import { RecentWrites, WriteThrough } from './cache/write-through.js';
 import { GitHubOrigin } from './github/github-origin.js';
 import { RequestBuilder } from './github/request-builder.js';
@@ -309,10 +309,14 @@ export class GitHubAPICache implements AsyncDisposable {
 
   /**
    * Starts the fleet's host in the background (one per instance, so one per process through the provider).
-   * Reads that would leave this node wait for it at most `p2p.startWaitMs` from now; a failed start is logged and
-   * kept for `p2pReady()` (never an unhandled rejection); a start that completes after close() is stopped.
+   * Reads that would leave this node wait for it at most `p2p.startWaitMs` from now: for the host to listen and,
+   * with bootstrap peers, to be in session with as many peers as it was given (so a fleet that starts together
+   * agrees on owners from its first request); a failed start is logged and kept for `p2pReady()` (never an
+   * unhandled rejection); a start that completes after close() is stopped.
    */
   #beginFleet(startFleet: FleetStarter): void {
+    const waitMs = this.options.p2p.startWaitMs;
+    const waitUntil = this.options.now() + waitMs;
     const start = (async () => {
       const fleet = await startFleet({ p2p: this.options.p2p, cacheDir: this.options.cacheDir, logSink: this.options.logSink, now: this.options.now, host: this.#reads });
       if (this.#closing !== undefined) {
@@ -320,24 +324,31 @@ export class GitHubAPICache implements AsyncDisposable {
         throw new CacheClosedError('start the P2P host');
       }
       this.#fleet = fleet;
-      this.#reads.fleet = fleet;
       this.#writes.fleet = fleet;
+      // Peers may ask this node once it listens; its own reads ask them once it is meshed (or the wait is over).
+      const meshing = waitMs > 0 && meshTarget(fleet, this.options.p2p.bootstrapPeers) > 0;
+      if (!meshing) this.#reads.fleet = fleet;
+      return { fleet, meshing };
     })();
-    this.#fleetStart = start;
+    const readsReady = start.then(async ({ fleet, meshing }) => {
+      if (!meshing) return;
+      await meshed(fleet, this.options.p2p.bootstrapPeers, waitUntil, this.options.now, this.#shutdown.signal);
+      if (this.#fleet === fleet) this.#reads.fleet = fleet;
+    }, () => undefined);
+    this.#fleetStart = start.then(() => undefined);
+    this.#fleetStart.catch(() => undefined); // handled below (logged); p2pReady() hands the rejection to who asks
     start.catch((err: unknown) => {
       this.#reads.fleetStarting(undefined);
       if (!(err instanceof CacheClosedError)) this.#logger.error('the P2P host did not start; the cache runs without its fleet (its own tiers and GitHub only):', err);
     });
-    const waitMs = this.options.p2p.startWaitMs;
     if (waitMs > 0) {
       let timer: NodeJS.Timeout | undefined;
       const bound = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, waitMs);
         timer.unref();
       });
-      const settled = start.then(() => undefined, () => undefined);
-      void settled.finally(() => clearTimeout(timer));
-      this.#reads.fleetStarting(Promise.race([settled, bound]));
+      void readsReady.finally(() => clearTimeout(timer));
+      this.#reads.fleetStarting(Promise.race([readsReady, bound]));
     }
   }
 

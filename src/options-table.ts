@@ -41,6 +41,8 @@ export const DEFAULTS = Object.freeze({
   requestTimeoutMs: 2_000,
   dialTimeoutMs: 1_500,
   startWaitMs: 0,
+  /** p2p.startWaitMs of a member with bootstrap peers (a fleet member). */
+  fleetStartWaitMs: 5_000,
   maxFrameBytes: 4 * 1024 * 1024,
   maxEntryTtl: 3_600,
 });
@@ -361,11 +363,16 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
     min: 1, max: 600_000, default: DEFAULTS.dialTimeoutMs,
     doc: 'abort a dial after this long (a wrong network key otherwise fails only after about 6 s)',
   }),
-  numeric({
-    path: 'p2p.startWaitMs', type: 'integer', unit: 'ms',
-    min: 0, max: 600_000, default: DEFAULTS.startWaitMs,
-    doc: 'while the P2P host is still starting, a request that would go to GitHub waits up to this long for it (local hits never wait); 0: the cache answers from its own tiers and GitHub until the host is up',
-  }),
+  {
+    ...numeric({
+      path: 'p2p.startWaitMs', type: 'integer', unit: 'ms',
+      min: 0, max: 600_000, default: DEFAULTS.startWaitMs,
+      doc: 'while the P2P host starts, a request that would go to GitHub waits up to this long (from creation) for the host to listen and, with bootstrap peers, to be in session with as many peers as it was given (local hits never wait); 0: the cache answers from its own tiers and GitHub until the host is up',
+    }),
+    defaultText: `\`${DEFAULTS.fleetStartWaitMs}\` with \`p2p.bootstrapPeers\` (a fleet member: its first requests are shared), else \`${DEFAULTS.startWaitMs}\``,
+    fallback: (_env, resolved) => ((resolved.get('p2p.bootstrapPeers') as readonly string[] | undefined)?.length ?? 0) > 0
+      ? DEFAULTS.fleetStartWaitMs : DEFAULTS.startWaitMs,
+  },
   numeric({
     path: 'p2p.maxFrameBytes', type: 'integer', unit: 'bytes',
     min: 1024, max: 256 * 1024 * 1024, default: DEFAULTS.maxFrameBytes, defaultNote: '4 MiB',

@@ -19,12 +19,15 @@ const SECRET = 'fleet-spec-shared-secret-0123456789';
 const TOKEN_A = 'test_fleetAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
 const TOKEN_B = 'test_fleetBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB';
 
-async function node(github: FakeGitHub, bootstrap: string[] = [], extra: { listenPort?: number } = {}): Promise<GitHubAPICache> {
+async function node(github: FakeGitHub, bootstrap: string[] = [], extra: { listenPort?: number; requestTimeoutMs?: number } = {}): Promise<GitHubAPICache> {
   return listening(GitHubAPICache.create({
     persistence: 'off',
     cacheDir: tmpCacheDir(),
     githubApiUrl: github.url,
-    p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: extra.listenPort ?? 0, bootstrapPeers: bootstrap },
+    p2p: {
+      enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: extra.listenPort ?? 0, bootstrapPeers: bootstrap,
+      ...(extra.requestTimeoutMs !== undefined ? { requestTimeoutMs: extra.requestTimeoutMs } : {}),
+    },
   }));
 }
 
@@ -40,10 +43,10 @@ async function p2pOf(cache: GitHubAPICache) {
 }
 
 /** Starts n caches, the others bootstrapped to the first, and waits for a full mesh. */
-async function fleet(github: FakeGitHub, n: number): Promise<GitHubAPICache[]> {
-  const first = await node(github);
+async function fleet(github: FakeGitHub, n: number, extra: { requestTimeoutMs?: number } = {}): Promise<GitHubAPICache[]> {
+  const first = await node(github, [], extra);
   const addr = (await p2pOf(first)).listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
-  const nodes = [first, ...(await Promise.all(Array.from({ length: n - 1 }, () => node(github, [addr]))))];
+  const nodes = [first, ...(await Promise.all(Array.from({ length: n - 1 }, () => node(github, [addr], extra))))];
   await waitUntil(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.connectedPeers >= n - 1), 'a full mesh');
   return nodes;
 }
@@ -107,7 +110,9 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
   });
 
   it('has an owner that does not hold the scope yet keep the asks for its keys until its own callers bring the token', async () => {
-    const nodes = await fleet(github, 3);
+    // The grace is requestTimeoutMs: long enough here that a busy machine (the late callers start after the others'
+    // first 30 requests) does not end it first; what is tested is that the asks wait, not the default's length.
+    const nodes = await fleet(github, 3, { requestTimeoutMs: 8_000 });
     open.push(...nodes);
     await waitUntil(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length === 2), 'protocol sessions');
     const [a0, a1, late] = nodes as [GitHubAPICache, GitHubAPICache, GitHubAPICache];

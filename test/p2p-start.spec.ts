@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { GitHubAPICache, type FleetStarter } from '../src/github-api-cache.js';
 import type { Fleet, FleetAnswer, FleetStats } from '../src/cache/ports.js';
 import { CacheClosedError, CacheConfigError } from '../src/errors.js';
+import { resolveOptions } from '../src/options.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { CapturingSink } from '../support/recording-logger.js';
 import { removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
@@ -38,6 +39,8 @@ function heldStart(): { start: FleetStarter; calls: () => number; release: (flee
 /** A fleet that answers every ask with `answer` and counts what it is asked. */
 class StubFleet implements Fleet {
   asked = 0;
+  /** The peers it is in session with (a spec adds them). */
+  peers: Array<{ id: string; scopes: number }> = [];
   stopped = 0;
   constructor(readonly answer: () => FleetAnswer = () => ({ kind: 'self' })) {}
   async fetch(): Promise<FleetAnswer> {
@@ -46,7 +49,7 @@ class StubFleet implements Fleet {
   }
   stats(): FleetStats {
     return {
-      peerId: 'stub', listenAddrs: [], connectedPeers: 0, peers: [], requestsSent: 0, entriesReceived: 0, requestsServed: 0,
+      peerId: 'stub', listenAddrs: [], connectedPeers: this.peers.length, peers: this.peers, requestsSent: 0, entriesReceived: 0, requestsServed: 0,
       rejected: {}, timeouts: 0, disconnectedForAbuse: 0, boundPort: 1, portFallback: false, handoffsSent: 0, handoffEntries: 0,
       invalidationsSent: 0, invalidationsReceived: 0, invalidationsDropped: 0,
     };
@@ -80,7 +83,7 @@ describe('start-up with P2P on (the cache answers while its fleet starts)', func
     removeTmpDirs();
   });
 
-  const make = async (start: FleetStarter, p2p: { startWaitMs?: number; listenHost?: string } = {}, logSink?: CapturingSink) => {
+  const make = async (start: FleetStarter, p2p: { startWaitMs?: number; listenHost?: string; bootstrapPeers?: string[] } = {}, logSink?: CapturingSink) => {
     const cache = await GitHubAPICache.create({
       persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url, ...(logSink !== undefined ? { logSink } : {}),
       p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, ...p2p },
@@ -125,6 +128,26 @@ describe('start-up with P2P on (the cache answers while its fleet starts)', func
     expect((await answer).source).to.equal('origin'); // the stub said 'self': this node fetches it
     expect(fleet.asked).to.equal(1);
     expect(github.stats.requests).to.equal(1);
+  });
+
+  it('with bootstrap peers, waits for sessions with them, not only for the host to listen (5 s by default)', async () => {
+    const bootstrapPeers = ['/ip4/127.0.0.1/tcp/9', '/ip4/127.0.0.1/tcp/10'];
+    const p2p = { enabled: true, sharedSecret: SECRET };
+    expect(resolveOptions({ p2p: { ...p2p, bootstrapPeers } }, {}).p2p.startWaitMs, 'the default of a fleet member').to.equal(5_000);
+    expect(resolveOptions({ p2p }, {}).p2p.startWaitMs, 'the default of a node alone').to.equal(0);
+
+    const held = heldStart();
+    const cache = await make(held.start, { bootstrapPeers, startWaitMs: 600_000 });
+    const answer = cache.request(ROUTE, {}, { token: TOKEN });
+    const fleet = new StubFleet();
+    held.release(fleet);
+    await cache.p2pReady(); // listening, in session with nobody yet
+    fleet.peers = [{ id: 'a', scopes: 0 }];
+    expect(await settled(answer), 'still waiting: one session of the two its list promises').to.equal(false);
+    expect(github.stats.requests).to.equal(0);
+    fleet.peers = [{ id: 'a', scopes: 0 }, { id: 'b', scopes: 0 }];
+    expect((await answer).source).to.equal('origin'); // the stub said 'self': this node fetches it
+    expect(fleet.asked, 'the fleet was asked first').to.equal(1);
   });
 
   it('with p2p.startWaitMs, a request goes upstream once the bound passes while the start is still held back', async () => {
