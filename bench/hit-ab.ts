@@ -14,14 +14,13 @@
  * 50 in flight), then 200 untimed and 2,000 timed `cache.request` calls on the hottest key, each awaited. Medians
  * of the rounds' p50 and p99 go to docs/benchmarks.md (section `hit-ab`).
  */
-import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { zipfIndices } from '../support/workload.js';
-import { fmt, machineLine, median, percentile, table, writeSection } from './report.js';
+import { childReport, fmt, machineLine, median, percentile, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -70,15 +69,7 @@ async function child(): Promise<void> {
 }
 
 function runChild(libraryDist: string, githubUrl: string): Promise<Sample> {
-  const proc = fork(SELF, ['--child'], {
-    env: { ...process.env, BENCH_LIBRARY_DIST: libraryDist, BENCH_GITHUB_URL: githubUrl },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    let sample: Sample | undefined;
-    proc.on('message', (m) => { sample = m as Sample; });
-    proc.on('exit', (code) => (sample !== undefined ? resolve(sample) : reject(new Error(`hit-ab child exited with ${code}`))));
-  });
+  return childReport(SELF, { BENCH_LIBRARY_DIST: libraryDist, BENCH_GITHUB_URL: githubUrl });
 }
 
 export async function benchHitAb(): Promise<string> {

@@ -14,11 +14,10 @@
  * cache holds (a memory hit as a JS caller meets it), and on keys filled through `exchange` (the hit parses
  * and freezes the body), timed one call at a time, in alternating blocks.
  */
-import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { DEFAULTS } from '../src/options-table.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
-import { fmt, machineLine, median, percentile, table, writeSection } from './report.js';
+import { childReport, fmt, machineLine, median, percentile, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -112,17 +111,8 @@ async function child(): Promise<void> {
   process.send!(report);
 }
 
-async function runChild(url: string, entries: number, mode: Mode): Promise<ChildReport> {
-  const proc = fork(SELF, ['--child'], {
-    execArgv: ['--expose-gc'],
-    env: { ...process.env, BENCH_GITHUB_URL: url, BENCH_ENTRIES: String(entries), BENCH_MODE: mode },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    let report: ChildReport | undefined;
-    proc.on('message', (m) => { report = m as ChildReport; });
-    proc.on('exit', (code) => (report !== undefined ? resolve(report) : reject(new Error(`memory bench child exited with ${code}`))));
-  });
+function runChild(url: string, entries: number, mode: Mode): Promise<ChildReport> {
+  return childReport(SELF, { BENCH_GITHUB_URL: url, BENCH_ENTRIES: String(entries), BENCH_MODE: mode }, ['--expose-gc']);
 }
 
 export async function benchMemory(): Promise<string> {

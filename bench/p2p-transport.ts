@@ -7,12 +7,10 @@
  * a 256 KiB one (a log or diff; yamux's initial stream window is 256 KiB, so window updates are on its path).
  */
 import http from 'node:http';
-import { swarmKeyOf } from '../src/p2p/fleet-keys.js';
+import { libp2pEchoPair } from './libp2p-echo.js';
 import { fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
 import { loadLine } from './workload.js';
 
-const SECRET = 'bench-transport-shared-secret-0123456789';
-const ECHO = '/github-cache-bench/transport/1.0.0';
 const REQUEST_BYTES = 200;
 const BODIES = [{ label: '3.9 KiB', bytes: 3_990, calls: 3_000 }, { label: '256 KiB', bytes: 256 * 1024, calls: 300 }];
 
@@ -48,51 +46,12 @@ async function httpKeepAlive(bytes: number): Promise<Transport> {
 }
 
 export function libp2p(opts: { pnet: boolean; window?: number }): (bytes: number) => Promise<Transport> {
-  return async (bytes) => {
-    await import('../src/polyfills.js'); // libp2p 3 needs Promise.withResolvers
-    const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { preSharedKey }, { lpStream }] = await Promise.all([
-      import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('@libp2p/pnet'), import('@libp2p/utils'),
-    ]);
-    const streamOptions = opts.window === undefined ? {} : { streamOptions: { initialStreamWindowSize: opts.window, maxStreamWindowSize: Math.max(opts.window, 16 * 1024 * 1024) } };
-    const host = () => createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux({ enableKeepAlive: false, ...streamOptions })],
-      ...(opts.pnet ? { connectionProtector: preSharedKey({ psk: swarmKeyOf(SECRET) }) } : {}),
-      // Its pings time out when 1 MiB transfers keep the one event loop busy on a loaded machine, and it then
-      // closes the connection mid-transfer: off here, as nothing else would notice a dead peer in this bench.
-      connectionMonitor: { enabled: false },
-    });
-    const [server, client] = await Promise.all([host(), host()]);
-    const reply = new Uint8Array(bytes).fill(7);
-    await server.handle(ECHO, (stream) => {
-      const lp = lpStream(stream, { maxDataLength: 8 * 1024 * 1024 });
-      void (async () => {
-        try {
-          for (;;) {
-            await lp.read();
-            await lp.write(reply);
-          }
-        } catch {
-          // the stream closed
-        }
-      })();
-    });
-    const stream = await client.dialProtocol(server.getMultiaddrs()[0]!, ECHO);
-    const lp = lpStream(stream, { maxDataLength: 8 * 1024 * 1024 });
-    const request = new Uint8Array(REQUEST_BYTES).fill(1);
-    return {
-      roundTrip: async () => {
-        await lp.write(request);
-        await lp.read();
-      },
-      close: async () => {
-        await stream.close().catch(() => undefined);
-        await Promise.all([client.stop(), server.stop()]);
-      },
-    };
-  };
+  // The connection monitor's pings time out when 1 MiB transfers keep the one event loop busy on a loaded machine,
+  // and it then closes the connection mid-transfer: off here, as nothing else would notice a dead peer in this bench.
+  return (bytes) => libp2pEchoPair({
+    requestBytes: REQUEST_BYTES, replyBytes: bytes, pnet: opts.pnet, window: opts.window,
+    yamuxKeepAlive: false, connectionMonitor: false, maxDataLength: 8 * 1024 * 1024,
+  });
 }
 
 const VARIANTS: Variant[] = [

@@ -23,7 +23,6 @@ import type { ResponseSource } from '../src/cache/counters.js';
 import { DEFAULT_ACCEPT, formatRequestKey, normalizeUrl, parseRequestKey } from '../src/cache/request-key.js';
 import { entryKeyOf, scopeIdOf } from '../src/cache/scope.js';
 import { openEntry, sealEntry } from '../src/p2p/envelope.js';
-import { swarmKeyOf } from '../src/p2p/fleet-keys.js';
 import type { PeerNetworkStats } from '../src/p2p/peer-network.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { CHALLENGE_BYTES, getProof, proofKeyOf, verifyGetProof } from '../src/p2p/scope-proof.js';
@@ -32,6 +31,7 @@ import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { waitFor } from '../support/wait.js';
 import { mulberry32, pool, zipfSampler } from '../support/workload.js';
+import { libp2pEchoPair } from './libp2p-echo.js';
 import { expectSource, fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
 import { loadLine, mean, repoBody } from './workload.js';
 
@@ -56,7 +56,6 @@ const LATENCY_POOL = 4 * LATENCY_KEYS;
 const ORIGIN_LATENCY_MS = 2;
 /** Room for every key of the run (the default, 1,000, would evict the owner's keys before they are asked for). */
 const LATENCY_MAX_ENTRIES = 4 * LATENCY_KEYS;
-const ECHO_PROTOCOL = '/github-cache-bench/echo/1.0.0';
 
 /** Per-call wall times (ns) and the CPU the run cost, per call (µs, every process involved). */
 interface Measured {
@@ -146,15 +145,8 @@ export async function benchPeerLatency(): Promise<string> {
     });
     try {
       const ready = await member.ready;
-      const childAddr = ready.p2p.listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
-      const remoteAsker = await node(fake.url, temp, [childAddr], LATENCY_MAX_ENTRIES);
+      const remoteAsker = await askerOfMember(fake.url, temp, member, LATENCY_MAX_ENTRIES);
       open.push(remoteAsker);
-      await waitUntil(async () => (await p2pOf(remoteAsker)).connectedPeers >= 1 && (await member.stats()).p2p.connectedPeers >= 1, 'the child connected');
-      await Promise.all([remoteAsker.request('GET /rate_limit', {}, { token: TOKEN }), member.request('GET /rate_limit', TOKEN)]);
-      await waitUntil(async () => {
-        const [mine, theirs] = [await p2pOf(remoteAsker), (await member.stats()).p2p];
-        return [mine, theirs].every((s) => s.peers.length >= 1 && s.peers.every((p) => p.scopes >= 2));
-      }, 'the child and the asker sharing the scope');
       const childIds = [(await p2pOf(remoteAsker)).peerId, ready.p2p.peerId];
       const childOwned = ownedBy(childIds[1]!, childIds);
       const childHeld = childOwned.slice(0, LATENCY_KEYS);
@@ -365,54 +357,8 @@ async function tcpEcho(requestBytes: number, replyBytes: number): Promise<Floor>
 }
 
 /** The same round trips over two libp2p hosts built like the fleet's (TCP, pnet, noise, yamux), one long-lived stream. */
-async function libp2pEcho(requestBytes: number, replyBytes: number): Promise<Floor> {
-  await import('../src/polyfills.js'); // libp2p 3 needs Promise.withResolvers
-  const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { preSharedKey }, { lpStream }] = await Promise.all([
-    import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('@libp2p/pnet'), import('@libp2p/utils'),
-  ]);
-  const host = () => createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionProtector: preSharedKey({ psk: swarmKeyOf(SECRET) }),
-  });
-  const [server, client] = await Promise.all([host(), host()]);
-  const close = async () => {
-    await Promise.all([client.stop(), server.stop()]);
-  };
-  try {
-    const reply = new Uint8Array(replyBytes).fill(7);
-    await server.handle(ECHO_PROTOCOL, (stream) => {
-      const lp = lpStream(stream);
-      void (async () => {
-        try {
-          for (;;) {
-            await lp.read();
-            await lp.write(reply);
-          }
-        } catch {
-          // the stream closed
-        }
-      })();
-    });
-    const stream = await client.dialProtocol(server.getMultiaddrs()[0]!, ECHO_PROTOCOL);
-    const lp = lpStream(stream);
-    const request = new Uint8Array(requestBytes).fill(1);
-    return {
-      roundTrip: async () => {
-        await lp.write(request);
-        await lp.read();
-      },
-      close: async () => {
-        await stream.close();
-        await close();
-      },
-    };
-  } catch (err) {
-    await close();
-    throw err;
-  }
+function libp2pEcho(requestBytes: number, replyBytes: number): Promise<Floor> {
+  return libp2pEchoPair({ requestBytes, replyBytes });
 }
 
 // ---------------------------------------------------------------- fleet ratio
@@ -630,6 +576,23 @@ export async function shareScope(nodes: GitHubAPICache[]): Promise<void> {
   await Promise.all(nodes.map((c) => c.request('GET /rate_limit', {}, { token: TOKEN })));
   await waitUntil(async () => (await Promise.all(nodes.map(p2pOf)))
     .every((s) => s.peers.length >= nodes.length - 1 && s.peers.every((p) => p.scopes >= 2)), 'scope claims');
+}
+
+/**
+ * A cache in this process bootstrapped to a member in a child process (startMember), once both are connected
+ * and each has proved the token's scope to the other (both used it once).
+ */
+export async function askerOfMember(githubApiUrl: string, temp: TempDirs, member: ReturnType<typeof startMember>, maxEntries: number): Promise<GitHubAPICache> {
+  const ready = await member.ready;
+  const childAddr = ready.p2p.listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
+  const asker = await node(githubApiUrl, temp, [childAddr], maxEntries);
+  await waitUntil(async () => (await p2pOf(asker)).connectedPeers >= 1 && (await member.stats()).p2p.connectedPeers >= 1, 'the child connected');
+  await Promise.all([asker.request('GET /rate_limit', {}, { token: TOKEN }), member.request('GET /rate_limit', TOKEN)]);
+  await waitUntil(async () => {
+    const [mine, theirs] = [await p2pOf(asker), (await member.stats()).p2p];
+    return [mine, theirs].every((s) => s.peers.length >= 1 && s.peers.every((p) => p.scopes >= 2));
+  }, 'the child and the asker sharing the scope');
+  return asker;
 }
 
 /** Peers answer over IPC or libp2p: poll every 20 ms, for up to 10 s. */

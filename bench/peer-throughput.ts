@@ -23,7 +23,7 @@ import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { pool } from '../support/workload.js';
-import { keyOf, node, OWNER, p2pOf, processCpuUs, SECRET, startMember, TOKEN, waitUntil } from './p2p.js';
+import { askerOfMember, keyOf, OWNER, p2pOf, processCpuUs, SECRET, startMember, TOKEN } from './p2p.js';
 import { fmt, machineLine, median, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
 
@@ -92,15 +92,8 @@ export async function benchPeerThroughput(): Promise<string> {
   let asker: GitHubAPICache | undefined;
   try {
     const ready = await member.ready;
-    const childAddr = ready.p2p.listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
-    asker = await node(fake.url, temp, [childAddr], maxEntries);
+    asker = await askerOfMember(fake.url, temp, member, maxEntries);
     const me = asker;
-    await waitUntil(async () => (await p2pOf(me)).connectedPeers >= 1 && (await member.stats()).p2p.connectedPeers >= 1, 'the child connected');
-    await Promise.all([me.request('GET /rate_limit', {}, { token: TOKEN }), member.request('GET /rate_limit', TOKEN)]);
-    await waitUntil(async () => {
-      const [mine, theirs] = [await p2pOf(me), (await member.stats()).p2p];
-      return [mine, theirs].every((s) => s.peers.length >= 1 && s.peers.every((p) => p.scopes >= 2));
-    }, 'the child and the asker sharing the scope');
     const ids = [(await p2pOf(me)).peerId, ready.p2p.peerId];
     const owned = names.filter((repo) => rendezvousOwner(keyOf(fake.url, repo), ids) === ids[1]);
     if (owned.length < needed + 300) throw new Error(`only ${owned.length} keys are owned by the child`);

@@ -4,6 +4,7 @@
  * answer came from, a markdown table printer, and a writer that replaces one marked section of
  * docs/benchmarks.md so each benchmark owns its section.
  */
+import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -87,3 +88,17 @@ export function writeSection(name: string, markdown: string): void {
 export function fmt(n: number, digits = 1): string {
   return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
 }
+
+/**
+ * Runs `script --child` in a fresh process (its own heap and JIT, so rows do not share either) with `env` added,
+ * and resolves with the last message it sent over IPC; rejects when it exits without one.
+ */
+export function childReport<T>(script: string, env: Record<string, string>, execArgv: string[] = []): Promise<T> {
+  const proc = fork(script, ['--child'], { execArgv, env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    let report: { value: T } | undefined;
+    proc.on('message', (m) => { report = { value: m as T }; });
+    proc.on('exit', (code) => (report !== undefined ? resolve(report.value) : reject(new Error(`${script} --child exited with ${code} and no report`))));
+  });
+}
+

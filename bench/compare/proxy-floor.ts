@@ -10,13 +10,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { FakeGitHub } from '../../support/fake-github/index.js';
 import { makeTempDir } from '../../support/temp-dir.js';
 import { pool } from '../../support/workload.js';
 import { OWNER, TOKEN, WORKLOAD_LATENCY_MS } from '../github-cache.js';
 import { fmt, machineLine, median, table, writeSection } from '../report.js';
+import { startListening, stopChild } from './listening-child.js';
 import { loadLine, repoBody } from '../workload.js';
 
 const CLI = fileURLToPath(new URL('../../bin/cli.js', import.meta.url));
@@ -53,7 +53,7 @@ export async function benchProxyFloor(): Promise<string> {
     const env = { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(CACHE_|GITHUB_)/.test(name))), BENCH_FLOOR_TOKEN: TOKEN };
 
     const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
-    const proxy = await startServer(process.execPath, [...profile, CLI, 'serve', '--port', '0', '--cache-dir', dir, '--github-api-url', fake.url, '--no-p2p'], env);
+    const proxy = await startListening(process.execPath, [...profile, CLI, 'serve', '--port', '0', '--cache-dir', dir, '--github-api-url', fake.url, '--no-p2p'], env, 'proxy-floor: the proxy', 30_000);
     children.push(proxy.child);
     await pool(paths, 10, async (path) => {
       const response = await fetch(proxy.url + path, { headers: { authorization: `token ${TOKEN}` } });
@@ -61,7 +61,7 @@ export async function benchProxyFloor(): Promise<string> {
       if (response.status !== 200) throw new Error(`proxy-floor: warming ${path}: HTTP ${response.status}`);
     });
     // The floor answers what the proxy answers for a memory hit, byte for byte.
-    const floor = await startServer(process.execPath, [FLOOR, proxy.url, ...paths], env);
+    const floor = await startListening(process.execPath, [FLOOR, proxy.url, ...paths], env, 'proxy-floor: the floor server', 30_000);
     children.push(floor.child);
     const upstreamBefore = fake.stats.requests;
 
@@ -112,7 +112,7 @@ export async function benchProxyFloor(): Promise<string> {
     writeSection('proxy-floor', md);
     return md;
   } finally {
-    await Promise.all(children.map(stop));
+    await Promise.all(children.map(stopChild));
     await fake.close();
     cleanup();
   }
@@ -146,41 +146,3 @@ function cpuTicks(pid: number): { total: number; system: number } {
   return { total: user + system, system };
 }
 
-/** Starts a server that prints `{"event":"listening","url":…}`; resolves with its URL. */
-async function startServer(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout! });
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('proxy-floor: a server did not start within 30 s')), 30_000);
-      child.once('exit', (code) => reject(new Error(`proxy-floor: a server exited with ${code} before listening`)));
-      lines.on('line', (line) => {
-        try {
-          const event = JSON.parse(line) as { event?: string; url?: string };
-          if (event.event === 'listening' && event.url !== undefined) {
-            clearTimeout(timer);
-            resolve(event.url);
-          }
-        } catch {
-          // not JSON: ignore
-        }
-      });
-    });
-    lines.removeAllListeners('line');
-    lines.on('line', () => undefined); // keep draining stdout
-    return { child, url };
-  } catch (err) {
-    await stop(child);
-    throw err;
-  }
-}
-
-/** SIGTERM, then SIGKILL after 15 s. */
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(timer);
-}

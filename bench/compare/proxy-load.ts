@@ -5,9 +5,8 @@
  * the proxy's RSS sampled before, during and after (target: steady), and a graceful SIGTERM at the end.
  * `BENCH_PROXY_LOAD_SECONDS` shortens the load while developing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { FakeGitHub } from '../../support/fake-github/index.js';
@@ -16,6 +15,7 @@ import { makeTempDir } from '../../support/temp-dir.js';
 import { pool } from '../../support/workload.js';
 import { OWNER, TOKEN, WORKLOAD_LATENCY_MS } from '../github-cache.js';
 import { fmt, machineLine, median, table, writeSection } from '../report.js';
+import { startListening, stopChild } from './listening-child.js';
 import { loadLine, repoBody } from '../workload.js';
 import { lineChart, writeChart } from './charts.js';
 
@@ -94,7 +94,7 @@ export async function benchProxyLoad(): Promise<string> {
 
       // Graceful stop: SIGTERM, in-flight finished, cache closed, exit 0.
       const stopStarted = Date.now();
-      const exit = await stopCli(child);
+      const exit = await stopChild(child);
       const stopMs = Date.now() - stopStarted;
       child = undefined;
       const leak = scanForToken([dir], TOKEN);
@@ -166,7 +166,7 @@ export async function benchProxyLoad(): Promise<string> {
       clearInterval(sampler);
     }
   } finally {
-    if (child !== undefined) await stopCli(child);
+    if (child !== undefined) await stopChild(child);
     await fake.close();
     cleanup();
   }
@@ -175,45 +175,10 @@ export async function benchProxyLoad(): Promise<string> {
 /** Starts `serve` on a free port; resolves with its URL once it printed `{"event":"listening"}`. */
 async function startCli(githubApiUrl: string, cacheDir: string): Promise<{ child: ChildProcess; url: string }> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(CACHE_|GITHUB_)/.test(name)));
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--cache-dir', cacheDir, '--github-api-url', githubApiUrl, '--no-p2p'], {
-    env, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const lines = createInterface({ input: child.stdout! });
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('proxy-load: the proxy did not start within 15 s')), 15_000);
-      child.once('exit', (code) => reject(new Error(`proxy-load: the proxy exited with ${code} before listening`)));
-      lines.on('line', (line) => {
-        try {
-          const event = JSON.parse(line) as { event?: string; url?: string };
-          if (event.event === 'listening' && event.url !== undefined) {
-            clearTimeout(timer);
-            resolve(event.url);
-          }
-        } catch {
-          // not JSON: ignore
-        }
-      });
-    });
-    lines.removeAllListeners('line');
-    lines.on('line', () => undefined); // keep draining stdout
-    return { child, url };
-  } catch (err) {
-    await stopCli(child);
-    throw err;
-  }
+  return startListening(process.execPath, [CLI, 'serve', '--port', '0', '--cache-dir', cacheDir, '--github-api-url', githubApiUrl, '--no-p2p'],
+    env, 'proxy-load: the proxy', 15_000);
 }
 
-/** SIGTERM, then SIGKILL after 15 s; resolves with the exit code. */
-async function stopCli(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  const code = await exited;
-  clearTimeout(timer);
-  return code;
-}
 
 /** V8 heap used by the proxy, from its own /metrics (prom-client's nodejs_heap_size_used_bytes). */
 async function heapUsedOf(url: string): Promise<number | undefined> {
