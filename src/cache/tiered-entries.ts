@@ -78,7 +78,9 @@ export class TieredEntries {
     this.#memory = new LRUCache<string, MemoryItem>({
       max: options.maxEntries,
       ...(options.maxBytes !== undefined ? { maxSize: options.maxBytes, sizeCalculation: (item: MemoryItem) => item.entry.body.byteLength + ENTRY_OVERHEAD_BYTES } : {}),
-      dispose: (_value, key, reason) => {
+      dispose: (item, key, reason) => {
+        // The item is gone from memory (replaced, evicted or deleted): its parsed value is no longer kept for it.
+        this.#parsedHolders?.delete(item);
         // Replaced in memory ('set') it still answers; a write that reaches the store takes it off the list.
         if (reason !== 'set') this.#memoryOnly.delete(key);
         // With a store, leaving memory is not leaving the cache: the store counts its own evictions.
@@ -214,7 +216,9 @@ export class TieredEntries {
     const found = this.read(key);
     if (found === undefined) return undefined;
     const entry: CacheEntry = { ...found.entry, storedAt, expiresAt };
-    this.#memory.set(key, { entry, ...(found.item.parsed !== undefined ? { parsed: found.item.parsed } : {}) });
+    const item: MemoryItem = { entry };
+    if (found.item.parsed !== undefined) this.#keepParsed(item, found.item.parsed);
+    this.#memory.set(key, item);
     if (this.#store !== undefined) {
       try {
         this.#store.refresh(key, storedAt, expiresAt);

@@ -28,7 +28,8 @@ export class TokenVault implements ScopeKeys {
   /** Holds `token` (if any) and returns its scope id; no token is the anonymous scope. */
   hold(token: string | undefined): string {
     if (token === undefined || token === '') return ANONYMOUS_SCOPE;
-    if (token === this.#lastToken) return this.#lastScope;
+    // The last token again: one LRU touch keeps its scope the most recently used (and checks it is still held).
+    if (token === this.#lastToken && this.#held.get(this.#lastScope) !== undefined) return this.#lastScope;
     const scopeId = this.#holdScope(token);
     this.#lastToken = token;
     this.#lastScope = scopeId;
@@ -37,8 +38,7 @@ export class TokenVault implements ScopeKeys {
 
   #holdScope(token: string): string {
     const known = this.#scopeOfToken.peek(token); // a memo of a hash: insertion order is recency enough
-    // has(), not get(): the hot path leaves recency alone (a held token is refreshed when it is first held).
-    if (known !== undefined && this.#held.has(known)) return known;
+    if (known !== undefined && this.#held.get(known) !== undefined) return known;
     const scopeId = known ?? scopeIdOf(token);
     this.#scopeOfToken.set(token, scopeId);
     if (!this.#held.has(scopeId)) {

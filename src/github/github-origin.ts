@@ -36,12 +36,15 @@ export class GitHubOrigin implements Origin {
   readonly #rateLimits: RateLimitTracker;
   readonly #limiters = new LRUCache<string, LimitFunction>({ max: MAX_SCOPE_LIMITERS });
   readonly #searchPrefix: string;
+  /** The origins a token may be sent to (the API's and the uploads'), parsed once. */
+  readonly #tokenOrigins: ReadonlySet<string>;
 
   constructor(options: GitHubOriginOptions) {
     this.#options = options;
     this.#upstream = new UpstreamClient({ timeoutMs: options.upstreamTimeoutMs });
     this.#rateLimits = new RateLimitTracker(options.now);
     this.#searchPrefix = `${options.githubApiUrl}/search/`;
+    this.#tokenOrigins = new Set([new URL(options.githubApiUrl).origin, new URL(options.githubUploadsUrl).origin]);
   }
 
   async admit(request: { scopeId: string; url: string; mayWait: boolean; signal: AbortSignal; refusal?: string; withToken?: boolean }): Promise<void> {
@@ -96,7 +99,7 @@ export class GitHubOrigin implements Origin {
     } catch {
       return false;
     }
-    return target.origin === new URL(this.#options.githubApiUrl).origin || target.origin === new URL(this.#options.githubUploadsUrl).origin;
+    return this.#tokenOrigins.has(target.origin);
   }
 
   /**

@@ -1,3 +1,4 @@
+import { viewAsBuffer } from '../cache/entry.js';
 import { UpstreamError } from '../errors.js';
 import { HOP_BY_HOP } from '../http/translation.js';
 
@@ -113,7 +114,7 @@ function describeNetworkError(err: unknown): string {
 
 /** GitHub's `message` from an error body, or a short description. */
 export function upstreamMessage(response: { status: number; body: Uint8Array }): string {
-  const text = Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8');
+  const text = viewAsBuffer(response.body).toString('utf8');
   try {
     const parsed = JSON.parse(text) as { message?: unknown };
     if (typeof parsed.message === 'string') return parsed.message;

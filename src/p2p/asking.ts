@@ -86,6 +86,11 @@ export class Asker {
     this.#membersChangedAt = init.now();
   }
 
+  /** Whether keys moved to this node recently enough that their previous holder may still hold them fresh. */
+  #inHandoffWindow(): boolean {
+    return this.#init.now() - this.#membersChangedAt < this.#init.handoffWindowMs;
+  }
+
   /** A peer left: the keys it owned moved to the others, this node among them. */
   membersChanged(): void {
     this.#membersChangedAt = this.#init.now();
@@ -106,6 +111,8 @@ export class Asker {
     const keys = claims.keysOf(scopeId);
     if (keys === undefined) return { kind: 'unavailable', reason: 'this node does not hold the scope' };
 
+    // Serving as owner, outside the hand-off window, nobody is asked: skip the walk over the sessions.
+    if (options.asOwner === true && !this.#inHandoffWindow()) return { kind: 'self' };
     const candidates = [selfId];
     const provers = [selfId];
     for (const session of sessions.values()) {
@@ -150,8 +157,10 @@ export class Asker {
       && !claims.proved(session, client, scopeId)) {
       // It does not hold the scope: the key's owner among the others (each retry has one candidate fewer).
       this.#absence.mark(client, scopeId);
-      if (result.kind === 'timeout') counters.count('timeouts');
-      if (signal?.aborted !== true) return this.#fetch(key, scopeId, signal, options, lost);
+      if (signal?.aborted !== true) {
+        if (result.kind === 'timeout') counters.count('timeouts'); // else counted once below
+        return this.#fetch(key, scopeId, signal, options, lost);
+      }
     }
     switch (result.kind) {
       case 'entry':
@@ -200,7 +209,7 @@ export class Asker {
   async #handoff(key: string, keys: ScopeKeyPair, provers: readonly string[], signal: AbortSignal | undefined): Promise<FleetAnswer> {
     const { selfId, sessions, counters, p2p } = this.#init;
     const self: FleetAnswer = { kind: 'self' };
-    if (this.#init.now() - this.#membersChangedAt >= this.#init.handoffWindowMs) return self;
+    if (!this.#inHandoffWindow()) return self;
     const holder = rendezvousOwner(key, provers.filter((id) => id !== selfId));
     if (holder === undefined) return self;
     const session = sessions.get(holder);

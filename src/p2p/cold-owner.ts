@@ -18,7 +18,7 @@ import { LRUCache } from 'lru-cache';
  */
 
 /** How long "asked, not held" (owner) and "not held there" (asker) are remembered, in ms. */
-export const COLD_SCOPE_MEMORY_MS = 10 * 60_000;
+const COLD_SCOPE_MEMORY_MS = 10 * 60_000;
 const MAX_SCOPES = 1024;
 
 interface Waiter {

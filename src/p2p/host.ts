@@ -303,14 +303,14 @@ export class Libp2pHost {
 }
 
 /** How often bootstrap peers that are not connected are dialled again, in ms. */
-export const REJOIN_INTERVAL_MS = 10_000;
+const REJOIN_INTERVAL_MS = 10_000;
 
 /** Inbound connections from one host that may be pending (not through the key exchange yet) at a time. */
 export const MAX_PENDING_INBOUND_PER_HOST = 8;
 /** Inbound connections that may be pending at a time, from all hosts (libp2p's maxIncomingPendingConnections). */
 export const MAX_PENDING_INBOUND = 64;
 /** The same for the host of a bootstrap peer, which libp2p's allow list lets past MAX_PENDING_INBOUND. */
-export const MAX_PENDING_INBOUND_PER_KNOWN_HOST = 32;
+const MAX_PENDING_INBOUND_PER_KNOWN_HOST = 32;
 
 async function createNode(init: HostInit, identity: PeerIdentity, secret: string, listen: string, mdns: PeerDiscoveryFactory | undefined): Promise<Libp2p<HostServices>> {
   const { p2p, limits, banned } = init;

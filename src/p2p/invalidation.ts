@@ -39,7 +39,6 @@ import type { ProtocolCounters, RejectionKind } from './stats.js';
  * - Once halted, nothing new is sent or accepted, and every stream this service holds is aborted.
  */
 
-export { INVALIDATE_PROTOCOL } from './notice.js';
 /** Notice streams per connection and direction (one long-lived stream is used per peer; the rest is room for reopening). */
 const MAX_STREAMS = 4;
 /** Unsent bytes to a peer past which it is deemed not to read: its stream is closed, the notice dropped. */
@@ -220,7 +219,11 @@ export class InvalidationService implements Startable {
     outbox.stream = stream;
     stream.addEventListener('close', () => {
       this.#streams.delete(stream);
-      if (outbox.stream === stream) outbox.stream = undefined;
+      if (outbox.stream !== stream) return;
+      outbox.stream = undefined;
+      // A peer gone with nothing left to send to it: its outbox goes too (a later write makes a new one).
+      const id = outbox.peerId.toString();
+      if (!outbox.sending && outbox.pending.size === 0 && this.#outboxes.get(id) === outbox) this.#outboxes.delete(id);
     }, { once: true });
     // The peer sends nothing on it: anything it sends is dropped unread.
     return stream;

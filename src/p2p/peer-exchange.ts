@@ -24,13 +24,13 @@ import { WIRE_LIMITS, type PeerRecord } from './wire.js';
  */
 
 /** How long an address whose dial failed once is not dialled again, in ms (an honest peer may just be slow). */
-export const FIRST_ADDRESS_BACKOFF_MS = 5_000;
+const FIRST_ADDRESS_BACKOFF_MS = 5_000;
 /** The longest wait before an address whose dials keep failing is dialled again, in ms. */
 export const ADDRESS_BACKOFF_MS = 60_000;
 /** The window of the total dial budget (`maxPeers` dials per window), in ms. */
 export const DIAL_BUDGET_WINDOW_MS = 60_000;
 /** How many times a peer whose dial failed is dialled again (each after its addresses' backoff). */
-export const DIAL_RETRIES = 3;
+const DIAL_RETRIES = 3;
 
 export interface PeerExchangeInit {
   readonly selfId: string;
@@ -168,11 +168,18 @@ export class PeerExchange {
   #retryLater(id: string, addrs: readonly string[], how: string, waitMs: number): void {
     const retry = this.#retries.get(id) ?? { failures: 0, timer: undefined };
     retry.failures++;
-    // Entries exist only for dialled peers (the dial budget bounds them); a full table retries nothing new.
-    if (this.#init.stopped() || retry.failures > DIAL_RETRIES || retry.timer !== undefined || (!this.#retries.has(id) && this.#retries.size >= 4 * WIRE_LIMITS.peers)) return;
+    if (this.#init.stopped() || retry.timer !== undefined) return;
+    if (retry.failures > DIAL_RETRIES) {
+      // Given up: the entry goes (a peer heard of again later starts afresh, within the dial budget).
+      this.#retries.delete(id);
+      return;
+    }
+    // Entries exist only for peers with a retry pending (the dial budget bounds them); a full table retries nothing new.
+    if (!this.#retries.has(id) && this.#retries.size >= 4 * WIRE_LIMITS.peers) return;
     retry.timer = setTimeout(() => {
       retry.timer = undefined;
-      if (!this.#init.sessions.has(id)) this.dial(id, addrs, how.endsWith(', again') ? how : `${how}, again`);
+      if (this.#init.sessions.has(id)) this.#retries.delete(id); // it connected meanwhile (perhaps to us)
+      else this.dial(id, addrs, how.endsWith(', again') ? how : `${how}, again`);
     }, Math.max(0, waitMs) + 1);
     retry.timer.unref();
     this.#retries.set(id, retry);

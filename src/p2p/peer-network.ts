@@ -4,7 +4,7 @@ import { createLogger, type Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
 import { cacheProtocol, type CacheProtocol } from './cache-protocol.js';
 import { Libp2pHost } from './host.js';
-import { invalidationService, type InvalidationService } from './invalidation.js';
+import { invalidationService, type FleetLink, type InvalidationService } from './invalidation.js';
 import { resolveLimits, type PeerNetworkLimits } from './limits.js';
 import { ProtocolCounters } from './stats.js';
 import { StrikeBook } from './strikes.js';
@@ -80,23 +80,25 @@ export class PeerNetwork implements Fleet {
     const counters = new ProtocolCounters();
     // The invalidation service asks the cache protocol of the same libp2p node who proved which scope (a port
     // fallback builds both again: the latest one is the one running).
-    let protocol: CacheProtocol | undefined;
+    let link: FleetLink | undefined;
     const makeProtocol = cacheProtocol({ p2p: options.p2p, limits, host: options.host, logger, now, strikes, counters });
     const host = await Libp2pHost.start({
       p2p: options.p2p, cacheDir: options.cacheDir, logger, limits, now,
       banned: (peerId) => strikes.isBanned(peerId),
-      protocol: (components) => (protocol = makeProtocol(components)),
+      protocol: (components) => {
+        const made = makeProtocol(components);
+        // Built once, with the protocol: the invalidation service asks for it on every notice.
+        link = {
+          peers: () => made.protocolPeers(),
+          standing: (peerId, scopeId) => made.scopeStanding(peerId, scopeId),
+          reject: (peerId, kind, detail) => made.rejectFrom(peerId, kind, detail),
+        };
+        return made;
+      },
       invalidation: invalidationService({
         host: options.host, logger, now, dialTimeoutMs: options.p2p.dialTimeoutMs, counters,
         isBanned: (peerId) => strikes.isBanned(peerId),
-        link: () => {
-          const current = protocol;
-          return current === undefined ? undefined : {
-            peers: () => current.protocolPeers(),
-            standing: (peerId, scopeId) => current.scopeStanding(peerId, scopeId),
-            reject: (peerId, kind, detail) => current.rejectFrom(peerId, kind, detail),
-          };
-        },
+        link: () => link,
       }),
     });
     return new PeerNetwork(host, counters);

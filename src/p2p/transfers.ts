@@ -39,11 +39,6 @@ export class PartedAnswers {
     this.#maxBytes = maxBytes;
   }
 
-  /** Bytes held for answers being received. */
-  get bytes(): number {
-    return this.#bytes;
-  }
-
   /** Takes one piece; `inFlight(id)` says whether request `id` still waits for its answer. */
   receive(frame: PartFrame, inFlight: (id: number) => boolean): PartOutcome {
     const { id, size, offset, bytes } = frame;

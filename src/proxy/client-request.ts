@@ -84,11 +84,6 @@ export class BodyBudget {
     this.#max = maxBytes;
   }
 
-  /** Bytes held now. */
-  get held(): number {
-    return this.#held;
-  }
-
   reserve(bytes: number): boolean {
     if (this.#held + bytes > this.#max) return false;
     this.#held += bytes;

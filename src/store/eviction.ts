@@ -37,7 +37,7 @@ export function dropIfNeverFits(c: Connection, key: Buffer, size: number, bounds
  * flood of reads (100k hits) nearly every candidate has one, and stamping them all would stall the event loop.
  * Past this many the victim is the least recently used of the oldest rows as written, not of every read.
  */
-export const MAX_STAMPED_PER_EVICTION = 32;
+const MAX_STAMPED_PER_EVICTION = 32;
 
 /**
  * Evicts least recently used entries, never `kept`, until the database is within `bounds`, adding them to `into`.

@@ -74,11 +74,6 @@ export class RecencyBatch {
     return at;
   }
 
-  /** How many reads are waiting to be written. */
-  get size(): number {
-    return this.#pending.size;
-  }
-
   /** Drops every pending read (the entries are gone, or the database was replaced). */
   clear(): void {
     this.#pending.clear();
