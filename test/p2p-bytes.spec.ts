@@ -41,7 +41,7 @@ describe('the fleet shares bodies as bytes', function () {
     const b = await make([addr]);
     open.push(b);
     await Promise.all([a, b].map((c) => c.request('GET /rate_limit', {}, { token: TOKEN })));
-    await waitFor(async () => (await Promise.all([a, b].map((c) => c.getStats()))).every((s) => s.p2p!.peers.some((p) => p.scopes >= 2)), 'the scope claims', 15_000, 20);
+    await waitFor(async () => (await Promise.all([a, b].map((c) => c.getStats()))).every((s) => s.p2p!.peers.some((p) => p.scopes >= 2)), 'the scope claims', 40_000, 20);
 
     // Every path is fetched once by whichever member owns it; the other member gets it from that peer.
     const paths = Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? `/repos/o/r/tarball/v${i}.tgz` : `/repos/o/r/actions/jobs/${i}/logs`));

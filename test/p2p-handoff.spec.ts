@@ -40,7 +40,7 @@ async function addressOf(cache: GitHubAPICache): Promise<string> {
 async function meshWithScope(nodes: GitHubAPICache[]): Promise<void> {
   await Promise.all(nodes.map((c) => c.request('GET /rate_limit', {}, { token: TOKEN })));
   await waitFor(async () => (await Promise.all(nodes.map(p2pOf)))
-    .every((s) => s.peers.length >= nodes.length - 1 && s.peers.every((p) => p.scopes >= 2)), 'a full mesh with scope claims', 15_000, 20);
+    .every((s) => s.peers.length >= nodes.length - 1 && s.peers.every((p) => p.scopes >= 2)), 'a full mesh with scope claims', 40_000, 20);
 }
 
 function read(cache: GitHubAPICache, i: number) {

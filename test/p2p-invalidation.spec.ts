@@ -53,14 +53,14 @@ async function fleet(github: FakeGitHub, n: number): Promise<GitHubAPICache[]> {
   const first = await node(github);
   const addr = await addrOf(first);
   const nodes = [first, ...(await Promise.all(Array.from({ length: n - 1 }, () => node(github, [addr]))))];
-  await waitFor(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length >= n - 1), 'a full mesh', 15_000, 20);
+  await waitFor(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length >= n - 1), 'a full mesh', 40_000, 20);
   return nodes;
 }
 
 /** Each node uses the token once; waits until every peer proved it (the anonymous scope plus the token's). */
 async function shareScope(nodes: GitHubAPICache[], token: string): Promise<void> {
   await Promise.all(nodes.map((c) => c.request('GET /rate_limit', {}, { token })));
-  await waitFor(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length >= nodes.length - 1 && s.peers.every((p) => p.scopes >= 2)), 'scope claims', 15_000, 20);
+  await waitFor(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length >= nodes.length - 1 && s.peers.every((p) => p.scopes >= 2)), 'scope claims', 40_000, 20);
 }
 
 /** A notice as it goes on the stream: its length (an unsigned varint), then its bytes. */

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -28,8 +28,12 @@ function script(keepAlive: boolean): string {
 }
 
 /** Runs the script; resolves with how it ended: 'exited' by itself, or 'alive' when still running after `aliveAfterMs`. */
+/** The script running now: killed after each spec, so a spec that fails (or times out) leaves no process behind. */
+let current: ChildProcess | undefined;
+
 function run(source: string, aliveAfterMs: number): Promise<{ ended: 'exited' | 'alive'; stdout: string }> {
   const child = spawn(process.execPath, ['--input-type=module', '-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
+  current = child;
   let stdout = '';
   child.stdout.on('data', (chunk: Buffer) => {
     stdout += chunk.toString();
@@ -54,6 +58,10 @@ function run(source: string, aliveAfterMs: number): Promise<{ ended: 'exited' | 
 }
 
 describe('the P2P host and the life of the process', function () {
+  afterEach(() => {
+    current?.kill('SIGKILL');
+    current = undefined;
+  });
   this.timeout(60_000);
 
   it('lets a script with P2P on end when its own work does (keepAlive off, the default)', async () => {

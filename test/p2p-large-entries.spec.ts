@@ -58,7 +58,7 @@ describe('large entries over the fleet', function () {
     nodes.push(a);
     const b = await startNode({ upstream, tokens: [TOKEN], p2p: { bootstrapPeers: [addressOf(a)] } });
     nodes.push(b);
-    await waitFor(() => [a, b].every((n) => n.network.stats().peers.some((p) => p.scopes >= 2)), 'both to prove the scope');
+    await waitFor(() => [a, b].every((n) => n.network.stats().peers.some((p) => p.scopes >= 2)), 'both to prove the scope', 40_000);
     return [a, b];
   }
 
@@ -104,7 +104,7 @@ describe('large entries over the fleet', function () {
     nodes.push(a);
     const b = await startNode({ upstream, tokens: [TOKEN], p2p: { bootstrapPeers: [addressOf(a)] } });
     nodes.push(b);
-    await waitFor(() => [a, b].every((n) => n.network.stats().peers.some((p) => p.scopes >= 2)), 'both to prove the scope');
+    await waitFor(() => [a, b].every((n) => n.network.stats().peers.some((p) => p.scopes >= 2)), 'both to prove the scope', 40_000);
     const [key] = keysOwnedBy(a.network.peerId, [a.network.peerId, b.network.peerId], scopeIdOf(TOKEN), 1, 'huge');
     expect(await b.network.fetch(key!, scopeIdOf(TOKEN))).to.deep.equal({ kind: 'unavailable', reason: 'owner miss (too-large)' });
   });
@@ -117,7 +117,7 @@ describe('large entries over the fleet', function () {
       nodes.push(victim);
       hostile = await HostilePeer.start();
       await hostile.connect(addressOf(victim));
-      await waitFor(() => victim.network.stats().peers.some((p) => p.id === hostile!.peerId && p.scopes === 1), 'the victim to see the hostile peer');
+      await waitFor(() => victim.network.stats().peers.some((p) => p.id === hostile!.peerId && p.scopes === 1), 'the victim to see the hostile peer', 40_000);
     });
 
     it('strikes a peer for parts out of order, an oversize announcement or garbage, and uses none of it', async () => {

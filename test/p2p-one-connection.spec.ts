@@ -66,7 +66,7 @@ describe('one connection per pair of members', function () {
       nodes.push(...started);
       const ports = nodes.map((n) => n.network.stats().boundPort);
       forwarders.forEach((f, i) => f.release(ports[i]!));
-      await waitFor(() => forwarders.every((f) => f.forwarded === 4), 'every member dialled every other', 60_000, 50);
+      await waitFor(() => forwarders.every((f) => f.forwarded >= 4), 'every member dialled every other', 60_000, 50);
       // One accepting end per connection: a pair with two connections has two.
       const memberPorts = new Set(ports);
       let last = '';

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GitHubAPICache, startProxy, type ProxyServer } from '../index.js';
+import { waitFor } from '../support/wait.js';
 
 /** What many clients can make the proxy hold: request bodies within a total budget, per-scope state bounded. */
 
@@ -42,7 +43,7 @@ describe('the proxy bounds what clients can make it hold', function () {
       body: Buffer.alloc(600 * 1024, 1),
     });
     const first = upload();
-    while (held.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    await waitFor(() => held.length > 0, 'the first upload held upstream', 30_000, 10);
     const others = await Promise.all([upload(), upload(), upload()]);
     expect(others.map((r) => r.status)).to.deep.equal([503, 503, 503]);
     expect(others.every((r) => r.headers.get('retry-after') === '1' && r.headers.get('x-cache-source') === 'proxy')).to.equal(true);
@@ -50,7 +51,7 @@ describe('the proxy bounds what clients can make it hold', function () {
     held.shift()!.res.writeHead(201, { 'content-type': 'application/json' }).end('{"id":1}');
     expect((await first).status).to.equal(201);
     const later = upload();
-    while (held.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    await waitFor(() => held.length > 0, 'the later upload held upstream', 30_000, 10);
     held.shift()!.res.writeHead(201, { 'content-type': 'application/json' }).end('{"id":2}');
     expect((await later).status, 'the budget was released').to.equal(201);
   });

@@ -10,6 +10,7 @@ import { CacheConfigError } from '../src/errors.js';
 import { SqliteStore, StoreError, type SqliteStoreOptions } from '../src/store/sqlite-store.js';
 
 import { RecordingLogger } from '../support/recording-logger.js';
+import { waitFor } from '../support/wait.js';
 
 /** An entry's body as UTF-8 text (undefined when there is no entry). */
 function text(body: Uint8Array | undefined): string | undefined {
@@ -398,7 +399,7 @@ describe('SqliteStore', () => {
       expect(store.pendingWrites).to.equal(50);
       // Committed when the turn ends, in slices of a few milliseconds on the turns right after (a slow machine
       // may need more than one).
-      while (store.pendingWrites > 0) await turn();
+      await waitFor(() => store.pendingWrites === 0, 'the group commit', 8_000, 1);
       expect(inspect(dir)).to.deep.equal({ entries: 50, bodies: 7, bodyBytes: 14 });
     });
 
