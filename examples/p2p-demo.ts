@@ -117,6 +117,9 @@ function repoBody(i: number): Record<string, unknown> {
 
 /** The nodes answer stats over IPC; polling them faster only adds load. */
 const POLL_MS = 50;
+/** How long each start-up step (a node ready, the mesh, protocol sessions) may take: generous, since a busy machine
+ * (a CI runner at load 10–20) can take ten times the ~1 s a quiet one needs. Each step prints its own time. */
+const START_LIMIT_MS = 60_000;
 
 // ---------------------------------------------------------------- the report
 
@@ -233,7 +236,7 @@ async function run(options: DemoOptions, cleanup: Array<() => Promise<void> | vo
     await Promise.all(members.map((m) => m.exited));
   });
 
-  const ready = await Promise.all(members.map((m) => m.next('ready', 30_000)));
+  const ready = await Promise.all(members.map((m) => m.next('ready', START_LIMIT_MS)));
   mark('start', started);
   for (const r of ready) {
     const bind = r.p2p === undefined ? 'no P2P host' : r.p2p.portFallback ? `port ${port} taken: fell back to ${r.p2p.boundPort} and dialled it` : `bound ${r.p2p.boundPort}`;
@@ -242,13 +245,13 @@ async function run(options: DemoOptions, cleanup: Array<() => Promise<void> | vo
 
   started = Date.now();
   const meshMs = await waitFor(async () => (await Promise.all(members.map((m) => m.stats()))).every((s) => (s.stats.p2p?.connectedPeers ?? 0) >= options.nodes - 1),
-    'a full mesh', 15_000, POLL_MS);
+    'a full mesh', START_LIMIT_MS, POLL_MS);
   err(`full mesh: every node connected to ${options.nodes - 1} peers (${meshMs} ms)`);
 
   // No warm-up: the main phase is every node's first use of the token (a cold fleet). Only wait until every
   // node speaks the protocol with every other.
   const protocolMs = await waitFor(async () => (await Promise.all(members.map((m) => m.stats()))).every((s) =>
-    (s.stats.p2p?.peers.length ?? 0) >= options.nodes - 1), 'protocol sessions', 15_000, POLL_MS);
+    (s.stats.p2p?.peers.length ?? 0) >= options.nodes - 1), 'protocol sessions', START_LIMIT_MS, POLL_MS);
   mark('mesh', started);
   const warmupRequests = github.stats.requests;
   err(`cold start: every node speaks the protocol with the others (${protocolMs} ms); no node has used the token; ${warmupRequests} requests so far`);
