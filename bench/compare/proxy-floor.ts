@@ -6,7 +6,7 @@
  * reports requests/s and the server's CPU time per request (user + system, from /proc), which depends less
  * on what else the machine runs than requests/s do. Target: the proxy at ≥ 0.7x of the floor's requests/s.
  * `BENCH_PROXY_FLOOR_SECONDS` / `BENCH_PROXY_FLOOR_ROUNDS` shorten it while developing; `BENCH_PROXY_FLOOR_PROFILE=<dir>`
- * writes a CPU profile of the proxy process there (node --cpu-prof).
+ * writes CPU profiles there (node --cpu-prof): the proxy's under proxy/, the floor's under floor/, to compare.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -52,8 +52,8 @@ export async function benchProxyFloor(): Promise<string> {
     paths.forEach((path, i) => fake.setResource(path, repoBody(OWNER, `repo-${i}`, i)));
     const env = { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(CACHE_|GITHUB_)/.test(name))), BENCH_FLOOR_TOKEN: TOKEN };
 
-    const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
-    const proxy = await startListening(process.execPath, [...profile, CLI, 'serve', '--port', '0', '--cache-dir', dir, '--github-api-url', fake.url, '--no-p2p'], env, 'proxy-floor: the proxy', 30_000);
+    const profile = (who: string) => (PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}/${who}`]);
+    const proxy = await startListening(process.execPath, [...profile('proxy'), CLI, 'serve', '--port', '0', '--cache-dir', dir, '--github-api-url', fake.url, '--no-p2p'], env, 'proxy-floor: the proxy', 30_000);
     children.push(proxy.child);
     await pool(paths, 10, async (path) => {
       const response = await fetch(proxy.url + path, { headers: { authorization: `token ${TOKEN}` } });
@@ -61,7 +61,7 @@ export async function benchProxyFloor(): Promise<string> {
       if (response.status !== 200) throw new Error(`proxy-floor: warming ${path}: HTTP ${response.status}`);
     });
     // The floor answers what the proxy answers for a memory hit, byte for byte.
-    const floor = await startListening(process.execPath, [FLOOR, proxy.url, ...paths], env, 'proxy-floor: the floor server', 30_000);
+    const floor = await startListening(process.execPath, [...profile('floor'), FLOOR, proxy.url, ...paths], env, 'proxy-floor: the floor server', 30_000);
     children.push(floor.child);
     const upstreamBefore = fake.stats.requests;
 

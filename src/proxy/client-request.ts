@@ -40,18 +40,20 @@ export function upstreamUrl(githubApiUrl: string, target: string): string | unde
 }
 
 /**
- * Paths and queries whose upstream URL is their text after the API base, as upstreamUrl would make it. Linear:
- * each segment after the first starts with its one '/', so no text matches two ways (no backtracking blow-up).
+ * Paths and queries whose upstream URL is their text after the API base, as upstreamUrl would make it: plain
+ * segments, none of them `.` or `..` (the lookahead at each segment's start). Linear: each segment after the first
+ * starts with its one '/', so no text matches two ways (no backtracking blow-up).
  */
-const SEGMENT = "[A-Za-z0-9._~!$&'()*+,;=:@-]+";
+const SEGMENT = "(?!\\.\\.?(?:/|\\?|$))[A-Za-z0-9._~!$&'()*+,;=:@-]+";
 const PLAIN_TARGET = new RegExp(`^/(?:${SEGMENT}(?:/${SEGMENT})*/?)?(?:\\?[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$`);
 
 /**
- * upstreamUrl's answer, cheaply, for the common target: a path of plain segments (no dot segment, no empty
- * segment, no escape) and an optional query, no fragment; undefined for anything else (ask upstreamUrl).
+ * upstreamUrl's answer, cheaply (one regular expression test), for the common target: a path of plain segments
+ * (no dot segment, no empty segment, no escape) and an optional query, no fragment; undefined for anything else
+ * (ask upstreamUrl).
  */
 export function plainUpstreamUrl(githubApiUrl: string, target: string): string | undefined {
-  if (!PLAIN_TARGET.test(target) || /(?:^|\/)\.{1,2}(?:\/|\?|$)/.test(target.split('?', 1)[0]!)) return undefined;
+  if (!PLAIN_TARGET.test(target)) return undefined;
   const base = githubApiUrl.endsWith('/') ? githubApiUrl.replace(/\/+$/, '') : githubApiUrl;
   return base + target;
 }

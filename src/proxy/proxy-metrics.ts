@@ -4,9 +4,12 @@ import { p2pStatsOf } from './p2p-stats.js';
 
 /**
  * ProxyMetrics: the proxy's Prometheus metrics in a registry of its own (never prom-client's global default
- * registry, so an application embedding the proxy keeps its own metrics apart). Request counters and
- * latency histograms are recorded as requests finish; the cache's counters, the rate limit per scope and the
- * peer counts are read from one `getStats()` snapshot per scrape. Labels hold one-way scope ids, never tokens.
+ * registry, so an application embedding the proxy keeps its own metrics apart). Requests are counted as they
+ * finish in plain integers here (a count per source and status, a latency bucket array per source, the number in
+ * flight), which the prom-client metrics read at scrape time through their `collect()` callbacks: a scrape shows
+ * exactly what prom-client's own inc/observe would have shown (same names, types, labels, values and order), and a
+ * request costs no label hashing. The cache's counters, the rate limit per scope and the peer counts are read from
+ * one `getStats()` snapshot per scrape. Labels hold one-way scope ids, never tokens.
  */
 
 /** Cache counters exported as Prometheus counters: metric name suffix, help, CacheStats field. */
@@ -30,6 +33,30 @@ const CACHE_COUNTERS: ReadonlyArray<readonly [string, string, keyof CacheStats]>
 /** Seconds; from a memory hit (~0.1 ms) to a slow origin answer. */
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** The requests answered with one source and status, counted since the proxy started. */
+interface AnsweredCount {
+  readonly source: string;
+  readonly status: string;
+  count: number;
+}
+
+/** The latency of one source's requests, as prom-client's histogram keeps it (a count per bucket, not cumulative). */
+interface LatencySeries {
+  readonly source: string;
+  /** buckets[i]: observations in (LATENCY_BUCKETS[i-1], LATENCY_BUCKETS[i]]; above the last bound only in count. */
+  readonly buckets: number[];
+  sum: number;
+  count: number;
+}
+
+/** What prom-client's Histogram holds per label set (its `hashMap` values), which collect() rebuilds. */
+interface HistogramValues {
+  labels: Record<string, string>;
+  bucketValues: Record<number, number>;
+  sum: number;
+  count: number;
+}
+
 let processRegistry: Registry | undefined;
 
 /**
@@ -47,9 +74,6 @@ function sharedProcessRegistry(): Registry {
 export class ProxyMetrics {
   readonly registry = new Registry();
   readonly #processMetrics: boolean;
-  readonly #requests: Counter<'source' | 'status'>;
-  readonly #duration: Histogram<'source'>;
-  readonly #inFlight: Gauge;
   readonly #cacheOpen: Gauge;
   readonly #cacheCounters: Array<{ counter: Counter; field: keyof CacheStats }>;
   readonly #entries: Gauge;
@@ -62,24 +86,56 @@ export class ProxyMetrics {
   readonly #protocolPeers: Gauge;
   readonly #p2pEvents: Counter<'event'>;
   readonly #p2pRejected: Counter<'reason'>;
+  /** By source, then status (status as a number: no string made per request). */
+  readonly #answered = new Map<string, Map<number, AnsweredCount>>();
+  /** The same counts in the order they first occurred (the order prom-client would list them in). */
+  readonly #answeredInOrder: AnsweredCount[] = [];
+  readonly #latency = new Map<string, LatencySeries>();
+  readonly #latencyInOrder: LatencySeries[] = [];
+  #inFlightCount = 0;
 
   constructor(options: { processMetrics?: boolean } = {}) {
     this.#processMetrics = options.processMetrics ?? true;
     const registers = [this.registry];
-    this.#requests = new Counter({
+    const answered = this.#answeredInOrder;
+    const latency = this.#latencyInOrder;
+    new Counter<'source' | 'status'>({
       name: 'github_cache_proxy_requests_total',
       help: 'GitHub API requests answered by the proxy, by source (memory, disk, peer, origin, revalidated, coalesced, stale; proxy: an answer the proxy made itself) and HTTP status.',
       labelNames: ['source', 'status'],
       registers,
+      collect() {
+        this.reset();
+        for (const { source, status, count } of answered) this.inc({ source, status }, count);
+      },
     });
-    this.#duration = new Histogram({
+    new Histogram<'source'>({
       name: 'github_cache_proxy_request_duration_seconds',
       help: 'Time from request to response of GitHub API requests through the proxy, by source.',
       labelNames: ['source'],
       buckets: LATENCY_BUCKETS,
       registers,
+      collect() {
+        // prom-client has no call to set a histogram's counts: its per-label-set values are written as its
+        // observe() leaves them (test/proxy-metrics.spec.ts compares the exposition with prom-client's own).
+        const values: Record<string, HistogramValues> = {};
+        for (const series of latency) {
+          const bucketValues: Record<number, number> = {};
+          LATENCY_BUCKETS.forEach((bound, i) => (bucketValues[bound] = series.buckets[i]!));
+          values[series.source] = { labels: { source: series.source }, bucketValues, sum: series.sum, count: series.count };
+        }
+        (this as unknown as { hashMap: Record<string, HistogramValues> }).hashMap = values;
+      },
     });
-    this.#inFlight = new Gauge({ name: 'github_cache_proxy_in_flight_requests', help: 'Requests the proxy is handling now.', registers });
+    const inFlight = () => this.#inFlightCount;
+    new Gauge({
+      name: 'github_cache_proxy_in_flight_requests',
+      help: 'Requests the proxy is handling now.',
+      registers,
+      collect() {
+        this.set(inFlight());
+      },
+    });
     this.#cacheOpen = new Gauge({ name: 'github_cache_open', help: '1 while the cache behind the proxy is open.', registers });
     this.#cacheCounters = CACHE_COUNTERS.map(([suffix, help, field]) => ({
       counter: new Counter({ name: `github_cache_${suffix}`, help, registers }),
@@ -124,25 +180,45 @@ export class ProxyMetrics {
   }
 
   requestStarted(): void {
-    this.#inFlight.inc();
+    this.#inFlightCount++;
   }
 
   /** Records a finished GitHub API request. */
   requestFinished(source: string, status: number, seconds: number): void {
-    this.#inFlight.dec();
-    this.#requests.inc({ source, status: String(status) });
-    this.#duration.observe({ source }, seconds);
+    this.#inFlightCount--;
+    this.requestAnswered(source, status, seconds);
   }
 
   /** Records a GitHub API request answered at once (started and finished within one call: in flight never moves). */
   requestAnswered(source: string, status: number, seconds: number): void {
-    this.#requests.inc({ source, status: String(status) });
-    this.#duration.observe({ source }, seconds);
+    let byStatus = this.#answered.get(source);
+    if (byStatus === undefined) {
+      byStatus = new Map();
+      this.#answered.set(source, byStatus);
+    }
+    let answered = byStatus.get(status);
+    if (answered === undefined) {
+      answered = { source, status: String(status), count: 0 };
+      byStatus.set(status, answered);
+      this.#answeredInOrder.push(answered);
+    }
+    answered.count++;
+    let series = this.#latency.get(source);
+    if (series === undefined) {
+      series = { source, buckets: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 };
+      this.#latency.set(source, series);
+      this.#latencyInOrder.push(series);
+    }
+    // As prom-client observes: the first bound at or above the value; above them all, only sum and count.
+    const bucket = bucketOf(seconds);
+    if (bucket >= 0) series.buckets[bucket]!++;
+    series.sum += seconds;
+    series.count++;
   }
 
   /** A request that ended without a response (the client went away). */
   requestAbandoned(): void {
-    this.#inFlight.dec();
+    this.#inFlightCount--;
   }
 
   /** The Prometheus text exposition, after reading `stats` (undefined: the cache is closed or unavailable). */
@@ -177,6 +253,11 @@ export class ProxyMetrics {
     for (const [event, value] of Object.entries(p2p?.counters ?? {})) if (value >= 0) this.#p2pEvents.inc({ event }, value);
     for (const [reason, value] of Object.entries(p2p?.rejected ?? {})) if (value >= 0) this.#p2pRejected.inc({ reason }, value);
   }
+}
+
+function bucketOf(seconds: number): number {
+  for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]!) return i;
+  return -1;
 }
 
 function setCounter(counter: Counter, value: unknown): void {

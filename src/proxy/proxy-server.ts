@@ -91,7 +91,7 @@ class CachingProxy implements ProxyServer {
   readonly #counters: ProxyCounters = { requests: 0, inFlight: 0, bySource: {}, byStatus: {}, notModified: 0, upstreamUnreachable: 0, aborted: 0, bodiesRefused: 0 };
   readonly #sockets = new Set<Socket>();
   readonly #startedAt = performance.now();
-  /** Responses not yet finished (close waits for them, bounded). */
+  /** General-path responses not yet finished (close waits for them, bounded); hot-path answers are whole at once. */
   readonly #active = new InFlight();
   #closing: Promise<void> | undefined;
   #host = DEFAULT_HOST;
@@ -183,6 +183,10 @@ class CachingProxy implements ProxyServer {
   // ---------------------------------------------------------------- requests
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    // A hot-path answer is whole (res.end called) before this returns, so it is never in flight: only the
+    // general path's answers, which wait for the cache, are what close() waits for. While closing, every request
+    // takes the general path (it answers with `connection: close`).
+    if (this.#closing === undefined && req.method === 'GET' && this.#answerHit(req, res)) return;
     this.#active.enter();
     res.once('close', () => {
       this.#active.leave();
@@ -190,7 +194,6 @@ class CachingProxy implements ProxyServer {
       if (this.#active.count === 0 && this.#closing !== undefined) this.#server.closeIdleConnections();
     });
     if (this.#closing !== undefined) res.setHeader('connection', 'close');
-    else if (req.method === 'GET' && this.#answerHit(req, res)) return;
     this.#route(req, res).catch((err: unknown) => {
       this.#log.error(`unexpected failure answering ${req.method ?? '?'} ${pathOnly(req.url)}:`, err);
       if (!res.headersSent && !res.destroyed) this.#send(res, req, jsonAnswer(500, { message: 'Internal proxy error' }));
@@ -222,7 +225,7 @@ class CachingProxy implements ProxyServer {
     if (answer === undefined) return false;
     req.resume();
     try {
-      res.writeHead(answer.status, answer.headers);
+      res.writeHead(answer.status, answer.source === 'memory' ? this.#rawHeadersOf(answer) : answer.headers);
     } catch {
       // A header Node refuses to write: the general sender answers without it (and says so).
       this.#send(res, req, { ...answer, headers: { ...answer.headers } });
@@ -246,6 +249,22 @@ class CachingProxy implements ProxyServer {
     }
   }
 
+  /**
+   * A memory answer's headers as the flat [name, value, ...] list writeHead also takes: the same header block
+   * (the same names, values and order) without Node walking the object's keys on every hit. Made once per
+   * answer: exchangeHit hands out one shared answer per memory entry while it stays the same.
+   */
+  #rawHeadersOf(answer: Answer): string[] {
+    let raw = this.#rawHeaders.get(answer);
+    if (raw === undefined) {
+      raw = [];
+      for (const name of Object.keys(answer.headers)) raw.push(name, answer.headers[name]!);
+      this.#rawHeaders.set(answer, raw);
+    }
+    return raw;
+  }
+
+  readonly #rawHeaders = new WeakMap<Answer, string[]>();
   #lastCache: GitHubAPICache | undefined;
   #lastHost: string | undefined;
   #lastPublicUrl = '';
