@@ -31,6 +31,9 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * when its update leaves). docs/benchmarks.md, "Peer-hit transport", measures it; docs/p2p-protocol.md,
  * "Transport cost", has the upstream proposal.
  *
+ * Size: one unit because reading, writing and the muxer's window (pausing, batched updates) act on the same
+ * stream state and events; split, each half would have to reach into the other's.
+ *
  * Why hand-written rather than @libp2p/utils' LengthPrefixedDecoder: docs/benchmarks.md, section "P2P codecs",
  * framing rows "receive entry, one frame a chunk" and "receive get, one frame a chunk" (the library 5.9x and 7x
  * slower: it reads the next length prefix from an emptied buffer and throws and catches a RangeError at the end
