@@ -3,6 +3,8 @@
  * server echoing a fixed reply to each length-prefixed request on one long-lived stream: the transport floor a
  * peer hit stands on, for the benchmarks that time it. `close()` stops both hosts; a failed set-up stops them too.
  */
+import type { Stream } from '@libp2p/interface';
+import { batchWindowUpdates } from '../src/p2p/frame-channel.js';
 import { swarmKeyOf } from '../src/p2p/fleet-keys.js';
 
 const ECHO_PROTOCOL = '/github-cache-bench/echo/1.0.0';
@@ -25,7 +27,12 @@ export async function libp2pEchoPair(opts: {
   connectionMonitor?: boolean;
   /** Largest length-prefixed message read; default: lpStream's own. */
   maxDataLength?: number;
+  /** yamux window updates once half the window is used, as the fleet's streams send them (frame-channel.ts); default: per frame, as yamux does. */
+  batchWindowUpdates?: boolean;
 }): Promise<EchoPair> {
+  const batch = (stream: Stream): void => {
+    if (opts.batchWindowUpdates === true && batchWindowUpdates(stream) === undefined) throw new Error('not a yamux stream of the known shape');
+  };
   await import('../src/polyfills.js'); // libp2p 3 needs Promise.withResolvers
   const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { preSharedKey }, { lpStream }] = await Promise.all([
     import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('@libp2p/pnet'), import('@libp2p/utils'),
@@ -47,6 +54,7 @@ export async function libp2pEchoPair(opts: {
     const lpOptions = opts.maxDataLength === undefined ? {} : { maxDataLength: opts.maxDataLength };
     const reply = new Uint8Array(opts.replyBytes).fill(7);
     await server.handle(ECHO_PROTOCOL, (stream) => {
+      batch(stream);
       const lp = lpStream(stream, lpOptions);
       void (async () => {
         try {
@@ -60,6 +68,7 @@ export async function libp2pEchoPair(opts: {
       })();
     });
     const stream = await client.dialProtocol(server.getMultiaddrs()[0]!, ECHO_PROTOCOL);
+    batch(stream);
     const lp = lpStream(stream, lpOptions);
     const request = new Uint8Array(opts.requestBytes).fill(1);
     return {

@@ -3,10 +3,14 @@
  * request frame out, one body back, over one long-lived connection in this process (both ends on one event
  * loop, so CPU per call is both sides'), rows interleaved in blocks: node:http with a keep-alive agent; the
  * fleet's libp2p stack (TCP + pnet + noise + yamux, as src/p2p/host.ts builds it); the same without pnet (the
- * pre-shared-key XSalsa20 layer); and with larger yamux stream windows. Bodies: a repository-shaped 3.9 KiB and
- * a 256 KiB one (a log or diff; yamux's initial stream window is 256 KiB, so window updates are on its path).
+ * pre-shared-key XSalsa20 layer); with larger yamux stream windows; with yamux window updates batched as the
+ * fleet's streams batch them (src/p2p/frame-channel.ts); and with a proposed one-line change to @libp2p/utils'
+ * LengthPrefixedDecoder (noise reads its messages through it), patched into this process for its rows only (see
+ * installProposedDecoderFix). Bodies: a repository-shaped 3.9 KiB and a 256 KiB one (a log or diff; yamux's
+ * initial stream window is 256 KiB, so window updates are on its path).
  */
 import http from 'node:http';
+import { LengthPrefixedDecoder } from '@libp2p/utils';
 import { libp2pEchoPair } from './libp2p-echo.js';
 import { fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
 import { loadLine } from './workload.js';
@@ -15,7 +19,37 @@ const REQUEST_BYTES = 200;
 const BODIES = [{ label: '3.9 KiB', bytes: 3_990, calls: 3_000 }, { label: '256 KiB', bytes: 256 * 1024, calls: 300 }];
 
 interface Transport { roundTrip(): Promise<void>; close(): Promise<void> }
-interface Variant { label: string; make(bytes: number): Promise<Transport> }
+interface Variant { label: string; make(bytes: number): Promise<Transport>; decoderFix?: boolean }
+
+/** Whether the proposed LengthPrefixedDecoder change is in effect (set per row, before each of its blocks). */
+let decoderFix = false;
+
+/**
+ * The proposed upstream change, for measuring it: @libp2p/utils' LengthPrefixedDecoder.decode loops `while (true)`
+ * and, once a chunk's messages are consumed, reads a length prefix from the emptied buffer, which throws a
+ * RangeError that it catches: an Error with its stack trace on every chunk noise decrypts. The change loops
+ * `while (this.buffer.byteLength > 0)` instead; nothing else differs. In effect only while `decoderFix` is set.
+ */
+function installProposedDecoderFix(): void {
+  type Decoder = { buffer: { byteLength: number }; decode(buf: unknown): Generator<unknown> };
+  const proto = LengthPrefixedDecoder.prototype as unknown as Decoder;
+  if ((proto as { proposedFix?: boolean }).proposedFix === true) return;
+  const original = proto.decode;
+  const stopsWhenEmpty = function* (this: Decoder, buf: unknown): Generator<unknown> {
+    // The original loop, entered only while bytes are buffered: each pass of `original` is one message.
+    const run = original.call(this, buf);
+    for (;;) {
+      const next = run.next();
+      if (next.done === true) return;
+      yield next.value;
+      if (this.buffer.byteLength === 0) return;
+    }
+  };
+  proto.decode = function (this: Decoder, buf: unknown) {
+    return decoderFix ? stopsWhenEmpty.call(this, buf) : original.call(this, buf);
+  };
+  (proto as { proposedFix?: boolean }).proposedFix = true;
+}
 
 async function httpKeepAlive(bytes: number): Promise<Transport> {
   const body = Buffer.alloc(bytes, 7);
@@ -45,34 +79,42 @@ async function httpKeepAlive(bytes: number): Promise<Transport> {
   };
 }
 
-export function libp2p(opts: { pnet: boolean; window?: number }): (bytes: number) => Promise<Transport> {
+export function libp2p(opts: { pnet: boolean; window?: number; batch?: boolean }): (bytes: number) => Promise<Transport> {
   // The connection monitor's pings time out when 1 MiB transfers keep the one event loop busy on a loaded machine,
   // and it then closes the connection mid-transfer: off here, as nothing else would notice a dead peer in this bench.
   return (bytes) => libp2pEchoPair({
     requestBytes: REQUEST_BYTES, replyBytes: bytes, pnet: opts.pnet, window: opts.window,
-    yamuxKeepAlive: false, connectionMonitor: false, maxDataLength: 8 * 1024 * 1024,
+    yamuxKeepAlive: false, connectionMonitor: false, maxDataLength: 8 * 1024 * 1024, batchWindowUpdates: opts.batch === true,
   });
 }
 
 const VARIANTS: Variant[] = [
   { label: 'HTTP/1.1 keep-alive (node:http, one socket)', make: httpKeepAlive },
-  { label: 'libp2p as the fleet runs it: TCP + pnet + noise + yamux', make: libp2p({ pnet: true }) },
+  { label: 'libp2p as shipped: TCP + pnet + noise + yamux (a window update per frame)', make: libp2p({ pnet: true }) },
   { label: 'libp2p without pnet: TCP + noise + yamux', make: libp2p({ pnet: false }) },
   { label: 'libp2p with pnet, yamux initial stream window 4 MiB', make: libp2p({ pnet: true, window: 4 * 1024 * 1024 }) },
+  { label: '**as the fleet runs it**: pnet, window updates batched (frame-channel.ts)', make: libp2p({ pnet: true, batch: true }) },
+  { label: 'the fleet\'s, with the proposed decoder change (upstream, patched here)', make: libp2p({ pnet: true, batch: true }), decoderFix: true },
+  { label: 'the fleet\'s with the decoder change, without pnet', make: libp2p({ pnet: false, batch: true }), decoderFix: true },
 ];
 
 export async function benchP2pTransport(): Promise<string> {
   const load = loadLine();
+  installProposedDecoderFix();
   const sections: string[] = [];
   for (const body of BODIES) {
     const transports = await Promise.all(VARIANTS.map((v) => v.make(body.bytes)));
     try {
-      for (const t of transports) for (let i = 0; i < Math.min(200, body.calls / 4); i++) await t.roundTrip(); // warm-up
+      for (const [i, t] of transports.entries()) {
+        decoderFix = VARIANTS[i]!.decoderFix === true;
+        for (let j = 0; j < Math.min(200, body.calls / 4); j++) await t.roundTrip(); // warm-up
+      }
       const out = VARIANTS.map(() => ({ ns: [] as number[], cpuUs: 0, wallNs: 0 }));
       const block = Math.max(10, Math.floor(body.calls / 20));
       const items = Array.from({ length: block }, (_, i) => i);
       for (let done = 0; done < body.calls; done += block) {
         for (const [i, t] of transports.entries()) {
+          decoderFix = VARIANTS[i]!.decoderFix === true;
           const cpu = process.cpuUsage();
           const started = process.hrtime.bigint();
           await timeEach(items, out[i]!.ns, () => t.roundTrip());
@@ -91,6 +133,7 @@ export async function benchP2pTransport(): Promise<string> {
       });
       sections.push(`### Body ${body.label}`, '', table(['transport', 'calls', 'p50 µs', 'p99 µs', 'CPU µs per call', 'CPU vs HTTP', 'calls/s', 'MiB/s'], rows), '');
     } finally {
+      decoderFix = false;
       await Promise.all(transports.map((t) => t.close()));
     }
   }
@@ -102,7 +145,9 @@ export async function benchP2pTransport(): Promise<string> {
     `One ${REQUEST_BYTES} B request out and one body back per call, sequentially, over one long-lived connection (one`,
     'libp2p stream, or one keep-alive socket) on 127.0.0.1, both ends in this process: CPU per call is both ends\'. The',
     'rows run interleaved in blocks of calls, after a warm-up each. No cache protocol work here (sealing, proofs, CBOR):',
-    'that is `peer-latency` above; this is the transport under it.',
+    'that is `peer-latency` above; this is the transport under it. The decoder change is @libp2p/utils\'',
+    '`LengthPrefixedDecoder` stopping at an emptied buffer instead of reading a length prefix from it and catching the',
+    'RangeError that throws (docs/p2p-protocol.md, "Transport cost"); it is patched into this process for its rows only.',
     '',
     ...sections,
   ].join('\n');

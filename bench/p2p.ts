@@ -85,8 +85,10 @@ export async function benchPeerLatency(): Promise<string> {
     frameBytes = protocol.frames;
     const tcpFloor = await tcpEcho(frameBytes.request, frameBytes.reply);
     floors.push(tcpFloor);
-    const libp2pFloor = await libp2pEcho(frameBytes.request, frameBytes.reply);
+    const libp2pFloor = await libp2pEcho(frameBytes.request, frameBytes.reply, false);
     floors.push(libp2pFloor);
+    const batchedFloor = await libp2pEcho(frameBytes.request, frameBytes.reply, true);
+    floors.push(batchedFloor);
     const indices = Array.from({ length: LATENCY_KEYS }, (_, i) => i);
     for (const floor of floors) for (const i of indices.slice(0, WARM_UP_KEYS)) await floor.roundTrip(i);
 
@@ -120,16 +122,18 @@ export async function benchPeerLatency(): Promise<string> {
     rows.set('originOwner', originOwner!);
     rows.set('originPlain', originPlain!);
     let before = fake.stats.requests;
-    const [peerSameLoop, protocolRow, tcpRow, libp2pRow] = await measureAlternating<string | number>([
+    const [peerSameLoop, protocolRow, tcpRow, libp2pRow, batchedRow] = await measureAlternating<string | number>([
       { items: held, fn: async (repo) => expectSource(await get(asker!, repo as string), 'peer') },
       { items: indices, fn: (i) => protocol.roundTrip(i as number) },
       { items: indices, fn: (i) => tcpFloor.roundTrip(i as number) },
       { items: indices, fn: (i) => libp2pFloor.roundTrip(i as number) },
+      { items: indices, fn: (i) => batchedFloor.roundTrip(i as number) },
     ]);
     rows.set('peerSameLoop', peerSameLoop!);
     rows.set('protocol', protocolRow!);
     rows.set('tcpEcho', tcpRow!);
     rows.set('libp2pEcho', libp2pRow!);
+    rows.set('libp2pEchoBatched', batchedRow!);
     upstreamDuringPeerHits.push(fake.stats.requests - before);
     expectNoUpstream(upstreamDuringPeerHits);
     rows.set('memory', await measure(held, async (repo) => expectSource(await get(asker!, repo), 'memory')));
@@ -216,10 +220,15 @@ export async function benchPeerLatency(): Promise<string> {
       row('protocol work alone (crypto, CBOR; no I/O)', 'protocol').slice(0, -1),
       row('echo over raw TCP (`net`, no delay)', 'tcpEcho').slice(0, -1),
       row('echo over libp2p (TCP + pnet + noise + yamux, `lpStream`)', 'libp2pEcho').slice(0, -1),
+      row('the same, yamux window updates batched as the fleet\'s streams batch them', 'libp2pEchoBatched').slice(0, -1),
     ]),
     '',
+    `Peer hit p50 over the libp2p echo's: ${fmt(sameLoopP50 * 1e6 / percentile(rows.get('libp2pEcho')!.ns, 50), 2)}x (target ≤ 1.5x: ${sameLoopP50 * 1e6 / percentile(rows.get('libp2pEcho')!.ns, 50) <= 1.5 ? 'met' : '**missed**'});`,
+    `over the echo with batched window updates: ${fmt(sameLoopP50 * 1e6 / percentile(rows.get('libp2pEchoBatched')!.ns, 50), 2)}x.`,
+    '',
     `Of a peer hit's ${fmt(cpuOf('peerSameLoop'), 0)} µs of CPU, the libp2p echo of its frames accounts for ${fmt(cpuOf('libp2pEcho'), 0)} µs and the protocol work`,
-    `for ${fmt(cpuOf('protocol'), 0)} µs; the other ${fmt(rest, 0)} µs are the framing, request table, serving and cache code around them.`,
+    `for ${fmt(cpuOf('protocol'), 0)} µs; the other ${fmt(rest, 0)} µs are the framing, request table, serving and cache code around them`,
+    `(${fmt(cpuOf('peerSameLoop') - cpuOf('libp2pEchoBatched') - cpuOf('protocol'), 0)} µs against the echo with batched window updates, ${fmt(cpuOf('libp2pEchoBatched'), 0)} µs).`,
     `This run: peer hit p50 ${fmt(sameLoopP50 * 1000, 0)} µs with the owner in this process (${sameLoopP50 < 1 ? 'met' : '**missed**'}),`,
     `${fmt(childP50 * 1000, 0)} µs with the owner in a child process (${childP50 < 1 ? 'met' : '**missed**'}).`,
   ].join('\n');
@@ -356,9 +365,12 @@ async function tcpEcho(requestBytes: number, replyBytes: number): Promise<Floor>
   };
 }
 
-/** The same round trips over two libp2p hosts built like the fleet's (TCP, pnet, noise, yamux), one long-lived stream. */
-function libp2pEcho(requestBytes: number, replyBytes: number): Promise<Floor> {
-  return libp2pEchoPair({ requestBytes, replyBytes });
+/**
+ * The same round trips over two libp2p hosts built like the fleet's (TCP, pnet, noise, yamux), one long-lived stream;
+ * `batched`: its window updates batched as FrameChannel batches the fleet's.
+ */
+function libp2pEcho(requestBytes: number, replyBytes: number, batched: boolean): Promise<Floor> {
+  return libp2pEchoPair({ requestBytes, replyBytes, batchWindowUpdates: batched });
 }
 
 // ---------------------------------------------------------------- fleet ratio

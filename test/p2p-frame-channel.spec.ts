@@ -162,3 +162,80 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
     }
   });
 });
+
+/** Two libp2p hosts on 127.0.0.1 as the fleet builds them (TCP, noise, yamux), and one stream between them. */
+async function yamuxPair(protocol: string, onServerStream: (stream: Stream) => void): Promise<{ client: Stream; stop(): Promise<void> }> {
+  const [{ createLibp2p }, { tcp }, { noise }, { yamux }] = await Promise.all([
+    import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'),
+  ]);
+  const host = () => createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] });
+  const [a, b] = await Promise.all([host(), host()]);
+  const stop = async (): Promise<void> => {
+    await Promise.all([a.stop(), b.stop()]);
+  };
+  try {
+    await a.handle(protocol, onServerStream);
+    const client = await b.dialProtocol(a.getMultiaddrs()[0]!, protocol);
+    return { client, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Counts the yamux window updates a stream sends (frame type 1, with a length). */
+function countWindowUpdates(stream: Stream): { count: number } {
+  const counted = { count: 0 };
+  const muxed = stream as unknown as { sendFrame(header: { type: number; length: number }, data?: unknown): boolean };
+  const send = muxed.sendFrame;
+  expect(send, 'a yamux stream').to.be.a('function');
+  muxed.sendFrame = (header, data) => {
+    if (header.type === 1 && header.length > 0) counted.count++;
+    return send(header, data);
+  };
+  return counted;
+}
+
+describe('FrameChannel over yamux: window updates', function () {
+  this.timeout(60_000);
+
+  it('sends no window update per small frame received, only once half the window is used, and large transfers still flow', async () => {
+    const logger = new RecordingLogger();
+    const atServer: Frame[] = [];
+    const atClient: Frame[] = [];
+    let updates = { count: 0 };
+    let server: FrameChannel | undefined;
+    const pair = await yamuxPair('/github-cache-spec/frames/1', (stream) => {
+      updates = countWindowUpdates(stream);
+      server = new FrameChannel(stream, {
+        maxFrameBytes: 128 * 1024, logger, onClose: () => undefined,
+        onFrame: (frame) => {
+          atServer.push(frame);
+          server!.send({ type: 'miss', id: 'id' in frame ? frame.id : 0, reason: 'busy' });
+        },
+      });
+    });
+    try {
+      const client = new FrameChannel(pair.client, { maxFrameBytes: 128 * 1024, logger, onFrame: (f) => atClient.push(f), onClose: () => undefined });
+      // 200 round trips of a ~350 B request: 70 KB, well under half of yamux's 256 KiB window.
+      for (let id = 1; id <= 200; id++) {
+        expect(client.send({ type: 'get', id, key: 'k'.repeat(300), proof })).to.equal(true);
+        await waitFor(() => atClient.length === id, `answer ${id}`);
+      }
+      expect(updates.count, 'window updates for 200 small frames').to.be.at.most(1);
+      // 40 frames of 64 KiB: ten initial windows' worth, which only arrives if the updates are still sent.
+      const big = new Uint8Array(64 * 1024).fill(9);
+      for (let id = 1_000; id < 1_040; id++) {
+        await client.whenWritable(256 * 1024);
+        expect(client.send({ type: 'entry', id, sealed: big })).to.equal(true);
+      }
+      await waitFor(() => atServer.length === 240, 'ten windows of data');
+      expect(updates.count, 'updates for 2.5 MiB through a 256 KiB window').to.be.at.least(2);
+      expect(server!.closed || client.closed).to.equal(false);
+      server!.close();
+      client.close();
+    } finally {
+      await pair.stop();
+    }
+  });
+});

@@ -23,6 +23,17 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * delivered in order and none is lost: what arrives while reading is briefly paused (see deferWindowUpdate) is
  * delivered when it resumes.
  *
+ * Window updates (yamux): @chainsafe/libp2p-yamux 8 sends the peer a window update after every data frame it
+ * delivers, however little of the window that frame used: one more encrypted muxer frame and one more write per
+ * frame received, so a peer hit cost four writes where two carry its bytes. batchWindowUpdates (below) makes this
+ * stream's window updates wait until half the window is consumed, as hashicorp/yamux (Go) and the yamux spec's
+ * reference implementation do; flow control still holds (the peer never has less than half a window of credit
+ * when its update leaves). docs/benchmarks.md, "Peer-hit transport", measures it; docs/p2p-protocol.md,
+ * "Transport cost", has the upstream proposal.
+ *
+ * Size: one unit because reading, writing and the muxer's window (pausing, batched updates) act on the same
+ * stream state and events; split, each half would have to reach into the other's.
+ *
  * Why hand-written rather than @libp2p/utils' LengthPrefixedDecoder: docs/benchmarks.md, section "P2P codecs",
  * framing rows "receive entry, one frame a chunk" and "receive get, one frame a chunk" (the library 5.9x and 7x
  * slower: it reads the next length prefix from an emptied buffer and throws and catches a RangeError at the end
@@ -75,10 +86,13 @@ export class FrameChannel {
   #written = false;
   /** Reading is paused until the next macrotask (see deferWindowUpdate). */
   #resumeScheduled = false;
+  /** The muxer stream's receive window when its updates are batched (batchWindowUpdates); undefined otherwise. */
+  readonly #window: MuxerWindow | undefined;
 
   constructor(stream: Stream, options: FrameChannelOptions) {
     this.stream = stream;
     this.#options = options;
+    this.#window = batchWindowUpdates(stream);
     this.#maxLengthLength = varintLength(options.maxFrameBytes);
     stream.addEventListener('message', (event) => this.#onMessage(event.data));
     stream.addEventListener('close', (event) => this.#finish(undefined, event.error ?? new Error('stream closed')));
@@ -222,6 +236,8 @@ export class FrameChannel {
    */
   #deferWindowUpdate(): void {
     if (this.#resumeScheduled || !this.#written) return;
+    // Batched updates: only a message that uses up half the window is followed by one.
+    if (this.#window !== undefined && !updateDue(this.#window)) return;
     try {
       this.stream.pause();
     } catch {
@@ -353,6 +369,47 @@ export class FrameChannel {
       this.#finish(undefined, err instanceof Error ? err : new Error(String(err)));
     }
   }
+}
+
+/**
+ * The receive-window state of a @chainsafe/libp2p-yamux stream (fields of its YamuxStream; state 3 is Established).
+ * Read only where present with these types: another muxer, or a yamux whose internals changed, is left as it is.
+ */
+interface MuxerWindow {
+  state: number;
+  recvWindow: number;
+  recvWindowCapacity: number;
+  sendWindowUpdate(): void;
+}
+
+const YAMUX_ESTABLISHED = 3;
+
+function isMuxerWindow(stream: unknown): stream is MuxerWindow {
+  const s = stream as Partial<MuxerWindow>;
+  return typeof s.sendWindowUpdate === 'function' && typeof s.state === 'number'
+    && typeof s.recvWindow === 'number' && typeof s.recvWindowCapacity === 'number';
+}
+
+/** Whether the next window update of an established stream would be sent: half its window is used. */
+function updateDue(window: MuxerWindow): boolean {
+  return window.state !== YAMUX_ESTABLISHED || window.recvWindow - window.recvWindowCapacity >= window.recvWindow / 2;
+}
+
+/**
+ * Makes a yamux stream send its window updates only once half its receive window is consumed (or when it has
+ * flags to send: opening, pausing and resuming behave as before). Returns the stream's window state when it did,
+ * undefined when the stream is not a yamux stream of the known shape (then nothing is changed). Exported for the
+ * transport benchmark, which measures it on a bare libp2p stream.
+ */
+export function batchWindowUpdates(stream: Stream): MuxerWindow | undefined {
+  if (!isMuxerWindow(stream)) return undefined;
+  const window = stream;
+  const send = window.sendWindowUpdate;
+  window.sendWindowUpdate = function sendWindowUpdateBatched(this: MuxerWindow): void {
+    if (!updateDue(window)) return;
+    send.call(this);
+  };
+  return window;
 }
 
 const EMPTY = new Uint8Array(0);
