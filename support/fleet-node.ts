@@ -4,14 +4,22 @@
  * `{type:'ready', ...}`, then answers messages: `{type:'request', id, route, token}` → `{type:'response', id,
  * source, status, data}` or `{type:'error', id, message}`; `{type:'stats', id}` → `{type:'stats', id, stats,
  * provider}`; `{type:'run', id, routes, token, inFlight}` → `{type:'run', id, latenciesNs, sources, errors, wallNs}`
- * (every route requested, `inFlight` at a time, each timed in this process); `{type:'close'}` → closes the cache
- * and exits.
+ * (every route requested, `inFlight` at a time, each timed in this process, with each request's source in
+ * `perSource`, its index in `routes` in `perRoute` and its start in `startedAtMs` (ms since the epoch, sub-ms, to line
+ * up with other processes), and this process's event-loop delay over the run in `loopDelayMs`); `{type:'close'}` → closes the
+ * cache and exits.
  *
  * Configuration comes from the environment (CACHE_* variables, GITHUB_API_URL) or, in a worker, workerData.env.
- * Three more variables are for specs only: FLEET_NODE_LISTEN_HOST (default 127.0.0.1; a member in a network
+ * More variables are for specs and benchmarks only: FLEET_NODE_P2P=off (P2P off: a node alone, `p2p` absent from
+ * 'ready'), FLEET_NODE_CPU_PROF_DIR (each `run` is CPU-profiled, from its first request to its last answer, into
+ * `<dir>/run-<pid>-<n>.cpuprofile`), FLEET_NODE_LISTEN_HOST (default 127.0.0.1; a member in a network
  * namespace of its own listens on 0.0.0.0 as a machine would), FLEET_NODE_MDNS=1 (p2p.mdns) and
  * FLEET_NODE_PEER_TIMEOUT_MS (p2p.requestTimeoutMs).
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureCache, getCacheProvider, getGlobalCache, shutdownGlobalCache } from '../index.js';
 
@@ -28,6 +36,8 @@ const send = (reply: Reply): void => {
   else process.send?.(reply);
 };
 
+let profiledRuns = 0;
+
 async function main(): Promise<void> {
   const started = Date.now();
   let cache;
@@ -37,7 +47,7 @@ async function main(): Promise<void> {
       cacheDir: env.CACHE_DIR,
       githubApiUrl: env.GITHUB_API_URL,
       p2p: {
-        enabled: true,
+        enabled: env.FLEET_NODE_P2P !== 'off',
         sharedSecret: env.CACHE_P2P_SHARED_SECRET,
         listenPort: Number(env.CACHE_LISTEN_PORT ?? 0),
         listenHost: env.FLEET_NODE_LISTEN_HOST ?? '127.0.0.1',
@@ -71,23 +81,48 @@ async function main(): Promise<void> {
       if (message.type === 'run') {
         const latenciesNs: number[] = [];
         const sources: Record<string, number> = {};
+        const perSource: string[] = [];
+        const perRoute: number[] = [];
+        const startedAtMs: number[] = [];
         let errors = 0;
         let next = 0;
+        const profiler = env.FLEET_NODE_CPU_PROF_DIR !== undefined ? new Session() : undefined;
+        if (profiler !== undefined) {
+          profiler.connect();
+          await profiler.post('Profiler.enable');
+          await profiler.post('Profiler.start');
+        }
+        const loop = monitorEventLoopDelay({ resolution: 10 });
+        loop.enable();
         const started = process.hrtime.bigint();
         await Promise.all(Array.from({ length: Math.min(message.inFlight, message.routes.length) }, async () => {
           while (next < message.routes.length) {
-            const route = message.routes[next++]!;
+            const index = next++;
+            const route = message.routes[index]!;
+            startedAtMs.push(performance.timeOrigin + performance.now());
             const t = process.hrtime.bigint();
+            let source = 'error';
             try {
               const r = await c.request(route, {}, { token: message.token });
+              source = r.source;
               sources[r.source] = (sources[r.source] ?? 0) + 1;
             } catch {
               errors++;
             }
             latenciesNs.push(Number(process.hrtime.bigint() - t));
+            perSource.push(source);
+            perRoute.push(index);
           }
         }));
-        send({ type: 'run', id: message.id, latenciesNs, sources, errors, wallNs: Number(process.hrtime.bigint() - started) });
+        const wallNs = Number(process.hrtime.bigint() - started);
+        loop.disable();
+        if (profiler !== undefined) {
+          const { profile } = await profiler.post('Profiler.stop');
+          writeFileSync(path.join(env.FLEET_NODE_CPU_PROF_DIR!, `run-${process.pid}-${++profiledRuns}.cpuprofile`), JSON.stringify(profile));
+          profiler.disconnect();
+        }
+        const loopDelayMs = { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 };
+        send({ type: 'run', id: message.id, latenciesNs, sources, perSource, perRoute, startedAtMs, loopDelayMs, errors, wallNs });
         return;
       }
       try {

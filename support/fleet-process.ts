@@ -22,6 +22,13 @@ export interface FleetRunResult {
   sources: Record<string, number>;
   errors: number;
   wallNs: number;
+  /** Each request's source, in the order of `latenciesNs` (absent from builds before it was added). */
+  perSource?: string[];
+  /** Each request's index in the routes run, and its start in ms since the epoch (same order, same caveat). */
+  perRoute?: number[];
+  startedAtMs?: number[];
+  /** The member's event-loop delay over the run, ms (absent from builds before it was added). */
+  loopDelayMs?: { p50: number; p99: number; max: number };
 }
 
 interface Reply {
@@ -39,11 +46,16 @@ export class FleetProcess {
   #nextId = 0;
   #gone = false;
 
-  /** Forks a member; `env` holds its CACHE_* settings (CACHE_DIR, CACHE_LISTEN_PORT, CACHE_BOOTSTRAP_PEERS, …). */
-  constructor(env: Record<string, string>) {
+  /**
+   * Forks a member; `env` holds its CACHE_* settings (CACHE_DIR, CACHE_LISTEN_PORT, CACHE_BOOTSTRAP_PEERS, …).
+   * `script` runs another build's fleet-node.js (a benchmark comparing builds); default this build's. `launcher`
+   * starts Node through another program, e.g. `{ command: '/usr/sbin/ip', args: ['netns', 'exec', ns, node] }` (the
+   * member in a network namespace; the program must exec Node in place, keeping its pid and the IPC descriptor).
+   */
+  constructor(env: Record<string, string>, { script = SCRIPT, launcher }: { script?: string | undefined; launcher?: { command: string; args: string[] } | undefined } = {}) {
     // Only what the caller sets configures the member, never this process's own CACHE_* or GITHUB_* variables.
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(CACHE_|GITHUB_|GH_TOKEN$)/.test(name)));
-    this.#child = fork(SCRIPT, [], { env: { ...inherited, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    this.#child = fork(script, [], { ...(launcher !== undefined ? { execPath: launcher.command, execArgv: launcher.args } : {}), env: { ...inherited, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     let onReady: (ready: FleetProcessReady) => void = () => undefined;
     let onFailed: (err: Error) => void = () => undefined;
     this.ready = new Promise((resolve, reject) => {
