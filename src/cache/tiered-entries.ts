@@ -274,9 +274,21 @@ export class TieredEntries {
         this.#persistenceFailed('delete', err);
       }
     }
-    let dropped = 0;
-    for (const key of keys) if (this.delete(key)) dropped++;
-    return dropped;
+    const store = this.#store;
+    if (store?.deleteKeys === undefined) {
+      let dropped = 0;
+      for (const key of keys) if (this.delete(key)) dropped++;
+      return dropped;
+    }
+    // One store call (one transaction) for all of them, not one per key; a key counts once, whichever tiers held it.
+    const dropped = new Set<string>();
+    for (const key of keys) if (this.#memory.delete(key)) dropped.add(key);
+    try {
+      for (const key of store.deleteKeys(keys)) dropped.add(key);
+    } catch (err) {
+      this.#persistenceFailed('delete', err);
+    }
+    return dropped.size;
   }
 
   clear(): void {
