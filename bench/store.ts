@@ -45,8 +45,12 @@ interface ChildResult {
   fillCpuUs: number;
   lastTenthCpuUs: number;
   fullCpuUs: number;
-  /** The longest turn of the event loop in the full-cache phase, CPU ms: a miss and its commit (with our batch eviction). */
-  fullTurnCpuMs: number;
+  /**
+   * The 99th percentile turn of the event loop in the full-cache phase, CPU ms: a miss and its commit. Our batch
+   * evictions fall on one turn in 64 (1.6%), so this is such a turn. (The longest turn is a garbage collection or
+   * a checkpoint on its thread, in every contender.)
+   */
+  fullTurnP99CpuMs: number;
   rssPerEntry: number;
   stallMs: number;
   stallCpuMs: number;
@@ -236,14 +240,16 @@ async function child(contender: Contender, entries: number, baseline: string | u
     const c100 = cpu();
     globalThis.gc?.();
     const rssPerEntry = (process.memoryUsage().rss - rss0) / entries;
-    let fullTurnCpuMs = 0;
+    const turnsCpuMs: number[] = [];
     for (let i = entries; i < entries + FULL_MISSES; i++) {
       const t0 = cpu();
       harness.miss(i);
       // The store's commit runs on the check phase before this turn's promise resolves.
       await turn();
-      fullTurnCpuMs = Math.max(fullTurnCpuMs, (cpu() - t0) / 1000);
+      turnsCpuMs.push((cpu() - t0) / 1000);
     }
+    turnsCpuMs.sort((a, b) => a - b);
+    const fullTurnP99CpuMs = turnsCpuMs[Math.floor(turnsCpuMs.length * 0.99)]!;
     await harness.settle();
     const cFull = cpu();
     // 100k random hits of keys still held, 1,000 per turn, then one miss: the last `entries` written but the
@@ -262,7 +268,7 @@ async function child(contender: Contender, entries: number, baseline: string | u
       fillCpuUs: (c100 - c0) / entries,
       lastTenthCpuUs: (c100 - c90) / (entries - tenth),
       fullCpuUs: (cFull - c100) / FULL_MISSES,
-      fullTurnCpuMs,
+      fullTurnP99CpuMs,
       rssPerEntry,
       stallMs: stall.wall,
       stallCpuMs: stall.cpu,
@@ -302,7 +308,7 @@ export async function benchStore(): Promise<string> {
     [`CPU per miss (µs), filling to ${entries.toLocaleString('en')} entries, ${PER_TURN} per turn`, 'fillCpuUs', 0],
     [`CPU per miss (µs), the last tenth of the fill (at ~${entries.toLocaleString('en')} entries)`, 'lastTenthCpuUs', 0],
     [`CPU per miss (µs), full cache, one miss per turn (ours evict ${Math.min(64, Math.floor(entries / 1000))} at a time)`, 'fullCpuUs', 0],
-    ['longest turn, CPU ms, full cache, one miss per turn (ours: the turn of a batch eviction)', 'fullTurnCpuMs', 1],
+    ['99th percentile turn, CPU ms, full cache, one miss per turn (ours: a batch eviction\'s)', 'fullTurnP99CpuMs', 2],
     ['RSS per 4 KB entry after the fill (bytes)', 'rssPerEntry', 0],
     [`longest event-loop stall, CPU ms, after ${HITS.toLocaleString('en')} random hits and one miss`, 'stallCpuMs', 1],
     [`longest event-loop stall, wall ms (includes other processes' time slices)`, 'stallMs', 1],
