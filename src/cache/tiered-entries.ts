@@ -262,7 +262,8 @@ export class TieredEntries {
 
   /**
    * Deletes, from both tiers, every key starting with `prefix` that `matches` accepts; returns how many distinct
-   * keys went. Costs a scan of the prefix's keys (memory, then the store's key index).
+   * keys went. Costs a scan of the prefix's keys (memory, then the store's key index), and one store call (one
+   * transaction) for the deletions when the store has `deleteKeys`.
    */
   deleteByPrefixWhere(prefix: string, matches: (key: string) => boolean): number {
     const keys = new Set<string>();
