@@ -187,8 +187,7 @@ interface Started {
 async function startMember(ctx: Ctx, env: Record<string, string>, script?: string): Promise<Started> {
   if (ctx.lab === undefined) return { process: new FleetProcess(env, { script }), host: '127.0.0.1' };
   const net = await ctx.lab.addMember();
-  const launcher = { command: IP, args: ctx.lab.exec(net, process.execPath) };
-  return { process: new FleetProcess({ ...env, FLEET_NODE_LISTEN_HOST: '0.0.0.0' }, { script, launcher }), host: net.address };
+  return { process: new FleetProcess({ ...env, FLEET_NODE_LISTEN_HOST: '0.0.0.0' }, { script, wrap: [IP, ...ctx.lab.exec(net)] }), host: net.address };
 }
 
 async function startFleet(ctx: Ctx, size: number, script: string | undefined, profile: boolean): Promise<{ members: FleetProcess[]; meshMs: number; ports: Set<number> }> {

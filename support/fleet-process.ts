@@ -2,9 +2,10 @@
  * The parent's handle on one fleet member in a child process (support/fleet-node.ts), driven over IPC: ready
  * (with its peer id, listen addresses and pid), one request, a whole workload run, stats, stop. Guarantees that
  * `stop()` always ends the process (close asked politely, SIGKILL after 10 s) and that no reply is waited for
- * after the process exited (every pending call rejects).
+ * after the process exited (every pending call rejects). The member may run under a wrapper command (e.g. `ip
+ * netns exec <ns>`, to put it in a network namespace of its own) and keep its stderr for the caller to read.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { FleetStats } from '../src/cache/ports.js';
 
@@ -31,6 +32,18 @@ export interface FleetRunResult {
   loopDelayMs?: { p50: number; p99: number; max: number };
 }
 
+export interface FleetProcessOptions {
+  /** Another build's fleet-node.js to run (a benchmark comparing builds); default this build's. */
+  readonly script?: string | undefined;
+  /** A command and its arguments that run the member's `node <script>` inside them, e.g. `['ip', 'netns', 'exec', ns]`. */
+  readonly wrap?: readonly string[];
+  /** Keep the last 200 KB of the member's stderr in `stderr` (and in the error of a member that exits before ready) instead of passing it through. */
+  readonly keepStderr?: boolean;
+}
+
+/** How much of a member's stderr `keepStderr` keeps. */
+const STDERR_KEPT = 200_000;
+
 interface Reply {
   type: string;
   id?: number;
@@ -45,17 +58,21 @@ export class FleetProcess {
   readonly #exited: Promise<void>;
   #nextId = 0;
   #gone = false;
+  #stderr = '';
 
   /**
-   * Forks a member; `env` holds its CACHE_* settings (CACHE_DIR, CACHE_LISTEN_PORT, CACHE_BOOTSTRAP_PEERS, …).
-   * `script` runs another build's fleet-node.js (a benchmark comparing builds); default this build's. `launcher`
-   * starts Node through another program, e.g. `{ command: '/usr/sbin/ip', args: ['netns', 'exec', ns, node] }` (the
-   * member in a network namespace; the program must exec Node in place, keeping its pid and the IPC descriptor).
+   * Starts a member; `env` holds its CACHE_* settings (CACHE_DIR, CACHE_LISTEN_PORT, CACHE_BOOTSTRAP_PEERS, …).
+   * `options.script` runs another build's fleet-node.js (a benchmark comparing builds); default this build's.
    */
-  constructor(env: Record<string, string>, { script = SCRIPT, launcher }: { script?: string | undefined; launcher?: { command: string; args: string[] } | undefined } = {}) {
+  constructor(env: Record<string, string>, options: FleetProcessOptions = {}) {
     // Only what the caller sets configures the member, never this process's own CACHE_* or GITHUB_* variables.
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(CACHE_|GITHUB_|GH_TOKEN$)/.test(name)));
-    this.#child = fork(script, [], { ...(launcher !== undefined ? { execPath: launcher.command, execArgv: launcher.args } : {}), env: { ...inherited, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const stdio = ['ignore', 'ignore', options.keepStderr === true ? 'pipe' : 'inherit', 'ipc'] as const;
+    const [command, ...wrapArgs] = options.wrap ?? [];
+    this.#child = command === undefined
+      ? fork(options.script ?? SCRIPT, [], { env: { ...inherited, ...env }, stdio: [...stdio] })
+      : spawn(command, [...wrapArgs, process.execPath, options.script ?? SCRIPT], { env: { ...inherited, ...env }, stdio: [...stdio] });
+    this.#child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (this.#stderr = (this.#stderr + chunk).slice(-STDERR_KEPT)));
     let onReady: (ready: FleetProcessReady) => void = () => undefined;
     let onFailed: (err: Error) => void = () => undefined;
     this.ready = new Promise((resolve, reject) => {
@@ -66,7 +83,7 @@ export class FleetProcess {
     this.#exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
         this.#gone = true;
-        const err = new Error(`fleet member exited (${signal ?? code})`);
+        const err = new Error(`fleet member exited (${signal ?? code})${this.#stderr === '' ? '' : `: ${this.#stderr.slice(-4000)}`}`);
         onFailed(err);
         for (const { reject } of this.#waiting.values()) reject(err);
         this.#waiting.clear();
@@ -81,6 +98,16 @@ export class FleetProcess {
         this.#waiting.delete(message.id);
       }
     });
+  }
+
+  /** The tail of the member's stderr, with `keepStderr` ('' without). */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Whether the process has exited. */
+  get exited(): boolean {
+    return this.#gone;
   }
 
   get pid(): number {

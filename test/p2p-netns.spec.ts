@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { FleetStats } from '../src/cache/ports.js';
 import { formatRequestKey } from '../src/cache/request-key.js';
 import { scopeIdOf } from '../src/cache/scope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
+import { FleetProcess } from '../support/fleet-process.js';
 import { IP, NetLab, netnsUnavailable, removeLeftovers, type NetMember } from '../support/netns.js';
 import { waitFor } from '../support/wait.js';
 import { removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
@@ -28,79 +28,20 @@ const PORT = 9100;
  * own first requests with the new token took longer than that. 8 s is what an operator of a loaded fleet would set.
  */
 const PEER_TIMEOUT_MS = 8_000;
-const SCRIPT = fileURLToPath(new URL('../support/fleet-node.js', import.meta.url));
 // Test tokens, built at run time; each phase uses one no member has seen.
 const token = (tag: string) => `test_netns${tag}${'N'.repeat(30)}`;
 const body = (i: number) => ({ i, machine: 'netns' });
 
-type Stats = { p2p: { peerId: string; connectedPeers: number; listenAddrs: string[]; boundPort: number; portFallback: boolean; peers: Array<{ id: string; scopes: number }>; timeouts: number; requestsServed: number; requestsSent: number } };
 type Answer = { type: string; source?: string; status?: number; data?: unknown; message?: string };
 
-/** One member: a fleet-node child process run with `ip netns exec` in the member's namespace. */
-class Member {
-  readonly ready: Promise<{ p2p: Stats['p2p'] }>;
-  readonly #child: ChildProcess;
-  readonly #waiting = new Map<number, (m: Answer & Record<string, unknown>) => void>();
-  #id = 0;
-  #stderr = '';
-  exited = false;
-
+/** One member: a fleet-node child process run with `ip netns exec` in the member's namespace, its stderr kept. */
+class Member extends FleetProcess {
   constructor(lab: NetLab, readonly net: NetMember, env: Record<string, string>) {
-    this.#child = spawn(IP, lab.exec(net, process.execPath, SCRIPT), { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-    this.#child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.#stderr = (this.#stderr + chunk).slice(-200_000)));
-    this.ready = new Promise((resolve, reject) => {
-      this.#child.on('message', (m: Answer & Record<string, unknown>) => {
-        if (m.type === 'ready') resolve(m as never);
-        else if (m.type === 'failed') reject(new Error(`member ${net.index} failed: ${String(m.message)}`));
-        else if (typeof m.id === 'number') {
-          this.#waiting.get(m.id)?.(m);
-          this.#waiting.delete(m.id);
-        }
-      });
-      this.#child.once('exit', (code, signal) => {
-        this.exited = true;
-        reject(new Error(`member ${net.index} exited (${code ?? signal}) before it was ready: ${this.#stderr}`));
-        for (const settle of this.#waiting.values()) settle({ type: 'error', message: `member ${net.index} exited` });
-        this.#waiting.clear();
-      });
-    });
+    super(env, { wrap: [IP, ...lab.exec(net)], keepStderr: true });
   }
 
-  #ask(message: object): Promise<Answer & Record<string, unknown>> {
-    if (this.exited) return Promise.resolve({ type: 'error', message: `member ${this.net.index} has exited` });
-    const id = ++this.#id;
-    return new Promise((resolve) => {
-      this.#waiting.set(id, resolve);
-      this.#child.send({ ...message, id });
-    });
-  }
-
-  request(route: string, tok: string): Promise<Answer> {
-    return this.#ask({ type: 'request', route, token: tok });
-  }
-
-  async stats(): Promise<Stats['p2p']> {
-    return ((await this.#ask({ type: 'stats' })).stats as Stats).p2p;
-  }
-
-  kill(): Promise<void> {
-    if (this.exited) return Promise.resolve();
-    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
-    this.#child.kill('SIGKILL');
-    return exited;
-  }
-
-  async stop(): Promise<void> {
-    if (this.exited) return;
-    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
-    this.#child.send({ type: 'close' });
-    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  get stderr(): string {
-    return this.#stderr;
+  async p2p(): Promise<FleetStats> {
+    return (await this.stats()).p2p;
   }
 }
 
@@ -144,10 +85,10 @@ describe('a fleet across machines: a network namespace per member, on one machin
   }
 
   /** Waits until every member's stats satisfy `ok`; a timeout says what each member saw last. */
-  async function untilAll(fleet: Member[], ok: (s: Stats['p2p']) => boolean, what: string, timeoutMs = 40_000): Promise<void> {
-    let last: Array<Stats['p2p']> = [];
+  async function untilAll(fleet: Member[], ok: (s: FleetStats) => boolean, what: string, timeoutMs = 40_000): Promise<void> {
+    let last: Array<FleetStats> = [];
     try {
-      await until(async () => (last = await Promise.all(fleet.map((m) => m.stats()))).every(ok), what, timeoutMs);
+      await until(async () => (last = await Promise.all(fleet.map((m) => m.p2p()))).every(ok), what, timeoutMs);
     } catch (err) {
       const seen = last.map((st) => ({ id: st.peerId.slice(-6), connected: st.connectedPeers, peers: st.peers.map((p) => `${p.id.slice(-6)}:${p.scopes}`) }));
       throw new Error(`${(err as Error).message}; last seen ${JSON.stringify(seen)}`);
@@ -211,7 +152,7 @@ describe('a fleet across machines: a network namespace per member, on one machin
       const answers = await all(fleet, routes, tok);
       expectRight(answers, routes);
       const sources = answers.reduce<Record<string, number>>((acc, a) => ({ ...acc, [a.source!]: (acc[a.source!] ?? 0) + 1 }), {});
-      const peers = (await Promise.all(fleet.map((m) => m.stats()))).map((s) => ({ sent: s.requestsSent, served: s.requestsServed, timeouts: s.timeouts }));
+      const peers = (await Promise.all(fleet.map((m) => m.p2p()))).map((s) => ({ sent: s.requestsSent, served: s.requestsServed, timeouts: s.timeouts }));
       expect(github.stats.requests - before, `upstream requests for 480 cold calls over 120 keys (sources ${JSON.stringify(sources)}, members ${JSON.stringify(peers)})`).to.be.at.most(132);
     });
 
@@ -257,7 +198,7 @@ describe('a fleet across machines: a network namespace per member, on one machin
       // and at the askers waiting for it, for several rounds of the delay.
       const slow = new RegExp(`^/repos/octo/r(${lost.join('|')})$`);
       github.setLatency(1_000, { path: slow });
-      const timeoutsBefore = (await Promise.all(rest.map((m) => m.stats()))).reduce((n, st) => n + st.timeouts, 0);
+      const timeoutsBefore = (await Promise.all(rest.map((m) => m.p2p()))).reduce((n, st) => n + st.timeouts, 0);
       const answered = new Set<number>();
       const asked = Promise.all(rest.flatMap((m) => routes.map(async (i) => {
         const answer = await m.request(`GET /repos/octo/r${i}`, tok);
@@ -275,7 +216,7 @@ describe('a fleet across machines: a network namespace per member, on one machin
         github.setLatency(0, { path: slow });
       }
       // They went upstream when its connections closed, not after waiting out p2p.requestTimeoutMs.
-      const timeoutsAfter = (await Promise.all(rest.map((m) => m.stats()))).reduce((n, st) => n + st.timeouts, 0);
+      const timeoutsAfter = (await Promise.all(rest.map((m) => m.p2p()))).reduce((n, st) => n + st.timeouts, 0);
       expect(timeoutsAfter - timeoutsBefore, 'asks given up on by timeout').to.equal(0);
       const kept = routes.filter((i) => !lost.includes(i));
       expect(upstreamFor(kept), 'upstream requests for the keys of live owners').to.be.at.most(Math.ceil(1.1 * kept.length));

@@ -53,6 +53,9 @@ function inspect(dir: string): { entries: number; bodies: number; bodyBytes: num
   }
 }
 
+/** The file a "moved it aside" warning names. */
+const movedAside = (warning: string | undefined) => /moved it to (\S+) /.exec(warning ?? '')?.[1];
+
 describe('SqliteStore', () => {
   let dir: string;
   let logger: RecordingLogger;
@@ -454,6 +457,130 @@ describe('SqliteStore', () => {
       expect(told[2]).to.deep.equal({ keys: ['a'], forBytes: 0 });
       expect(store.get('b')).to.equal(undefined);
       expect(store.count()).to.equal(4);
+    });
+
+    it('a full cache evicts in batches down to a low-water mark: within maxEntries after every commit, each eviction told once', async () => {
+      // maxEntries 5,000: headroom min(64, 5) = 5, so a pass that has to evict goes down to 4,995 entries.
+      const store = openGrouped({ maxEntries: 5000, maxBytes: 10_000_000 });
+      const told: Array<{ keys: readonly string[]; forBytes: number }> = [];
+      store.listen({ evicted: (keys, forBytes) => told.push({ keys, forBytes }), writeFailed: () => expect.fail('no write fails') });
+      for (let i = 0; i < 5000; i++) store.set(`k${i}`, entry(`v${i % 50}`));
+      store.flush();
+      expect(told).to.deep.equal([]);
+      expect(store.count()).to.equal(5000);
+      clock.tick();
+      store.set('n0', entry('n0'));
+      store.flush();
+      // One pass took the six least recently used: one for the bound, five for the headroom.
+      expect(told).to.deep.equal([{ keys: ['k0', 'k1', 'k2', 'k3', 'k4', 'k5'], forBytes: 0 }]);
+      expect(store.count()).to.equal(4995);
+      // The next five misses fit without evicting; the sixth evicts a batch again.
+      for (let i = 1; i <= 5; i++) {
+        clock.tick();
+        store.set(`n${i}`, entry(`n${i}`));
+        store.flush();
+        expect(store.count()).to.equal(4995 + i);
+      }
+      expect(told).to.have.length(1);
+      clock.tick();
+      store.set('n6', entry('n6'));
+      store.flush();
+      expect(told[1]).to.deep.equal({ keys: ['k6', 'k7', 'k8', 'k9', 'k10', 'k11'], forBytes: 0 });
+      expect(store.count()).to.equal(4995);
+      for (const key of ['k0', 'k11']) expect(store.get(key), key).to.equal(undefined);
+      for (const key of ['k12', 'k4999', 'n0', 'n6']) expect(store.get(key), key).to.not.equal(undefined);
+      expect(inspect(dir).entries).to.equal(4995);
+    });
+
+    it('the headroom of a batch never evicts an entry read since its last write: it stamps it, and stops after 32', () => {
+      const fill = (store: SqliteStore) => {
+        for (let i = 0; i < 5000; i++) store.set(`k${i}`, entry(`v${i % 50}`));
+        store.flush();
+        clock.tick();
+      };
+      const told: string[][] = [];
+      const store = openGrouped({ maxEntries: 5000, maxBytes: 10_000_000 });
+      store.listen({ evicted: (keys) => told.push([...keys]), writeFailed: () => expect.fail('no write fails') });
+      fill(store);
+      // k1..k5 read (their recency not yet written): the headroom passes over them to the next oldest.
+      for (let i = 1; i <= 5; i++) store.get(`k${i}`);
+      clock.tick();
+      store.set('new', entry('new'));
+      store.flush();
+      expect(told).to.deep.equal([['k0', 'k6', 'k7', 'k8', 'k9', 'k10']]);
+      for (let i = 1; i <= 5; i++) expect(store.get(`k${i}`), `k${i}`).to.not.equal(undefined);
+
+      const second = openGrouped({ maxEntries: 5000, maxBytes: 10_000_000, dir: path.join(dir, 'second') });
+      const toldSecond: string[][] = [];
+      second.listen({ evicted: (keys) => toldSecond.push([...keys]), writeFailed: () => expect.fail('no write fails') });
+      fill(second);
+      // 40 read: the bound takes k0; the headroom stamps 32 of them and stops, evicting none.
+      for (let i = 1; i <= 40; i++) second.get(`k${i}`);
+      clock.tick();
+      second.set('new', entry('new'));
+      second.flush();
+      expect(toldSecond).to.deep.equal([['k0']]);
+      expect(second.count()).to.equal(5000);
+    });
+
+    it('a batch for maxBytes alone goes down to 99.9% of maxBytes, every victim counted for bytes', async () => {
+      // 5,000 distinct bodies of 10 bytes fill maxBytes exactly, far below maxEntries (headroom 10).
+      const store = openGrouped({ maxEntries: 10_000, maxBytes: 50_000 });
+      const told: Array<{ keys: readonly string[]; forBytes: number }> = [];
+      store.listen({ evicted: (keys, forBytes) => told.push({ keys, forBytes }), writeFailed: () => expect.fail('no write fails') });
+      for (let i = 0; i < 5000; i++) store.set(`k${i}`, entry(String(i).padStart(10, '0')));
+      store.flush();
+      expect(store.bytes()).to.equal(50_000);
+      clock.tick();
+      store.set('new', entry('new-body-1'));
+      store.flush();
+      // 50,010 bytes: one body for the bound, five more down to 49,950 (maxBytes less a thousandth).
+      expect(told).to.deep.equal([{ keys: ['k0', 'k1', 'k2', 'k3', 'k4', 'k5'], forBytes: 6 }]);
+      expect(store.bytes()).to.equal(49_950);
+      expect(inspect(dir)).to.deep.equal({ entries: 4995, bodies: 4995, bodyBytes: 49_950 });
+    });
+
+    it('damage found by a batch eviction moves the file aside intact and keeps the write that found it', () => {
+      const first = open({ maxEntries: 2000 });
+      for (let i = 0; i < 2000; i++) first.set(`k${i}`, entry(`v${i}`));
+      first.close();
+      const file = path.join(dir, 'cache.sqlite');
+      // Wreck the last_used index, which only an eviction reads: open's probes still pass.
+      const probe = new Database(file);
+      probe.pragma('wal_checkpoint(TRUNCATE)');
+      const { rootpage } = probe.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'entries_by_last_used'").get() as { rootpage: number };
+      const pageSize = Number(probe.pragma('page_size', { simple: true }));
+      probe.close();
+      const fd = fs.openSync(file, 'r+');
+      fs.writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootpage - 1) * pageSize);
+      fs.closeSync(fd);
+      const damaged = fs.readFileSync(file);
+
+      const store = open({ maxEntries: 2000 });
+      expect(text(store.get('k1999')?.body)).to.equal('v1999');
+      expect(logger.warnings).to.deep.equal([]);
+      // Past maxEntries: the eviction meets the damage; the file is moved aside byte for byte, the write lands in a fresh database.
+      expect(store.set('new', entry('new'))).to.equal(0);
+      const moved = movedAside(logger.warnings[0]);
+      expect(moved).to.match(/cache\.sqlite\.corrupt-/);
+      expect(fs.readFileSync(moved!)).to.deep.equal(damaged);
+      expect(text(store.get('new')?.body)).to.equal('new');
+      expect(store.count()).to.equal(1);
+      expect(inspect(dir).entries).to.equal(1);
+    });
+
+    it('deleteKeys removes committed and pending keys in one transaction, and returns those that existed', () => {
+      const store = openGrouped();
+      store.set('a', entry('a'));
+      store.set('b', entry('b'));
+      store.flush();
+      store.set('c', entry('c'));
+      expect(store.pendingWrites).to.equal(1);
+      expect(store.deleteKeys(['a', 'c', 'absent']).sort()).to.deep.equal(['a', 'c']);
+      expect(store.pendingWrites).to.equal(0);
+      expect(store.count()).to.equal(1);
+      expect(store.get('b')).to.not.equal(undefined);
+      expect(inspect(dir)).to.deep.equal({ entries: 1, bodies: 1, bodyBytes: 1 });
     });
 
     it('takes the caller\'s word for the digest with digestVerified, and checks it otherwise', () => {

@@ -264,6 +264,32 @@ describe('TieredEntries', () => {
       expect(t.deleteByPrefix('p/')).to.equal(0);
     });
 
+    it('deleteByPrefixWhere deletes the matching keys of both tiers in one store call, each counted once', () => {
+      const store = openStore();
+      const calls: string[] = [];
+      // The real store, its method calls recorded.
+      const spied = new Proxy(store, {
+        get(target, prop) {
+          const value: unknown = Reflect.get(target, prop, target);
+          if (typeof value !== 'function') return value;
+          return (...args: unknown[]) => {
+            calls.push(String(prop));
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+      const t = tiers(spied, 3);
+      for (const key of ['p:a:1', 'p:b:2', 'p:a:3', 'p:a:4', 'p:b:5', 'q:a:6']) t.write(key, entry(key));
+      // Memory holds the last three; p:a:1 and p:a:3 are only on disk.
+      expect(t.memorySize).to.equal(3);
+      calls.length = 0;
+      expect(t.deleteByPrefixWhere('p:', (key) => key.includes(':a:'))).to.equal(3);
+      expect(calls.filter((name) => name === 'delete' || name === 'deleteKeys')).to.deep.equal(['deleteKeys']);
+      for (const key of ['p:a:1', 'p:a:3', 'p:a:4']) expect(t.read(key), key).to.equal(undefined);
+      for (const key of ['p:b:2', 'p:b:5', 'q:a:6']) expect(t.read(key), key).to.not.equal(undefined);
+      expect(t.size()).to.equal(3);
+    });
+
     it('size is the store\'s count, which holds entries memory does not', () => {
       const store = openStore();
       const t = tiers(store);

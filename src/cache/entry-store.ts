@@ -42,6 +42,11 @@ export interface EntryStore {
   refresh(key: string, storedAt: number, expiresAt: number): boolean;
   /** Removes one entry. Returns whether it existed. */
   delete(key: string): boolean;
+  /**
+   * Removes these entries at once (one transaction for a database). Returns the keys that existed. Optional: the
+   * tiers delete key by key without it.
+   */
+  deleteKeys?(keys: Iterable<string>): string[];
   /** Removes every entry whose key starts with `prefix` (any characters, no wildcards). Returns how many. */
   deleteByPrefix(prefix: string): number;
   /** Every key starting with `prefix`, pending writes included (a scoped invalidation picks among them). */

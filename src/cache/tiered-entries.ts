@@ -262,7 +262,8 @@ export class TieredEntries {
 
   /**
    * Deletes, from both tiers, every key starting with `prefix` that `matches` accepts; returns how many distinct
-   * keys went. Costs a scan of the prefix's keys (memory, then the store's key index).
+   * keys went. Costs a scan of the prefix's keys (memory, then the store's key index), and one store call (one
+   * transaction) for the deletions when the store has `deleteKeys`.
    */
   deleteByPrefixWhere(prefix: string, matches: (key: string) => boolean): number {
     const keys = new Set<string>();
@@ -274,9 +275,21 @@ export class TieredEntries {
         this.#persistenceFailed('delete', err);
       }
     }
-    let dropped = 0;
-    for (const key of keys) if (this.delete(key)) dropped++;
-    return dropped;
+    const store = this.#store;
+    if (store?.deleteKeys === undefined) {
+      let dropped = 0;
+      for (const key of keys) if (this.delete(key)) dropped++;
+      return dropped;
+    }
+    // One store call (one transaction) for all of them, not one per key; a key counts once, whichever tiers held it.
+    const dropped = new Set<string>();
+    for (const key of keys) if (this.#memory.delete(key)) dropped.add(key);
+    try {
+      for (const key of store.deleteKeys(keys)) dropped.add(key);
+    } catch (err) {
+      this.#persistenceFailed('delete', err);
+    }
+    return dropped.size;
   }
 
   clear(): void {

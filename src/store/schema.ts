@@ -97,7 +97,7 @@ export interface Statements {
   readonly deleteAllEntries: Database.Statement<[]>;
   readonly deleteAllBodies: Database.Statement<[]>;
   readonly resetStats: Database.Statement<[]>;
-  readonly selectOldest: Database.Statement<[Buffer], { rowid: number; key: Buffer }>;
+  readonly selectOldest: Database.Statement<[Buffer, number], { rowid: number; key: Buffer }>;
   readonly deleteRowid: Database.Statement<[number]>;
 }
 
@@ -156,8 +156,9 @@ export function prepareStatements(db: Database.Database): Statements {
     deleteAllBodies: db.prepare<[]>('DELETE FROM bodies'),
     resetStats: db.prepare<[]>('UPDATE stats SET entries = 0, bytes = 0 WHERE id = 1'),
     // Ties in last_used go to the older insertion (rowid), both served by the last_used index.
-    selectOldest: db.prepare<[Buffer], { rowid: number; key: Buffer }>(
-      'SELECT rowid, key FROM entries WHERE key <> ? ORDER BY last_used, rowid LIMIT 1',
+    // The `n` oldest, for an eviction batch.
+    selectOldest: db.prepare<[Buffer, number], { rowid: number; key: Buffer }>(
+      'SELECT rowid, key FROM entries WHERE key <> ? ORDER BY last_used, rowid LIMIT ?',
     ),
     deleteRowid: db.prepare<[number]>('DELETE FROM entries WHERE rowid = ?'),
   };

@@ -33,8 +33,10 @@
  *   the last entry using a body takes the body with it.
  * - Bounds: once a write is committed, at most `maxEntries` entries and `maxBytes` bytes of distinct bodies,
  *   evicting the least recently used entries first (after a flood of reads not yet written, among the oldest
- *   rows as written: see MAX_STAMPED_PER_EVICTION in eviction.ts). `count()` and `bytes()` read one row kept exact by triggers, so they
- *   are cheap and right even when another process writes the same database.
+ *   rows as written: see MAX_STAMPED_PER_EVICTION in eviction.ts). A write that has to evict goes on to a
+ *   low-water mark (at most 64 entries, a thousandth of each bound, fewer; none below maxEntries 1000: see
+ *   `headroom` in eviction.ts), so a full cache evicts in batches. `count()` and `bytes()` read one row kept
+ *   exact by triggers, so they are cheap and right even when another process writes the same database.
  * - Keys are opaque: stored as the exact UTF-16 code units of the JS string (a BLOB), so any string, even one
  *   with lone surrogates, is its own key, and prefix deletion is an exact byte-range query.
  * - Several processes (or several stores in one process) may share one `dir`: WAL lets readers run beside the
@@ -337,6 +339,23 @@ export class SqliteStore implements EntryStore {
     const existed = this.#db.run('delete', (c) => c.deleteKey.run(k).changes > 0);
     this.#recency.forget(key);
     return existed || wasPending;
+  }
+
+  /**
+   * Removes these entries in one transaction (one commit, not one per key). Returns the keys that existed,
+   * pending writes included.
+   */
+  deleteKeys(keys: Iterable<string>): string[] {
+    const list = [...keys];
+    const pending = new Set<string>();
+    for (const key of list) if (this.#pending.delete(key)) pending.add(key);
+    const onDisk = this.#db.run('delete', (c) =>
+      immediate(c, () => list.filter((key) => c.deleteKey.run(encodeKey(key)).changes > 0)),
+    );
+    for (const key of list) this.#recency.forget(key);
+    if (pending.size === 0) return onDisk;
+    for (const key of onDisk) pending.delete(key);
+    return [...onDisk, ...pending];
   }
 
   deleteByPrefix(prefix: string): number {
