@@ -269,4 +269,52 @@ describe('UpstreamClient', () => {
       expect((err as UpstreamError).status).to.equal(0);
     });
   });
+
+  describe('a connection closed before any response (a keep-alive race)', () => {
+    let drops: { url: string; seen: SeenRequest[]; close: () => Promise<void> };
+    let dropped = 0;
+    /** Closes the connection of the first request it gets on each path (as a server whose idle timeout just ran out), answers later ones. */
+    const dropFirst: Handler = (req, res) => {
+      if (dropped++ === 0) {
+        req.socket.destroy();
+        return;
+      }
+      json(200, { ok: true })(req, res, '');
+    };
+    const dropAlways: Handler = (req) => req.socket.destroy();
+
+    beforeEach(async () => {
+      dropped = 0;
+      drops = await startServer({ '/drop-first': dropFirst, '/drop-always': dropAlways });
+    });
+    afterEach(() => drops.close());
+
+    it('sends a GET once more and returns its answer', async () => {
+      const response = await client().send({ method: 'GET', url: `${drops.url}/drop-first`, headers: {}, token: TOKEN });
+      expect(response.status).to.equal(200);
+      expect(JSON.parse(Buffer.from(response.body).toString('utf8'))).to.deep.equal({ ok: true });
+      expect(drops.seen.map((r) => r.method)).to.deep.equal(['GET', 'GET']);
+    });
+
+    it('sends a HEAD once more too', async () => {
+      const response = await client().send({ method: 'HEAD', url: `${drops.url}/drop-first`, headers: {} });
+      expect(response.status).to.equal(200);
+      expect(drops.seen).to.have.length(2);
+    });
+
+    it('never sends a POST twice: the server may have acted on it', async () => {
+      const err = await rejection(client().send({ method: 'POST', url: `${drops.url}/drop-first`, headers: {}, body: '{}', token: TOKEN }));
+      expect(err).to.be.instanceOf(UpstreamError);
+      expect((err as UpstreamError).message).to.not.include(TOKEN);
+      expect(drops.seen).to.have.length(1);
+    });
+
+    it('retries once only: a GET whose connection closes twice fails with UpstreamError, naming no token', async () => {
+      const err = await rejection(client().send({ method: 'GET', url: `${drops.url}/drop-always`, headers: {}, token: TOKEN }));
+      expect(err).to.be.instanceOf(UpstreamError);
+      expect((err as UpstreamError).status).to.equal(0);
+      expect((err as UpstreamError).message).to.not.include(TOKEN);
+      expect(drops.seen).to.have.length(2);
+    });
+  });
 });

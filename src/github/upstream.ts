@@ -8,6 +8,12 @@ import { HOP_BY_HOP } from '../http/translation.js';
  * one (reset, refused, DNS, timeout) throws, as UpstreamError with status 0. The token travels in the
  * Authorization header and nowhere else: error messages carry the method and URL only.
  *
+ * A GET or HEAD whose connection closes before any response arrived (UND_ERR_SOCKET, ECONNRESET, EPIPE: a keep-alive
+ * connection the server closed as the request went out, a race every client of a server with an idle timeout
+ * meets, more often on a busy machine whose timers run late) is sent once more, on a connection of its own, as
+ * Go's net/http and browsers do for idempotent requests. Nothing else is retried: not a timeout, not an abort, not
+ * another method (the server may have acted on it), not a failure after the response began.
+ *
  * Outbound proxy: Node's fetch ignores HTTPS_PROXY. When HTTPS_PROXY, HTTP_PROXY (or their lowercase forms)
  * is set when the client is made, requests go through undici's EnvHttpProxyAgent with undici's own fetch (the
  * `undici` package, loaded only then), which also honours NO_PROXY. Without them, Node's fetch is used.
@@ -85,7 +91,13 @@ export class UpstreamClient {
     let body: Uint8Array = EMPTY;
     try {
       const send: FetchLike = this.#proxied === undefined ? fetch : await this.#proxied;
-      response = await send(request.url, { method: request.method, headers, body: request.body, signal, redirect: request.redirect ?? 'follow' });
+      const init: RequestInit = { method: request.method, headers, body: request.body, signal, redirect: request.redirect ?? 'follow' };
+      try {
+        response = await send(request.url, init);
+      } catch (err) {
+        if (!closedBeforeResponse(err, request.method) || signal.aborted) throw err;
+        response = await send(request.url, init);
+      }
       if (request.method !== 'HEAD') body = new Uint8Array(await response.arrayBuffer());
     } catch (err) {
       if (request.signal?.aborted === true) throw request.signal.reason ?? err;
@@ -104,6 +116,15 @@ export class UpstreamClient {
 export function authorizationOf(token: string, scheme?: 'token' | 'bearer'): string {
   const bearer = scheme === 'bearer' || (scheme === undefined && token.split('.').length === 3);
   return `${bearer ? 'Bearer' : 'token'} ${token}`;
+}
+
+/** Connection closed under an idempotent request before any response: safe to send once more (see the header). */
+const CLOSED_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+function closedBeforeResponse(err: unknown, method: string): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return false;
+  const code = (err as { cause?: { code?: unknown } }).cause?.code;
+  return typeof code === 'string' && CLOSED_CODES.has(code);
 }
 
 function describeNetworkError(err: unknown): string {
