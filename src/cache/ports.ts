@@ -145,8 +145,8 @@ export interface FleetStats {
 
 /**
  * The fleet: the other members of the private network. `fetch` never throws for peer failures: it answers
- * 'self' (this node owns the key and no previous holder had it: go to the origin), 'entry' (a verified entry)
- * or 'unavailable'.
+ * 'self' (this node owns the key and no previous holder had it, or a blind owner gave it the key's lease: go to
+ * the origin, then end the lease if there is one), 'entry' (a verified entry) or 'unavailable'.
  */
 export interface Fleet {
   /**
