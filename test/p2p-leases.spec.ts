@@ -34,7 +34,9 @@ function addrOf(stats: FleetStats): string {
 async function member(github: FakeGitHub, bootstrapPeers: string[]): Promise<GitHubAPICache> {
   const cache = await GitHubAPICache.create({
     persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
-    p2p: { enabled: true, sharedSecret: SHARED_SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers },
+    // startWaitMs 0: its reads ask the fleet as soon as the host is up (p2pReady), not once a start-up poll saw it
+    // meshed; the specs wait for the sessions themselves, so no request of theirs skips the fleet.
+    p2p: { enabled: true, sharedSecret: SHARED_SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers, startWaitMs: 0 },
   });
   await cache.p2pReady();
   return cache;
@@ -128,7 +130,7 @@ describe('blind owners and leases', function () {
     const { owner, askers, ids } = await three();
     child = new FleetProcess({
       CACHE_DIR: tmpCacheDir(), GITHUB_API_URL: github.url, CACHE_LISTEN_PORT: '0', CACHE_P2P_SHARED_SECRET: SHARED_SECRET,
-      CACHE_BOOTSTRAP_PEERS: addrOf(await p2pOf(owner)), FLEET_NODE_LISTEN_HOST: '127.0.0.1',
+      CACHE_BOOTSTRAP_PEERS: addrOf(await p2pOf(owner)), FLEET_NODE_LISTEN_HOST: '127.0.0.1', FLEET_NODE_START_WAIT_MS: '0',
     });
     const ready = await child.ready;
     await meshed([owner, ...askers], 4);
