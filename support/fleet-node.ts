@@ -8,9 +8,9 @@
  * and exits.
  *
  * Configuration comes from the environment (CACHE_* variables, GITHUB_API_URL) or, in a worker, workerData.env.
- * Four more variables are for specs only: FLEET_NODE_LISTEN_HOST (default 127.0.0.1; a member in a network
- * namespace of its own listens on 0.0.0.0 as a machine would), FLEET_NODE_MDNS=1 (p2p.mdns),
- * FLEET_NODE_PEER_TIMEOUT_MS (p2p.requestTimeoutMs) and FLEET_NODE_START_WAIT_MS (p2p.startWaitMs).
+ * Three more variables are for specs only: FLEET_NODE_LISTEN_HOST (default 127.0.0.1; a member in a network
+ * namespace of its own listens on 0.0.0.0 as a machine would), FLEET_NODE_MDNS=1 (p2p.mdns) and
+ * FLEET_NODE_PEER_TIMEOUT_MS (p2p.requestTimeoutMs).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureCache, getCacheProvider, getGlobalCache, shutdownGlobalCache } from '../index.js';
@@ -44,6 +44,7 @@ async function main(): Promise<void> {
         bootstrapPeers: (env.CACHE_BOOTSTRAP_PEERS ?? '').split(',').filter((p) => p !== ''),
         mdns: env.FLEET_NODE_MDNS === '1',
         ...(env.FLEET_NODE_PEER_TIMEOUT_MS !== undefined ? { requestTimeoutMs: Number(env.FLEET_NODE_PEER_TIMEOUT_MS) } : {}),
+        // FLEET_NODE_START_WAIT_MS (specs only): p2p.startWaitMs.
         ...(env.FLEET_NODE_START_WAIT_MS !== undefined ? { startWaitMs: Number(env.FLEET_NODE_START_WAIT_MS) } : {}),
       },
     });
