@@ -2,6 +2,7 @@
  * `npm run bench [-- name ...]`: runs the named benchmarks (default: all), prints their tables and writes them
  * into docs/benchmarks.md.
  */
+import { benchBlindOwner } from './blind-owner.js';
 import { benchCompare } from './compare/index.js';
 import { benchProxyFloor } from './compare/proxy-floor.js';
 import { benchProxyLoad } from './compare/proxy-load.js';
@@ -41,6 +42,7 @@ const benches: Record<string, () => Promise<string>> = {
   startup: benchStartup,
   'p2p-transport': benchP2pTransport,
   invalidation: benchInvalidation,
+  'blind-owner': benchBlindOwner,
   // Last: it gathers the figures the others wrote.
   summary: benchSummary,
 };

@@ -54,6 +54,8 @@ async function main(): Promise<void> {
         bootstrapPeers: (env.CACHE_BOOTSTRAP_PEERS ?? '').split(',').filter((p) => p !== ''),
         mdns: env.FLEET_NODE_MDNS === '1',
         ...(env.FLEET_NODE_PEER_TIMEOUT_MS !== undefined ? { requestTimeoutMs: Number(env.FLEET_NODE_PEER_TIMEOUT_MS) } : {}),
+        // FLEET_NODE_START_WAIT_MS (specs only): p2p.startWaitMs.
+        ...(env.FLEET_NODE_START_WAIT_MS !== undefined ? { startWaitMs: Number(env.FLEET_NODE_START_WAIT_MS) } : {}),
       },
     });
     await cache.p2pReady(); // 'ready' reports the P2P host's address: wait until it listens

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { encode as cborEncode } from 'cborg';
 import { decodeFrame, encodeFrame, WIRE_LIMITS, WireFormatError, type Frame } from '../src/p2p/wire.js';
 
-describe('wire frames of /github-cache/1.3.0', () => {
+describe('wire frames of /github-cache/1.4.0', () => {
   const challenge = new Uint8Array(32).fill(7);
   const proof = new Uint8Array(32).fill(9);
   const valid: Frame[] = [
@@ -16,6 +16,11 @@ describe('wire frames of /github-cache/1.3.0', () => {
     { type: 'part', id: 5, size: 10, offset: 7, bytes: new Uint8Array([1, 2, 3]) },
     { type: 'miss', id: 6, reason: 'busy' },
     { type: 'error', id: 7, message: 'upstream failed' },
+    { type: 'get', id: 8, key: 'sealed:anonymous:AAAA', proof, tag: new Uint8Array(32).fill(3) },
+    { type: 'get', id: 8, key: 'k', proof, handoff: 1, tag: new Uint8Array(32).fill(3) },
+    { type: 'lease', id: 9, lease: WIRE_LIMITS.maxId },
+    { type: 'put', lease: 0, sealed: new Uint8Array([1, 2, 3]), ttlMs: 60_000 },
+    { type: 'release', lease: 4 },
   ];
 
   function reject(bytes: Uint8Array): string {
@@ -76,6 +81,17 @@ describe('wire frames of /github-cache/1.3.0', () => {
     expect(decodeFrame(cborEncode({ type: 'get', id: 1, key: 'k', proof }))).to.not.have.property('handoff');
     for (const handoff of [0, 2, true, 'yes', null]) expect(reject(cborEncode({ type: 'get', id: 1, key: 'k', proof, handoff }))).to.include('handoff');
     expect(reject(cborEncode({ type: 'miss', id: 1, reason: 'busy', handoff: 1 }))).to.include('unexpected field "handoff"');
+  });
+
+  it('takes a get\'s tag only as 32 bytes, a lease number only as a request id, a put\'s ttlMs only as a non-negative integer', () => {
+    expect(reject(cborEncode({ type: 'get', id: 1, key: 'k', proof, tag: new Uint8Array(31) }))).to.include('tag is not 32 bytes');
+    expect(reject(cborEncode({ type: 'get', id: 1, key: 'k', proof, tag: 'x' }))).to.include('tag is not a byte string');
+    expect(reject(cborEncode({ type: 'lease', id: 1, lease: -1 }))).to.include('id is not an integer');
+    expect(reject(cborEncode({ type: 'lease', id: 1 }))).to.include('missing field lease');
+    expect(reject(cborEncode({ type: 'put', lease: 1, sealed: new Uint8Array(3), ttlMs: -5 }))).to.include('ttlMs');
+    expect(reject(cborEncode({ type: 'put', lease: 1, sealed: new Uint8Array(3), ttlMs: 1.5 }))).to.include('ttlMs');
+    expect(reject(cborEncode({ type: 'put', lease: 1, sealed: 'abc', ttlMs: 1 }))).to.include('sealed is not a byte string');
+    expect(reject(cborEncode({ type: 'release', lease: 1, id: 2 }))).to.include('unexpected field "id"');
   });
 
   it('rejects wrongly typed fields', () => {

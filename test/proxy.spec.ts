@@ -455,7 +455,7 @@ describe('ProxyMetrics', () => {
           peerId: '12D3KooWexample', listenAddrs: ['/ip4/127.0.0.1/tcp/9100'], connectedPeers: 2,
           peers: [{ id: 'a', scopes: 1 }, { id: 'b', scopes: 0 }], requestsSent: 5, entriesReceived: 4, rejected: { decrypt: 1 }, boundPort: 9100,
           requestsServed: 0, timeouts: 0, disconnectedForAbuse: 0, handoffsSent: 0, handoffEntries: 0, portFallback: false,
-          invalidationsSent: 0, invalidationsReceived: 0, invalidationsDropped: 0,
+          invalidationsSent: 0, invalidationsReceived: 0, invalidationsDropped: 0, leasesGranted: 0, blindServed: 0, leasesTaken: 0,
         },
       };
       const { body } = await metrics.render(stats);

@@ -78,9 +78,19 @@ export interface Origin {
   readonly rateLimitVersion: number;
 }
 
-/** What the fleet answered for a key. */
+/**
+ * The key's lease (a blind owner's, see docs/p2p-protocol.md): the fleet's other askers of the key wait while
+ * this node fetches it. `end` must be called once the fetch is over, whatever happened: with the fresh entry
+ * fetched (it answers them), or undefined (the fetch failed, or its answer is not to be shared: the next
+ * waiter gets the lease). Idempotent (only the first call counts); never throws.
+ */
+export interface FleetLease {
+  end(entry: CacheEntry | undefined): void;
+}
+
+/** What the fleet answered for a key. 'self' with a lease: fetch it, then end the lease (FleetLease). */
 export type FleetAnswer =
-  | { readonly kind: 'self' }
+  | { readonly kind: 'self'; readonly lease?: FleetLease | undefined }
   | { readonly kind: 'entry'; readonly entry: CacheEntry; readonly peerId: string }
   | { readonly kind: 'unavailable'; readonly reason: string };
 
@@ -104,6 +114,12 @@ export interface FleetStats {
   handoffsSent: number;
   /** Verified entries those hand-off asks brought (also counted in entriesReceived): upstream requests saved. */
   handoffEntries: number;
+  /** As a blind owner (a key owned in a scope this node does not hold): leases handed to askers. */
+  leasesGranted: number;
+  /** As a blind owner: sealed entries answered unread (kept from a lease holder's put, or relayed to its waiters). */
+  blindServed: number;
+  /** Leases this node took: it fetched a key for the fleet and put (or released) it. */
+  leasesTaken: number;
   /**
    * Rejected data by reason: envelope reasons ('decrypt', 'schema', 'digest', 'key', 'future', 'ttl') and 'frame',
    * 'oversize', 'proof', 'request', 'protocol', 'truncated', 'withheld'; invalidation notices: 'notice' (malformed,
@@ -129,8 +145,8 @@ export interface FleetStats {
 
 /**
  * The fleet: the other members of the private network. `fetch` never throws for peer failures: it answers
- * 'self' (this node owns the key and no previous holder had it: go to the origin), 'entry' (a verified entry)
- * or 'unavailable'.
+ * 'self' (this node owns the key and no previous holder had it, or a blind owner gave it the key's lease: go to
+ * the origin, then end the lease if there is one), 'entry' (a verified entry) or 'unavailable'.
  */
 export interface Fleet {
   /**

@@ -3,7 +3,7 @@ import { abortable } from './abortable.js';
 import type { CacheCounters, ResponseSource } from './counters.js';
 import { HTTP_PREFIX, type CacheEntry } from './entry.js';
 import { entryOf, freshnessSeconds, isStorable, parseBody, PURGE_STATUSES } from './http-policy.js';
-import type { Fleet, FleetHost, Origin, OriginResponse } from './ports.js';
+import type { Fleet, FleetHost, FleetLease, Origin, OriginResponse } from './ports.js';
 import type { RequestKeyParts } from './request-key.js';
 import { Singleflight } from './singleflight.js';
 import type { MemoryItem, TieredEntries } from './tiered-entries.js';
@@ -24,7 +24,7 @@ import { dropWritten, type RecentWrites } from './write-through.js';
  *             │ no
  *             ▼
  *        singleflight ─► fleet ─entry─► store ─► answer   (an owner lacking it: its previous holder, after a join)
- *                          │ self / unavailable
+ *                          │ self / unavailable   (self with a lease: the fetch below ends it, sharing its entry)
  *                          ▼
  *                        origin ─► store ─► answer (or stale, or error)
  */
@@ -202,12 +202,23 @@ export class ReadThrough implements FleetHost {
     // 3. The fleet: the key's owner answers from its cache, or fetches it once for the whole fleet; an owner
     // that lacks it asks its previous holder first while ownership moved recently (a member joined or left).
     const fromFleet = await this.#fromFleet(request, held, askFleet === 'handoff');
-    if (fromFleet !== undefined) return fromFleet;
+    if (fromFleet !== undefined && !('end' in fromFleet)) return fromFleet;
     // 4. The origin, conditionally when an entry is held; 5. stored as HTTP allows.
-    return this.#fromOrigin(request, held);
+    if (fromFleet === undefined) return this.#fromOrigin(request, held);
+    // Under the key's lease (the fleet's other askers of it wait for this fetch): it ends on every path, with the
+    // fresh entry GitHub gave (or confirmed) to share, else with nothing (the next waiter fetches it).
+    let shared: CacheEntry | undefined;
+    try {
+      const outcome = await this.#fromOrigin(request, held);
+      if (outcome.kind === 'entry' && (outcome.source === 'origin' || outcome.source === 'revalidated') && this.#p.now() < outcome.entry.expiresAt) shared = outcome.entry;
+      return outcome;
+    } finally {
+      fromFleet.end(shared);
+    }
   }
 
-  async #fromFleet(request: ReadRequest, held: CacheEntry | undefined, asOwner: boolean): Promise<ReadOutcome | undefined> {
+  /** A verified peer entry to answer with, the key's lease when this node is to fetch it for the fleet, else undefined. */
+  async #fromFleet(request: ReadRequest, held: CacheEntry | undefined, asOwner: boolean): Promise<ReadOutcome | FleetLease | undefined> {
     const { origin, recentWrites, tiers, counters, now, shutdown } = this.#p;
     // A resource this node wrote may still be held by its owner from before the write: ask GitHub instead.
     if (!origin.isApiUrl(request.parts.url) || recentWrites.covers(request.parts.url)) return undefined;
@@ -216,6 +227,7 @@ export class ReadThrough implements FleetHost {
     const fleet = this.#fleet;
     if (fleet === undefined) return undefined;
     const answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown, asOwner ? { asOwner } : undefined);
+    if (answer.kind === 'self' && answer.lease !== undefined) return answer.lease;
     if (answer.kind !== 'entry' || now() >= answer.entry.expiresAt) return undefined;
     if (held !== undefined && answer.entry.storedAt < held.storedAt) return undefined; // never older than what we hold
     // Nor stored before a peer's write to it that this node was told of: its owner may not have been told yet.

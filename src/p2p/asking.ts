@@ -1,14 +1,16 @@
-import type { FleetAnswer } from '../cache/ports.js';
+import type { CacheEntry } from '../cache/entry.js';
+import type { FleetAnswer, FleetLease } from '../cache/ports.js';
 import { parseRequestKey } from '../cache/request-key.js';
 import type { ResolvedP2POptions } from '../options.js';
-import { openEntry, PeerEntryRejected } from './envelope.js';
+import { openEntry, PeerEntryRejected, sealEntry } from './envelope.js';
+import type { LeaseTable, LeaseWaiter } from './lease.js';
 import { errorMessage } from './limits.js';
 import { rendezvousOwner } from './rendezvous.js';
-import { sealKey } from './sealed-key.js';
+import { keyTag, sealKey } from './sealed-key.js';
 import { ScopeAbsence } from './cold-owner.js';
 import type { ScopeClaims, ScopeKeyPair } from './scope-claims.js';
 import { getProof } from './scope-proof.js';
-import type { PeerSessions } from './sessions.js';
+import type { ClientSide, PeerSessions } from './sessions.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
 import { isShareableKey, WIRE_LIMITS } from './wire.js';
 
@@ -20,11 +22,18 @@ import { isShareableKey, WIRE_LIMITS } from './wire.js';
  *   except those remembered as not holding the key's scope (cold-owner.ts) unless they proved it since. Nodes
  *   with the same view send each key to the same one node, which makes the one upstream request for it, from
  *   the fleet's first request on: no node has to have seen the others' scope claims first.
- * - A peer that has not proved the scope is asked with the key sealed under the scope (sealed-key.ts): it learns
- *   no URL of a scope it does not hold. It may hold the ask for a grace until it holds the scope (serving.ts);
- *   this node waits for it at most 1.5 x `requestTimeoutMs` unless it proves the scope meanwhile, and a peer
- *   that answers `not-held` or stays silent that long is remembered as not holding the scope; the key is then
- *   asked of its owner among the remaining candidates (so holders of the scope still agree on one owner).
+ * - A peer that has not proved the scope is asked with the key sealed under the scope and the key's tag
+ *   (sealed-key.ts): it learns no URL of a scope it does not hold. Not holding the scope, it owns the key blind
+ *   (lease.ts): it answers a sealed entry another asker put, or keeps this ask waiting while another asker holds
+ *   the key's lease (and says `working`: this node waits as long as it hears from it), or hands this node the
+ *   lease: the answer is then 'self' with a FleetLease, and the caller fetches the key and ends the lease
+ *   (`put` of the sealed entry, or `release`). A sealed entry from such an owner that fails verification is
+ *   counted but not struck (an honest blind owner relays what a holder put, unread); that owner is then
+ *   remembered as not holding the scope, as is one that answers `not-held` or falls silent, and the key is asked
+ *   of its owner among the remaining candidates (so holders of the scope still agree on one owner).
+ * - A key this node owned blind, before it held the scope, may still be under a lease it handed out: a fetch of
+ *   it (this node's own caller, or a peer's ask served as owner) waits on that lease and takes its entry
+ *   (verified), or takes the lease next, instead of fetching the key a second time.
  * - `fetch` never throws for peer failures and resolves within `requestTimeoutMs` of the owner's last news
  *   (`maxOwnerWaitMs` in all): 'self' (this node owns the key), 'entry' (an entry that passed every check of
  *   envelope.ts under the scope's key) or 'unavailable'. A request whose stream dies settles at once, and the key
@@ -65,6 +74,10 @@ export interface AskerInit {
   readonly stopped: () => boolean;
   /** How long after the member set changed an owner asks a key's previous holder before going upstream (0: never). */
   readonly handoffWindowMs: number;
+  /** This node's blind ownership (lease.ts), shared with serving.ts. */
+  readonly leases: LeaseTable;
+  /** Largest sealed entry put under a lease (a larger one is released: the blind owner would refuse it). */
+  readonly maxPutBytes: number;
 }
 
 /** How the fleet is asked: `asOwner` when this node serves the key as its owner (for a peer): only a hand-off ask. */
@@ -110,6 +123,11 @@ export class Asker {
     if (parts === undefined || parts.scopeId !== scopeId) return { kind: 'unavailable', reason: 'not a request key of this scope' };
     const keys = claims.keysOf(scopeId);
     if (keys === undefined) return { kind: 'unavailable', reason: 'this node does not hold the scope' };
+    // A key this node owned blind may be under a lease it handed out: wait on it rather than fetch it too.
+    if (this.#init.leases.knows(scopeId)) {
+      const leased = await this.#fromLeases(key, scopeId, keys, signal);
+      if (leased !== undefined) return leased;
+    }
 
     // Serving as owner, outside the hand-off window, nobody is asked: skip the walk over the sessions.
     if (options.asOwner === true && !this.#inHandoffWindow()) return { kind: 'self' };
@@ -134,6 +152,7 @@ export class Asker {
       sealed = sealKey(key, scopeId, keys.entryKey);
       if (sealed === undefined) owner = rendezvousOwner(key, provers);
     }
+    const tag = sealed === undefined ? undefined : keyTag(key, keys.entryKey);
     if (owner === selfId || owner === undefined) return this.#handoff(key, keys, provers, signal);
     const session = sessions.get(owner);
     const client = session?.client;
@@ -142,17 +161,27 @@ export class Asker {
     const maxWaitMs = session.withheldUntil > this.#init.now() ? p2p.requestTimeoutMs : this.#init.maxOwnerWaitMs;
     const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, maxWaitMs);
     counters.count('requestsSent');
-    if (!client.channel.send({ type: 'get', id, key: sealed ?? key, proof: getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: owner }) })) {
+    const proof = getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: owner });
+    if (!client.channel.send({ type: 'get', id, key: sealed ?? key, proof, ...(tag !== undefined ? { tag } : {}) })) {
       client.requests.settle(id, { kind: 'closed' });
     }
-    // A cold owner's grace is bounded here too: past it, only an owner that proved the scope is waited for.
-    // (Decided after that turn's I/O, so a claim that arrived while this node was busy is read first.)
-    const coldLimit = sealed === undefined ? undefined : setTimeout(() => setImmediate(() => {
-      if (!claims.proved(session, client, scopeId)) client.requests.settle(id, { kind: 'timeout' });
-    }), Math.ceil(p2p.requestTimeoutMs * 1.5));
-    coldLimit?.unref();
+    // A blind owner is waited for as long as it is heard from (request-table.ts): no fixed grace.
     const result = await answer;
-    if (coldLimit !== undefined) clearTimeout(coldLimit);
+    if (sealed !== undefined && result.kind === 'entry' && !claims.proved(session, client, scopeId)) {
+      // Relayed unread by an owner without the scope: verified here; a bad one is not the owner's to answer for.
+      try {
+        const entry = openEntry(result.sealed, key, keys.entryKey, {
+          maxEntryTtlSeconds: p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs,
+        });
+        counters.count('entriesReceived');
+        return { kind: 'entry', entry, peerId: owner };
+      } catch (err) {
+        counters.countRejected(err instanceof PeerEntryRejected ? err.reason : 'schema');
+        this.#absence.mark(client, scopeId);
+        if (signal?.aborted === true) return { kind: 'unavailable', reason: 'aborted' };
+        return this.#fetch(key, scopeId, signal, options, lost);
+      }
+    }
     if (sealed !== undefined && ((result.kind === 'miss' && result.reason === 'not-held') || result.kind === 'timeout')
       && !claims.proved(session, client, scopeId)) {
       // It does not hold the scope: the key's owner among the others (each retry has one candidate fewer).
@@ -175,6 +204,9 @@ export class Asker {
           this.#init.reject(owner, reason, errorMessage(err));
           return { kind: 'unavailable', reason: `rejected the owner's entry (${reason})` };
         }
+      case 'lease':
+        counters.count('leasesTaken');
+        return { kind: 'self', lease: this.#remoteLease(client, result.lease, key, keys.entryKey) };
       case 'miss':
         return { kind: 'unavailable', reason: `owner miss (${result.reason})` };
       case 'error':
@@ -200,6 +232,92 @@ export class Asker {
       case 'aborted':
         return { kind: 'unavailable', reason: 'aborted' };
     }
+  }
+
+  /**
+   * `key` is in this node's lease table (it owned it blind): its sealed entry (verified), or a wait on its lease
+   * out until it is put (the entry), released or expired (this node may get the lease next: 'self' with it), or
+   * undefined when nothing is there or the wait is refused (the fetch goes on as usual).
+   */
+  #fromLeases(key: string, scopeId: string, keys: ScopeKeyPair, signal: AbortSignal | undefined): Promise<FleetAnswer | undefined> {
+    const { leases, counters, p2p } = this.#init;
+    const tag = keyTag(key, keys.entryKey);
+    if (!leases.has(scopeId, tag)) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const holder = {}; // this fetch's own token: only it can end a lease it gets
+      let settled = false;
+      const finish = (answer: FleetAnswer | undefined): void => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        resolve(answer);
+      };
+      const onAbort = (): void => finish({ kind: 'unavailable', reason: 'aborted' });
+      const waiter: LeaseWaiter = {
+        holder,
+        alive: () => !settled && !this.#init.stopped(),
+        entry: (sealed) => {
+          try {
+            const entry = openEntry(sealed, key, keys.entryKey, {
+              maxEntryTtlSeconds: p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs,
+            });
+            finish({ kind: 'entry', entry, peerId: this.#init.selfId });
+          } catch (err) {
+            counters.countRejected(err instanceof PeerEntryRejected ? err.reason : 'schema');
+            finish(undefined);
+          }
+        },
+        granted: (lease) => {
+          if (settled) return void leases.release(holder, lease);
+          counters.count('leasesTaken');
+          finish({ kind: 'self', lease: this.#lease((entry) => {
+            if (entry === undefined) return void leases.release(holder, lease);
+            const sealed = this.#seal(entry, key, keys.entryKey);
+            if (sealed === undefined) leases.release(holder, lease);
+            else leases.put(holder, lease, sealed.bytes, sealed.ttlMs);
+          }) });
+        },
+        dropped: () => finish(undefined),
+      };
+      if (leases.ask(scopeId, tag, waiter) === 'busy') return finish(undefined);
+      if (!settled) signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** The lease a blind owner gave this node on `client`'s stream: ended with `put` or `release` on it. */
+  #remoteLease(client: ClientSide, lease: number, key: string, entryKey: Uint8Array): FleetLease {
+    return this.#lease((entry) => {
+      if (client.channel.closed) return; // the owner saw the stream close: the lease passed on already
+      const sealed = entry === undefined ? undefined : this.#seal(entry, key, entryKey);
+      if (sealed === undefined) client.channel.send({ type: 'release', lease });
+      else client.channel.send({ type: 'put', lease, sealed: sealed.bytes, ttlMs: sealed.ttlMs });
+    });
+  }
+
+  /** A FleetLease whose first `end` runs `end` (later calls do nothing); it never throws. */
+  #lease(end: (entry: CacheEntry | undefined) => void): FleetLease {
+    let ended = false;
+    return {
+      end: (entry) => {
+        if (ended) return;
+        ended = true;
+        try {
+          end(entry);
+        } catch {
+          // A lease not ended passes on when it expires (lease.ts).
+        }
+      },
+    };
+  }
+
+  /** `entry` sealed for the fleet (its TTL capped at maxEntryTtl, as an owner sends it); undefined when stale or too large to put. */
+  #seal(entry: CacheEntry, key: string, entryKey: Uint8Array): { bytes: Uint8Array; ttlMs: number } | undefined {
+    const now = this.#init.now();
+    const maxExpiresAt = Math.floor(entry.storedAt + this.#init.p2p.maxEntryTtl * 1000);
+    const expiresAt = Math.min(entry.expiresAt, maxExpiresAt);
+    if (expiresAt <= now) return undefined;
+    const bytes = sealEntry(expiresAt < entry.expiresAt ? { ...entry, expiresAt } : entry, key, entryKey);
+    return bytes.byteLength <= this.#init.maxPutBytes ? { bytes, ttlMs: expiresAt - now } : undefined;
   }
 
   /**

@@ -7,6 +7,7 @@ import type { ResolvedP2POptions } from '../options.js';
 import { Asker, type FetchOptions } from './asking.js';
 import { anonymousEntryKeyOf } from './fleet-keys.js';
 import { FrameChannel } from './frame-channel.js';
+import { LeaseTable } from './lease.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
 import { PeerExchange, withoutPeerId } from './peer-exchange.js';
 import { RequestTable } from './request-table.js';
@@ -20,7 +21,7 @@ import { PartedAnswers } from './transfers.js';
 import { PROTOCOL, WIRE_VERSION, type Frame } from './wire.js';
 
 /**
- * The `/github-cache/1.3.0` protocol as a libp2p service: `cacheProtocol(init)` is a service factory for the
+ * The `/github-cache/1.4.0` protocol as a libp2p service: `cacheProtocol(init)` is a service factory for the
  * `services` map of createLibp2p; `start()` handles the protocol and `stop()` unhandles it.
  * Size: one unit: the stream life cycle and the frame state machine of both directions read together.
  *
@@ -65,6 +66,11 @@ export interface CacheProtocolInit {
   readonly counters: ProtocolCounters;
 }
 
+/** Sealed entries (and leases) a blind owner keeps at most, their bytes, and the askers waiting on one lease. */
+const BLIND_MAX_ENTRIES = 4096;
+const BLIND_MAX_BYTES = 64 * 1024 * 1024;
+const BLIND_MAX_WAITERS = 64;
+
 /** libp2p's `dial` priority for dials the user asked for: ahead of the node's own housekeeping dials. */
 const USER_DIAL_PRIORITY = 75;
 
@@ -79,6 +85,8 @@ export class CacheProtocol implements Startable {
   readonly #exchange: PeerExchange;
   readonly #serving: OwnerServing;
   readonly #asker: Asker;
+  /** Blind ownership: sealed entries and leases of keys this node owns in scopes it does not hold (lease.ts). */
+  readonly #leases: LeaseTable;
   readonly #background = new Set<Promise<unknown>>();
   #halted = false;
   #unsubscribeScopes: (() => void) | undefined;
@@ -104,15 +112,21 @@ export class CacheProtocol implements Startable {
       track: (promise) => this.#track(promise),
       announce: () => this.announceScopes(),
     });
+    const blindEntryBytes = Math.max(1, Math.min(limits.largeEntryBytes, p2p.maxFrameBytes - 64));
+    this.#leases = new LeaseTable({
+      maxEntries: BLIND_MAX_ENTRIES, maxBytes: BLIND_MAX_BYTES, maxEntryBytes: blindEntryBytes, maxEntryTtlMs: p2p.maxEntryTtl * 1000,
+      leaseMs: Math.max(p2p.requestTimeoutMs, limits.maxOwnerWaitMs - p2p.requestTimeoutMs),
+      maxLeases: BLIND_MAX_ENTRIES, maxLeasesPerHolder: limits.maxConcurrentServesPerPeer, maxWaiters: BLIND_MAX_WAITERS,
+    });
     this.#serving = new OwnerServing({
-      selfId: this.#selfId, host: init.host, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
+      selfId: this.#selfId, host: init.host, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped, leases: this.#leases,
       maxConcurrentServesPerPeer: limits.maxConcurrentServesPerPeer, maxOwnerWaitMs: limits.maxOwnerWaitMs,
       largeEntryBytes: limits.largeEntryBytes, maxPartedEntryBytes: limits.maxPartedEntryBytes, maxLargeTransfersPerPeer: limits.maxLargeTransfersPerPeer,
     });
     this.#asker = new Asker({
       selfId: this.#selfId, sessions: this.#sessions, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped,
       maxOwnerWaitMs: limits.maxOwnerWaitMs, withholdingMemoryMs: limits.strikeWindowMs, maxClockSkewMs: limits.maxClockSkewMs,
-      handoffWindowMs: p2p.handoff ? p2p.maxEntryTtl * 1000 : 0,
+      handoffWindowMs: p2p.handoff ? p2p.maxEntryTtl * 1000 : 0, leases: this.#leases, maxPutBytes: blindEntryBytes,
     });
   }
 
@@ -175,6 +189,7 @@ export class CacheProtocol implements Startable {
     this.#unsubscribeScopes = undefined;
     this.#exchange.stop();
     this.#serving.stop();
+    this.#leases.stop();
     this.#sessions.clear();
   }
 
@@ -335,6 +350,7 @@ export class CacheProtocol implements Startable {
         onFrame: (frame) => this.#onServerFrame(session, server, frame),
         onClose: (violation, error) => {
           session.servers.delete(server);
+          this.#leases.holderGone(server.channel); // its leases pass to their next waiters
           if (violation !== undefined) this.#reject(session.id, violation, errorMessage(error));
         },
       }),
@@ -386,8 +402,14 @@ export class CacheProtocol implements Startable {
       case 'working':
         client.requests.extend(frame.id); // late or unknown ids are ignored; maxOwnerWaitMs bounds the rest
         return;
+      case 'lease':
+        // Nobody waits for it any more (the ask was aborted or timed out): hand it back at once.
+        if (!client.requests.settle(frame.id, { kind: 'lease', lease: frame.lease })) client.channel.send({ type: 'release', lease: frame.lease });
+        return;
       case 'get':
-        return this.#protocolViolation(session, client.channel, 'a get on the asker\'s own stream');
+      case 'put':
+      case 'release':
+        return this.#protocolViolation(session, client.channel, `a ${frame.type} on the asker's own stream`);
     }
   }
 
@@ -404,6 +426,15 @@ export class CacheProtocol implements Startable {
         if (server.remoteChallenge === undefined) return this.#protocolViolation(session, server.channel, 'get before hello');
         this.#serving.serve(session, server, frame);
         return;
+      case 'put':
+        if (server.remoteChallenge === undefined) return this.#protocolViolation(session, server.channel, 'put before hello');
+        this.#serving.put(session, server, frame);
+        return;
+      case 'release':
+        if (server.remoteChallenge === undefined) return this.#protocolViolation(session, server.channel, 'release before hello');
+        this.#serving.release(session, server, frame);
+        return;
+      case 'lease':
       case 'scopes':
       case 'entry':
       case 'part':

@@ -22,6 +22,8 @@ export type Answer =
   | { readonly kind: 'entry'; readonly sealed: Uint8Array }
   | { readonly kind: 'miss'; readonly reason: MissReason }
   | { readonly kind: 'error'; readonly message: string }
+  /** A blind owner gave this asker the key's lease (lease.ts): it fetches the key and ends lease `lease`. */
+  | { readonly kind: 'lease'; readonly lease: number }
   /** `withheld`: the other side kept saying it was working until the request's max wait ran out. */
   | { readonly kind: 'timeout'; readonly withheld?: true }
   | { readonly kind: 'closed' }

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { parseRequestKey } from '../cache/request-key.js';
 import { PROTOCOL, WIRE_LIMITS } from './wire.js';
 
@@ -10,6 +10,11 @@ import { PROTOCOL, WIRE_LIMITS } from './wire.js';
  * its own salt) from the scope's entry key, with the protocol and the scope id as additional data. So a member
  * without the scope learns no URL of it, and `openSealedKey` returns a key only to a holder of the scope, only
  * if it was sealed under that scope by a holder of it, and only if that key is of that scope.
+ *
+ * A sealed key goes with its tag (`keyTag`): HMAC-SHA256 of the key under a key derived (HKDF, its own salt) from
+ * the scope's entry key. Every holder of the scope computes the same tag for a key, so an owner without the scope
+ * (a blind owner, lease.ts) can tell that two asks are for the same key; it learns that equality and nothing else
+ * (not the key, not its length: the tag is 32 bytes whatever the key), and cannot make a tag for a key of its own.
  */
 
 const PREFIX = 'sealed:';
@@ -19,6 +24,18 @@ const TAG_BYTES = 16;
 const SEALED = /^sealed:(anonymous|[0-9a-f]{32}):([A-Za-z0-9_-]+)$/;
 
 const keyKeys = new WeakMap<Uint8Array, Uint8Array>();
+const TAG_SALT = Buffer.from('github-p2p-cache/key-tag/v1', 'utf8');
+const tagKeys = new WeakMap<Uint8Array, Uint8Array>();
+
+/** The tag of `key` (32 bytes), the same at every holder of its scope (`entryKey`: the scope's entry key). */
+export function keyTag(key: string, entryKey: Uint8Array): Uint8Array {
+  let tagKey = tagKeys.get(entryKey);
+  if (tagKey === undefined) {
+    tagKey = new Uint8Array(hkdfSync('sha256', entryKey, TAG_SALT, Buffer.from('tag', 'utf8'), 32));
+    tagKeys.set(entryKey, tagKey);
+  }
+  return new Uint8Array(createHmac('sha256', tagKey).update(key, 'utf8').digest());
+}
 
 function keyKeyOf(entryKey: Uint8Array): Uint8Array {
   let keyKey = keyKeys.get(entryKey);

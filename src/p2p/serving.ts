@@ -6,13 +6,14 @@ import type { ResolvedP2POptions } from '../options.js';
 import { ScopeGrace } from './cold-owner.js';
 import { sealEntry } from './envelope.js';
 import type { FrameChannel } from './frame-channel.js';
+import type { LeaseTable, LeaseWaiter } from './lease.js';
 import { errorMessage } from './limits.js';
 import type { ScopeClaims } from './scope-claims.js';
 import { isSealedKey, openSealedKey, sealedScopeOf } from './sealed-key.js';
 import { verifyGetProof } from './scope-proof.js';
 import type { PeerSession, ServerSide } from './sessions.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
-import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
+import { WIRE_LIMITS, type Frame, type GetFrame, type PutFrame, type ReleaseFrame } from './wire.js';
 
 /**
  * Answering `get`s as the key's owner.
@@ -34,12 +35,15 @@ import { WIRE_LIMITS, type Frame, type GetFrame } from './wire.js';
  * a large one (at most one piece ahead of them). At most `maxLargeTransfersPerPeer` go to one peer at once (more:
  * `miss busy`), each of at most `maxPartedEntryBytes` (above: `miss too-large`).
  *
- * Cold owner (cold-owner.ts): a `get` whose key is sealed (sealed-key.ts) comes from an asker that has not seen
+ * Blind owner (lease.ts): a `get` whose key is sealed (sealed-key.ts) comes from an asker that has not seen
  * this node prove the scope. If this node holds the scope, the key is opened under it and served as above. If
- * not, the `get` waits (counted in `maxConcurrentServesPerPeer`, with `working` frames) up to `requestTimeoutMs`
- * for this node to hold the scope, then is opened, its proof verified and served; past the grace it is answered
- * `miss not-held`, as are later gets of that scope for a while. Nothing is served, and no key is read, without
- * the scope.
+ * not and the get carries the key's tag, this node serves it blind from its lease table: the sealed entry it
+ * keeps for the tag (`entry`, the bytes as the lease holder put them: the asker verifies them), else a wait
+ * behind the lease out (counted in `maxConcurrentServesPerPeer`, with `working` frames, so the asker waits as
+ * long as this node is alive), else the lease (`lease`). `put` and `release` from the holder's stream end it;
+ * one for a lease it does not hold, or with bytes that are not a sealed entry or too large, is struck. A sealed
+ * get without a tag waits up to `requestTimeoutMs` for this node to hold the scope (cold-owner.ts), then is
+ * answered `miss not-held`. Nothing is read, forged or fetched upstream without the scope.
  *
  * Hand-off (`get` with `handoff: 1`, asking.ts): the asker is a key's new owner asking this node, a previous
  * holder, before it goes to GitHub. Proofs are checked as for any `get`; the answer is the fresh entry held now
@@ -63,6 +67,8 @@ export interface OwnerServingInit {
   readonly maxPartedEntryBytes: number;
   /** Large answers sent at once per peer; more are answered `miss busy`. */
   readonly maxLargeTransfersPerPeer: number;
+  /** Sealed entries kept and leases handed out for keys of scopes this node does not hold. */
+  readonly leases: LeaseTable;
   readonly now: () => number;
   readonly stopped: () => boolean;
 }
@@ -136,6 +142,7 @@ export class OwnerServing {
       return reply({ type: 'miss', id: frame.id, reason: 'bad-key' });
     }
     const keys = this.#init.claims.keysOf(scopeId);
+    if (keys === undefined && frame.tag !== undefined && frame.handoff !== 1) return this.#serveBlind(session, server, scopeId, frame.tag, frame.id);
     if (keys !== undefined) {
       const key = openSealedKey(frame.key, keys.entryKey);
       if (key === undefined) {
@@ -162,6 +169,59 @@ export class OwnerServing {
       if (!held) return reply({ type: 'miss', id, reason: 'not-held' });
       this.#serveSealed(session, server, { type: 'get', id, key: sealed, proof });
     });
+  }
+
+  /** A sealed get of a scope this node does not hold, with its key's tag: answered from the lease table (lease.ts). */
+  #serveBlind(session: PeerSession, server: ServerSide, scopeId: string, tag: Uint8Array, id: number): void {
+    const { channel } = server;
+    if (session.serving >= this.#init.maxConcurrentServesPerPeer) return void channel.send({ type: 'miss', id, reason: 'busy' });
+    if (this.#init.stopped()) return void channel.send({ type: 'miss', id, reason: 'stopping' });
+    const pending = { channel, id, since: this.#init.now(), gaveUp: false };
+    let waiting = false;
+    const done = (): boolean => {
+      if (!waiting) return !channel.closed;
+      waiting = false;
+      this.#inService.delete(pending);
+      session.serving--;
+      return !channel.closed && !pending.gaveUp && !this.#init.stopped();
+    };
+    const waiter: LeaseWaiter = {
+      holder: channel,
+      alive: () => !channel.closed && !pending.gaveUp && !this.#init.stopped(),
+      entry: (sealed) => {
+        if (!done()) return;
+        channel.send({ type: 'entry', id, sealed });
+        this.#init.counters.count('blindServed');
+      },
+      granted: (lease) => {
+        if (!done()) return;
+        channel.send({ type: 'lease', id, lease });
+        this.#init.counters.count('leasesGranted');
+      },
+      dropped: () => {
+        done();
+      },
+    };
+    const outcome = this.#init.leases.ask(scopeId, tag, waiter);
+    if (outcome === 'busy') return void channel.send({ type: 'miss', id, reason: 'busy' });
+    if (outcome !== 'wait') return;
+    waiting = true;
+    session.serving++;
+    this.#inService.add(pending);
+    this.#ensureHeartbeat();
+  }
+
+  /** A `put` from an asker's stream: the sealed entry it fetched under a lease this node gave it. */
+  put(session: PeerSession, server: ServerSide, frame: PutFrame): void {
+    const outcome = this.#init.leases.put(server.channel, frame.lease, frame.sealed, frame.ttlMs);
+    if (outcome === 'unknown') this.#init.reject(session.id, 'request', 'a put for a lease it does not hold');
+    else if (outcome === 'oversize') this.#init.reject(session.id, 'oversize', `a put of ${frame.sealed.byteLength} bytes`);
+    else if (outcome === 'garbage') this.#init.reject(session.id, 'request', 'a put that is not a sealed entry');
+  }
+
+  /** A `release` from an asker's stream: it has nothing to put under its lease. */
+  release(session: PeerSession, server: ServerSide, frame: ReleaseFrame): void {
+    if (this.#init.leases.release(server.channel, frame.lease) === 'unknown') this.#init.reject(session.id, 'request', 'a release of a lease it does not hold');
   }
 
   /** Serves a get that needs the cache's asynchronous work (an upstream request, or a wait for one). */

@@ -17,12 +17,13 @@ export type RejectionKind = PeerEntryRejected['reason'] | FrameViolation | 'proo
   | 'notice' | 'notice-scope' | 'notice-rate';
 
 export type ProtocolCounterName = 'requestsSent' | 'entriesReceived' | 'requestsServed' | 'timeouts' | 'disconnectedForAbuse'
-  | 'handoffsSent' | 'handoffEntries' | 'invalidationsSent' | 'invalidationsReceived' | 'invalidationsDropped';
+  | 'handoffsSent' | 'handoffEntries' | 'invalidationsSent' | 'invalidationsReceived' | 'invalidationsDropped'
+  | 'leasesGranted' | 'blindServed' | 'leasesTaken';
 
 export class ProtocolCounters {
   readonly #counts: Record<ProtocolCounterName, number> = {
     requestsSent: 0, entriesReceived: 0, requestsServed: 0, timeouts: 0, disconnectedForAbuse: 0, handoffsSent: 0, handoffEntries: 0,
-    invalidationsSent: 0, invalidationsReceived: 0, invalidationsDropped: 0,
+    invalidationsSent: 0, invalidationsReceived: 0, invalidationsDropped: 0, leasesGranted: 0, blindServed: 0, leasesTaken: 0,
   };
   readonly #rejected: Record<string, number> = {};
 

@@ -17,6 +17,9 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * change, and answers each `get` with `entry`, `miss` or `error` carrying the `get`'s `id`, in any order.
  * A `get` marked `handoff: 1` is answered from the acceptor's cache only (serving.ts), never forwarded. A large
  * answer goes as `part`s instead of one `entry` (serving.ts), so small answers are not stuck behind it.
+ * A sealed `get` carries the key's `tag` (sealed-key.ts); an acceptor that does not hold the scope (a blind owner,
+ * lease.ts) may answer it `lease`, and the opener then ends that lease with `put` (the sealed entry it fetched) or
+ * `release` on the same stream.
  */
 
 /**
@@ -25,8 +28,10 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * accept them, so the two versions do not speak to each other.
  * 1.3.0: a `get` may carry `handoff: 1` (answered from cache only, never forwarded) and large entries travel as
  * `part` frames; 1.2.0 peers strictly refuse both (and would strike the sender), so the id moved with them.
+ * 1.4.0: blind owners and leases: a sealed `get` carries `tag`, the owner may answer `lease`, and the asker sends
+ * `put` or `release` on its own stream (lease.ts); 1.3.0 peers strictly refuse all four.
  */
-export const PROTOCOL = '/github-cache/1.3.0';
+export const PROTOCOL = '/github-cache/1.4.0';
 /** Version number carried in `hello`. */
 export const WIRE_VERSION = 1;
 
@@ -53,6 +58,8 @@ export const WIRE_LIMITS = Object.freeze({
   /** Bytes of the `hello` challenge and of a `get` proof. */
   challengeBytes: 32,
   proofBytes: 32,
+  /** Bytes of a sealed get's key tag (sealed-key.ts). */
+  tagBytes: 32,
 });
 
 /** Why an owner answered `miss`. */
@@ -109,6 +116,37 @@ export interface GetFrame {
    * to an owner or to GitHub, so a hand-off ask never cascades.
    */
   readonly handoff?: 1;
+  /**
+   * Only with a sealed key (sealed-key.ts): the key's tag, HMAC of the key under the scope's tag key. Equal keys
+   * have equal tags, so an owner without the scope (a blind owner, lease.ts) can coordinate them unread.
+   */
+  readonly tag?: Uint8Array;
+}
+
+/**
+ * A blind owner's answer to a sealed `get`: nobody is fetching the key, so the asker fetches it itself with its
+ * own token, then ends lease `lease` with `put` or `release`. Other askers of the key wait on the owner meanwhile.
+ */
+export interface LeaseFrame {
+  readonly type: 'lease';
+  readonly id: number;
+  /** The lease's number, chosen by the owner, unique among the leases out on this stream. */
+  readonly lease: number;
+}
+
+/** From the asker, on its own stream: the sealed entry (envelope.ts) it fetched under `lease`, fresh for `ttlMs`. */
+export interface PutFrame {
+  readonly type: 'put';
+  readonly lease: number;
+  readonly sealed: Uint8Array;
+  /** How long the entry stays fresh from now, in ms (the owner keeps it at most its maxEntryTtl). */
+  readonly ttlMs: number;
+}
+
+/** From the asker, on its own stream: it has nothing to put under `lease` (the fetch failed, or is not shareable). */
+export interface ReleaseFrame {
+  readonly type: 'release';
+  readonly lease: number;
 }
 
 /** The answer: a sealed entry (envelope.ts). */
@@ -156,7 +194,8 @@ export interface ErrorFrame {
   readonly message: string;
 }
 
-export type Frame = HelloFrame | ScopesFrame | GetFrame | EntryFrame | PartFrame | WorkingFrame | MissFrame | ErrorFrame;
+export type Frame = HelloFrame | ScopesFrame | GetFrame | EntryFrame | PartFrame | WorkingFrame | MissFrame | ErrorFrame
+  | LeaseFrame | PutFrame | ReleaseFrame;
 
 /** A frame from a peer is not a valid frame of this protocol. Nothing in it was used. */
 export class WireFormatError extends CacheError {
@@ -186,7 +225,7 @@ export function encodeLengthPrefixedFrame(frame: Frame): Uint8Array {
 
 /** Fields a frame may carry or leave out (additions to the protocol: older frames stay valid). */
 const OPTIONAL_FIELDS: Readonly<Partial<Record<Frame['type'], readonly string[]>>> = {
-  get: ['handoff'],
+  get: ['handoff', 'tag'],
 };
 
 const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
@@ -198,6 +237,9 @@ const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
   working: ['type', 'id'],
   miss: ['type', 'id', 'reason'],
   error: ['type', 'id', 'message'],
+  lease: ['type', 'id', 'lease'],
+  put: ['type', 'lease', 'sealed', 'ttlMs'],
+  release: ['type', 'lease'],
 };
 
 const SCOPE_ID = /^(anonymous|[0-9a-f]{32})$/;
@@ -305,10 +347,13 @@ export function decodeFrame(data: Uint8Array): Frame {
       return { type: 'scopes', scopes: scopeClaims(value.scopes), peers: peers(value.peers) };
     case 'get': {
       const key = string(value.key, 'key', WIRE_LIMITS.keyLength);
-      const get: GetFrame = { type: 'get', id: requestId(value.id), key, proof: bytes(value.proof, 'proof', WIRE_LIMITS.proofBytes) };
-      if (!Object.hasOwn(value, 'handoff')) return get;
-      if (value.handoff !== 1) fail('handoff is not 1');
-      return { ...get, handoff: 1 };
+      let get: GetFrame = { type: 'get', id: requestId(value.id), key, proof: bytes(value.proof, 'proof', WIRE_LIMITS.proofBytes) };
+      if (Object.hasOwn(value, 'handoff')) {
+        if (value.handoff !== 1) fail('handoff is not 1');
+        get = { ...get, handoff: 1 };
+      }
+      if (Object.hasOwn(value, 'tag')) get = { ...get, tag: kept(bytes(value.tag, 'tag', WIRE_LIMITS.tagBytes)) };
+      return get;
     }
     case 'entry':
       return { type: 'entry', id: requestId(value.id), sealed: bytes(value.sealed, 'sealed') };
@@ -330,5 +375,14 @@ export function decodeFrame(data: Uint8Array): Frame {
     }
     case 'error':
       return { type: 'error', id: requestId(value.id), message: string(value.message, 'message', WIRE_LIMITS.messageLength) };
+    case 'lease':
+      return { type: 'lease', id: requestId(value.id), lease: requestId(value.lease) };
+    case 'put': {
+      const ttlMs = value.ttlMs;
+      if (typeof ttlMs !== 'number' || !Number.isSafeInteger(ttlMs) || ttlMs < 0) fail('ttlMs is not a non-negative integer');
+      return { type: 'put', lease: requestId(value.lease), sealed: bytes(value.sealed, 'sealed'), ttlMs };
+    }
+    case 'release':
+      return { type: 'release', lease: requestId(value.lease) };
   }
 }

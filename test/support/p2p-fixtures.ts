@@ -126,7 +126,15 @@ export class MemoryBackend implements PeerBackend {
       return stored;
     }
     this.sources.upstream++;
-    return this.singleflight(key);
+    if (answer.kind !== 'self' || answer.lease === undefined) return this.singleflight(key);
+    // Under a blind owner's lease, as the read-through does: ended on every path, with the entry fetched or nothing.
+    let fetched: CacheEntry | undefined;
+    try {
+      fetched = await this.singleflight(key);
+      return fetched;
+    } finally {
+      answer.lease.end(fetched);
+    }
   }
 
   private local(key: string): CacheEntry | undefined {

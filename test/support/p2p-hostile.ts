@@ -17,7 +17,7 @@ import { SHARED_SECRET } from './p2p-fixtures.js';
 
 /**
  * A hostile member of the fleet for specs: a raw libp2p node with the fleet's pre-shared key (so it gets in)
- * that speaks /github-cache/1.3.0 by hand, and can send anything: garbage, oversized frames, bad entries.
+ * that speaks /github-cache/1.4.0 by hand, and can send anything: garbage, oversized frames, bad entries.
  */
 
 export const ANONYMOUS_KEY = anonymousEntryKeyOf(SHARED_SECRET);
@@ -29,6 +29,8 @@ export type HostileAnswer = (get: GetFrame) => Frame | Uint8Array | undefined;
 export class HostilePeer {
   /** Gets received while acting as owner. */
   readonly gets: GetFrame[] = [];
+  /** Every frame received while acting as owner (gets, puts, releases, hellos). */
+  readonly frames: Frame[] = [];
   /** How it answers gets (settable per test). */
   answer: HostileAnswer = () => undefined;
   /**
@@ -79,6 +81,7 @@ export class HostilePeer {
       await lp.write(encodeFrame({ type: 'hello', version: WIRE_VERSION, challenge: await this.ownerChallenge(victimId), addrs: [], peers: [] }));
       while (true) {
         const frame = decodeFrame((await lp.read()).subarray());
+        this.frames.push(frame);
         if (frame.type === 'hello') {
           this.victimChallenges.set(victimId, frame.challenge);
           await lp.write(encodeFrame({ type: 'scopes', scopes: await this.claims(frame.challenge, victimId), peers: [] }));

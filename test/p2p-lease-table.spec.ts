@@ -1,0 +1,128 @@
+import { expect } from 'chai';
+import { LeaseTable, type LeaseTableInit, type LeaseWaiter } from '../src/p2p/lease.js';
+import { waitFor } from '../support/wait.js';
+
+/** The blind owner's table (lease.ts): one lease per key, waiters answered by the put, a dead holder's lease passed on. */
+
+const SCOPE = '0123456789abcdef0123456789abcdef';
+const TAG = new Uint8Array(32).fill(1);
+const OTHER = new Uint8Array(32).fill(2);
+
+function table(overrides: Partial<LeaseTableInit> = {}): LeaseTable {
+  return new LeaseTable({
+    maxEntries: 100, maxBytes: 1 << 20, maxEntryBytes: 1024, maxEntryTtlMs: 60_000, leaseMs: 60_000,
+    maxLeases: 100, maxLeasesPerHolder: 10, maxWaiters: 10, ...overrides,
+  });
+}
+
+/** A waiter that records what it was told. */
+class Asker implements LeaseWaiter {
+  readonly holder = {};
+  gone = false;
+  readonly told: Array<{ kind: 'entry'; sealed: Uint8Array } | { kind: 'lease'; lease: number } | { kind: 'dropped' }> = [];
+  alive(): boolean {
+    return !this.gone;
+  }
+  entry(sealed: Uint8Array): void {
+    this.told.push({ kind: 'entry', sealed });
+  }
+  granted(lease: number): void {
+    this.told.push({ kind: 'lease', lease });
+  }
+  dropped(): void {
+    this.told.push({ kind: 'dropped' });
+  }
+  get lease(): number {
+    const last = this.told.at(-1);
+    if (last?.kind !== 'lease') throw new Error('no lease');
+    return last.lease;
+  }
+}
+
+/** Bytes laid out as a sealed entry (version 1, nonce, ciphertext, tag): the table cannot tell more. */
+function sealedLike(n = 64, fill = 5): Uint8Array {
+  const bytes = new Uint8Array(n).fill(fill);
+  bytes[0] = 1;
+  return bytes;
+}
+
+describe('LeaseTable (a blind owner\'s keys)', () => {
+  it('gives one lease per key; the others wait and get the holder\'s put, which is kept for later askers', () => {
+    const t = table();
+    const [a, b, c, d] = [new Asker(), new Asker(), new Asker(), new Asker()];
+    expect(t.ask(SCOPE, TAG, a)).to.equal('lease');
+    expect(t.ask(SCOPE, TAG, b)).to.equal('wait');
+    expect(t.ask(SCOPE, TAG, c)).to.equal('wait');
+    expect(t.ask(SCOPE, OTHER, d)).to.equal('lease');
+    expect(t.has(SCOPE, TAG) && t.knows(SCOPE)).to.equal(true);
+    expect(t.put(a.holder, a.lease, sealedLike(), 30_000)).to.equal('kept');
+    expect(b.told.map((x) => x.kind)).to.deep.equal(['entry']);
+    expect(c.told.map((x) => x.kind)).to.deep.equal(['entry']);
+    const later = new Asker();
+    expect(t.ask(SCOPE, TAG, later)).to.equal('entry');
+    expect(t.put(a.holder, a.lease, sealedLike(), 30_000), 'a second put of an ended lease').to.equal('unknown');
+    t.stop();
+  });
+
+  it('passes a lease on when its holder releases it, is gone, or lets it expire; skips waiters that are gone', async () => {
+    const t = table({ leaseMs: 50 });
+    const [a, b, c, d] = [new Asker(), new Asker(), new Asker(), new Asker()];
+    t.ask(SCOPE, TAG, a);
+    t.ask(SCOPE, TAG, b);
+    t.ask(SCOPE, TAG, c);
+    t.ask(SCOPE, TAG, d);
+    expect(t.release(a.holder, a.lease)).to.equal('released');
+    expect(b.told.map((x) => x.kind)).to.deep.equal(['lease']);
+    expect(t.release(a.holder, 0), 'a release by someone else').to.equal('unknown');
+    c.gone = true;
+    t.holderGone(b.holder);
+    expect(c.told.map((x) => x.kind), 'a waiter gone is skipped (and told)').to.deep.equal(['dropped']);
+    expect(d.told.map((x) => x.kind)).to.deep.equal(['lease']);
+    await waitFor(() => t.leases === 0, 'the last lease to expire', 10_000, 5);
+    expect(t.has(SCOPE, TAG)).to.equal(false);
+    t.stop();
+  });
+
+  it('refuses a put for a lease the holder does not hold, a put that is not a sealed entry, and an oversized put: the waiters never get them', () => {
+    const t = table();
+    const [a, b] = [new Asker(), new Asker()];
+    t.ask(SCOPE, TAG, a);
+    t.ask(SCOPE, TAG, b);
+    expect(t.put(b.holder, a.lease, sealedLike(), 1_000), 'a waiter putting under the holder\'s lease').to.equal('unknown');
+    expect(t.put(a.holder, a.lease, new Uint8Array(64).fill(7), 1_000)).to.equal('garbage');
+    expect(b.told.map((x) => x.kind), 'the lease passed on, nothing relayed').to.deep.equal(['lease']);
+    const c = new Asker();
+    t.ask(SCOPE, TAG, c);
+    expect(t.put(b.holder, b.lease, sealedLike(2048), 1_000)).to.equal('oversize');
+    expect(c.told.map((x) => x.kind)).to.deep.equal(['lease']);
+    t.stop();
+  });
+
+  it('is bounded: waiters per lease, leases per holder and in all, bytes kept', () => {
+    const t = table({ maxWaiters: 1, maxLeasesPerHolder: 2, maxLeases: 3, maxBytes: 100, maxEntryBytes: 100 });
+    const a = new Asker();
+    expect(t.ask(SCOPE, TAG, a)).to.equal('lease');
+    expect(t.ask(SCOPE, TAG, new Asker())).to.equal('wait');
+    expect(t.ask(SCOPE, TAG, new Asker())).to.equal('busy');
+    expect(t.ask(SCOPE, OTHER, a)).to.equal('lease');
+    expect(t.ask(SCOPE, new Uint8Array(32).fill(3), a), 'a third lease for one holder').to.equal('busy');
+    expect(t.ask(SCOPE, new Uint8Array(32).fill(3), new Asker())).to.equal('lease');
+    expect(t.ask(SCOPE, new Uint8Array(32).fill(4), new Asker()), 'a fourth lease in all').to.equal('busy');
+    const [first, second] = (a.told as Array<{ lease: number }>).map((x) => x.lease) as [number, number];
+    t.put(a.holder, first, sealedLike(80), 1_000);
+    t.put(a.holder, second, sealedLike(80), 1_000);
+    expect([t.has(SCOPE, TAG), t.has(SCOPE, OTHER)], 'the least recently used entry dropped for the bytes bound').to.deep.equal([false, true]);
+    t.stop();
+  });
+
+  it('tells every waiter when it stops, and keeps nothing', () => {
+    const t = table();
+    const [a, b] = [new Asker(), new Asker()];
+    t.ask(SCOPE, TAG, a);
+    t.ask(SCOPE, TAG, b);
+    t.stop();
+    expect(b.told.map((x) => x.kind)).to.deep.equal(['dropped']);
+    expect(t.leases).to.equal(0);
+    expect(t.knows(SCOPE)).to.equal(false);
+  });
+});
