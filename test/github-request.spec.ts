@@ -183,13 +183,23 @@ describe('cache.request (GitHub REST through the cache)', () => {
     it('answers from a stale entry on a connection reset, else rejects with UpstreamError status 0', async () => {
       await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A });
       clock.advance(61);
-      github.resetNext(1);
+      // Two resets: the GET is sent once more after the first (upstream.ts), so only a second one fails it.
+      github.resetNext(2);
       expect((await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A })).source).to.equal('stale');
-      github.resetNext(1);
+      github.resetNext(2);
       let error: unknown;
       await cache.request('GET /repos/octo/nothing', {}, { token: TOKEN_A }).catch((err) => (error = err));
       expect(error).to.be.instanceOf(UpstreamError);
       expect((error as UpstreamError).status).to.equal(0);
+    });
+
+    it('sends a GET once more after one connection reset, and answers fresh', async () => {
+      await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A });
+      clock.advance(61);
+      const before = github.stats.requests;
+      github.resetNext(1);
+      expect((await cache.request('GET /repos/octo/hello', {}, { token: TOKEN_A })).source).to.equal('revalidated');
+      expect(github.stats.requests - before).to.equal(2);
     });
 
     it('gives up on a hung request after upstreamTimeoutMs', async () => {
