@@ -5,7 +5,6 @@ import { bootstrap } from '@libp2p/bootstrap';
 import { identify, type Identify } from '@libp2p/identify';
 import { KEEP_ALIVE, type Libp2p, type PeerId } from '@libp2p/interface';
 import { ping, type Ping } from '@libp2p/ping';
-import { preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
 import { CODE_P2P, CODE_TCP, multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
@@ -19,6 +18,7 @@ import { hostOf, InboundGate } from './inbound-gate.js';
 import type { InvalidationComponents, InvalidationService } from './invalidation.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
 import { keepOneConnectionPerPeer } from './one-connection.js';
+import { fleetPrivateNetwork } from './private-network.js';
 
 /**
  * The fleet's libp2p host: assembly (private network, TCP, noise, yamux, connection gater, persistent identity,
@@ -331,7 +331,8 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
     // Without keepAlive the muxer's own 30 s pings are off (its timer would hold the process open); libp2p's
     // connection monitor still pings every peer.
     streamMuxers: [yamux({ enableKeepAlive: init.p2p.keepAlive })],
-    connectionProtector: preSharedKey({ psk: swarmKeyOf(secret) }),
+    // pnet with its cipher's shared wasm memory kept from growing (private-network.ts).
+    connectionProtector: fleetPrivateNetwork(swarmKeyOf(secret)),
     connectionGater: {
       denyDialPeer: (peer) => banned(peer.toString()),
       denyInboundConnection: (maConn) => gate.deny(maConn),
