@@ -34,8 +34,8 @@ export async function libp2pEchoPair(opts: {
     if (opts.batchWindowUpdates === true && batchWindowUpdates(stream) === undefined) throw new Error('not a yamux stream of the known shape');
   };
   await import('../src/polyfills.js'); // libp2p 3 needs Promise.withResolvers
-  const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { preSharedKey }, { lpStream }] = await Promise.all([
-    import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('@libp2p/pnet'), import('@libp2p/utils'),
+  const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { fleetPrivateNetwork }, { lpStream }] = await Promise.all([
+    import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('../src/p2p/private-network.js'), import('@libp2p/utils'),
   ]);
   const streamOptions = opts.window === undefined ? {} : { streamOptions: { initialStreamWindowSize: opts.window, maxStreamWindowSize: Math.max(opts.window, 16 * 1024 * 1024) } };
   const host = () => createLibp2p({
@@ -43,7 +43,7 @@ export async function libp2pEchoPair(opts: {
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ ...(opts.yamuxKeepAlive === false ? { enableKeepAlive: false } : {}), ...streamOptions })],
-    ...(opts.pnet !== false ? { connectionProtector: preSharedKey({ psk: swarmKeyOf(SECRET) }) } : {}),
+    ...(opts.pnet !== false ? { connectionProtector: fleetPrivateNetwork(swarmKeyOf(SECRET)) } : {}),
     ...(opts.connectionMonitor === false ? { connectionMonitor: { enabled: false } } : {}),
   });
   const [server, client] = await Promise.all([host(), host()]);

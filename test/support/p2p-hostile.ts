@@ -4,7 +4,7 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify } from '@libp2p/identify';
 import type { Connection, Libp2p, Stream } from '@libp2p/interface';
-import { preSharedKey } from '@libp2p/pnet';
+import { fleetPrivateNetwork } from '../../src/p2p/private-network.js';
 import { tcp } from '@libp2p/tcp';
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
@@ -54,7 +54,7 @@ export class HostilePeer {
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
-      connectionProtector: preSharedKey({ psk: swarmKeyOf(secret) }),
+      connectionProtector: fleetPrivateNetwork(swarmKeyOf(secret)),
       services: { identify: identify() },
     });
     const peer = new HostilePeer(node);
