@@ -5,7 +5,8 @@ import { CacheClosedError, CacheConfigError } from '../src/errors.js';
 import { resolveOptions } from '../src/options.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { CapturingSink } from '../support/recording-logger.js';
-import { removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
+import { waitFor } from '../support/wait.js';
+import { freePort, removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
 
 /**
  * Start-up with P2P on: the cache answers while its fleet's host is still starting (held back here by an
@@ -203,6 +204,26 @@ describe('start-up with P2P on (the cache answers while its fleet starts)', func
     expect(fleet.asked, 'both waiting reads asked the fleet').to.equal(2);
     await cache.request('GET /repos/octo/third', {}, { token: TOKEN }).catch(() => undefined);
     expect(fleet.asked, 'and a read after the wait').to.equal(3);
+  });
+
+  it('real hosts: a read waiting when the wait ends asks the peer it is in session with (one bootstrap peer of two is down)', async function () {
+    this.timeout(120_000);
+    const real = (bootstrapPeers: string[], startWaitMs?: number) => GitHubAPICache.create({
+      persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
+      p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers, ...(startWaitMs !== undefined ? { startWaitMs } : {}) },
+    }).then((c) => (open.push(c), c));
+    const holder = await real([]);
+    await holder.p2pReady();
+    expect((await holder.request(ROUTE, {}, { token: TOKEN })).source).to.equal('origin');
+    const holderAddr = (await holder.getStats()).p2p!.listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
+    // The second bootstrap peer never answers: the member waits the whole p2p.startWaitMs for it.
+    const member = await real([holderAddr, `/ip4/127.0.0.1/tcp/${await freePort()}`], 10_000);
+    await member.p2pReady();
+    await waitFor(async () => ((await member.getStats()).p2p?.peers.length ?? 0) >= 1, 'the member in session with the holder', 60_000);
+    // Issued while the wait runs (or after it, if the session took longer: then it asks the fleet either way).
+    const answer = await member.request(ROUTE, {}, { token: TOKEN });
+    expect(answer.source, 'answered by the peer, not GitHub').to.equal('peer');
+    expect(github.stats.requests).to.equal(1);
   });
 
   it('with p2p.startWaitMs, a request goes upstream once the bound passes while the start is still held back', async () => {
