@@ -5,8 +5,9 @@ import type { ResolvedCacheOptions } from './options.js';
 /**
  * Starting the fleet for the composition root (src/github-api-cache.ts): the default starter loads libp2p only
  * when called (a cache without P2P never loads it) and resolves once the host listens or rejects with why it
- * did not start; `meshed` waits (bounded) for the sessions a member's bootstrap list promises; `settlesWithin`
- * bounds a wait on a start without leaving a timer behind.
+ * did not start; `meshed` waits (bounded by a deadline) for the sessions a member's bootstrap list promises, woken by
+ * the fleet's own session events (never a poll tick, so a wait ends in the turn the last session comes up);
+ * `settlesWithin` bounds a wait on a start without leaving a timer behind.
  */
 
 /** What starts the fleet's host: by default the libp2p PeerNetwork, loaded on demand. */
@@ -32,19 +33,29 @@ export async function startPeerNetwork(init: Parameters<FleetStarter>[0]): Promi
   return PeerNetwork.start({ p2p: init.p2p, cacheDir: init.cacheDir, logger: createLogger('p2p', init.logSink), now: init.now, host: init.host });
 }
 
-/** How often a starting fleet's sessions are counted while reads wait for them. */
-const MESH_POLL_MS = 20;
-
 /**
  * Resolves once `fleet` is in session with as many peers as `bootstrapPeers` names (its own address, when named
- * with its own peer id, not counted), or at `until` (by `now`), or when `signal` aborts; at once without bootstrap
- * peers. Never rejects; its timers do not keep the process alive.
+ * with its own peer id, not counted), or when `deadline` settles, or when `signal` aborts; at once without bootstrap
+ * peers. The sessions are counted when the fleet says they changed (`onSessionsChanged`), synchronously, so the
+ * promise resolves in the turn the last one comes up. Never rejects; leaves no listener behind.
  */
-export async function meshed(fleet: Fleet, bootstrapPeers: readonly string[], until: number, now: () => number, signal: AbortSignal): Promise<void> {
+export function meshed(fleet: Fleet, bootstrapPeers: readonly string[], deadline: Promise<void>, signal: AbortSignal): Promise<void> {
   const wanted = meshTarget(fleet, bootstrapPeers);
-  while (wanted > 0 && !signal.aborted && now() < until && fleet.stats().peers.length < wanted) {
-    await new Promise<void>((resolve) => setTimeout(resolve, MESH_POLL_MS).unref());
-  }
+  const enough = (): boolean => fleet.stats().peers.length >= wanted;
+  if (wanted === 0 || signal.aborted || enough()) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    let unsubscribe = (): void => undefined;
+    const finish = (): void => {
+      unsubscribe();
+      signal.removeEventListener('abort', finish);
+      resolve();
+    };
+    unsubscribe = fleet.onSessionsChanged(() => {
+      if (enough()) finish();
+    });
+    signal.addEventListener('abort', finish, { once: true });
+    void deadline.then(finish, finish);
+  });
 }
 
 /** How many peers a member's bootstrap list promises: its distinct entries, less one naming this node itself. */

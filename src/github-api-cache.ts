@@ -311,12 +311,21 @@ export class GitHubAPICache implements AsyncDisposable {
    * Starts the fleet's host in the background (one per instance, so one per process through the provider).
    * Reads that would leave this node wait for it at most `p2p.startWaitMs` from now: for the host to listen and,
    * with bootstrap peers, to be in session with as many peers as it was given (so a fleet that starts together
-   * agrees on owners from its first request); a failed start is logged and kept for `p2pReady()` (never an
-   * unhandled rejection); a start that completes after close() is stopped.
+   * agrees on owners from its first request). Both ends of that wait are events, never a poll: the reads get the
+   * fleet in the turn its last session comes up (`meshed`), and when the wait's timer fires a listening host is
+   * handed to them before they resume, whatever sessions it has, so no read skips a running fleet because a timer
+   * fired first or late. A failed start is logged and kept for `p2pReady()` (never an unhandled rejection); a start
+   * that completes after close() is stopped.
    */
   #beginFleet(startFleet: FleetStarter): void {
     const waitMs = this.options.p2p.startWaitMs;
-    const waitUntil = this.options.now() + waitMs;
+    let timer: NodeJS.Timeout | undefined;
+    const waitEnds = waitMs > 0
+      ? new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+        timer.unref();
+      })
+      : Promise.resolve();
     const start = (async () => {
       const fleet = await startFleet({ p2p: this.options.p2p, cacheDir: this.options.cacheDir, logSink: this.options.logSink, now: this.options.now, host: this.#reads });
       if (this.#closing !== undefined) {
@@ -326,14 +335,12 @@ export class GitHubAPICache implements AsyncDisposable {
       this.#fleet = fleet;
       this.#writes.fleet = fleet;
       // Peers may ask this node once it listens; its own reads ask them once it is meshed (or the wait is over).
-      const meshing = waitMs > 0 && meshTarget(fleet, this.options.p2p.bootstrapPeers) > 0;
-      if (!meshing) this.#reads.fleet = fleet;
-      return { fleet, meshing };
+      if (waitMs === 0 || meshTarget(fleet, this.options.p2p.bootstrapPeers) === 0) this.#reads.fleet = fleet;
+      return fleet;
     })();
-    const readsReady = start.then(async ({ fleet, meshing }) => {
-      if (!meshing) return;
-      await meshed(fleet, this.options.p2p.bootstrapPeers, waitUntil, this.options.now, this.#shutdown.signal);
-      if (this.#fleet === fleet) this.#reads.fleet = fleet;
+    const readsReady = start.then(async (fleet) => {
+      await meshed(fleet, this.options.p2p.bootstrapPeers, waitEnds, this.#shutdown.signal);
+      this.#readsUse(fleet);
     }, () => undefined);
     this.#fleetStart = start.then(() => undefined);
     this.#fleetStart.catch(() => undefined); // handled below (logged); p2pReady() hands the rejection to who asks
@@ -342,14 +349,18 @@ export class GitHubAPICache implements AsyncDisposable {
       if (!(err instanceof CacheClosedError)) this.#logger.error('the P2P host did not start; the cache runs without its fleet (its own tiers and GitHub only):', err);
     });
     if (waitMs > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      const bound = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, waitMs);
-        timer.unref();
+      // The wait is over: a host that listens is the reads' fleet before they resume (one still starting is not).
+      const waitOver = waitEnds.then(() => {
+        if (this.#fleet !== undefined) this.#readsUse(this.#fleet);
       });
       void readsReady.finally(() => clearTimeout(timer));
-      this.#reads.fleetStarting(Promise.race([readsReady, bound]));
+      this.#reads.fleetStarting(Promise.race([readsReady, waitOver]));
     }
+  }
+
+  /** Hands `fleet` to the reads, unless it is no longer this cache's fleet or the cache is closing. */
+  #readsUse(fleet: Fleet): void {
+    if (this.#fleet === fleet && this.#closing === undefined) this.#reads.fleet = fleet;
   }
 
   async #shutdownNow(): Promise<void> {

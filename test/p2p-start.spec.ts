@@ -5,7 +5,8 @@ import { CacheClosedError, CacheConfigError } from '../src/errors.js';
 import { resolveOptions } from '../src/options.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { CapturingSink } from '../support/recording-logger.js';
-import { removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
+import { waitFor } from '../support/wait.js';
+import { freePort, removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
 
 /**
  * Start-up with P2P on: the cache answers while its fleet's host is still starting (held back here by an
@@ -39,9 +40,19 @@ function heldStart(): { start: FleetStarter; calls: () => number; release: (flee
 /** A fleet that answers every ask with `answer` and counts what it is asked. */
 class StubFleet implements Fleet {
   asked = 0;
-  /** The peers it is in session with (a spec adds them). */
+  /** The peers it is in session with (a spec sets them with `inSession`, which tells the listeners). */
   peers: Array<{ id: string; scopes: number }> = [];
   stopped = 0;
+  readonly #listeners = new Set<() => void>();
+  /** Puts the stub in session with `ids`, as the protocol does when a peer's hello arrives. */
+  inSession(...ids: string[]): void {
+    this.peers = ids.map((id) => ({ id, scopes: 0 }));
+    for (const listener of this.#listeners) listener();
+  }
+  onSessionsChanged(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
   constructor(readonly answer: () => FleetAnswer = () => ({ kind: 'self' })) {}
   async fetch(): Promise<FleetAnswer> {
     this.asked++;
@@ -147,12 +158,72 @@ describe('start-up with P2P on (the cache answers while its fleet starts)', func
     const fleet = new StubFleet();
     held.release(fleet);
     await cache.p2pReady(); // listening, in session with nobody yet
-    fleet.peers = [{ id: 'a', scopes: 0 }];
+    fleet.inSession('a');
     expect(await settled(answer, 1_000), 'still waiting: one session of the two its list promises').to.equal(false);
     expect(github.stats.requests).to.equal(0);
-    fleet.peers = [{ id: 'a', scopes: 0 }, { id: 'b', scopes: 0 }];
+    fleet.inSession('a', 'b');
     expect((await answer).source).to.equal('origin'); // the stub said 'self': this node fetches it
     expect(fleet.asked, 'the fleet was asked first').to.equal(1);
+  });
+
+  it('a waiting read asks the fleet in the turn its last session comes up (an event, not a poll tick)', async () => {
+    const bootstrapPeers = ['/ip4/127.0.0.1/tcp/9', '/ip4/127.0.0.1/tcp/10'];
+    const held = heldStart();
+    const cache = await make(held.start, { bootstrapPeers, startWaitMs: 600_000 });
+    const answer = cache.request(ROUTE, {}, { token: TOKEN });
+    const fleet = new StubFleet();
+    held.release(fleet);
+    await cache.p2pReady();
+    fleet.inSession('a');
+    expect(await settled(answer, 200), 'one session of two').to.equal(false);
+    fleet.inSession('a', 'b');
+    // Only the turns already queued run before this check (no timer can fire before a setImmediate).
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(fleet.asked, 'asked at once, on the session event').to.equal(1);
+    expect((await answer).source).to.equal('origin'); // the stub said 'self'
+    expect(github.stats.requests).to.equal(1);
+  });
+
+  it('a read waiting when p2p.startWaitMs ends asks the listening fleet with the sessions it has; it never skips it', async () => {
+    // The clock is frozen: the wait ends by its timer alone, whatever the clock's reading (a late timer, a busy loop).
+    const bootstrapPeers = ['/ip4/127.0.0.1/tcp/9', '/ip4/127.0.0.1/tcp/10'];
+    const frozen = Date.now();
+    const held = heldStart();
+    const cache = await GitHubAPICache.create({
+      persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url, now: () => frozen,
+      p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers, startWaitMs: 300 },
+    }, { startFleet: held.start });
+    open.push(cache);
+    const answers = [cache.request(ROUTE, {}, { token: TOKEN }), cache.request('GET /repos/octo/other', {}, { token: TOKEN }).catch(() => undefined)];
+    const fleet = new StubFleet();
+    held.release(fleet);
+    await cache.p2pReady();
+    fleet.inSession('a'); // one session of the two its list promises, through the end of the wait
+    expect((await answers[0])?.source).to.equal('origin'); // the stub said 'self'
+    await answers[1];
+    expect(fleet.asked, 'both waiting reads asked the fleet').to.equal(2);
+    await cache.request('GET /repos/octo/third', {}, { token: TOKEN }).catch(() => undefined);
+    expect(fleet.asked, 'and a read after the wait').to.equal(3);
+  });
+
+  it('real hosts: a read waiting when the wait ends asks the peer it is in session with (one bootstrap peer of two is down)', async function () {
+    this.timeout(120_000);
+    const real = (bootstrapPeers: string[], startWaitMs?: number) => GitHubAPICache.create({
+      persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
+      p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers, ...(startWaitMs !== undefined ? { startWaitMs } : {}) },
+    }).then((c) => (open.push(c), c));
+    const holder = await real([]);
+    await holder.p2pReady();
+    expect((await holder.request(ROUTE, {}, { token: TOKEN })).source).to.equal('origin');
+    const holderAddr = (await holder.getStats()).p2p!.listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
+    // The second bootstrap peer never answers: the member waits the whole p2p.startWaitMs for it.
+    const member = await real([holderAddr, `/ip4/127.0.0.1/tcp/${await freePort()}`], 10_000);
+    await member.p2pReady();
+    await waitFor(async () => ((await member.getStats()).p2p?.peers.length ?? 0) >= 1, 'the member in session with the holder', 60_000);
+    // Issued while the wait runs (or after it, if the session took longer: then it asks the fleet either way).
+    const answer = await member.request(ROUTE, {}, { token: TOKEN });
+    expect(answer.source, 'answered by the peer, not GitHub').to.equal('peer');
+    expect(github.stats.requests).to.equal(1);
   });
 
   it('with p2p.startWaitMs, a request goes upstream once the bound passes while the start is still held back', async () => {

@@ -161,6 +161,11 @@ export interface Fleet {
    */
   invalidate(resource: string, scopeId: string): void;
   stats(): FleetStats;
+  /**
+   * Calls `listener` synchronously each time a session comes up (a peer's hello arrived) or ends, so a start-up
+   * wait counts `stats().peers` then and never on a timer. Returns an unsubscribe.
+   */
+  onSessionsChanged(listener: () => void): () => void;
   /** Idempotent; once it resolves the port is released and no timer or socket is left. */
   stop(): Promise<void>;
 }

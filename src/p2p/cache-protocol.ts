@@ -229,6 +229,11 @@ export class CacheProtocol implements Startable {
   }
 
   /** Peers speaking the protocol, with the count of scopes they proved that this node holds too. */
+  /** Calls `listener` synchronously when a session comes up (its hello) or ends. Returns an unsubscribe. */
+  onSessionsChanged(listener: () => void): () => void {
+    return this.#sessions.onChange(listener);
+  }
+
   peers(): Array<{ id: string; scopes: number }> {
     const peers: Array<{ id: string; scopes: number }> = [];
     for (const session of this.#sessions.values()) {
@@ -373,6 +378,7 @@ export class CacheProtocol implements Startable {
       case 'hello':
         if (client.remoteChallenge !== undefined) return this.#protocolViolation(session, client.channel, 'a second hello');
         client.remoteChallenge = frame.challenge;
+        this.#sessions.changed(); // in session now: a start-up wait counts it at once (fleet-start.ts meshed)
         this.#exchange.learn(session, frame.addrs, frame.peers);
         return;
       case 'scopes':

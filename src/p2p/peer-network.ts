@@ -129,6 +129,11 @@ export class PeerNetwork implements Fleet {
     this.#protocol.announceScopes();
   }
 
+  /** Calls `listener` synchronously when a session comes up or ends (the start-up wait, fleet-start.ts). */
+  onSessionsChanged(listener: () => void): () => void {
+    return this.#protocol.onSessionsChanged(listener);
+  }
+
   stats(): PeerNetworkStats {
     const stopped = this.#stopping !== undefined;
     return {

@@ -7,7 +7,9 @@ import type { PartedAnswers } from './transfers.js';
  * The peers this node speaks the protocol with: one session per peer, holding its two directions.
  *
  * Guarantee: there is at most one session per peer id, and a session that leaves the table is closed: its
- * streams are closed and every request in flight on its outbound stream settles 'closed' at once.
+ * streams are closed and every request in flight on its outbound stream settles 'closed' at once. Listeners of
+ * `onChange` hear, synchronously, of every session that comes up (`changed()`, called by the protocol when a
+ * peer's hello arrives) or leaves the table.
  */
 
 /** My outbound stream to a peer: I ask, it answers. */
@@ -55,6 +57,24 @@ export interface PeerSession {
 
 export class PeerSessions {
   readonly #sessions = new Map<string, PeerSession>();
+  readonly #listeners = new Set<() => void>();
+
+  /** Calls `listener` on every change of the sessions in session (see `changed`). Returns an unsubscribe. */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Tells the listeners the sessions changed (a listener that throws does not stop the others, nor the caller). */
+  changed(): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener();
+      } catch {
+        // a listener's failure is its own
+      }
+    }
+  }
 
   get size(): number {
     return this.#sessions.size;
@@ -94,6 +114,7 @@ export class PeerSessions {
     if (session === undefined) return undefined;
     this.#sessions.delete(id);
     closeSession(session);
+    this.changed();
     return session;
   }
 
@@ -101,6 +122,7 @@ export class PeerSessions {
   clear(): void {
     for (const session of this.#sessions.values()) closeSession(session);
     this.#sessions.clear();
+    this.changed();
   }
 }
 
