@@ -152,6 +152,38 @@ describe('blind owners and leases', function () {
     expect((await p2pOf(owner)).leasesGranted, 'the lease, then the same lease passed on').to.equal(2);
   });
 
+  it('keeps a slow holder\'s lease while its stream is open: the waiter goes upstream when the owner gives it up, the lease stays, the late put is not struck', async () => {
+    const owner = await member(github, []);
+    const asker = await member(github, [addrOf(await p2pOf(owner))]);
+    open.push(owner, asker);
+    await meshed([owner, asker], 2);
+    hostile = await HostilePeer.start();
+    hostile.answer = (get) => ({ type: 'miss', id: get.id, reason: 'not-held' });
+    const ownerStats = await p2pOf(owner);
+    await hostile.connect(addrOf(ownerStats));
+    await hostile.connect(addrOf(await p2pOf(asker)));
+    await meshed([owner, asker], 3);
+    const ids = [ownerStats.peerId, (await p2pOf(asker)).peerId, hostile.peerId];
+    const [k] = ownedBy(github, ids[0]!, ids, 1) as [number];
+    const entryKey = entryKeyOf(TOKEN);
+    const h = await hostile.openAsker(addrOf(ownerStats));
+    const tagged = (id: number): Frame => ({ ...h.validGet(id, sealKey(keyOf(github, k), SCOPE, entryKey)!), tag: keyTag(keyOf(github, k), entryKey) });
+    // A holder whose GitHub call is slower than the askers' wait (it holds the token; its fetch is in flight).
+    await h.send(tagged(1));
+    const granted = await h.answerTo(1, 20_000);
+    expect(granted.type).to.equal('lease');
+    github.resetStats();
+    expect((await asker.request(`GET /repos/octo/r${k}`, {}, { token: TOKEN })).data).to.deep.equal({ i: k, pad: 'x'.repeat(k % 7) });
+    expect((await p2pOf(owner)).leasesGranted, 'the slow holder\'s lease, not passed to the waiter').to.equal(1);
+    // Its put, late for the waiter: taken, not struck (the round trip after it shows the owner has read it).
+    const sealed = new Uint8Array(80).fill(9);
+    sealed[0] = 1;
+    await h.send({ type: 'put', lease: (granted as Extract<Frame, { type: 'lease' }>).lease, sealed, ttlMs: 60_000 });
+    await h.send(tagged(2));
+    expect((await h.answerTo(2, 20_000)).type).to.equal('entry');
+    expect((await p2pOf(owner)).rejected.request ?? 0, 'strikes for the put').to.equal(0);
+  });
+
   it('lets every waiter of an answer that cannot be shared (a large entry) fetch it at once: the lease is not passed from one to the next', async () => {
     const { owner, askers, ids } = await three();
     const [i] = ownedBy(github, ids[0]!, ids, 1) as [number];
