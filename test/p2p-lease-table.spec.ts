@@ -10,16 +10,17 @@ const OTHER = new Uint8Array(32).fill(2);
 
 function table(overrides: Partial<LeaseTableInit> = {}): LeaseTable {
   return new LeaseTable({
-    maxEntries: 100, maxBytes: 1 << 20, maxEntryBytes: 1024, maxEntryTtlMs: 60_000, leaseMs: 60_000,
-    maxLeases: 100, maxLeasesPerHolder: 10, maxWaiters: 10, ...overrides,
+    maxEntries: 100, maxBytes: 1 << 20, maxEntryBytes: 1024, maxEntryTtlMs: 60_000, leaseMs: 60_000, unshareableMs: 60_000,
+    maxLeases: 100, maxLeasesPerPeer: 10, maxBytesPerPeer: 1 << 20, maxWaiters: 10, ...overrides,
   });
 }
 
 /** A waiter that records what it was told. */
 class Asker implements LeaseWaiter {
   readonly holder = {};
+  constructor(readonly peer?: string) {}
   gone = false;
-  readonly told: Array<{ kind: 'entry'; sealed: Uint8Array } | { kind: 'lease'; lease: number } | { kind: 'dropped' }> = [];
+  readonly told: Array<{ kind: 'entry'; sealed: Uint8Array } | { kind: 'lease'; lease: number } | { kind: 'unshared' } | { kind: 'dropped' }> = [];
   alive(): boolean {
     return !this.gone;
   }
@@ -28,6 +29,9 @@ class Asker implements LeaseWaiter {
   }
   granted(lease: number): void {
     this.told.push({ kind: 'lease', lease });
+  }
+  unshared(): void {
+    this.told.push({ kind: 'unshared' });
   }
   dropped(): void {
     this.told.push({ kind: 'dropped' });
@@ -99,7 +103,7 @@ describe('LeaseTable (a blind owner\'s keys)', () => {
   });
 
   it('is bounded: waiters per lease, leases per holder and in all, bytes kept', () => {
-    const t = table({ maxWaiters: 1, maxLeasesPerHolder: 2, maxLeases: 3, maxBytes: 100, maxEntryBytes: 100 });
+    const t = table({ maxWaiters: 1, maxLeasesPerPeer: 2, maxLeases: 3, maxBytes: 100, maxEntryBytes: 100 });
     const a = new Asker();
     expect(t.ask(SCOPE, TAG, a)).to.equal('lease');
     expect(t.ask(SCOPE, TAG, new Asker())).to.equal('wait');
@@ -112,6 +116,63 @@ describe('LeaseTable (a blind owner\'s keys)', () => {
     t.put(a.holder, first, sealedLike(80), 1_000);
     t.put(a.holder, second, sealedLike(80), 1_000);
     expect([t.has(SCOPE, TAG), t.has(SCOPE, OTHER)], 'the least recently used entry dropped for the bytes bound').to.deep.equal([false, true]);
+    t.stop();
+  });
+
+  it('takes a late put or release from a holder whose lease passed on (a slow holder, not a cheat): never "unknown", the put answers the waiters', async () => {
+    const t = table({ leaseMs: 20 });
+    const [slow, next, waiting] = [new Asker(), new Asker(), new Asker()];
+    expect(t.ask(SCOPE, TAG, slow)).to.equal('lease');
+    t.ask(SCOPE, TAG, next);
+    await waitFor(() => next.told.length === 1, 'the slow holder\'s lease to pass on', 10_000, 5);
+    expect(t.ask(SCOPE, TAG, waiting)).to.equal('wait');
+    expect(t.put(slow.holder, slow.lease, sealedLike(), 30_000), 'the slow holder\'s late put (the owner strikes "unknown")').to.equal('late');
+    expect(waiting.told.map((x) => x.kind), 'the late put answers the waiters of the lease out now').to.deep.equal(['entry']);
+    expect(t.ask(SCOPE, TAG, new Asker()), 'and is kept').to.equal('entry');
+    expect(t.put(next.holder, next.lease, sealedLike(), 30_000), 'the next holder\'s put, ended by the late one').to.equal('late');
+    expect(t.release(next.holder, next.lease), 'remembered once').to.equal('unknown');
+    const other = new Asker();
+    t.ask(SCOPE, OTHER, other);
+    await waitFor(() => t.leases === 0, 'the other lease to expire', 10_000, 5);
+    expect(t.release(other.holder, other.lease), 'a late release').to.equal('late');
+    expect(t.put(new Asker().holder, other.lease, sealedLike(), 30_000), 'a put by someone else').to.equal('unknown');
+    t.stop();
+  });
+
+  it('lets every waiter go at once when the holder releases the key as unshareable, and answers later asks "unshared" (no queue of fetches)', () => {
+    const t = table();
+    const [a, b, c] = [new Asker(), new Asker(), new Asker()];
+    t.ask(SCOPE, TAG, a);
+    t.ask(SCOPE, TAG, b);
+    t.ask(SCOPE, TAG, c);
+    expect(t.release(a.holder, a.lease, true)).to.equal('released');
+    expect([b, c].map((x) => x.told.map((y) => y.kind)), 'each waiter fetches it itself, now').to.deep.equal([['unshared'], ['unshared']]);
+    expect(t.ask(SCOPE, TAG, new Asker()), 'a later ask').to.equal('unshared');
+    expect(t.leases).to.equal(0);
+    t.stop();
+  });
+
+  it('drops a kept entry an asker refused (refresh), so the key is leased out again', () => {
+    const t = table();
+    const a = new Asker();
+    t.ask(SCOPE, TAG, a);
+    t.put(a.holder, a.lease, sealedLike(), 60_000);
+    t.drop(SCOPE, TAG);
+    expect(t.ask(SCOPE, TAG, new Asker())).to.equal('lease');
+    t.stop();
+  });
+
+  it('caps leases and kept bytes per peer, not per stream: one member cannot fill the table or evict the others\' entries', () => {
+    const t = table({ maxLeases: 100, maxLeasesPerPeer: 4, maxBytes: 1024, maxBytesPerPeer: 256, maxEntryBytes: 128 });
+    const honest = new Asker('honest');
+    t.ask(SCOPE, TAG, honest);
+    expect(t.put(honest.holder, honest.lease, sealedLike(128), 60_000)).to.equal('kept');
+    const streams = Array.from({ length: 8 }, () => new Asker('hostile')); // one member, many streams
+    const outcomes = streams.map((s, i) => t.ask(SCOPE, new Uint8Array(32).fill(100 + i), s));
+    expect(outcomes.filter((o) => o === 'lease'), 'leases to one member over all its streams').to.have.length(4);
+    expect(t.ask(SCOPE, OTHER, new Asker('third')), 'a lease to another member').to.equal('lease');
+    for (const s of streams.filter((x) => x.told.length > 0)) t.put(s.holder, s.lease, sealedLike(128), 60_000);
+    expect(t.has(SCOPE, TAG), 'the honest entry is still kept').to.equal(true);
     t.stop();
   });
 

@@ -152,6 +152,105 @@ describe('blind owners and leases', function () {
     expect((await p2pOf(owner)).leasesGranted, 'the lease, then the same lease passed on').to.equal(2);
   });
 
+  it('keeps a slow holder\'s lease while its stream is open: the waiter goes upstream when the owner gives it up, the lease stays, the late put is not struck', async () => {
+    const owner = await member(github, []);
+    const asker = await member(github, [addrOf(await p2pOf(owner))]);
+    open.push(owner, asker);
+    await meshed([owner, asker], 2);
+    hostile = await HostilePeer.start();
+    hostile.answer = (get) => ({ type: 'miss', id: get.id, reason: 'not-held' });
+    const ownerStats = await p2pOf(owner);
+    await hostile.connect(addrOf(ownerStats));
+    await hostile.connect(addrOf(await p2pOf(asker)));
+    await meshed([owner, asker], 3);
+    const ids = [ownerStats.peerId, (await p2pOf(asker)).peerId, hostile.peerId];
+    const [k] = ownedBy(github, ids[0]!, ids, 1) as [number];
+    const entryKey = entryKeyOf(TOKEN);
+    const h = await hostile.openAsker(addrOf(ownerStats));
+    const tagged = (id: number): Frame => ({ ...h.validGet(id, sealKey(keyOf(github, k), SCOPE, entryKey)!), tag: keyTag(keyOf(github, k), entryKey) });
+    // A holder whose GitHub call is slower than the askers' wait (it holds the token; its fetch is in flight).
+    await h.send(tagged(1));
+    const granted = await h.answerTo(1, 20_000);
+    expect(granted.type).to.equal('lease');
+    github.resetStats();
+    expect((await asker.request(`GET /repos/octo/r${k}`, {}, { token: TOKEN })).data).to.deep.equal({ i: k, pad: 'x'.repeat(k % 7) });
+    expect((await p2pOf(owner)).leasesGranted, 'the slow holder\'s lease, not passed to the waiter').to.equal(1);
+    // Its put, late for the waiter: taken, not struck (the round trip after it shows the owner has read it).
+    const sealed = new Uint8Array(80).fill(9);
+    sealed[0] = 1;
+    await h.send({ type: 'put', lease: (granted as Extract<Frame, { type: 'lease' }>).lease, sealed, ttlMs: 60_000 });
+    await h.send(tagged(2));
+    expect((await h.answerTo(2, 20_000)).type).to.equal('entry');
+    expect((await p2pOf(owner)).rejected.request ?? 0, 'strikes for the put').to.equal(0);
+  });
+
+  it('lets every waiter of an answer that cannot be shared (a large entry) fetch it at once: the lease is not passed from one to the next', async () => {
+    const { owner, askers, ids } = await three();
+    const [i] = ownedBy(github, ids[0]!, ids, 1) as [number];
+    const big = { i, pad: 'x'.repeat(400 * 1024) }; // sealed, above the 256 KiB a put may carry
+    github.setResource(`/repos/octo/r${i}`, big);
+    github.resetStats();
+    github.pause(); // the holder's fetch stays in flight until the other asker waits on the owner (or asked it)
+    const first = askers[0]!.request(`GET /repos/octo/r${i}`, {}, { token: TOKEN });
+    await github.waitFor((st) => (st.byPath[`/repos/octo/r${i}`] ?? 0) >= 1);
+    const sent = (await p2pOf(askers[1]!)).requestsSent;
+    const second = askers[1]!.request(`GET /repos/octo/r${i}`, {}, { token: TOKEN });
+    await waitFor(async () => (await p2pOf(askers[1]!)).requestsSent > sent, 'the other asker to ask the owner', 40_000, 20);
+    github.resume();
+    for (const r of await Promise.all([first, second])) expect(r.data).to.deep.equal(big);
+    expect(github.stats.byPath[`/repos/octo/r${i}`], 'each asker fetched it').to.equal(2);
+    expect((await p2pOf(owner)).leasesGranted, 'one lease: released as unshareable, it let the waiter go instead of passing to it').to.equal(1);
+  });
+
+  it('has an asker that refuses a relayed entry written since ask again with refresh: the owner drops it and leases the key out', async () => {
+    const { owner, askers, ids } = await three();
+    const [a, c] = askers as [GitHubAPICache, GitHubAPICache];
+    const [i] = ownedBy(github, ids[0]!, ids, 1) as [number];
+    expect((await a.request(`GET /repos/octo/r${i}`, {}, { token: TOKEN })).data).to.deep.equal({ i, pad: 'x'.repeat(i % 7) });
+    expect((await p2pOf(owner)).leasesGranted).to.equal(1);
+    const received = (await p2pOf(a)).invalidationsReceived ?? 0;
+    expect((await c.request(`PATCH /repos/octo/r${i}`, { title: 'new' }, { token: TOKEN })).status).to.equal(200);
+    await waitFor(async () => ((await p2pOf(a)).invalidationsReceived ?? 0) > received, 'the notice', 15_000, 20);
+    const after = await a.request(`GET /repos/octo/r${i}`, {}, { token: TOKEN });
+    expect((after.data as { title?: string }).title, `the resource (${after.source})`).to.equal('new');
+    expect((await p2pOf(owner)).leasesGranted, 'the old copy dropped, the key leased out again (its fresh entry kept for the others)').to.equal(2);
+  });
+
+  it('does not take a silent blind owner for one without the scope, and tells a waiter it waits at once', async () => {
+    const owner = await member(github, []);
+    const asker = await member(github, [addrOf(await p2pOf(owner))]);
+    open.push(owner, asker);
+    await meshed([owner, asker], 2);
+    hostile = await HostilePeer.start();
+    const ownerStats = await p2pOf(owner);
+    const ids = [ownerStats.peerId, (await p2pOf(asker)).peerId, hostile.peerId];
+    await hostile.connect(addrOf(await p2pOf(asker)));
+    await meshed([asker], 3);
+    // A blind owner that is alive but says nothing (CPU-starved): the ask times out.
+    hostile.answer = () => undefined;
+    const [h1, h2] = ownedBy(github, hostile.peerId, ids, 2) as [number, number];
+    await asker.request(`GET /repos/octo/r${h1}`, {}, { token: TOKEN });
+    await asker.request(`GET /repos/octo/r${h2}`, {}, { token: TOKEN });
+    expect(hostile.gets.filter((g) => g.tag !== undefined), 'tagged gets: the second key still asked of the silent owner').to.have.length(2);
+
+    // A waiter queued behind a lease hears `working` at once, before any later answer on its stream.
+    await hostile.connect(addrOf(ownerStats));
+    const entryKey = entryKeyOf(TOKEN);
+    const h = await hostile.openAsker(addrOf(ownerStats));
+    const [k1, k2] = ownedBy(github, ids[0]!, ids, 2) as [number, number];
+    const tagged = (id: number, i: number): Frame => ({ ...h.validGet(id, sealKey(keyOf(github, i), SCOPE, entryKey)!), tag: keyTag(keyOf(github, i), entryKey) });
+    await h.send(tagged(1, k1));
+    expect((await h.answerTo(1, 20_000)).type).to.equal('lease');
+    await h.send(tagged(2, k1)); // waits behind its own lease
+    await h.send(tagged(3, k2)); // a lease at once
+    const frames: Frame[] = [];
+    while (frames.length < 2) {
+      const frame = await h.next(20_000);
+      if ('id' in frame) frames.push(frame); // not the owner's scopes frames
+    }
+    expect(frames.map((f) => `${f.type} ${'id' in f ? f.id : ''}`), 'the waiter told first').to.deep.equal(['working 2', 'lease 3']);
+  });
+
   it('lets a hostile member neither feed waiters garbage nor learn what it coordinates', async () => {
     const owner = await member(github, []);
     const asker = await member(github, [addrOf(await p2pOf(owner))]);

@@ -21,6 +21,8 @@ describe('wire frames of /github-cache/1.4.0', () => {
     { type: 'lease', id: 9, lease: WIRE_LIMITS.maxId },
     { type: 'put', lease: 0, sealed: new Uint8Array([1, 2, 3]), ttlMs: 60_000 },
     { type: 'release', lease: 4 },
+    { type: 'release', lease: 5, unshareable: 1 },
+    { type: 'get', id: 9, key: 'sealed:anonymous:AAAA', proof, tag: new Uint8Array(32).fill(3), refresh: 1 },
   ];
 
   function reject(bytes: Uint8Array): string {
@@ -92,6 +94,16 @@ describe('wire frames of /github-cache/1.4.0', () => {
     expect(reject(cborEncode({ type: 'put', lease: 1, sealed: new Uint8Array(3), ttlMs: 1.5 }))).to.include('ttlMs');
     expect(reject(cborEncode({ type: 'put', lease: 1, sealed: 'abc', ttlMs: 1 }))).to.include('sealed is not a byte string');
     expect(reject(cborEncode({ type: 'release', lease: 1, id: 2 }))).to.include('unexpected field "id"');
+  });
+
+  it('takes a release\'s unshareable mark and a get\'s refresh mark only as 1, and refresh only with a tag', () => {
+    const tag = new Uint8Array(32).fill(3);
+    for (const mark of [0, 2, true, null]) {
+      expect(reject(cborEncode({ type: 'release', lease: 1, unshareable: mark }))).to.include('unshareable');
+      expect(reject(cborEncode({ type: 'get', id: 1, key: 'k', proof, tag, refresh: mark }))).to.include('refresh');
+    }
+    expect(reject(cborEncode({ type: 'get', id: 1, key: 'k', proof, refresh: 1 }))).to.include('refresh without tag');
+    expect(reject(cborEncode({ type: 'put', lease: 1, sealed: new Uint8Array(3), ttlMs: 1, unshareable: 1 }))).to.include('unexpected field');
   });
 
   it('rejects wrongly typed fields', () => {

@@ -81,11 +81,12 @@ export interface Origin {
 /**
  * The key's lease (a blind owner's, see docs/p2p-protocol.md): the fleet's other askers of the key wait while
  * this node fetches it. `end` must be called once the fetch is over, whatever happened: with the fresh entry
- * fetched (it answers them), or undefined (the fetch failed, or its answer is not to be shared: the next
- * waiter gets the lease). Idempotent (only the first call counts); never throws.
+ * fetched (it answers them), or undefined: the fetch failed (5xx, network; the next waiter gets the lease), or,
+ * `unshareable`, its answer is not to be shared (no-store, a redirect, a 4xx: every waiter fetches it itself at
+ * once). Idempotent (only the first call counts); never throws.
  */
 export interface FleetLease {
-  end(entry: CacheEntry | undefined): void;
+  end(entry: CacheEntry | undefined, unshareable?: boolean): void;
 }
 
 /** What the fleet answered for a key. 'self' with a lease: fetch it, then end the lease (FleetLease). */
@@ -152,8 +153,10 @@ export interface Fleet {
   /**
    * `asOwner`: this node serves the key as its owner (for a peer that asked it): the fleet only asks the key's
    * previous holder, if ownership moved recently, and never forwards the ask ('entry', else 'self').
+   * `refresh`: the caller refused the entry the fleet answered for the key (stale by its clock, older than what
+   * it holds, or stored before a write it was told of): an owner that kept it blind drops it and leases the key out.
    */
-  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: { readonly asOwner?: boolean }): Promise<FleetAnswer>;
+  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: { readonly asOwner?: boolean; readonly refresh?: boolean }): Promise<FleetAnswer>;
   /**
    * After a write this node made with a token of `scopeId` succeeded (and its own entries were dropped): tells
    * every peer to drop its entries of `resource` (a normalized URL without query or trailing slash), what lies

@@ -18,7 +18,10 @@ import { dropWritten, type RecentWrites } from './write-through.js';
  * timeout, rate limit) a held entry answers stale; a 401/403/404/410 drops it. Every wait listens to the
  * cache's shutdown signal; a caller's own signal stops its wait, never a load others share. While the fleet is
  * still starting, a load (never a fresh local hit) waits for it only within the bound the composition root
- * gives (`fleetStarting`), then goes on without it.
+ * gives (`fleetStarting`), then goes on without it. A peer's entry that is stale by this node's clock, older than
+ * what it holds, or stored before a peer's write it was told of is refused and the fleet asked once more with
+ * `refresh` (an owner that kept it blind drops it and leases the key out). Under a lease, the fetch ends it with
+ * the fresh entry, as unshareable (a 4xx, no-store, a redirect: the waiters fetch at once), or as failed.
  *
  *   read ─► fresh local? ─yes─► answer
  *             │ no
@@ -207,36 +210,53 @@ export class ReadThrough implements FleetHost {
     if (fromFleet === undefined) return this.#fromOrigin(request, held);
     // Under the key's lease (the fleet's other askers of it wait for this fetch): it ends on every path, with the
     // fresh entry GitHub gave (or confirmed) to share, else with nothing (the next waiter fetches it).
+    // An answer GitHub gave that is not to be shared (no-store, a redirect, a 4xx) lets every waiter go at once;
+    // a failure (network, 5xx, a stale entry answered instead) passes the lease to the next waiter.
     let shared: CacheEntry | undefined;
+    let unshareable = false;
     try {
       const outcome = await this.#fromOrigin(request, held);
       if (outcome.kind === 'entry' && (outcome.source === 'origin' || outcome.source === 'revalidated') && this.#p.now() < outcome.entry.expiresAt) shared = outcome.entry;
+      else unshareable = outcome.source !== 'stale';
       return outcome;
+    } catch (err) {
+      unshareable = err instanceof UpstreamError && err.status >= 400 && err.status < 500;
+      throw err;
     } finally {
-      fromFleet.end(shared);
+      fromFleet.end(shared, unshareable);
     }
   }
 
   /** A verified peer entry to answer with, the key's lease when this node is to fetch it for the fleet, else undefined. */
   async #fromFleet(request: ReadRequest, held: CacheEntry | undefined, asOwner: boolean): Promise<ReadOutcome | FleetLease | undefined> {
-    const { origin, recentWrites, tiers, counters, now, shutdown } = this.#p;
+    const { origin, recentWrites, tiers, counters, shutdown } = this.#p;
     // A resource this node wrote may still be held by its owner from before the write: ask GitHub instead.
     if (!origin.isApiUrl(request.parts.url) || recentWrites.covers(request.parts.url)) return undefined;
     // A fleet still starting: wait for it only as long as the composition root allows (`started` never rejects).
     if (this.#fleet === undefined && this.#fleetStarting !== undefined) await abortable(this.#fleetStarting, shutdown);
     const fleet = this.#fleet;
     if (fleet === undefined) return undefined;
-    const answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown, asOwner ? { asOwner } : undefined);
+    let answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown, asOwner ? { asOwner } : undefined);
+    // A refused entry (below) is asked for once more with `refresh`: an owner that kept it blind drops it and
+    // leases the key out, so this fetch is still the fleet's one fetch of it.
+    if (answer.kind === 'entry' && !asOwner && this.#refuses(request, held, answer.entry)) {
+      answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown, { refresh: true });
+    }
     if (answer.kind === 'self' && answer.lease !== undefined) return answer.lease;
-    if (answer.kind !== 'entry' || now() >= answer.entry.expiresAt) return undefined;
-    if (held !== undefined && answer.entry.storedAt < held.storedAt) return undefined; // never older than what we hold
-    // Nor stored before a peer's write to it that this node was told of: its owner may not have been told yet.
-    const written = this.#p.peerWrites.writtenAt(request.parts.url);
-    if (written !== undefined && answer.entry.storedAt < written) return undefined;
+    if (answer.kind !== 'entry' || this.#refuses(request, held, answer.entry)) return undefined;
     // A peer's entry is kept under this node's own size limit (the owner's may be larger); it answers either way.
     if (answer.entry.body.byteLength <= this.#p.maxEntryBytes) tiers.write(HTTP_PREFIX + request.key, answer.entry);
     counters.answered('peer');
     return { kind: 'entry', entry: answer.entry, source: 'peer' };
+  }
+
+  /** Whether a peer's entry is refused: stale by this node's clock, older than what it holds, or stored before a peer's write it was told of. */
+  #refuses(request: ReadRequest, held: CacheEntry | undefined, entry: CacheEntry): boolean {
+    if (this.#p.now() >= entry.expiresAt) return true;
+    if (held !== undefined && entry.storedAt < held.storedAt) return true; // never older than what we hold
+    // Nor stored before a peer's write to it that this node was told of: its owner may not have been told yet.
+    const written = this.#p.peerWrites.writtenAt(request.parts.url);
+    return written !== undefined && entry.storedAt < written;
   }
 
   async #fromOrigin(request: ReadRequest, held: CacheEntry | undefined): Promise<ReadOutcome> {

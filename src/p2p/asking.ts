@@ -27,10 +27,16 @@ import { isShareableKey, WIRE_LIMITS } from './wire.js';
  *   (lease.ts): it answers a sealed entry another asker put, or keeps this ask waiting while another asker holds
  *   the key's lease (and says `working`: this node waits as long as it hears from it), or hands this node the
  *   lease: the answer is then 'self' with a FleetLease, and the caller fetches the key and ends the lease
- *   (`put` of the sealed entry, or `release`). A sealed entry from such an owner that fails verification is
- *   counted but not struck (an honest blind owner relays what a holder put, unread); that owner is then
- *   remembered as not holding the scope, as is one that answers `not-held` or falls silent, and the key is asked
- *   of its owner among the remaining candidates (so holders of the scope still agree on one owner).
+ *   (`put` of the sealed entry, or `release`, marked `unshareable` when the answer is not to be shared: its
+ *   waiters then fetch it themselves at once). A sealed entry from such an owner that fails verification is
+ *   counted but not struck (an honest blind owner relays what a holder put, unread): the key is asked again of
+ *   it once with `refresh: 1`, so it drops that entry and answers as if it kept none; a second bad one, or an
+ *   owner that answers `not-held`, is remembered as not holding the scope, and the key is asked of its owner
+ *   among the remaining candidates (so holders of the scope still agree on one owner). A tagged ask that times
+ *   out does not mark the owner (a blind owner never answers `not-held` to it: it is slow, not absent).
+ * - `refresh` (the caller refused the entry an owner answered: stale by its clock, older than what it holds, or
+ *   written since): asked of a blind owner with `refresh: 1` (it drops its copy and leases the key out, once);
+ *   of an owner that holds the scope, not asked ('self': the caller goes upstream, as before).
  * - A key this node owned blind, before it held the scope, may still be under a lease it handed out: a fetch of
  *   it (this node's own caller, or a peer's ask served as owner) waits on that lease and takes its entry
  *   (verified), or takes the lease next, instead of fetching the key a second time.
@@ -83,6 +89,8 @@ export interface AskerInit {
 /** How the fleet is asked: `asOwner` when this node serves the key as its owner (for a peer): only a hand-off ask. */
 export interface FetchOptions {
   readonly asOwner?: boolean | undefined;
+  /** The caller refused the entry the owner answered before (see the module guarantee). */
+  readonly refresh?: boolean | undefined;
 }
 
 export class Asker {
@@ -123,7 +131,9 @@ export class Asker {
     if (parts === undefined || parts.scopeId !== scopeId) return { kind: 'unavailable', reason: 'not a request key of this scope' };
     const keys = claims.keysOf(scopeId);
     if (keys === undefined) return { kind: 'unavailable', reason: 'this node does not hold the scope' };
-    // A key this node owned blind may be under a lease it handed out: wait on it rather than fetch it too.
+    // A key this node owned blind may be under a lease it handed out: wait on it rather than fetch it too (an
+    // entry kept for it that the caller refused is dropped first).
+    if (options.refresh === true && this.#init.leases.knows(scopeId)) this.#init.leases.drop(scopeId, keyTag(key, keys.entryKey));
     if (this.#init.leases.knows(scopeId)) {
       const leased = await this.#fromLeases(key, scopeId, keys, signal);
       if (leased !== undefined) return leased;
@@ -153,6 +163,8 @@ export class Asker {
       if (sealed === undefined) owner = rendezvousOwner(key, provers);
     }
     const tag = sealed === undefined ? undefined : keyTag(key, keys.entryKey);
+    // A refused answer of an owner that holds the scope (or of a previous holder): it would answer the same again.
+    if (options.refresh === true && tag === undefined) return { kind: 'self' };
     if (owner === selfId || owner === undefined) return this.#handoff(key, keys, provers, signal);
     const session = sessions.get(owner);
     const client = session?.client;
@@ -162,7 +174,8 @@ export class Asker {
     const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, maxWaitMs);
     counters.count('requestsSent');
     const proof = getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: owner });
-    if (!client.channel.send({ type: 'get', id, key: sealed ?? key, proof, ...(tag !== undefined ? { tag } : {}) })) {
+    const refresh = tag !== undefined && options.refresh === true;
+    if (!client.channel.send({ type: 'get', id, key: sealed ?? key, proof, ...(tag !== undefined ? { tag } : {}), ...(refresh ? { refresh: 1 } : {}) })) {
       client.requests.settle(id, { kind: 'closed' });
     }
     // A blind owner is waited for as long as it is heard from (request-table.ts): no fixed grace.
@@ -177,12 +190,15 @@ export class Asker {
         return { kind: 'entry', entry, peerId: owner };
       } catch (err) {
         counters.countRejected(err instanceof PeerEntryRejected ? err.reason : 'schema');
-        this.#absence.mark(client, scopeId);
         if (signal?.aborted === true) return { kind: 'unavailable', reason: 'aborted' };
-        return this.#fetch(key, scopeId, signal, options, lost);
+        // Most likely garbage another member put: once more with `refresh`, so the owner drops it.
+        if (!refresh) return this.#fetch(key, scopeId, signal, { ...options, refresh: true }, lost);
+        this.#absence.mark(client, scopeId);
+        return this.#fetch(key, scopeId, signal, { ...options, refresh: false }, lost);
       }
     }
-    if (sealed !== undefined && ((result.kind === 'miss' && result.reason === 'not-held') || result.kind === 'timeout')
+    // A tagged get that times out is not a sign of absence: a blind owner never answers it not-held (it is slow).
+    if (sealed !== undefined && ((result.kind === 'miss' && result.reason === 'not-held') || (result.kind === 'timeout' && tag === undefined))
       && !claims.proved(session, client, scopeId)) {
       // It does not hold the scope: the key's owner among the others (each retry has one candidate fewer).
       this.#absence.mark(client, scopeId);
@@ -249,12 +265,17 @@ export class Asker {
       const finish = (answer: FleetAnswer | undefined): void => {
         if (settled) return;
         settled = true;
+        clearTimeout(limit);
         signal?.removeEventListener('abort', onAbort);
         resolve(answer);
       };
+      // Waited on as a remote asker waits on an owner: at most maxOwnerWaitMs, then fetched as if no lease were out.
+      const limit = setTimeout(() => finish(undefined), this.#init.maxOwnerWaitMs);
+      limit.unref();
       const onAbort = (): void => finish({ kind: 'unavailable', reason: 'aborted' });
       const waiter: LeaseWaiter = {
         holder,
+        peer: this.#init.selfId,
         alive: () => !settled && !this.#init.stopped(),
         entry: (sealed) => {
           try {
@@ -270,13 +291,14 @@ export class Asker {
         granted: (lease) => {
           if (settled) return void leases.release(holder, lease);
           counters.count('leasesTaken');
-          finish({ kind: 'self', lease: this.#lease((entry) => {
-            if (entry === undefined) return void leases.release(holder, lease);
+          finish({ kind: 'self', lease: this.#lease((entry, unshareable) => {
+            if (entry === undefined) return void leases.release(holder, lease, unshareable);
             const sealed = this.#seal(entry, key, keys.entryKey);
-            if (sealed === undefined) leases.release(holder, lease);
+            if (sealed === undefined) leases.release(holder, lease, true);
             else leases.put(holder, lease, sealed.bytes, sealed.ttlMs);
           }) });
         },
+        unshared: () => finish(undefined),
         dropped: () => finish(undefined),
       };
       if (leases.ask(scopeId, tag, waiter) === 'busy') return finish(undefined);
@@ -286,23 +308,24 @@ export class Asker {
 
   /** The lease a blind owner gave this node on `client`'s stream: ended with `put` or `release` on it. */
   #remoteLease(client: ClientSide, lease: number, key: string, entryKey: Uint8Array): FleetLease {
-    return this.#lease((entry) => {
+    return this.#lease((entry, unshareable) => {
       if (client.channel.closed) return; // the owner saw the stream close: the lease passed on already
       const sealed = entry === undefined ? undefined : this.#seal(entry, key, entryKey);
-      if (sealed === undefined) client.channel.send({ type: 'release', lease });
+      // An entry that cannot be put (stale already, or too large) is as unshareable as a no-store answer.
+      if (sealed === undefined) client.channel.send({ type: 'release', lease, ...(unshareable || entry !== undefined ? { unshareable: 1 } : {}) });
       else client.channel.send({ type: 'put', lease, sealed: sealed.bytes, ttlMs: sealed.ttlMs });
     });
   }
 
   /** A FleetLease whose first `end` runs `end` (later calls do nothing); it never throws. */
-  #lease(end: (entry: CacheEntry | undefined) => void): FleetLease {
+  #lease(end: (entry: CacheEntry | undefined, unshareable: boolean) => void): FleetLease {
     let ended = false;
     return {
-      end: (entry) => {
+      end: (entry, unshareable) => {
         if (ended) return;
         ended = true;
         try {
-          end(entry);
+          end(entry, unshareable === true);
         } catch {
           // A lease not ended passes on when it expires (lease.ts).
         }

@@ -70,6 +70,15 @@ export interface CacheProtocolInit {
 const BLIND_MAX_ENTRIES = 4096;
 const BLIND_MAX_BYTES = 64 * 1024 * 1024;
 const BLIND_MAX_WAITERS = 64;
+/** One peer's share of the leases out and of the bytes kept: a quarter, so no one member fills the table. */
+const BLIND_PEER_SHARE = 4;
+/**
+ * A lease lasts while its holder's stream is open, up to this: well past one upstream request (GitHub's answer
+ * within upstreamTimeoutMs, a queue behind the holder's per-scope cap); a late put or release is not a fault.
+ */
+const BLIND_LEASE_MS = 5 * 60_000;
+/** How long a key whose answer a holder released as unshareable is answered `miss no-entry` at once. */
+const BLIND_UNSHAREABLE_MS = 5 * 60_000;
 
 /** libp2p's `dial` priority for dials the user asked for: ahead of the node's own housekeeping dials. */
 const USER_DIAL_PRIORITY = 75;
@@ -115,8 +124,9 @@ export class CacheProtocol implements Startable {
     const blindEntryBytes = Math.max(1, Math.min(limits.largeEntryBytes, p2p.maxFrameBytes - 64));
     this.#leases = new LeaseTable({
       maxEntries: BLIND_MAX_ENTRIES, maxBytes: BLIND_MAX_BYTES, maxEntryBytes: blindEntryBytes, maxEntryTtlMs: p2p.maxEntryTtl * 1000,
-      leaseMs: Math.max(p2p.requestTimeoutMs, limits.maxOwnerWaitMs - p2p.requestTimeoutMs),
-      maxLeases: BLIND_MAX_ENTRIES, maxLeasesPerHolder: limits.maxConcurrentServesPerPeer, maxWaiters: BLIND_MAX_WAITERS,
+      leaseMs: Math.max(BLIND_LEASE_MS, limits.maxOwnerWaitMs), unshareableMs: BLIND_UNSHAREABLE_MS, maxLeases: BLIND_MAX_ENTRIES,
+      maxLeasesPerPeer: Math.min(limits.maxConcurrentServesPerPeer, BLIND_MAX_ENTRIES / BLIND_PEER_SHARE),
+      maxBytesPerPeer: BLIND_MAX_BYTES / BLIND_PEER_SHARE, maxWaiters: BLIND_MAX_WAITERS,
     });
     this.#serving = new OwnerServing({
       selfId: this.#selfId, host: init.host, claims: this.#claims, counters: init.counters, reject, p2p, now: init.now, stopped, leases: this.#leases,

@@ -114,7 +114,7 @@ export class PeerNetwork implements Fleet {
    * A key this node owns (or, `asOwner`, serves as owner) is first asked of its previous holder while ownership
    * moved recently (asking.ts, hand-off).
    */
-  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: { readonly asOwner?: boolean }): Promise<PeerFetchResult> {
+  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: { readonly asOwner?: boolean; readonly refresh?: boolean }): Promise<PeerFetchResult> {
     return this.#protocol.fetch(key, scopeId, signal, options);
   }
 

@@ -40,8 +40,12 @@ import { WIRE_LIMITS, type Frame, type GetFrame, type PutFrame, type ReleaseFram
  * not and the get carries the key's tag, this node serves it blind from its lease table: the sealed entry it
  * keeps for the tag (`entry`, the bytes as the lease holder put them: the asker verifies them), else a wait
  * behind the lease out (counted in `maxConcurrentServesPerPeer`, with `working` frames, so the asker waits as
- * long as this node is alive), else the lease (`lease`). `put` and `release` from the holder's stream end it;
- * one for a lease it does not hold, or with bytes that are not a sealed entry or too large, is struck. A sealed
+ * long as this node is alive; the first `working` goes at once), else the lease (`lease`). `put` and `release`
+ * from the holder's stream end it; a late one from a recent former holder (a slow holder whose lease passed on)
+ * is taken or ignored, never struck; one for a lease it does not hold, or with bytes that are not laid out as a
+ * sealed entry or too large, is struck. `release` with `unshareable: 1` answers every waiter `miss no-entry`
+ * (and later asks of the key for a while). A get with `refresh: 1` first drops the entry kept for its tag (the
+ * asker refused it). Leases and kept bytes count against the asker's peer id (lease.ts). A sealed
  * get without a tag waits up to `requestTimeoutMs` for this node to hold the scope (cold-owner.ts), then is
  * answered `miss not-held`. Nothing is read, forged or fetched upstream without the scope.
  *
@@ -142,7 +146,7 @@ export class OwnerServing {
       return reply({ type: 'miss', id: frame.id, reason: 'bad-key' });
     }
     const keys = this.#init.claims.keysOf(scopeId);
-    if (keys === undefined && frame.tag !== undefined && frame.handoff !== 1) return this.#serveBlind(session, server, scopeId, frame.tag, frame.id);
+    if (keys === undefined && frame.tag !== undefined && frame.handoff !== 1) return this.#serveBlind(session, server, scopeId, frame.tag, frame.id, frame.refresh === 1);
     if (keys !== undefined) {
       const key = openSealedKey(frame.key, keys.entryKey);
       if (key === undefined) {
@@ -172,10 +176,12 @@ export class OwnerServing {
   }
 
   /** A sealed get of a scope this node does not hold, with its key's tag: answered from the lease table (lease.ts). */
-  #serveBlind(session: PeerSession, server: ServerSide, scopeId: string, tag: Uint8Array, id: number): void {
+  #serveBlind(session: PeerSession, server: ServerSide, scopeId: string, tag: Uint8Array, id: number, refresh: boolean): void {
     const { channel } = server;
     if (session.serving >= this.#init.maxConcurrentServesPerPeer) return void channel.send({ type: 'miss', id, reason: 'busy' });
     if (this.#init.stopped()) return void channel.send({ type: 'miss', id, reason: 'stopping' });
+    // The asker refused the entry kept for the key (stale, or not opening): drop it, answer as if none were kept.
+    if (refresh) this.#init.leases.drop(scopeId, tag);
     const pending = { channel, id, since: this.#init.now(), gaveUp: false };
     let waiting = false;
     const done = (): boolean => {
@@ -187,6 +193,7 @@ export class OwnerServing {
     };
     const waiter: LeaseWaiter = {
       holder: channel,
+      peer: session.id,
       alive: () => !channel.closed && !pending.gaveUp && !this.#init.stopped(),
       entry: (sealed) => {
         if (!done()) return;
@@ -198,22 +205,29 @@ export class OwnerServing {
         channel.send({ type: 'lease', id, lease });
         this.#init.counters.count('leasesGranted');
       },
+      unshared: () => {
+        if (done()) channel.send({ type: 'miss', id, reason: 'no-entry' });
+      },
       dropped: () => {
         done();
       },
     };
     const outcome = this.#init.leases.ask(scopeId, tag, waiter);
     if (outcome === 'busy') return void channel.send({ type: 'miss', id, reason: 'busy' });
+    if (outcome === 'unshared') return void channel.send({ type: 'miss', id, reason: 'no-entry' });
     if (outcome !== 'wait') return;
     waiting = true;
     session.serving++;
     this.#inService.add(pending);
     this.#ensureHeartbeat();
+    // Queued behind a lease: say so now, so the asker waits on this node's liveness from the start.
+    channel.send({ type: 'working', id });
   }
 
   /** A `put` from an asker's stream: the sealed entry it fetched under a lease this node gave it. */
   put(session: PeerSession, server: ServerSide, frame: PutFrame): void {
     const outcome = this.#init.leases.put(server.channel, frame.lease, frame.sealed, frame.ttlMs);
+    // 'late': the holder's lease had passed on (it was slow, not a cheat): never struck.
     if (outcome === 'unknown') this.#init.reject(session.id, 'request', 'a put for a lease it does not hold');
     else if (outcome === 'oversize') this.#init.reject(session.id, 'oversize', `a put of ${frame.sealed.byteLength} bytes`);
     else if (outcome === 'garbage') this.#init.reject(session.id, 'request', 'a put that is not a sealed entry');
@@ -221,7 +235,7 @@ export class OwnerServing {
 
   /** A `release` from an asker's stream: it has nothing to put under its lease. */
   release(session: PeerSession, server: ServerSide, frame: ReleaseFrame): void {
-    if (this.#init.leases.release(server.channel, frame.lease) === 'unknown') this.#init.reject(session.id, 'request', 'a release of a lease it does not hold');
+    if (this.#init.leases.release(server.channel, frame.lease, frame.unshareable === 1) === 'unknown') this.#init.reject(session.id, 'request', 'a release of a lease it does not hold');
   }
 
   /** Serves a get that needs the cache's asynchronous work (an upstream request, or a wait for one). */

@@ -2,7 +2,7 @@ import { CacheError } from '../errors.js';
 import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.js';
 
 /**
- * The frames of protocol `/github-cache/1.3.0`, as CBOR maps, and their strict validator.
+ * The frames of protocol `/github-cache/1.4.0`, as CBOR maps, and their strict validator.
  *
  * Guarantee: `decodeFrame` returns a well-typed `Frame` or throws `WireFormatError`, whatever the bytes: not
  * CBOR, non-canonical CBOR, an unknown `type`, a missing, extra or wrongly typed field, or a field above its
@@ -20,6 +20,9 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * A sealed `get` carries the key's `tag` (sealed-key.ts); an acceptor that does not hold the scope (a blind owner,
  * lease.ts) may answer it `lease`, and the opener then ends that lease with `put` (the sealed entry it fetched) or
  * `release` on the same stream.
+ *
+ * Size: one unit: every frame's type, its fields and their one strict decoder belong together (a field added in
+ * one place and not the other is a wire bug).
  */
 
 /**
@@ -29,7 +32,8 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * 1.3.0: a `get` may carry `handoff: 1` (answered from cache only, never forwarded) and large entries travel as
  * `part` frames; 1.2.0 peers strictly refuse both (and would strike the sender), so the id moved with them.
  * 1.4.0: blind owners and leases: a sealed `get` carries `tag`, the owner may answer `lease`, and the asker sends
- * `put` or `release` on its own stream (lease.ts); 1.3.0 peers strictly refuse all four.
+ * `put` or `release` on its own stream (lease.ts); 1.3.0 peers strictly refuse all four. Within 1.4.0 (never
+ * released before them): a `release` may say `unshareable: 1`, and a tagged `get` may say `refresh: 1`.
  */
 export const PROTOCOL = '/github-cache/1.4.0';
 /** Version number carried in `hello`. */
@@ -121,6 +125,12 @@ export interface GetFrame {
    * have equal tags, so an owner without the scope (a blind owner, lease.ts) can coordinate them unread.
    */
   readonly tag?: Uint8Array;
+  /**
+   * 1 (present only then, and only with `tag`): the asker refused the sealed entry the owner relayed for this key
+   * (stale, older than what it holds, written since, or not opening): the owner drops its copy and answers as if
+   * it kept none (a lease, or a wait behind the lease out).
+   */
+  readonly refresh?: 1;
 }
 
 /**
@@ -147,6 +157,11 @@ export interface PutFrame {
 export interface ReleaseFrame {
   readonly type: 'release';
   readonly lease: number;
+  /**
+   * 1 (present only then): the answer cannot be shared (too large, no-store, a redirect, a 4xx), so the owner
+   * answers every waiter `miss no-entry` at once (each fetches it itself) instead of passing the lease on.
+   */
+  readonly unshareable?: 1;
 }
 
 /** The answer: a sealed entry (envelope.ts). */
@@ -225,7 +240,8 @@ export function encodeLengthPrefixedFrame(frame: Frame): Uint8Array {
 
 /** Fields a frame may carry or leave out (additions to the protocol: older frames stay valid). */
 const OPTIONAL_FIELDS: Readonly<Partial<Record<Frame['type'], readonly string[]>>> = {
-  get: ['handoff', 'tag'],
+  get: ['handoff', 'tag', 'refresh'],
+  release: ['unshareable'],
 };
 
 const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
@@ -353,6 +369,11 @@ export function decodeFrame(data: Uint8Array): Frame {
         get = { ...get, handoff: 1 };
       }
       if (Object.hasOwn(value, 'tag')) get = { ...get, tag: kept(bytes(value.tag, 'tag', WIRE_LIMITS.tagBytes)) };
+      if (Object.hasOwn(value, 'refresh')) {
+        if (value.refresh !== 1) fail('refresh is not 1');
+        if (get.tag === undefined) fail('refresh without tag');
+        get = { ...get, refresh: 1 };
+      }
       return get;
     }
     case 'entry':
@@ -382,7 +403,10 @@ export function decodeFrame(data: Uint8Array): Frame {
       if (typeof ttlMs !== 'number' || !Number.isSafeInteger(ttlMs) || ttlMs < 0) fail('ttlMs is not a non-negative integer');
       return { type: 'put', lease: requestId(value.lease), sealed: bytes(value.sealed, 'sealed'), ttlMs };
     }
-    case 'release':
-      return { type: 'release', lease: requestId(value.lease) };
+    case 'release': {
+      if (!Object.hasOwn(value, 'unshareable')) return { type: 'release', lease: requestId(value.lease) };
+      if (value.unshareable !== 1) fail('unshareable is not 1');
+      return { type: 'release', lease: requestId(value.lease), unshareable: 1 };
+    }
   }
 }
