@@ -93,6 +93,8 @@ describe('hand-off: a member joining a warm fleet', function () {
     // First a warm member reads every key: the joiner's keys reach it as owner for a peer (serving side).
     for (let i = 0; i < KEYS / 2; i++) await read(nodes[1]!, i);
     expect(github.stats.requests, 'upstream requests while a peer asks the joiner as owner').to.equal(0);
+    // Entries it got by hand-off went to the asking peer, not to a caller of its own: no peer answer of its own yet.
+    expect((await joiner.getStats()).peerHits, 'peer answers counted on the joiner before any read of its own').to.equal(0);
     // Then the joiner's own callers, on keys nobody asked it for yet (its own reads).
     for (let i = KEYS / 2; i < KEYS; i++) await read(joiner, i);
     expect(github.stats.requests, 'upstream requests of the joiner\'s own reads').to.equal(0);

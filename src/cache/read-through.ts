@@ -246,7 +246,9 @@ export class ReadThrough implements FleetHost {
     if (answer.kind !== 'entry' || this.#refuses(request, held, answer.entry)) return undefined;
     // A peer's entry is kept under this node's own size limit (the owner's may be larger); it answers either way.
     if (answer.entry.body.byteLength <= this.#p.maxEntryBytes) tiers.write(HTTP_PREFIX + request.key, answer.entry);
-    counters.answered('peer');
+    // Served as owner, the entry answers the asking peer, not a caller of this node: counted as served to a peer
+    // (as a held entry is), so `peerHits` counts exactly the answers this node's callers got from peers.
+    counters.answered(asOwner ? 'owner' : 'peer');
     return { kind: 'entry', entry: answer.entry, source: 'peer' };
   }
 
