@@ -119,6 +119,21 @@ describe('LeaseTable (a blind owner\'s keys)', () => {
     t.stop();
   });
 
+  it('gives a waiter that went away no place in the queue: a live asker waits where it would have been refused', () => {
+    const t = table({ maxWaiters: 2 });
+    const holder = new Asker();
+    const [gone1, gone2, live] = [new Asker(), new Asker(), new Asker()];
+    expect(t.ask(SCOPE, TAG, holder)).to.equal('lease');
+    expect(t.ask(SCOPE, TAG, gone1)).to.equal('wait');
+    expect(t.ask(SCOPE, TAG, gone2)).to.equal('wait');
+    gone1.gone = gone2.gone = true;
+    expect(t.ask(SCOPE, TAG, live), 'a live asker behind two gone ones').to.equal('wait');
+    expect([gone1.told, gone2.told].map((told) => told.map((x) => x.kind)), 'the gone ones are dropped').to.deep.equal([['dropped'], ['dropped']]);
+    t.put(holder.holder, holder.lease, sealedLike(), 30_000);
+    expect(live.told.map((x) => x.kind)).to.deep.equal(['entry']);
+    t.stop();
+  });
+
   it('takes a late put or release from a holder whose lease passed on (a slow holder, not a cheat): never "unknown", the put answers the waiters', async () => {
     const t = table({ leaseMs: 20 });
     const [slow, next, waiting] = [new Asker(), new Asker(), new Asker()];

@@ -273,6 +273,7 @@ export class Asker {
       const limit = setTimeout(() => finish(undefined), this.#init.maxOwnerWaitMs);
       limit.unref();
       const onAbort = (): void => finish({ kind: 'unavailable', reason: 'aborted' });
+      if (signal?.aborted === true) return onAbort();
       const waiter: LeaseWaiter = {
         holder,
         peer: this.#init.selfId,

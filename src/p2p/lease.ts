@@ -159,7 +159,13 @@ export class LeaseTable {
     const lease = this.#leases.get(slot);
     if (lease === undefined && this.#unshareable.has(slot)) return 'unshared';
     if (lease !== undefined) {
-      if (lease.waiters.length >= this.#init.maxWaiters) return 'busy';
+      // Waiters gone meanwhile (their asker gave up, their stream closed) hold no place in the queue.
+      if (lease.waiters.length >= this.#init.maxWaiters) {
+        const gone = lease.waiters.filter((w) => !w.alive());
+        for (const w of gone) lease.waiters.splice(lease.waiters.indexOf(w), 1);
+        for (const w of gone) w.dropped();
+        if (lease.waiters.length >= this.#init.maxWaiters) return 'busy';
+      }
       lease.waiters.push(waiter);
       return 'wait';
     }

@@ -85,17 +85,21 @@ class GuardedProtector implements ConnectionProtector {
   async protect(connection: MessageStream, options?: AbortOptions): Promise<MessageStream> {
     const boxed = await this.#inner.protect(connection, options);
     if (!isBoxed(boxed)) {
-      boxed.abort(new Error('@libp2p/pnet changed shape: its ciphers cannot be bounded (see src/p2p/private-network.ts)'));
-      throw new Error('@libp2p/pnet changed shape: its ciphers cannot be bounded (see src/p2p/private-network.ts)');
+      const changed = new Error('@libp2p/pnet changed shape: its ciphers cannot be bounded (see src/p2p/private-network.ts)');
+      boxed.abort(changed);
+      throw changed;
     }
     const inbound = new ChunkedCipher(boxed.inboundXor);
     const outbound = new ChunkedCipher(boxed.outboundXor);
     boxed.inboundXor = inbound;
     boxed.outboundXor = outbound;
-    boxed.addEventListener('close', () => {
+    const finalize = (): void => {
       inbound.finalize();
       outbound.finalize();
-    }, { once: true });
+    };
+    // A connection that closed while it was being protected never fires 'close' again: finalize at once.
+    if (boxed.status === 'closed') finalize();
+    else boxed.addEventListener('close', finalize, { once: true });
     return boxed;
   }
 }

@@ -82,7 +82,8 @@ export class OwnerServing {
   /** Aborted at stop: the signal of every serveAsOwner call. */
   readonly #serving = new AbortController();
   /** Requests waiting on the cache; the heartbeat sends `working` for those older than half a timeout. */
-  readonly #inService = new Set<{ channel: FrameChannel; id: number; since: number; gaveUp: boolean }>();
+  /** Requests answered later; `release` (a blind waiter) frees its place as soon as it is given up on or its stream closes. */
+  readonly #inService = new Set<{ channel: FrameChannel; id: number; since: number; gaveUp: boolean; release?: () => void }>();
   #heartbeat: NodeJS.Timeout | undefined;
   /** Sealed gets waiting for a scope this node does not hold yet. */
   readonly #grace: ScopeGrace;
@@ -182,7 +183,6 @@ export class OwnerServing {
     if (this.#init.stopped()) return void channel.send({ type: 'miss', id, reason: 'stopping' });
     // The asker refused the entry kept for the key (stale, or not opening): drop it, answer as if none were kept.
     if (refresh) this.#init.leases.drop(scopeId, tag);
-    const pending = { channel, id, since: this.#init.now(), gaveUp: false };
     let waiting = false;
     const done = (): boolean => {
       if (!waiting) return !channel.closed;
@@ -191,6 +191,9 @@ export class OwnerServing {
       session.serving--;
       return !channel.closed && !pending.gaveUp && !this.#init.stopped();
     };
+    // Given up on (or its stream closed) while the lease is still out: its place among the peer's serves is free now,
+    // not when the lease ends (up to the lease bound later).
+    const pending = { channel, id, since: this.#init.now(), gaveUp: false, release: () => void done() };
     const waiter: LeaseWaiter = {
       holder: channel,
       peer: session.id,
@@ -322,11 +325,15 @@ export class OwnerServing {
       const giveUp = now - Math.max(half, this.#init.maxOwnerWaitMs - this.#init.p2p.requestTimeoutMs);
       for (const pending of this.#inService) {
         const { channel, id, since } = pending;
-        if (channel.closed) continue;
+        if (channel.closed) {
+          pending.release?.();
+          continue;
+        }
         if (since <= giveUp) {
           pending.gaveUp = true;
           this.#inService.delete(pending);
           channel.send({ type: 'error', id, message: 'the owner gave up waiting for its upstream answer' });
+          pending.release?.();
         } else if (since <= due) {
           channel.send({ type: 'working', id });
         }
