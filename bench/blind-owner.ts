@@ -72,7 +72,8 @@ async function sample(build: Build, contended: boolean, temp: TempDirs): Promise
     const created = Date.now();
     await waitFor(async () => (await Promise.all(members.map((m) => m.stats()))).every((s) => s.p2p.peers.length >= 2), 'protocol sessions', 120_000, 50);
     // A member's reads use the fleet once it is meshed or its start-up wait (p2p.startWaitMs, 5 s for a member with
-    // bootstrap peers) is over, noticed by a poll: let both pass, so the wave measures ownership, not start-up.
+    // bootstrap peers) is over (a baseline build notices it by a 20 ms poll, this one by a session event): let both
+    // pass, so the wave measures ownership, not start-up.
     await new Promise((resolve) => setTimeout(resolve, Math.max(1_000, created + START_WAIT_MS + 1_000 - Date.now())));
     github.resetStats();
     const routes = Array.from({ length: KEYS }, (_, i) => `GET /repos/octo/r${i}`);

@@ -14,7 +14,7 @@
  * 'ready'), FLEET_NODE_CPU_PROF_DIR (each `run` is CPU-profiled, from its first request to its last answer, into
  * `<dir>/run-<pid>-<n>.cpuprofile`), FLEET_NODE_LISTEN_HOST (default 127.0.0.1; a member in a network
  * namespace of its own listens on 0.0.0.0 as a machine would), FLEET_NODE_MDNS=1 (p2p.mdns) and
- * FLEET_NODE_PEER_TIMEOUT_MS (p2p.requestTimeoutMs).
+ * FLEET_NODE_PEER_TIMEOUT_MS (p2p.requestTimeoutMs), FLEET_NODE_START_WAIT_MS (p2p.startWaitMs).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';

@@ -110,8 +110,8 @@ describe('the P2P fleet (caches sharing over libp2p on loopback)', function () {
   });
 
   it('has an owner that does not hold the scope yet coordinate its keys (blind, then as holder) when its own callers bring the token later', async () => {
-    // The grace is requestTimeoutMs: long enough here that a busy machine (the late callers start after the others'
-    // first 30 requests) does not end it first; what is tested is that the asks wait, not the default's length.
+    // The owner coordinates blind until its callers bring the token, so no timer is needed for this; a long
+    // request timeout keeps a busy machine's silences from being taken for a dead owner in the meantime.
     const nodes = await fleet(github, 3, { requestTimeoutMs: 8_000 });
     open.push(...nodes);
     await waitUntil(async () => (await Promise.all(nodes.map(p2pOf))).every((s) => s.peers.length === 2), 'protocol sessions');

@@ -34,8 +34,8 @@ function addrOf(stats: FleetStats): string {
 async function member(github: FakeGitHub, bootstrapPeers: string[]): Promise<GitHubAPICache> {
   const cache = await GitHubAPICache.create({
     persistence: 'off', cacheDir: tmpCacheDir(), githubApiUrl: github.url,
-    // startWaitMs 0: its reads ask the fleet as soon as the host is up (p2pReady), not once a start-up poll saw it
-    // meshed; the specs wait for the sessions themselves, so no request of theirs skips the fleet.
+    // startWaitMs 0: its reads ask the fleet as soon as the host is up (p2pReady), without waiting for sessions;
+    // the specs wait for the sessions themselves, so no request of theirs skips the fleet.
     p2p: { enabled: true, sharedSecret: SHARED_SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers, startWaitMs: 0 },
   });
   await cache.p2pReady();

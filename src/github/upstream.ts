@@ -10,8 +10,8 @@ import { HOP_BY_HOP } from '../http/translation.js';
  *
  * A GET or HEAD whose connection closes before any response arrived (UND_ERR_SOCKET, ECONNRESET, EPIPE: a keep-alive
  * connection the server closed as the request went out, a race every client of a server with an idle timeout
- * meets, more often on a busy machine whose timers run late) is sent once more, on a connection of its own, as
- * Go's net/http and browsers do for idempotent requests. Nothing else is retried: not a timeout, not an abort, not
+ * meets, more often on a busy machine whose timers run late) is sent once more (on the pool's next connection:
+ * a new one unless another idle one is kept), as Go's net/http and browsers do for idempotent requests. Nothing else is retried: not a timeout, not an abort, not
  * another method (the server may have acted on it), not a failure after the response began.
  *
  * Outbound proxy: Node's fetch ignores HTTPS_PROXY. When HTTPS_PROXY, HTTP_PROXY (or their lowercase forms)

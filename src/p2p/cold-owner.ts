@@ -2,15 +2,17 @@ import { LRUCache } from 'lru-cache';
 
 /**
  * Cold owners: a key's owner is chosen among all members (asking.ts), so an owner may be asked for a scope it
- * does not hold yet. In a fleet that starts together its own callers use the same token an instant later.
+ * does not hold yet. Since protocol 1.4.0 such an owner coordinates the key blind (lease.ts, serving.ts): a sealed
+ * `get` carries the key's tag and is never refused for the scope. What is here is what remains around it:
  *
- * - `ScopeGrace` (owner side): a `get` of a scope this node does not hold waits up to `graceMs` for the scope
+ * - `ScopeGrace` (owner side, legacy): a sealed `get` WITHOUT a tag (a peer of an older build) of a scope this
+ *   node does not hold waits up to `graceMs` for the scope
  *   (`held`, called when the cache first holds it). If the grace ends without it, the scope is remembered as
  *   "asked, not held" for `memoryMs` (refreshed by each refusal), and later gets of it are refused at once: a
  *   fleet that mixes tokens pays one grace per scope and owner, not one per request. Nothing is served before
  *   the scope is held and the asker's proof verified under it (serving.ts).
- * - `ScopeAbsence` (asker side): the peers that answered a sealed `get` with `miss not-held`, or stayed silent
- *   past the grace, per stream and scope for `memoryMs`. They stop being candidate owners of that scope unless
+ * - `ScopeAbsence` (asker side): the peers that answered a sealed `get` with `miss not-held`, timed out on an
+ *   untagged one, or relayed two entries that failed to open (asking.ts), per stream and scope for `memoryMs`. They stop being candidate owners of that scope unless
  *   they prove it (a claim under this node's challenge), so askers fall back to the members that hold it.
  *
  * Both are bounded: at most `maxScopes` remembered scopes (per stream for askers), least recently set dropped
