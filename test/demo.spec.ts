@@ -157,7 +157,8 @@ describe('npm run demo with every node\'s CPU contended (two busy sibling proces
   before(async () => {
     // Six processes spinning on the same 2 cores as the demo's three nodes: a CI runner at load ~10 or more. What the
     // demo promises must not depend on the machine being quiet.
-    const busy = [1, 2, 3, 4, 5, 6].map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+    // Each spins for 150 s at most, so none outlives a mocha killed before its `finally`.
+    const busy = [1, 2, 3, 4, 5, 6].map(() => spawn(process.execPath, ['-e', 'const end = Date.now() + 150000; while (Date.now() < end) {}'], { stdio: 'ignore' }));
     try {
       run = await runDemo(
         ['--json', '--requests', String(REQUESTS), '--resources', String(RESOURCES), '--revisit', String(REVISIT), '--concurrency', String(CONCURRENCY), '--timeout', '130'],
