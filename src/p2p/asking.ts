@@ -183,9 +183,7 @@ export class Asker {
     if (sealed !== undefined && result.kind === 'entry' && !claims.proved(session, client, scopeId)) {
       // Relayed unread by an owner without the scope: verified here; a bad one is not the owner's to answer for.
       try {
-        const entry = openEntry(result.sealed, key, keys.entryKey, {
-          maxEntryTtlSeconds: p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs,
-        });
+        const entry = this.#open(result.sealed, key, keys.entryKey);
         counters.count('entriesReceived');
         return { kind: 'entry', entry, peerId: owner };
       } catch (err) {
@@ -210,9 +208,7 @@ export class Asker {
     switch (result.kind) {
       case 'entry':
         try {
-          const entry = openEntry(result.sealed, key, keys.entryKey, {
-            maxEntryTtlSeconds: p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs,
-          });
+          const entry = this.#open(result.sealed, key, keys.entryKey);
           counters.count('entriesReceived');
           return { kind: 'entry', entry, peerId: owner };
         } catch (err) {
@@ -256,7 +252,7 @@ export class Asker {
    * undefined when nothing is there or the wait is refused (the fetch goes on as usual).
    */
   #fromLeases(key: string, scopeId: string, keys: ScopeKeyPair, signal: AbortSignal | undefined): Promise<FleetAnswer | undefined> {
-    const { leases, counters, p2p } = this.#init;
+    const { leases, counters } = this.#init;
     const tag = keyTag(key, keys.entryKey);
     if (!leases.has(scopeId, tag)) return Promise.resolve(undefined);
     return new Promise((resolve) => {
@@ -280,9 +276,7 @@ export class Asker {
         alive: () => !settled && !this.#init.stopped(),
         entry: (sealed) => {
           try {
-            const entry = openEntry(sealed, key, keys.entryKey, {
-              maxEntryTtlSeconds: p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs,
-            });
+            const entry = this.#open(sealed, key, keys.entryKey);
             finish({ kind: 'entry', entry, peerId: this.#init.selfId });
           } catch (err) {
             counters.countRejected(err instanceof PeerEntryRejected ? err.reason : 'schema');
@@ -304,6 +298,13 @@ export class Asker {
       };
       if (leases.ask(scopeId, tag, waiter) === 'busy') return finish(undefined);
       if (!settled) signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** A peer's sealed entry for `key`, opened and checked under the scope's key (envelope.ts): throws if it fails. */
+  #open(sealed: Uint8Array, key: string, entryKey: Uint8Array): CacheEntry {
+    return openEntry(sealed, key, entryKey, {
+      maxEntryTtlSeconds: this.#init.p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs,
     });
   }
 
@@ -367,9 +368,7 @@ export class Asker {
     if (result.kind === 'timeout') counters.count('timeouts');
     if (result.kind !== 'entry') return self;
     try {
-      const entry = openEntry(result.sealed, key, keys.entryKey, {
-        maxEntryTtlSeconds: p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs,
-      });
+      const entry = this.#open(result.sealed, key, keys.entryKey);
       counters.count('entriesReceived');
       counters.count('handoffEntries');
       return { kind: 'entry', entry, peerId: holder };

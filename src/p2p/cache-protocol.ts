@@ -439,16 +439,12 @@ export class CacheProtocol implements Startable {
         server.channel.send(this.#claims.scopesFrame(session.id, frame.challenge, this.#exchange.knownPeers()));
         return;
       case 'get':
-        if (server.remoteChallenge === undefined) return this.#protocolViolation(session, server.channel, 'get before hello');
-        this.#serving.serve(session, server, frame);
-        return;
       case 'put':
-        if (server.remoteChallenge === undefined) return this.#protocolViolation(session, server.channel, 'put before hello');
-        this.#serving.put(session, server, frame);
-        return;
       case 'release':
-        if (server.remoteChallenge === undefined) return this.#protocolViolation(session, server.channel, 'release before hello');
-        this.#serving.release(session, server, frame);
+        if (server.remoteChallenge === undefined) return this.#protocolViolation(session, server.channel, `${frame.type} before hello`);
+        if (frame.type === 'get') this.#serving.serve(session, server, frame);
+        else if (frame.type === 'put') this.#serving.put(session, server, frame);
+        else this.#serving.release(session, server, frame);
         return;
       case 'lease':
       case 'scopes':
