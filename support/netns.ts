@@ -139,6 +139,17 @@ export class NetLab {
     await ip('link', 'set', member.veth, state);
   }
 
+  /**
+   * Whether a TCP connection from inside `member`'s namespace to `host`:`port` opens within 2 s. A link that just
+   * came back may still fail to reach an address for a moment (its neighbour entries are relearnt), as a replugged
+   * machine's would: a spec waits on this before it counts on the path.
+   */
+  async canReach(member: NetMember, host: string, port: number): Promise<boolean> {
+    const probe = "const s = require('net').connect(Number(process.argv[2]), process.argv[1]); s.setTimeout(2000, () => process.exit(1));"
+      + " s.on('connect', () => process.exit(0)); s.on('error', () => process.exit(1));";
+    return run(IP, this.exec(member, process.execPath, '-e', probe, host, String(port)), { timeout: 15_000 }).then(() => true, () => false);
+  }
+
   /** The arguments that run `command` inside a member's namespace: spawn(IP, lab.exec(member, ...)). */
   exec(member: NetMember, ...command: string[]): string[] {
     return ['netns', 'exec', member.ns, ...command];
