@@ -72,6 +72,16 @@ function runDemo(args: string[], timeoutMs: number): Promise<{ code: number | nu
   });
 }
 
+/** The demo's last stdout line, its JSON summary; else an error with what it printed. */
+function summaryOf(run: { code: number | null; stdout: string; stderr: string }): Summary {
+  const last = run.stdout.trim().split('\n').at(-1) ?? '';
+  try {
+    return JSON.parse(last) as Summary;
+  } catch {
+    throw new Error(`no JSON summary on stdout (exit ${run.code}):\n${run.stdout}\n--- stderr ---\n${run.stderr.slice(-4000)}`);
+  }
+}
+
 describe('npm run demo (examples/p2p-demo.ts, three node processes over libp2p)', function () {
   this.timeout(120_000);
   let run: { code: number | null; stdout: string; stderr: string; ms: number };
@@ -82,12 +92,7 @@ describe('npm run demo (examples/p2p-demo.ts, three node processes over libp2p)'
       ['--json', '--requests', String(REQUESTS), '--resources', String(RESOURCES), '--revisit', String(REVISIT), '--concurrency', String(CONCURRENCY), '--timeout', '100'],
       110_000,
     );
-    const last = run.stdout.trim().split('\n').at(-1) ?? '';
-    try {
-      summary = JSON.parse(last) as Summary;
-    } catch {
-      throw new Error(`no JSON summary on stdout (exit ${run.code}):\n${run.stdout}\n--- stderr ---\n${run.stderr.slice(-4000)}`);
-    }
+    summary = summaryOf(run);
   });
 
   it('exits 0 with every printed invariant holding', () => {
@@ -167,12 +172,7 @@ describe('npm run demo with every node\'s CPU contended (two busy sibling proces
     } finally {
       for (const child of busy) child.kill('SIGKILL');
     }
-    const last = run.stdout.trim().split('\n').at(-1) ?? '';
-    try {
-      summary = JSON.parse(last) as Summary;
-    } catch {
-      throw new Error(`no JSON summary on stdout (exit ${run.code}):\n${run.stdout}\n--- stderr ---\n${run.stderr.slice(-4000)}`);
-    }
+    summary = summaryOf(run);
   });
 
   it('holds every invariant: every answer right, fleet upstream ≤ 1.1x distinct from a cold start, free revalidations after idle', () => {

@@ -69,6 +69,15 @@ describe('blind owners and leases', function () {
   let child: FleetProcess | undefined;
   let hostile: HostilePeer | undefined;
 
+  /** Two members in session: `asker` bootstrapped to `owner` (both closed after the spec). */
+  async function ownerAndAsker(): Promise<{ owner: GitHubAPICache; asker: GitHubAPICache }> {
+    const owner = await member(github, []);
+    const asker = await member(github, [addrOf(await p2pOf(owner))]);
+    open.push(owner, asker);
+    await meshed([owner, asker], 2);
+    return { owner, asker };
+  }
+
   beforeEach(async () => {
     github = await FakeGitHub.start({ tokens: { [TOKEN]: { label: 'T', rateLimit: 1_000_000 } } });
     for (let i = 0; i < 600; i++) github.setResource(`/repos/octo/r${i}`, { i, pad: 'x'.repeat(i % 7) });
@@ -153,10 +162,7 @@ describe('blind owners and leases', function () {
   });
 
   it('keeps a slow holder\'s lease while its stream is open: the waiter goes upstream when the owner gives it up, the lease stays, the late put is not struck', async () => {
-    const owner = await member(github, []);
-    const asker = await member(github, [addrOf(await p2pOf(owner))]);
-    open.push(owner, asker);
-    await meshed([owner, asker], 2);
+    const { owner, asker } = await ownerAndAsker();
     hostile = await HostilePeer.start();
     hostile.answer = (get) => ({ type: 'miss', id: get.id, reason: 'not-held' });
     const ownerStats = await p2pOf(owner);
@@ -217,10 +223,7 @@ describe('blind owners and leases', function () {
   });
 
   it('does not take a silent blind owner for one without the scope, and tells a waiter it waits at once', async () => {
-    const owner = await member(github, []);
-    const asker = await member(github, [addrOf(await p2pOf(owner))]);
-    open.push(owner, asker);
-    await meshed([owner, asker], 2);
+    const { owner, asker } = await ownerAndAsker();
     hostile = await HostilePeer.start();
     const ownerStats = await p2pOf(owner);
     const ids = [ownerStats.peerId, (await p2pOf(asker)).peerId, hostile.peerId];
@@ -252,10 +255,7 @@ describe('blind owners and leases', function () {
   });
 
   it('lets a hostile member neither feed waiters garbage nor learn what it coordinates', async () => {
-    const owner = await member(github, []);
-    const asker = await member(github, [addrOf(await p2pOf(owner))]);
-    open.push(owner, asker);
-    await meshed([owner, asker], 2);
+    const { owner, asker } = await ownerAndAsker();
     hostile = await HostilePeer.start();
     const ownerStats = await p2pOf(owner);
     const ids = [ownerStats.peerId, (await p2pOf(asker)).peerId, hostile.peerId];
