@@ -33,8 +33,11 @@ import type { Logger } from '../log.js';
  * would need a copy of `decode()` here; it is left to upstream.
  */
 
-/** Connections of this process given the fast length decoder, and connections left as noise made them. */
-export const noiseDecoderCounts = { fast: 0, leftAlone: 0 };
+/** Connections given the fast length decoder, and connections left as noise made them. */
+export interface NoiseDecoderCounts { fast: number; leftAlone: number }
+
+/** The counts of every fleetNoise encrypter of this process. */
+export const noiseDecoderCounts: NoiseDecoderCounts = { fast: 0, leftAlone: 0 };
 
 /** noise's uint16BEDecode: `bytes` is 2; throws a RangeError below 2 bytes; big-endian otherwise. */
 type LengthDecoder = ((data: Uint8Array | { byteLength: number }) => number) & { bytes?: number };
@@ -109,21 +112,29 @@ export function fastNoiseDecoding(connection: unknown): boolean {
 
 let loggedLeftAlone = false;
 
-function afterSecuring(secured: SecuredConnection<NoiseExtensions>, logger: Logger | undefined): SecuredConnection<NoiseExtensions> {
+interface FleetNoiseOptions {
+  /** noise's own options. */
+  init?: NoiseInit;
+  /** Where the first connection left alone is logged (debug). */
+  logger?: Logger;
+  /** Also counted here (the process-wide noiseDecoderCounts always are). */
+  counts?: NoiseDecoderCounts;
+}
+
+function afterSecuring(secured: SecuredConnection<NoiseExtensions>, options: FleetNoiseOptions): SecuredConnection<NoiseExtensions> {
   let fast = false;
   try {
     fast = fastNoiseDecoding(secured.connection);
   } catch {
     // a getter of another shape threw: leave the connection as it is
   }
-  if (fast) {
-    noiseDecoderCounts.fast++;
-  } else {
-    noiseDecoderCounts.leftAlone++;
-    if (!loggedLeftAlone) {
-      loggedLeftAlone = true;
-      logger?.debug('noise connection not of the known shape: its decoder is left as noise made it (src/p2p/noise-decoder.ts)');
-    }
+  for (const counts of options.counts === undefined ? [noiseDecoderCounts] : [noiseDecoderCounts, options.counts]) {
+    if (fast) counts.fast++;
+    else counts.leftAlone++;
+  }
+  if (!fast && !loggedLeftAlone) {
+    loggedLeftAlone = true;
+    options.logger?.debug('noise connection not of the known shape: its decoder is left as noise made it (src/p2p/noise-decoder.ts)');
   }
   return secured;
 }
@@ -132,16 +143,16 @@ function afterSecuring(secured: SecuredConnection<NoiseExtensions>, logger: Logg
  * `noise(init)` for this library's hosts: the same encrypter, whose `secureInbound` and `secureOutbound` (own
  * properties of the instance each host gets) give every connection they secure the fast length decoder.
  */
-export function fleetNoise(options: { init?: NoiseInit; logger?: Logger } = {}): (components: NoiseComponents) => ConnectionEncrypter<NoiseExtensions> {
+export function fleetNoise(options: FleetNoiseOptions = {}): (components: NoiseComponents) => ConnectionEncrypter<NoiseExtensions> {
   const make = noise(options.init);
   return (components) => {
     const encrypter = make(components);
     const { secureInbound, secureOutbound } = encrypter;
     if (typeof secureInbound !== 'function' || typeof secureOutbound !== 'function') return encrypter;
     encrypter.secureInbound = async (connection, secureOptions) =>
-      afterSecuring(await secureInbound.call(encrypter, connection, secureOptions), options.logger);
+      afterSecuring(await secureInbound.call(encrypter, connection, secureOptions), options);
     encrypter.secureOutbound = async (connection, secureOptions) =>
-      afterSecuring(await secureOutbound.call(encrypter, connection, secureOptions), options.logger);
+      afterSecuring(await secureOutbound.call(encrypter, connection, secureOptions), options);
     return encrypter;
   };
 }
