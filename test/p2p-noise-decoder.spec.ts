@@ -122,6 +122,26 @@ describe('noise decoder without an Error per chunk (noise-decoder.ts)', function
       expect(() => decodeAll(small.decoder, [new Uint8Array(101)])).to.throw('Buffer length limit exceeded');
     });
 
+    it('reads no length prefix from an emptied buffer: noise\'s length decoder runs once per message', () => {
+      const calls = { all: 0, short: 0 };
+      const counting = Object.assign((data: { byteLength: number }) => {
+        calls.all++;
+        if (data.byteLength < 2) calls.short++;
+        return uint16BEDecode(data);
+      }, { bytes: 2 }) as LengthDecoder;
+      const fast = noiseShaped(counting);
+      expect(fastNoiseDecoding(fast)).to.equal(true);
+      calls.short = 0; // fastNoiseDecoding probes a length decoder it has not seen with 1 byte, once
+      const chunk = prefixed(new Uint8Array(173), new Uint8Array(4_864));
+      expect(decodeAll(fast.decoder, Array.from({ length: 20 }, () => chunk))).to.have.length(40);
+      expect(calls.short).to.equal(0);
+      // Noise's own reads one more, from the emptied buffer, per chunk.
+      const slow = noiseShaped(counting);
+      calls.short = 0;
+      decodeAll(slow.decoder, Array.from({ length: 20 }, () => chunk));
+      expect(calls.short).to.equal(20);
+    });
+
     it('constructs no RangeError at the end of each chunk, where noise\'s own decoder constructs one', () => {
       const chunk = prefixed(new Uint8Array(173), new Uint8Array(4_864));
       const fast = noiseShaped(uint16BEDecode);
@@ -154,12 +174,21 @@ describe('noise decoder without an Error per chunk (noise-decoder.ts)', function
       expect(lookalike.decoder.lengthDecoder).to.equal(uint16BEDecode);
       const lenient = noiseShaped(((data: { byteLength: number }) => data.byteLength) as LengthDecoder);
       expect(fastNoiseDecoding(lenient)).to.equal(false);
+      const wrapped = noiseShaped(uint16BEDecode);
+      const theirs = function* () { /* someone else's */ };
+      Object.assign(wrapped.decoder, { decode: theirs });
+      expect(fastNoiseDecoding(wrapped)).to.equal(false);
+      expect(wrapped.decoder.decode).to.equal(theirs);
       expect(fastNoiseDecoding(undefined)).to.equal(false);
       expect(fastNoiseDecoding({})).to.equal(false);
+      const decodeOfClass = LengthPrefixedDecoder.prototype.decode;
       expect(Object.hasOwn(LengthPrefixedDecoder.prototype, 'lengthDecoder')).to.equal(false);
       const fast = noiseShaped(uint16BEDecode);
       fastNoiseDecoding(fast);
       expect(fastNoiseDecoding(fast)).to.equal(true); // idempotent
+      expect(Object.hasOwn(fast.decoder, 'decode')).to.equal(true);
+      expect(LengthPrefixedDecoder.prototype.decode).to.equal(decodeOfClass);
+      expect(noiseShaped(uint16BEDecode).decoder.decode).to.equal(decodeOfClass);
       expect((noiseShaped(uint16BEDecode).decoder as unknown as { lengthDecoder: unknown }).lengthDecoder).to.equal(uint16BEDecode);
     });
 

@@ -5,35 +5,39 @@ import type { Logger } from '../log.js';
 
 /**
  * The fleet's noise: `@chainsafe/libp2p-noise` as is, except that each connection it secures for this library's
- * own nodes reads its messages without constructing an Error per TCP chunk.
+ * own nodes reads its messages without an Error constructed and thrown per TCP chunk.
  *
  * Why: noise reads its length-prefixed messages with @libp2p/utils' `LengthPrefixedDecoder`, whose `decode()`
  * loops `while (true)`: once a chunk's messages are consumed it reads the next 2-byte length prefix from the
  * emptied buffer, noise's `uint16BEDecode` throws a fresh `RangeError('Could not decode int16BE')` (with its stack
- * trace), and `decode()` catches it as "not enough bytes yet". That is about 6% of a peer hit's CPU. Here the
- * connection's decoder gets a length decoder that, with fewer than 2 bytes buffered, throws one RangeError made
- * once for the process (no stack captured, never seen outside `decode()`, which catches it) and otherwise calls
- * noise's own. docs/p2p-protocol.md ("Transport cost", item 2) has the upstream proposal that makes this module
- * removable; docs/benchmarks.md ("Peer-hit transport") measures it.
+ * trace), and `decode()` catches it as "not enough bytes yet". That is about 6% of a peer hit's CPU. Each
+ * connection's decoder instance gets two own properties:
+ * - `decode`: the upstream proposal, around the original: `decode()`'s own generator, left as soon as the buffer is
+ *   empty after a message (an empty buffer holds no message: the original would only throw and stop there);
+ * - `lengthDecoder`: noise's own for 2 bytes or more; with fewer (a chunk that ends inside a length prefix, or an
+ *   empty chunk) it throws one RangeError made once for the process, without a stack trace, which `decode()`
+ *   catches as it catches noise's.
+ * docs/p2p-protocol.md ("Transport cost", item 2) has the upstream proposal that makes this module removable;
+ * docs/benchmarks.md ("Peer-hit transport") measures it.
  *
  * Guarantees:
  * - Scope: only connections secured by an encrypter this module made (the host's `connectionEncrypters`), and on
- *   each only that connection's own decoder instance (its own `lengthDecoder` field). No prototype is changed;
- *   another library's or process's noise is untouched. The handshake is not touched either: it runs before the
- *   secured connection exists, on noise's own reader.
- * - Same messages, same errors: lengths of 2 bytes or more are read by noise's own decoder; the only change is
- *   which RangeError instance says "fewer than 2 bytes buffered", and `decode()` catches any RangeError there and
- *   waits for more bytes either way. Buffer and length limits are `decode()`'s own and unchanged.
+ *   each only that connection's own decoder instance (own properties). No prototype is changed; another library's
+ *   or process's noise is untouched. The handshake is not touched either: it runs before the secured connection
+ *   exists, on noise's own reader.
+ * - Same messages, same errors: every message is still cut by `decode()`'s own code with noise's own length
+ *   decoder, and its buffer and length limits are unchanged; the only differences are where an empty buffer stops
+ *   the loop and which RangeError instance says "fewer than 2 bytes buffered".
  * - Never breaks a connection: a secured connection whose decoder is not of the shape checked below (a noise or
  *   @libp2p/utils upgrade) is left exactly as noise made it, counted in `noiseDecoderCounts.leftAlone`, and the
  *   first such connection is logged at debug level.
  *
- * Measured (a one-off micro-benchmark of `decode()` on one 4.8 KiB message per chunk): about 6.7 µs per chunk as
- * shipped, 1.0 µs with this length decoder, 0.5 µs with no throw at all (the upstream loop). The remaining 0.5 µs
- * would need a copy of `decode()` here; it is left to upstream.
+ * Measured (a one-off micro-benchmark of `decode()`, one 4.8 KiB message per chunk): 6.7 µs per chunk as shipped,
+ * 1.0 µs with the length decoder alone (a throw without an Error constructed is still a throw), 0.5 µs with the
+ * loop stopping at an empty buffer.
  */
 
-/** Connections given the fast length decoder, and connections left as noise made them. */
+/** Connections given the fast decoding, and connections left as noise made them. */
 export interface NoiseDecoderCounts { fast: number; leftAlone: number }
 
 /** The counts of every fleetNoise encrypter of this process. */
@@ -43,11 +47,14 @@ export const noiseDecoderCounts: NoiseDecoderCounts = { fast: 0, leftAlone: 0 };
 type LengthDecoder = ((data: Uint8Array | { byteLength: number }) => number) & { bytes?: number };
 
 interface NoiseDecoder {
+  buffer: { byteLength: number };
   lengthDecoder: LengthDecoder;
   encodingLength(length: number): number;
+  decode(buf: Uint8Array): Generator<unknown, void, undefined>;
 }
 
-const FAST = Symbol('fleet fast length decoder');
+/** Marks this module's `decode` and `lengthDecoder`, so that a decoder is never wrapped twice. */
+const FAST = Symbol('fleet noise decoding');
 
 /** The one "fewer than 2 bytes buffered" signal: made once, without a stack trace. */
 const NOT_ENOUGH_BYTES: RangeError = (() => {
@@ -85,6 +92,9 @@ function isNoiseDecoder(value: unknown): value is NoiseDecoder {
   const decoder = value as unknown as Partial<NoiseDecoder>;
   if (!Object.hasOwn(decoder, 'lengthDecoder') || typeof decoder.lengthDecoder !== 'function') return false;
   if (typeof decoder.encodingLength !== 'function' || decoder.encodingLength(0) !== 2) return false;
+  if (typeof decoder.buffer?.byteLength !== 'number' || typeof decoder.decode !== 'function') return false;
+  // Its decode is the class's (or already ours): nobody else wrapped this instance.
+  if (Object.hasOwn(decoder, 'decode') && (decoder.decode as { [FAST]?: true })[FAST] !== true) return false;
   return (decoder.lengthDecoder as { [FAST]?: true })[FAST] === true || isUint16Decoder(decoder.lengthDecoder);
 }
 
@@ -98,8 +108,26 @@ function fastLengthDecoder(original: LengthDecoder): LengthDecoder {
   return fast;
 }
 
+/** `decode` of the class, left once the buffer is empty after a message: the upstream proposal, per instance. */
+function stopAtEmptyBuffer(decoder: NoiseDecoder): NoiseDecoder['decode'] {
+  const original = decoder.decode;
+  const decode = function* decodeUntilEmpty(buf: Uint8Array): Generator<unknown, void, undefined> {
+    // The original does the work; its generator is simply not resumed once nothing is left to read (it holds no
+    // resources: the abandoned generator is collected).
+    const messages = original.call(decoder, buf);
+    for (;;) {
+      const next = messages.next();
+      if (next.done === true) return;
+      yield next.value;
+      if (decoder.buffer.byteLength === 0) return;
+    }
+  };
+  (decode as { [FAST]?: true })[FAST] = true;
+  return decode;
+}
+
 /**
- * Gives a connection noise secured (`SecuredConnection.connection`) the fast length decoder. Returns whether it
+ * Gives a connection noise secured (`SecuredConnection.connection`) the fast decoding (the header). Returns whether it
  * did (or already had it); false when the connection is not of the known shape, which is then left unchanged.
  * Exported for the specs and the transport benchmark.
  */
@@ -107,6 +135,7 @@ export function fastNoiseDecoding(connection: unknown): boolean {
   const decoder = typeof connection === 'object' && connection !== null ? (connection as { decoder?: unknown }).decoder : undefined;
   if (!isNoiseDecoder(decoder)) return false;
   if ((decoder.lengthDecoder as { [FAST]?: true })[FAST] !== true) decoder.lengthDecoder = fastLengthDecoder(decoder.lengthDecoder);
+  if ((decoder.decode as { [FAST]?: true })[FAST] !== true) decoder.decode = stopAtEmptyBuffer(decoder);
   return true;
 }
 
@@ -141,7 +170,7 @@ function afterSecuring(secured: SecuredConnection<NoiseExtensions>, options: Fle
 
 /**
  * `noise(init)` for this library's hosts: the same encrypter, whose `secureInbound` and `secureOutbound` (own
- * properties of the instance each host gets) give every connection they secure the fast length decoder.
+ * properties of the instance each host gets) give every connection they secure the fast decoding (the header).
  */
 export function fleetNoise(options: FleetNoiseOptions = {}): (components: NoiseComponents) => ConnectionEncrypter<NoiseExtensions> {
   const make = noise(options.init);
