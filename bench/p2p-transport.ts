@@ -5,7 +5,7 @@
  * shipped (TCP + pnet + noise + yamux); the same without pnet (the pre-shared-key XSalsa20 layer); with larger
  * yamux stream windows; with yamux window updates batched as the fleet's streams batch them
  * (src/p2p/frame-channel.ts) and noise as shipped; as the fleet runs it (batched window updates, and noise
- * through fleetNoise, src/p2p/noise-decoder.ts: no RangeError constructed per chunk), with and without pnet;
+ * through fleetNoise, src/p2p/noise-decoder.ts: no RangeError per chunk, per connection), with and without pnet;
  * and, for comparison, the proposed one-line upstream change to @libp2p/utils' LengthPrefixedDecoder (noise reads
  * its messages through it) patched into this process's prototype for its row only (see
  * installProposedDecoderFix; the library never patches it). Bodies: a repository-shaped 3.9 KiB and a 256 KiB
@@ -152,9 +152,9 @@ export async function benchP2pTransport(): Promise<string> {
     'that is `peer-latency` above; this is the transport under it. noise reads its messages with @libp2p/utils\'',
     '`LengthPrefixedDecoder`, which reads a length prefix from the emptied buffer at the end of every chunk and catches',
     'the RangeError noise\'s length decoder constructs for it (docs/p2p-protocol.md, "Transport cost", item 2). The',
-    'fleet\'s hosts give each connection\'s decoder a length decoder that throws one preallocated RangeError instead',
-    '(`fleetNoise`, src/p2p/noise-decoder.ts, per connection). The last row is the proposed upstream change (the loop stops',
-    'at an emptied buffer: no throw at all), patched into this process\'s prototype for that row only.',
+    'fleet\'s hosts stop each connection\'s decoder loop at an emptied buffer instead, and throw one preallocated',
+    'RangeError when a chunk ends inside a length prefix (`fleetNoise`, src/p2p/noise-decoder.ts, per connection). The',
+    'last row is the proposed upstream change (the same loop), patched into this process\'s prototype for that row only.',
     '',
     ...sections,
   ].join('\n');
