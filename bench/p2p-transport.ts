@@ -1,13 +1,15 @@
 /**
  * `p2p-transport`: what a peer hit's transport costs, beside plain HTTP keep-alive on the same bodies. One
  * request frame out, one body back, over one long-lived connection in this process (both ends on one event
- * loop, so CPU per call is both sides'), rows interleaved in blocks: node:http with a keep-alive agent; the
- * fleet's libp2p stack (TCP + pnet + noise + yamux, as src/p2p/host.ts builds it); the same without pnet (the
- * pre-shared-key XSalsa20 layer); with larger yamux stream windows; with yamux window updates batched as the
- * fleet's streams batch them (src/p2p/frame-channel.ts); and with a proposed one-line change to @libp2p/utils'
- * LengthPrefixedDecoder (noise reads its messages through it), patched into this process for its rows only (see
- * installProposedDecoderFix). Bodies: a repository-shaped 3.9 KiB and a 256 KiB one (a log or diff; yamux's
- * initial stream window is 256 KiB, so window updates are on its path).
+ * loop, so CPU per call is both sides'), rows interleaved in blocks: node:http with a keep-alive agent; libp2p as
+ * shipped (TCP + pnet + noise + yamux); the same without pnet (the pre-shared-key XSalsa20 layer); with larger
+ * yamux stream windows; with yamux window updates batched as the fleet's streams batch them
+ * (src/p2p/frame-channel.ts) and noise as shipped; as the fleet runs it (batched window updates, and noise
+ * through fleetNoise, src/p2p/noise-decoder.ts: no RangeError per chunk, per connection), with and without pnet;
+ * and, for comparison, the proposed one-line upstream change to @libp2p/utils' LengthPrefixedDecoder (noise reads
+ * its messages through it) patched into this process's prototype for its row only (see
+ * installProposedDecoderFix; the library never patches it). Bodies: a repository-shaped 3.9 KiB and a 256 KiB
+ * one (a log or diff; yamux's initial stream window is 256 KiB, so window updates are on its path).
  */
 import http from 'node:http';
 import { LengthPrefixedDecoder } from '@libp2p/utils';
@@ -79,12 +81,13 @@ async function httpKeepAlive(bytes: number): Promise<Transport> {
   };
 }
 
-export function libp2p(opts: { pnet: boolean; window?: number; batch?: boolean }): (bytes: number) => Promise<Transport> {
+export function libp2p(opts: { pnet: boolean; window?: number; batch?: boolean; fleetNoise?: boolean }): (bytes: number) => Promise<Transport> {
   // The connection monitor's pings time out when 1 MiB transfers keep the one event loop busy on a loaded machine,
   // and it then closes the connection mid-transfer: off here, as nothing else would notice a dead peer in this bench.
   return (bytes) => libp2pEchoPair({
     requestBytes: REQUEST_BYTES, replyBytes: bytes, pnet: opts.pnet, window: opts.window,
     yamuxKeepAlive: false, connectionMonitor: false, maxDataLength: 8 * 1024 * 1024, batchWindowUpdates: opts.batch === true,
+    fleetNoise: opts.fleetNoise === true,
   });
 }
 
@@ -93,9 +96,10 @@ const VARIANTS: Variant[] = [
   { label: 'libp2p as shipped: TCP + pnet + noise + yamux (a window update per frame)', make: libp2p({ pnet: true }) },
   { label: 'libp2p without pnet: TCP + noise + yamux', make: libp2p({ pnet: false }) },
   { label: 'libp2p with pnet, yamux initial stream window 4 MiB', make: libp2p({ pnet: true, window: 4 * 1024 * 1024 }) },
-  { label: '**as the fleet runs it**: pnet, window updates batched (frame-channel.ts)', make: libp2p({ pnet: true, batch: true }) },
-  { label: 'the fleet\'s, with the proposed decoder change (upstream, patched here)', make: libp2p({ pnet: true, batch: true }), decoderFix: true },
-  { label: 'the fleet\'s with the decoder change, without pnet', make: libp2p({ pnet: false, batch: true }), decoderFix: true },
+  { label: 'pnet, window updates batched (frame-channel.ts), noise as shipped (a RangeError per chunk)', make: libp2p({ pnet: true, batch: true }) },
+  { label: '**as the fleet runs it**: pnet, window updates batched, noise through fleetNoise (noise-decoder.ts)', make: libp2p({ pnet: true, batch: true, fleetNoise: true }) },
+  { label: 'the fleet\'s, without pnet', make: libp2p({ pnet: false, batch: true, fleetNoise: true }) },
+  { label: 'batched, noise as shipped, with the proposed upstream decoder loop (prototype patched here, this row only)', make: libp2p({ pnet: true, batch: true }), decoderFix: true },
 ];
 
 export async function benchP2pTransport(): Promise<string> {
@@ -145,9 +149,12 @@ export async function benchP2pTransport(): Promise<string> {
     `One ${REQUEST_BYTES} B request out and one body back per call, sequentially, over one long-lived connection (one`,
     'libp2p stream, or one keep-alive socket) on 127.0.0.1, both ends in this process: CPU per call is both ends\'. The',
     'rows run interleaved in blocks of calls, after a warm-up each. No cache protocol work here (sealing, proofs, CBOR):',
-    'that is `peer-latency` above; this is the transport under it. The decoder change is @libp2p/utils\'',
-    '`LengthPrefixedDecoder` stopping at an emptied buffer instead of reading a length prefix from it and catching the',
-    'RangeError that throws (docs/p2p-protocol.md, "Transport cost"); it is patched into this process for its rows only.',
+    'that is `peer-latency` above; this is the transport under it. noise reads its messages with @libp2p/utils\'',
+    '`LengthPrefixedDecoder`, which reads a length prefix from the emptied buffer at the end of every chunk and catches',
+    'the RangeError noise\'s length decoder constructs for it (docs/p2p-protocol.md, "Transport cost", item 2). The',
+    'fleet\'s hosts stop each connection\'s decoder loop at an emptied buffer instead, and throw one preallocated',
+    'RangeError when a chunk ends inside a length prefix (`fleetNoise`, src/p2p/noise-decoder.ts, per connection). The',
+    'last row is the proposed upstream change (the same loop), patched into this process\'s prototype for that row only.',
     '',
     ...sections,
   ].join('\n');

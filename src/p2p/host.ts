@@ -1,5 +1,4 @@
 import net from 'node:net';
-import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { bootstrap } from '@libp2p/bootstrap';
 import { identify, type Identify } from '@libp2p/identify';
@@ -18,6 +17,7 @@ import { hostOf, InboundGate } from './inbound-gate.js';
 import type { InvalidationComponents, InvalidationService } from './invalidation.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
 import { keepOneConnectionPerPeer } from './one-connection.js';
+import { fleetNoise } from './noise-decoder.js';
 import { fleetPrivateNetwork } from './private-network.js';
 
 /**
@@ -327,7 +327,8 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
     privateKey: identity.privateKey,
     addresses: { listen: [listen] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    // noise, each connection reading its messages without an Error per TCP chunk (noise-decoder.ts).
+    connectionEncrypters: [fleetNoise({ logger: init.logger })],
     // Without keepAlive the muxer's own 30 s pings are off (its timer would hold the process open); libp2p's
     // connection monitor still pings every peer.
     streamMuxers: [yamux({ enableKeepAlive: init.p2p.keepAlive })],
