@@ -32,31 +32,37 @@ export function proofKeyOf(entryKey: Uint8Array): Uint8Array {
   return new Uint8Array(hkdfSync('sha256', entryKey, PROOF_SALT, Buffer.from('proof', 'utf8'), 32));
 }
 
-function hmac(proofKey: Uint8Array, domain: string, challenge: Uint8Array, ...parts: Array<Uint8Array | string>): Uint8Array {
-  // One buffer, one update(): `${domain}\0`, the challenge, then each part with its length (so that no two
-  // different part lists hash alike). The same bytes as updating part by part, without a native call per piece.
-  const encoded = parts.map((part) => (typeof part === 'string' ? Buffer.from(part, 'utf8') : part));
-  let total = Buffer.byteLength(domain, 'utf8') + 1 + challenge.byteLength;
-  for (const part of encoded) total += 4 + part.byteLength;
+/**
+ * HMAC-SHA256 under `proofKey` of one buffer: `${domain}\0`, the challenge, then each part with its length as a
+ * 32-bit big-endian integer before it (so that no two different part lists hash alike); strings as UTF-8. The
+ * same bytes as updating part by part, without a native call per piece; strings are written straight into the
+ * message (no Buffer per part), and the request id of a get is written in place (`id`: a 64-bit big-endian part
+ * after the two peer ids; -1: none).
+ */
+function hmac(proofKey: Uint8Array, domain: string, challenge: Uint8Array, prover: string, verifier: string, id: number, last: string): Uint8Array {
+  const proverBytes = Buffer.byteLength(prover, 'utf8');
+  const verifierBytes = Buffer.byteLength(verifier, 'utf8');
+  const lastBytes = Buffer.byteLength(last, 'utf8');
+  const total = Buffer.byteLength(domain, 'utf8') + 1 + challenge.byteLength + 4 + proverBytes + 4 + verifierBytes
+    + (id < 0 ? 0 : 4 + 8) + 4 + lastBytes;
   const message = Buffer.allocUnsafe(total);
   let offset = message.write(domain, 0, 'utf8');
   message[offset++] = 0;
   message.set(challenge, offset);
   offset += challenge.byteLength;
-  for (const part of encoded) {
-    offset = message.writeUInt32BE(part.byteLength, offset);
-    message.set(part, offset);
-    offset += part.byteLength;
+  offset = message.writeUInt32BE(proverBytes, offset);
+  offset += message.write(prover, offset, 'utf8');
+  offset = message.writeUInt32BE(verifierBytes, offset);
+  offset += message.write(verifier, offset, 'utf8');
+  if (id >= 0) {
+    // A 64-bit big-endian integer (ids are below 2^32, so the high half is 0).
+    offset = message.writeUInt32BE(8, offset);
+    offset = message.writeUInt32BE(Math.floor(id / 0x1_0000_0000), offset);
+    offset = message.writeUInt32BE(id % 0x1_0000_0000, offset);
   }
+  offset = message.writeUInt32BE(lastBytes, offset);
+  message.write(last, offset, 'utf8');
   return new Uint8Array(createHmac('sha256', proofKey).update(message).digest());
-}
-
-function idBytes(id: number): Uint8Array {
-  // A 64-bit big-endian integer (ids are below 2^32, so the high half is 0).
-  const out = Buffer.alloc(8);
-  out.writeUInt32BE(Math.floor(id / 0x1_0000_0000), 0);
-  out.writeUInt32BE(id % 0x1_0000_0000, 4);
-  return out;
 }
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
@@ -68,7 +74,7 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
  * (the acceptor, `verifier`), on a stream whose owner sent `challenge`.
  */
 export function getProof(proofKey: Uint8Array, challenge: Uint8Array, id: number, key: string, parties: ProofParties): Uint8Array {
-  return hmac(proofKey, 'get opener->acceptor', challenge, parties.prover, parties.verifier, idBytes(id), key);
+  return hmac(proofKey, 'get opener->acceptor', challenge, parties.prover, parties.verifier, id, key);
 }
 
 export function verifyGetProof(proofKey: Uint8Array, challenge: Uint8Array, id: number, key: string, parties: ProofParties, proof: Uint8Array): boolean {
@@ -80,7 +86,7 @@ export function verifyGetProof(proofKey: Uint8Array, challenge: Uint8Array, id: 
  * opener), on a stream whose opener sent `challenge`.
  */
 export function scopeClaimProof(proofKey: Uint8Array, challenge: Uint8Array, scopeId: string, parties: ProofParties): Uint8Array {
-  return hmac(proofKey, 'scope acceptor->opener', challenge, parties.prover, parties.verifier, scopeId);
+  return hmac(proofKey, 'scope acceptor->opener', challenge, parties.prover, parties.verifier, -1, scopeId);
 }
 
 export function verifyScopeClaim(proofKey: Uint8Array, challenge: Uint8Array, scopeId: string, parties: ProofParties, proof: Uint8Array): boolean {
