@@ -89,8 +89,11 @@ export function sealPayload(payload: unknown, key: string, entryKey: Uint8Array)
   const ciphertext = withCbor(payload, (plaintext) => cipher.update(plaintext));
   const final = cipher.final(); // GCM gives no bytes here
   const tag = cipher.getAuthTag();
-  // The layout written into one buffer of its exact size (no list of pieces to concatenate).
-  const out = new Uint8Array(HEADER_BYTES + ciphertext.byteLength + final.byteLength + TAG_BYTES);
+  // The layout written into one buffer of its exact size (no list of pieces to concatenate); every byte of it is
+  // written below, so it need not be zeroed first.
+  const size = HEADER_BYTES + ciphertext.byteLength + final.byteLength + TAG_BYTES;
+  const buffer = Buffer.allocUnsafeSlow(size);
+  const out = new Uint8Array(buffer.buffer, buffer.byteOffset, size);
   out[0] = ENVELOPE_VERSION;
   out.set(nonce, 1);
   out.set(ciphertext, HEADER_BYTES);
