@@ -120,29 +120,6 @@ function utf8KeyOrder(a: string, b: string): number {
   return ab.byteLength !== bb.byteLength ? ab.byteLength - bb.byteLength : Buffer.compare(ab, bb);
 }
 
-/**
- * Sorts `keys` in place by `order`. A map's keys are distinct and `order` is total on distinct keys, so every
- * correct sort gives the one order cborg writes. Short lists (every frame's and payload's) by insertion, which
- * allocates nothing; Array#sort allocated on every map of every frame.
- */
-function sortKeys(keys: string[], order: (a: string, b: string) => number): void {
-  if (keys.length > INSERTION_SORT_MAX) {
-    keys.sort(order);
-    return;
-  }
-  for (let i = 1; i < keys.length; i++) {
-    const key = keys[i]!;
-    let j = i - 1;
-    while (j >= 0 && order(keys[j]!, key) > 0) {
-      keys[j + 1] = keys[j]!;
-      j--;
-    }
-    keys[j + 1] = key;
-  }
-}
-
-const INSERTION_SORT_MAX = 32;
-
 function write(value: unknown, depth: number): void {
   if (depth > MAX_DEPTH) throw UNSUPPORTED;
   switch (typeof value) {
@@ -171,7 +148,7 @@ function write(value: unknown, depth: number): void {
       if (proto !== Object.prototype && proto !== null) throw UNSUPPORTED;
       const record = value as Record<string, unknown>;
       const keys = Object.keys(record);
-      if (keys.length > 1) sortKeys(keys, keys.every(isAscii) ? asciiKeyOrder : utf8KeyOrder);
+      if (keys.length > 1) keys.sort(keys.every(isAscii) ? asciiKeyOrder : utf8KeyOrder);
       writer.head(0xa0, keys.length);
       for (const key of keys) {
         if (!isWellFormed(key)) throw UNSUPPORTED;
