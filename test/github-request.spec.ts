@@ -96,6 +96,19 @@ describe('cache.request (GitHub REST through the cache)', () => {
     expect((await cache.getStats()).coalesced).to.equal(99);
   });
 
+  it('answers a coalesced caller (no memory item of its own) the headers a memory hit gets, in an object of its own', async () => {
+    github.setLatency(20);
+    const [, joined] = await Promise.all([0, 1].map(() => cache.request('GET /repos/{owner}/{repo}', { owner: 'octo', repo: 'hello' }, { token: TOKEN_A })));
+    expect(joined!.source).to.equal('coalesced');
+    const hit = await cache.request('GET /repos/{owner}/{repo}', { owner: 'octo', repo: 'hello' }, { token: TOKEN_A });
+    expect(hit.source).to.equal('memory');
+    expect(joined!.headers).to.deep.equal(hit.headers);
+    expect(Object.keys(joined!.headers)).to.deep.equal(Object.keys(hit.headers));
+    expect(joined!.headers).to.have.property('x-ratelimit-remaining');
+    joined!.headers.etag = 'changed by a caller';
+    expect((await cache.request('GET /repos/{owner}/{repo}', { owner: 'octo', repo: 'hello' }, { token: TOKEN_A })).headers.etag).to.not.equal('changed by a caller');
+  });
+
   it('sends 100 upstream requests for 100 different keys, none blocked behind another', async () => {
     for (let i = 0; i < 100; i++) github.setResource(`/repos/octo/r${i}`, { i });
     github.setLatency(5);

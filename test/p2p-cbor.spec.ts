@@ -87,6 +87,22 @@ describe('CBOR of frames and payloads (cborg-compatible direct path)', () => {
     expect(direct).to.be.greaterThan(1_000);
   });
 
+  it('orders map keys as cborg does for maps of 0 to 40 keys, in any insertion order, ASCII or not', () => {
+    const random = mulberry32(777);
+    const pool = ['a', 'b', 'z', 'aa', 'ab', 'ba', 'id', 'key', 'type', 'etag', 'body', 'status', 'headers', 'sealed', 'é', 'ée', 'zz', '🚀', 'x-a', 'x-b',
+      'content-type', 'cache-control', 'x-github-request-id', 'vary', 'date', 'link', '10', '2', 'A', 'Z', '_', '~', 'q'.repeat(30), 'q'.repeat(29),
+      'last-modified', 'lastModified', 'storedAt', 'expiresAt', 'digest', 'proof', 'ü', 'u'];
+    for (let i = 0; i < 600; i++) {
+      const shuffled = [...pool].sort(() => random() - 0.5);
+      const ascii = random() < 0.5;
+      const names = shuffled.filter((name) => !ascii || /^[\x00-\x7f]*$/.test(name)).slice(0, Math.floor(random() * 41));
+      const record: Record<string, unknown> = {};
+      for (const name of names) record[name] = Math.floor(random() * 1000);
+      expect(encodeDirect(record), `map #${i}`).to.not.equal(undefined);
+      expect(hex(encodeCbor(record)), `map #${i} (${names.length} keys)`).to.equal(hex(cborgEncode(record)));
+    }
+  });
+
   it('decodes to cborg\'s values, and refuses what cborg refuses, for valid, mutated, truncated and random bytes', () => {
     const random = mulberry32(777);
     const inputs: Uint8Array[] = frames.map((f) => cborgEncode(f));

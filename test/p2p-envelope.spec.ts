@@ -35,6 +35,23 @@ describe('envelope (sealed entries on the wire)', () => {
     expect(openEntry(sealEntry(entry, key, aesKey), key, aesKey, options)).to.deep.equal(entry);
   });
 
+  it('opens an entry frozen (its headers too), without the inner key, validators only when sealed with them; any body size', () => {
+    const opened = openEntry(sealEntry(entry, key, aesKey), key, aesKey, options);
+    expect(Object.isFrozen(opened) && Object.isFrozen(opened.headers)).to.equal(true);
+    expect(Object.keys(opened).sort()).to.deep.equal(['body', 'digest', 'etag', 'expiresAt', 'headers', 'lastModified', 'status', 'storedAt']);
+    expect(Buffer.isBuffer(opened.body)).to.equal(true);
+    const bare: CacheEntry = { ...entry, etag: undefined, lastModified: undefined };
+    expect(Object.keys(openEntry(sealEntry(bare, key, aesKey), key, aesKey, options)).sort()).to.deep.equal(['body', 'digest', 'expiresAt', 'headers', 'status', 'storedAt']);
+    // Small bodies are copied out of the decrypted payload, large ones (64 KiB and up) kept as views of it.
+    for (const size of [0, 1, 64 * 1024 - 1, 64 * 1024, 300 * 1024]) {
+      const bytes = randomBytes(size);
+      const sized: CacheEntry = { ...entry, body: bytes, digest: sha256Hex(bytes) };
+      const got = openEntry(sealEntry(sized, key, aesKey), key, aesKey, options);
+      expect(Buffer.isBuffer(got.body) && Buffer.compare(got.body, bytes) === 0, `${size} bytes`).to.equal(true);
+      expect(got.body.byteLength).to.equal(size);
+    }
+  });
+
   it('trims what an asker\'s schema refuses before sealing: headers beyond 256, bad names or values, validators over 1 KiB', () => {
     const headers: Record<string, string> = { 'content-type': 'application/json', 'X-Upper': 'v', 'x-lines': 'a\nb', 'x-huge': 'v'.repeat(16 * 1024 + 1) };
     for (let i = 0; i < 300; i++) headers[`x-h-${i}`] = String(i);

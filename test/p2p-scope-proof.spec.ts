@@ -53,6 +53,20 @@ describe('scope proofs and rendezvous weights (wire-compatible bytes)', () => {
     }
   });
 
+  it('proofs stay the HMAC of the layout for keys of any length, and follow a key whose bytes change in place', () => {
+    for (const length of [1, 16, 32, 63, 64, 65, 100, 200]) {
+      const key = new Uint8Array(randomBytes(length));
+      const proof = getProof(key, challenge, 7, keys[0]!, { prover: A, verifier: B });
+      expect(Buffer.from(proof).equals(Buffer.from(referenceHmac(key, 'get opener->acceptor', challenge, A, B, referenceId(7), keys[0]!))), `${length} bytes`).to.equal(true);
+    }
+    const key = new Uint8Array(randomBytes(32));
+    const before = getProof(key, challenge, 1, 'k', { prover: A, verifier: B });
+    key[0] = key[0]! ^ 0xff;
+    const after = getProof(key, challenge, 1, 'k', { prover: A, verifier: B });
+    expect(Buffer.from(after).equals(Buffer.from(before))).to.equal(false);
+    expect(Buffer.from(after).equals(Buffer.from(referenceHmac(key, 'get opener->acceptor', challenge, A, B, referenceId(1), 'k')))).to.equal(true);
+  });
+
   it('a proof is bound to its prover, its verifier and its direction: relayed, reflected or turned around, it fails', () => {
     const claim = scopeClaimProof(proofKey, challenge, 'anonymous', { prover: B, verifier: C });
     expect(verifyScopeClaim(proofKey, challenge, 'anonymous', { prover: C, verifier: A }, claim), 'relayed by C to A').to.equal(false);

@@ -150,8 +150,10 @@ export class HttpCache {
    * The rate limit is looked up again only when the origin's rate-limit version moved.
    */
   #answerHeaders(stored: Readonly<Record<string, string>>, parts: RequestKeyParts, item: MemoryItem | undefined): Record<string, string> {
+    // No memory item to keep a template on (a peer's entry, answered once as it arrives): one copy, no round trip.
+    if (item === undefined) return { ...stored, ...this.#origin.rateLimitHeaders(parts.scopeId, parts.url) };
     const version = this.#origin.rateLimitVersion;
-    let memo = item?.answerHeaders;
+    let memo = item.answerHeaders;
     if (memo === undefined || memo.version !== version) {
       const rateLimit = this.#origin.rateLimitHeaders(parts.scopeId, parts.url);
       if (memo === undefined || memo.rateLimit !== rateLimit) {
@@ -159,7 +161,7 @@ export class HttpCache {
       } else {
         memo = { ...memo, version };
       }
-      if (item !== undefined) item.answerHeaders = memo;
+      item.answerHeaders = memo;
     }
     return { ...memo.template };
   }

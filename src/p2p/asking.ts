@@ -12,7 +12,7 @@ import type { ScopeClaims, ScopeKeyPair } from './scope-claims.js';
 import { getProof } from './scope-proof.js';
 import type { ClientSide, PeerSessions } from './sessions.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
-import { isShareableKey, WIRE_LIMITS } from './wire.js';
+import { isShareableKey, WIRE_LIMITS, type GetFrame } from './wire.js';
 
 /**
  * Asking a key's owner for its entry.
@@ -61,6 +61,8 @@ import { isShareableKey, WIRE_LIMITS } from './wire.js';
  *   'self' (the caller goes upstream). The window is the fleet's `maxEntryTtl`: an entry the previous holder
  *   held when ownership moved has expired by then, so past it the ask could only cost a round trip.
  */
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** Owners lost in the middle of one fetch before the caller is told to go upstream itself. */
 const MAX_LOST_OWNERS = 2;
@@ -175,7 +177,10 @@ export class Asker {
     counters.count('requestsSent');
     const proof = getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: owner });
     const refresh = tag !== undefined && options.refresh === true;
-    if (!client.channel.send({ type: 'get', id, key: sealed ?? key, proof, ...(tag !== undefined ? { tag } : {}), ...(refresh ? { refresh: 1 } : {}) })) {
+    const get: Mutable<GetFrame> = { type: 'get', id, key: sealed ?? key, proof };
+    if (tag !== undefined) get.tag = tag;
+    if (refresh) get.refresh = 1;
+    if (!client.channel.send(get)) {
       client.requests.settle(id, { kind: 'closed' });
     }
     // A blind owner is waited for as long as it is heard from (request-table.ts): no fixed grace.

@@ -30,6 +30,8 @@ export const DEFAULT_MAX_CLOCK_SKEW_MS = 30_000;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 const HEADER_BYTES = 1 + NONCE_BYTES;
+/** Bodies of at least this many bytes are kept as views of the decrypted payload, smaller ones are copied out of it. */
+const VIEW_BODY_FROM = 64 * 1024;
 
 export type PeerEntryRejectionReason = 'decrypt' | 'schema' | 'digest' | 'key' | 'future' | 'ttl';
 
@@ -85,8 +87,19 @@ export function sealPayload(payload: unknown, key: string, entryKey: Uint8Array)
   cipher.setAAD(additionalData(key));
   // The CBOR plaintext is encrypted straight from the encoder's buffer (no copy of it is made).
   const ciphertext = withCbor(payload, (plaintext) => cipher.update(plaintext));
-  const out = Buffer.concat([Buffer.from([ENVELOPE_VERSION]), nonce, ciphertext, cipher.final(), cipher.getAuthTag()]);
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  const final = cipher.final(); // GCM gives no bytes here
+  const tag = cipher.getAuthTag();
+  // The layout written into one buffer of its exact size (no list of pieces to concatenate); every byte of it is
+  // written below, so it need not be zeroed first.
+  const size = HEADER_BYTES + ciphertext.byteLength + final.byteLength + TAG_BYTES;
+  const buffer = Buffer.allocUnsafeSlow(size);
+  const out = new Uint8Array(buffer.buffer, buffer.byteOffset, size);
+  out[0] = ENVELOPE_VERSION;
+  out.set(nonce, 1);
+  out.set(ciphertext, HEADER_BYTES);
+  out.set(final, HEADER_BYTES + ciphertext.byteLength);
+  out.set(tag, out.byteLength - TAG_BYTES);
+  return out;
 }
 
 const REQUIRED_FIELDS = ['key', 'body', 'digest', 'storedAt', 'expiresAt', 'status', 'headers'] as const;
@@ -151,8 +164,12 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }
 
-/** Validates the decrypted payload's shape; throws PeerEntryRejected('schema'). */
-function toEntryPayload(value: unknown): CacheEntry & { key: string } {
+/**
+ * Validates the decrypted payload's shape; throws PeerEntryRejected('schema'). Returns the key it names and the
+ * entry as `openEntry` returns it (not frozen yet): built once, its headers the decoded map itself (a fresh object
+ * of the decoder's, frozen here), its body a view of the plaintext.
+ */
+function toEntryPayload(value: unknown): { key: string; entry: Mutable<CacheEntry> } {
   const fail = (detail: string): never => {
     throw new PeerEntryRejected('schema', detail);
   };
@@ -167,26 +184,30 @@ function toEntryPayload(value: unknown): CacheEntry & { key: string } {
   if (!Number.isSafeInteger(expiresAt) || (expiresAt as number) < 0) fail('expiresAt is not a non-negative integer');
   if (!Number.isInteger(status) || (status as number) < 100 || (status as number) > 599) fail('status is not an HTTP status');
   if (!isPlainObject(headers)) return fail('headers is not a map');
-  const headerEntries = Object.entries(headers);
-  if (headerEntries.length > MAX_HEADERS) fail(`more than ${MAX_HEADERS} headers`);
-  for (const [name, v] of headerEntries) {
+  const names = Object.keys(headers);
+  if (names.length > MAX_HEADERS) fail(`more than ${MAX_HEADERS} headers`);
+  for (const name of names) {
+    const v = headers[name];
     if (!HEADER_NAME.test(name)) fail(`header name ${JSON.stringify(name.slice(0, 40))} is not a lowercase token`);
     if (typeof v !== 'string' || v.length > MAX_HEADER_VALUE || BAD_HEADER_VALUE.test(v)) fail(`header ${name} is not a single-line string`);
   }
   if (etag !== undefined && (typeof etag !== 'string' || etag.length > MAX_VALIDATOR)) fail('etag is not a short string');
   if (lastModified !== undefined && (typeof lastModified !== 'string' || lastModified.length > MAX_VALIDATOR)) fail('lastModified is not a short string');
-  return {
-    key: key as string,
+  const entry: Mutable<CacheEntry> = {
     body: viewAsBuffer(body as Uint8Array), // a view of the decrypted plaintext, as a Buffer like every other tier's
     digest: digest as string,
     storedAt: storedAt as number,
     expiresAt: expiresAt as number,
     status: status as number,
-    headers: Object.freeze(Object.fromEntries(headerEntries as Array<[string, string]>)),
-    etag: etag as string | undefined,
-    lastModified: lastModified as string | undefined,
+    // A plain object the decoder made for this payload alone (never a prototype but Object's): frozen as it is.
+    headers: Object.freeze(headers as Record<string, string>),
   };
+  if (etag !== undefined) entry.etag = etag as string;
+  if (lastModified !== undefined) entry.lastModified = lastModified as string;
+  return { key: key as string, entry };
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**
  * Opens and verifies a sealed entry received as the answer for `key` (see the module guarantee for the checks
@@ -213,28 +234,24 @@ export function openEntry(sealed: Uint8Array, key: string, entryKey: Uint8Array,
 
   let decoded: unknown;
   try {
-    decoded = decodeStrictCbor(plaintext);
+    // The plaintext is this call's own buffer: a large body comes back as a view of it, not a copy (the rest of
+    // the plaintext, its headers, then stays in memory with it: a small body is copied rather than carry that).
+    decoded = decodeStrictCbor(plaintext, { viewBytesFrom: VIEW_BODY_FROM });
   } catch (err) {
     throw new PeerEntryRejected('schema', `the payload is not canonical CBOR (${err instanceof Error ? err.message.slice(0, 120) : 'decode failed'})`);
   }
-  const payload = toEntryPayload(decoded);
+  const { key: payloadKey, entry } = toEntryPayload(decoded);
 
-  if (sha256Hex(payload.body) !== payload.digest) throw new PeerEntryRejected('digest', 'sha256 of the body does not match its digest');
-  if (payload.key !== key) throw new PeerEntryRejected('key', 'it is the answer for another cache key');
+  if (sha256Hex(entry.body) !== entry.digest) throw new PeerEntryRejected('digest', 'sha256 of the body does not match its digest');
+  if (payloadKey !== key) throw new PeerEntryRejected('key', 'it is the answer for another cache key');
   const now = (options.now ?? Date.now)();
   const skew = options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
-  if (payload.storedAt > now + skew) {
-    throw new PeerEntryRejected('future', `storedAt is ${payload.storedAt - now} ms in the future (at most ${skew} ms of clock skew is allowed)`);
+  if (entry.storedAt > now + skew) {
+    throw new PeerEntryRejected('future', `storedAt is ${entry.storedAt - now} ms in the future (at most ${skew} ms of clock skew is allowed)`);
   }
-  const ttlMs = payload.expiresAt - payload.storedAt;
+  const ttlMs = entry.expiresAt - entry.storedAt;
   if (ttlMs < 0 || ttlMs > options.maxEntryTtlSeconds * 1000) {
     throw new PeerEntryRejected('ttl', `its TTL of ${ttlMs / 1000} s is outside 0..${options.maxEntryTtlSeconds} s (p2p.maxEntryTtl)`);
   }
-  const entry: CacheEntry = {
-    body: payload.body, digest: payload.digest, storedAt: payload.storedAt, expiresAt: payload.expiresAt,
-    status: payload.status, headers: payload.headers,
-    ...(payload.etag !== undefined ? { etag: payload.etag } : {}),
-    ...(payload.lastModified !== undefined ? { lastModified: payload.lastModified } : {}),
-  };
   return Object.freeze(entry);
 }
