@@ -36,7 +36,8 @@ import { fleetPrivateNetwork } from './private-network.js';
  * - If the listen port is taken (a sibling process or worker holds it), the host listens on an ephemeral port and
  *   dials the holder on loopback as a peer; if that fails (not a member of the network), it runs alone and says why.
  * - One connection per pair of members: when two members dial each other at once, the surplus connection is
- *   closed by both ends alike (one-connection.ts).
+ *   closed by both ends alike (one-connection.ts), once the cache protocol's streams moved off it (a session
+ *   never drops for it), within requestTimeoutMs.
  * - A bootstrap peer named with `/p2p/<id>` that is not connected is dialled again every REJOIN_INTERVAL_MS for as
  *   long as the host runs (one dial per peer at a time), so a member cut off for longer than libp2p's own
  *   reconnect attempts (5, over about 30 s) rejoins once the network heals.
@@ -141,7 +142,11 @@ export class Libp2pHost {
         try {
           await created.start();
           if (!p2p.keepAlive) releaseEventLoop(created);
-          keepOneConnectionPerPeer(created, { closeTimeoutMs: p2p.dialTimeoutMs, logger: log });
+          // A surplus connection is left to the asks in flight on it for one owner timeout at most.
+          keepOneConnectionPerPeer(created, {
+            closeTimeoutMs: p2p.dialTimeoutMs, drainTimeoutMs: p2p.requestTimeoutMs, logger: log,
+            moveOff: (connection) => created.services.cache.moveOff(connection),
+          });
           return created;
         } catch (err) {
           await Promise.resolve(created.stop()).catch(() => undefined);
