@@ -3,7 +3,8 @@ import net from 'node:net';
 /**
  * A loopback TCP forwarder for the P2P specs that need to order dials: it accepts at once and holds what it
  * accepted until `release` names the target port, then passes each connection on (and every later one at once).
- * `live` counts the connections passed on that are still up: a node closing its end ends the pair.
+ * `live` counts the connections passed on that are still up: a node closing its end ends the pair. With
+ * `dropFirst: n`, the first n connections it accepts are closed at once instead (a dial that fails).
  */
 export interface Forwarder {
   port: number;
@@ -15,7 +16,8 @@ export interface Forwarder {
   close(): void;
 }
 
-export async function forwarder(): Promise<Forwarder> {
+export async function forwarder(options: { dropFirst?: number } = {}): Promise<Forwarder> {
+  let drop = options.dropFirst ?? 0;
   const sockets = new Set<net.Socket>();
   let target: number | undefined;
   const held: net.Socket[] = [];
@@ -37,6 +39,11 @@ export async function forwarder(): Promise<Forwarder> {
     upstream.pipe(client);
   };
   const server = net.createServer((client) => {
+    if (drop > 0) {
+      drop--;
+      client.destroy();
+      return;
+    }
     sockets.add(client);
     client.pause();
     if (target === undefined) held.push(client);
