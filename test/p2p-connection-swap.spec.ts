@@ -3,7 +3,7 @@ import type { CacheEntry } from '../src/cache/entry.js';
 import { scopeIdOf } from '../src/cache/scope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { forwarder, type Forwarder } from './support/forwarder.js';
-import { entryFor, fullyConnected, removeTmpDirs, requestKey, startNode, UpstreamCounter, waitFor, type SpecNode } from './support/p2p-fixtures.js';
+import { entryFor, fullyConnected, RecordingLogger, removeTmpDirs, requestKey, startNode, UpstreamCounter, waitFor, type SpecNode } from './support/p2p-fixtures.js';
 
 /**
  * A session survives its connection being closed as surplus (one-connection.ts, cache-protocol.ts): two members
@@ -12,11 +12,21 @@ import { entryFor, fullyConnected, removeTmpDirs, requestKey, startNode, Upstrea
  *
  * The order is forced, not left to load: the higher peer id dials first (through a forwarder that holds dials),
  * both sessions come up on that connection, the higher one asks keys the lower one owns (held upstream), and only
- * then the lower id's dial passes: its connection is the one both ends keep, so the first one is the surplus.
+ * then the lower id's dial passes: its connection is the one both ends keep, so the first one is the surplus. The
+ * owner's upstream is released once the asker's stream moved to the kept connection (its debug log says so), or,
+ * were the session to drop, once the asker went upstream itself.
  */
 
 const TOKEN = `test_swap${'S'.repeat(32)}`;
 const SCOPE = scopeIdOf(TOKEN);
+
+/** A logger that keeps the debug lines too (formatted loosely: the format and its arguments). */
+class DebugRecorder extends RecordingLogger {
+  readonly debugs: string[] = [];
+  override debug(message: string, ...args: unknown[]): void {
+    this.debugs.push([message, ...args.map(String)].join(' '));
+  }
+}
 
 /** An upstream that counts each call and answers none until released. */
 class HeldUpstream extends UpstreamCounter {
@@ -52,9 +62,10 @@ describe('a session across a surplus connection swap', function () {
     const [toA, toB] = [await forwarder(), await forwarder()];
     forwarders.push(toA, toB);
     const upstreams = [new HeldUpstream(), new HeldUpstream()];
+    const loggers = [new DebugRecorder(), new DebugRecorder()];
     // Each dials the other through the other's forwarder; a long dial timeout, since the forwarders hold them.
     const started = await Promise.all([toB, toA].map((to, i) => startNode({
-      upstream: upstreams[i]!, tokens: [TOKEN], p2p: { dialTimeoutMs: 60_000, bootstrapPeers: [`/ip4/127.0.0.1/tcp/${to.port}`] },
+      upstream: upstreams[i]!, logger: loggers[i]!, tokens: [TOKEN], p2p: { dialTimeoutMs: 60_000, bootstrapPeers: [`/ip4/127.0.0.1/tcp/${to.port}`] },
     })));
     nodes.push(...started);
     const [a, b] = started as [SpecNode, SpecNode];
@@ -62,6 +73,7 @@ describe('a session across a surplus connection swap', function () {
     const [low, high] = aLow ? [a, b] : [b, a];
     const [toLow, toHigh] = aLow ? [toA, toB] : [toB, toA];
     const [lowUpstream, highUpstream] = (aLow ? upstreams : [upstreams[1], upstreams[0]]) as [HeldUpstream, HeldUpstream];
+    const highLog = (aLow ? loggers[1] : loggers[0])!;
     highUpstream.release(); // only the owner's upstream is held
 
     // The higher id's dial first: the sessions come up on the connection that is to be the surplus.
@@ -79,9 +91,11 @@ describe('a session across a surplus connection swap', function () {
 
     // The lower id's dial passes: both ends keep it, and the first connection goes once nothing is left on it.
     toHigh.release(high.network.stats().boundPort);
-    await waitFor(() => toHigh.live === 1 && toLow.live === 0, 'one connection left, the one the lower id dialled', 60_000);
+    await waitFor(() => highLog.debugs.some((d) => d.startsWith('moved my stream to')) || highUpstream.calls > 0,
+      'the asker\'s stream on the kept connection (or the asker fetching itself)', 60_000);
     lowUpstream.release();
     await Promise.all(asks);
+    await waitFor(() => toHigh.live === 1 && toLow.live === 0, 'one connection left, the one the lower id dialled', 60_000);
 
     expect(highUpstream.calls, 'keys the asker fetched itself').to.equal(0);
     expect(high.backend.sources.peer, 'asks answered by the owner').to.equal(keys.length);

@@ -32,8 +32,8 @@ import { PROTOCOL, WIRE_VERSION, type Frame } from './wire.js';
  *   per stream, and a frame in the wrong direction or order is a protocol violation that closes that stream.
  * - The outbound stream opens on a connection that stays (never a surplus one, one-connection.ts), and moves off
  *   a connection being left as surplus (`moveOff`) before it closes: the new stream takes over once the peer's
- *   hello and claims arrived on it, the old one closes once the asks in flight on it are answered. The peer stays
- *   in session throughout (sessions.ts).
+ *   hello and claims arrived on it, the old one closes once the asks in flight on it are answered and the leases
+ *   taken on it ended. The peer stays in session throughout (sessions.ts).
  * - A hostile or broken peer cannot crash the node or stop it serving others: each rejected frame, proof or entry
  *   is one strike (strikes.ts), and a peer banned for it is disconnected at once and refused until the ban ends.
  * - Once halted (at stop), nothing new starts: no stream is opened or accepted, in-flight asks settle
@@ -399,6 +399,7 @@ export class CacheProtocol implements Startable {
   /** The replacement stream is in session (its hello and claims arrived): it becomes the client; the old one retires. */
   #swapClient(session: PeerSession, next: ClientSide): void {
     const old = session.client;
+    this.#log.debug('moved my stream to %s to a connection that stays (%d asks in flight on the old one)', session.id, old?.requests.size ?? 0);
     session.next = undefined;
     session.client = next;
     if (old !== undefined && !old.channel.closed) {

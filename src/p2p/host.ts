@@ -37,7 +37,7 @@ import { fleetPrivateNetwork } from './private-network.js';
  *   dials the holder on loopback as a peer; if that fails (not a member of the network), it runs alone and says why.
  * - One connection per pair of members: when two members dial each other at once, the surplus connection is
  *   closed by both ends alike (one-connection.ts), once the cache protocol's streams moved off it (a session
- *   never drops for it), within requestTimeoutMs.
+ *   never drops for it), within maxOwnerWaitMs.
  * - A bootstrap dial that fails at start (the peer does not listen yet, or the handshake timed out on a busy
  *   machine) is tried again START_RETRIES times within about 4 s (growing jittered delays, timeouts up to twice
  *   dialTimeoutMs), unless the peer is connected by then; an address this node listens on is not dialled.
@@ -147,9 +147,9 @@ export class Libp2pHost {
         try {
           await created.start();
           if (!p2p.keepAlive) releaseEventLoop(created);
-          // A surplus connection is left to the asks in flight on it for one owner timeout at most.
+          // A surplus connection is left to the asks in flight on it for as long as an ask may wait on an owner.
           keepOneConnectionPerPeer(created, {
-            closeTimeoutMs: p2p.dialTimeoutMs, drainTimeoutMs: p2p.requestTimeoutMs, logger: log,
+            closeTimeoutMs: p2p.dialTimeoutMs, drainTimeoutMs: init.limits.maxOwnerWaitMs, logger: log,
             moveOff: (connection) => created.services.cache.moveOff(connection),
           });
           return created;

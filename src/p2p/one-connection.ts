@@ -13,8 +13,8 @@ import { errorMessage } from './limits.js';
  * other end leaves them to it). A lone connection is never closed, whoever dialled it, so a pair whose lower id
  * cannot dial the higher one still connects. Make-before-break: a surplus connection is first left (`moveOff`:
  * the cache protocol moves its streams to the connection that stays, cache-protocol.ts) and closed once nothing
- * of the protocol is left on it, or after `drainTimeoutMs` at most; so a session running on it never drops (its
- * asks in flight are answered on it). Closing is graceful for up to `closeTimeoutMs`, then abrupt.
+ * of the protocol is left on it, or after `drainTimeoutMs` at most (the host gives maxOwnerWaitMs); so a session
+ * running on it never drops (its asks in flight are answered on it). Closing is graceful for up to `closeTimeoutMs`, then abrupt.
  */
 
 /** The connections to one peer that should close, of `connections` (all to that peer), seen from `selfId`. */
