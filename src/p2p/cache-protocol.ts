@@ -104,6 +104,8 @@ export class CacheProtocol implements Startable {
   readonly #background = new Set<Promise<unknown>>();
   /** Connections being left as surplus (moveOff): no stream opens on them. */
   readonly #leaving = new WeakSet<Connection>();
+  /** The waits of moveOff, checked again whenever a stream of the protocol opens or closes. */
+  readonly #leavingChecks = new Set<() => void>();
   #halted = false;
   #unsubscribeScopes: (() => void) | undefined;
 
@@ -253,23 +255,34 @@ export class CacheProtocol implements Startable {
 
   /**
    * Make-before-break for a connection being left as surplus (one-connection.ts): this node's stream to the peer
-   * moves to a connection that stays (see the module guarantee). Resolves once no stream of the protocol is left
-   * on `connection` (the peer moved its own stream off it too), or the session ended; never rejects. The caller
-   * bounds the wait and closes the connection after it.
+   * moves to a connection that stays (see the module guarantee). Resolves once no stream of the protocol is open
+   * on `connection` in either direction (the peer moved its own off it too), counting a stream still negotiating
+   * its protocol (it may be the peer's, not handed to this node yet), or once the connection closed or the
+   * service halted; never rejects. The caller bounds the wait and closes the connection after it.
    */
   moveOff(connection: Connection): Promise<void> {
-    const session = this.#sessions.get(connection.remotePeer.toString());
-    if (this.#halted || session === undefined) return Promise.resolve();
+    if (this.#halted) return Promise.resolve();
     this.#leaving.add(connection);
-    this.#moveClient(session);
+    const session = this.#sessions.get(connection.remotePeer.toString());
+    if (session !== undefined) this.#moveClient(session);
     return new Promise((resolve) => {
+      const watched = new WeakSet<Stream>();
       const check = (): void => {
-        if (this.#halted || !this.#sessions.isCurrent(session) || (!session.opening && !carries(session, connection))) {
-          session.watchers.delete(check);
+        const opening = this.#sessions.get(connection.remotePeer.toString())?.opening === true;
+        const open = connection.status === 'open' ? connection.streams.filter((s) => s.status === 'open' && (s.protocol === PROTOCOL || s.protocol === '')) : [];
+        if (this.#halted || (!opening && open.length === 0)) {
+          this.#leavingChecks.delete(check);
           resolve();
+          return;
+        }
+        // One still negotiating is handed to this service (#onInboundStream checks again) or ends: either way, look again.
+        for (const stream of open) {
+          if (stream.protocol !== '' || watched.has(stream)) continue;
+          watched.add(stream);
+          stream.addEventListener('close', check, { once: true });
         }
       };
-      session.watchers.add(check);
+      this.#leavingChecks.add(check);
       check();
     });
   }
@@ -342,7 +355,7 @@ export class CacheProtocol implements Startable {
         this.#log.debug('could not open %s to %s: %s', PROTOCOL, session.id, errorMessage(err));
         // The connection it went to may have closed meanwhile (a surplus one, one-connection.ts): use the one left.
         if (!replacing && !this.#halted && this.#sessions.isCurrent(session) && this.#connected(session)) this.#reopenClient(session);
-        this.#streamsChanged(session);
+        this.#streamsChanged();
         return;
       }
       session.opening = false;
@@ -366,7 +379,7 @@ export class CacheProtocol implements Startable {
       if (replacing && session.client !== undefined && !session.client.channel.closed) session.next = client;
       else session.client = client;
       client.channel.send(this.#hello(challenge));
-      this.#streamsChanged(session);
+      this.#streamsChanged();
       // Opened on a connection that is being left meanwhile: move off it too.
       if (session.client === client) this.#moveClient(session);
     })());
@@ -386,7 +399,7 @@ export class CacheProtocol implements Startable {
     }
     if (violation !== undefined) this.#reject(session.id, violation, errorMessage(error));
     else if (current && !this.#halted && this.#sessions.isCurrent(session) && this.#connected(session)) this.#reopenClient(session);
-    this.#streamsChanged(session);
+    this.#streamsChanged();
   }
 
   /** The session's client runs on a connection being left: open its replacement on one that stays. */
@@ -421,9 +434,9 @@ export class CacheProtocol implements Startable {
     return keptConnection(this.#selfId, this.#components.connectionManager.getConnections(session.peerId), (c) => this.#leaving.has(c));
   }
 
-  /** Tells the waits on the session's streams (moveOff) that one closed or finished opening. */
-  #streamsChanged(session: PeerSession): void {
-    for (const watcher of [...session.watchers]) watcher();
+  /** Tells the waits on connections being left (moveOff) that a stream of the protocol closed or finished opening. */
+  #streamsChanged(): void {
+    for (const check of [...this.#leavingChecks]) check();
   }
 
   /**
@@ -456,11 +469,12 @@ export class CacheProtocol implements Startable {
           session.servers.delete(server);
           this.#leases.holderGone(server.channel); // its leases pass to their next waiters
           if (violation !== undefined) this.#reject(session.id, violation, errorMessage(error));
-          this.#streamsChanged(session);
+          this.#streamsChanged();
         },
       }),
     };
     session.servers.add(server);
+    this.#streamsChanged();
     server.channel.send(this.#hello(challenge));
     if (session.client === undefined) this.#openClient(session);
   };
@@ -592,11 +606,3 @@ export function cacheProtocol(init: CacheProtocolInit): (components: CacheProtoc
   return (components) => new CacheProtocol(components, init);
 }
 
-/** Whether a stream of the session (either direction) still runs on `connection`. */
-function carries(session: PeerSession, connection: Connection): boolean {
-  for (const client of [session.client, session.next, ...session.retiring]) {
-    if (client !== undefined && !client.channel.closed && client.connection === connection) return true;
-  }
-  for (const server of session.servers) if (server.connection === connection) return true;
-  return false;
-}

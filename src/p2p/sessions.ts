@@ -72,8 +72,6 @@ export interface PeerSession {
   reopens: number[];
   /** Until when its `working` frames are not believed (it withheld an answer): its requests wait requestTimeoutMs at most. */
   withheldUntil: number;
-  /** Called whenever one of its streams closes or finishes opening (waits for a connection to be left). */
-  readonly watchers: Set<() => void>;
 }
 
 export class PeerSessions {
@@ -125,7 +123,7 @@ export class PeerSessions {
     if (session === undefined) {
       session = {
         id, peerId, addrs: [], client: undefined, next: undefined, retiring: new Set(), opening: false, servers: new Set(), serving: 0,
-        largeTransfers: 0, reopens: [], withheldUntil: 0, watchers: new Set(),
+        largeTransfers: 0, reopens: [], withheldUntil: 0,
       };
       this.#sessions.set(id, session);
     }
