@@ -9,7 +9,7 @@ import type { Logger } from '../src/log.js';
 export class RecordingLogger implements Logger {
   readonly warnings: string[] = [];
   readonly errors: string[] = [];
-  debug(): void {}
+  debug(_message: string, ..._args: unknown[]): void {}
   warn(message: string): void {
     this.warnings.push(message);
   }

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import net from 'node:net';
 import type { Connection } from '@libp2p/interface';
 import { surplusConnections } from '../src/p2p/one-connection.js';
 import { tcpConnectionsOf } from '../support/tcp-connections.js';
+import { forwarder, type Forwarder } from './support/forwarder.js';
 import { removeTmpDirs, startNode, waitFor, type SpecNode } from './support/p2p-fixtures.js';
 
 /**
@@ -81,52 +81,3 @@ describe('one connection per pair of members', function () {
     });
   });
 });
-
-interface Forwarder {
-  port: number;
-  /** Connections passed on so far. */
-  forwarded: number;
-  release(targetPort: number): void;
-  close(): void;
-}
-
-/** A loopback TCP forwarder that accepts at once and holds what it accepted until `release` names the target. */
-async function forwarder(): Promise<Forwarder> {
-  const sockets = new Set<net.Socket>();
-  let target: number | undefined;
-  const held: net.Socket[] = [];
-  const state = { forwarded: 0 };
-  const pass = (client: net.Socket, port: number) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    sockets.add(upstream);
-    state.forwarded++;
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    for (const s of [client, upstream]) s.on('error', end).on('close', end);
-    client.pipe(upstream);
-    upstream.pipe(client);
-  };
-  const server = net.createServer((client) => {
-    sockets.add(client);
-    client.pause();
-    if (target === undefined) held.push(client);
-    else pass(client, target);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    get forwarded() {
-      return state.forwarded;
-    },
-    release(port) {
-      target = port;
-      for (const client of held.splice(0)) pass(client, port);
-    },
-    close() {
-      server.close();
-      for (const s of sockets) s.destroy();
-    },
-  };
-}

@@ -315,12 +315,15 @@ export class Asker {
 
   /** The lease a blind owner gave this node on `client`'s stream: ended with `put` or `release` on it. */
   #remoteLease(client: ClientSide, lease: number, key: string, entryKey: Uint8Array): FleetLease {
+    client.leasesOut++; // the stream is kept until the lease ends (a connection swap, sessions.ts)
     return this.#lease((entry, unshareable) => {
+      client.leasesOut--;
       if (client.channel.closed) return; // the owner saw the stream close: the lease passed on already
       const sealed = entry === undefined ? undefined : this.#seal(entry, key, entryKey);
       // An entry that cannot be put (stale already, or too large) is as unshareable as a no-store answer.
       if (sealed === undefined) client.channel.send({ type: 'release', lease, ...(unshareable || entry !== undefined ? { unshareable: 1 } : {}) });
       else client.channel.send({ type: 'put', lease, sealed: sealed.bytes, ttlMs: sealed.ttlMs });
+      client.leaseEnded();
     });
   }
 

@@ -6,9 +6,10 @@ import type { Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
 import { Asker, type FetchOptions } from './asking.js';
 import { anonymousEntryKeyOf } from './fleet-keys.js';
-import { FrameChannel } from './frame-channel.js';
+import { FrameChannel, type FrameViolation } from './frame-channel.js';
 import { LeaseTable } from './lease.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
+import { keptConnection } from './one-connection.js';
 import { PeerExchange, withoutPeerId } from './peer-exchange.js';
 import { RequestTable } from './request-table.js';
 import { ScopeClaims } from './scope-claims.js';
@@ -29,6 +30,10 @@ import { PROTOCOL, WIRE_VERSION, type Frame } from './wire.js';
  * - One long-lived outbound stream per connected peer (reopened at most 3 times a minute while a connection
  *   remains) and any number of inbound ones, each a FrameChannel: frames are size-limited and strictly validated
  *   per stream, and a frame in the wrong direction or order is a protocol violation that closes that stream.
+ * - The outbound stream opens on a connection that stays (never a surplus one, one-connection.ts), and moves off
+ *   a connection being left as surplus (`moveOff`) before it closes: the new stream takes over once the peer's
+ *   hello and claims arrived on it, the old one closes once the asks in flight on it are answered and the leases
+ *   taken on it ended. The peer stays in session throughout (sessions.ts).
  * - A hostile or broken peer cannot crash the node or stop it serving others: each rejected frame, proof or entry
  *   is one strike (strikes.ts), and a peer banned for it is disconnected at once and refused until the ban ends.
  * - Once halted (at stop), nothing new starts: no stream is opened or accepted, in-flight asks settle
@@ -45,7 +50,7 @@ export interface CacheProtocolComponents {
   };
   connectionManager: {
     getConnections(peerId?: PeerId): Connection[];
-    openConnection(peer: Multiaddr | Multiaddr[], options?: AbortOptions & { priority?: number }): Promise<Connection>;
+    openConnection(peer: PeerId | Multiaddr | Multiaddr[], options?: AbortOptions & { priority?: number }): Promise<Connection>;
     openStream(peer: PeerId, protocol: string | string[], options?: AbortOptions & { maxOutboundStreams?: number }): Promise<Stream>;
     closeConnections(peer: PeerId, options?: AbortOptions): Promise<void>;
   };
@@ -97,6 +102,10 @@ export class CacheProtocol implements Startable {
   /** Blind ownership: sealed entries and leases of keys this node owns in scopes it does not hold (lease.ts). */
   readonly #leases: LeaseTable;
   readonly #background = new Set<Promise<unknown>>();
+  /** Connections being left as surplus (moveOff): no stream opens on them. */
+  readonly #leaving = new WeakSet<Connection>();
+  /** The waits of moveOff, checked again whenever a stream of the protocol opens or closes. */
+  readonly #leavingChecks = new Set<() => void>();
   #halted = false;
   #unsubscribeScopes: (() => void) | undefined;
 
@@ -244,6 +253,40 @@ export class CacheProtocol implements Startable {
     return this.#sessions.onChange(listener);
   }
 
+  /**
+   * Make-before-break for a connection being left as surplus (one-connection.ts): this node's stream to the peer
+   * moves to a connection that stays (see the module guarantee). Resolves once no stream of the protocol is open
+   * on `connection` in either direction (the peer moved its own off it too), counting a stream still negotiating
+   * its protocol (it may be the peer's, not handed to this node yet), or once the connection closed or the
+   * service halted; never rejects. The caller bounds the wait and closes the connection after it.
+   */
+  moveOff(connection: Connection): Promise<void> {
+    if (this.#halted) return Promise.resolve();
+    this.#leaving.add(connection);
+    const session = this.#sessions.get(connection.remotePeer.toString());
+    if (session !== undefined) this.#moveClient(session);
+    return new Promise((resolve) => {
+      const watched = new WeakSet<Stream>();
+      const check = (): void => {
+        const opening = this.#sessions.get(connection.remotePeer.toString())?.opening === true;
+        const open = connection.status === 'open' ? connection.streams.filter((s) => s.status === 'open' && (s.protocol === PROTOCOL || s.protocol === '')) : [];
+        if (this.#halted || (!opening && open.length === 0)) {
+          this.#leavingChecks.delete(check);
+          resolve();
+          return;
+        }
+        // One still negotiating is handed to this service (#onInboundStream checks again) or ends: either way, look again.
+        for (const stream of open) {
+          if (stream.protocol !== '' || watched.has(stream)) continue;
+          watched.add(stream);
+          stream.addEventListener('close', check, { once: true });
+        }
+      };
+      this.#leavingChecks.add(check);
+      check();
+    });
+  }
+
   peers(): Array<{ id: string; scopes: number }> {
     const peers: Array<{ id: string; scopes: number }> = [];
     for (const session of this.#sessions.values()) {
@@ -291,50 +334,109 @@ export class CacheProtocol implements Startable {
     return this.#components.connectionManager.getConnections(session.peerId).length > 0;
   }
 
-  /** Opens my long-lived outbound stream to a peer (once; again if it closes while connected). */
-  #openClient(session: PeerSession): void {
-    if (this.#halted || session.opening || (session.client !== undefined && !session.client.channel.closed)) return;
+  /**
+   * Opens my long-lived outbound stream to a peer (once; again if it closes while connected) on a connection that
+   * stays; `replacing`: the session's `next` stream, for a `client` on a connection being left (#moveClient).
+   */
+  #openClient(session: PeerSession, replacing = false): void {
+    if (this.#halted || session.opening) return;
+    if (replacing ? session.next !== undefined : session.client !== undefined && !session.client.channel.closed) return;
     session.opening = true;
     const { p2p, limits } = this.#init;
     this.#track((async () => {
       let stream: Stream;
+      let connection: Connection;
       try {
-        stream = await this.#components.connectionManager.openStream(session.peerId, PROTOCOL, {
-          signal: AbortSignal.timeout(p2p.dialTimeoutMs),
-          maxOutboundStreams: limits.maxStreamsPerConnection,
-        });
+        const signal = AbortSignal.timeout(p2p.dialTimeoutMs);
+        connection = this.#streamConnection(session) ?? await this.#components.connectionManager.openConnection(session.peerId, { signal });
+        stream = await connection.newStream(PROTOCOL, { signal, maxOutboundStreams: limits.maxStreamsPerConnection });
       } catch (err) {
+        session.opening = false;
         this.#log.debug('could not open %s to %s: %s', PROTOCOL, session.id, errorMessage(err));
         // The connection it went to may have closed meanwhile (a surplus one, one-connection.ts): use the one left.
-        if (!this.#halted && this.#sessions.isCurrent(session) && this.#connected(session)) this.#reopenClient(session);
+        if (!replacing && !this.#halted && this.#sessions.isCurrent(session) && this.#connected(session)) this.#reopenClient(session);
+        this.#streamsChanged();
         return;
-      } finally {
-        session.opening = false;
       }
+      session.opening = false;
       if (this.#halted || !this.#sessions.isCurrent(session)) {
         stream.abort(new Error('the peer session is gone'));
         return;
       }
       const challenge = new Uint8Array(randomBytes(CHALLENGE_BYTES));
       const client: ClientSide = {
-        challenge, remoteChallenge: undefined, claims: new Map(), verified: new Map(), requests: new RequestTable(this.#init.now),
+        connection, challenge, remoteChallenge: undefined, claims: new Map(), verified: new Map(), requests: new RequestTable(this.#init.now),
         parts: new PartedAnswers(limits.maxPartedEntryBytes, limits.maxPartedBytesPerPeer),
+        leasesOut: 0, leaseEnded: () => this.#retireIfIdle(session, client),
         channel: new FrameChannel(stream, {
           maxFrameBytes: p2p.maxFrameBytes,
           logger: this.#log,
           onFrame: (frame) => this.#onClientFrame(session, client, frame),
-          onClose: (violation, error) => {
-            client.requests.closeAll();
-            client.parts.clear();
-            if (session.client === client) session.client = undefined;
-            if (violation !== undefined) this.#reject(session.id, violation, errorMessage(error));
-            else if (!this.#halted && this.#sessions.isCurrent(session) && this.#connected(session)) this.#reopenClient(session);
-          },
+          onClose: (violation, error) => this.#clientClosed(session, client, violation, error),
         }),
       };
-      session.client = client;
+      // A replacement waits in `next` while the stream it replaces still works; else it is the client at once.
+      if (replacing && session.client !== undefined && !session.client.channel.closed) session.next = client;
+      else session.client = client;
       client.channel.send(this.#hello(challenge));
+      this.#streamsChanged();
+      // Opened on a connection that is being left meanwhile: move off it too.
+      if (session.client === client) this.#moveClient(session);
     })());
+  }
+
+  /** One of my outbound streams to the peer ended: the session's client is replaced or reopened, a retiring one is done. */
+  #clientClosed(session: PeerSession, client: ClientSide, violation: FrameViolation | undefined, error: Error | undefined): void {
+    client.requests.closeAll();
+    client.parts.clear();
+    session.retiring.delete(client);
+    if (session.next === client) session.next = undefined;
+    const current = session.client === client;
+    if (current) {
+      // Its replacement, if one is on its way, takes over at once (it counts in session once its hello arrives).
+      session.client = session.next;
+      session.next = undefined;
+    }
+    if (violation !== undefined) this.#reject(session.id, violation, errorMessage(error));
+    else if (current && !this.#halted && this.#sessions.isCurrent(session) && this.#connected(session)) this.#reopenClient(session);
+    this.#streamsChanged();
+  }
+
+  /** The session's client runs on a connection being left: open its replacement on one that stays. */
+  #moveClient(session: PeerSession): void {
+    const client = session.client;
+    if (client === undefined || client.channel.closed || !this.#leaving.has(client.connection)) return;
+    this.#openClient(session, true);
+  }
+
+  /** The replacement stream is in session (its hello and claims arrived): it becomes the client; the old one retires. */
+  #swapClient(session: PeerSession, next: ClientSide): void {
+    const old = session.client;
+    this.#log.debug('moved my stream to %s to a connection that stays (%d asks in flight on the old one)', session.id, old?.requests.size ?? 0);
+    session.next = undefined;
+    session.client = next;
+    if (old !== undefined && !old.channel.closed) {
+      session.retiring.add(old);
+      this.#retireIfIdle(session, old);
+    }
+    this.#sessions.changed();
+  }
+
+  /** A retiring stream closes once no ask is in flight on it and no lease taken on it is out (its connection's close bounds the rest). */
+  #retireIfIdle(session: PeerSession, client: ClientSide): void {
+    if (!session.retiring.has(client) || client.requests.size > 0 || client.leasesOut > 0) return;
+    // Once what was queued on it (a put or release just sent) has left: closing resets the stream.
+    void client.channel.whenWritable(0).then(() => client.channel.close(new Error('moved to the connection that stays')));
+  }
+
+  /** The connection a new outbound stream to the peer goes on: open, kept, not being left; undefined if none. */
+  #streamConnection(session: PeerSession): Connection | undefined {
+    return keptConnection(this.#selfId, this.#components.connectionManager.getConnections(session.peerId), (c) => this.#leaving.has(c));
+  }
+
+  /** Tells the waits on connections being left (moveOff) that a stream of the protocol closed or finished opening. */
+  #streamsChanged(): void {
+    for (const check of [...this.#leavingChecks]) check();
   }
 
   /**
@@ -358,7 +460,7 @@ export class CacheProtocol implements Startable {
     const session = this.#sessions.ensure(connection.remotePeer);
     const challenge = new Uint8Array(randomBytes(CHALLENGE_BYTES));
     const server: ServerSide = {
-      challenge, remoteChallenge: undefined,
+      connection, challenge, remoteChallenge: undefined,
       channel: new FrameChannel(stream, {
         maxFrameBytes: this.#init.p2p.maxFrameBytes,
         logger: this.#log,
@@ -367,10 +469,12 @@ export class CacheProtocol implements Startable {
           session.servers.delete(server);
           this.#leases.holderGone(server.channel); // its leases pass to their next waiters
           if (violation !== undefined) this.#reject(session.id, violation, errorMessage(error));
+          this.#streamsChanged();
         },
       }),
     };
     session.servers.add(server);
+    this.#streamsChanged();
     server.channel.send(this.#hello(challenge));
     if (session.client === undefined) this.#openClient(session);
   };
@@ -383,18 +487,26 @@ export class CacheProtocol implements Startable {
 
   /** Frames on my outbound stream: the owner's hello, scope claims and answers. */
   #onClientFrame(session: PeerSession, client: ClientSide, frame: Frame): void {
+    this.#clientFrame(session, client, frame);
+    if (session.retiring.has(client)) this.#retireIfIdle(session, client);
+  }
+
+  #clientFrame(session: PeerSession, client: ClientSide, frame: Frame): void {
     client.requests.heard();
     switch (frame.type) {
       case 'hello':
         if (client.remoteChallenge !== undefined) return this.#protocolViolation(session, client.channel, 'a second hello');
         client.remoteChallenge = frame.challenge;
-        this.#sessions.changed(); // in session now: a start-up wait counts it at once (fleet-start.ts meshed)
+        // In session now: a start-up wait counts it at once (fleet-start.ts meshed). A replacement (`next`) takes
+        // over once its claims arrived too (#swapClient): the session is up on the stream it replaces meanwhile.
+        if (session.client === client) this.#sessions.changed();
         this.#exchange.learn(session, frame.addrs, frame.peers);
         return;
       case 'scopes':
         if (client.remoteChallenge === undefined) return this.#protocolViolation(session, client.channel, 'scopes before hello');
         this.#claims.receive(session, client, frame);
         this.#exchange.exchange(frame.peers);
+        if (session.next === client) this.#swapClient(session, client);
         return;
       case 'entry':
         client.requests.settle(frame.id, { kind: 'entry', sealed: frame.sealed });
@@ -493,3 +605,4 @@ export class CacheProtocol implements Startable {
 export function cacheProtocol(init: CacheProtocolInit): (components: CacheProtocolComponents) => CacheProtocol {
   return (components) => new CacheProtocol(components, init);
 }
+

@@ -36,7 +36,11 @@ import { fleetPrivateNetwork } from './private-network.js';
  * - If the listen port is taken (a sibling process or worker holds it), the host listens on an ephemeral port and
  *   dials the holder on loopback as a peer; if that fails (not a member of the network), it runs alone and says why.
  * - One connection per pair of members: when two members dial each other at once, the surplus connection is
- *   closed by both ends alike (one-connection.ts).
+ *   closed by both ends alike (one-connection.ts), once the cache protocol's streams moved off it (a session
+ *   never drops for it), within maxOwnerWaitMs.
+ * - A bootstrap dial that fails at start (the peer does not listen yet, or the handshake timed out on a busy
+ *   machine) is tried again START_RETRIES times within about 4 s (growing jittered delays, timeouts up to twice
+ *   dialTimeoutMs), unless the peer is connected by then; an address this node listens on is not dialled.
  * - A bootstrap peer named with `/p2p/<id>` that is not connected is dialled again every REJOIN_INTERVAL_MS for as
  *   long as the host runs (one dial per peer at a time), so a member cut off for longer than libp2p's own
  *   reconnect attempts (5, over about 30 s) rejoins once the network heals.
@@ -84,6 +88,8 @@ export class Libp2pHost {
   readonly #rejoin: Array<{ raw: string; ma: Multiaddr; id: string }> = [];
   readonly #rejoining = new Set<string>();
   #rejoinTimer: NodeJS.Timeout | undefined;
+  /** Start-up retries of bootstrap dials that failed (#dialAtStart), cleared at stop. */
+  readonly #retryTimers = new Set<NodeJS.Timeout>();
   #stopping: Promise<void> | undefined;
 
   private constructor(node: Libp2p<HostServices>, identity: PeerIdentity, init: HostInit, portFallback: boolean) {
@@ -141,7 +147,11 @@ export class Libp2pHost {
         try {
           await created.start();
           if (!p2p.keepAlive) releaseEventLoop(created);
-          keepOneConnectionPerPeer(created, { closeTimeoutMs: p2p.dialTimeoutMs, logger: log });
+          // A surplus connection is left to the asks in flight on it for as long as an ask may wait on an owner.
+          keepOneConnectionPerPeer(created, {
+            closeTimeoutMs: p2p.dialTimeoutMs, drainTimeoutMs: init.limits.maxOwnerWaitMs, logger: log,
+            moveOff: (connection) => created.services.cache.moveOff(connection),
+          });
           return created;
         } catch (err) {
           await Promise.resolve(created.stop()).catch(() => undefined);
@@ -219,6 +229,8 @@ export class Libp2pHost {
 
   async #doStop(): Promise<void> {
     clearInterval(this.#rejoinTimer);
+    for (const timer of this.#retryTimers) clearTimeout(timer);
+    this.#retryTimers.clear();
     try {
       await this.#node.stop();
     } catch (err) {
@@ -256,15 +268,63 @@ export class Libp2pHost {
       // A fleet-wide list usually names this node too.
       if (id === this.peerId) continue;
       if (id !== undefined) this.#rejoin.push({ raw, ma, id });
-      this.#track(this.#node.dial(ma, { signal: AbortSignal.timeout(p2p.dialTimeoutMs) }).then(
-        (connection) => this.#keepAlive(connection.remotePeer),
-        (err: unknown) => log.warn(`could not reach bootstrap peer ${raw}: ${errorMessage(err)}`),
-      ));
+      // Named by address only, it may be this node's own address: never dialled.
+      if (id === undefined && this.#isOwnAddress(ma)) continue;
+      this.#dialAtStart(raw, ma, id, 0);
     }
     if (this.#rejoin.length > 0) {
       this.#rejoinTimer = setInterval(() => this.#rejoinBootstrapPeers(), REJOIN_INTERVAL_MS);
       this.#rejoinTimer.unref();
     }
+  }
+
+  /**
+   * Dials a bootstrap peer as the host starts. A dial that fails (the peer does not listen yet: members started
+   * together; or its handshake outlasted the timeout on a busy machine, where two members dialling each other at
+   * once may both time out) is tried again soon, START_RETRIES times, after a growing, jittered delay (so two
+   * members that failed together do not retry together) with a longer timeout (up to the accepting end's own
+   * bound, twice dialTimeoutMs); a peer already connected (its id, or, for an address without one, a connected
+   * peer listening there) is not dialled again. Later the rejoin timer takes over for peers named with an id.
+   */
+  #dialAtStart(raw: string, ma: Multiaddr, id: string | undefined, attempt: number): void {
+    const { p2p, logger: log } = this.#init;
+    const timeoutMs = Math.min(p2p.dialTimeoutMs * (attempt + 1), 2 * p2p.dialTimeoutMs);
+    this.#track(this.#node.dial(ma, { signal: AbortSignal.timeout(timeoutMs) }).then(
+      (connection) => this.#keepAlive(connection.remotePeer),
+      (err: unknown) => {
+        const message = errorMessage(err);
+        if (attempt === 0) log.warn(`could not reach bootstrap peer ${raw}: ${message}${START_RETRIES > 0 ? ' (trying again)' : ''}`);
+        else log.debug('bootstrap peer %s still unreachable (attempt %d): %s', raw, attempt + 1, message);
+        if (attempt >= START_RETRIES || this.#stopping !== undefined || /\bself\b/i.test(message)) return;
+        const delayMs = START_RETRY_MS * 2 ** attempt * (0.5 + Math.random());
+        const timer = setTimeout(() => {
+          this.#retryTimers.delete(timer);
+          this.#track(this.#reached(ma, id).then((reached) => {
+            if (!reached && this.#stopping === undefined) this.#dialAtStart(raw, ma, id, attempt + 1);
+          }));
+        }, delayMs);
+        timer.unref();
+        this.#retryTimers.add(timer);
+      },
+    ));
+  }
+
+  /** Whether the peer at `ma` (with id `id`, if known) is connected already. */
+  async #reached(ma: Multiaddr, id: string | undefined): Promise<boolean> {
+    const peers = this.#node.getPeers();
+    if (id !== undefined) return peers.some((peer) => peer.toString() === id);
+    const wanted = ma.toString();
+    for (const peer of peers) {
+      const known = await this.#node.peerStore.get(peer).catch(() => undefined);
+      if (known?.addresses.some((a) => a.multiaddr.toString() === wanted) === true) return true;
+    }
+    return false;
+  }
+
+  /** Whether `ma` (an address without /p2p/) is one this node listens on. */
+  #isOwnAddress(ma: Multiaddr): boolean {
+    const wanted = ma.toString();
+    return this.#node.getMultiaddrs().some((own) => own.toString().split('/p2p/')[0] === wanted);
   }
 
   /**
@@ -304,6 +364,9 @@ export class Libp2pHost {
 
 /** How often bootstrap peers that are not connected are dialled again, in ms. */
 const REJOIN_INTERVAL_MS = 10_000;
+/** Times a bootstrap dial that failed at start is tried again, and the first delay (doubling, jittered ±50 %), in ms. */
+const START_RETRIES = 4;
+const START_RETRY_MS = 250;
 
 /** Inbound connections from one host that may be pending (not through the key exchange yet) at a time. */
 export const MAX_PENDING_INBOUND_PER_HOST = 8;

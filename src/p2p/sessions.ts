@@ -1,4 +1,4 @@
-import type { PeerId } from '@libp2p/interface';
+import type { Connection, PeerId } from '@libp2p/interface';
 import type { FrameChannel } from './frame-channel.js';
 import type { RequestTable } from './request-table.js';
 import type { PartedAnswers } from './transfers.js';
@@ -10,11 +10,20 @@ import type { PartedAnswers } from './transfers.js';
  * streams are closed and every request in flight on its outbound stream settles 'closed' at once. Listeners of
  * `onChange` hear, synchronously, of every session that comes up (`changed()`, called by the protocol when a
  * peer's hello arrives) or leaves the table.
+ *
+ * A session outlives a connection swap (make-before-break): when the connection its outbound stream runs on is
+ * closed as surplus (one-connection.ts), the protocol opens the `next` stream on the connection that stays and
+ * makes it the session's `client` once the peer's hello and scope claims arrived on it; the old one is `retiring`:
+ * it carries the asks already in flight on it until they are answered and the leases taken on it until they end,
+ * then closes. So a peer in session stays in
+ * session (and an owner candidate) across the swap: its `client` is never unset by it.
  */
 
 /** My outbound stream to a peer: I ask, it answers. */
 export interface ClientSide {
   readonly channel: FrameChannel;
+  /** The connection the stream runs on. */
+  readonly connection: Connection;
   /** The challenge I sent: its scope claims are proved under it. */
   readonly challenge: Uint8Array;
   /** Its challenge: my get proofs are made under it. Undefined until its hello arrives. */
@@ -26,11 +35,17 @@ export interface ClientSide {
   readonly requests: RequestTable;
   /** Large answers being received in parts. */
   readonly parts: PartedAnswers;
+  /** Leases the peer handed out on this stream that are not ended yet (their put or release goes on it). */
+  leasesOut: number;
+  /** Called when one of those leases ends (a retiring stream may close then). */
+  readonly leaseEnded: () => void;
 }
 
 /** A peer's stream to me: it asks, I answer. */
 export interface ServerSide {
   readonly channel: FrameChannel;
+  /** The connection the stream runs on. */
+  readonly connection: Connection;
   /** The challenge I sent: its get proofs are made under it. */
   readonly challenge: Uint8Array;
   /** Its challenge: my scope claims are proved under it. */
@@ -43,6 +58,10 @@ export interface PeerSession {
   /** Its own listen addresses (from its hello), without /p2p/. */
   addrs: string[];
   client: ClientSide | undefined;
+  /** The stream replacing `client` (on the connection that stays), until its hello and claims arrive. */
+  next: ClientSide | undefined;
+  /** Former `client`s still answering the asks in flight on them (a connection swap); each closes once they are done. */
+  readonly retiring: Set<ClientSide>;
   opening: boolean;
   readonly servers: Set<ServerSide>;
   /** Requests being served for it right now. */
@@ -102,7 +121,10 @@ export class PeerSessions {
     const id = peerId.toString();
     let session = this.#sessions.get(id);
     if (session === undefined) {
-      session = { id, peerId, addrs: [], client: undefined, opening: false, servers: new Set(), serving: 0, largeTransfers: 0, reopens: [], withheldUntil: 0 };
+      session = {
+        id, peerId, addrs: [], client: undefined, next: undefined, retiring: new Set(), opening: false, servers: new Set(), serving: 0,
+        largeTransfers: 0, reopens: [], withheldUntil: 0,
+      };
       this.#sessions.set(id, session);
     }
     return session;
@@ -127,9 +149,12 @@ export class PeerSessions {
 }
 
 function closeSession(session: PeerSession): void {
-  session.client?.channel.close(new Error('peer session closed'));
-  session.client?.requests.closeAll();
-  session.client?.parts.clear();
+  for (const client of [session.client, session.next, ...session.retiring]) {
+    client?.channel.close(new Error('peer session closed'));
+    client?.requests.closeAll();
+    client?.parts.clear();
+  }
+  session.retiring.clear();
   for (const server of session.servers) server.channel.close(new Error('peer session closed'));
   session.servers.clear();
 }

@@ -177,9 +177,10 @@ export interface SpecNode {
 /** Starts a PeerNetwork on loopback with a MemoryBackend. */
 export async function startNode(options: {
   upstream?: UpstreamCounter; tokens?: string[]; p2p?: Partial<ResolvedP2POptions>; cacheDir?: string; limits?: Partial<PeerNetworkLimits>; now?: () => number;
+  logger?: RecordingLogger;
 } = {}): Promise<SpecNode> {
   const backend = new MemoryBackend(options.upstream ?? new UpstreamCounter(), options.tokens ?? []);
-  const logger = new RecordingLogger();
+  const logger = options.logger ?? new RecordingLogger();
   const cacheDir = options.cacheDir ?? tmpCacheDir();
   const network = await PeerNetwork.start({
     p2p: p2pOptions(options.p2p), cacheDir, host: backend, logger, ...(options.limits ? { limits: options.limits } : {}), ...(options.now ? { now: options.now } : {}),
