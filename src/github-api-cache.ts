@@ -309,23 +309,29 @@ export class GitHubAPICache implements AsyncDisposable {
 
   /**
    * Starts the fleet's host in the background (one per instance, so one per process through the provider).
-   * Reads that would leave this node wait for it at most `p2p.startWaitMs` from now: for the host to listen and,
-   * with bootstrap peers, to be in session with as many peers as it was given (so a fleet that starts together
-   * agrees on owners from its first request). Both ends of that wait are events, never a poll: the reads get the
-   * fleet in the turn its last session comes up (`meshed`), and when the wait's timer fires a listening host is
-   * handed to them before they resume, whatever sessions it has, so no read skips a running fleet because a timer
-   * fired first or late. A failed start is logged and kept for `p2pReady()` (never an unhandled rejection); a start
-   * that completes after close() is stopped.
+   * Reads that would leave this node wait for it in two phases of at most `p2p.startWaitMs` each: for the host to
+   * listen (from now), then, with bootstrap peers, for sessions with as many peers as it was given (from the moment
+   * it listens), so a fleet that starts together agrees on owners from its first request even when a busy machine
+   * makes libp2p's own start take seconds. Both ends of each phase are events, never a poll: the reads get the
+   * fleet in the turn its last session comes up (`meshed`); when the second phase's timer fires, the listening host
+   * is handed to them before they resume, whatever sessions it has, so no read skips a running fleet because a
+   * timer fired first or late; when the first phase's timer fires before the host listens, they resume without it.
+   * A failed start is logged and kept for `p2pReady()` (never an unhandled rejection); a start that completes
+   * after close() is stopped.
    */
   #beginFleet(startFleet: FleetStarter): void {
     const waitMs = this.options.p2p.startWaitMs;
-    let timer: NodeJS.Timeout | undefined;
-    const waitEnds = waitMs > 0
-      ? new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, waitMs);
-        timer.unref();
-      })
-      : Promise.resolve();
+    const timers: NodeJS.Timeout[] = [];
+    const after = (ms: number, then: () => void): void => {
+      const timer = setTimeout(then, ms);
+      timer.unref();
+      timers.push(timer);
+    };
+    let listening = false;
+    let meshWaitOver!: () => void;
+    const meshWaitEnds = new Promise<void>((resolve) => {
+      meshWaitOver = resolve;
+    });
     const start = (async () => {
       const fleet = await startFleet({ p2p: this.options.p2p, cacheDir: this.options.cacheDir, logSink: this.options.logSink, now: this.options.now, host: this.#reads });
       if (this.#closing !== undefined) {
@@ -334,12 +340,14 @@ export class GitHubAPICache implements AsyncDisposable {
       }
       this.#fleet = fleet;
       this.#writes.fleet = fleet;
+      listening = true;
       // Peers may ask this node once it listens; its own reads ask them once it is meshed (or the wait is over).
       if (waitMs === 0 || meshTarget(fleet, this.options.p2p.bootstrapPeers) === 0) this.#reads.fleet = fleet;
+      else after(waitMs, meshWaitOver); // the second phase: sessions, counted from now
       return fleet;
     })();
     const readsReady = start.then(async (fleet) => {
-      await meshed(fleet, this.options.p2p.bootstrapPeers, waitEnds, this.#shutdown.signal);
+      await meshed(fleet, this.options.p2p.bootstrapPeers, waitMs > 0 ? meshWaitEnds : Promise.resolve(), this.#shutdown.signal);
       this.#readsUse(fleet);
     }, () => undefined);
     this.#fleetStart = start.then(() => undefined);
@@ -349,12 +357,18 @@ export class GitHubAPICache implements AsyncDisposable {
       if (!(err instanceof CacheClosedError)) this.#logger.error('the P2P host did not start; the cache runs without its fleet (its own tiers and GitHub only):', err);
     });
     if (waitMs > 0) {
-      // The wait is over: a host that listens is the reads' fleet before they resume (one still starting is not).
-      const waitOver = waitEnds.then(() => {
+      // The first phase: a host that does not listen within the wait is not waited for any longer.
+      const listenWaitOver = new Promise<void>((resolve) => after(waitMs, () => {
+        if (!listening) resolve();
+      }));
+      // The second phase is over: the listening host is the reads' fleet before they resume.
+      const meshWaitOverThen = meshWaitEnds.then(() => {
         if (this.#fleet !== undefined) this.#readsUse(this.#fleet);
       });
-      void readsReady.finally(() => clearTimeout(timer));
-      this.#reads.fleetStarting(Promise.race([readsReady, waitOver]));
+      void readsReady.finally(() => {
+        for (const timer of timers) clearTimeout(timer);
+      });
+      this.#reads.fleetStarting(Promise.race([readsReady, listenWaitOver, meshWaitOverThen]));
     }
   }
 

@@ -367,7 +367,7 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
     ...numeric({
       path: 'p2p.startWaitMs', type: 'integer', unit: 'ms',
       min: 0, max: 600_000, default: DEFAULTS.startWaitMs,
-      doc: 'while the P2P host starts, a request that would go to GitHub waits up to this long (from creation) for the host to listen and, with bootstrap peers, to be in session with as many peers as it was given (local hits never wait); 0: the cache answers from its own tiers and GitHub until the host is up',
+      doc: 'while the P2P host starts, a request that would go to GitHub waits up to this long for the host to listen (from creation) and then, with bootstrap peers, up to this long again (from listening) to be in session with as many peers as it was given (local hits never wait); 0: the cache answers from its own tiers and GitHub until the host is up',
     }),
     defaultText: `\`${DEFAULTS.fleetStartWaitMs}\` with \`p2p.bootstrapPeers\` (a fleet member: its first requests are shared), else \`${DEFAULTS.startWaitMs}\``,
     fallback: (_env, resolved) => ((resolved.get('p2p.bootstrapPeers') as readonly string[] | undefined)?.length ?? 0) > 0

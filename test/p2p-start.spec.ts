@@ -54,8 +54,11 @@ class StubFleet implements Fleet {
     return () => this.#listeners.delete(listener);
   }
   constructor(readonly answer: () => FleetAnswer = () => ({ kind: 'self' })) {}
+  /** How many sessions it had at each ask. */
+  sessionsAtAsk: number[] = [];
   async fetch(): Promise<FleetAnswer> {
     this.asked++;
+    this.sessionsAtAsk.push(this.peers.length);
     return this.answer();
   }
   stats(): FleetStats {
@@ -204,6 +207,25 @@ describe('start-up with P2P on (the cache answers while its fleet starts)', func
     expect(fleet.asked, 'both waiting reads asked the fleet').to.equal(2);
     await cache.request('GET /repos/octo/third', {}, { token: TOKEN }).catch(() => undefined);
     expect(fleet.asked, 'and a read after the wait').to.equal(3);
+  });
+
+  it('p2p.startWaitMs counts twice: for the host to listen, then from listening for the sessions (a slow libp2p start on a busy machine)', async () => {
+    // The host listens 500 ms after creation (within the first 600 ms), its second session comes 400 ms later: after
+    // 600 ms from creation, before 600 ms from listening. The read must wait for it, not ask with one session.
+    const bootstrapPeers = ['/ip4/127.0.0.1/tcp/9', '/ip4/127.0.0.1/tcp/10'];
+    const held = heldStart();
+    const cache = await make(held.start, { bootstrapPeers, startWaitMs: 600 });
+    const answer = cache.request(ROUTE, {}, { token: TOKEN });
+    const fleet = new StubFleet();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    held.release(fleet);
+    await cache.p2pReady();
+    fleet.inSession('a');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(github.stats.requests, 'nothing went upstream while the sessions came up').to.equal(0);
+    fleet.inSession('a', 'b');
+    expect((await answer).source).to.equal('origin'); // the stub said 'self': this node fetches it
+    expect(fleet.sessionsAtAsk, 'asked once, in session with both peers').to.deep.equal([2]);
   });
 
   it('real hosts: a read waiting when the wait ends asks the peer it is in session with (one bootstrap peer of two is down)', async function () {
