@@ -5,12 +5,15 @@
  *   owns and already holds fresh) beside a memory hit and an origin fetch, in one run; the peer hit twice: with
  *   the owner in this process (one event loop for both) and in a child process (support/fleet-node.ts).
  *   Under them, the floors a peer hit stands on: the protocol's own work (crypto, CBOR) without I/O, and its
- *   two frames echoed over raw TCP and over the same libp2p stack. Target: peer hit p50 under 1 ms.
+ *   two frames echoed over raw TCP and over the same libp2p stack, with the echo's server in this process (timed
+ *   beside the in-process peer hit) and in a child process (timed beside the peer hit whose owner is in a child: two
+ *   processes waking each other, like for like). Targets: peer hit p50 under 1 ms, and at most 1.5x the libp2p echo's.
  * - `fleet-ratio`: the Zipf workload of `zipf-workload` (3,000 GETs over 300 resources, 50 in flight, 20 ms
  *   upstream) run by one node, by a 3-node fleet with every node running all of it at once, and by three
  *   independent caches, all cold (no node has used the token before the clock starts), plus the fleet warm (every
  *   node used the token and proved its scope first) for comparison. Target: the fleet spends at most 1.1x the
  *   upstream requests of one node, cold and warm (independent caches spend about 3x).
+ * Size: two benchmarks sharing the fleet helpers (mesh, scope sharing, the child member) and the measuring helpers.
  */
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -160,8 +163,22 @@ export async function benchPeerLatency(): Promise<string> {
         if (reply.source !== 'origin') throw new Error(`child fill: expected origin for ${repo}, got ${String(reply.source ?? reply.message)}`);
       });
       for (const repo of childWarmUp) expectSource(await get(remoteAsker, repo), 'peer'); // the child's serving path, cold until now
+      // The libp2p echo with its server in a child process too, as shipped and as the fleet runs it, timed in
+      // alternating blocks with these peer hits: both sides of each row wake another process, as a peer hit does.
+      const childFloor = await libp2pEcho(frameBytes.request, frameBytes.reply, false, true);
+      floors.push(childFloor);
+      const childBatchedFloor = await libp2pEcho(frameBytes.request, frameBytes.reply, true, true);
+      floors.push(childBatchedFloor);
+      for (const floor of [childFloor, childBatchedFloor]) for (const i of indices.slice(0, WARM_UP_KEYS)) await floor.roundTrip(i);
       before = fake.stats.requests;
-      rows.set('peerChild', await measure(childHeld, async (repo) => expectSource(await get(remoteAsker, repo), 'peer'), member.pid));
+      const [peerChild, childEchoRow, childBatchedRow] = await measureAlternating<string | number>([
+        { items: childHeld, fn: async (repo) => expectSource(await get(remoteAsker, repo as string), 'peer'), pid: member.pid },
+        { items: indices, fn: (i) => childFloor.roundTrip(i as number), pid: childFloor.serverPid },
+        { items: indices, fn: (i) => childBatchedFloor.roundTrip(i as number), pid: childBatchedFloor.serverPid },
+      ]);
+      rows.set('peerChild', peerChild!);
+      rows.set('libp2pEchoChild', childEchoRow!);
+      rows.set('libp2pEchoChildBatched', childBatchedRow!);
       upstreamDuringPeerHits.push(fake.stats.requests - before);
       expectNoUpstream(upstreamDuringPeerHits);
     } finally {
@@ -188,6 +205,8 @@ export async function benchPeerLatency(): Promise<string> {
   const sameLoopP50 = percentile(rows.get('peerSameLoop')!.ns, 50) / 1e6;
   const childP50 = percentile(rows.get('peerChild')!.ns, 50) / 1e6;
   const cpuOf = (name: string) => rows.get(name)!.cpuUs ?? Number.NaN;
+  const over = (p50: number, floor: string) => p50 * 1e6 / percentile(rows.get(floor)!.ns, 50);
+  const verdict = (ratio: number) => `target ≤ 1.5x: ${ratio <= 1.5 ? 'met' : '**missed**'}`;
   const rest = cpuOf('peerSameLoop') - cpuOf('libp2pEcho') - cpuOf('protocol');
   const md = [
     '## Peer hit latency on loopback',
@@ -199,7 +218,7 @@ export async function benchPeerLatency(): Promise<string> {
     `fake GitHub (in this process) with ${ORIGIN_LATENCY_MS} ms injected latency, the two in alternating blocks of 100 calls. Every path is`,
     `warmed up first (${WARM_UP_KEYS} untimed calls each). Bodies: a repository-shaped JSON of ${fmt(bodyBytes / 1024, 1)} KiB, sealed (AES-256-GCM) by the`,
     'owner, opened and verified by the asker. Two nodes meshed over libp2p (TCP, pnet, noise, yamux) on 127.0.0.1. CPU per call is the CPU time of a row over its calls, in',
-    'every process involved (`process.cpuUsage`, and `/proc/<pid>/stat` for the child); unlike the latencies, it does not grow',
+    'every process involved (`process.cpuUsage`, and `/proc/<pid>/stat` for a child); unlike the latencies, it does not grow',
     `when other work on the machine makes the calls wait. ${load}`,
     '',
     table(['path', 'samples', 'p50 µs', 'p90 µs', 'p99 µs', 'mean µs', 'CPU µs per call', 'target'], [
@@ -211,24 +230,34 @@ export async function benchPeerLatency(): Promise<string> {
       row(`origin, P2P node that owns the key itself (${ORIGIN_LATENCY_MS} ms injected)`, 'originOwner'),
     ]),
     '',
-    `What a peer hit stands on, timed in alternating blocks of 100 calls with the in-process peer hits: its two frames (a ${frameBytes.request} B`,
-    `\`get\`, a ${frameBytes.reply} B \`entry\`) echoed over one long-lived stream in this process, and the protocol's own work on them without any`,
-    'I/O (owner: decode the get, check its proof, seal the entry, encode it; asker: pick the owner, prove the scope, encode, decode,',
-    'open and verify the entry).',
+    `What a peer hit stands on: its two frames (a ${frameBytes.request} B \`get\`, a ${frameBytes.reply} B \`entry\`) echoed over one long-lived stream, and the`,
+    'protocol\'s own work on them without any I/O (owner: decode the get, check its proof, seal the entry, encode it; asker: pick the',
+    'owner, prove the scope, encode, decode, open and verify the entry). The first four rows, both echo ends in this process, are timed',
+    'in alternating blocks of 100 calls with the peer hits whose owner is in this process; the last two, the echo\'s server host in a',
+    'child process (bench/libp2p-echo-server.ts, built with the same options), with the peer hits whose owner is in a child process,',
+    'so that each floor sees the same machine, and the same number of processes waking each other, as the peer hit beside it. CPU per',
+    'call of those two counts both processes.',
     '',
     table(['floor', 'samples', 'p50 µs', 'p90 µs', 'p99 µs', 'mean µs', 'CPU µs per call'], [
       row('protocol work alone (crypto, CBOR; no I/O)', 'protocol').slice(0, -1),
       row('echo over raw TCP (`net`, no delay)', 'tcpEcho').slice(0, -1),
       row('echo over libp2p (TCP + pnet + noise + yamux, `lpStream`)', 'libp2pEcho').slice(0, -1),
       row('the same as the fleet runs it: window updates batched (frame-channel.ts), noise via fleetNoise (noise-decoder.ts)', 'libp2pEchoBatched').slice(0, -1),
+      row('echo over libp2p, server in a child process (as shipped)', 'libp2pEchoChild').slice(0, -1),
+      row('echo over libp2p, server in a child process, as the fleet runs it (window updates batched, fleetNoise)', 'libp2pEchoChildBatched').slice(0, -1),
     ]),
     '',
-    `Peer hit p50 over the libp2p echo's: ${fmt(sameLoopP50 * 1e6 / percentile(rows.get('libp2pEcho')!.ns, 50), 2)}x (target ≤ 1.5x: ${sameLoopP50 * 1e6 / percentile(rows.get('libp2pEcho')!.ns, 50) <= 1.5 ? 'met' : '**missed**'});`,
-    `over the echo as the fleet runs it: ${fmt(sameLoopP50 * 1e6 / percentile(rows.get('libp2pEchoBatched')!.ns, 50), 2)}x.`,
+    `Peer hit p50 (owner in a child process) over the libp2p echo's with its server in a child process: ${fmt(over(childP50, 'libp2pEchoChild'), 2)}x (${verdict(over(childP50, 'libp2pEchoChild'))});`,
+    `over that echo as the fleet runs it: ${fmt(over(childP50, 'libp2pEchoChildBatched'), 2)}x.`,
+    `Peer hit p50 (owner in this process) over the libp2p echo's in this process: ${fmt(over(sameLoopP50, 'libp2pEcho'), 2)}x (${verdict(over(sameLoopP50, 'libp2pEcho'))});`,
+    `over that echo as the fleet runs it: ${fmt(over(sameLoopP50, 'libp2pEchoBatched'), 2)}x.`,
     '',
     `Of a peer hit's ${fmt(cpuOf('peerSameLoop'), 0)} µs of CPU, the libp2p echo of its frames accounts for ${fmt(cpuOf('libp2pEcho'), 0)} µs and the protocol work`,
     `for ${fmt(cpuOf('protocol'), 0)} µs; the other ${fmt(rest, 0)} µs are the framing, request table, serving and cache code around them`,
     `(${fmt(cpuOf('peerSameLoop') - cpuOf('libp2pEchoBatched') - cpuOf('protocol'), 0)} µs against the echo as the fleet runs it, ${fmt(cpuOf('libp2pEchoBatched'), 0)} µs).`,
+    `With the owner in a child process, of the ${fmt(cpuOf('peerChild'), 0)} µs (both processes), the echo with its server in a child accounts for`,
+    `${fmt(cpuOf('libp2pEchoChild'), 0)} µs (${fmt(cpuOf('libp2pEchoChildBatched'), 0)} µs as the fleet runs it) and the protocol work for ${fmt(cpuOf('protocol'), 0)} µs; the other`,
+    `${fmt(cpuOf('peerChild') - cpuOf('libp2pEchoChild') - cpuOf('protocol'), 0)} µs are the code around them (${fmt(cpuOf('peerChild') - cpuOf('libp2pEchoChildBatched') - cpuOf('protocol'), 0)} µs against the echo as the fleet runs it).`,
     `This run: peer hit p50 ${fmt(sameLoopP50 * 1000, 0)} µs with the owner in this process (${sameLoopP50 < 1 ? 'met' : '**missed**'}),`,
     `${fmt(childP50 * 1000, 0)} µs with the owner in a child process (${childP50 < 1 ? 'met' : '**missed**'}).`,
   ].join('\n');
@@ -248,20 +277,25 @@ async function measure<T>(items: readonly T[], fn: (item: T) => unknown, pid?: n
   return { ns, cpuUs: Number.isFinite(cpuUs) ? cpuUs : undefined };
 }
 
-/** Like `measure` for several rows at once, in alternating blocks of `block` calls until every row is done. */
-async function measureAlternating<T>(runs: Array<{ items: readonly T[]; fn: (item: T) => unknown }>, block = 100): Promise<Measured[]> {
+/**
+ * Like `measure` for several rows at once, in alternating blocks of `block` calls until every row is done; a row's
+ * CPU covers this process and, when given, its child `pid` during that row's blocks only.
+ */
+async function measureAlternating<T>(runs: Array<{ items: readonly T[]; fn: (item: T) => unknown; pid?: number | undefined }>, block = 100): Promise<Measured[]> {
   const out = runs.map(() => ({ ns: [] as number[], cpu: 0 }));
   for (let from = 0; runs.some((r) => from < r.items.length); from += block) {
     for (const [i, run] of runs.entries()) {
       const items = run.items.slice(from, from + block);
       if (items.length === 0) continue;
+      const childBefore = run.pid === undefined ? 0 : processCpuUs(run.pid) ?? Number.NaN;
       const cpu = process.cpuUsage();
       await timeEach(items, out[i]!.ns, run.fn);
       const used = process.cpuUsage(cpu);
-      out[i]!.cpu += used.user + used.system;
+      const child = run.pid === undefined ? 0 : (processCpuUs(run.pid) ?? Number.NaN) - childBefore;
+      out[i]!.cpu += used.user + used.system + child;
     }
   }
-  return out.map(({ ns, cpu }) => ({ ns, cpuUs: cpu / ns.length }));
+  return out.map(({ ns, cpu }) => ({ ns, cpuUs: Number.isFinite(cpu) ? cpu / ns.length : undefined }));
 }
 
 /** CPU time of another process in µs (Linux /proc, clock ticks of 10 ms), or undefined where /proc is missing. */
@@ -366,12 +400,13 @@ async function tcpEcho(requestBytes: number, replyBytes: number): Promise<Floor>
 }
 
 /**
- * The same round trips over two libp2p hosts built like the fleet's (TCP, pnet, noise, yamux), one long-lived stream;
+ * The same round trips over two libp2p hosts built like the fleet's (TCP, pnet, noise, yamux), one long-lived stream,
+ * the server host in this process or (`serverInChild`) in a child process;
  * `asFleet`: its window updates batched as FrameChannel batches the fleet's, and noise through the fleet's
  * fleetNoise (no RangeError per chunk), as the fleet's hosts run it; otherwise libp2p as shipped.
  */
-function libp2pEcho(requestBytes: number, replyBytes: number, asFleet: boolean): Promise<Floor> {
-  return libp2pEchoPair({ requestBytes, replyBytes, batchWindowUpdates: asFleet, fleetNoise: asFleet });
+function libp2pEcho(requestBytes: number, replyBytes: number, asFleet: boolean, serverInChild = false): Promise<Floor & { serverPid?: number }> {
+  return libp2pEchoPair({ requestBytes, replyBytes, batchWindowUpdates: asFleet, fleetNoise: asFleet, serverInChild });
 }
 
 // ---------------------------------------------------------------- fleet ratio
