@@ -225,8 +225,10 @@ function closedBeforeResponse(err: unknown, method: string): boolean {
 }
 
 function describeNetworkError(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  if (cause?.code !== undefined) return `${cause.code}${cause.message ? ` (${cause.message})` : ''}`;
+  // fetch wraps the system error in `cause`; undici's `request` (the read path) throws it as it is.
+  const wrapped = (err as { cause?: { code?: string; message?: string } }).cause;
+  const cause = wrapped?.code !== undefined ? wrapped : err as { code?: string; message?: string };
+  if (typeof cause.code === 'string') return `${cause.code}${cause.message ? ` (${cause.message})` : ''}`;
   return err instanceof Error ? err.message : String(err);
 }
 
