@@ -192,7 +192,9 @@ async function child(): Promise<void> {
     const rssMb = process.memoryUsage().rss / 1024 / 1024;
     await c.close();
     const storedMb = fs.readdirSync(dir).reduce((sum, f) => sum + fs.statSync(path.join(dir, f)).size, 0) / 1024 / 1024;
-    if (contender !== 'undici-floor' && storedMb * 1024 * 1024 < entries * BODY_BYTES * 0.9) throw new Error(`${contender}: only ${storedMb.toFixed(1)} MiB stored for ${entries} entries`);
+    // What each cache keeps: every entry, but 10,000 (the default maxEntries) for ours with the default sizes.
+    const kept = contender === 'ours-defaults' ? Math.min(entries, 10_000) : entries;
+    if (contender !== 'undici-floor' && storedMb * 1024 * 1024 < kept * BODY_BYTES * 0.9) throw new Error(`${contender}: only ${storedMb.toFixed(1)} MiB stored for ${kept} entries`);
     const last = entries - Math.floor(entries * 0.9);
     process.send!({ fillCpuUs: (c100 - c0) / entries, lastTenthCpuUs: (c100 - c90) / last, wallS, rssMb, storedMb, note: c.note } satisfies ChildResult);
   } finally {
@@ -297,6 +299,9 @@ export async function benchMiss(): Promise<string> {
     '- Ours sends at most `maxConcurrentPerScope` (default 10) requests of one token at once; the rest wait in its queue.',
     '- "default sizes": maxEntries 10,000, so past the first 10,000 every miss also evicts one (in batches of 65); undici\'s',
     '  store, unbounded by default, evicts nothing.',
+    '- MiB on disk: the cache directory after close. Before the WAL fix of this round ours left ~1.1 GB of WAL beside',
+    '  ~0.45 GB of database after 100k misses (the WAL never started over while misses kept coming).',
+    '- bench/store.ts ("Storage side of a miss") times the storage calls alone; this section is what a caller pays.',
   ].join('\n');
   if (!process.argv.includes('--no-write')) writeSection('miss', md);
   return md;
