@@ -17,6 +17,7 @@ import { benchFleetSize } from './fleet.js';
 import { benchFleetRatio, benchPeerLatency } from './p2p.js';
 import { benchP2pCodec } from './p2p-codec.js';
 import { benchMemory } from './memory.js';
+import { benchMiss } from './miss.js';
 import { benchPeerThroughput } from './peer-throughput.js';
 import { benchP2pTransport } from './p2p-transport.js';
 import { benchStartup } from './startup.js';
@@ -36,6 +37,7 @@ const benches: Record<string, () => Promise<string>> = {
   'large-entries': benchLargeEntries,
   lock: benchLock,
   store: benchStore,
+  miss: benchMiss,
   'p2p-codec': benchP2pCodec,
   memory: benchMemory,
   'peer-throughput': benchPeerThroughput,

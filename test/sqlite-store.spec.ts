@@ -613,6 +613,32 @@ describe('SqliteStore', () => {
       expect(store.count()).to.equal(1);
     });
 
+    it('keeps the WAL bounded under a steady stream of commits: a checkpoint holds the commits so the WAL starts over', async function () {
+      this.timeout(60_000);
+      // A small reset threshold (64 frames) so a few seconds of writes cross it many times over.
+      const store = openGrouped({ maxEntries: 1_000_000, maxBytes: 1_000_000_000, walResetFrames: 64 });
+      const filler = 'x'.repeat(4000);
+      let written = 0;
+      // One distinct 4 KB body per turn, as a cache filling from GitHub commits them, for 4 s.
+      const until = Date.now() + 4000;
+      while (Date.now() < until) {
+        store.set(`k${written}`, entry(`${written}:${filler}`));
+        written++;
+        await turn();
+      }
+      expect(store.count()).to.equal(written);
+      // The frames in the WAL now (since it last started over), as another connection's checkpoint reports them.
+      // Each write put several pages in it (a 4 KB body overflows a 4 KiB page; indexes, counters): a WAL that
+      // never started over holds them all, about 9 per write; one that starts over, those of the last seconds.
+      const other = new Database(path.join(dir, 'cache.sqlite'));
+      try {
+        const { log } = (other.pragma('wal_checkpoint(PASSIVE)') as Array<{ log: number }>)[0]!;
+        expect(log, `${log} frames in the WAL after ${written} writes`).to.be.lessThan(written * 2);
+      } finally {
+        other.close();
+      }
+    });
+
     describe('durability', () => {
       const storeUrl = new URL('../src/store/sqlite-store.js', import.meta.url).href;
 

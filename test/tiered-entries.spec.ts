@@ -211,6 +211,34 @@ describe('TieredEntries', () => {
       expect(t.read('k')?.tier).to.equal('memory');
     });
 
+    it('asks the store once for a key it lacks when read twice in one run (a miss\'s two looks), again after the turn or a write', async () => {
+      const store = new ThrowingStore([]);
+      const t = tiers(store);
+      expect(t.read('absent')).to.equal(undefined);
+      expect(t.read('absent')).to.equal(undefined);
+      expect(store.calls.filter((c) => c === 'get')).to.have.length(1);
+      await Promise.resolve();
+      expect(t.read('absent')).to.equal(undefined);
+      expect(store.calls.filter((c) => c === 'get')).to.have.length(2);
+      // Another key, and the same key after any change of the tiers, are asked for again.
+      expect(t.read('other')).to.equal(undefined);
+      expect(t.read('absent')).to.equal(undefined);
+      t.delete('unrelated');
+      expect(t.read('other')).to.equal(undefined);
+      expect(store.calls.filter((c) => c === 'get')).to.have.length(5);
+    });
+
+    it('sees a write by another store on the same file made between two turns, after a read found nothing', async () => {
+      const store = openStore();
+      const t = tiers(store);
+      expect(t.read('k')).to.equal(undefined);
+      const other = openStore();
+      other.set('k', entry('written elsewhere'));
+      other.flush();
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(text(t.read('k')?.entry.body)).to.equal('written elsewhere');
+    });
+
     it('counts the store\'s evictions, not memory\'s (leaving memory is not leaving the cache)', () => {
       const store = openStore({ maxEntries: 3 });
       const t = tiers(store, 2);

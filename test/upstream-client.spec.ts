@@ -113,6 +113,14 @@ describe('UpstreamClient', () => {
         res.writeHead(201, { 'content-type': 'application/json' });
         res.end(body);
       },
+      '/moved': (_req, res) => {
+        res.writeHead(301, { location: '/ok', 'content-type': 'application/json' });
+        res.end('{"message":"Moved Permanently"}');
+      },
+      '/loop': (_req, res) => {
+        res.writeHead(302, { location: '/loop' });
+        res.end();
+      },
       '/hang': (_req, res) => {
         hanging.push(res); // never answered within the client's timeout
       },
@@ -184,6 +192,33 @@ describe('UpstreamClient', () => {
       expect(response.headers, name).to.not.have.property(name);
     }
     expect(response.headers).to.include({ etag: 'W/"kept"', 'x-github-request-id': 'ABCD:1234', 'content-type': 'application/json' });
+  });
+
+  describe('redirects (the read path follows them as fetch does)', () => {
+    it('follows a redirect on the same origin with the token, answering with the final URL', async () => {
+      const before = server.seen.length;
+      const response = await client().send({ method: 'GET', url: `${server.url}/moved`, headers: {}, token: TOKEN });
+      expect(response.status).to.equal(200);
+      expect(JSON.parse(text(response.body))).to.deep.equal({ full_name: 'octo/hello' });
+      expect(response.url).to.equal(`${server.url}/ok`);
+      const sent = server.seen.slice(before);
+      expect(sent.map((r) => r.url)).to.deep.equal(['/moved', '/ok']);
+      expect(sent.map((r) => r.headers.authorization)).to.deep.equal([`token ${TOKEN}`, `token ${TOKEN}`]);
+    });
+
+    it('answers a redirect as it came with redirect: manual', async () => {
+      const response = await client().send({ method: 'GET', url: `${server.url}/moved`, headers: {}, redirect: 'manual' });
+      expect(response.status).to.equal(301);
+      expect(response.headers.location).to.equal('/ok');
+      expect(response.url).to.equal(`${server.url}/moved`);
+    });
+
+    it('gives up after 20 redirects with UpstreamError status 0', async () => {
+      const err = await rejection(client().send({ method: 'GET', url: `${server.url}/loop`, headers: {}, token: TOKEN }));
+      expect(err).to.be.instanceOf(UpstreamError);
+      expect((err as UpstreamError).status).to.equal(0);
+      expect((err as UpstreamError).message).to.not.include(TOKEN);
+    });
   });
 
   describe('the token', () => {

@@ -54,6 +54,13 @@ export class TieredEntries {
   readonly #maxBytes: number | undefined;
   /** Keys memory holds whose write to the store failed: they answer, though the store does not count them. */
   readonly #memoryOnly = new Set<string>();
+  /**
+   * The key the last read found in neither tier, until this turn's microtasks run or the tiers change: a miss is
+   * read twice in one synchronous run (the fresh check, then the load's own look for an entry to revalidate),
+   * and the second read would ask SQLite again for what it just said it lacks.
+   */
+  #absent: string | undefined;
+  readonly #forgetAbsent = (): void => { this.#absent = undefined; };
 
   constructor(options: {
     maxEntries: number;
@@ -147,7 +154,7 @@ export class TieredEntries {
       }
       return { entry: item.entry, tier: 'memory', item };
     }
-    if (this.#store === undefined) return undefined;
+    if (this.#store === undefined || this.#absent === key) return undefined;
     let entry: CacheEntry | undefined;
     try {
       entry = this.#store.get(key);
@@ -155,7 +162,11 @@ export class TieredEntries {
       this.#persistenceFailed('read', err);
       return undefined;
     }
-    if (entry === undefined) return undefined;
+    if (entry === undefined) {
+      if (this.#absent === undefined) queueMicrotask(this.#forgetAbsent);
+      this.#absent = key;
+      return undefined;
+    }
     const promoted: MemoryItem = { entry };
     this.#memory.set(key, promoted);
     return { entry, tier: 'disk', item: promoted };
@@ -192,6 +203,7 @@ export class TieredEntries {
 
   /** Stores in memory and, if persistent, in the store. `parsed` may carry the already-parsed value. */
   write(key: string, entry: CacheEntry, parsed?: { value: unknown }): void {
+    this.#absent = undefined;
     const item: MemoryItem = { entry };
     if (parsed !== undefined) this.#keepParsed(item, parsed);
     this.#memory.set(key, item);
@@ -213,6 +225,7 @@ export class TieredEntries {
 
   /** Marks an entry fresh again after a 304, keeping its body. */
   refresh(key: string, storedAt: number, expiresAt: number): CacheEntry | undefined {
+    this.#absent = undefined;
     const found = this.read(key);
     if (found === undefined) return undefined;
     const entry: CacheEntry = { ...found.entry, storedAt, expiresAt };
@@ -230,6 +243,7 @@ export class TieredEntries {
   }
 
   delete(key: string): boolean {
+    this.#absent = undefined;
     const inMemory = this.#memory.delete(key);
     let onDisk = false;
     if (this.#store !== undefined) {
@@ -244,6 +258,7 @@ export class TieredEntries {
 
   /** Deletes every key starting with prefix from both tiers; returns how many distinct keys went. */
   deleteByPrefix(prefix: string): number {
+    this.#absent = undefined;
     const memoryKeys: string[] = [];
     for (const key of this.#memory.keys()) if (key.startsWith(prefix)) memoryKeys.push(key);
     // Memory keys are deleted one by one (in the store too), then the store drops the rest of the prefix:
@@ -266,6 +281,7 @@ export class TieredEntries {
    * transaction) for the deletions when the store has `deleteKeys`.
    */
   deleteByPrefixWhere(prefix: string, matches: (key: string) => boolean): number {
+    this.#absent = undefined;
     const keys = new Set<string>();
     for (const key of this.#memory.keys()) if (key.startsWith(prefix) && matches(key)) keys.add(key);
     if (this.#store !== undefined) {
@@ -293,6 +309,7 @@ export class TieredEntries {
   }
 
   clear(): void {
+    this.#absent = undefined;
     this.#memory.clear();
     this.#memoryOnly.clear();
     if (this.#store !== undefined) {

@@ -38,12 +38,15 @@ export class GitHubOrigin implements Origin {
   readonly #searchPrefix: string;
   /** The origins a token may be sent to (the API's and the uploads'), parsed once. */
   readonly #tokenOrigins: ReadonlySet<string>;
+  /** `<githubApiUrl>/`: a URL starting with it has the API's origin. */
+  readonly #apiPrefix: string;
 
   constructor(options: GitHubOriginOptions) {
     this.#options = options;
     this.#upstream = new UpstreamClient({ timeoutMs: options.upstreamTimeoutMs });
     this.#rateLimits = new RateLimitTracker(options.now);
     this.#searchPrefix = `${options.githubApiUrl}/search/`;
+    this.#apiPrefix = `${options.githubApiUrl}/`;
     this.#tokenOrigins = new Set([new URL(options.githubApiUrl).origin, new URL(options.githubUploadsUrl).origin]);
   }
 
@@ -93,6 +96,8 @@ export class GitHubOrigin implements Origin {
    * elsewhere is followed without the token (fetch drops Authorization across origins).
    */
   #tokenMayGoTo(url: string): boolean {
+    // A URL under the configured API (the case of every call) is of its origin: no parse (it was two URL parses a miss).
+    if (url.startsWith(this.#apiPrefix)) return true;
     let target: URL;
     try {
       target = new URL(url);

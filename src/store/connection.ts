@@ -185,6 +185,8 @@ function tryOpenConnection(file: string, busyTimeoutMs: number): OpenAttempt {
     // The first statements read the header: a file that is not a database fails here with SQLITE_NOTADB.
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
+    // When the WAL starts over (checkpointer.ts), its file is cut back to this size rather than kept at its peak.
+    db.pragma('journal_size_limit = 67108864');
     ensureSchema(db, file);
     restrictToOwner(file);
     const conn: Connection = {

@@ -25,7 +25,9 @@
  *   - `groupCommit: false` commits each `set` before it returns (one transaction per write), for the same
  *     guarantees without the window.
  *   Past that an entry is only lost by eviction or explicit deletion.
- * - WAL checkpoints run on a helper thread (checkpointer.ts), so no commit stalls the event loop for one.
+ * - WAL checkpoints run on a helper thread (checkpointer.ts), so no commit stalls the event loop for one. Once
+ *   the WAL holds 16 MiB a checkpoint has not copied, the next one holds the group commits (at most 100 ms) so it
+ *   copies every frame and the WAL starts over: the WAL stays bounded under a steady stream of writes.
  * - Each body is hashed once: `set` hashes it to check the digest unless the caller says it computed the
  *   digest itself (`digestVerified`, as the cache's tiers do: every entry they hold was hashed in this process
  *   from the very bytes, by the origin or key/value path or by the check of a peer's entry on arrival).
@@ -79,6 +81,8 @@ export interface SqliteStoreOptions {
    * (false). See the durability notes above.
    */
   readonly groupCommit?: boolean;
+  /** Frames a checkpoint finds in the WAL from which the next checkpoint holds commits so the WAL starts over (checkpointer.ts). Default 4096. */
+  readonly walResetFrames?: number;
 }
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
@@ -137,7 +141,11 @@ export class SqliteStore implements EntryStore {
         this.#checkpointer.stop();
       },
     });
-    this.#checkpointer = new Checkpointer(opened.file, options.logger);
+    this.#checkpointer = new Checkpointer(opened.file, options.logger, {
+      resetFrames: options.walResetFrames,
+      // The commits held while a quiet checkpoint ran go now.
+      onQuietEnd: () => { if (this.#pending.size > 0) this.#scheduleCommit(); },
+    });
     this.#recency = new RecencyBatch({
       file: opened.file,
       logger: options.logger,
@@ -250,7 +258,8 @@ export class SqliteStore implements EntryStore {
     // Not unref'd: an acknowledged write keeps the process alive until it is committed.
     this.#commitScheduled = setImmediate(() => {
       this.#commitScheduled = undefined;
-      if (this.#db.closed || this.#pending.size === 0) return;
+      // A quiet checkpoint runs (the WAL is to start over): its end schedules this commit again.
+      if (this.#db.closed || this.#pending.size === 0 || this.#checkpointer.holdingCommits) return;
       // A failure is told to the listener: nobody is waiting on a background commit.
       this.#commit('set', performance.now() + SLICE_MS, 'tell', SLICE_ROWS);
       if (this.#pending.size > 0) this.#scheduleCommit();
