@@ -124,6 +124,17 @@ describe('UpstreamClient', () => {
       '/hang': (_req, res) => {
         hanging.push(res); // never answered within the client's timeout
       },
+      '/trickle': (_req, res) => {
+        // The head at once, then a byte every 40 ms, never the end: a body that outlives any timeout.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const drip = setInterval(() => res.write(' '), 40);
+        res.on('close', () => clearInterval(drip));
+        hanging.push(res);
+      },
+      '/big-gzip': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+        res.end(gzipSync(Buffer.from(JSON.stringify({ items: Array.from({ length: 20_000 }, (_, i) => ({ i, name: `item-${i}-${(i * 7919) % 10007}` })) }))));
+      },
     });
   });
 
@@ -183,6 +194,14 @@ describe('UpstreamClient', () => {
       const untyped = await c.send({ method: 'GET', url: `${server.url}/untyped`, headers: {} });
       expect([text(vendor.body), text(untyped.body)]).to.deep.equal(['{"a":1}', 'plain']);
     });
+  });
+
+  it('decodes a large gzip body (above 64 KiB once decoded, decoded off the event loop) to the same bytes', async () => {
+    const answer = await client().send({ method: 'GET', url: `${server.url}/big-gzip`, headers: {} });
+    expect(answer.status).to.equal(200);
+    const value = JSON.parse(text(answer.body)) as { items: Array<{ i: number }> };
+    expect(value.items).to.have.length(20_000);
+    expect(value.items[19_999]!.i).to.equal(19_999);
   });
 
   it('drops hop-by-hop headers (connection, keep-alive, encoding, length, date, server, set-cookie) and keeps the rest', async () => {
@@ -295,6 +314,14 @@ describe('UpstreamClient', () => {
       expect(err).to.equal(reason);
       await new Promise((resolve) => setTimeout(resolve, 20));
       expect(server.seen.length).to.equal(before);
+    });
+
+    it('bounds a body that keeps trickling in by the same timeout (not only its head)', async function () {
+      this.timeout(20_000);
+      const err = await rejection(client(300).send({ method: 'GET', url: `${server.url}/trickle`, headers: {}, token: TOKEN }));
+      expect(err).to.be.instanceOf(UpstreamError);
+      expect((err as UpstreamError).status).to.equal(0);
+      expect((err as UpstreamError).message).to.include('no response within 300 ms').and.not.include(TOKEN);
     });
 
     it('still applies its own timeout when the caller passes a signal', async () => {

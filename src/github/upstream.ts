@@ -1,4 +1,5 @@
-import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { brotliDecompress, brotliDecompressSync, gunzip, gunzipSync, inflate, inflateSync } from 'node:zlib';
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { viewAsBuffer } from '../cache/entry.js';
 import { UpstreamError } from '../errors.js';
@@ -21,8 +22,11 @@ import { HOP_BY_HOP } from '../http/translation.js';
  * an AbortSignal.any per call) was about a third of a miss's CPU (bench/miss.ts). What fetch did for them is
  * done here, the same way: redirects followed (at most 20; the token dropped when one leads to another origin;
  * `response.url` the URL that answered), `accept-encoding: gzip, deflate, br` sent and the body decoded, and the
- * whole exchange bounded by the timeout (undici's own header and body timers, no signal per call). Writes and
- * proxied requests still use fetch.
+ * whole exchange bounded by the timeout: connecting by the agent's connect timeout, the response's head by undici's
+ * header timer, and its body by one timer per exchange that ends the read at the deadline (undici's body timer
+ * alone restarts on every chunk: a body trickling in would outlive the timeout), no signal per call. A body above
+ * 64 KiB is decoded on libuv's thread pool, as fetch's streams decode it, so a large answer does not hold the
+ * event loop. Writes and proxied requests still use fetch.
  *
  * Outbound proxy: Node's fetch ignores HTTPS_PROXY. When HTTPS_PROXY, HTTP_PROXY (or their lowercase forms)
  * is set when the client is made, requests go through undici's EnvHttpProxyAgent with undici's own fetch (the
@@ -40,8 +44,14 @@ export interface UpstreamResponse {
 
 const EMPTY = new Uint8Array(0);
 
-/** The agent of the read path (keep-alive, as fetch's global one); its idle sockets do not hold the process open. */
-let readAgent: Agent | undefined;
+/** The agents of the read path by timeout (keep-alive, as fetch's global one; connecting bounded by the timeout). */
+const readAgents = new Map<number, Agent>();
+
+/** Bodies from this size on are decoded off the event loop. */
+const ASYNC_DECODE_BYTES = 64 * 1024;
+const gunzipAsync = promisify(gunzip);
+const inflateAsync = promisify(inflate);
+const brotliDecompressAsync = promisify(brotliDecompress);
 
 /** Redirects fetch follows at most (its "redirect count" limit). */
 const MAX_REDIRECTS = 20;
@@ -158,20 +168,21 @@ export class UpstreamClient {
           url = next.href;
           continue;
         }
-        const raw = request.method === 'HEAD' ? (await response.body.dump(), EMPTY) : new Uint8Array(await response.body.arrayBuffer());
+        const raw = request.method === 'HEAD' ? (await response.body.dump(), EMPTY) : await bodyByDeadline(response.body, deadline);
         const out: Record<string, string> = {};
         for (const name in response.headers) {
           if (HOP_BY_HOP.has(name) || EXCHANGE_ONLY.has(name)) continue;
           const value = response.headers[name];
           if (value !== undefined) out[name] = typeof value === 'string' ? value : value.join(', ');
         }
-        const body = raw.byteLength === 0 ? raw : decoded(raw, single(response.headers['content-encoding']));
+        const body = raw.byteLength === 0 ? raw : await decoded(raw, single(response.headers['content-encoding']));
         return { status: response.statusCode, headers: out, body, url };
       }
     } catch (err) {
       if (isAborted(request.signal)) throw request.signal!.reason ?? err;
       const code = (err as { code?: unknown }).code;
-      const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || performance.now() >= deadline;
+      const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT'
+        || err === PAST_DEADLINE || performance.now() >= deadline;
       const reason = timedOut ? `no response within ${this.#timeoutMs} ms` : describeNetworkError(err);
       throw new UpstreamError(0, request.method, request.url, reason, { cause: err });
     }
@@ -180,9 +191,13 @@ export class UpstreamClient {
   /** One exchange on the read agent, bounded by what is left until `deadline`. */
   #exchange(method: string, url: string, headers: Record<string, string>, signal: AbortSignal | undefined, deadline: number): Promise<Dispatcher.ResponseData> {
     const left = Math.max(1, Math.ceil(deadline - performance.now()));
-    readAgent ??= new Agent();
+    let agent = readAgents.get(this.#timeoutMs);
+    if (agent === undefined) {
+      agent = new Agent({ connect: { timeout: this.#timeoutMs } });
+      readAgents.set(this.#timeoutMs, agent);
+    }
     return undiciRequest(url, {
-      method: method as Dispatcher.HttpMethod, headers, signal, dispatcher: readAgent, headersTimeout: left, bodyTimeout: left,
+      method: method as Dispatcher.HttpMethod, headers, signal, dispatcher: agent, headersTimeout: left, bodyTimeout: left,
     });
   }
 }
@@ -195,14 +210,28 @@ function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** The body with its content codings undone (last applied, first undone), as fetch does. */
-function decoded(body: Uint8Array, encoding: string | undefined): Uint8Array {
+/** Ends a body read at the exchange's deadline (the error the read path reports as a timeout). */
+const PAST_DEADLINE = new Error('the exchange ran past its deadline');
+
+/** The whole body, or PAST_DEADLINE once `deadline` passes while it is still coming in. */
+async function bodyByDeadline(body: Dispatcher.ResponseData['body'], deadline: number): Promise<Uint8Array> {
+  const timer = setTimeout(() => body.destroy(PAST_DEADLINE), Math.max(1, Math.ceil(deadline - performance.now())));
+  try {
+    return new Uint8Array(await body.arrayBuffer());
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The body with its content codings undone (last applied, first undone), as fetch does; a large one off the loop. */
+async function decoded(body: Uint8Array, encoding: string | undefined): Promise<Uint8Array> {
   if (encoding === undefined || encoding === '' || encoding === 'identity') return body;
   let out: Buffer = viewAsBuffer(body);
   for (const coding of encoding.split(',').map((c) => c.trim().toLowerCase()).reverse()) {
-    if (coding === 'gzip' || coding === 'x-gzip') out = gunzipSync(out);
-    else if (coding === 'deflate') out = inflateSync(out);
-    else if (coding === 'br') out = brotliDecompressSync(out);
+    const small = out.byteLength < ASYNC_DECODE_BYTES;
+    if (coding === 'gzip' || coding === 'x-gzip') out = small ? gunzipSync(out) : await gunzipAsync(out);
+    else if (coding === 'deflate') out = small ? inflateSync(out) : await inflateAsync(out);
+    else if (coding === 'br') out = small ? brotliDecompressSync(out) : await brotliDecompressAsync(out);
     else if (coding !== 'identity') return body;
   }
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
