@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { expect } from 'chai';
 import { RequestTable, type Answer } from '../src/p2p/request-table.js';
 
@@ -195,6 +196,38 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     const late = table.open(60_000, AbortSignal.abort());
     expect(await within(late.answer, 100)).to.deep.equal({ kind: 'aborted' });
     expect(table.size).to.equal(0);
+  });
+
+  it('holds one abort listener per caller signal, however many requests wait on it (adding one walks them all)', async () => {
+    // A cache passes its one shutdown signal with every fleet fetch: 500 requests in flight were 500 listeners on
+    // one AbortSignal, and Node's EventTarget walks its whole list on each add (a cost per request that grew with
+    // the number in flight).
+    const table = new RequestTable();
+    const controller = new AbortController();
+    const other = new AbortController();
+    const opened = Array.from({ length: 500 }, () => table.open(60_000, controller.signal));
+    const aside = table.open(60_000, other.signal);
+    expect(getEventListeners(controller.signal, 'abort')).to.have.length(1);
+    expect(getEventListeners(other.signal, 'abort')).to.have.length(1);
+    // Answered one by one: the listener stays while any request waits on the signal, and goes with the last.
+    for (const { id } of opened.slice(0, 499)) table.settle(id, { kind: 'entry', sealed: SEALED });
+    expect(getEventListeners(controller.signal, 'abort')).to.have.length(1);
+    table.settle(opened[499]!.id, { kind: 'entry', sealed: SEALED });
+    expect(getEventListeners(controller.signal, 'abort')).to.have.length(0);
+    // Still one listener when requests come back on the signal, and its abort settles each of them (and only them).
+    const again = [table.open(60_000, controller.signal), table.open(60_000, controller.signal)];
+    expect(getEventListeners(controller.signal, 'abort')).to.have.length(1);
+    controller.abort();
+    for (const { answer } of again) expect(await within(answer, 100)).to.deep.equal({ kind: 'aborted' });
+    expect(getEventListeners(controller.signal, 'abort')).to.have.length(0);
+    expect(table.size).to.equal(1);
+    table.settle(aside.id, { kind: 'miss', reason: 'no-entry' });
+    expect(await within(aside.answer, 100)).to.deep.equal({ kind: 'miss', reason: 'no-entry' });
+    expect(getEventListeners(other.signal, 'abort')).to.have.length(0);
+    // closeAll lets go of every signal.
+    table.open(60_000, other.signal);
+    table.closeAll();
+    expect(getEventListeners(other.signal, 'abort')).to.have.length(0);
   });
 
   it('closeAll settles every request in flight with closed at once, and refuses new ones', async () => {

@@ -16,6 +16,11 @@ import type { MissReason } from './wire.js';
  * timer that fires more than half a timeout late (this node's CPU was contended), or while the other side was
  * heard on the stream within the last timeout (`heard`: it is alive and answering others first), restarts
  * instead, within `maxWaitMs`. So a live but slow or busy owner is not given up on (and its key fetched twice).
+ *
+ * A caller's signal gets one abort listener from this table however many requests wait on it (a cache passes its
+ * one shutdown signal with every fetch), added with the first and removed with the last: Node's EventTarget walks
+ * all of a signal's listeners on each add, so one listener per request cost each request time in proportion to
+ * the number in flight (docs/benchmarks.md, after "Peer hits under concurrency").
  */
 
 export type Answer =
@@ -44,6 +49,8 @@ export class RequestTable {
   #closed = false;
   /** When the other side last sent anything on the stream (monotonic ms). */
   #heardAt = -Infinity;
+  /** The requests in flight under each caller signal, and that signal's one abort listener. */
+  readonly #waiters = new Map<AbortSignal, { readonly pending: Set<Pending>; readonly onAbort: () => void }>();
 
   /** `now`: the clock of the `maxWaitMs` deadline, in ms (timeouts themselves are timers). Default: Date.now. */
   constructor(now: () => number = Date.now) {
@@ -68,7 +75,6 @@ export class RequestTable {
     if (signal?.aborted === true) return { id, answer: Promise.resolve({ kind: 'aborted' }) };
 
     const answer = new Promise<Answer>((resolve) => {
-      const onAbort = (): void => pending.settle({ kind: 'aborted' });
       const deadline = this.#now() + Math.max(timeoutMs, maxWaitMs);
       /** The other side said it was working on this request (extend), as opposed to restarts of our own timer. */
       let extended = false;
@@ -106,7 +112,7 @@ export class RequestTable {
           if (this.#pending.get(id) !== pending) return;
           this.#pending.delete(id);
           clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
+          if (signal !== undefined) this.#unwatch(signal, pending);
           resolve(value);
         },
         extend: () => {
@@ -117,9 +123,32 @@ export class RequestTable {
         },
       };
       this.#pending.set(id, pending);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal !== undefined) this.#watch(signal, pending);
     });
     return { id, answer };
+  }
+
+  /** Settles `pending` with 'aborted' when `signal` aborts: one listener per signal, shared by its requests. */
+  #watch(signal: AbortSignal, pending: Pending): void {
+    let waiters = this.#waiters.get(signal);
+    if (waiters === undefined) {
+      const set = new Set<Pending>();
+      const onAbort = (): void => {
+        for (const each of [...set]) each.settle({ kind: 'aborted' });
+      };
+      waiters = { pending: set, onAbort };
+      this.#waiters.set(signal, waiters);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    waiters.pending.add(pending);
+  }
+
+  /** `pending` settled: the signal's listener goes with its last request. */
+  #unwatch(signal: AbortSignal, pending: Pending): void {
+    const waiters = this.#waiters.get(signal);
+    if (waiters === undefined || !waiters.pending.delete(pending) || waiters.pending.size > 0) return;
+    this.#waiters.delete(signal);
+    signal.removeEventListener('abort', waiters.onAbort);
   }
 
   /** Whether request `id` is in flight. */
