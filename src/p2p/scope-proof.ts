@@ -1,4 +1,4 @@
-import { hash, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 
 /**
  * Proofs that a peer holds a scope, i.e. knows the scope's entry key (which only holders of a token of that
@@ -32,56 +32,20 @@ export function proofKeyOf(entryKey: Uint8Array): Uint8Array {
   return new Uint8Array(hkdfSync('sha256', entryKey, PROOF_SALT, Buffer.from('proof', 'utf8'), 32));
 }
 
-/** SHA-256's block size: an HMAC key is padded (or, when longer, hashed) to it (RFC 2104). */
-const BLOCK_BYTES = 64;
-const DIGEST_BYTES = 32;
-
-/** A proof key's HMAC pads, made once per key (the key object of a scope lives as long as the scope is held). */
-interface Pads {
-  /** The key's bytes when the pads were made: a key changed in place afterwards gets new pads. */
-  readonly key: Buffer;
-  /** key XOR 0x36, one block. */
-  readonly inner: Buffer;
-  /** key XOR 0x5c, one block. */
-  readonly outer: Buffer;
-}
-
-const padsByKey = new WeakMap<Uint8Array, Pads>();
-
-function padsOf(proofKey: Uint8Array): Pads {
-  const known = padsByKey.get(proofKey);
-  if (known !== undefined && known.key.equals(proofKey)) return known;
-  const key = proofKey.byteLength > BLOCK_BYTES ? hash('sha256', proofKey, 'buffer') : proofKey;
-  const inner = Buffer.alloc(BLOCK_BYTES, 0x36);
-  const outer = Buffer.alloc(BLOCK_BYTES, 0x5c);
-  for (let i = 0; i < key.byteLength; i++) {
-    inner[i]! ^= key[i]!;
-    outer[i]! ^= key[i]!;
-  }
-  const pads: Pads = { key: Buffer.from(proofKey), inner, outer };
-  padsByKey.set(proofKey, pads);
-  return pads;
-}
-
 /**
  * HMAC-SHA256 under `proofKey` of one message: `${domain}\0`, the challenge, then each part with its length as a
  * 32-bit big-endian integer before it (so that no two different part lists hash alike); strings as UTF-8. The
- * same bytes as updating an Hmac part by part. Computed as RFC 2104 defines it, H(key ^ opad || H(key ^ ipad ||
- * message)), with two one-shot hashes and the key's pads made once: an Hmac object set up its key on every proof
- * (about a third of a proof's cost, two proofs per peer hit). Strings are written straight into the message (no
- * Buffer per part), and the request id of a get in place (`id`: a 64-bit big-endian part after the two peer ids;
- * -1: none).
+ * message is written into one buffer (strings straight into it, no Buffer per part; the request id of a get in
+ * place: `id`, a 64-bit big-endian part after the two peer ids; -1: none) and hashed with one update().
  */
 function hmac(proofKey: Uint8Array, domain: string, challenge: Uint8Array, prover: string, verifier: string, id: number, last: string): Uint8Array {
-  const pads = padsOf(proofKey);
   const proverBytes = Buffer.byteLength(prover, 'utf8');
   const verifierBytes = Buffer.byteLength(verifier, 'utf8');
   const lastBytes = Buffer.byteLength(last, 'utf8');
-  const total = BLOCK_BYTES + Buffer.byteLength(domain, 'utf8') + 1 + challenge.byteLength + 4 + proverBytes + 4 + verifierBytes
+  const total = Buffer.byteLength(domain, 'utf8') + 1 + challenge.byteLength + 4 + proverBytes + 4 + verifierBytes
     + (id < 0 ? 0 : 4 + 8) + 4 + lastBytes;
   const message = Buffer.allocUnsafe(total);
-  message.set(pads.inner, 0);
-  let offset = BLOCK_BYTES + message.write(domain, BLOCK_BYTES, 'utf8');
+  let offset = message.write(domain, 0, 'utf8');
   message[offset++] = 0;
   message.set(challenge, offset);
   offset += challenge.byteLength;
@@ -97,10 +61,7 @@ function hmac(proofKey: Uint8Array, domain: string, challenge: Uint8Array, prove
   }
   offset = message.writeUInt32BE(lastBytes, offset);
   message.write(last, offset, 'utf8');
-  const outer = Buffer.allocUnsafe(BLOCK_BYTES + DIGEST_BYTES);
-  outer.set(pads.outer, 0);
-  outer.set(hash('sha256', message, 'buffer'), BLOCK_BYTES);
-  return new Uint8Array(hash('sha256', outer, 'buffer'));
+  return new Uint8Array(createHmac('sha256', proofKey).update(message).digest());
 }
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
