@@ -327,7 +327,6 @@ export class GitHubAPICache implements AsyncDisposable {
       timer.unref();
       timers.push(timer);
     };
-    let listening = false;
     let meshWaitOver!: () => void;
     const meshWaitEnds = new Promise<void>((resolve) => {
       meshWaitOver = resolve;
@@ -340,7 +339,6 @@ export class GitHubAPICache implements AsyncDisposable {
       }
       this.#fleet = fleet;
       this.#writes.fleet = fleet;
-      listening = true;
       // Peers may ask this node once it listens; its own reads ask them once it is meshed (or the wait is over).
       if (waitMs === 0 || meshTarget(fleet, this.options.p2p.bootstrapPeers) === 0) this.#reads.fleet = fleet;
       else after(waitMs, meshWaitOver); // the second phase: sessions, counted from now
@@ -359,7 +357,7 @@ export class GitHubAPICache implements AsyncDisposable {
     if (waitMs > 0) {
       // The first phase: a host that does not listen within the wait is not waited for any longer.
       const listenWaitOver = new Promise<void>((resolve) => after(waitMs, () => {
-        if (!listening) resolve();
+        if (this.#fleet === undefined) resolve();
       }));
       // The second phase is over: the listening host is the reads' fleet before they resume.
       const meshWaitOverThen = meshWaitEnds.then(() => {
