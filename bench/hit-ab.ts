@@ -20,7 +20,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { zipfIndices } from '../support/workload.js';
-import { childReport, fmt, machineLine, median, percentile, table, writeSection } from './report.js';
+import { argValue as arg, childReport, fmt, machineLine, median, percentile, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -33,11 +33,6 @@ const WARMUP = 200;
 const ITERATIONS = 2000;
 
 interface Sample { p50Us: number; p99Us: number }
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 async function child(): Promise<void> {
   const dist = process.env.BENCH_LIBRARY_DIST!;

@@ -35,7 +35,7 @@ import Module, { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { fmt, machineLine, median, table, writeSection } from './report.js';
+import { argValue as arg, fmt, machineLine, median, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -64,11 +64,6 @@ interface ChildResult {
   /** MiB of files in the cache directory after close: proof that a cache stored what it fetched. */
   storedMb: number;
   note: string;
-}
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
 /** GitHub's repository shape, padded to exactly BODY_BYTES of JSON. */

@@ -22,7 +22,7 @@ import type { GitHubAPICache as Cache } from '../index.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { waitFor } from '../support/wait.js';
 import { pool } from '../support/workload.js';
-import { childReport, fmt, machineLine, median, table, writeSection } from './report.js';
+import { argValue as arg, childReport, fmt, machineLine, median, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -38,11 +38,6 @@ const blockOf = (inFlight: number): number => Math.max(100, 5 * inFlight);
 const POOL = 3 * (WARMUP + HITS * IN_FLIGHT.length) + 600;
 
 type Sample = Record<string, { hitsPerS: number; cpuUs: number }>;
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 /** One build's asker and owner, meshed and warm, with the owner's keys not yet asked for. */
 async function pairOf(dist: string, url: string, dirs: string[]): Promise<{ hit(): Promise<void>; close(): Promise<void> }> {

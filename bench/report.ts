@@ -102,3 +102,8 @@ export function childReport<T>(script: string, env: Record<string, string>, exec
   });
 }
 
+/** The value after `--<name>` on this process's command line (`--baseline <dist>`), or undefined. */
+export function argValue(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}

@@ -29,7 +29,7 @@ import Module, { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { fmt, machineLine, median, table, writeSection } from './report.js';
+import { argValue as arg, fmt, machineLine, median, table, writeSection } from './report.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BODY_BYTES = 4096;
@@ -56,11 +56,6 @@ interface ChildResult {
   stallMs: number;
   stallCpuMs: number;
   note: string;
-}
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));

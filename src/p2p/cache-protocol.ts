@@ -605,4 +605,3 @@ export class CacheProtocol implements Startable {
 export function cacheProtocol(init: CacheProtocolInit): (components: CacheProtocolComponents) => CacheProtocol {
   return (components) => new CacheProtocol(components, init);
 }
-
