@@ -3,7 +3,7 @@ import type { Stream } from '@libp2p/interface';
 import { streamPair } from '@libp2p/utils';
 import { expect } from 'chai';
 import { encode as cborEncode } from 'cborg';
-import { FrameChannel, type FrameViolation } from '../src/p2p/frame-channel.js';
+import { FrameChannel, READ_SLICE_BYTES, RECEIVE_WINDOW_BYTES, type FrameViolation } from '../src/p2p/frame-channel.js';
 import { encodeFrame, type Frame } from '../src/p2p/wire.js';
 import { waitFor } from './support/p2p-fixtures.js';
 import { RecordingLogger } from '../support/recording-logger.js';
@@ -161,6 +161,61 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
       expect(received.closes.map((c) => c.violation)).to.deep.equal([undefined]);
     }
   });
+
+  it('reads a message of many frames in slices, and what it sends in answer to a slice leaves before the next is read', async () => {
+    const [raw, inner] = await streamPair({ delay: 0 });
+    let writes = 0;
+    const send = inner.send.bind(inner);
+    inner.send = (data) => {
+      writes++;
+      return send(data);
+    };
+    const seen: Array<{ id: number; writesBefore: number }> = [];
+    const channel: FrameChannel = new FrameChannel(inner, {
+      maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onClose: () => undefined,
+      onFrame: (frame) => {
+        const id = 'id' in frame ? frame.id : -1;
+        seen.push({ id, writesBefore: writes });
+        channel.send({ type: 'miss', id, reason: 'busy' });
+      },
+    });
+    // 48 entries of 8 KiB (about 390 KB) held back, then delivered as one message, as a muxer delivers what
+    // arrived while reading was paused.
+    inner.pause();
+    const sealed = new Uint8Array(8 * 1024).fill(7);
+    for (let id = 1; id <= 48; id++) raw.send(lengthPrefixed(encodeFrame({ type: 'entry', id, sealed })));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    inner.resume();
+    await waitFor(() => seen.length === 48, 'all 48 frames');
+    expect(seen.map((s) => s.id), 'in order').to.deep.equal(Array.from({ length: 48 }, (_, i) => i + 1));
+    const firstSlice = seen.filter((s) => s.writesBefore === 0).length;
+    expect(firstSlice, 'frames read before anything was answered').to.be.at.most(Math.ceil(READ_SLICE_BYTES / (8 * 1024)));
+    expect(seen.at(-1)!.writesBefore, 'answers written before the last frame was read').to.be.at.least(3);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(inner.readStatus, 'reading resumes after the last slice').to.equal('readable');
+    channel.close();
+    raw.abort(new Error('done'));
+  });
+
+  it('reads every frame of a backlog being read in slices before it ends on the other end closing its writing side', async () => {
+    const [raw, inner] = await streamPair({ delay: 0 });
+    const ids: number[] = [];
+    const closes: Array<FrameViolation | undefined> = [];
+    new FrameChannel(inner, {
+      maxFrameBytes: 64 * 1024, logger: new RecordingLogger(),
+      onFrame: (frame) => ids.push('id' in frame ? frame.id : -1),
+      onClose: (violation) => closes.push(violation),
+    });
+    inner.pause();
+    const sealed = new Uint8Array(16 * 1024).fill(1);
+    for (let id = 1; id <= 20; id++) raw.send(lengthPrefixed(encodeFrame({ type: 'entry', id, sealed })));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    inner.resume();
+    await raw.close();
+    await waitFor(() => closes.length > 0, 'the channel to end');
+    expect(ids).to.deep.equal(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(closes).to.deep.equal([undefined]);
+  });
 });
 
 /** Two libp2p hosts on 127.0.0.1 as the fleet builds them (TCP, noise, yamux), and one stream between them. */
@@ -232,6 +287,31 @@ describe('FrameChannel over yamux: window updates', function () {
       await waitFor(() => atServer.length === 240, 'ten windows of data');
       expect(updates.count, 'updates for 2.5 MiB through a 256 KiB window').to.be.at.least(2);
       expect(server!.closed || client.closed).to.equal(false);
+      server!.close();
+      client.close();
+    } finally {
+      await pair.stop();
+    }
+  });
+
+  it('grants its peer a receive window of RECEIVE_WINDOW_BYTES with a window update, so 100 answers in flight need no wait', async () => {
+    const logger = new RecordingLogger();
+    let server: FrameChannel | undefined;
+    const pair = await yamuxPair('/github-cache-spec/frames/2', (stream) => {
+      server = new FrameChannel(stream, {
+        maxFrameBytes: 128 * 1024, logger, onClose: () => undefined,
+        onFrame: (frame) => server!.send({ type: 'miss', id: 'id' in frame ? frame.id : 0, reason: 'busy' }),
+      });
+    });
+    try {
+      const atClient: Frame[] = [];
+      const client = new FrameChannel(pair.client, { maxFrameBytes: 128 * 1024, logger, onFrame: (f) => atClient.push(f), onClose: () => undefined });
+      const credit = () => (pair.client as unknown as { sendWindowCapacity: number }).sendWindowCapacity;
+      expect(credit(), 'yamux starts a stream at 256 KiB').to.equal(256 * 1024);
+      client.send({ type: 'get', id: 1, key: 'k'.repeat(300), proof });
+      await waitFor(() => atClient.length === 1, 'the answer');
+      await waitFor(() => credit() > 900 * 1024, 'the server\'s wider window granted');
+      expect(credit()).to.be.at.most(RECEIVE_WINDOW_BYTES);
       server!.close();
       client.close();
     } finally {

@@ -23,6 +23,19 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * delivered in order and none is lost: what arrives while reading is briefly paused (see deferWindowUpdate) is
  * delivered when it resumes.
  *
+ * Work per turn is bounded: a message of more than READ_SLICE_BYTES is read READ_SLICE_BYTES at a time, one slice
+ * per macrotask, with reading paused until the last slice is read (so the muxer's flow control still bounds what
+ * waits). The frames sent in answer to a slice (an owner's entries, or an asker's next gets) leave before the next
+ * slice is read. Why: a muxer message holds whatever arrived while reading was paused, up to a whole receive window
+ * (50 to 200 entries). Read at once, an asker settled all of its entries before any follow-up get left, and an
+ * owner answered all of those gets in one burst: the two ends took turns, each idle while the other worked
+ * (docs/benchmarks.md, "Peer hits under concurrency").
+ *
+ * Receive window (yamux): these streams grant their peer RECEIVE_WINDOW_BYTES of credit instead of yamux's initial
+ * 256 KiB, with an ordinary window update (the spec's way to widen a window: a peer of any version accepts it).
+ * With 256 KiB, an owner answering 100 asks in flight (about 480 KB) waited for the asker's update in every
+ * round. What a peer can make us hold stays bounded by it: data waits only while reading is paused.
+ *
  * Window updates (yamux): @chainsafe/libp2p-yamux 8 sends the peer a window update after every data frame it
  * delivers, however little of the window that frame used: one more encrypted muxer frame and one more write per
  * frame received, so a peer hit cost four writes where two carry its bytes. batchWindowUpdates (below) makes this
@@ -86,6 +99,10 @@ export class FrameChannel {
   #written = false;
   /** Reading is paused until the next macrotask (see deferWindowUpdate). */
   #resumeScheduled = false;
+  /** Chunks of a delivered message not read yet (a message above READ_SLICE_BYTES), in order; reading is paused meanwhile. */
+  #backlog: Uint8Array[] = [];
+  /** The next slice of the backlog is read on the next macrotask. */
+  #sliceScheduled = false;
   /** The muxer stream's receive window when its updates are batched (batchWindowUpdates); undefined otherwise. */
   readonly #window: MuxerWindow | undefined;
 
@@ -101,6 +118,8 @@ export class FrameChannel {
       // is delivered right after this event: read both before ending.
       if (this.#resumeScheduled) this.#resumeReading();
       queueMicrotask(() => {
+        // Every frame the peer sent before its FIN is read before the channel ends.
+        if (this.#backlog.length > 0) this.#readSlice(Number.POSITIVE_INFINITY);
         // An honest peer closes its end only between frames (it resets the stream to abandon one).
         if (this.#partialBytes > 0) {
           const announced = this.#partialNeeds < 0 ? 'an unfinished length prefix' : `${this.#partialNeeds} bytes announced`;
@@ -200,6 +219,7 @@ export class FrameChannel {
     this.#ended = true;
     this.#partial = EMPTY;
     this.#partialBytes = 0;
+    this.#backlog = [];
     const abort = (): void => {
       if (this.stream.status === 'open') this.stream.abort(error ?? new Error('stream ended'));
     };
@@ -211,20 +231,52 @@ export class FrameChannel {
 
   #onMessage(data: Chunks): void {
     if (this.#ended) return;
+    if (data instanceof Uint8Array) this.#backlog.push(data);
+    else for (const chunk of data) this.#backlog.push(chunk);
+    // A message delivered while a backlog waits (reading is paused, but the muxer may still deliver what it held)
+    // is read after it, in order.
+    if (this.#sliceScheduled) return;
     this.#deferWindowUpdate();
+    this.#readSlice(READ_SLICE_BYTES);
+  }
+
+  /** Reads up to `budget` bytes of the backlog; what is left is read on the next macrotask, reading paused until then. */
+  #readSlice(budget: number): void {
     this.#dispatching = true;
     try {
-      if (data instanceof Uint8Array) this.#receive(data);
-      else for (const chunk of data) if (!this.#ended) this.#receive(chunk);
+      while (budget > 0 && this.#backlog.length > 0 && !this.#ended) {
+        let chunk = this.#backlog[0]!;
+        if (chunk.byteLength > budget) {
+          this.#backlog[0] = chunk.subarray(budget);
+          chunk = chunk.subarray(0, budget);
+        } else {
+          this.#backlog.shift();
+        }
+        budget -= chunk.byteLength;
+        this.#receive(chunk);
+      }
     } catch (err) {
       // Never let an exception escape into the stream's event dispatch.
       this.#finish(undefined, err instanceof Error ? err : new Error(String(err)));
     } finally {
       this.#dispatching = false;
     }
-    // Answers to the frames of this message leave now, in one write, ahead of what the muxer sends after
-    // delivering it (its window update), rather than in a later microtask.
+    // Answers to the frames of this slice leave now, in one write, ahead of what the muxer sends after
+    // delivering its message (its window update), rather than in a later microtask.
     if (this.#queue.length > 0) this.#flush();
+    if (this.#backlog.length === 0 || this.#ended || this.#sliceScheduled) return;
+    try {
+      this.stream.pause();
+    } catch {
+      // closing: the rest is read on the next turn all the same (or dropped by #finish)
+    }
+    this.#sliceScheduled = true;
+    setImmediate(() => {
+      this.#sliceScheduled = false;
+      if (this.#ended) return;
+      this.#readSlice(READ_SLICE_BYTES);
+      if (!this.#sliceScheduled && !this.#resumeScheduled) this.#resume();
+    });
   }
 
   /**
@@ -250,7 +302,12 @@ export class FrameChannel {
   #resumeReading(): void {
     if (!this.#resumeScheduled) return;
     this.#resumeScheduled = false;
-    if (this.#ended) return;
+    // A backlog still being read in slices keeps reading paused; its last slice resumes it.
+    if (this.#ended || this.#sliceScheduled) return;
+    this.#resume();
+  }
+
+  #resume(): void {
     try {
       this.stream.resume();
     } catch {
@@ -401,9 +458,11 @@ function updateDue(window: MuxerWindow): boolean {
  * undefined when the stream is not a yamux stream of the known shape (then nothing is changed). Exported for the
  * transport benchmark, which measures it on a bare libp2p stream.
  */
-export function batchWindowUpdates(stream: Stream): MuxerWindow | undefined {
+export function batchWindowUpdates(stream: Stream, receiveWindowBytes = RECEIVE_WINDOW_BYTES): MuxerWindow | undefined {
   if (!isMuxerWindow(stream)) return undefined;
   const window = stream;
+  // Wider credit for the peer: the first update due (below) grants it, as an ordinary window update.
+  if (window.recvWindow < receiveWindowBytes) window.recvWindow = receiveWindowBytes;
   const send = window.sendWindowUpdate;
   window.sendWindowUpdate = function sendWindowUpdateBatched(this: MuxerWindow): void {
     if (!updateDue(window)) return;
@@ -413,6 +472,10 @@ export function batchWindowUpdates(stream: Stream): MuxerWindow | undefined {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Bytes of a delivered message read per macrotask (about 13 repository-sized entries); see the header. */
+export const READ_SLICE_BYTES = 64 * 1024;
+/** The receive window these streams grant their peer (yamux starts every stream at 256 KiB); see the header. */
+export const RECEIVE_WINDOW_BYTES = 1024 * 1024;
 /** How often whenWritable looks again while the stream's buffer stays above its mark without a 'drain'. */
 const DRAIN_RECHECK_MS = 5;
 /** The first buffer of a partial frame, at least: small frames split across chunks need no regrowth. */
