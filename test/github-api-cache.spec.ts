@@ -35,6 +35,20 @@ describe('GitHubAPICache (key/value core)', () => {
       expect(Object.isFrozen(original)).to.equal(false);
     });
 
+    it('freezes every level of a value: objects in arrays in objects, arrays in arrays, a "__proto__" key', async () => {
+      await cache.put('deep', JSON.parse('{"list":[{"a":[1,[{"b":2}]]},null,"s"],"__proto__":{"c":{"d":3}}}'));
+      const read = (await cache.get<Record<string, unknown>>('deep'))!;
+      const frozen: boolean[] = [];
+      const walk = (v: unknown): void => {
+        if (v === null || typeof v !== 'object') return;
+        frozen.push(Object.isFrozen(v));
+        for (const child of Object.values(v)) walk(child);
+      };
+      walk(read);
+      expect(frozen).to.have.length(8);
+      expect(frozen.every(Boolean)).to.equal(true);
+    });
+
     it('keeps any string keys apart, including ones that differ only in separators or unicode', async () => {
       const keys = ['a:b', 'a::b', 'a:b:', 'a\u0000b', 'a b', 'ä', 'a\u0308', '', 'k:x', 'h:x'];
       for (const [i, key] of keys.entries()) await cache.put(key, i);
