@@ -29,12 +29,9 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * slice is read. Why: a muxer message holds whatever arrived while reading was paused, up to a whole receive window
  * (50 to 200 entries). Read at once, an asker settled all of its entries before any follow-up get left, and an
  * owner answered all of those gets in one burst: the two ends took turns, each idle while the other worked
- * (docs/benchmarks.md, "Peer hits under concurrency").
- *
- * Receive window (yamux): these streams grant their peer RECEIVE_WINDOW_BYTES of credit instead of yamux's initial
- * 256 KiB, with an ordinary window update (the spec's way to widen a window: a peer of any version accepts it).
- * With 256 KiB, an owner answering 100 asks in flight (about 480 KB) waited for the asker's update in every
- * round. What a peer can make us hold stays bounded by it: data waits only while reading is paused.
+ * (docs/benchmarks.md, "Peer hits under concurrency"). The receive window stays yamux's 256 KiB: a wider one
+ * (1 MiB, granted with a window update) added little beside the slices and let an owner put four times as many
+ * bytes of a large entry ahead of a small answer (docs/p2p-protocol.md, "Transport cost", item 4).
  *
  * Window updates (yamux): @chainsafe/libp2p-yamux 8 sends the peer a window update after every data frame it
  * delivers, however little of the window that frame used: one more encrypted muxer frame and one more write per
@@ -458,11 +455,9 @@ function updateDue(window: MuxerWindow): boolean {
  * undefined when the stream is not a yamux stream of the known shape (then nothing is changed). Exported for the
  * transport benchmark, which measures it on a bare libp2p stream.
  */
-export function batchWindowUpdates(stream: Stream, receiveWindowBytes = RECEIVE_WINDOW_BYTES): MuxerWindow | undefined {
+export function batchWindowUpdates(stream: Stream): MuxerWindow | undefined {
   if (!isMuxerWindow(stream)) return undefined;
   const window = stream;
-  // Wider credit for the peer: the first update due (below) grants it, as an ordinary window update.
-  if (window.recvWindow < receiveWindowBytes) window.recvWindow = receiveWindowBytes;
   const send = window.sendWindowUpdate;
   window.sendWindowUpdate = function sendWindowUpdateBatched(this: MuxerWindow): void {
     if (!updateDue(window)) return;
@@ -474,8 +469,6 @@ export function batchWindowUpdates(stream: Stream, receiveWindowBytes = RECEIVE_
 const EMPTY = new Uint8Array(0);
 /** Bytes of a delivered message read per macrotask (about 13 repository-sized entries); see the header. */
 export const READ_SLICE_BYTES = 64 * 1024;
-/** The receive window these streams grant their peer (yamux starts every stream at 256 KiB); see the header. */
-export const RECEIVE_WINDOW_BYTES = 1024 * 1024;
 /** How often whenWritable looks again while the stream's buffer stays above its mark without a 'drain'. */
 const DRAIN_RECHECK_MS = 5;
 /** The first buffer of a partial frame, at least: small frames split across chunks need no regrowth. */
