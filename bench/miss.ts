@@ -27,16 +27,17 @@
  *   (maxEntries, maxParsedValues 120,000; maxBytes 1 GiB), and once more with the defaults (10,000 entries,
  *   256 MiB: past 10,000 entries every miss also evicts). undici's store is unbounded by default (no eviction).
  * - undici's store needs `node:sqlite` (Node 22.5+); on an older Node its own code runs over better-sqlite3
- *   through the same small shim as bench/store.ts (same SQL, a different binding), said under the table.
+ *   through bench/node-sqlite-shim.ts, as bench/store.ts does (same SQL, a different binding), said under the table.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import Module, { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
 import { argValue as arg, fmt, machineLine, median, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
+import { shimNodeSqlite } from './node-sqlite-shim.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const THIS_DIST = path.resolve(path.dirname(SELF), '..');
@@ -89,28 +90,6 @@ async function server(count: number): Promise<void> {
 }
 
 // ---------------------------------------------------------------- one contender, in its own process
-
-/** undici's store requires node:sqlite; on Node < 22.5 its DatabaseSync is played by better-sqlite3 (as bench/store.ts). */
-function shimNodeSqlite(): string {
-  const require = createRequire(import.meta.url);
-  const builtin = (process as unknown as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
-  if (builtin?.('node:sqlite') !== undefined) return 'node:sqlite';
-  const Database = require('better-sqlite3') as typeof import('better-sqlite3');
-  class DatabaseSync {
-    readonly #db: import('better-sqlite3').Database;
-    constructor(location: string) { this.#db = new Database(location); }
-    exec(sql: string): void { this.#db.exec(sql); }
-    prepare(sql: string): unknown { return this.#db.prepare(sql); }
-    close(): void { this.#db.close(); }
-  }
-  const loader = Module as unknown as { _load: (request: string, ...rest: unknown[]) => unknown };
-  const original = loader._load;
-  loader._load = function (request: string, ...rest: unknown[]) {
-    if (request === 'node:sqlite') return { DatabaseSync };
-    return original.call(this, request, ...rest);
-  };
-  return 'its code over better-sqlite3 (no node:sqlite in this Node)';
-}
 
 interface Client {
   /** One miss of repository i; throws when the answer is not what a miss gives. */

@@ -25,11 +25,12 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import Module, { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
 import { argValue as arg, fmt, machineLine, median, table, writeSection } from './report.js';
+import { shimNodeSqlite } from './node-sqlite-shim.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BODY_BYTES = 4096;
@@ -120,38 +121,6 @@ async function ours(root: string, dir: string, entries: number): Promise<Harness
     close: () => tiers.close(),
     note: '',
   };
-}
-
-/** undici's store requires node:sqlite; on Node < 22.5 its DatabaseSync is played by better-sqlite3. */
-function shimNodeSqlite(): string {
-  const require = createRequire(import.meta.url);
-  const builtin = (process as unknown as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
-  if (builtin?.('node:sqlite') !== undefined) return 'node:sqlite';
-  {
-    const Database = require('better-sqlite3') as typeof import('better-sqlite3');
-    class DatabaseSync {
-      readonly #db: import('better-sqlite3').Database;
-      constructor(location: string) {
-        this.#db = new Database(location);
-      }
-      exec(sql: string): void {
-        this.#db.exec(sql);
-      }
-      prepare(sql: string): unknown {
-        return this.#db.prepare(sql);
-      }
-      close(): void {
-        this.#db.close();
-      }
-    }
-    const loader = Module as unknown as { _load: (request: string, ...rest: unknown[]) => unknown };
-    const original = loader._load;
-    loader._load = function (request: string, ...rest: unknown[]) {
-      if (request === 'node:sqlite') return { DatabaseSync };
-      return original.call(this, request, ...rest);
-    };
-    return 'its code over better-sqlite3 (no node:sqlite in this Node)';
-  }
 }
 
 async function undici(dir: string): Promise<Harness> {
