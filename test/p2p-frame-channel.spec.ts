@@ -183,8 +183,13 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
     // arrived while reading was paused.
     inner.pause();
     const sealed = new Uint8Array(8 * 1024).fill(7);
-    for (let id = 1; id <= 48; id++) raw.send(lengthPrefixed(encodeFrame({ type: 'entry', id, sealed })));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    let sent = 0;
+    for (let id = 1; id <= 48; id++) {
+      const bytes = lengthPrefixed(encodeFrame({ type: 'entry', id, sealed }));
+      sent += bytes.byteLength;
+      raw.send(bytes);
+    }
+    await waitFor(() => inner.readBufferLength === sent, 'every byte held while reading is paused');
     inner.resume();
     await waitFor(() => seen.length === 48, 'all 48 frames');
     expect(seen.map((s) => s.id), 'in order').to.deep.equal(Array.from({ length: 48 }, (_, i) => i + 1));
@@ -208,8 +213,13 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
     });
     inner.pause();
     const sealed = new Uint8Array(16 * 1024).fill(1);
-    for (let id = 1; id <= 20; id++) raw.send(lengthPrefixed(encodeFrame({ type: 'entry', id, sealed })));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    let sent = 0;
+    for (let id = 1; id <= 20; id++) {
+      const bytes = lengthPrefixed(encodeFrame({ type: 'entry', id, sealed }));
+      sent += bytes.byteLength;
+      raw.send(bytes);
+    }
+    await waitFor(() => inner.readBufferLength === sent, 'every byte held while reading is paused');
     inner.resume();
     await raw.close();
     await waitFor(() => closes.length > 0, 'the channel to end');

@@ -27,7 +27,7 @@ import { decodeFrame, encodeLengthPrefixedFrame, WireFormatError, type Frame } f
  * per macrotask, with reading paused until the last slice is read (so the muxer's flow control still bounds what
  * waits). The frames sent in answer to a slice (an owner's entries, or an asker's next gets) leave before the next
  * slice is read. Why: a muxer message holds whatever arrived while reading was paused, up to a whole receive window
- * (50 to 200 entries). Read at once, an asker settled all of its entries before any follow-up get left, and an
+ * (256 KiB: about 54 repository entries). Read at once, an asker settled all of its entries before any follow-up get left, and an
  * owner answered all of those gets in one burst: the two ends took turns, each idle while the other worked
  * (docs/benchmarks.md, "Peer hits under concurrency"). The receive window stays yamux's 256 KiB: a wider one
  * (1 MiB, granted with a window update) added little beside the slices and let an owner put four times as many
