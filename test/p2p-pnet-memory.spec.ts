@@ -8,15 +8,17 @@ import { lpStream } from '@libp2p/utils';
 import { expect } from 'chai';
 import { createLibp2p } from 'libp2p';
 import { swarmKeyOf } from '../src/p2p/fleet-keys.js';
-import { CIPHER_CHUNK, fleetPrivateNetwork } from '../src/p2p/private-network.js';
+import { CIPHER_CHUNK, fleetPrivateNetwork, type PnetCipher } from '../src/p2p/private-network.js';
 
 /**
  * The fleet's private network (private-network.ts) under large bodies. pnet's xsalsa20 keeps one WebAssembly
  * memory for the whole process; a yamux frame above ~640 KiB (a grown or configured stream window) made pnet
  * cipher it in one call, which grew that memory, after which every switch between the connection's two ciphers
  * grew it again, until `Memory.grow` threw inside the socket's listener and the process died (about 1000 small
- * round trips later). With the fleet's protector the memory never grows. Real libp2p nodes on loopback (TCP +
- * pnet + noise + yamux, as host.ts builds them), with yamux's stream window at 4 MiB so large frames are sure.
+ * round trips later). With the fleet's protector the memory never grows: the guarded wasm cipher (the fallback,
+ * forced here) is fed bounded pieces, and the native cipher (the default) has no such memory. Real libp2p nodes on
+ * loopback (TCP + pnet + noise + yamux, as host.ts builds them), with yamux's stream window at 4 MiB so large
+ * frames are sure.
  */
 
 const PROTOCOL = '/github-cache-spec/pnet-memory/1.0.0';
@@ -36,13 +38,13 @@ function countMemoryGrowth(): { readonly grows: number; restore(): void } {
   return counter;
 }
 
-function node(): Promise<Libp2p> {
+function node(cipher: PnetCipher): Promise<Libp2p> {
   return createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ enableKeepAlive: false, streamOptions: { initialStreamWindowSize: 4 * MiB, maxStreamWindowSize: 16 * MiB } })],
-    connectionProtector: fleetPrivateNetwork(swarmKeyOf(SECRET)),
+    connectionProtector: fleetPrivateNetwork(swarmKeyOf(SECRET), { cipher }),
     connectionMonitor: { enabled: false },
   });
 }
@@ -59,9 +61,9 @@ describe('the private network under large bodies (pnet xsalsa20 memory)', functi
     nodes = [];
   });
 
-  it('echoes 1-3 MiB messages both ways, then 1500 small round trips, without growing the cipher memory', async () => {
+  for (const cipher of ['wasm', 'native'] as const) it(`echoes 1-3 MiB messages both ways, then 1500 small round trips, without growing the cipher memory (${cipher})`, async () => {
     growth = countMemoryGrowth();
-    const [a, b] = await Promise.all([node(), node()]);
+    const [a, b] = await Promise.all([node(cipher), node(cipher)]);
     nodes = [a, b];
     // Each node echoes every length-prefixed message back on the stream it came on.
     for (const n of nodes) {

@@ -18,7 +18,7 @@ import type { InvalidationComponents, InvalidationService } from './invalidation
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
 import { keepOneConnectionPerPeer } from './one-connection.js';
 import { fleetNoise } from './noise-decoder.js';
-import { fleetPrivateNetwork } from './private-network.js';
+import { fleetPrivateNetwork, pnetCipher } from './private-network.js';
 
 /**
  * The fleet's libp2p host: assembly (private network, TCP, noise, yamux, connection gater, persistent identity,
@@ -385,6 +385,7 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
   const peerDiscovery: PeerDiscoveryFactory[] = [];
   if (withPeerId.length > 0) peerDiscovery.push(bootstrap({ list: withPeerId }));
   if (mdns !== undefined) peerDiscovery.push(mdns);
+  init.logger.debug('private network cipher: %s', pnetCipher());
   return createLibp2p<HostServices>({
     start: false,
     privateKey: identity.privateKey,
@@ -395,7 +396,7 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
     // Without keepAlive the muxer's own 30 s pings are off (its timer would hold the process open); libp2p's
     // connection monitor still pings every peer.
     streamMuxers: [yamux({ enableKeepAlive: init.p2p.keepAlive })],
-    // pnet with its cipher's shared wasm memory kept from growing (private-network.ts).
+    // pnet's protocol with libsodium's XSalsa20, or pnet's wasm cipher kept from growing its memory (private-network.ts).
     connectionProtector: fleetPrivateNetwork(swarmKeyOf(secret)),
     connectionGater: {
       denyDialPeer: (peer) => banned(peer.toString()),
