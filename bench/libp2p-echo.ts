@@ -14,6 +14,7 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import { batchWindowUpdates } from '../src/p2p/frame-channel.js';
 import { swarmKeyOf } from '../src/p2p/fleet-keys.js';
 import { fleetNoise, type NoiseDecoderCounts } from '../src/p2p/noise-decoder.js';
+import type { PnetCipher } from '../src/p2p/private-network.js';
 
 const ECHO_PROTOCOL = '/github-cache-bench/echo/1.0.0';
 const SECRET = 'bench-echo-shared-secret-0123456789abcdef';
@@ -31,6 +32,8 @@ export interface EchoHostOptions {
   requestBytes: number;
   replyBytes: number;
   pnet?: boolean;
+  /** pnet's XSalsa20 (private-network.ts): `native` (libsodium) or `wasm` (pnet's own, guarded); default: the fleet's choice. */
+  pnetCipher?: PnetCipher;
   /** yamux's stream window (bytes); default: yamux's own. */
   window?: number;
   /** yamux's keep-alive pings; default on, as in the fleet. */
@@ -57,7 +60,7 @@ export async function echoHost(opts: EchoHostOptions, noiseCounts: NoiseDecoderC
     transports: [tcp()],
     connectionEncrypters: [opts.fleetNoise === true ? fleetNoise({ counts: noiseCounts }) : noise()],
     streamMuxers: [yamux({ ...(opts.yamuxKeepAlive === false ? { enableKeepAlive: false } : {}), ...streamOptions })],
-    ...(opts.pnet !== false ? { connectionProtector: fleetPrivateNetwork(swarmKeyOf(SECRET)) } : {}),
+    ...(opts.pnet !== false ? { connectionProtector: fleetPrivateNetwork(swarmKeyOf(SECRET), opts.pnetCipher === undefined ? {} : { cipher: opts.pnetCipher }) } : {}),
     ...(opts.connectionMonitor === false ? { connectionMonitor: { enabled: false } } : {}),
   });
 }

@@ -4,8 +4,9 @@
  * loop, so CPU per call is both sides'), rows interleaved in blocks: node:http with a keep-alive agent; libp2p as
  * shipped (TCP + pnet + noise + yamux); the same without pnet (the pre-shared-key XSalsa20 layer); with larger
  * yamux stream windows; with yamux window updates batched as the fleet's streams batch them
- * (src/p2p/frame-channel.ts) and noise as shipped; as the fleet runs it (batched window updates, and noise
- * through fleetNoise, src/p2p/noise-decoder.ts: no RangeError per chunk, per connection), with and without pnet;
+ * (src/p2p/frame-channel.ts) and noise as shipped; as the fleet runs it (batched window updates, noise
+ * through fleetNoise, src/p2p/noise-decoder.ts: no RangeError per chunk, per connection) with pnet's XSalsa20 in
+ * libsodium (src/p2p/private-network.ts), beside the same with pnet's own wasm cipher (the fallback) and without pnet;
  * and, for comparison, the proposed one-line upstream change to @libp2p/utils' LengthPrefixedDecoder (noise reads
  * its messages through it) patched into this process's prototype for its row only (see
  * installProposedDecoderFix; the library never patches it). Bodies: a repository-shaped 3.9 KiB and a 256 KiB
@@ -13,6 +14,7 @@
  */
 import http from 'node:http';
 import { LengthPrefixedDecoder } from '@libp2p/utils';
+import type { PnetCipher } from '../src/p2p/private-network.js';
 import { libp2pEchoPair } from './libp2p-echo.js';
 import { fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
 import { loadLine } from './workload.js';
@@ -81,11 +83,11 @@ async function httpKeepAlive(bytes: number): Promise<Transport> {
   };
 }
 
-export function libp2p(opts: { pnet: boolean; window?: number; batch?: boolean; fleetNoise?: boolean }): (bytes: number) => Promise<Transport> {
+export function libp2p(opts: { pnet: boolean; cipher?: PnetCipher; window?: number; batch?: boolean; fleetNoise?: boolean }): (bytes: number) => Promise<Transport> {
   // The connection monitor's pings time out when 1 MiB transfers keep the one event loop busy on a loaded machine,
   // and it then closes the connection mid-transfer: off here, as nothing else would notice a dead peer in this bench.
   return (bytes) => libp2pEchoPair({
-    requestBytes: REQUEST_BYTES, replyBytes: bytes, pnet: opts.pnet, window: opts.window,
+    requestBytes: REQUEST_BYTES, replyBytes: bytes, pnet: opts.pnet, window: opts.window, pnetCipher: opts.cipher ?? 'wasm',
     yamuxKeepAlive: false, connectionMonitor: false, maxDataLength: 8 * 1024 * 1024, batchWindowUpdates: opts.batch === true,
     fleetNoise: opts.fleetNoise === true,
   });
@@ -97,7 +99,8 @@ const VARIANTS: Variant[] = [
   { label: 'libp2p without pnet: TCP + noise + yamux', make: libp2p({ pnet: false }) },
   { label: 'libp2p with pnet, yamux initial stream window 4 MiB', make: libp2p({ pnet: true, window: 4 * 1024 * 1024 }) },
   { label: 'pnet, window updates batched (frame-channel.ts), noise as shipped (a RangeError per chunk)', make: libp2p({ pnet: true, batch: true }) },
-  { label: '**as the fleet runs it**: pnet, window updates batched, noise through fleetNoise (noise-decoder.ts)', make: libp2p({ pnet: true, batch: true, fleetNoise: true }) },
+  { label: 'pnet (its wasm cipher, the fallback), window updates batched, noise through fleetNoise (noise-decoder.ts)', make: libp2p({ pnet: true, batch: true, fleetNoise: true }) },
+  { label: '**as the fleet runs it**: the same with pnet\'s XSalsa20 in libsodium (private-network.ts, `sodium-native`)', make: libp2p({ pnet: true, cipher: 'native', batch: true, fleetNoise: true }) },
   { label: 'the fleet\'s, without pnet', make: libp2p({ pnet: false, batch: true, fleetNoise: true }) },
   { label: 'batched, noise as shipped, with the proposed upstream decoder loop (prototype patched here, this row only)', make: libp2p({ pnet: true, batch: true }), decoderFix: true },
 ];
