@@ -37,9 +37,8 @@ import { AbstractMultiaddrConnection, byteStream } from '@libp2p/utils';
 /** Largest input one wasm cipher call gets: far below the ~640 KiB the xsalsa20 memory starts with. */
 export const CIPHER_CHUNK = 64 * 1024;
 
-/** pnet's nonce and key lengths (key-generator.js of @libp2p/pnet). */
+/** pnet's nonce length (key-generator.js of @libp2p/pnet); its key is 32 bytes, 64 hex digits in swarm.key. */
 const NONCE_LENGTH = 24;
-const KEY_LENGTH = 32;
 const DEFAULT_TIMEOUT_MS = 1000;
 
 export type PnetCipher = 'native' | 'wasm';
@@ -217,7 +216,7 @@ class NativeProtector implements ConnectionProtector {
   async protect(connection: MessageStream, options?: AbortOptions): Promise<MessageStream> {
     const log = connection.log.newScope('pnet');
     log('protecting the connection (native xsalsa20)');
-    const localNonce = new Uint8Array(randomBytes(NONCE_LENGTH));
+    const localNonce = randomBytes(NONCE_LENGTH);
     const opts = options ?? { signal: AbortSignal.timeout(this.#timeoutMs) };
     const bytes = byteStream(connection);
     const [remote] = await Promise.all([
@@ -319,7 +318,6 @@ class GuardedProtector implements ConnectionProtector {
  */
 export function fleetPrivateNetwork(swarmKey: Uint8Array, options: FleetPrivateNetworkOptions = {}): () => ConnectionProtector {
   const key = decodeSwarmKey(swarmKey);
-  if (key.byteLength !== KEY_LENGTH) throw new PrivateNetworkError('the private-network key must be 32 bytes');
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
     throw new PrivateNetworkError(`timeoutMs must be a positive integer of milliseconds, got ${String(options.timeoutMs)}`);
