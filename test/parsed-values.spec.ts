@@ -68,6 +68,27 @@ describe('parsed values (what a read parses and keeps)', () => {
     }
   });
 
+  it('cache.request parses only when data is read: a caller of status, bytes or source pays no parse; data, once read, stays the same value', async () => {
+    const cache = await GitHubAPICache.create({ persistence: 'off', githubApiUrl: github.url });
+    try {
+      const miss = await cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo: 'r3' }, { token: TOKEN });
+      const hit = await cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo: 'r3' }, { token: TOKEN });
+      expect([miss.status, miss.source, hit.source, Buffer.from(hit.bytes).byteLength > 0]).to.deep.equal([200, 'origin', 'memory', true]);
+      expect(parses, 'nothing read data yet').to.equal(0);
+      const data = hit.data as { i: number };
+      expect(data).to.deep.equal({ i: 3, mark: MARK });
+      expect(Object.isFrozen(data)).to.equal(true);
+      expect(hit.data, 'the same value on a second read').to.equal(data);
+      expect(parses).to.equal(1);
+      expect(JSON.parse(JSON.stringify(miss)).data, 'toJSON shows data').to.deep.equal({ i: 3, mark: MARK });
+      expect(miss.body).to.equal(JSON.stringify({ i: 3, mark: MARK }));
+      miss.data = { replaced: true };
+      expect(miss.data, 'data stays assignable').to.deep.equal({ replaced: true });
+    } finally {
+      await cache.close();
+    }
+  });
+
   it('rejects a negative or fractional maxParsedValues with a clear error', async () => {
     for (const bad of [-1, 1.5]) {
       let error: unknown;

@@ -131,7 +131,7 @@ export class HttpCache {
       method: request.method, url: request.url, headers: request.headers, body: request.body, token, scheme: options.authScheme, scopeId, signal,
       redirect: options.redirect,
     });
-    return answer<T>(r.status, { ...r.headers }, parse ? frozen(parseBody(r.body, r.headers['content-type'])) : undefined, r.body, 'origin', r.url ?? request.url);
+    return answer<T>(r.status, { ...r.headers }, parse ? parserOf(r.body, r.headers['content-type']) : undefined, r.body, 'origin', r.url ?? request.url);
   }
 
   async #load<T>(request: HttpRequest, options: RequestOptions, token: string | undefined, parts: RequestKeyParts, key: string,
@@ -166,23 +166,30 @@ export class HttpCache {
     return { ...memo.template };
   }
 
-  /** `parse` false: `data` is left undefined (an HTTP front end reads `bytes` only, and no parsed value is kept). */
+  /**
+   * `parse` false: `data` is left undefined (an HTTP front end reads `bytes` only, and no parsed value is kept).
+   * Else `data` is the memory item's kept parsed value when it has one, or is parsed when first read: a caller
+   * that reads only `bytes`, `status` or `source` (the Octokit plugin's fetch, a check of where an answer came
+   * from) never pays for a parse it does not use.
+   */
   #answerOf<T>(outcome: ReadOutcome, parts: RequestKeyParts, url: string, parse: boolean, headOnly = false): CachedResponse<T> {
     if (outcome.kind === 'pass') {
       const r = outcome.response;
-      return answer<T>(r.status, { ...r.headers }, parse ? frozen(parseBody(r.body, r.headers['content-type'])) : undefined, r.body, outcome.source, r.url ?? url);
+      return answer<T>(r.status, { ...r.headers }, parse ? parserOf(r.body, r.headers['content-type']) : undefined, r.body, outcome.source, r.url ?? url);
     }
-    const { entry } = outcome;
-    // Parsed once per memory item; the parser (a closure) is made only when there is something to parse.
-    const kept = !parse || headOnly || outcome.item === undefined ? undefined : this.#tiers.keptParsed(outcome.item);
-    const data = !parse || headOnly ? undefined : kept !== undefined ? kept.value : this.#parse(outcome.item, entry);
+    const { entry, item } = outcome;
     // GitHub's own headers when it answered just now; else the entry's, with the scope's current rate limit.
     const headers = outcome.headers !== undefined
       ? { ...outcome.headers }
-      : this.#answerHeaders(entry.headers, parts, outcome.item);
+      : this.#answerHeaders(entry.headers, parts, item);
     if (headOnly) return answer<T>(entry.status, headers, undefined, EMPTY, outcome.source, url);
-    // A binary body's Buffer cannot be frozen: each caller gets its own copy.
-    return answer<T>(entry.status, headers, Buffer.isBuffer(data) ? Buffer.from(data) : data, entry.body, outcome.source, outcome.url ?? url);
+    let data: Parsed | undefined;
+    if (parse) {
+      const kept = item === undefined ? undefined : this.#tiers.keptParsed(item);
+      // A binary body's Buffer cannot be frozen: each caller gets its own copy.
+      data = kept !== undefined ? (Buffer.isBuffer(kept.value) ? { value: Buffer.from(kept.value) } : kept) : () => copyBinary(this.#parse(item, entry));
+    }
+    return answer<T>(entry.status, headers, data, entry.body, outcome.source, outcome.url ?? url);
   }
 
   #parse(item: MemoryItem | undefined, entry: CacheEntry): unknown {
@@ -234,21 +241,52 @@ function frozen(data: unknown): unknown {
   return Buffer.isBuffer(data) ? Buffer.from(data) : deepFreeze(data);
 }
 
+/** An answer's data: already at hand (`{ value }`), or a parser run when `data` is first read. */
+type Parsed = { readonly value: unknown } | (() => unknown);
+
+/** The parser of a body that is not kept anywhere (an origin's pass-through answer, a write's). */
+function parserOf(body: Uint8Array, contentType: string | undefined): Parsed {
+  return () => frozen(parseBody(body, contentType));
+}
+
+function copyBinary(data: unknown): unknown {
+  return Buffer.isBuffer(data) ? Buffer.from(data) : data;
+}
+
 /**
- * An answer whose `body` text is decoded only when read (most callers read `data`): a getter on the prototype
- * keeps creating an answer as cheap as a plain object (a getter in an object literal made every hit slower).
- * `toJSON` includes `body`, so a logged or serialized answer shows it.
+ * An answer whose `data` is parsed and whose `body` text is decoded only when read: getters on the prototype
+ * keep creating an answer as cheap as a plain object (a getter in an object literal made every hit slower), and a
+ * caller that reads neither pays for neither (JSON.parse of a 4 KB body and its deep freeze were ~15 µs of a
+ * peer hit's ~150 µs). `data` is still assignable, as the plain field it was. `toJSON` includes `data` and
+ * `body`, so a logged or serialized answer shows them.
  */
 class CachedAnswer<T> implements CachedResponse<T> {
   #text: string | undefined;
+  #data: Parsed | undefined;
   constructor(
     public status: number,
     public headers: Record<string, string>,
-    public data: T,
+    data: Parsed | undefined,
     public bytes: Uint8Array,
     public source: ResponseSource,
     public url: string | undefined,
-  ) {}
+  ) {
+    this.#data = data;
+  }
+
+  get data(): T {
+    let data = this.#data;
+    if (typeof data === 'function') {
+      data = { value: data() };
+      this.#data = data;
+    }
+    return data?.value as T;
+  }
+
+  set data(value: T) {
+    this.#data = { value };
+    this.#text = undefined;
+  }
 
   get body(): string {
     this.#text ??= textOf(this.data, this.bytes, this.headers['content-type']);
@@ -260,9 +298,9 @@ class CachedAnswer<T> implements CachedResponse<T> {
   }
 }
 
-function answer<T>(status: number, headers: Record<string, string>, data: unknown, bytes: Uint8Array, source: ResponseSource,
+function answer<T>(status: number, headers: Record<string, string>, data: Parsed | undefined, bytes: Uint8Array, source: ResponseSource,
   url: string | undefined): CachedResponse<T> {
-  return new CachedAnswer<T>(status, headers, data as T, bytes, source, url);
+  return new CachedAnswer<T>(status, headers, data, bytes, source, url);
 }
 
 /** The body as text: the decoded text when the data is text, '' for a binary body, else decoded by charset. */
