@@ -17,9 +17,15 @@
  * the peer's `entry` frame from a Map, fetched by undici (a keep-alive Pool of up to 16 connections) with the
  * same number of calls in flight. It is the floor of moving those bytes between two processes over HTTP/1.1;
  * it does no crypto, no proof and no cache work. Rounds alternate the two contenders; medians.
+ *
+ * `--cpu-prof DIR` writes CPU profiles of this process over each timed row only (not the fill or the warm-up), through
+ * node:inspector: DIR/asker-peer-<in flight>-round-<n>.cpuprofile (the asker) and client-http-….cpuprofile (undici).
  */
 import { fork } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { GitHubAPICache } from '../src/github-api-cache.js';
@@ -37,6 +43,8 @@ const ROUTE = 'GET /repos/{owner}/{repo}';
 const LEVELS: readonly number[] = (argValue('levels') ?? '1,100,500').split(',').map(Number);
 /** Bytes of the owner's `entry` frame for one repository body (measured by the peer-latency benchmark: 4,862 B). */
 const ENTRY_FRAME_BYTES = 4862;
+/** `--cpu-prof DIR`: profile this process (the asker, the HTTP client) over each timed row. */
+const CPU_PROF_DIR = argValue('cpu-prof');
 
 function arg(name: string, fallback: number): number {
   const value = argValue(name);
@@ -160,15 +168,30 @@ export async function benchPeerThroughput(): Promise<string> {
     const results = new Map<string, Run[]>();
     const push = (name: string, run: Run) => results.set(name, [...(results.get(name) ?? []), run]);
     let next = 0;
+    const profiles: [string, object][] = [];
     const before = await fake.requests();
+    const profiler = CPU_PROF_DIR === undefined ? undefined : new Session();
+    if (profiler !== undefined) {
+      profiler.connect();
+      await profiler.post('Profiler.enable');
+    }
     for (let round = 0; round < rounds; round++) {
       for (const level of LEVELS) {
         const keys = owned.slice(next, next + keysPerLevel);
         next += keysPerLevel;
+        await profiler?.post('Profiler.start');
         push(`peer-${level}`, await timed(keys, level, member.pid, peerHit));
+        if (profiler !== undefined) profiles.push([`asker-peer-${level}-round-${round + 1}`, (await profiler.post('Profiler.stop')).profile]);
         const ns = Array.from({ length: keysPerLevel }, (_, i) => round * 1e6 + level * 1e4 + i);
+        await profiler?.post('Profiler.start');
         push(`http-${level}`, await timed(ns, level, reference.pid!, plainGet));
+        if (profiler !== undefined) profiles.push([`client-http-${level}-round-${round + 1}`, (await profiler.post('Profiler.stop')).profile]);
       }
+    }
+    if (profiler !== undefined) {
+      mkdirSync(CPU_PROF_DIR!, { recursive: true });
+      for (const [name, profile] of profiles) writeFileSync(path.join(CPU_PROF_DIR!, `${name}.cpuprofile`), JSON.stringify(profile));
+      profiler.disconnect();
     }
     const upstream = (await fake.requests()) - before;
     if (upstream !== 0) throw new Error(`${upstream} upstream requests during peer hits: the owner did not hold its keys`);
