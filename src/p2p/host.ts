@@ -17,6 +17,7 @@ import { hostOf, InboundGate } from './inbound-gate.js';
 import type { InvalidationComponents, InvalidationService } from './invalidation.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
 import { keepOneConnectionPerPeer } from './one-connection.js';
+import { fleetNoiseCrypto } from './noise-crypto.js';
 import { fleetNoise } from './noise-decoder.js';
 import { fleetPrivateNetwork, pnetCipher } from './private-network.js';
 
@@ -385,14 +386,16 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
   const peerDiscovery: PeerDiscoveryFactory[] = [];
   if (withPeerId.length > 0) peerDiscovery.push(bootstrap({ list: withPeerId }));
   if (mdns !== undefined) peerDiscovery.push(mdns);
-  init.logger.debug('private network cipher: %s', pnetCipher());
+  const noiseCrypto = fleetNoiseCrypto();
+  init.logger.debug('private network cipher: %s; noise ChaCha20-Poly1305: %s', pnetCipher(), noiseCrypto === undefined ? 'noise\'s own' : 'libsodium below 16 KiB');
   return createLibp2p<HostServices>({
     start: false,
     privateKey: identity.privateKey,
     addresses: { listen: [listen] },
     transports: [tcp()],
-    // noise, each connection reading its messages without an Error per TCP chunk (noise-decoder.ts).
-    connectionEncrypters: [fleetNoise({ logger: init.logger })],
+    // noise, each connection reading its messages without an Error per TCP chunk (noise-decoder.ts), short
+    // messages enciphered by libsodium when it loads (noise-crypto.ts).
+    connectionEncrypters: [fleetNoise({ logger: init.logger, init: noiseCrypto === undefined ? {} : { crypto: noiseCrypto } })],
     // Without keepAlive the muxer's own 30 s pings are off (its timer would hold the process open); libp2p's
     // connection monitor still pings every peer.
     streamMuxers: [yamux({ enableKeepAlive: init.p2p.keepAlive })],

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type { AbortOptions, ConnectionProtector, Logger, MessageStream, MultiaddrConnection } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
 import { AbstractMultiaddrConnection, byteStream } from '@libp2p/utils';
+import { loadSodium } from './sodium.js';
 
 /**
  * The fleet's private network: libp2p's pre-shared-key protocol (`@libp2p/pnet`: a 24-byte nonce each way, then
@@ -61,19 +61,10 @@ interface Sodium {
   crypto_stream_xor_final(state: Uint8Array): void;
 }
 
-let sodiumLoaded: Sodium | null | undefined;
-
-/** sodium-native when it is installed and loads on this platform, else null (asked once per process). */
+/** sodium-native when it is installed, loads on this platform and has the stream cipher, else null. */
 function sodium(): Sodium | null {
-  if (sodiumLoaded === undefined) {
-    try {
-      const loaded = createRequire(import.meta.url)('sodium-native') as Partial<Sodium>;
-      sodiumLoaded = typeof loaded.crypto_stream_xor_update === 'function' ? loaded as Sodium : null;
-    } catch {
-      sodiumLoaded = null;
-    }
-  }
-  return sodiumLoaded;
+  const lib = loadSodium();
+  return lib !== null && typeof lib['crypto_stream_xor_update'] === 'function' ? lib as unknown as Sodium : null;
 }
 
 /** The cipher `fleetPrivateNetwork` uses on this machine with `cipher: 'auto'`. */
