@@ -46,19 +46,25 @@ export interface EchoHostOptions {
   batchWindowUpdates?: boolean;
   /** noise as the fleet's hosts use it: no RangeError per TCP chunk (noise-decoder.ts); default: noise as shipped. */
   fleetNoise?: boolean;
+  /** noise's ChaCha20-Poly1305 in libsodium below 16 KiB, as the fleet's hosts use it (noise-crypto.ts); default: noise's own. */
+  noiseCrypto?: boolean;
 }
 
 /** One host of the pair, built from `opts`; `noiseCounts` counts its fleetNoise decoders. */
 export async function echoHost(opts: EchoHostOptions, noiseCounts: NoiseDecoderCounts): Promise<Libp2p> {
   await import('../src/polyfills.js'); // libp2p 3 needs Promise.withResolvers
-  const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { fleetPrivateNetwork }] = await Promise.all([
+  const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { fleetPrivateNetwork }, { fleetNoiseCrypto }] = await Promise.all([
     import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'), import('../src/p2p/private-network.js'),
+    import('../src/p2p/noise-crypto.js'),
   ]);
+  const crypto = opts.noiseCrypto === true ? fleetNoiseCrypto() : undefined;
+  if (opts.noiseCrypto === true && crypto === undefined) throw new Error('noiseCrypto: sodium-native did not load');
+  const noiseInit = crypto === undefined ? {} : { crypto };
   const streamOptions = opts.window === undefined ? {} : { streamOptions: { initialStreamWindowSize: opts.window, maxStreamWindowSize: Math.max(opts.window, 16 * 1024 * 1024) } };
   return createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [opts.fleetNoise === true ? fleetNoise({ counts: noiseCounts }) : noise()],
+    connectionEncrypters: [opts.fleetNoise === true ? fleetNoise({ counts: noiseCounts, init: noiseInit }) : noise(noiseInit)],
     streamMuxers: [yamux({ ...(opts.yamuxKeepAlive === false ? { enableKeepAlive: false } : {}), ...streamOptions })],
     ...(opts.pnet !== false ? { connectionProtector: fleetPrivateNetwork(swarmKeyOf(SECRET), opts.pnetCipher === undefined ? {} : { cipher: opts.pnetCipher }) } : {}),
     ...(opts.connectionMonitor === false ? { connectionMonitor: { enabled: false } } : {}),

@@ -242,9 +242,9 @@ export async function benchPeerLatency(): Promise<string> {
       row('protocol work alone (crypto, CBOR; no I/O)', 'protocol').slice(0, -1),
       row('echo over raw TCP (`net`, no delay)', 'tcpEcho').slice(0, -1),
       row('echo over libp2p (TCP + pnet + noise + yamux, `lpStream`)', 'libp2pEcho').slice(0, -1),
-      row('the same as the fleet runs it: window updates batched (frame-channel.ts), noise via fleetNoise (noise-decoder.ts)', 'libp2pEchoBatched').slice(0, -1),
+      row('the same as the fleet runs it: window updates batched (frame-channel.ts), noise via fleetNoise (noise-decoder.ts) with libsodium\'s ChaCha20-Poly1305 (noise-crypto.ts)', 'libp2pEchoBatched').slice(0, -1),
       row('echo over libp2p, server in a child process (as shipped)', 'libp2pEchoChild').slice(0, -1),
-      row('echo over libp2p, server in a child process, as the fleet runs it (window updates batched, fleetNoise)', 'libp2pEchoChildBatched').slice(0, -1),
+      row('echo over libp2p, server in a child process, as the fleet runs it (window updates batched, fleetNoise, libsodium ChaCha20-Poly1305)', 'libp2pEchoChildBatched').slice(0, -1),
     ]),
     '',
     `Peer hit p50 (owner in a child process) over the libp2p echo's with its server in a child process: ${fmt(over(childP50, 'libp2pEchoChild'), 2)}x (${verdict(over(childP50, 'libp2pEchoChild'))});`,
@@ -403,10 +403,11 @@ async function tcpEcho(requestBytes: number, replyBytes: number): Promise<Floor>
  * The same round trips over two libp2p hosts built like the fleet's (TCP, pnet, noise, yamux), one long-lived stream,
  * the server host in this process or (`serverInChild`) in a child process;
  * `asFleet`: its window updates batched as FrameChannel batches the fleet's, and noise through the fleet's
- * fleetNoise (no RangeError per chunk), as the fleet's hosts run it; otherwise libp2p as shipped.
+ * fleetNoise (no RangeError per chunk) with libsodium's ChaCha20-Poly1305 (noise-crypto.ts), as the fleet's hosts
+ * run it; otherwise libp2p as shipped.
  */
 function libp2pEcho(requestBytes: number, replyBytes: number, asFleet: boolean, serverInChild = false): Promise<Floor & { serverPid?: number }> {
-  return libp2pEchoPair({ requestBytes, replyBytes, batchWindowUpdates: asFleet, fleetNoise: asFleet, serverInChild });
+  return libp2pEchoPair({ requestBytes, replyBytes, batchWindowUpdates: asFleet, fleetNoise: asFleet, noiseCrypto: asFleet, serverInChild });
 }
 
 // ---------------------------------------------------------------- fleet ratio
