@@ -80,10 +80,25 @@ describe('parsed values (what a read parses and keeps)', () => {
       expect(Object.isFrozen(data)).to.equal(true);
       expect(hit.data, 'the same value on a second read').to.equal(data);
       expect(parses).to.equal(1);
+      // data is still an own, enumerable property, as on a plain object: spread, keys and clones carry it.
+      for (const repo of ['r0', 'r1']) {
+        const unparsed = await cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo }, { token: TOKEN }); // a miss: not parsed yet
+        const before = parses;
+        expect(Object.keys(unparsed), 'keys').to.include('data');
+        expect(parses, 'listing the keys parses nothing').to.equal(before);
+        const carried = repo === 'r0' ? { ...unparsed }.data : structuredClone({ ...unparsed, bytes: undefined }).data;
+        expect(carried, 'a spread or a clone carries data').to.deep.equal({ i: Number(repo.slice(1)), mark: MARK });
+        expect(unparsed.data, 'the value read by the spread, kept').to.equal(repo === 'r0' ? carried : unparsed.data);
+      }
       expect(JSON.parse(JSON.stringify(miss)).data, 'toJSON shows data').to.deep.equal({ i: 3, mark: MARK });
       expect(miss.body).to.equal(JSON.stringify({ i: 3, mark: MARK }));
+      const unread = await cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo: 'r2' }, { token: TOKEN });
+      const parsesBefore = parses;
+      unread.data = { replaced: true };
+      expect(unread.data, 'data stays assignable, and an assignment parses nothing').to.deep.equal({ replaced: true });
+      expect(parses).to.equal(parsesBefore);
       miss.data = { replaced: true };
-      expect(miss.data, 'data stays assignable').to.deep.equal({ replaced: true });
+      expect(miss.data).to.deep.equal({ replaced: true });
     } finally {
       await cache.close();
     }

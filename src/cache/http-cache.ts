@@ -13,7 +13,7 @@ import type { WriteThrough } from './write-through.js';
  * HttpCache: one HTTP request in, one answer out. The token selects the scope (through the vault, the only
  * holder of tokens); GET and HEAD take the read path, keyed by normalized URL, method, scope and Accept;
  * every other method is a write. Answers carry GitHub's status and headers, the body exactly as stored, the
- * parsed `data` (deep-frozen, parsed once per memory item) and where they came from.
+ * parsed `data` (deep-frozen; parsed when first read, once per memory item) and where they came from.
  */
 
 /** What `cache.request` resolves with: GitHub's status, headers and parsed data, and where it came from. */
@@ -26,7 +26,8 @@ export interface CachedResponse<T = unknown> {
   headers: Record<string, string>;
   /**
    * As Octokit builds it: the parsed JSON body (deep-frozen), the text of a textual body (decoded by its
-   * charset), a Buffer of a binary body (an archive, an asset), or undefined for an empty one.
+   * charset), a Buffer of a binary body (an archive, an asset), or undefined for an empty one. An own, enumerable
+   * property like the others, parsed when first read: an answer whose `data` is never read is never parsed.
    */
   data: T;
   /** The body as text, decoded by its declared charset (UTF-8 when none); '' for a binary body. For the exact bytes, read `bytes`. */
@@ -254,38 +255,24 @@ function copyBinary(data: unknown): unknown {
 }
 
 /**
- * An answer whose `data` is parsed and whose `body` text is decoded only when read: getters on the prototype
- * keep creating an answer as cheap as a plain object (a getter in an object literal made every hit slower), and a
- * caller that reads neither pays for neither (JSON.parse of a 4 KB body and its deep freeze were ~15 µs of a
- * peer hit's ~150 µs). `data` is still assignable, as the plain field it was. `toJSON` includes `data` and
- * `body`, so a logged or serialized answer shows them.
+ * An answer whose `body` text is decoded only when read (most callers read `data`): a getter on the prototype
+ * keeps creating an answer as cheap as a plain object (a getter in an object literal made every hit slower).
+ * `toJSON` includes `body`, so a logged or serialized answer shows it.
  */
 class CachedAnswer<T> implements CachedResponse<T> {
   #text: string | undefined;
-  #data: Parsed | undefined;
+  /** The parser of `data` while it has not been read (see `answer`). */
+  #parse: (() => unknown) | undefined;
   constructor(
     public status: number,
     public headers: Record<string, string>,
-    data: Parsed | undefined,
+    public data: T,
     public bytes: Uint8Array,
     public source: ResponseSource,
     public url: string | undefined,
+    parse?: () => unknown,
   ) {
-    this.#data = data;
-  }
-
-  get data(): T {
-    let data = this.#data;
-    if (typeof data === 'function') {
-      data = { value: data() };
-      this.#data = data;
-    }
-    return data?.value as T;
-  }
-
-  set data(value: T) {
-    this.#data = { value };
-    this.#text = undefined;
+    this.#parse = parse;
   }
 
   get body(): string {
@@ -296,11 +283,49 @@ class CachedAnswer<T> implements CachedResponse<T> {
   toJSON(): Record<string, unknown> {
     return { status: this.status, headers: this.headers, data: this.data, body: this.body, source: this.source, url: this.url };
   }
+
+  /** An answer's parser, taken from it (run by the first read of `data`, dropped by an assignment). */
+  static takeParser(answer: CachedAnswer<unknown>): (() => unknown) | undefined {
+    const parse = answer.#parse;
+    answer.#parse = undefined;
+    return parse;
+  }
 }
 
+/** `data` as a plain own field from now on. */
+function settleData(target: object, value: unknown): void {
+  Object.defineProperty(target, 'data', { value, writable: true, enumerable: true, configurable: true });
+}
+
+/** One descriptor for every unparsed answer's `data` (the same accessor pair keeps their shapes shared). */
+const UNPARSED_DATA: PropertyDescriptor = {
+  configurable: true,
+  enumerable: true,
+  get(this: CachedAnswer<unknown>): unknown {
+    const value = CachedAnswer.takeParser(this)?.();
+    settleData(this, value);
+    return value;
+  },
+  set(this: CachedAnswer<unknown>, value: unknown) {
+    CachedAnswer.takeParser(this);
+    settleData(this, value);
+  },
+};
+
+/**
+ * The answer. `data` at hand (`{ value }`) is a plain field; a parser makes `data` an own, enumerable accessor
+ * that parses on its first read (or is replaced by an assignment) and then turns into the plain field it would
+ * have been: a caller that reads only `status`, `bytes` or `source` (the Octokit plugin's fetch, a check of where
+ * an answer came from) pays no parse (JSON.parse of a 4 KB body and its deep freeze were ~15 µs of a peer hit's
+ * ~150 µs; the accessor costs ~0.5 µs), and one that spreads, clones or walks the keys of an answer still finds
+ * `data` among them.
+ */
 function answer<T>(status: number, headers: Record<string, string>, data: Parsed | undefined, bytes: Uint8Array, source: ResponseSource,
   url: string | undefined): CachedResponse<T> {
-  return new CachedAnswer<T>(status, headers, data, bytes, source, url);
+  if (typeof data !== 'function') return new CachedAnswer<T>(status, headers, data?.value as T, bytes, source, url);
+  const made = new CachedAnswer<T>(status, headers, undefined as T, bytes, source, url, data);
+  Object.defineProperty(made, 'data', UNPARSED_DATA);
+  return made;
 }
 
 /** The body as text: the decoded text when the data is text, '' for a binary body, else decoded by charset. */
