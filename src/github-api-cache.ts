@@ -15,6 +15,7 @@ import { meshed, meshTarget, settlesWithin, startPeerNetwork, type CreateInterna
 import { RecentWrites, WriteThrough } from './cache/write-through.js';
 import { GitHubOrigin } from './github/github-origin.js';
 import { RequestBuilder } from './github/request-builder.js';
+import { holdTickShape } from './tick-shape.js';
 import {
   clientHolds, errorAnswer, forwardableHeaders, isHttpAnswerError, jsonAnswer, keyRequestHeaders, notModifiedOf, parseAuthorization, rewriteApiUrls,
   upstreamRequestHeaders, type HttpAnswer,
@@ -76,6 +77,7 @@ export class GitHubAPICache implements AsyncDisposable {
    */
   static async create(options: CacheOptions = {}, internals: CreateInternals = {}): Promise<GitHubAPICache> {
     const resolved = resolveOptions(options);
+    holdTickShape();
     const logger = createLogger('cache', resolved.logSink);
     const { store, failed } = await openStore(resolved, logger);
     const cache = new GitHubAPICache(resolved, store, logger);
