@@ -99,6 +99,13 @@ describe('parsed values (what a read parses and keeps)', () => {
       expect(parses).to.equal(parsesBefore);
       miss.data = { replaced: true };
       expect(miss.data).to.deep.equal({ replaced: true });
+      // Frozen before data is read (immer and Redux Toolkit freeze what they hold): data still reads, once parsed.
+      const frozen = Object.freeze(await cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo: 'r0', per_page: 1 }, { token: TOKEN }));
+      const parsesAtFreeze = parses;
+      expect(frozen.data).to.deep.equal({ i: 0, mark: MARK });
+      expect(frozen.data, 'the same value on a second read').to.equal(frozen.data);
+      expect(parses).to.equal(parsesAtFreeze + 1);
+      expect(() => { (frozen as { data: unknown }).data = 1; }).to.throw(TypeError);
     } finally {
       await cache.close();
     }

@@ -261,8 +261,8 @@ function copyBinary(data: unknown): unknown {
  */
 class CachedAnswer<T> implements CachedResponse<T> {
   #text: string | undefined;
-  /** The parser of `data` while it has not been read (see `answer`). */
-  #parse: (() => unknown) | undefined;
+  /** The parser of `data` while it has not been read, then `{ value }` (see `answer`). */
+  #parse: (() => unknown) | { readonly value: unknown } | undefined;
   constructor(
     public status: number,
     public headers: Record<string, string>,
@@ -284,17 +284,28 @@ class CachedAnswer<T> implements CachedResponse<T> {
     return { status: this.status, headers: this.headers, data: this.data, body: this.body, source: this.source, url: this.url };
   }
 
-  /** An answer's parser, taken from it (run by the first read of `data`, dropped by an assignment). */
-  static takeParser(answer: CachedAnswer<unknown>): (() => unknown) | undefined {
-    const parse = answer.#parse;
+  /** An unparsed answer's `data`: parsed on the first call, the same value after it. */
+  static parsedData(answer: CachedAnswer<unknown>): unknown {
+    let parse = answer.#parse;
+    if (typeof parse === 'function') {
+      parse = { value: parse() };
+      answer.#parse = parse;
+    }
+    return parse?.value;
+  }
+
+  /** Drops an unparsed answer's parser (its `data` was assigned before it was read). */
+  static dropParser(answer: CachedAnswer<unknown>): void {
     answer.#parse = undefined;
-    return parse;
   }
 }
 
-/** `data` as a plain own field from now on. */
-function settleData(target: object, value: unknown): void {
-  Object.defineProperty(target, 'data', { value, writable: true, enumerable: true, configurable: true });
+/**
+ * `data` as a plain own field from now on. False when the answer was frozen or sealed meanwhile (immer and
+ * Redux Toolkit freeze what they hold): its accessor then stays, answering the value parsed once.
+ */
+function settleData(target: object, value: unknown): boolean {
+  return Reflect.defineProperty(target, 'data', { value, writable: true, enumerable: true, configurable: true });
 }
 
 /** One descriptor for every unparsed answer's `data` (the same accessor pair keeps their shapes shared). */
@@ -302,13 +313,14 @@ const UNPARSED_DATA: PropertyDescriptor = {
   configurable: true,
   enumerable: true,
   get(this: CachedAnswer<unknown>): unknown {
-    const value = CachedAnswer.takeParser(this)?.();
+    const value = CachedAnswer.parsedData(this);
     settleData(this, value);
     return value;
   },
   set(this: CachedAnswer<unknown>, value: unknown) {
-    CachedAnswer.takeParser(this);
-    settleData(this, value);
+    // As for a frozen plain object in strict code: assigning to a frozen answer's data is a TypeError.
+    if (!settleData(this, value)) throw new TypeError("Cannot assign to read only property 'data' of a frozen answer");
+    CachedAnswer.dropParser(this);
   },
 };
 
