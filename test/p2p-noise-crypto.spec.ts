@@ -5,11 +5,11 @@ import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Libp2p } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
-import { lpStream } from '@libp2p/utils';
 import { expect } from 'chai';
 import { createLibp2p } from 'libp2p';
 import { Uint8ArrayList } from 'uint8arraylist';
 import { fleetNoiseCrypto, SODIUM_BELOW } from '../src/p2p/noise-crypto.js';
+import { ECHO_SIZES, echoing, exchange } from './support/libp2p-echo.js';
 
 /**
  * Noise's crypto for the fleet (noise-crypto.ts): libsodium's ChaCha20-Poly1305 on short messages gives the same
@@ -110,26 +110,9 @@ describe('noise crypto with libsodium (same AEAD as noise\'s own)', function () 
         const fleet = await node(true);
         const stock = await node(false);
         nodes = [fleet, stock];
-        for (const n of nodes) {
-          await n.handle(PROTOCOL, (stream) => {
-            const lp = lpStream(stream, { maxDataLength: 4 * 1024 * 1024 });
-            void (async () => {
-              try {
-                for (;;) await lp.write(await lp.read());
-              } catch {
-                // the stream closed
-              }
-            })();
-          });
-        }
+        await Promise.all(nodes.map((n) => echoing(n, PROTOCOL)));
         const [from, to] = dialer === 'libsodium' ? [fleet, stock] : [stock, fleet];
-        const lp = lpStream(await from.dialProtocol(to.getMultiaddrs()[0]!, PROTOCOL), { maxDataLength: 4 * 1024 * 1024 });
-        for (const size of [1, 24, 1_199, 4_900, SODIUM_BELOW, 65_537, 1024 * 1024 + 3]) {
-          const message = new Uint8Array(randomBytes(size));
-          await lp.write(message);
-          const echoed = await lp.read();
-          expect(Buffer.from(echoed.subarray()).equals(Buffer.from(message)), `echo of ${size} bytes`).to.equal(true);
-        }
+        await exchange(from, to, PROTOCOL, [...ECHO_SIZES, 1_199, SODIUM_BELOW]);
       });
     }
   });

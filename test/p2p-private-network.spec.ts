@@ -1,16 +1,15 @@
 import '../src/polyfills.js';
-import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { ConnectionProtector, Libp2p } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
-import { lpStream } from '@libp2p/utils';
 import { expect } from 'chai';
 import { createLibp2p } from 'libp2p';
 import { swarmKeyOf } from '../src/p2p/fleet-keys.js';
 import { decodeSwarmKey, fleetPrivateNetwork, pnetCipher, PrivateNetworkError, type PnetCipher } from '../src/p2p/private-network.js';
+import { echoing, exchange } from './support/libp2p-echo.js';
 
 /**
  * The fleet's private network (private-network.ts) speaks pnet: each of its ciphers, the native one (libsodium)
@@ -36,30 +35,6 @@ function node(protector: () => ConnectionProtector): Promise<Libp2p> {
   });
 }
 
-async function echoing(n: Libp2p): Promise<void> {
-  await n.handle(PROTOCOL, (stream) => {
-    const lp = lpStream(stream, { maxDataLength: 4 * 1024 * 1024 });
-    void (async () => {
-      try {
-        for (;;) await lp.write(await lp.read());
-      } catch {
-        // the stream closed
-      }
-    })();
-  });
-}
-
-/** Sends messages of 1 B to 1 MiB from `from` to `to` and expects each echoed back byte for byte. */
-async function exchange(from: Libp2p, to: Libp2p): Promise<void> {
-  const lp = lpStream(await from.dialProtocol(to.getMultiaddrs()[0]!, PROTOCOL), { maxDataLength: 4 * 1024 * 1024 });
-  for (const size of [1, 24, 4_900, 65_537, 1024 * 1024 + 3]) {
-    const message = new Uint8Array(randomBytes(size));
-    await lp.write(message);
-    const echoed = await lp.read();
-    expect(Buffer.from(echoed.subarray()).equals(Buffer.from(message)), `echo of ${size} bytes`).to.equal(true);
-  }
-}
-
 describe('the private network speaks pnet (native and wasm ciphers)', function () {
   this.timeout(60_000);
   let nodes: Libp2p[] = [];
@@ -81,9 +56,9 @@ describe('the private network speaks pnet (native and wasm ciphers)', function (
         const fleet = await node(fleetPrivateNetwork(swarmKeyOf(SECRET), { cipher }));
         const stock = await node(preSharedKey({ psk: swarmKeyOf(SECRET) }));
         nodes = [fleet, stock];
-        await Promise.all(nodes.map(echoing));
-        if (dialer === 'fleet') await exchange(fleet, stock);
-        else await exchange(stock, fleet);
+        await Promise.all(nodes.map((n) => echoing(n, PROTOCOL)));
+        if (dialer === 'fleet') await exchange(fleet, stock, PROTOCOL);
+        else await exchange(stock, fleet, PROTOCOL);
       });
     }
   }
@@ -92,9 +67,9 @@ describe('the private network speaks pnet (native and wasm ciphers)', function (
     const native = await node(fleetPrivateNetwork(swarmKeyOf(SECRET), { cipher: 'native' }));
     const wasm = await node(fleetPrivateNetwork(swarmKeyOf(SECRET), { cipher: 'wasm' }));
     nodes = [native, wasm];
-    await Promise.all(nodes.map(echoing));
-    await exchange(native, wasm);
-    await exchange(wasm, native);
+    await Promise.all(nodes.map((n) => echoing(n, PROTOCOL)));
+    await exchange(native, wasm, PROTOCOL);
+    await exchange(wasm, native, PROTOCOL);
   });
 
   for (const cipher of ['native', 'wasm'] as const) {
@@ -102,10 +77,10 @@ describe('the private network speaks pnet (native and wasm ciphers)', function (
       const fleet = await node(fleetPrivateNetwork(swarmKeyOf(SECRET), { cipher }));
       const outsider = await node(preSharedKey({ psk: swarmKeyOf(`${SECRET}-other`) }));
       nodes = [fleet, outsider];
-      await Promise.all(nodes.map(echoing));
+      await Promise.all(nodes.map((n) => echoing(n, PROTOCOL)));
       let failed: unknown;
       try {
-        await exchange(outsider, fleet);
+        await exchange(outsider, fleet, PROTOCOL);
       } catch (err) {
         failed = err;
       }
@@ -126,8 +101,8 @@ describe('the private network speaks pnet (native and wasm ciphers)', function (
       const fleet = await node(fleetPrivateNetwork(swarmKeyOf(SECRET), { cipher: 'native' }));
       const stock = await node(preSharedKey({ psk: swarmKeyOf(SECRET) }));
       nodes = [fleet, stock];
-      await Promise.all(nodes.map(echoing));
-      await exchange(fleet, stock);
+      await Promise.all(nodes.map((n) => echoing(n, PROTOCOL)));
+      await exchange(fleet, stock, PROTOCOL);
       expect(finals, 'before close').to.equal(0);
       await fleet.hangUp(stock.peerId);
       expect(finals, 'after close').to.equal(2);
