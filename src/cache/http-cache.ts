@@ -262,7 +262,7 @@ function copyBinary(data: unknown): unknown {
 class CachedAnswer<T> implements CachedResponse<T> {
   #text: string | undefined;
   /** The parser of `data` while it has not been read, then `{ value }` (see `answer`). */
-  #parse: (() => unknown) | { readonly value: unknown } | undefined;
+  #parse: Parsed | undefined;
   constructor(
     public status: number,
     public headers: Record<string, string>,
