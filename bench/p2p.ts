@@ -694,6 +694,13 @@ export function startMember(env: Record<string, string>) {
     ready,
     request: (route: string, token: string) => ask({ type: 'request', route, token }),
     stats: async () => (await ask({ type: 'stats' })).stats!,
+    /** Starts a CPU profile of the member; `stopProfile` writes it to `file`. */
+    startProfile: async () => {
+      await ask({ type: 'profile' });
+    },
+    stopProfile: async (file: string) => {
+      await ask({ type: 'profile', file });
+    },
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -18,8 +18,9 @@
  * same number of calls in flight. It is the floor of moving those bytes between two processes over HTTP/1.1;
  * it does no crypto, no proof and no cache work. Rounds alternate the two contenders; medians.
  *
- * `--cpu-prof DIR` writes CPU profiles of this process over each timed row only (not the fill or the warm-up), through
- * node:inspector: DIR/asker-peer-<in flight>-round-<n>.cpuprofile (the asker) and client-http-….cpuprofile (undici).
+ * `--cpu-prof DIR` writes CPU profiles over each timed row only (not the fill or the warm-up), through node:inspector:
+ * DIR/asker-peer-<in flight>-round-<n>.cpuprofile (the asker, this process), owner-peer-….cpuprofile (the owner, the
+ * child) and client-http-….cpuprofile (undici).
  */
 import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -43,7 +44,7 @@ const ROUTE = 'GET /repos/{owner}/{repo}';
 const LEVELS: readonly number[] = (argValue('levels') ?? '1,100,500').split(',').map(Number);
 /** Bytes of the owner's `entry` frame for one repository body (measured by the peer-latency benchmark: 4,862 B). */
 const ENTRY_FRAME_BYTES = 4862;
-/** `--cpu-prof DIR`: profile this process (the asker, the HTTP client) over each timed row. */
+/** `--cpu-prof DIR`: profile the asker, the owner and the HTTP client over each timed row. */
 const CPU_PROF_DIR = argValue('cpu-prof');
 
 function arg(name: string, fallback: number): number {
@@ -179,9 +180,16 @@ export async function benchPeerThroughput(): Promise<string> {
       for (const level of LEVELS) {
         const keys = owned.slice(next, next + keysPerLevel);
         next += keysPerLevel;
-        await profiler?.post('Profiler.start');
+        if (profiler !== undefined) {
+          mkdirSync(CPU_PROF_DIR!, { recursive: true });
+          await member.startProfile();
+          await profiler.post('Profiler.start');
+        }
         push(`peer-${level}`, await timed(keys, level, member.pid, peerHit));
-        if (profiler !== undefined) profiles.push([`asker-peer-${level}-round-${round + 1}`, (await profiler.post('Profiler.stop')).profile]);
+        if (profiler !== undefined) {
+          profiles.push([`asker-peer-${level}-round-${round + 1}`, (await profiler.post('Profiler.stop')).profile]);
+          await member.stopProfile(path.join(CPU_PROF_DIR!, `owner-peer-${level}-round-${round + 1}.cpuprofile`));
+        }
         const ns = Array.from({ length: keysPerLevel }, (_, i) => round * 1e6 + level * 1e4 + i);
         await profiler?.post('Profiler.start');
         push(`http-${level}`, await timed(ns, level, reference.pid!, plainGet));

@@ -6,8 +6,9 @@
  * provider}`; `{type:'run', id, routes, token, inFlight}` → `{type:'run', id, latenciesNs, sources, errors, wallNs}`
  * (every route requested, `inFlight` at a time, each timed in this process, with each request's source in
  * `perSource`, its index in `routes` in `perRoute` and its start in `startedAtMs` (ms since the epoch, sub-ms, to line
- * up with other processes), and this process's event-loop delay over the run in `loopDelayMs`); `{type:'close'}` → closes the
- * cache and exits.
+ * up with other processes), and this process's event-loop delay over the run in `loopDelayMs`); `{type:'profile', id}`
+ * starts a CPU profile of this process and `{type:'profile', id, file}` stops it and writes it to `file` (→ `{type:'profile',
+ * id}`; benchmarks use it to profile the serving side over a timed row); `{type:'close'}` → closes the cache and exits.
  *
  * Configuration comes from the environment (CACHE_* variables, GITHUB_API_URL) or, in a worker, workerData.env.
  * More variables are for specs and benchmarks only: FLEET_NODE_P2P=off (P2P off: a node alone, `p2p` absent from
@@ -27,6 +28,7 @@ type Message =
   | { type: 'request'; id: number; route: string; token?: string }
   | { type: 'run'; id: number; routes: string[]; token?: string; inFlight: number }
   | { type: 'stats'; id: number }
+  | { type: 'profile'; id: number; file?: string }
   | { type: 'close' };
 type Reply = Record<string, unknown>;
 
@@ -37,6 +39,8 @@ const send = (reply: Reply): void => {
 };
 
 let profiledRuns = 0;
+/** The session of a profile started by a `profile` message, until the one that stops it. */
+let rowProfiler: Session | undefined;
 
 async function main(): Promise<void> {
   const started = Date.now();
@@ -73,6 +77,21 @@ async function main(): Promise<void> {
         await shutdownGlobalCache();
         if (parentPort !== null) parentPort.close();
         else process.disconnect?.();
+        return;
+      }
+      if (message.type === 'profile') {
+        if (message.file === undefined) {
+          rowProfiler = new Session();
+          rowProfiler.connect();
+          await rowProfiler.post('Profiler.enable');
+          await rowProfiler.post('Profiler.start');
+        } else if (rowProfiler !== undefined) {
+          const { profile } = await rowProfiler.post('Profiler.stop');
+          writeFileSync(message.file, JSON.stringify(profile));
+          rowProfiler.disconnect();
+          rowProfiler = undefined;
+        }
+        send({ type: 'profile', id: message.id });
         return;
       }
       const c = await getGlobalCache();
