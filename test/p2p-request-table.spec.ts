@@ -209,11 +209,11 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     const aside = table.open(60_000, other.signal);
     expect(getEventListeners(controller.signal, 'abort')).to.have.length(1);
     expect(getEventListeners(other.signal, 'abort')).to.have.length(1);
-    // Answered one by one: the listener stays while any request waits on the signal, and goes with the last.
+    // Answered one by one: the listener stays while any request waits on the signal, and after the last (idle).
     for (const { id } of opened.slice(0, 499)) table.settle(id, { kind: 'entry', sealed: SEALED });
     expect(getEventListeners(controller.signal, 'abort')).to.have.length(1);
     table.settle(opened[499]!.id, { kind: 'entry', sealed: SEALED });
-    expect(getEventListeners(controller.signal, 'abort')).to.have.length(0);
+    expect(getEventListeners(controller.signal, 'abort')).to.have.length(1);
     // Still one listener when requests come back on the signal, and its abort settles each of them (and only them).
     const again = [table.open(60_000, controller.signal), table.open(60_000, controller.signal)];
     expect(getEventListeners(controller.signal, 'abort')).to.have.length(1);
@@ -223,11 +223,58 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     expect(table.size).to.equal(1);
     table.settle(aside.id, { kind: 'miss', reason: 'no-entry' });
     expect(await within(aside.answer, 100)).to.deep.equal({ kind: 'miss', reason: 'no-entry' });
+    // The idle signal's listener is kept until another signal goes idle (one is held at most).
+    expect(getEventListeners(other.signal, 'abort')).to.have.length(1);
+    const third = new AbortController();
+    const last = table.open(60_000, third.signal);
+    table.settle(last.id, { kind: 'miss', reason: 'no-entry' });
     expect(getEventListeners(other.signal, 'abort')).to.have.length(0);
-    // closeAll lets go of every signal.
+    expect(getEventListeners(third.signal, 'abort')).to.have.length(1);
+    // closeAll lets go of every signal, the idle one and those with requests in flight.
     table.open(60_000, other.signal);
     table.closeAll();
     expect(getEventListeners(other.signal, 'abort')).to.have.length(0);
+    expect(getEventListeners(third.signal, 'abort')).to.have.length(0);
+  });
+
+  it('adds a signal\'s listener once for requests made one at a time on it, and still settles them on abort', async () => {
+    // A fleet asking one key at a time passed its shutdown signal with each request: the listener was added with
+    // each request and removed with its answer, an EventTarget add and remove per peer hit.
+    const table = new RequestTable();
+    const controller = new AbortController();
+    let adds = 0;
+    let removes = 0;
+    const add = controller.signal.addEventListener.bind(controller.signal);
+    const remove = controller.signal.removeEventListener.bind(controller.signal);
+    controller.signal.addEventListener = ((...args: Parameters<typeof add>) => {
+      adds++;
+      add(...args);
+    }) as typeof add;
+    controller.signal.removeEventListener = ((...args: Parameters<typeof remove>) => {
+      removes++;
+      remove(...args);
+    }) as typeof remove;
+    for (let i = 0; i < 50; i++) {
+      const { id, answer } = table.open(60_000, controller.signal);
+      table.settle(id, { kind: 'entry', sealed: SEALED });
+      expect(await answer).to.deep.equal({ kind: 'entry', sealed: SEALED });
+    }
+    expect(adds).to.equal(1);
+    expect(removes).to.equal(0);
+    expect(table.size).to.equal(0);
+    // The kept listener still serves: a request made after the idle time is settled by the abort.
+    const waiting = table.open(60_000, controller.signal);
+    controller.abort();
+    expect(await within(waiting.answer, 100)).to.deep.equal({ kind: 'aborted' });
+    expect(adds).to.equal(1);
+    expect(getEventListeners(controller.signal, 'abort')).to.have.length(0);
+    // A table closed with no request in flight lets go of its idle signal too.
+    const idle = new AbortController();
+    const one = table.open(60_000, idle.signal);
+    table.settle(one.id, { kind: 'miss', reason: 'no-entry' });
+    expect(getEventListeners(idle.signal, 'abort')).to.have.length(1);
+    table.closeAll();
+    expect(getEventListeners(idle.signal, 'abort')).to.have.length(0);
   });
 
   it('closeAll settles every request in flight with closed at once, and refuses new ones', async () => {

@@ -18,9 +18,11 @@ import type { MissReason } from './wire.js';
  * instead, within `maxWaitMs`. So a live but slow or busy owner is not given up on (and its key fetched twice).
  *
  * A caller's signal gets one abort listener from this table however many requests wait on it (a cache passes its
- * one shutdown signal with every fetch), added with the first and removed with the last: Node's EventTarget walks
- * all of a signal's listeners on each add, so one listener per request cost each request time in proportion to
- * the number in flight (docs/benchmarks.md, after "Peer hits under concurrency").
+ * one shutdown signal with every fetch): Node's EventTarget walks all of a signal's listeners on each add, so one
+ * listener per request cost each request time in proportion to the number in flight (docs/benchmarks.md, after
+ * "Peer hits under concurrency"). The listener stays after the signal's last request settles, so requests made one
+ * at a time do not add and remove a listener each: it is removed when another signal's last request settles (one
+ * idle signal is held at most), when the signal aborts, or at `closeAll`.
  */
 
 export type Answer =
@@ -51,6 +53,8 @@ export class RequestTable {
   #heardAt = -Infinity;
   /** The requests in flight under each caller signal, and that signal's one abort listener. */
   readonly #waiters = new Map<AbortSignal, { readonly pending: Set<Pending>; readonly onAbort: () => void }>();
+  /** The one signal whose requests all settled but whose listener is kept for its next request. */
+  #idle: AbortSignal | undefined;
 
   /** `now`: the clock of the `maxWaitMs` deadline, in ms (timeouts themselves are timers). Default: Date.now. */
   constructor(now: () => number = Date.now) {
@@ -134,21 +138,33 @@ export class RequestTable {
     if (waiters === undefined) {
       const set = new Set<Pending>();
       const onAbort = (): void => {
+        this.#waiters.delete(signal);
+        if (this.#idle === signal) this.#idle = undefined;
         for (const each of [...set]) each.settle({ kind: 'aborted' });
       };
       waiters = { pending: set, onAbort };
       this.#waiters.set(signal, waiters);
       signal.addEventListener('abort', onAbort, { once: true });
+    } else if (this.#idle === signal) {
+      this.#idle = undefined;
     }
     waiters.pending.add(pending);
   }
 
-  /** `pending` settled: the signal's listener goes with its last request. */
+  /** `pending` settled: after the signal's last request, its listener is kept (the idle one), dropping the previous idle one's. */
   #unwatch(signal: AbortSignal, pending: Pending): void {
     const waiters = this.#waiters.get(signal);
     if (waiters === undefined || !waiters.pending.delete(pending) || waiters.pending.size > 0) return;
+    if (this.#idle !== undefined && this.#idle !== signal) this.#forget(this.#idle);
+    this.#idle = signal;
+  }
+
+  /** Removes `signal`'s listener (it has no request in flight). */
+  #forget(signal: AbortSignal): void {
+    const waiters = this.#waiters.get(signal);
     this.#waiters.delete(signal);
-    signal.removeEventListener('abort', waiters.onAbort);
+    if (this.#idle === signal) this.#idle = undefined;
+    if (waiters !== undefined) signal.removeEventListener('abort', waiters.onAbort);
   }
 
   /** Whether request `id` is in flight. */
@@ -178,5 +194,6 @@ export class RequestTable {
   closeAll(): void {
     this.#closed = true;
     for (const pending of [...this.#pending.values()]) pending.settle({ kind: 'closed' });
+    for (const signal of [...this.#waiters.keys()]) this.#forget(signal);
   }
 }
