@@ -1,4 +1,5 @@
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { hkdfSync, timingSafeEqual } from 'node:crypto';
+import { hmacSha256 } from './hmac-sha256.js';
 
 /**
  * Proofs that a peer holds a scope, i.e. knows the scope's entry key (which only holders of a token of that
@@ -12,7 +13,7 @@ import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
  * the request id and cache key): a proof is good for one stream, one purpose, one request, one direction and
  * one pair of peers. It is useless if replayed, relayed to a third peer (the ids differ) or reflected back to
  * its maker (prover and verifier swap). It reveals nothing about the entry key; the HMAC key is a separate HKDF
- * output, never the AES key itself.
+ * output, never the entry key itself.
  */
 
 /** Who made a proof and who checks it: peer ids as the noise handshake authenticated them. */
@@ -36,7 +37,7 @@ export function proofKeyOf(entryKey: Uint8Array): Uint8Array {
  * HMAC-SHA256 under `proofKey` of one message: `${domain}\0`, the challenge, then each part with its length as a
  * 32-bit big-endian integer before it (so that no two different part lists hash alike); strings as UTF-8. The
  * message is written into one buffer (strings straight into it, no Buffer per part; the request id of a get in
- * place: `id`, a 64-bit big-endian part after the two peer ids; -1: none) and hashed with one update().
+ * place: `id`, a 64-bit big-endian part after the two peer ids; -1: none) and hashed in one call (hmac-sha256.ts).
  */
 function hmac(proofKey: Uint8Array, domain: string, challenge: Uint8Array, prover: string, verifier: string, id: number, last: string): Uint8Array {
   const proverBytes = Buffer.byteLength(prover, 'utf8');
@@ -61,7 +62,7 @@ function hmac(proofKey: Uint8Array, domain: string, challenge: Uint8Array, prove
   }
   offset = message.writeUInt32BE(lastBytes, offset);
   message.write(last, offset, 'utf8');
-  return new Uint8Array(createHmac('sha256', proofKey).update(message).digest());
+  return hmacSha256(proofKey, message);
 }
 
 function same(a: Uint8Array, b: Uint8Array): boolean {

@@ -1,0 +1,91 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { expect } from 'chai';
+import { hmacSha256, useHmacImplementation, type HmacImplementation } from '../src/p2p/hmac-sha256.js';
+import { getProof, proofKeyOf, verifyGetProof } from '../src/p2p/scope-proof.js';
+
+/**
+ * HMAC-SHA256 of the scope proofs (hmac-sha256.ts): RFC 4231's test vectors and node:crypto's createHmac on random
+ * keys (shorter than, equal to and longer than a block) and messages, from libsodium's SHA-256 states and from
+ * createHmac alike; a key's states are reused across messages without one message leaking into the next.
+ */
+
+const hex = (s: string): Buffer => Buffer.from(s, 'hex');
+
+// RFC 4231, test cases 1, 2, 4, 6 and 7 (HMAC-SHA-256).
+const VECTORS: Array<{ key: Buffer; data: Buffer; mac: string }> = [
+  { key: Buffer.alloc(20, 0x0b), data: Buffer.from('Hi There'), mac: 'b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7' },
+  { key: Buffer.from('Jefe'), data: Buffer.from('what do ya want for nothing?'), mac: '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843' },
+  { key: hex('0102030405060708090a0b0c0d0e0f10111213141516171819'), data: Buffer.alloc(50, 0xcd), mac: '82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b' },
+  { key: Buffer.alloc(131, 0xaa), data: Buffer.from('Test Using Larger Than Block-Size Key - Hash Key First'), mac: '60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54' },
+  {
+    key: Buffer.alloc(131, 0xaa),
+    data: Buffer.from('This is a test using a larger than block-size key and a larger than block-size data. The key needs to be hashed before being used by the HMAC algorithm.'),
+    mac: '9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2',
+  },
+];
+
+const IMPLEMENTATIONS: HmacImplementation[] = ['sodium', 'node', 'auto'];
+
+function using<T>(implementation: HmacImplementation, run: () => T): T {
+  const previous = useHmacImplementation(implementation);
+  try {
+    return run();
+  } finally {
+    useHmacImplementation(previous);
+  }
+}
+
+describe('HMAC-SHA256 of the scope proofs (libsodium states and node:crypto)', () => {
+  for (const implementation of IMPLEMENTATIONS) {
+    it(`${implementation}: gives RFC 4231's MACs`, () => {
+      using(implementation, () => {
+        for (const { key, data, mac } of VECTORS) expect(Buffer.from(hmacSha256(new Uint8Array(key), data)).toString('hex')).to.equal(mac);
+      });
+    });
+
+    it(`${implementation}: equals createHmac on random keys of 0 to 200 bytes and messages of 0 to 300 bytes, a key reused across messages`, () => {
+      using(implementation, () => {
+        for (const keyBytes of [0, 1, 32, 63, 64, 65, 128, 200]) {
+          const key = new Uint8Array(randomBytes(keyBytes));
+          for (const messageBytes of [0, 1, 55, 56, 64, 119, 300]) {
+            const message = randomBytes(messageBytes);
+            const expected = createHmac('sha256', key).update(message).digest('hex');
+            expect(Buffer.from(hmacSha256(key, message)).toString('hex'), `key ${keyBytes} B, message ${messageBytes} B`).to.equal(expected);
+          }
+        }
+      });
+    });
+  }
+
+  it('follows a key whose bytes change in place (its kept states are made again)', () => {
+    for (const implementation of IMPLEMENTATIONS) {
+      using(implementation, () => {
+        const key = new Uint8Array(randomBytes(32));
+        const message = Buffer.from('same message');
+        expect(Buffer.from(hmacSha256(key, message)).equals(createHmac('sha256', key).update(message).digest())).to.equal(true);
+        key[5] = key[5]! ^ 0x10;
+        expect(Buffer.from(hmacSha256(key, message)).equals(createHmac('sha256', key).update(message).digest()), implementation).to.equal(true);
+      });
+    }
+  });
+
+  it('returns a fresh array each time (a caller keeping one proof does not see the next)', () => {
+    const key = new Uint8Array(randomBytes(32));
+    const first = hmacSha256(key, Buffer.from('one'));
+    const kept = Buffer.from(first).toString('hex');
+    const second = hmacSha256(key, Buffer.from('two'));
+    expect(first).to.not.equal(second);
+    expect(Buffer.from(first).toString('hex')).to.equal(kept);
+  });
+
+  it('get proofs made with one implementation verify with the other', () => {
+    const proofKey = proofKeyOf(new Uint8Array(randomBytes(32)));
+    const challenge = new Uint8Array(randomBytes(32));
+    const parties = { prover: 'asker-peer-id', verifier: 'owner-peer-id' };
+    for (const [maker, checker] of [['sodium', 'node'], ['node', 'sodium']] as const) {
+      const proof = using(maker, () => getProof(proofKey, challenge, 7, 'GET https://api.github.com/x', parties));
+      expect(using(checker, () => verifyGetProof(proofKey, challenge, 7, 'GET https://api.github.com/x', parties, proof))).to.equal(true);
+      expect(using(checker, () => verifyGetProof(proofKey, challenge, 8, 'GET https://api.github.com/x', parties, proof))).to.equal(false);
+    }
+  });
+});
