@@ -1,9 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import { ANONYMOUS_SCOPE, entryKeyOf } from '../src/cache/scope.js';
 import { openEntry, PeerEntryRejected, sealEntry, sealPayload, type OpenEntryOptions } from '../src/p2p/envelope.js';
+import { decodeStrictCbor, encodeCbor } from '../src/p2p/cbor.js';
 import { anonymousEntryKeyOf, swarmKeyOf } from '../src/p2p/fleet-keys.js';
+import { PROTOCOL } from '../src/p2p/wire.js';
 import { requestKey } from './support/p2p-fixtures.js';
 
 describe('envelope (sealed entries on the wire)', () => {
@@ -30,6 +32,19 @@ describe('envelope (sealed entries on the wire)', () => {
     }
     throw new Error('expected a PeerEntryRejected');
   }
+
+  it('seals as version 2: nonce, then RFC 8439 ChaCha20-Poly1305 under the entry key, the protocol and key as additional data', () => {
+    // Protocol 1.5.0's layout, read here with node:crypto's own cipher: the format is plain RFC 8439.
+    const sealed = Buffer.from(sealEntry(entry, key, aesKey));
+    expect(sealed[0]).to.equal(2);
+    const nonce = sealed.subarray(1, 13);
+    const ciphertext = sealed.subarray(13, sealed.byteLength - 16);
+    const decipher = createDecipheriv('chacha20-poly1305', aesKey, nonce, { authTagLength: 16 });
+    decipher.setAAD(Buffer.from(`${PROTOCOL} entry v2\0${key}`, 'utf8'), { plaintextLength: ciphertext.byteLength });
+    decipher.setAuthTag(sealed.subarray(sealed.byteLength - 16));
+    const plaintext = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+    expect(decodeStrictCbor(plaintext)).to.have.property('key', key);
+  });
 
   it('round-trips every CacheEntry field', () => {
     expect(openEntry(sealEntry(entry, key, aesKey), key, aesKey, options)).to.deep.equal(entry);
@@ -83,10 +98,22 @@ describe('envelope (sealed entries on the wire)', () => {
       const tampered = new Uint8Array(sealed);
       tampered[20] = tampered[20]! ^ 1;
       const otherVersion = new Uint8Array(sealed);
-      otherVersion[0] = 2;
+      otherVersion[0] = 3;
       for (const bytes of [tampered, sealed.subarray(0, 20), new Uint8Array(randomBytes(100)), otherVersion, new Uint8Array()]) {
         expect(rejection(() => openEntry(bytes, key, aesKey, options))).to.equal('decrypt');
       }
+    });
+
+    it("with 'decrypt' an entry sealed as protocol 1.4.0 sealed it (version 1, AES-256-GCM), refused at its version byte", () => {
+      const plaintext = encodeCbor(payload());
+      const nonce = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', aesKey, nonce, { authTagLength: 16 });
+      cipher.setAAD(Buffer.from(`/github-cache/1.4.0 entry v1\0${key}`, 'utf8'));
+      const old = Buffer.concat([Buffer.from([1]), nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+      expect(rejection(() => openEntry(old, key, aesKey, options))).to.equal('decrypt');
+      // With its version byte changed to 2 it does not authenticate as ChaCha20-Poly1305 either.
+      old[0] = 2;
+      expect(rejection(() => openEntry(old, key, aesKey, options))).to.equal('decrypt');
     });
 
     it("with 'schema' a payload that is not exactly a CacheEntry", () => {

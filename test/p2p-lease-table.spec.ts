@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { ENVELOPE_VERSION } from '../src/p2p/envelope.js';
 import { LeaseTable, type LeaseTableInit, type LeaseWaiter } from '../src/p2p/lease.js';
 import { waitFor } from '../support/wait.js';
 
@@ -43,10 +44,10 @@ class Asker implements LeaseWaiter {
   }
 }
 
-/** Bytes laid out as a sealed entry (version 1, nonce, ciphertext, tag): the table cannot tell more. */
+/** Bytes laid out as a sealed entry (version byte, nonce, ciphertext, tag): the table cannot tell more. */
 function sealedLike(n = 64, fill = 5): Uint8Array {
   const bytes = new Uint8Array(n).fill(fill);
-  bytes[0] = 1;
+  bytes[0] = ENVELOPE_VERSION;
   return bytes;
 }
 

@@ -3,6 +3,7 @@ import { GitHubAPICache } from '../src/github-api-cache.js';
 import { DEFAULT_ACCEPT, formatRequestKey, normalizeUrl } from '../src/cache/request-key.js';
 import { entryKeyOf, scopeIdOf } from '../src/cache/scope.js';
 import type { FleetStats } from '../src/cache/ports.js';
+import { ENVELOPE_VERSION } from '../src/p2p/envelope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { keyTag, sealKey } from '../src/p2p/sealed-key.js';
 import type { Frame } from '../src/p2p/wire.js';
@@ -183,7 +184,7 @@ describe('blind owners and leases', function () {
     expect((await p2pOf(owner)).leasesGranted, 'the slow holder\'s lease, not passed to the waiter').to.equal(1);
     // Its put, late for the waiter: taken, not struck (the round trip after it shows the owner has read it).
     const sealed = new Uint8Array(80).fill(9);
-    sealed[0] = 1;
+    sealed[0] = ENVELOPE_VERSION;
     await h.send({ type: 'put', lease: (granted as Extract<Frame, { type: 'lease' }>).lease, sealed, ttlMs: 60_000 });
     await h.send(tagged(2));
     expect((await h.answerTo(2, 20_000)).type).to.equal('entry');
@@ -299,7 +300,7 @@ describe('blind owners and leases', function () {
     expect((await first).data).to.deep.equal({ i: k1, pad: 'x'.repeat(k1 % 7) });
     // Bytes shaped like a sealed entry that do not open: relayed unread, refused by the asker, which fetches itself.
     const forged = new Uint8Array(80).fill(9);
-    forged[0] = 1;
+    forged[0] = ENVELOPE_VERSION;
     await h.send({ type: 'put', lease: lease2, sealed: forged, ttlMs: 60_000 });
     expect((await second).data).to.deep.equal({ i: k2, pad: 'x'.repeat(k2 % 7) });
     expect(upstreamFor(github, [k1, k2]), 'one fetch per key, by the honest asker').to.equal(2);

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { encode as cborEncode } from 'cborg';
 import { decodeFrame, encodeFrame, WIRE_LIMITS, WireFormatError, type Frame } from '../src/p2p/wire.js';
 
-describe('wire frames of /github-cache/1.4.0', () => {
+describe('wire frames of /github-cache/1.5.0', () => {
   const challenge = new Uint8Array(32).fill(7);
   const proof = new Uint8Array(32).fill(9);
   const valid: Frame[] = [

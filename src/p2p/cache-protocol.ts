@@ -22,7 +22,7 @@ import { PartedAnswers } from './transfers.js';
 import { PROTOCOL, WIRE_VERSION, type Frame } from './wire.js';
 
 /**
- * The `/github-cache/1.4.0` protocol as a libp2p service: `cacheProtocol(init)` is a service factory for the
+ * The `/github-cache/1.5.0` protocol as a libp2p service: `cacheProtocol(init)` is a service factory for the
  * `services` map of createLibp2p; `start()` handles the protocol and `stop()` unhandles it.
  * Size: one unit: the stream life cycle and the frame state machine of both directions read together.
  *

@@ -1,11 +1,12 @@
-import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { sha256Hex, viewAsBuffer, type CacheEntry } from '../cache/entry.js';
 import { CacheError } from '../errors.js';
 import { decodeStrictCbor, withCbor } from './cbor.js';
+import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES, aeadOpen, aeadSeal } from './entry-aead.js';
 import { PROTOCOL } from './wire.js';
 
 /**
- * An entry sealed for the wire: AES-256-GCM under the scope's entry key.
+ * An entry sealed for the wire: ChaCha20-Poly1305 (entry-aead.ts) under the scope's entry key.
  *
  * Guarantee: `openEntry` returns an entry only if all of these hold, checked in this order, and otherwise throws
  * `PeerEntryRejected` naming the first that failed:
@@ -19,16 +20,17 @@ import { PROTOCOL } from './wire.js';
  * A peer without the scope's entry key can neither read nor forge an entry; a peer with it cannot make us store
  * a body that does not match its digest, an entry for another key, or one that lives longer than allowed.
  *
- * Layout: version byte (1) | 12-byte random nonce | ciphertext | 16-byte GCM tag. The plaintext is canonical CBOR.
+ * Layout: version byte (2) | 12-byte random nonce | ciphertext | 16-byte Poly1305 tag. The plaintext is canonical
+ * CBOR. Version 1 (protocol 1.4.0 and before) was the same layout under AES-256-GCM; it is refused ('decrypt').
  */
 
-/** Version byte of the sealed layout. */
-export const ENVELOPE_VERSION = 1;
+/** Version byte of the sealed layout (2: ChaCha20-Poly1305; 1 was AES-256-GCM). */
+export const ENVELOPE_VERSION = 2;
 /** Clock skew tolerated on a peer's storedAt, in ms. */
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 30_000;
 
-const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
+const NONCE_BYTES = AEAD_NONCE_BYTES;
+const TAG_BYTES = AEAD_TAG_BYTES;
 const HEADER_BYTES = 1 + NONCE_BYTES;
 /** Bodies of at least this many bytes are kept as views of the decrypted payload, smaller ones are copied out of it. */
 const VIEW_BODY_FROM = 64 * 1024;
@@ -57,8 +59,8 @@ function additionalData(key: string): Buffer {
   return Buffer.from(`${PROTOCOL} entry v${ENVELOPE_VERSION}\0${key}`, 'utf8');
 }
 
-function checkAesKey(entryKey: Uint8Array): void {
-  if (entryKey.byteLength !== 32) throw new TypeError(`an entry key must be 32 bytes, got ${entryKey.byteLength}`);
+function checkEntryKey(entryKey: Uint8Array): void {
+  if (entryKey.byteLength !== AEAD_KEY_BYTES) throw new TypeError(`an entry key must be 32 bytes, got ${entryKey.byteLength}`);
 }
 
 /** Random bytes drawn ahead for nonces: one CSPRNG call per 341 nonces instead of one per nonce. */
@@ -81,25 +83,19 @@ function freshNonce(): Uint8Array {
  * play a peer that holds the key but sends a malformed entry.
  */
 export function sealPayload(payload: unknown, key: string, entryKey: Uint8Array): Uint8Array {
-  checkAesKey(entryKey);
+  checkEntryKey(entryKey);
   const nonce = freshNonce();
-  const cipher = createCipheriv('aes-256-gcm', entryKey, nonce, { authTagLength: TAG_BYTES });
-  cipher.setAAD(additionalData(key));
-  // The CBOR plaintext is encrypted straight from the encoder's buffer (no copy of it is made).
-  const ciphertext = withCbor(payload, (plaintext) => cipher.update(plaintext));
-  const final = cipher.final(); // GCM gives no bytes here
-  const tag = cipher.getAuthTag();
-  // The layout written into one buffer of its exact size (no list of pieces to concatenate); every byte of it is
-  // written below, so it need not be zeroed first.
-  const size = HEADER_BYTES + ciphertext.byteLength + final.byteLength + TAG_BYTES;
-  const buffer = Buffer.allocUnsafeSlow(size);
-  const out = new Uint8Array(buffer.buffer, buffer.byteOffset, size);
-  out[0] = ENVELOPE_VERSION;
-  out.set(nonce, 1);
-  out.set(ciphertext, HEADER_BYTES);
-  out.set(final, HEADER_BYTES + ciphertext.byteLength);
-  out.set(tag, out.byteLength - TAG_BYTES);
-  return out;
+  // The CBOR plaintext is encrypted straight from the encoder's buffer (no copy of it is made) into one buffer of
+  // the layout's exact size; every byte of it is written, so it need not be zeroed first.
+  return withCbor(payload, (plaintext) => {
+    const size = HEADER_BYTES + plaintext.byteLength + TAG_BYTES;
+    const buffer = Buffer.allocUnsafeSlow(size);
+    const out = new Uint8Array(buffer.buffer, buffer.byteOffset, size);
+    out[0] = ENVELOPE_VERSION;
+    out.set(nonce, 1);
+    aeadSeal(out.subarray(HEADER_BYTES), plaintext, additionalData(key), nonce, entryKey);
+    return out;
+  });
 }
 
 const REQUIRED_FIELDS = ['key', 'body', 'digest', 'storedAt', 'expiresAt', 'status', 'headers'] as const;
@@ -139,7 +135,7 @@ function validatorForWire(value: string | undefined): string | undefined {
 }
 
 /**
- * Seals `entry`, the answer for cache key `key`, under the scope's AES-256-GCM entry key. What an asker's schema
+ * Seals `entry`, the answer for cache key `key`, under the scope's entry key. What an asker's schema
  * would refuse is trimmed first (headers it does not accept, a validator over 1 KiB), so an honest owner never
  * sends an entry that gets it struck; the digest covers the body only, which is sent whole.
  */
@@ -214,23 +210,11 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  * and their order). Throws PeerEntryRejected; never anything else.
  */
 export function openEntry(sealed: Uint8Array, key: string, entryKey: Uint8Array, options: OpenEntryOptions): CacheEntry {
-  checkAesKey(entryKey);
+  checkEntryKey(entryKey);
   if (sealed.byteLength < HEADER_BYTES + TAG_BYTES) throw new PeerEntryRejected('decrypt', `${sealed.byteLength} bytes is too short for a sealed entry`);
   if (sealed[0] !== ENVELOPE_VERSION) throw new PeerEntryRejected('decrypt', `unknown envelope version ${sealed[0]}`);
-  const nonce = sealed.subarray(1, HEADER_BYTES);
-  const ciphertext = sealed.subarray(HEADER_BYTES, sealed.byteLength - TAG_BYTES);
-  const tag = sealed.subarray(sealed.byteLength - TAG_BYTES);
-  let plaintext: Buffer;
-  try {
-    const decipher = createDecipheriv('aes-256-gcm', entryKey, nonce, { authTagLength: TAG_BYTES });
-    decipher.setAAD(additionalData(key));
-    decipher.setAuthTag(tag);
-    const updated = decipher.update(ciphertext);
-    const final = decipher.final(); // authenticates; GCM gives no bytes here
-    plaintext = final.byteLength === 0 ? updated : Buffer.concat([updated, final]);
-  } catch {
-    throw new PeerEntryRejected('decrypt', 'it does not authenticate under this scope\'s key for this cache key');
-  }
+  const plaintext = aeadOpen(sealed.subarray(HEADER_BYTES), additionalData(key), sealed.subarray(1, HEADER_BYTES), entryKey);
+  if (plaintext === null) throw new PeerEntryRejected('decrypt', 'it does not authenticate under this scope\'s key for this cache key');
 
   let decoded: unknown;
   try {

@@ -10,7 +10,7 @@ import { hkdfSync } from 'node:crypto';
  * - the private-network key: the 32-byte pre-shared key of `@libp2p/pnet`, in the swarm.key text format it
  *   parses (`/key/swarm/psk/1.0.0/\n/base16/\n<64 hex>`); a node without the secret cannot complete a
  *   connection to the fleet.
- * - the anonymous entry key: the AES-256-GCM key of entries in the anonymous scope (public data fetched
+ * - the anonymous entry key: the AEAD key of entries in the anonymous scope (public data fetched
  *   without a token). Every member holds it; it keeps such entries unreadable and unforgeable outside the fleet.
  */
 
@@ -27,7 +27,7 @@ export function swarmKeyOf(sharedSecret: string): Uint8Array {
   return new TextEncoder().encode(`/key/swarm/psk/1.0.0/\n/base16/\n${hex}`);
 }
 
-/** The AES-256-GCM key of anonymous-scope entries on the wire. */
+/** The AEAD key (ChaCha20-Poly1305) of anonymous-scope entries on the wire. */
 export function anonymousEntryKeyOf(sharedSecret: string): Uint8Array {
   return derive(sharedSecret, ANONYMOUS_ENTRY_KEY_SALT, 'anonymous');
 }

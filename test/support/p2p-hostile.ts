@@ -17,7 +17,7 @@ import { SHARED_SECRET } from './p2p-fixtures.js';
 
 /**
  * A hostile member of the fleet for specs: a raw libp2p node with the fleet's pre-shared key (so it gets in)
- * that speaks /github-cache/1.4.0 by hand, and can send anything: garbage, oversized frames, bad entries.
+ * that speaks /github-cache/1.5.0 by hand, and can send anything: garbage, oversized frames, bad entries.
  */
 
 export const ANONYMOUS_KEY = anonymousEntryKeyOf(SHARED_SECRET);

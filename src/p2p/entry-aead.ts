@@ -1,0 +1,123 @@
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { loadSodium } from './sodium.js';
+
+/**
+ * The AEAD of sealed entries (envelope.ts): ChaCha20-Poly1305 (RFC 8439: 32-byte key, 12-byte nonce, 16-byte tag).
+ *
+ * Guarantee: `aeadSeal` writes ciphertext ‖ tag, and `aeadOpen` returns the plaintext only when the tag
+ * authenticates the ciphertext, nonce, additional data and key (else null, with nothing of the plaintext handed
+ * out). Both give the same bytes whichever implementation runs: libsodium (the optional `sodium-native`) for
+ * messages below SODIUM_BELOW bytes when it loads, node:crypto (OpenSSL) otherwise. So members with and without
+ * sodium-native read each other's entries.
+ *
+ * Why libsodium: a peer hit seals one entry on the owner and opens it on the asker. Through node:crypto each is a
+ * `createCipheriv`/`createDecipheriv`, and OpenSSL 3 looks the cipher up in its provider tables and builds a
+ * context for every call; in the flow of a peer hit (other work between calls) that was about 30 µs per seal or
+ * open on this machine, against a few µs in a loop. libsodium's one call has no setup. From SODIUM_BELOW bytes
+ * up, OpenSSL's ChaCha20 is the faster per byte and its setup no longer matters (the figures of noise-crypto.ts).
+ * docs/benchmarks.md has the rows ("P2P codecs", crypto section; "Peer hits, one harness for two builds").
+ */
+
+export const AEAD_KEY_BYTES = 32;
+export const AEAD_NONCE_BYTES = 12;
+export const AEAD_TAG_BYTES = 16;
+/** Plaintexts (or ciphertexts) below this many bytes go to libsodium when it loads. */
+export const SODIUM_BELOW = 16 * 1024;
+
+/** The part of sodium-native this module calls. */
+interface SodiumAead {
+  crypto_aead_chacha20poly1305_ietf_encrypt(c: Uint8Array, m: Uint8Array, ad: Uint8Array | null, nsec: null, npub: Uint8Array, k: Uint8Array): number;
+  crypto_aead_chacha20poly1305_ietf_decrypt(m: Uint8Array, nsec: null, c: Uint8Array, ad: Uint8Array | null, npub: Uint8Array, k: Uint8Array): number;
+}
+
+let sodium: SodiumAead | null | undefined;
+
+function loaded(): SodiumAead | null {
+  if (sodium === undefined) {
+    const lib = loadSodium();
+    sodium = lib !== null && typeof lib['crypto_aead_chacha20poly1305_ietf_encrypt'] === 'function'
+      && typeof lib['crypto_aead_chacha20poly1305_ietf_decrypt'] === 'function'
+      ? lib as unknown as SodiumAead
+      : null;
+  }
+  return sodium;
+}
+
+/** Which implementation seals and opens: 'auto' (libsodium below SODIUM_BELOW when it loads), or one of them (tests, benchmarks). */
+export type AeadImplementation = 'auto' | 'sodium' | 'node';
+
+let forced: AeadImplementation = 'auto';
+
+/**
+ * Forces an implementation for this process (tests and benchmarks compare them; production never calls this).
+ * 'sodium' throws when sodium-native does not load. Returns the previous setting.
+ */
+export function useAeadImplementation(implementation: AeadImplementation): AeadImplementation {
+  if (implementation === 'sodium' && loaded() === null) throw new Error('sodium-native does not load here');
+  const previous = forced;
+  forced = implementation;
+  return previous;
+}
+
+/** Whether libsodium would handle a message of `bytes` bytes. */
+function viaSodium(bytes: number): SodiumAead | null {
+  if (forced === 'node') return null;
+  const lib = loaded();
+  if (forced === 'sodium') return lib;
+  return bytes < SODIUM_BELOW ? lib : null;
+}
+
+function checkInputs(key: Uint8Array, nonce: Uint8Array): void {
+  if (key.byteLength !== AEAD_KEY_BYTES) throw new TypeError(`an entry key must be ${AEAD_KEY_BYTES} bytes, got ${key.byteLength}`);
+  if (nonce.byteLength !== AEAD_NONCE_BYTES) throw new TypeError(`a nonce must be ${AEAD_NONCE_BYTES} bytes, got ${nonce.byteLength}`);
+}
+
+/** Encrypts `plaintext` into `out`, which must be exactly plaintext.byteLength + AEAD_TAG_BYTES long: ciphertext ‖ tag. */
+export function aeadSeal(out: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, nonce: Uint8Array, key: Uint8Array): void {
+  checkInputs(key, nonce);
+  if (out.byteLength !== plaintext.byteLength + AEAD_TAG_BYTES) throw new RangeError('the output must hold the ciphertext and the tag exactly');
+  const lib = viaSodium(plaintext.byteLength);
+  if (lib !== null) {
+    lib.crypto_aead_chacha20poly1305_ietf_encrypt(out, plaintext, ad, null, nonce, key);
+    return;
+  }
+  const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES });
+  cipher.setAAD(ad, { plaintextLength: plaintext.byteLength });
+  const body = cipher.update(plaintext);
+  out.set(body, 0);
+  const final = cipher.final(); // a stream cipher: nothing is held back
+  out.set(final, body.byteLength);
+  out.set(cipher.getAuthTag(), plaintext.byteLength);
+}
+
+/**
+ * Decrypts ciphertext ‖ tag (`sealed`) and returns the plaintext in a Buffer of its own, or null when it does not
+ * authenticate under `key` with `nonce` and `ad` (or is shorter than a tag).
+ */
+export function aeadOpen(sealed: Uint8Array, ad: Uint8Array, nonce: Uint8Array, key: Uint8Array): Buffer | null {
+  checkInputs(key, nonce);
+  if (sealed.byteLength < AEAD_TAG_BYTES) return null;
+  const plaintextBytes = sealed.byteLength - AEAD_TAG_BYTES;
+  const lib = viaSodium(plaintextBytes);
+  if (lib !== null) {
+    // Its own memory (not the pool's): a large body decoded from it is kept as a view of it.
+    const plaintext = Buffer.allocUnsafeSlow(plaintextBytes);
+    try {
+      lib.crypto_aead_chacha20poly1305_ietf_decrypt(plaintext, null, sealed, ad, nonce, key);
+    } catch {
+      plaintext.fill(0);
+      return null;
+    }
+    return plaintext;
+  }
+  try {
+    const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES });
+    decipher.setAAD(ad, { plaintextLength: plaintextBytes });
+    decipher.setAuthTag(sealed.subarray(plaintextBytes));
+    const updated = decipher.update(sealed.subarray(0, plaintextBytes));
+    const final = decipher.final(); // authenticates; a stream cipher gives no bytes here
+    return final.byteLength === 0 ? updated : Buffer.concat([updated, final]);
+  } catch {
+    return null;
+  }
+}
