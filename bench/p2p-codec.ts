@@ -172,22 +172,17 @@ export async function benchP2pCodec(): Promise<string> {
   const sealedCopy = sealedOut.slice();
   const proofKey = new Uint8Array(randomBytes(32));
   const proofMessage = randomBytes(200); // a get proof's message: domain, challenge, peer ids, request id, key
-  const withAead = (implementation: AeadImplementation, run: () => void) => () => {
-    const previous = useAeadImplementation(implementation);
+  /** Runs `run` with an implementation forced through `use` (useAeadImplementation, useHmacImplementation), then restores it. */
+  const forcing = <T>(use: (implementation: T) => T, implementation: T, run: () => void) => () => {
+    const previous = use(implementation);
     try {
       run();
     } finally {
-      useAeadImplementation(previous);
+      use(previous);
     }
   };
-  const withHmac = (implementation: HmacImplementation, run: () => void) => () => {
-    const previous = useHmacImplementation(implementation);
-    try {
-      run();
-    } finally {
-      useHmacImplementation(previous);
-    }
-  };
+  const withAead = (implementation: AeadImplementation, run: () => void) => forcing(useAeadImplementation, implementation, run);
+  const withHmac = (implementation: HmacImplementation, run: () => void) => forcing(useHmacImplementation, implementation, run);
   const crypto: Row[] = [
     await pair(`seal entry, ChaCha20-Poly1305 (${plaintext.byteLength} B)`, 2_000,
       (n) => withAead('sodium', () => { for (let i = 0; i < n; i++) aeadSeal(sealedOut, plaintext, ad, nonce, aeadKey); })(),
