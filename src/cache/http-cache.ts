@@ -298,6 +298,11 @@ class CachedAnswer<T> implements CachedResponse<T> {
   static dropParser(answer: CachedAnswer<unknown>): void {
     answer.#parse = undefined;
   }
+
+  /** `data` assigned to an answer sealed meanwhile (its accessor stays): the accessor answers `value` from now on. */
+  static assignData(answer: CachedAnswer<unknown>, value: unknown): void {
+    answer.#parse = { value };
+  }
 }
 
 /**
@@ -318,9 +323,14 @@ const UNPARSED_DATA: PropertyDescriptor = {
     return value;
   },
   set(this: CachedAnswer<unknown>, value: unknown) {
-    // As for a frozen plain object in strict code: assigning to a frozen answer's data is a TypeError.
-    if (!settleData(this, value)) throw new TypeError("Cannot assign to read only property 'data' of a frozen answer");
-    CachedAnswer.dropParser(this);
+    if (settleData(this, value)) {
+      CachedAnswer.dropParser(this);
+      return;
+    }
+    // As for a frozen plain object in strict code: assigning to a frozen answer's data is a TypeError. A sealed
+    // plain object takes the assignment: so does a sealed answer (its accessor answers the assigned value).
+    if (Object.isFrozen(this)) throw new TypeError("Cannot assign to read only property 'data' of a frozen answer");
+    CachedAnswer.assignData(this, value);
   },
 };
 
