@@ -5,7 +5,8 @@ import { AEAD_TAG_BYTES, aeadOpen, aeadSeal, SODIUM_BELOW, useAeadImplementation
 /**
  * The AEAD of sealed entries (entry-aead.ts): ChaCha20-Poly1305 as RFC 8439 gives it, the same bytes from libsodium
  * and from node:crypto at every size on both sides of the bound, each opening the other's; anything altered
- * (ciphertext, tag, nonce, additional data, key) opens to null; wrong sizes are refused before any work.
+ * (ciphertext, tag, nonce, additional data, key) opens to null; a key, nonce or output of the wrong size is refused
+ * with a TypeError or RangeError.
  */
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/[^0-9a-f]/g, ''), 'hex');
@@ -108,5 +109,6 @@ describe('entry AEAD (ChaCha20-Poly1305, libsodium and node:crypto)', () => {
     expect(() => aeadSeal(new Uint8Array(26), plaintext, new Uint8Array(), randomBytes(24), randomBytes(32))).to.throw(TypeError, /12 bytes/);
     expect(() => aeadSeal(new Uint8Array(25), plaintext, new Uint8Array(), randomBytes(12), randomBytes(32))).to.throw(RangeError);
     expect(() => aeadOpen(new Uint8Array(26), new Uint8Array(), randomBytes(12), randomBytes(31))).to.throw(TypeError, /32 bytes/);
+    expect(() => aeadOpen(new Uint8Array(26), new Uint8Array(), randomBytes(8), randomBytes(32))).to.throw(TypeError, /12 bytes/);
   });
 });

@@ -111,6 +111,7 @@ describe('envelope (sealed entries on the wire)', () => {
       cipher.setAAD(Buffer.from(`/github-cache/1.4.0 entry v1\0${key}`, 'utf8'));
       const old = Buffer.concat([Buffer.from([1]), nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
       expect(rejection(() => openEntry(old, key, aesKey, options))).to.equal('decrypt');
+      expect(() => openEntry(old, key, aesKey, options)).to.throw(PeerEntryRejected, /unknown envelope version 1/);
       // With its version byte changed to 2 it does not authenticate as ChaCha20-Poly1305 either.
       old[0] = 2;
       expect(rejection(() => openEntry(old, key, aesKey, options))).to.equal('decrypt');

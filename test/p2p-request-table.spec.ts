@@ -268,6 +268,17 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     expect(await within(waiting.answer, 100)).to.deep.equal({ kind: 'aborted' });
     expect(adds).to.equal(1);
     expect(getEventListeners(controller.signal, 'abort')).to.have.length(0);
+    // An idle signal that aborts with no request open drops its listener; the next request on another signal is answered.
+    const aborting = new AbortController();
+    const before = table.open(60_000, aborting.signal);
+    table.settle(before.id, { kind: 'miss', reason: 'no-entry' });
+    expect(getEventListeners(aborting.signal, 'abort')).to.have.length(1);
+    aborting.abort();
+    expect(getEventListeners(aborting.signal, 'abort')).to.have.length(0);
+    const after = table.open(60_000, new AbortController().signal);
+    table.settle(after.id, { kind: 'miss', reason: 'no-entry' });
+    expect(await after.answer).to.deep.equal({ kind: 'miss', reason: 'no-entry' });
+    expect(table.size).to.equal(0);
     // A table closed with no request in flight lets go of its idle signal too.
     const idle = new AbortController();
     const one = table.open(60_000, idle.signal);

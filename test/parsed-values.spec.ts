@@ -111,7 +111,9 @@ describe('parsed values (what a read parses and keeps)', () => {
       expect(parses).to.equal(parsesAtFreeze + 1);
       expect(() => { (frozen as { data: unknown }).data = 1; }).to.throw(TypeError);
       // Sealed (not frozen) before data is read: an assignment is taken, as by a sealed plain object, and parses nothing.
-      const sealed = Object.seal(await cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo: 'r0', per_page: 2 }, { token: TOKEN }));
+      const unsealed = await cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo: 'r0', per_page: 2 }, { token: TOKEN });
+      expect(Object.getOwnPropertyDescriptor(unsealed, 'data')?.get, 'data not read yet: still the accessor').to.be.a('function');
+      const sealed = Object.seal(unsealed);
       const parsesAtSeal = parses;
       const plain = Object.seal({ data: { i: 0 } as unknown });
       plain.data = { assigned: true };
@@ -120,7 +122,9 @@ describe('parsed values (what a read parses and keeps)', () => {
       expect(parses, 'an assignment to a sealed answer parses nothing').to.equal(parsesAtSeal);
       expect(Object.keys(sealed)).to.include('data');
       // A sealed answer read first, then assigned: the read value is replaced.
-      const readFirst = Object.seal(await cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo: 'r0', per_page: 3 }, { token: TOKEN }));
+      const readFirstUnsealed = await cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo: 'r0', per_page: 3 }, { token: TOKEN });
+      expect(Object.getOwnPropertyDescriptor(readFirstUnsealed, 'data')?.get).to.be.a('function');
+      const readFirst = Object.seal(readFirstUnsealed);
       expect(readFirst.data).to.deep.equal({ i: 0, mark: MARK });
       readFirst.data = 7;
       expect(readFirst.data).to.equal(7);

@@ -178,7 +178,7 @@ export interface Fleet {
  * the fleet sees scope ids and the per-scope entry keys only.
  */
 export interface ScopeKeys {
-  /** The AES key for a scope whose token this node holds (anonymous: undefined). */
+  /** The entry key (the AEAD key of its sealed entries) for a scope whose token this node holds (anonymous: undefined). */
   entryKey(scopeId: string): Uint8Array | undefined;
   /** Scope ids held, the anonymous scope first. */
   heldScopes(): readonly string[];

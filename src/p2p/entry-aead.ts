@@ -110,14 +110,16 @@ export function aeadOpen(sealed: Uint8Array, ad: Uint8Array, nonce: Uint8Array, 
     }
     return plaintext;
   }
+  let updated: Buffer | undefined;
   try {
     const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES });
     decipher.setAAD(ad, { plaintextLength: plaintextBytes });
     decipher.setAuthTag(sealed.subarray(plaintextBytes));
-    const updated = decipher.update(sealed.subarray(0, plaintextBytes));
+    updated = decipher.update(sealed.subarray(0, plaintextBytes));
     const final = decipher.final(); // authenticates; a stream cipher gives no bytes here
     return final.byteLength === 0 ? updated : Buffer.concat([updated, final]);
   } catch {
+    updated?.fill(0); // deciphered but not authentic: not left readable
     return null;
   }
 }

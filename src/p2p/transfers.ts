@@ -6,7 +6,7 @@ import type { PartFrame } from './wire.js';
  *
  * Guarantees:
  * - An answer is handed on ('done') only once all of its `size` bytes arrived, in order, with the same `size` in
- *   every piece; the caller then opens and verifies the whole sealed entry (envelope.ts: GCM tag, digest), so no
+ *   every piece; the caller then opens and verifies the whole sealed entry (envelope.ts: Poly1305 tag, digest), so no
  *   byte of an incomplete or altered answer is ever used.
  * - Memory is bounded: one buffer per answer, of its announced size, at most `maxEntryBytes`; all answers being
  *   received from this peer at most `maxBytes` together (an answer that would exceed it is given up: 'over-budget',
