@@ -216,7 +216,7 @@ export async function benchPeerLatency(): Promise<string> {
     'owner is the other node and which the owner already holds fresh (each one checked to answer `source: \'peer\'`; upstream',
     `requests during the two peer-hit rows: ${upstreamDuringPeerHits.join(' and ')}). A memory hit repeats those keys on the asker. Origin rows go to the`,
     `fake GitHub (in this process) with ${ORIGIN_LATENCY_MS} ms injected latency, the two in alternating blocks of 100 calls. Every path is`,
-    `warmed up first (${WARM_UP_KEYS} untimed calls each). Bodies: a repository-shaped JSON of ${fmt(bodyBytes / 1024, 1)} KiB, sealed (ChaCha20-Poly1305) by the`,
+    `warmed up first (${WARM_UP_KEYS} untimed calls each). Bodies: a repository-shaped JSON of ${fmt(bodyBytes / 1024, 1)} KiB, sealed (XChaCha20-Poly1305) by the`,
     'owner, opened and verified by the asker. Two nodes meshed over libp2p (TCP, pnet, noise, yamux) on 127.0.0.1. CPU per call is the CPU time of a row over its calls, in',
     'every process involved (`process.cpuUsage`, and `/proc/<pid>/stat` for a child); unlike the latencies, it does not grow',
     `when other work on the machine makes the calls wait. ${load}`,

@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { expect } from 'chai';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import { ANONYMOUS_SCOPE, entryKeyOf } from '../src/cache/scope.js';
@@ -33,16 +34,12 @@ describe('envelope (sealed entries on the wire)', () => {
     throw new Error('expected a PeerEntryRejected');
   }
 
-  it('seals as version 2: nonce, then RFC 8439 ChaCha20-Poly1305 under the entry key, the protocol and key as additional data', () => {
-    // Protocol 1.5.0's layout, read here with node:crypto's own cipher: the format is plain RFC 8439.
+  it('seals as version 2: a 24-byte nonce, then XChaCha20-Poly1305 under the entry key, the protocol and key as additional data', () => {
+    // Protocol 1.5.0's layout, read here with @noble/ciphers' own XChaCha20-Poly1305: the format is plain XChaCha20-Poly1305.
     const sealed = Buffer.from(sealEntry(entry, key, aesKey));
     expect(sealed[0]).to.equal(2);
-    const nonce = sealed.subarray(1, 13);
-    const ciphertext = sealed.subarray(13, sealed.byteLength - 16);
-    const decipher = createDecipheriv('chacha20-poly1305', aesKey, nonce, { authTagLength: 16 });
-    decipher.setAAD(Buffer.from(`${PROTOCOL} entry v2\0${key}`, 'utf8'), { plaintextLength: ciphertext.byteLength });
-    decipher.setAuthTag(sealed.subarray(sealed.byteLength - 16));
-    const plaintext = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+    const nonce = sealed.subarray(1, 25);
+    const plaintext = xchacha20poly1305(aesKey, nonce, Buffer.from(`${PROTOCOL} entry v2\0${key}`, 'utf8')).decrypt(sealed.subarray(25));
     expect(decodeStrictCbor(plaintext)).to.have.property('key', key);
   });
 

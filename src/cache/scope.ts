@@ -19,7 +19,7 @@ export function scopeIdOf(token: string | undefined): string {
   return createHash('sha256').update(SCOPE_DOMAIN).update(token, 'utf8').digest('hex').slice(0, 32);
 }
 
-/** The AEAD key (ChaCha20-Poly1305, entry-aead.ts) for a scope's entries on the wire, derived with HKDF-SHA256 from the token. */
+/** The AEAD key (XChaCha20-Poly1305, entry-aead.ts) for a scope's entries on the wire, derived with HKDF-SHA256 from the token. */
 export function entryKeyOf(token: string): Uint8Array {
   return new Uint8Array(hkdfSync('sha256', Buffer.from(token, 'utf8'), ENTRY_KEY_SALT, Buffer.from(scopeIdOf(token), 'utf8'), 32));
 }

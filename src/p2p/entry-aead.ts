@@ -1,33 +1,40 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { hchacha } from '@noble/ciphers/chacha.js';
 import { loadSodium } from './sodium.js';
 
 /**
- * The AEAD of sealed entries (envelope.ts): ChaCha20-Poly1305 (RFC 8439: 32-byte key, 12-byte nonce, 16-byte tag).
+ * The AEAD of sealed entries (envelope.ts): XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha: 32-byte key, 24-byte
+ * nonce, 16-byte tag), i.e. RFC 8439's ChaCha20-Poly1305 under a subkey that HChaCha20 derives from the key and the
+ * nonce's first 16 bytes, with the nonce's last 8 bytes (after 4 zero bytes) as its nonce.
  *
  * Guarantee: `aeadSeal` writes ciphertext ‖ tag, and `aeadOpen` returns the plaintext only when the tag
  * authenticates the ciphertext, nonce, additional data and key (else null, with nothing of the plaintext handed
  * out). Both give the same bytes whichever implementation runs: libsodium (the optional `sodium-native`) for
- * messages below SODIUM_BELOW bytes when it loads, node:crypto (OpenSSL) otherwise. So members with and without
- * sodium-native read each other's entries.
+ * messages below SODIUM_BELOW bytes when it loads; otherwise HChaCha20 from @noble/ciphers and node:crypto's
+ * (OpenSSL's) `chacha20-poly1305`. So members with and without sodium-native read each other's entries.
+ *
+ * Why XChaCha20: nonces are random. With 24 of their bytes, a repeat under one long-lived scope key stays
+ * negligible however many entries a fleet seals (about n²/2^193 after n seals; with 12-byte nonces it was n²/2^97,
+ * 2^-33 after 2^32 seals, which a busy scope reaches in weeks).
  *
  * Why libsodium: a peer hit seals one entry on the owner and opens it on the asker. Through node:crypto each is a
  * `createCipheriv`/`createDecipheriv`, and OpenSSL 3 looks the cipher up in its provider tables and builds a
- * context for every call; in the flow of a peer hit (other work between calls) that was about 30 µs per seal or
- * open on this machine, against a few µs in a loop. libsodium's one call has no setup. From SODIUM_BELOW bytes
- * up, OpenSSL's ChaCha20 is the faster per byte and its setup no longer matters (the figures of noise-crypto.ts).
- * docs/benchmarks.md has the rows ("P2P codecs", crypto section; "Peer hits, one harness for two builds").
+ * context for every call; in the flow of a peer hit that was about 30 µs per seal or open on this machine, against
+ * a few µs in a loop. libsodium's one call has no setup. From SODIUM_BELOW bytes up, OpenSSL's ChaCha20 is the
+ * faster per byte and its setup no longer matters (the figures of noise-crypto.ts).
+ * docs/benchmarks.md has the rows ("P2P codecs", crypto section; "Peer hits without OpenSSL's per-call setup").
  */
 
 export const AEAD_KEY_BYTES = 32;
-export const AEAD_NONCE_BYTES = 12;
+export const AEAD_NONCE_BYTES = 24;
 export const AEAD_TAG_BYTES = 16;
 /** Plaintexts (or ciphertexts) below this many bytes go to libsodium when it loads. */
 export const SODIUM_BELOW = 16 * 1024;
 
 /** The part of sodium-native this module calls. */
 interface SodiumAead {
-  crypto_aead_chacha20poly1305_ietf_encrypt(c: Uint8Array, m: Uint8Array, ad: Uint8Array | null, nsec: null, npub: Uint8Array, k: Uint8Array): number;
-  crypto_aead_chacha20poly1305_ietf_decrypt(m: Uint8Array, nsec: null, c: Uint8Array, ad: Uint8Array | null, npub: Uint8Array, k: Uint8Array): number;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(c: Uint8Array, m: Uint8Array, ad: Uint8Array | null, nsec: null, npub: Uint8Array, k: Uint8Array): number;
+  crypto_aead_xchacha20poly1305_ietf_decrypt(m: Uint8Array, nsec: null, c: Uint8Array, ad: Uint8Array | null, npub: Uint8Array, k: Uint8Array): number;
 }
 
 let sodium: SodiumAead | null | undefined;
@@ -35,8 +42,8 @@ let sodium: SodiumAead | null | undefined;
 function loaded(): SodiumAead | null {
   if (sodium === undefined) {
     const lib = loadSodium();
-    sodium = lib !== null && typeof lib['crypto_aead_chacha20poly1305_ietf_encrypt'] === 'function'
-      && typeof lib['crypto_aead_chacha20poly1305_ietf_decrypt'] === 'function'
+    sodium = lib !== null && typeof lib['crypto_aead_xchacha20poly1305_ietf_encrypt'] === 'function'
+      && typeof lib['crypto_aead_xchacha20poly1305_ietf_decrypt'] === 'function'
       ? lib as unknown as SodiumAead
       : null;
   }
@@ -67,6 +74,29 @@ function viaSodium(bytes: number): SodiumAead | null {
   return bytes < SODIUM_BELOW ? lib : null;
 }
 
+/** "expand 32-byte k", ChaCha's constant, as four little-endian words. */
+const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
+
+/** `bytes` (a multiple of 4 long) as little-endian 32-bit words. */
+function wordsLE(bytes: Uint8Array): Uint32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const words = new Uint32Array(bytes.byteLength / 4);
+  for (let i = 0; i < words.length; i++) words[i] = view.getUint32(4 * i, true);
+  return words;
+}
+
+/** XChaCha20's ChaCha20 key and nonce: HChaCha20(key, nonce[0..16]), and 4 zero bytes ‖ nonce[16..24]. */
+function derive(key: Uint8Array, nonce: Uint8Array): { subkey: Buffer; chachaNonce: Buffer } {
+  const words = new Uint32Array(8);
+  hchacha(SIGMA, wordsLE(key), wordsLE(nonce.subarray(0, 16)), words);
+  const subkey = Buffer.alloc(32);
+  for (let i = 0; i < 8; i++) subkey.writeUInt32LE(words[i]!, 4 * i);
+  words.fill(0);
+  const chachaNonce = Buffer.alloc(12);
+  chachaNonce.set(nonce.subarray(16, 24), 4);
+  return { subkey, chachaNonce };
+}
+
 function checkInputs(key: Uint8Array, nonce: Uint8Array): void {
   if (key.byteLength !== AEAD_KEY_BYTES) throw new TypeError(`an entry key must be ${AEAD_KEY_BYTES} bytes, got ${key.byteLength}`);
   if (nonce.byteLength !== AEAD_NONCE_BYTES) throw new TypeError(`a nonce must be ${AEAD_NONCE_BYTES} bytes, got ${nonce.byteLength}`);
@@ -78,10 +108,12 @@ export function aeadSeal(out: Uint8Array, plaintext: Uint8Array, ad: Uint8Array,
   if (out.byteLength !== plaintext.byteLength + AEAD_TAG_BYTES) throw new RangeError('the output must hold the ciphertext and the tag exactly');
   const lib = viaSodium(plaintext.byteLength);
   if (lib !== null) {
-    lib.crypto_aead_chacha20poly1305_ietf_encrypt(out, plaintext, ad, null, nonce, key);
+    lib.crypto_aead_xchacha20poly1305_ietf_encrypt(out, plaintext, ad, null, nonce, key);
     return;
   }
-  const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES });
+  const { subkey, chachaNonce } = derive(key, nonce);
+  const cipher = createCipheriv('chacha20-poly1305', subkey, chachaNonce, { authTagLength: AEAD_TAG_BYTES });
+  subkey.fill(0); // the cipher holds its own copy
   cipher.setAAD(ad, { plaintextLength: plaintext.byteLength });
   const body = cipher.update(plaintext);
   out.set(body, 0);
@@ -103,7 +135,7 @@ export function aeadOpen(sealed: Uint8Array, ad: Uint8Array, nonce: Uint8Array, 
     // Its own memory (not the pool's): a large body decoded from it is kept as a view of it.
     const plaintext = Buffer.allocUnsafeSlow(plaintextBytes);
     try {
-      lib.crypto_aead_chacha20poly1305_ietf_decrypt(plaintext, null, sealed, ad, nonce, key);
+      lib.crypto_aead_xchacha20poly1305_ietf_decrypt(plaintext, null, sealed, ad, nonce, key);
     } catch {
       plaintext.fill(0);
       return null;
@@ -112,7 +144,9 @@ export function aeadOpen(sealed: Uint8Array, ad: Uint8Array, nonce: Uint8Array, 
   }
   let updated: Buffer | undefined;
   try {
-    const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES });
+    const { subkey, chachaNonce } = derive(key, nonce);
+    const decipher = createDecipheriv('chacha20-poly1305', subkey, chachaNonce, { authTagLength: AEAD_TAG_BYTES });
+    subkey.fill(0);
     decipher.setAAD(ad, { plaintextLength: plaintextBytes });
     decipher.setAuthTag(sealed.subarray(plaintextBytes));
     updated = decipher.update(sealed.subarray(0, plaintextBytes));

@@ -6,7 +6,7 @@ import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES, aeadOpen, aeadSeal } 
 import { PROTOCOL } from './wire.js';
 
 /**
- * An entry sealed for the wire: ChaCha20-Poly1305 (entry-aead.ts) under the scope's entry key.
+ * An entry sealed for the wire: XChaCha20-Poly1305 (entry-aead.ts) under the scope's entry key.
  *
  * Guarantee: `openEntry` returns an entry only if all of these hold, checked in this order, and otherwise throws
  * `PeerEntryRejected` naming the first that failed:
@@ -20,11 +20,11 @@ import { PROTOCOL } from './wire.js';
  * A peer without the scope's entry key can neither read nor forge an entry; a peer with it cannot make us store
  * a body that does not match its digest, an entry for another key, or one that lives longer than allowed.
  *
- * Layout: version byte (2) | 12-byte random nonce | ciphertext | 16-byte Poly1305 tag. The plaintext is canonical
- * CBOR. Version 1 (protocol 1.4.0 and before) was the same layout under AES-256-GCM; it is refused ('decrypt').
+ * Layout: version byte (2) | 24-byte random nonce | ciphertext | 16-byte Poly1305 tag. The plaintext is canonical
+ * CBOR. Version 1 (protocol 1.4.0 and before: a 12-byte nonce, AES-256-GCM) is refused ('decrypt').
  */
 
-/** Version byte of the sealed layout (2: ChaCha20-Poly1305; 1 was AES-256-GCM). */
+/** Version byte of the sealed layout (2: XChaCha20-Poly1305; 1 was AES-256-GCM). */
 export const ENVELOPE_VERSION = 2;
 /** Clock skew tolerated on a peer's storedAt, in ms. */
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 30_000;

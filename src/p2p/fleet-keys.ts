@@ -27,7 +27,7 @@ export function swarmKeyOf(sharedSecret: string): Uint8Array {
   return new TextEncoder().encode(`/key/swarm/psk/1.0.0/\n/base16/\n${hex}`);
 }
 
-/** The AEAD key (ChaCha20-Poly1305) of anonymous-scope entries on the wire. */
+/** The AEAD key (XChaCha20-Poly1305) of anonymous-scope entries on the wire. */
 export function anonymousEntryKeyOf(sharedSecret: string): Uint8Array {
   return derive(sharedSecret, ANONYMOUS_ENTRY_KEY_SALT, 'anonymous');
 }

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES } from './entry-aead.js';
 import { ENVELOPE_VERSION } from './envelope.js';
 
 /**
@@ -91,7 +92,7 @@ interface Kept {
 }
 
 /** Smallest sealed entry: version byte, nonce, tag (envelope.ts). */
-const MIN_SEALED_BYTES = 1 + 12 + 16;
+const MIN_SEALED_BYTES = 1 + AEAD_NONCE_BYTES + AEAD_TAG_BYTES;
 const ID_SPACE = 0x1_0000_0000;
 
 export class LeaseTable {

@@ -34,8 +34,9 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * 1.4.0: blind owners and leases: a sealed `get` carries `tag`, the owner may answer `lease`, and the asker sends
  * `put` or `release` on its own stream (lease.ts); 1.3.0 peers strictly refuse all four. Within 1.4.0 (never
  * released before them): a `release` may say `unshareable: 1`, and a tagged `get` may say `refresh: 1`.
- * 1.5.0: entries are sealed with ChaCha20-Poly1305 (envelope version 2, entry-aead.ts) instead of AES-256-GCM; the
- * frames are 1.4.0's. A 1.4.0 member could not open a 1.5.0 entry (nor the reverse), so the id moved with it.
+ * 1.5.0: entries are sealed with XChaCha20-Poly1305 (envelope version 2, 24-byte nonces, entry-aead.ts) instead of
+ * AES-256-GCM; the frames are 1.4.0's. A 1.4.0 member could not open a 1.5.0 entry (nor the reverse), so the id
+ * moved with it.
  */
 export const PROTOCOL = '/github-cache/1.5.0';
 /** Version number carried in `hello`. */
