@@ -268,11 +268,15 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     expect(await within(waiting.answer, 100)).to.deep.equal({ kind: 'aborted' });
     expect(adds).to.equal(1);
     expect(getEventListeners(controller.signal, 'abort')).to.have.length(0);
+    /** One request on `signal`, answered: the signal is left idle, its listener kept. */
+    const leaveIdle = (signal: AbortSignal): void => {
+      const { id } = table.open(60_000, signal);
+      table.settle(id, { kind: 'miss', reason: 'no-entry' });
+      expect(getEventListeners(signal, 'abort')).to.have.length(1);
+    };
     // An idle signal that aborts with no request open drops its listener; the next request on another signal is answered.
     const aborting = new AbortController();
-    const before = table.open(60_000, aborting.signal);
-    table.settle(before.id, { kind: 'miss', reason: 'no-entry' });
-    expect(getEventListeners(aborting.signal, 'abort')).to.have.length(1);
+    leaveIdle(aborting.signal);
     aborting.abort();
     expect(getEventListeners(aborting.signal, 'abort')).to.have.length(0);
     const after = table.open(60_000, new AbortController().signal);
@@ -281,9 +285,7 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     expect(table.size).to.equal(0);
     // A table closed with no request in flight lets go of its idle signal too.
     const idle = new AbortController();
-    const one = table.open(60_000, idle.signal);
-    table.settle(one.id, { kind: 'miss', reason: 'no-entry' });
-    expect(getEventListeners(idle.signal, 'abort')).to.have.length(1);
+    leaveIdle(idle.signal);
     table.closeAll();
     expect(getEventListeners(idle.signal, 'abort')).to.have.length(0);
   });
