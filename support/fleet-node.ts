@@ -42,6 +42,22 @@ let profiledRuns = 0;
 /** The session of a profile started by a `profile` message, until the one that stops it. */
 let rowProfiler: Session | undefined;
 
+/** A CPU profile of this process, started now (node:inspector). */
+async function startCpuProfile(): Promise<Session> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return session;
+}
+
+/** Stops `session`'s profile and writes it to `file`. */
+async function stopCpuProfile(session: Session, file: string): Promise<void> {
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync(file, JSON.stringify(profile));
+  session.disconnect();
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   let cache;
@@ -81,14 +97,9 @@ async function main(): Promise<void> {
       }
       if (message.type === 'profile') {
         if (message.file === undefined) {
-          rowProfiler = new Session();
-          rowProfiler.connect();
-          await rowProfiler.post('Profiler.enable');
-          await rowProfiler.post('Profiler.start');
+          rowProfiler = await startCpuProfile();
         } else if (rowProfiler !== undefined) {
-          const { profile } = await rowProfiler.post('Profiler.stop');
-          writeFileSync(message.file, JSON.stringify(profile));
-          rowProfiler.disconnect();
+          await stopCpuProfile(rowProfiler, message.file);
           rowProfiler = undefined;
         }
         send({ type: 'profile', id: message.id });
@@ -107,12 +118,7 @@ async function main(): Promise<void> {
         const startedAtMs: number[] = [];
         let errors = 0;
         let next = 0;
-        const profiler = env.FLEET_NODE_CPU_PROF_DIR !== undefined ? new Session() : undefined;
-        if (profiler !== undefined) {
-          profiler.connect();
-          await profiler.post('Profiler.enable');
-          await profiler.post('Profiler.start');
-        }
+        const profiler = env.FLEET_NODE_CPU_PROF_DIR !== undefined ? await startCpuProfile() : undefined;
         const loop = monitorEventLoopDelay({ resolution: 10 });
         loop.enable();
         const started = process.hrtime.bigint();
@@ -137,11 +143,7 @@ async function main(): Promise<void> {
         }));
         const wallNs = Number(process.hrtime.bigint() - started);
         loop.disable();
-        if (profiler !== undefined) {
-          const { profile } = await profiler.post('Profiler.stop');
-          writeFileSync(path.join(env.FLEET_NODE_CPU_PROF_DIR!, `run-${process.pid}-${++profiledRuns}.cpuprofile`), JSON.stringify(profile));
-          profiler.disconnect();
-        }
+        if (profiler !== undefined) await stopCpuProfile(profiler, path.join(env.FLEET_NODE_CPU_PROF_DIR!, `run-${process.pid}-${++profiledRuns}.cpuprofile`));
         const loopDelayMs = { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 };
         send({ type: 'run', id: message.id, latenciesNs, sources, perSource, perRoute, startedAtMs, loopDelayMs, errors, wallNs });
         return;

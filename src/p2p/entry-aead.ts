@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { hchacha } from '@noble/ciphers/chacha.js';
-import { loadSodium } from './sodium.js';
+import { u32, u8 } from '@noble/ciphers/utils.js';
+import { ImplementationChoice, SODIUM_BELOW, sodiumWith, type Implementation } from './sodium.js';
 
 /**
  * The AEAD of sealed entries (envelope.ts): XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha: 32-byte key, 24-byte
@@ -28,8 +29,8 @@ import { loadSodium } from './sodium.js';
 export const AEAD_KEY_BYTES = 32;
 export const AEAD_NONCE_BYTES = 24;
 export const AEAD_TAG_BYTES = 16;
-/** Plaintexts (or ciphertexts) below this many bytes go to libsodium when it loads. */
-export const SODIUM_BELOW = 16 * 1024;
+/** Plaintexts (or ciphertexts) below this many bytes go to libsodium when it loads (the bound noise-crypto.ts uses too). */
+export { SODIUM_BELOW };
 
 /** The part of sodium-native this module calls. */
 interface SodiumAead {
@@ -40,58 +41,47 @@ interface SodiumAead {
 let sodium: SodiumAead | null | undefined;
 
 function loaded(): SodiumAead | null {
-  if (sodium === undefined) {
-    const lib = loadSodium();
-    sodium = lib !== null && typeof lib['crypto_aead_xchacha20poly1305_ietf_encrypt'] === 'function'
-      && typeof lib['crypto_aead_xchacha20poly1305_ietf_decrypt'] === 'function'
-      ? lib as unknown as SodiumAead
-      : null;
-  }
+  if (sodium === undefined) sodium = sodiumWith<SodiumAead>('crypto_aead_xchacha20poly1305_ietf_encrypt', 'crypto_aead_xchacha20poly1305_ietf_decrypt');
   return sodium;
 }
 
 /** Which implementation seals and opens: 'auto' (libsodium below SODIUM_BELOW when it loads), or one of them (tests, benchmarks). */
-export type AeadImplementation = 'auto' | 'sodium' | 'node';
+export type AeadImplementation = Implementation;
 
-let forced: AeadImplementation = 'auto';
+const choice = new ImplementationChoice(() => loaded() !== null);
 
 /**
  * Forces an implementation for this process (tests and benchmarks compare them; production never calls this).
  * 'sodium' throws when sodium-native does not load. Returns the previous setting.
  */
 export function useAeadImplementation(implementation: AeadImplementation): AeadImplementation {
-  if (implementation === 'sodium' && loaded() === null) throw new Error('sodium-native does not load here');
-  const previous = forced;
-  forced = implementation;
-  return previous;
+  return choice.use(implementation);
 }
 
 /** Whether libsodium would handle a message of `bytes` bytes. */
 function viaSodium(bytes: number): SodiumAead | null {
+  const forced = choice.current;
   if (forced === 'node') return null;
   const lib = loaded();
   if (forced === 'sodium') return lib;
   return bytes < SODIUM_BELOW ? lib : null;
 }
 
-/** "expand 32-byte k", ChaCha's constant, as four little-endian words. */
-const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
+/** "expand 32-byte k", ChaCha's constant, as @noble/ciphers takes it: words over the bytes, in this machine's order. */
+const SIGMA = u32(new TextEncoder().encode('expand 32-byte k'));
 
-/** `bytes` (a multiple of 4 long) as little-endian 32-bit words. */
-function wordsLE(bytes: Uint8Array): Uint32Array {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const words = new Uint32Array(bytes.byteLength / 4);
-  for (let i = 0; i < words.length; i++) words[i] = view.getUint32(4 * i, true);
-  return words;
-}
-
-/** XChaCha20's ChaCha20 key and nonce: HChaCha20(key, nonce[0..16]), and 4 zero bytes ‖ nonce[16..24]. */
+/**
+ * XChaCha20's ChaCha20 key and nonce: HChaCha20(key, nonce[0..16]), and 4 zero bytes ‖ nonce[16..24]. @noble/ciphers'
+ * `hchacha` takes words over the bytes and gives its output so (it swaps on big-endian machines), as its own
+ * XChaCha20 calls it; the inputs are copied first, as `u32` needs aligned bytes.
+ */
 function derive(key: Uint8Array, nonce: Uint8Array): { subkey: Buffer; chachaNonce: Buffer } {
+  const keyBytes = new Uint8Array(key);
   const words = new Uint32Array(8);
-  hchacha(SIGMA, wordsLE(key), wordsLE(nonce.subarray(0, 16)), words);
-  const subkey = Buffer.alloc(32);
-  for (let i = 0; i < 8; i++) subkey.writeUInt32LE(words[i]!, 4 * i);
+  hchacha(SIGMA, u32(keyBytes), u32(new Uint8Array(nonce.subarray(0, 16))), words);
+  const subkey = Buffer.from(u8(words));
   words.fill(0);
+  keyBytes.fill(0);
   const chachaNonce = Buffer.alloc(12);
   chachaNonce.set(nonce.subarray(16, 24), 4);
   return { subkey, chachaNonce };

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
-import { loadSodium } from './sodium.js';
+import { viewAsBuffer } from '../cache/entry.js';
+import { ImplementationChoice, sodiumWith, type Implementation } from './sodium.js';
 
 /**
  * HMAC-SHA256 (RFC 2104) for the scope proofs of every `get` (scope-proof.ts).
@@ -33,12 +34,8 @@ let sodium: SodiumSha256 | null | undefined;
 
 function loaded(): SodiumSha256 | null {
   if (sodium === undefined) {
-    const lib = loadSodium();
-    sodium = lib !== null && typeof lib['crypto_hash_sha256_init'] === 'function' && typeof lib['crypto_hash_sha256_update'] === 'function'
-      && typeof lib['crypto_hash_sha256_final'] === 'function' && typeof lib['crypto_hash_sha256'] === 'function'
-      && typeof lib['crypto_hash_sha256_STATEBYTES'] === 'number'
-      ? lib as unknown as SodiumSha256
-      : null;
+    sodium = sodiumWith<SodiumSha256>('crypto_hash_sha256_init', 'crypto_hash_sha256_update', 'crypto_hash_sha256_final', 'crypto_hash_sha256',
+      'crypto_hash_sha256_STATEBYTES');
   }
   return sodium;
 }
@@ -57,7 +54,7 @@ const statesByKey = new WeakMap<Uint8Array, KeyStates>();
 
 function statesOf(lib: SodiumSha256, key: Uint8Array): KeyStates {
   let states = statesByKey.get(key);
-  if (states !== undefined && sameBytes(states.key, key)) return states;
+  if (states !== undefined && viewAsBuffer(states.key).equals(key)) return states;
   const block = new Uint8Array(BLOCK_BYTES);
   if (key.byteLength > BLOCK_BYTES) lib.crypto_hash_sha256(block.subarray(0, DIGEST_BYTES), key);
   else block.set(key);
@@ -76,28 +73,19 @@ function statesOf(lib: SodiumSha256, key: Uint8Array): KeyStates {
   return states;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /** Which implementation runs: 'auto' (libsodium when it loads), or one of them (tests, benchmarks). */
-export type HmacImplementation = 'auto' | 'sodium' | 'node';
+export type HmacImplementation = Implementation;
 
-let forced: HmacImplementation = 'auto';
+const choice = new ImplementationChoice(() => loaded() !== null);
 
 /** Forces an implementation for this process (tests and benchmarks; 'sodium' throws where it does not load). Returns the previous one. */
 export function useHmacImplementation(implementation: HmacImplementation): HmacImplementation {
-  if (implementation === 'sodium' && loaded() === null) throw new Error('sodium-native does not load here');
-  const previous = forced;
-  forced = implementation;
-  return previous;
+  return choice.use(implementation);
 }
 
 /** HMAC-SHA256 of `message` under `key`: 32 bytes of a fresh Uint8Array. */
 export function hmacSha256(key: Uint8Array, message: Uint8Array): Uint8Array {
-  const lib = forced === 'node' ? null : loaded();
+  const lib = choice.current === 'node' ? null : loaded();
   if (lib === null) return new Uint8Array(createHmac('sha256', key).update(message).digest());
   const { inner, outer, work, innerDigest } = statesOf(lib, key);
   work.set(inner);

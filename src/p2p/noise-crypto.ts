@@ -1,6 +1,6 @@
 import type { ICryptoInterface } from '@chainsafe/libp2p-noise';
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto';
-import { loadSodium } from './sodium.js';
+import { SODIUM_BELOW, sodiumWith } from './sodium.js';
 
 /**
  * Noise's crypto for the fleet: `@chainsafe/libp2p-noise`'s own (`defaultCrypto`), with ChaCha20-Poly1305 on
@@ -21,7 +21,7 @@ import { loadSodium } from './sodium.js';
  */
 
 /** Messages (plaintext or ciphertext bytes) below this go to libsodium; from it up, to noise's own crypto. */
-export const SODIUM_BELOW = 16 * 1024;
+export { SODIUM_BELOW };
 
 const TAG_BYTES = 16;
 
@@ -36,11 +36,8 @@ let made: ICryptoInterface | null | undefined;
 /** Noise's crypto with libsodium's ChaCha20-Poly1305 on short messages, or undefined without sodium-native. */
 export function fleetNoiseCrypto(): ICryptoInterface | undefined {
   if (made === undefined) {
-    const lib = loadSodium();
-    made = lib !== null && typeof lib['crypto_aead_chacha20poly1305_ietf_decrypt'] === 'function'
-      && typeof lib['crypto_aead_chacha20poly1305_ietf_encrypt'] === 'function'
-      ? withSodium(lib as unknown as SodiumAead)
-      : null;
+    const lib = sodiumWith<SodiumAead>('crypto_aead_chacha20poly1305_ietf_decrypt', 'crypto_aead_chacha20poly1305_ietf_encrypt');
+    made = lib === null ? null : withSodium(lib);
   }
   return made ?? undefined;
 }

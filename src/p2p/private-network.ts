@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { AbortOptions, ConnectionProtector, Logger, MessageStream, MultiaddrConnection } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
 import { AbstractMultiaddrConnection, byteStream } from '@libp2p/utils';
-import { loadSodium } from './sodium.js';
+import { sodiumWith } from './sodium.js';
 
 /**
  * The fleet's private network: libp2p's pre-shared-key protocol (`@libp2p/pnet`: a 24-byte nonce each way, then
@@ -63,8 +63,7 @@ interface Sodium {
 
 /** sodium-native when it is installed, loads on this platform and has the stream cipher, else null. */
 function sodium(): Sodium | null {
-  const lib = loadSodium();
-  return lib !== null && typeof lib['crypto_stream_xor_update'] === 'function' ? lib as unknown as Sodium : null;
+  return sodiumWith<Sodium>('crypto_stream_xor_update');
 }
 
 /** The cipher `fleetPrivateNetwork` uses on this machine with `cipher: 'auto'`. */
