@@ -65,6 +65,11 @@ describe('HMAC-SHA256 of the scope proofs (libsodium states and node:crypto)', (
         expect(Buffer.from(hmacSha256(key, message)).equals(createHmac('sha256', key).update(message).digest())).to.equal(true);
         key[5] = key[5]! ^ 0x10;
         expect(Buffer.from(hmacSha256(key, message)).equals(createHmac('sha256', key).update(message).digest()), implementation).to.equal(true);
+        // A Buffer key too (Buffer#slice is a view, not a copy: the kept bytes must be a copy).
+        const bufferKey = randomBytes(32);
+        expect(Buffer.from(hmacSha256(bufferKey, message)).equals(createHmac('sha256', bufferKey).update(message).digest())).to.equal(true);
+        bufferKey[0] = bufferKey[0]! ^ 0x01;
+        expect(Buffer.from(hmacSha256(bufferKey, message)).equals(createHmac('sha256', bufferKey).update(message).digest()), `${implementation}, Buffer key`).to.equal(true);
       });
     }
   });

@@ -66,7 +66,7 @@ function statesOf(lib: SodiumSha256, key: Uint8Array): KeyStates {
     lib.crypto_hash_sha256_update(state, padded);
     return state;
   };
-  states = { key: key.slice(), inner: absorb(0x36), outer: absorb(0x5c), work: new Uint8Array(lib.crypto_hash_sha256_STATEBYTES), innerDigest: new Uint8Array(DIGEST_BYTES) };
+  states = { key: new Uint8Array(key), inner: absorb(0x36), outer: absorb(0x5c), work: new Uint8Array(lib.crypto_hash_sha256_STATEBYTES), innerDigest: new Uint8Array(DIGEST_BYTES) };
   block.fill(0);
   padded.fill(0);
   statesByKey.set(key, states);
