@@ -131,7 +131,8 @@ export async function benchPeerThroughput(): Promise<string> {
   const load = loadLine();
   const temp = new TempDirs('gh-p2p-cache-bench-peer-throughput-');
   const needed = keysPerLevel * LEVELS.length * rounds;
-  const names = Array.from({ length: Math.ceil(needed * 2.4) }, (_, i) => repoName(i));
+  // About half the names fall to the child by rendezvous: room for the rows and the 300 warm-up keys, with a margin.
+  const names = Array.from({ length: Math.ceil((needed + 300) * 2.4) }, (_, i) => repoName(i));
   const fake = await startFake(names.length);
   const maxEntries = names.length + 1000;
   const member = startMember({
