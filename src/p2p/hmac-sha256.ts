@@ -1,5 +1,4 @@
 import { createHmac } from 'node:crypto';
-import { viewAsBuffer } from '../cache/entry.js';
 import { ImplementationChoice, sodiumWith, type Implementation } from './sodium.js';
 
 /**
@@ -42,8 +41,8 @@ function loaded(): SodiumSha256 | null {
 
 /** A key's SHA-256 states after its inner and outer padded blocks, and scratch space for one computation. */
 interface KeyStates {
-  /** The key's bytes when the states were made. */
-  readonly key: Uint8Array;
+  /** A copy of the key's bytes when the states were made. */
+  readonly key: Buffer;
   readonly inner: Uint8Array;
   readonly outer: Uint8Array;
   readonly work: Uint8Array;
@@ -54,7 +53,7 @@ const statesByKey = new WeakMap<Uint8Array, KeyStates>();
 
 function statesOf(lib: SodiumSha256, key: Uint8Array): KeyStates {
   let states = statesByKey.get(key);
-  if (states !== undefined && viewAsBuffer(states.key).equals(key)) return states;
+  if (states !== undefined && states.key.equals(key)) return states;
   const block = new Uint8Array(BLOCK_BYTES);
   if (key.byteLength > BLOCK_BYTES) lib.crypto_hash_sha256(block.subarray(0, DIGEST_BYTES), key);
   else block.set(key);
@@ -66,7 +65,7 @@ function statesOf(lib: SodiumSha256, key: Uint8Array): KeyStates {
     lib.crypto_hash_sha256_update(state, padded);
     return state;
   };
-  states = { key: new Uint8Array(key), inner: absorb(0x36), outer: absorb(0x5c), work: new Uint8Array(lib.crypto_hash_sha256_STATEBYTES), innerDigest: new Uint8Array(DIGEST_BYTES) };
+  states = { key: Buffer.from(key), inner: absorb(0x36), outer: absorb(0x5c), work: new Uint8Array(lib.crypto_hash_sha256_STATEBYTES), innerDigest: new Uint8Array(DIGEST_BYTES) };
   block.fill(0);
   padded.fill(0);
   statesByKey.set(key, states);
