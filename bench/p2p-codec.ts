@@ -14,8 +14,11 @@
  *   (src/p2p/hmac-sha256.ts) through libsodium (sodium-native) against node:crypto, in a loop. These rows show the
  *   floor of each; the difference in the flow of a peer hit is larger (OpenSSL's per-call setup is most of it and
  *   suffers most from cold caches) and is measured by `peer-ab`.
+ * - Owner choice: `rendezvousOwner` (src/p2p/rendezvous.ts: one SHA-256 per key, a 64-bit mix per candidate)
+ *   against the weight protocol 1.4.0 used (one SHA-256 of peer id and key per candidate), among 2 to 256
+ *   candidates, on distinct realistic keys.
  */
-import { randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { Stream } from '@libp2p/interface';
 import { LengthPrefixedDecoder } from '@libp2p/utils';
 import { decode as cborgDecode, encode as cborgEncode } from 'cborg';
@@ -27,6 +30,7 @@ import { decodeStrictCbor, encodeCbor } from '../src/p2p/cbor.js';
 import { aeadOpen, aeadSeal, useAeadImplementation, type AeadImplementation } from '../src/p2p/entry-aead.js';
 import { sealEntry } from '../src/p2p/envelope.js';
 import { hmacSha256, useHmacImplementation, type HmacImplementation } from '../src/p2p/hmac-sha256.js';
+import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FrameChannel } from '../src/p2p/frame-channel.js';
 import { STRICT_CBOR_DECODE } from '../src/p2p/strict-cbor.js';
 import { decodeFrame, encodeFrame, encodeLengthPrefixedFrame, type Frame } from '../src/p2p/wire.js';
@@ -195,6 +199,29 @@ export async function benchP2pCodec(): Promise<string> {
       (n) => withHmac('node', () => { for (let i = 0; i < n; i++) sink += hmacSha256(proofKey, proofMessage)[0]!; })()),
   ];
 
+  // Owner choice: this build ("hand") against protocol 1.4.0's weight, sha256(peerId, 0x00, key) per candidate.
+  const ownerKeys = Array.from({ length: 1024 }, (_, i) => `0123456789abcdef0123456789abcdef GET https://api.github.com/repos/octo-org/repo-${i}/pulls?per_page=100 application/vnd.github+json`);
+  const ownerOf140 = (key: string, candidates: readonly string[]): string | undefined => {
+    let best: string | undefined;
+    let bestWeight: Buffer | undefined;
+    for (const candidate of candidates) {
+      const weight = hash('sha256', `${candidate}\0${key}`, 'buffer');
+      const order = bestWeight === undefined ? 1 : Buffer.compare(weight, bestWeight);
+      if (order > 0 || (order === 0 && best !== undefined && candidate < best)) {
+        best = candidate;
+        bestWeight = weight;
+      }
+    }
+    return best;
+  };
+  const ownerChoice: Row[] = [];
+  for (const members of [2, 8, 64, 256]) {
+    const candidates = Array.from({ length: members }, (_, i) => `12D3KooW${randomBytes(33).toString('base64url').slice(0, 44)}${i}`);
+    ownerChoice.push(await pair(`${members} candidates`, Math.max(50, Math.round(20_000 / members)),
+      (n) => { for (let i = 0; i < n; i++) sink += rendezvousOwner(ownerKeys[i & 1023]!, candidates)!.length; },
+      (n) => { for (let i = 0; i < n; i++) sink += ownerOf140(ownerKeys[i & 1023]!, candidates)!.length; }));
+  }
+
   const render = (rows: Row[]): string => table(
     ['operation', 'hand-written ns/op', 'hand-written ops/s', 'library ns/op', 'library ops/s', 'library ÷ hand-written'],
     rows.map((r) => [r.what, fmt(r.hand, 0), fmt(1e9 / r.hand, 0), fmt(r.library, 0), fmt(1e9 / r.library, 0), `${fmt(r.library / r.hand, 2)}x`]),
@@ -233,6 +260,15 @@ export async function benchP2pCodec(): Promise<string> {
     'without OpenSSL\'s per-call setup").',
     '',
     render(crypto),
+    '',
+    '### Owner choice: one SHA-256 per key against one per candidate',
+    '',
+    '`rendezvousOwner` (src/p2p/rendezvous.ts, protocol 1.5.0: the key hashed once, fmix64 of its first 8 bytes xor the peer\'s',
+    'per candidate) against the weight of protocol 1.4.0 (`sha256(peerId ‖ 0x00 ‖ key)` per candidate), on distinct keys of',
+    'realistic length; an asker chooses an owner once per miss, an owner once per hand-off.',
+    '',
+    table(['candidates', 'one SHA-256 per key, ns', 'one SHA-256 per candidate (1.4.0), ns', '1.4.0 ÷ 1.5.0'],
+      ownerChoice.map((r) => [r.what.split(' ')[0]!, fmt(r.hand, 0), fmt(r.library, 0), `${fmt(r.library / r.hand, 1)}x`])),
     '',
     machineLine(),
   ].join('\n');

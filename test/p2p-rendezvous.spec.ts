@@ -1,5 +1,20 @@
 import { expect } from 'chai';
-import { rendezvousOwner } from '../src/p2p/rendezvous.js';
+import { createHash } from 'node:crypto';
+import { rendezvousOwner, rendezvousWeight } from '../src/p2p/rendezvous.js';
+
+const MASK64 = (1n << 64n) - 1n;
+
+/** The weight as docs/p2p-protocol.md states it, in BigInt arithmetic: an implementation apart from the module's. */
+function referenceWeight(peerId: string, key: string): bigint {
+  const prefix = (text: string) => createHash('sha256').update(text, 'utf8').digest().readBigUInt64BE(0);
+  let h = prefix(key) ^ prefix(peerId);
+  h ^= h >> 33n;
+  h = (h * 0xff51afd7ed558ccdn) & MASK64;
+  h ^= h >> 33n;
+  h = (h * 0xc4ceb9fe1a85ec53n) & MASK64;
+  h ^= h >> 33n;
+  return h;
+}
 
 describe('rendezvousOwner (highest-random-weight hashing)', () => {
   const nodes = ['12D3KooWAlpha', '12D3KooWBravo', '12D3KooWCharlie'];
@@ -39,6 +54,27 @@ describe('rendezvousOwner (highest-random-weight hashing)', () => {
       }
     }
     expect(moved).to.be.within(750 * 0.85, 750 * 1.15);
+  });
+
+  it('weighs fmix64(sha256(key)[0..8] xor sha256(peerId)[0..8]), as the protocol document states, on 20,000 pairs', () => {
+    const peers = ['12D3KooWPeer', '', 'é-peer', ...Array.from({ length: 17 }, (_, i) => `12D3KooW${'x'.repeat(i * 7)}${i}`)];
+    for (const key of keys.slice(0, 1000)) {
+      for (const peer of peers) expect(rendezvousWeight(peer, key), `${peer} ${key}`).to.equal(referenceWeight(peer, key));
+    }
+    // The values docs/p2p-protocol.md ("Ownership") gives other implementations to check against.
+    expect(rendezvousWeight('12D3KooWAlpha', keys[0]!).toString(16)).to.equal('9ffad240ce213b7b');
+    expect(rendezvousWeight('12D3KooWBravo', keys[0]!).toString(16)).to.equal('f8f07287043c83bd');
+  });
+
+  it('picks the candidate of the highest weight, the smaller id on a tie', () => {
+    const many = Array.from({ length: 64 }, (_, i) => `12D3KooWMember${i}`);
+    for (const key of keys.slice(0, 300)) {
+      const weights = many.map((id) => [id, referenceWeight(id, key)] as const);
+      const top = weights.reduce((a, b) => (b[1] > a[1] || (b[1] === a[1] && b[0] < a[0]) ? b : a));
+      expect(rendezvousOwner(key, many)).to.equal(top[0]);
+    }
+    // The same id twice is a tie with itself: still that id.
+    expect(rendezvousOwner(keys[0]!, ['12D3KooWSame', '12D3KooWSame'])).to.equal('12D3KooWSame');
   });
 
   it('gives undefined without candidates and the only candidate otherwise', () => {

@@ -1,6 +1,5 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { expect } from 'chai';
-import { rendezvousWeight } from '../src/p2p/rendezvous.js';
 import { getProof, proofKeyOf, scopeClaimProof, verifyGetProof, verifyScopeClaim } from '../src/p2p/scope-proof.js';
 
 /** The proofs as first written (one update per piece): peers running that code must keep accepting ours. */
@@ -21,7 +20,7 @@ function referenceId(id: number): Uint8Array {
   return out;
 }
 
-describe('scope proofs and rendezvous weights (wire-compatible bytes)', () => {
+describe('scope proofs (wire-compatible bytes)', () => {
   const proofKey = proofKeyOf(new Uint8Array(randomBytes(32)));
   const challenge = new Uint8Array(randomBytes(32));
   const keys = ['https://api.github.com/repos/o/r GET anonymous application/vnd.github+json', 'k', '', 'ünïcødé 🚀 key', 'x'.repeat(9000)];
@@ -76,12 +75,5 @@ describe('scope proofs and rendezvous weights (wire-compatible bytes)', () => {
     expect(verifyGetProof(proofKey, challenge, 7, 'k', { prover: C, verifier: A }, get), 'a get relayed to a third peer').to.equal(false);
     // The same bytes as a claim and as a get never verify as the other (the domains differ).
     expect(Buffer.from(scopeClaimProof(proofKey, challenge, 'k', { prover: B, verifier: C })).equals(Buffer.from(get))).to.equal(false);
-  });
-
-  it('rendezvous weights are sha256(peerId, 0x00, key)', () => {
-    for (const key of keys) {
-      const expected = createHash('sha256').update('12D3KooWPeer', 'utf8').update('\0').update(key, 'utf8').digest();
-      expect(rendezvousWeight('12D3KooWPeer', key).equals(expected)).to.equal(true);
-    }
   });
 });
