@@ -106,18 +106,85 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     }
   });
 
-  it('clears the timer of a request that is answered before its timeout', async () => {
+  it('an answered request leaves the table\'s one timer unref\'d (it holds nothing up), and closeAll clears it', async () => {
     const table = new RequestTable();
     const timers = new TimerWatch();
     try {
       const { id, answer } = timers.arming(() => table.open(60_000));
       expect(timers.live.size).to.equal(1);
+      const [timer] = timers.live;
+      expect(timer!.hasRef()).to.equal(true);
       table.settle(id, { kind: 'miss', reason: 'no-entry' });
       await answer;
+      expect(timer!.hasRef(), 'unref\'d once no request is in flight').to.equal(false);
+      // The next request takes the same timer (due earlier than its own timeout) and refs it again.
+      const next = timers.arming(() => table.open(60_000));
+      expect(timers.live.size).to.equal(1);
+      expect(timer!.hasRef()).to.equal(true);
+      table.closeAll();
+      expect(await next.answer).to.deep.equal({ kind: 'closed' });
       expect(timers.live.size).to.equal(0);
     } finally {
       timers.restore();
     }
+  });
+
+  it('requests in flight share one timer, and requests made one after another set it once', async () => {
+    const table = new RequestTable();
+    const timers = new TimerWatch();
+    let sets = 0;
+    /** Runs `fn` with setTimeout counted (and watched). */
+    const counting = <T>(fn: () => T): T => timers.arming(() => {
+      const watched = globalThis.setTimeout;
+      globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+        sets++;
+        return watched(...args);
+      }) as typeof setTimeout;
+      try {
+        return fn();
+      } finally {
+        globalThis.setTimeout = watched;
+      }
+    });
+    try {
+      const opened = counting(() => Array.from({ length: 50 }, () => table.open(60_000)));
+      expect(sets, 'timers set for 50 requests in flight').to.equal(1);
+      expect(timers.live.size).to.equal(1);
+      for (const { id } of opened) table.settle(id, { kind: 'miss', reason: 'no-entry' });
+      await Promise.all(opened.map((o) => o.answer));
+      for (let i = 0; i < 50; i++) {
+        const { id, answer } = counting(() => table.open(60_000));
+        table.settle(id, { kind: 'miss', reason: 'no-entry' });
+        await answer;
+      }
+      expect(sets, 'timers set for 50 more requests, one after another').to.equal(1);
+      expect(timers.live.size).to.equal(1);
+    } finally {
+      table.closeAll();
+      timers.restore();
+    }
+    expect(timers.live.size).to.equal(0);
+  });
+
+  it('times out each request at its own due, however many share the timer', async () => {
+    const table = new RequestTable();
+    const started = performance.now();
+    const long = table.open(5_000);
+    const short = table.open(40);
+    const middle = table.open(120);
+    const at = async (answer: Promise<Answer>) => {
+      const value = await answer;
+      return { value, after: performance.now() - started };
+    };
+    const [s, m] = await Promise.all([at(short.answer), at(middle.answer)]);
+    expect(s.value).to.deep.equal({ kind: 'timeout' });
+    expect(m.value).to.deep.equal({ kind: 'timeout' });
+    expect(s.after).to.be.at.least(40);
+    expect(m.after).to.be.at.least(120);
+    expect(table.size).to.equal(1);
+    expect(await within(long.answer, 20)).to.equal('pending');
+    table.closeAll();
+    expect(await long.answer).to.deep.equal({ kind: 'closed' });
   });
 
   it('keeps waiting while the other side says it is working (extend restarts the timeout)', async () => {
@@ -296,7 +363,7 @@ describe('RequestTable (in-flight requests on one stream)', () => {
     let opened: Array<{ id: number; answer: Promise<Answer> }>;
     try {
       opened = timers.arming(() => [table.open(60_000), table.open(60_000), table.open(60_000)]);
-      expect(timers.live.size).to.equal(3);
+      expect(timers.live.size).to.equal(1);
       table.closeAll();
       expect(timers.live.size).to.equal(0);
     } finally {

@@ -5,9 +5,12 @@ import type { MissReason } from './wire.js';
  * In-flight requests multiplexed on one stream, correlated by request id.
  *
  * Guarantee: every request opened here settles exactly once, with the first of: its answer, its timeout, its
- * caller's abort, or `closeAll` (the stream ended), and its timer is cleared when it settles. So a request on
- * a stream that dies settles at once, not after its timeout, and a table whose requests all settled holds no
- * timer. Ids are unique among in-flight requests; an answer for an unknown (settled) id is reported, not used.
+ * caller's abort, or `closeAll` (the stream ended). So a request on a stream that dies settles at once, not after
+ * its timeout. A table holds one timer for all its requests, due at the earliest of their timeouts: a request
+ * that opens or settles sets or clears no timer of its own (each used to: a Node timer made and cleared per peer
+ * hit, on the asker's path from the answer to its next ask). A table whose requests all settled holds that one
+ * timer unref'd until it next fires (it never keeps the process alive and is not set again), and none after
+ * `closeAll`. Ids are unique among in-flight requests; an answer for an unknown (settled) id is reported, not used.
  * A request that was extended at least once and is still unanswered when its max wait runs out settles with
  * 'timeout' marked `withheld` (the other side said it was working and never finished).
  *
@@ -39,6 +42,10 @@ export type Answer =
 interface Pending {
   settle(answer: Answer): void;
   extend(): boolean;
+  /** When its timeout is due (performance.now() ms); Infinity while a timeout that came is decided. */
+  due: number;
+  /** The table's timer found it due at `at`. */
+  fire(at: number): void;
 }
 
 /** Request ids stay below 2^32 (WIRE_LIMITS.maxId). */
@@ -55,8 +62,15 @@ export class RequestTable {
   readonly #waiters = new Map<AbortSignal, { readonly pending: Set<Pending>; readonly onAbort: () => void }>();
   /** The one signal whose requests all settled but whose listener is kept for its next request. */
   #idle: AbortSignal | undefined;
+  /** The table's one timer, due at #timerDue (performance.now() ms): never later than any request's due. */
+  #timer: NodeJS.Timeout | undefined;
+  #timerDue = Infinity;
+  /** Whether #timer keeps the process alive (only while a request is in flight). */
+  #timerRefed = false;
+  /** Inside #onTimer: restarts only move their due; the timer is set once, after the sweep. */
+  #sweeping = false;
 
-  /** `now`: the clock of the `maxWaitMs` deadline, in ms (timeouts themselves are timers). Default: Date.now. */
+  /** `now`: the clock of the `maxWaitMs` deadline, in ms (timeouts themselves are the table's timer). Default: Date.now. */
   constructor(now: () => number = Date.now) {
     this.#now = now;
   }
@@ -82,40 +96,38 @@ export class RequestTable {
       const deadline = this.#now() + Math.max(timeoutMs, maxWaitMs);
       /** The other side said it was working on this request (extend), as opposed to restarts of our own timer. */
       let extended = false;
-      /** The running timer ends at the deadline (not a timeout after news). */
+      /** The running wait ends at the deadline (not a timeout after news). */
       let capped = false;
-      /** When the timer is due (monotonic ms), and how many times news came: a timeout needs silence. */
-      let due = performance.now() + timeoutMs;
+      /** How many times news came: a timeout needs silence. */
       let news = 0;
       const expire = (): void => pending.settle(extended && (capped || this.#now() >= deadline) ? { kind: 'timeout', withheld: true } : { kind: 'timeout' });
       /** Waits another timeout (at most until the deadline); false when the deadline has passed. */
       const restart = (): boolean => {
         const left = deadline - this.#now();
         if (left <= 0) return false;
-        clearTimeout(timer);
         const wait = Math.min(timeoutMs, left);
         capped = left <= timeoutMs;
-        due = performance.now() + wait;
-        timer = setTimeout(onTimer, wait);
+        pending.due = performance.now() + wait;
+        this.#arm(pending.due);
         return true;
       };
-      const onTimer = (): void => {
-        // Fired late (this node's own loop was held up: the silence may be ours), or the other side is alive and
-        // answering other requests first: listen for another timeout.
-        const at = performance.now();
-        if ((at - due > timeoutMs / 2 || at - this.#heardAt < timeoutMs) && restart()) return;
-        // Frames that arrived while the loop was busy are read in this turn's I/O phase: decide after it.
-        const seen = news;
-        setImmediate(() => {
-          if (news === seen) expire();
-        });
-      };
-      let timer = setTimeout(onTimer, timeoutMs);
       const pending: Pending = {
+        due: performance.now() + timeoutMs,
+        fire: (at) => {
+          // Fired late (this node's own loop was held up: the silence may be ours), or the other side is alive and
+          // answering other requests first: listen for another timeout.
+          if ((at - pending.due > timeoutMs / 2 || at - this.#heardAt < timeoutMs) && restart()) return;
+          // Frames that arrived while the loop was busy are read in this turn's I/O phase: decide after it.
+          pending.due = Infinity;
+          const seen = news;
+          setImmediate(() => {
+            if (news === seen) expire();
+          });
+        },
         settle: (value) => {
           if (this.#pending.get(id) !== pending) return;
           this.#pending.delete(id);
-          clearTimeout(timer);
+          if (this.#pending.size === 0) this.#release();
           if (signal !== undefined) this.#unwatch(signal, pending);
           resolve(value);
         },
@@ -127,10 +139,49 @@ export class RequestTable {
         },
       };
       this.#pending.set(id, pending);
+      this.#arm(pending.due);
       if (signal !== undefined) this.#watch(signal, pending);
     });
     return { id, answer };
   }
+
+  /** Makes the table's timer due by `due` at the latest, and keeps the process alive while requests are in flight. */
+  #arm(due: number): void {
+    if (this.#sweeping) return;
+    if (due < this.#timerDue) {
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      this.#timerDue = due;
+      this.#timer = setTimeout(this.#onTimer, Math.max(1, due - performance.now()));
+      this.#timerRefed = true;
+    } else if (!this.#timerRefed && this.#timer !== undefined) {
+      this.#timer.ref();
+      this.#timerRefed = true;
+    }
+  }
+
+  /** The last request settled: the timer stays (set again it would cost the next request), but holds nothing up. */
+  #release(): void {
+    if (this.#timerRefed && this.#timer !== undefined) {
+      this.#timer.unref();
+      this.#timerRefed = false;
+    }
+  }
+
+  /** The table's timer: every request due by now fires (restarts, or times out), then the timer is set for the next due. */
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    this.#timerDue = Infinity;
+    const at = performance.now();
+    this.#sweeping = true;
+    try {
+      for (const pending of [...this.#pending.values()]) if (pending.due <= at) pending.fire(at);
+    } finally {
+      this.#sweeping = false;
+    }
+    let next = Infinity;
+    for (const pending of this.#pending.values()) if (pending.due < next) next = pending.due;
+    if (next !== Infinity) this.#arm(next);
+  };
 
   /** Settles `pending` with 'aborted' when `signal` aborts: one listener per signal, shared by its requests. */
   #watch(signal: AbortSignal, pending: Pending): void {
@@ -194,6 +245,9 @@ export class RequestTable {
   closeAll(): void {
     this.#closed = true;
     for (const pending of [...this.#pending.values()]) pending.settle({ kind: 'closed' });
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerDue = Infinity;
     for (const signal of [...this.#waiters.keys()]) this.#forget(signal);
   }
 }
