@@ -37,6 +37,7 @@ import { mulberry32, pool, zipfSampler } from '../support/workload.js';
 import { libp2pEchoPair } from './libp2p-echo.js';
 import { expectSource, fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
 import { loadLine, mean, repoBody } from './workload.js';
+import { SERVICE_NODE_FLAGS } from '../support/service-node-flags.js';
 
 /** A made-up token the fake accepts; never printed. */
 export const TOKEN = 'test_benchmarkP2PTokenNotARealOne00000000';
@@ -664,7 +665,10 @@ interface MemberReply {
 
 /** A fleet member in a child process (support/fleet-node.ts), driven over IPC. */
 export function startMember(env: Record<string, string>) {
-  const child = fork(MEMBER_SCRIPT, [], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  // A deployed member: started with the service's Node flags (support/service-node-flags.ts).
+  const child = fork(MEMBER_SCRIPT, [], {
+    env: { ...process.env, ...env }, execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   const waiting = new Map<number, (reply: MemberReply) => void>();
   let nextId = 0;
   let onReady: ((reply: MemberReply & { p2p: PeerNetworkStats }) => void) | undefined;

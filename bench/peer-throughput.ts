@@ -3,7 +3,8 @@
  *
  *   npm run bench -- peer-throughput      (or: node dist/bench/peer-throughput.js [--keys 2000] [--rounds 2])
  *
- * The owner is a fleet member in a child process (support/fleet-node.ts) holding every key fresh; the asker is a
+ * The owner is a fleet member in a child process (support/fleet-node.ts) holding every key fresh, started with the
+ * service's Node flags (support/service-node-flags.ts), as is the reference server below; the asker is a
  * cache in this process meshed with it over libp2p (TCP, pnet, noise, yamux) on 127.0.0.1. A peer hit is the
  * first `cache.request` on the asker of a key the owner holds (checked: `source: 'peer'`, no upstream request).
  * At 1, 100 and 500 calls in flight: hits per second, and CPU per hit of both processes (`process.cpuUsage`
@@ -33,6 +34,7 @@ import { GitHubAPICache } from '../src/github-api-cache.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
+import { SERVICE_NODE_FLAGS } from '../support/service-node-flags.js';
 import { pool } from '../support/workload.js';
 import { askerOfMember, keyOf, OWNER, p2pOf, processCpuUs, SECRET, startMember, TOKEN } from './p2p.js';
 import { argValue, fmt, machineLine, median, table, writeSection } from './report.js';
@@ -139,7 +141,8 @@ export async function benchPeerThroughput(): Promise<string> {
     CACHE_DIR: temp.make(), GITHUB_API_URL: fake.url, CACHE_LISTEN_PORT: '0', CACHE_P2P_SHARED_SECRET: SECRET, CACHE_BOOTSTRAP_PEERS: '',
     CACHE_MAX_ENTRIES: String(maxEntries),
   });
-  const reference = fork(SELF, ['--http-child'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  // The same Node flags as the owner (the service's: support/service-node-flags.ts), so both servers start alike.
+  const reference = fork(SELF, ['--http-child'], { execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const referencePort = await new Promise<number>((resolve) => reference.once('message', (m: { port: number }) => resolve(m.port)));
   let asker: GitHubAPICache | undefined;
   try {
@@ -225,10 +228,10 @@ export async function benchPeerThroughput(): Promise<string> {
       '',
       `\`npm run bench -- peer-throughput\` · ${machineLine()} · ${keysPerLevel.toLocaleString('en-US')} distinct keys per row and round, ${rounds} rounds`,
       'alternating the two contenders, medians. Peer hit: the first `cache.request` on the asker (this process) of a key the owner (a',
-      'child process, support/fleet-node.ts) holds fresh, over one libp2p connection (TCP, pnet, noise, yamux) on 127.0.0.1; each answer',
+      `child process, support/fleet-node.ts, started as the service is: \`node ${SERVICE_NODE_FLAGS.join(' ')}\`) holds fresh, over one libp2p connection (TCP, pnet, noise, yamux) on 127.0.0.1; each answer`,
       `checked to be \`source: 'peer'\`, ${upstream} upstream requests during the rows (the fake GitHub runs in a third process). Plain HTTP: the same number of calls in flight,`,
       `undici (keep-alive Pool, up to 16 connections) fetching ${ENTRY_FRAME_BYTES.toLocaleString('en-US')} B (the size of the peer's \`entry\` frame) from a`,
-      'node:http server in a child process that answers from a Map: no crypto, no proofs, no cache. CPU per hit counts both processes;',
+      'node:http server in a child process (the same Node flags) that answers from a Map: no crypto, no proofs, no cache. CPU per hit counts both processes;',
       'the split columns give each process\'s part (medians of each, so they need not add up to the total\'s median): whichever side',
       'is busiest bounds the rate, since each process runs its event loop on one core.',
       load,
