@@ -1,7 +1,7 @@
 /**
  * Peer hits under concurrency, beside the same bodies over plain HTTP keep-alive, in one run.
  *
- *   npm run bench -- peer-throughput      (or: node dist/bench/peer-throughput.js [--keys 2000] [--rounds 2])
+ *   npm run bench -- peer-throughput      (or: node dist/bench/peer-throughput.js [--keys 2000] [--rounds 3])
  *
  * The owner is a fleet member in a child process (support/fleet-node.ts) holding every key fresh, started with the
  * service's Node flags (support/service-node-flags.ts), as is the reference server below; the asker is a
@@ -17,7 +17,10 @@
  * The reference ("plain HTTP"): a node:http server in a child process answering each key with bytes of the size of
  * the peer's `entry` frame from a Map, fetched by undici (a keep-alive Pool of up to 16 connections) with the
  * same number of calls in flight. It is the floor of moving those bytes between two processes over HTTP/1.1;
- * it does no crypto, no proof and no cache work. Rounds alternate the two contenders; medians.
+ * it does no crypto, no proof and no cache work. Rounds alternate the two contenders; medians. Before the rows,
+ * WARM_UP_PER_LEVEL untimed calls of each contender at each level bring both to steady state: a peer hit runs far
+ * more code (libp2p's layers, the protocol) than an HTTP call, and after a shorter warm-up V8 was still optimizing
+ * it, on the other CPU, during the first timed row.
  *
  * `--cpu-prof DIR` writes CPU profiles over each timed row only (not the fill or the warm-up), through node:inspector:
  * DIR/asker-peer-<in flight>-round-<n>.cpuprofile (the asker, this process), owner-peer-….cpuprofile (the owner, the
@@ -44,6 +47,8 @@ const SELF = fileURLToPath(import.meta.url);
 const ROUTE = 'GET /repos/{owner}/{repo}';
 /** Calls in flight per row: `--levels 1,100,500` (the default). */
 const LEVELS: readonly number[] = (argValue('levels') ?? '1,100,500').split(',').map(Number);
+/** Untimed calls of each contender at each level before the rows. */
+const WARM_UP_PER_LEVEL = 1000;
 /** Bytes of the owner's `entry` frame for one repository body (measured by the peer-latency benchmark: 4,862 B). */
 const ENTRY_FRAME_BYTES = 4862;
 /** `--cpu-prof DIR`: profile the asker, the owner and the HTTP client over each timed row. */
@@ -129,12 +134,13 @@ async function httpChild(): Promise<void> {
 
 export async function benchPeerThroughput(): Promise<string> {
   const keysPerLevel = arg('keys', 2000);
-  const rounds = arg('rounds', 2);
+  const rounds = arg('rounds', 3);
   const load = loadLine();
   const temp = new TempDirs('gh-p2p-cache-bench-peer-throughput-');
   const needed = keysPerLevel * LEVELS.length * rounds;
-  // About half the names fall to the child by rendezvous: room for the rows and the 300 warm-up keys, with a margin.
-  const names = Array.from({ length: Math.ceil((needed + 300) * 2.4) }, (_, i) => repoName(i));
+  const warmUp = WARM_UP_PER_LEVEL * LEVELS.length;
+  // About half the names fall to the child by rendezvous: room for the rows and the warm-up keys, with a margin.
+  const names = Array.from({ length: Math.ceil((needed + warmUp) * 2.4) }, (_, i) => repoName(i));
   const fake = await startFake(names.length);
   const maxEntries = names.length + 1000;
   const member = startMember({
@@ -151,8 +157,8 @@ export async function benchPeerThroughput(): Promise<string> {
     const me = asker;
     const ids = [(await p2pOf(me)).peerId, ready.p2p.peerId];
     const owned = names.filter((repo) => rendezvousOwner(keyOf(fake.url, repo), ids) === ids[1]);
-    if (owned.length < needed + 300) throw new Error(`only ${owned.length} keys are owned by the child`);
-    await pool(owned.slice(0, needed + 300), 50, async (repo) => {
+    if (owned.length < needed + warmUp) throw new Error(`only ${owned.length} keys are owned by the child`);
+    await pool(owned.slice(0, needed + warmUp), 50, async (repo) => {
       const reply = await member.request(`GET /repos/${OWNER}/${repo}`, TOKEN);
       if (reply.source !== 'origin') throw new Error(`owner fill: expected origin for ${repo}, got ${String(reply.source ?? reply.message)}`);
     });
@@ -166,9 +172,13 @@ export async function benchPeerThroughput(): Promise<string> {
       const bytes = await body.arrayBuffer();
       if (statusCode !== 200 || bytes.byteLength !== ENTRY_FRAME_BYTES) throw new Error('reference server answered wrong');
     };
-    // Warm-up: both paths, untimed.
-    await pool(owned.slice(needed, needed + 300), 20, peerHit);
-    await pool(Array.from({ length: 300 }, (_, i) => -1 - i), 20, plainGet);
+    // Warm-up: both paths, untimed, at every level the rows run (JIT steady state: with 300 calls at 20 in flight,
+    // V8 was still optimizing some 270 functions during the first timed row at 1 in flight, on the other CPU).
+    for (const [i, level] of LEVELS.entries()) {
+      const at = needed + i * WARM_UP_PER_LEVEL;
+      await pool(owned.slice(at, at + WARM_UP_PER_LEVEL), level, peerHit);
+      await pool(Array.from({ length: WARM_UP_PER_LEVEL }, (_, j) => -1 - i * WARM_UP_PER_LEVEL - j), level, plainGet);
+    }
 
     const results = new Map<string, Run[]>();
     const push = (name: string, run: Run) => results.set(name, [...(results.get(name) ?? []), run]);
@@ -227,7 +237,8 @@ export async function benchPeerThroughput(): Promise<string> {
       '## Peer hits under concurrency, beside plain HTTP',
       '',
       `\`npm run bench -- peer-throughput\` · ${machineLine()} · ${keysPerLevel.toLocaleString('en-US')} distinct keys per row and round, ${rounds} rounds`,
-      'alternating the two contenders, medians. Peer hit: the first `cache.request` on the asker (this process) of a key the owner (a',
+      `alternating the two contenders, medians, after ${WARM_UP_PER_LEVEL.toLocaleString('en-US')} untimed calls of each contender at each level (so that V8 has compiled`,
+      'both paths). Peer hit: the first `cache.request` on the asker (this process) of a key the owner (a',
       `child process, support/fleet-node.ts, started as the service is: \`node ${SERVICE_NODE_FLAGS.join(' ')}\`) holds fresh, over one libp2p connection (TCP, pnet, noise, yamux) on 127.0.0.1; each answer`,
       `checked to be \`source: 'peer'\`, ${upstream} upstream requests during the rows (the fake GitHub runs in a third process). Plain HTTP: the same number of calls in flight,`,
       `undici (keep-alive Pool, up to 16 connections) fetching ${ENTRY_FRAME_BYTES.toLocaleString('en-US')} B (the size of the peer's \`entry\` frame) from a`,
