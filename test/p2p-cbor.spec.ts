@@ -103,6 +103,33 @@ describe('CBOR of frames and payloads (cborg-compatible direct path)', () => {
     }
   });
 
+  it('checks keys already in cborg\'s order in one pass, without sorting; out of order, equal lengths and non-ASCII still sort', () => {
+    const sort = Array.prototype.sort;
+    let sorts = 0;
+    Array.prototype.sort = function (this: unknown[], ...args: Parameters<typeof sort>) {
+      sorts++;
+      return sort.apply(this, args);
+    } as typeof sort;
+    const counted = (value: unknown): number => {
+      sorts = 0;
+      encodeCbor(value);
+      return sorts;
+    };
+    try {
+      expect(counted({ id: 1, key: 'k', type: 'get', proof: new Uint8Array(32) }), 'a get frame as asking.ts builds it').to.equal(0);
+      expect(counted({ id: 1, type: 'entry', sealed: new Uint8Array(8) }), 'an entry frame as serving.ts builds it').to.equal(0);
+      expect(counted({ a: 1, b: { x: 1, yy: 2 }, cc: [{ d: 1, ee: 2 }] }), 'nested, all in order').to.equal(0);
+      expect(counted({ type: 'get', id: 1 }), 'out of order').to.be.greaterThan(0);
+      expect(counted({ tag: 1, key: 2 }), 'equal lengths out of bytewise order').to.be.greaterThan(0);
+      expect(counted({ a: 1, é: 2 }), 'a non-ASCII key').to.be.greaterThan(0);
+    } finally {
+      Array.prototype.sort = sort;
+    }
+    for (const record of [{ id: 1, key: 'k', type: 'get' }, { type: 'get', id: 1 }, { tag: 1, key: 2 }, { key: 2, tag: 1 }, { a: 1, é: 2 }, { é: 2, a: 1 }, { zz: 1, b: 2, aaa: 3 }]) {
+      expect(hex(encodeCbor(record)), JSON.stringify(record)).to.equal(hex(cborgEncode(record)));
+    }
+  });
+
   it('decodes to cborg\'s values, and refuses what cborg refuses, for valid, mutated, truncated and random bytes', () => {
     const random = mulberry32(777);
     const inputs: Uint8Array[] = frames.map((f) => cborgEncode(f));

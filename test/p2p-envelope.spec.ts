@@ -43,6 +43,29 @@ describe('envelope (sealed entries on the wire)', () => {
     expect(decodeStrictCbor(plaintext)).to.have.property('key', key);
   });
 
+  it('builds the payload in canonical CBOR order, so sealing sorts only headers that are out of order', () => {
+    const sort = Array.prototype.sort;
+    let sorts = 0;
+    Array.prototype.sort = function (this: unknown[], ...args: Parameters<typeof sort>) {
+      sorts++;
+      return sort.apply(this, args);
+    } as typeof sort;
+    try {
+      // Headers already in canonical order ('etag' is shorter than 'content-type'): nothing to sort.
+      sealEntry({ ...entry, headers: { etag: '"abc"', 'content-type': 'application/json' } }, key, aesKey);
+      sealEntry({ ...entry, headers: {}, etag: undefined }, key, aesKey);
+      expect(sorts).to.equal(0);
+    } finally {
+      Array.prototype.sort = sort;
+    }
+    // With or without validators the fields open as they were.
+    for (const variant of [entry, { ...entry, etag: undefined }, { ...entry, lastModified: undefined }, { ...entry, etag: undefined, lastModified: undefined }]) {
+      const clean = JSON.parse(JSON.stringify({ ...variant, body: undefined })) as Record<string, unknown>;
+      const opened = openEntry(sealEntry(variant as CacheEntry, key, aesKey), key, aesKey, options);
+      expect(JSON.parse(JSON.stringify({ ...opened, body: undefined }))).to.deep.equal(clean);
+    }
+  });
+
   it('round-trips every CacheEntry field', () => {
     expect(openEntry(sealEntry(entry, key, aesKey), key, aesKey, options)).to.deep.equal(entry);
   });

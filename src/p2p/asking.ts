@@ -177,7 +177,8 @@ export class Asker {
     counters.count('requestsSent');
     const proof = getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: owner });
     const refresh = tag !== undefined && options.refresh === true;
-    const get: Mutable<GetFrame> = { type: 'get', id, key: sealed ?? key, proof };
+    // Fields in canonical CBOR order (by length, then bytewise), which the encoder then only checks.
+    const get: Mutable<GetFrame> = { id, key: sealed ?? key, type: 'get', proof };
     if (tag !== undefined) get.tag = tag;
     if (refresh) get.refresh = 1;
     if (!client.channel.send(get)) {
@@ -371,7 +372,7 @@ export class Asker {
     const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, this.#init.maxOwnerWaitMs);
     counters.count('handoffsSent');
     const proof = getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: holder });
-    if (!client.channel.send({ type: 'get', id, key, proof, handoff: 1 })) client.requests.settle(id, { kind: 'closed' });
+    if (!client.channel.send({ id, key, type: 'get', proof, handoff: 1 })) client.requests.settle(id, { kind: 'closed' });
     const result = await answer;
     if (result.kind === 'timeout') counters.count('timeouts');
     if (result.kind !== 'entry') return self;

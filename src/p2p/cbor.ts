@@ -120,6 +120,22 @@ function utf8KeyOrder(a: string, b: string): number {
   return ab.byteLength !== bb.byteLength ? ab.byteLength - bb.byteLength : Buffer.compare(ab, bb);
 }
 
+/**
+ * Puts map keys in cborg's order, in place. Keys already in that order (the frames the protocol builds list their
+ * fields so) are only checked, in one pass: no sort, and none of the work arrays a sort allocates.
+ */
+function sortKeys(keys: string[]): void {
+  let ascii = isAscii(keys[0]!);
+  let ordered = true;
+  for (let i = 1; i < keys.length; i++) {
+    const key = keys[i]!;
+    if (!isAscii(key)) ascii = false;
+    if (ordered && asciiKeyOrder(keys[i - 1]!, key) > 0) ordered = false;
+  }
+  if (ascii && ordered) return;
+  keys.sort(ascii ? asciiKeyOrder : utf8KeyOrder);
+}
+
 function write(value: unknown, depth: number): void {
   if (depth > MAX_DEPTH) throw UNSUPPORTED;
   switch (typeof value) {
@@ -148,7 +164,7 @@ function write(value: unknown, depth: number): void {
       if (proto !== Object.prototype && proto !== null) throw UNSUPPORTED;
       const record = value as Record<string, unknown>;
       const keys = Object.keys(record);
-      if (keys.length > 1) keys.sort(keys.every(isAscii) ? asciiKeyOrder : utf8KeyOrder);
+      if (keys.length > 1) sortKeys(keys);
       writer.head(0xa0, keys.length);
       for (const key of keys) {
         if (!isWellFormed(key)) throw UNSUPPORTED;

@@ -140,17 +140,15 @@ function validatorForWire(value: string | undefined): string | undefined {
  * sends an entry that gets it struck; the digest covers the body only, which is sent whole.
  */
 export function sealEntry(entry: CacheEntry, key: string, entryKey: Uint8Array): Uint8Array {
-  const payload: Record<string, unknown> = {
-    key,
-    body: bodyForWire(entry),
-    digest: entry.digest,
-    storedAt: entry.storedAt,
-    expiresAt: entry.expiresAt,
-    status: entry.status,
-    headers: headersForWire(entry.headers),
-  };
+  // The fields in canonical CBOR order (by length, then bytewise: key, body, etag, digest, status, headers, storedAt,
+  // expiresAt, lastModified), which the encoder then only checks instead of sorting.
   const etag = validatorForWire(entry.etag);
-  if (etag !== undefined) payload.etag = etag;
+  const payload: Record<string, unknown> = etag === undefined ? { key, body: bodyForWire(entry) } : { key, body: bodyForWire(entry), etag };
+  payload.digest = entry.digest;
+  payload.status = entry.status;
+  payload.headers = headersForWire(entry.headers);
+  payload.storedAt = entry.storedAt;
+  payload.expiresAt = entry.expiresAt;
   const lastModified = validatorForWire(entry.lastModified);
   if (lastModified !== undefined) payload.lastModified = lastModified;
   return sealPayload(payload, key, entryKey);

@@ -200,7 +200,7 @@ export class OwnerServing {
       alive: () => !channel.closed && !pending.gaveUp && !this.#init.stopped(),
       entry: (sealed) => {
         if (!done()) return;
-        channel.send({ type: 'entry', id, sealed });
+        channel.send({ id, type: 'entry', sealed });
         this.#init.counters.count('blindServed');
       },
       granted: (lease) => {
@@ -274,7 +274,7 @@ export class OwnerServing {
     const sealed = sealEntry(entry.expiresAt > maxExpiresAt ? { ...entry, expiresAt: Math.floor(maxExpiresAt) } : entry, key, entryKey);
     const pieceBytes = this.#pieceBytes();
     if (sealed.byteLength <= pieceBytes) {
-      server.channel.send({ type: 'entry', id, sealed });
+      server.channel.send({ id, type: 'entry', sealed });
       this.#init.counters.count('requestsServed');
       return;
     }
