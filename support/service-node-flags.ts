@@ -7,8 +7,8 @@
  * load anyway) instead of shrinking to 1 MB while the process is idle. A member that went quiet and then serves a
  * burst of peer hits otherwise promotes the answers it holds in flight to the old generation scavenge after
  * scavenge, and ran a full GC every 100–400 ms for the rest of the burst: its CPU per peer hit tripled at 100 and
- * 500 in flight in 3 of 4 runs of `peer-throughput`, and stayed normal in 6 of 6 with the flag (docs/operations.md,
- * "Node flags"). The flag cannot be set from inside a running process (V8 sizes the heap at start-up) and Node
+ * 500 in flight in 11 of 16 runs of `peer-throughput`, and in 3 of 27 with the flag (docs/operations.md, "Node
+ * flags"). The flag cannot be set from inside a running process (V8 sizes the heap at start-up) and Node
  * refuses it in NODE_OPTIONS, so it is on the command line.
  */
 export const SERVICE_NODE_FLAGS: readonly string[] = ['--min-semi-space-size=16'];
