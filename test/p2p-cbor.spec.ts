@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { decode as cborgDecode, encode as cborgEncode } from 'cborg';
 import { decodeDirect, decodeStrictCbor, encodeCbor, encodeDirect, NOT_DIRECT } from '../src/p2p/cbor.js';
 import { STRICT_CBOR_DECODE } from '../src/p2p/strict-cbor.js';
+import { sortsDuring } from '../support/sort-spy.js';
 import { mulberry32 } from '../support/workload.js';
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
@@ -104,27 +105,13 @@ describe('CBOR of frames and payloads (cborg-compatible direct path)', () => {
   });
 
   it('checks keys already in cborg\'s order in one pass, without sorting; out of order, equal lengths and non-ASCII still sort', () => {
-    const sort = Array.prototype.sort;
-    let sorts = 0;
-    Array.prototype.sort = function (this: unknown[], ...args: Parameters<typeof sort>) {
-      sorts++;
-      return sort.apply(this, args);
-    } as typeof sort;
-    const counted = (value: unknown): number => {
-      sorts = 0;
-      encodeCbor(value);
-      return sorts;
-    };
-    try {
-      expect(counted({ id: 1, key: 'k', type: 'get', proof: new Uint8Array(32) }), 'a get frame as asking.ts builds it').to.equal(0);
-      expect(counted({ id: 1, type: 'entry', sealed: new Uint8Array(8) }), 'an entry frame as serving.ts builds it').to.equal(0);
-      expect(counted({ a: 1, b: { x: 1, yy: 2 }, cc: [{ d: 1, ee: 2 }] }), 'nested, all in order').to.equal(0);
-      expect(counted({ type: 'get', id: 1 }), 'out of order').to.be.greaterThan(0);
-      expect(counted({ tag: 1, key: 2 }), 'equal lengths out of bytewise order').to.be.greaterThan(0);
-      expect(counted({ a: 1, é: 2 }), 'a non-ASCII key').to.be.greaterThan(0);
-    } finally {
-      Array.prototype.sort = sort;
-    }
+    const counted = (value: unknown): number => sortsDuring(() => encodeCbor(value));
+    expect(counted({ id: 1, key: 'k', type: 'get', proof: new Uint8Array(32) }), 'a get frame as asking.ts builds it').to.equal(0);
+    expect(counted({ id: 1, type: 'entry', sealed: new Uint8Array(8) }), 'an entry frame as serving.ts builds it').to.equal(0);
+    expect(counted({ a: 1, b: { x: 1, yy: 2 }, cc: [{ d: 1, ee: 2 }] }), 'nested, all in order').to.equal(0);
+    expect(counted({ type: 'get', id: 1 }), 'out of order').to.be.greaterThan(0);
+    expect(counted({ tag: 1, key: 2 }), 'equal lengths out of bytewise order').to.be.greaterThan(0);
+    expect(counted({ a: 1, é: 2 }), 'a non-ASCII key').to.be.greaterThan(0);
     for (const record of [{ id: 1, key: 'k', type: 'get' }, { type: 'get', id: 1 }, { tag: 1, key: 2 }, { key: 2, tag: 1 }, { a: 1, é: 2 }, { é: 2, a: 1 }, { zz: 1, b: 2, aaa: 3 }]) {
       expect(hex(encodeCbor(record)), JSON.stringify(record)).to.equal(hex(cborgEncode(record)));
     }

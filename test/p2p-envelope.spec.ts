@@ -8,6 +8,7 @@ import { decodeStrictCbor, encodeCbor } from '../src/p2p/cbor.js';
 import { anonymousEntryKeyOf, swarmKeyOf } from '../src/p2p/fleet-keys.js';
 import { PROTOCOL } from '../src/p2p/wire.js';
 import { requestKey } from './support/p2p-fixtures.js';
+import { sortsDuring } from '../support/sort-spy.js';
 
 describe('envelope (sealed entries on the wire)', () => {
   const NOW = 1_700_000_000_000;
@@ -44,20 +45,9 @@ describe('envelope (sealed entries on the wire)', () => {
   });
 
   it('builds the payload in canonical CBOR order, so sealing sorts only headers that are out of order', () => {
-    const sort = Array.prototype.sort;
-    let sorts = 0;
-    Array.prototype.sort = function (this: unknown[], ...args: Parameters<typeof sort>) {
-      sorts++;
-      return sort.apply(this, args);
-    } as typeof sort;
-    try {
-      // Headers already in canonical order ('etag' is shorter than 'content-type'): nothing to sort.
-      sealEntry({ ...entry, headers: { etag: '"abc"', 'content-type': 'application/json' } }, key, aesKey);
-      sealEntry({ ...entry, headers: {}, etag: undefined }, key, aesKey);
-      expect(sorts).to.equal(0);
-    } finally {
-      Array.prototype.sort = sort;
-    }
+    // Headers already in canonical order ('etag' is shorter than 'content-type'): nothing to sort.
+    expect(sortsDuring(() => sealEntry({ ...entry, headers: { etag: '"abc"', 'content-type': 'application/json' } }, key, aesKey))).to.equal(0);
+    expect(sortsDuring(() => sealEntry({ ...entry, headers: {}, etag: undefined }, key, aesKey))).to.equal(0);
     // With or without validators the fields open as they were.
     for (const variant of [entry, { ...entry, etag: undefined }, { ...entry, lastModified: undefined }, { ...entry, etag: undefined, lastModified: undefined }]) {
       const clean = JSON.parse(JSON.stringify({ ...variant, body: undefined })) as Record<string, unknown>;
