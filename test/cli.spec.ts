@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createProgram } from '../bin/cli.js';
 import { p2pPort } from '../bin/commands/serve.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
+import { SERVICE_NODE_FLAGS } from '../support/service-node-flags.js';
 import { makeTempDir } from '../support/temp-dir.js';
 import { childEnv } from './support/child-env.js';
 
@@ -226,7 +227,7 @@ describe('github-p2p-cache CLI', () => {
       this.timeout(120_000);
       const root = fileURLToPath(new URL('../..', import.meta.url));
       const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-      expect(readme, 'README tells scripts how to get only the JSON line').to.include('node dist/bin/cli.js serve').and.to.include('npm start --silent');
+      expect(readme, 'README tells scripts how to get only the JSON line').to.include(`node ${SERVICE_NODE_FLAGS.join(' ')} dist/bin/cli.js serve`).and.to.include('npm start --silent');
       const npm = spawn('npm', ['start', '--silent', '--', '--port', '0', '--persistence', 'off'], { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
       running.add(npm);
       let out = '';
