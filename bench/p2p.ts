@@ -31,13 +31,13 @@ import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { CHALLENGE_BYTES, getProof, proofKeyOf, verifyGetProof } from '../src/p2p/scope-proof.js';
 import { decodeFrame, encodeFrame } from '../src/p2p/wire.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
+import { SERVICE_NODE_FLAGS } from '../support/service-node-flags.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { waitFor } from '../support/wait.js';
 import { mulberry32, pool, zipfSampler } from '../support/workload.js';
 import { libp2pEchoPair } from './libp2p-echo.js';
 import { expectSource, fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
 import { loadLine, mean, repoBody } from './workload.js';
-import { SERVICE_NODE_FLAGS } from '../support/service-node-flags.js';
 
 /** A made-up token the fake accepts; never printed. */
 export const TOKEN = 'test_benchmarkP2PTokenNotARealOne00000000';

@@ -65,8 +65,6 @@ export class RequestTable {
   /** The table's one timer, due at #timerDue (performance.now() ms): never later than any request's due. */
   #timer: NodeJS.Timeout | undefined;
   #timerDue = Infinity;
-  /** Whether #timer keeps the process alive (only while a request is in flight). */
-  #timerRefed = false;
   /** Inside #onTimer: restarts only move their due; the timer is set once, after the sweep. */
   #sweeping = false;
 
@@ -152,19 +150,14 @@ export class RequestTable {
       if (this.#timer !== undefined) clearTimeout(this.#timer);
       this.#timerDue = due;
       this.#timer = setTimeout(this.#onTimer, Math.max(1, due - performance.now()));
-      this.#timerRefed = true;
-    } else if (!this.#timerRefed && this.#timer !== undefined) {
+    } else if (this.#timer !== undefined && !this.#timer.hasRef()) {
       this.#timer.ref();
-      this.#timerRefed = true;
     }
   }
 
   /** The last request settled: the timer stays (set again it would cost the next request), but holds nothing up. */
   #release(): void {
-    if (this.#timerRefed && this.#timer !== undefined) {
-      this.#timer.unref();
-      this.#timerRefed = false;
-    }
+    this.#timer?.unref();
   }
 
   /** The table's timer: every request due by now fires (restarts, or times out), then the timer is set for the next due. */
