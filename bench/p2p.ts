@@ -25,7 +25,7 @@ import { GitHubAPICache } from '../src/github-api-cache.js';
 import type { ResponseSource } from '../src/cache/counters.js';
 import { DEFAULT_ACCEPT, formatRequestKey, normalizeUrl, parseRequestKey } from '../src/cache/request-key.js';
 import { entryKeyOf, scopeIdOf } from '../src/cache/scope.js';
-import { openEntry, sealEntry } from '../src/p2p/envelope.js';
+import { entryPayload, openPlainEntry } from '../src/p2p/envelope.js';
 import type { PeerNetworkStats } from '../src/p2p/peer-network.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { CHALLENGE_BYTES, getProof, proofKeyOf, verifyGetProof } from '../src/p2p/scope-proof.js';
@@ -318,7 +318,8 @@ interface Floor {
 
 /**
  * The protocol's CPU work of one peer hit, without I/O: the asker picks the owner and proves the scope, both
- * sides encode and decode the frames, the owner checks the proof and seals, the asker opens and verifies.
+ * sides encode and decode the frames, the owner checks the proof and answers, the asker verifies the entry. Between
+ * two members that proved the scope to each other (as here) the get asks for the entry unsealed (`plain`).
  */
 function protocolWork(githubApiUrl: string, repos: readonly string[]): Floor & { frames: { request: number; reply: number } } {
   const entryKey = entryKeyOf(TOKEN);
@@ -343,14 +344,14 @@ function protocolWork(githubApiUrl: string, repos: readonly string[]): Floor & {
     const { key, entry } = entries[id % entries.length]!;
     rendezvousOwner(key, peers);
     parseRequestKey(key);
-    const get = encodeFrame({ type: 'get', id, key, proof: getProof(proofKey, challenge, id, key, parties) });
+    const get = encodeFrame({ type: 'get', id, key, plain: 1, proof: getProof(proofKey, challenge, id, key, parties) });
     const asked = decodeFrame(get);
     if (asked.type !== 'get' || !verifyGetProof(proofKey, challenge, asked.id, asked.key, parties, asked.proof)) throw new Error('protocol work: bad proof');
     parseRequestKey(asked.key);
-    const reply = encodeFrame({ type: 'entry', id, sealed: sealEntry(entry, asked.key, entryKey) });
+    const reply = encodeFrame({ type: 'entry', id, payload: entryPayload(entry, asked.key) });
     const answered = decodeFrame(reply);
-    if (answered.type !== 'entry') throw new Error('protocol work: not an entry');
-    openEntry(answered.sealed, key, entryKey, { maxEntryTtlSeconds: 3_600 });
+    if (answered.type !== 'entry' || !('payload' in answered)) throw new Error('protocol work: not an unsealed entry');
+    openPlainEntry(answered.payload, key, { maxEntryTtlSeconds: 3_600 });
     frames.request = get.byteLength;
     frames.reply = reply.byteLength;
   };

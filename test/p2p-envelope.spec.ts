@@ -3,10 +3,10 @@ import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { expect } from 'chai';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import { ANONYMOUS_SCOPE, entryKeyOf } from '../src/cache/scope.js';
-import { openEntry, PeerEntryRejected, sealEntry, sealPayload, type OpenEntryOptions } from '../src/p2p/envelope.js';
+import { entryPayload, openEntry, openPlainEntry, payloadBytesBound, PeerEntryRejected, sealEntry, sealPayload, type OpenEntryOptions } from '../src/p2p/envelope.js';
 import { decodeStrictCbor, encodeCbor } from '../src/p2p/cbor.js';
 import { anonymousEntryKeyOf, swarmKeyOf } from '../src/p2p/fleet-keys.js';
-import { PROTOCOL } from '../src/p2p/wire.js';
+import { decodeFrame, encodeFrame, PROTOCOL } from '../src/p2p/wire.js';
 import { requestKey } from './support/p2p-fixtures.js';
 import { sortsDuring } from '../support/sort-spy.js';
 
@@ -176,6 +176,50 @@ describe('envelope (sealed entries on the wire)', () => {
       expect(rejection(() => openEntry(sealPayload(many, key, aesKey), key, aesKey, options))).to.equal('digest');
       const keyAndFuture = payload({ key: 'other', storedAt: NOW + 999_999, expiresAt: NOW + 999_999_999 });
       expect(rejection(() => openEntry(sealPayload(keyAndFuture, key, aesKey), key, aesKey, options))).to.equal('key');
+    });
+  });
+
+  describe('unsealed (openPlainEntry: the payload of an entry frame, to a get that asked for it)', () => {
+    /** The payload as an asker receives it: encoded in an entry frame and decoded with it (byte strings as views). */
+    function received(p: Record<string, unknown>): Record<string, unknown> {
+      const frame = decodeFrame(encodeFrame({ type: 'entry', id: 1, payload: p }));
+      if (!('payload' in frame)) throw new Error('not an unsealed entry');
+      return frame.payload as Record<string, unknown>;
+    }
+
+    it('opens what entryPayload gives: every field, frozen, the body a copy that holds none of the received frame', () => {
+      const wire = received(entryPayload(entry, key));
+      const opened = openPlainEntry(wire, key, options);
+      expect(opened).to.deep.equal(entry);
+      expect(Object.isFrozen(opened)).to.equal(true);
+      expect(Object.isFrozen(opened.headers)).to.equal(true);
+      const view = wire.body as Uint8Array;
+      expect(opened.body.buffer).to.not.equal(view.buffer);
+      expect(opened.body.byteLength).to.equal(opened.body.buffer.byteLength);
+      view.fill(0);
+      expect(Buffer.from(opened.body).toString()).to.equal(body);
+    });
+
+    it('bounds its encoded size from above without encoding it', () => {
+      const headers: Record<string, string> = {};
+      for (let i = 0; i < 40; i++) headers[`x-h-${i}`] = 'é'.repeat(i * 7);
+      for (const e of [entry, { ...entry, headers }, { ...entry, body: Buffer.alloc(70_000), etag: undefined, lastModified: undefined }]) {
+        const encoded = encodeFrame({ type: 'entry', id: 2 ** 32 - 1, payload: entryPayload(e, key) }).byteLength;
+        expect(payloadBytesBound(e, key)).to.be.at.least(encoded);
+      }
+    });
+
+    it("rejects as openEntry does: 'schema', 'digest', 'key', 'future', 'ttl', in the documented order", () => {
+      expect(rejection(() => openPlainEntry('not a map', key, options))).to.equal('schema');
+      expect(rejection(() => openPlainEntry(received(payload({ status: '200' })), key, options))).to.equal('schema');
+      expect(rejection(() => openPlainEntry(received(payload({ headers: { 'x-evil': 'a\r\nb' } })), key, options))).to.equal('schema');
+      expect(rejection(() => openPlainEntry(received(payload({ extra: true })), key, options))).to.equal('schema');
+      expect(rejection(() => openPlainEntry(received(payload({ body: Buffer.from('tampered') })), key, options))).to.equal('digest');
+      expect(rejection(() => openPlainEntry(received(payload({ key: requestKey(ANONYMOUS_SCOPE, 'other') })), key, options))).to.equal('key');
+      expect(rejection(() => openPlainEntry(received(payload({ storedAt: NOW + 31_000, expiresAt: NOW + 91_000 })), key, options))).to.equal('future');
+      expect(rejection(() => openPlainEntry(received(payload({ storedAt: NOW, expiresAt: NOW + 3_601_000 })), key, options))).to.equal('ttl');
+      const many = payload({ body: Buffer.from('tampered'), key: 'other', storedAt: NOW + 999_999, expiresAt: NOW + 999_999_999 });
+      expect(rejection(() => openPlainEntry(received(many), key, options))).to.equal('digest');
     });
   });
 

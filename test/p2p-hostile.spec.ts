@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { encode as cborEncode } from 'cborg';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import { ANONYMOUS_SCOPE, entryKeyOf, scopeIdOf } from '../src/cache/scope.js';
-import { sealEntry, sealPayload } from '../src/p2p/envelope.js';
+import { openEntry, openPlainEntry, sealEntry, sealPayload } from '../src/p2p/envelope.js';
 import { sealKey } from '../src/p2p/sealed-key.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { encodeFrame, isShareableKey, type Frame } from '../src/p2p/wire.js';
@@ -93,6 +93,76 @@ describe('PeerNetwork against a hostile member of the fleet', function () {
     expect(victim.network.stats().rejected).to.deep.equal({ digest: 1, future: 1, ttl: 1, key: 1, decrypt: 2, schema: 1 });
     expect(victim.network.stats().entriesReceived).to.equal(0);
     await goodPeerIsServed('after-bad-entries');
+  });
+
+  it('asks an owner that proved the scope for the entry unsealed; takes a good one, rejects and counts bad ones', async () => {
+    await setUp({ maxStrikes: 100 });
+    const now = Date.now();
+    const payload = (key: string, changes: Record<string, unknown>): Record<string, unknown> => {
+      const entry = entryFor(key, now);
+      return { key, body: entry.body, digest: entry.digest, storedAt: entry.storedAt, expiresAt: entry.expiresAt, status: 200, headers: {}, ...changes };
+    };
+    const cases: Array<{ reason: string; changes: (key: string) => Record<string, unknown> }> = [
+      { reason: 'digest', changes: () => ({ digest: sha256Hex('something else') }) },
+      { reason: 'future', changes: () => ({ storedAt: now + 600_000, expiresAt: now + 660_000 }) },
+      { reason: 'ttl', changes: () => ({ expiresAt: now + 100 * 86_400_000 }) },
+      { reason: 'key', changes: () => ({ key: requestKey(ANONYMOUS_SCOPE, 'another') }) },
+      { reason: 'schema', changes: () => ({ status: 'ok' }) },
+    ];
+    const keys = keysOwnedBy(hostile.peerId, cases.length + 1, 'plain');
+    for (const [i, { reason, changes }] of cases.entries()) {
+      hostile.answer = (get) => ({ type: 'entry', id: get.id, payload: payload(get.key, changes(get.key)) });
+      const answer = await victim.network.fetch(keys[i]!, ANONYMOUS_SCOPE);
+      expect(answer, reason).to.deep.equal({ kind: 'unavailable', reason: `rejected the owner's entry (${reason})` });
+    }
+    let sent: Record<string, unknown> | undefined;
+    hostile.answer = (get) => ({ type: 'entry', id: get.id, payload: (sent = payload(get.key, {})) });
+    const good = await victim.network.fetch(keys[cases.length]!, ANONYMOUS_SCOPE);
+    expect(good.kind).to.equal('entry');
+    expect(good.kind === 'entry' && Buffer.from(good.entry.body).equals(sent!.body as Buffer)).to.equal(true);
+    // Every get asked for it unsealed: the hostile member proved the anonymous scope to the victim.
+    expect(hostile.gets.map((get) => get.plain)).to.deep.equal(keys.map(() => 1));
+    expect(victim.network.stats().rejected).to.deep.equal({ digest: 1, future: 1, ttl: 1, key: 1, schema: 1 });
+    expect(victim.network.stats().entriesReceived).to.equal(1);
+    await goodPeerIsServed('after-bad-plain-entries');
+  });
+
+  it('refuses an unsealed entry from an owner that has not proved the scope (its get was sealed, not plain)', async () => {
+    victim = await startNode({ tokens: [TOKEN], limits: { maxStrikes: 100 } });
+    good = await startNode({ p2p: { bootstrapPeers: [addressOf(victim)] } });
+    hostile = await HostilePeer.start();
+    hostile.claims = () => []; // it claims no scope: the victim seals its keys for it
+    await hostile.connect(addressOf(victim));
+    await waitFor(() => victim.network.stats().peers.length === 2 && victim.network.stats().peers.some((p) => p.scopes === 1), 'the victim to see both peers');
+    const [key] = keysOwnedBy(hostile.peerId, 1, 'unsealed');
+    hostile.answer = (get) => ({ type: 'entry', id: get.id, payload: { key: requestKey(ANONYMOUS_SCOPE, 'any'), body: new Uint8Array(3) } });
+    const answer = await victim.network.fetch(key!, ANONYMOUS_SCOPE);
+    expect(answer.kind === 'entry' ? answer.peerId : undefined).to.not.equal(hostile.peerId);
+    expect(hostile.gets.length).to.be.at.least(1);
+    for (const get of hostile.gets) {
+      expect(get.plain).to.equal(undefined);
+      expect(get.tag).to.be.instanceOf(Uint8Array);
+    }
+    expect(victim.network.stats().rejected.unsealed).to.be.at.least(1);
+    expect(victim.network.stats().entriesReceived).to.equal(answer.kind === 'entry' ? 1 : 0);
+  });
+
+  it('answers a get that asks for it unsealed with the payload in the entry frame, and any other get sealed', async () => {
+    await setUp({ maxStrikes: 100 });
+    const asker = await hostile.openAsker(addressOf(victim));
+    const plainKey = requestKey(ANONYMOUS_SCOPE, 'plain-served');
+    await asker.send({ ...asker.validGet(1, plainKey), plain: 1 });
+    const plainAnswer = await asker.answerTo(1);
+    expect(plainAnswer).to.have.property('type', 'entry');
+    expect(plainAnswer).to.not.have.property('sealed');
+    const opened = openPlainEntry((plainAnswer as { payload: unknown }).payload, plainKey, { maxEntryTtlSeconds: 3_600 });
+    expect(opened.status).to.equal(200);
+    const sealedKey = requestKey(ANONYMOUS_SCOPE, 'sealed-served');
+    await asker.send(asker.validGet(2, sealedKey));
+    const sealedAnswer = await asker.answerTo(2);
+    expect(sealedAnswer).to.have.property('type', 'entry');
+    expect(sealedAnswer).to.not.have.property('payload');
+    expect(openEntry((sealedAnswer as { sealed: Uint8Array }).sealed, sealedKey, ANONYMOUS_KEY, { maxEntryTtlSeconds: 3_600 }).status).to.equal(200);
   });
 
   it('closes only the stream of a garbage frame, an unknown type, a wrongly typed field or a 64 MiB length prefix, and keeps serving', async () => {

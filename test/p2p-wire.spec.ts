@@ -23,6 +23,9 @@ describe('wire frames of /github-cache/1.5.0', () => {
     { type: 'release', lease: 4 },
     { type: 'release', lease: 5, unshareable: 1 },
     { type: 'get', id: 9, key: 'sealed:anonymous:AAAA', proof, tag: new Uint8Array(32).fill(3), refresh: 1 },
+    { type: 'get', id: 10, key: 'k', plain: 1, proof },
+    { type: 'get', id: 11, key: 'k', plain: 1, proof, handoff: 1 },
+    { type: 'entry', id: 12, payload: { key: 'k', body: new Uint8Array([1, 2, 3]), headers: { etag: '"a"' }, status: 200 } },
   ];
 
   function reject(bytes: Uint8Array): string {
@@ -83,6 +86,17 @@ describe('wire frames of /github-cache/1.5.0', () => {
     expect(decodeFrame(cborEncode({ type: 'get', id: 1, key: 'k', proof }))).to.not.have.property('handoff');
     for (const handoff of [0, 2, true, 'yes', null]) expect(reject(cborEncode({ type: 'get', id: 1, key: 'k', proof, handoff }))).to.include('handoff');
     expect(reject(cborEncode({ type: 'miss', id: 1, reason: 'busy', handoff: 1 }))).to.include('unexpected field "handoff"');
+  });
+
+  it('takes a get\'s plain mark only as 1 and never with a tag, and an entry with exactly one of sealed and a payload map', () => {
+    expect(decodeFrame(cborEncode({ type: 'get', id: 1, key: 'k', proof, plain: 1 }))).to.have.property('plain', 1);
+    for (const plain of [0, 2, true, 'yes', null]) expect(reject(cborEncode({ type: 'get', id: 1, key: 'k', proof, plain }))).to.include('plain is not 1');
+    expect(reject(cborEncode({ type: 'get', id: 1, key: 'sealed:anonymous:AAAA', proof, tag: new Uint8Array(32), plain: 1 }))).to.include('plain with a sealed key');
+    expect(reject(cborEncode({ type: 'miss', id: 1, reason: 'busy', plain: 1 }))).to.include('unexpected field "plain"');
+    expect(reject(cborEncode({ type: 'entry', id: 1 }))).to.include('exactly one of sealed and payload');
+    expect(reject(cborEncode({ type: 'entry', id: 1, sealed: new Uint8Array(3), payload: {} }))).to.include('exactly one of sealed and payload');
+    for (const payload of ['x', 3, [1], new Uint8Array(3), null]) expect(reject(cborEncode({ type: 'entry', id: 1, payload }))).to.include('payload is not a map');
+    expect(reject(cborEncode({ type: 'put', lease: 1, payload: {}, ttlMs: 1 }))).to.include('unexpected field "payload"');
   });
 
   it('takes a get\'s tag only as 32 bytes, a lease number only as a request id, a put\'s ttlMs only as a non-negative integer', () => {

@@ -122,7 +122,7 @@ export interface FleetStats {
   /** Leases this node took: it fetched a key for the fleet and put (or released) it. */
   leasesTaken: number;
   /**
-   * Rejected data by reason: envelope reasons ('decrypt', 'schema', 'digest', 'key', 'future', 'ttl') and 'frame',
+   * Rejected data by reason: envelope reasons ('decrypt', 'schema', 'digest', 'key', 'future', 'ttl', 'unsealed') and 'frame',
    * 'oversize', 'proof', 'request', 'protocol', 'truncated', 'withheld'; invalidation notices: 'notice' (malformed,
    * oversized or unfinished: a strike), 'notice-scope' (a scope the sender did not prove), 'notice-rate' (over the
    * sender's rate).

@@ -2,7 +2,7 @@ import type { CacheEntry } from '../cache/entry.js';
 import type { FleetAnswer, FleetLease } from '../cache/ports.js';
 import { parseRequestKey } from '../cache/request-key.js';
 import type { ResolvedP2POptions } from '../options.js';
-import { openEntry, PeerEntryRejected, sealEntry } from './envelope.js';
+import { openEntry, openPlainEntry, PeerEntryRejected, sealEntry } from './envelope.js';
 import type { LeaseTable, LeaseWaiter } from './lease.js';
 import { errorMessage } from './limits.js';
 import { rendezvousOwner } from './rendezvous.js';
@@ -10,6 +10,7 @@ import { keyTag, sealKey } from './sealed-key.js';
 import { ScopeAbsence } from './cold-owner.js';
 import type { ScopeClaims, ScopeKeyPair } from './scope-claims.js';
 import { getProof } from './scope-proof.js';
+import type { Answer } from './request-table.js';
 import type { ClientSide, PeerSessions } from './sessions.js';
 import type { ProtocolCounters, RejectionKind } from './stats.js';
 import { isShareableKey, WIRE_LIMITS, type GetFrame } from './wire.js';
@@ -177,8 +178,10 @@ export class Asker {
     counters.count('requestsSent');
     const proof = getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: owner });
     const refresh = tag !== undefined && options.refresh === true;
+    // An owner that proved the scope to this node may answer unsealed: the stream is noise's, between two holders.
+    const plain = sealed === undefined && provers.includes(owner);
     // Fields in canonical CBOR order (by length, then bytewise), which the encoder then only checks.
-    const get: Mutable<GetFrame> = { id, key: sealed ?? key, type: 'get', proof };
+    const get: Mutable<GetFrame> = plain ? { id, key, type: 'get', plain: 1, proof } : { id, key: sealed ?? key, type: 'get', proof };
     if (tag !== undefined) get.tag = tag;
     if (refresh) get.refresh = 1;
     if (!client.channel.send(get)) {
@@ -189,7 +192,7 @@ export class Asker {
     if (sealed !== undefined && result.kind === 'entry' && !claims.proved(session, client, scopeId)) {
       // Relayed unread by an owner without the scope: verified here; a bad one is not the owner's to answer for.
       try {
-        const entry = this.#open(result.sealed, key, keys.entryKey);
+        const entry = this.#open(result, key, keys.entryKey, false);
         counters.count('entriesReceived');
         return { kind: 'entry', entry, peerId: owner };
       } catch (err) {
@@ -214,7 +217,7 @@ export class Asker {
     switch (result.kind) {
       case 'entry':
         try {
-          const entry = this.#open(result.sealed, key, keys.entryKey);
+          const entry = this.#open(result, key, keys.entryKey, plain);
           counters.count('entriesReceived');
           return { kind: 'entry', entry, peerId: owner };
         } catch (err) {
@@ -282,7 +285,7 @@ export class Asker {
         alive: () => !settled && !this.#init.stopped(),
         entry: (sealed) => {
           try {
-            const entry = this.#open(sealed, key, keys.entryKey);
+            const entry = this.#open({ kind: 'entry', sealed }, key, keys.entryKey, false);
             finish({ kind: 'entry', entry, peerId: this.#init.selfId });
           } catch (err) {
             counters.countRejected(err instanceof PeerEntryRejected ? err.reason : 'schema');
@@ -307,11 +310,15 @@ export class Asker {
     });
   }
 
-  /** A peer's sealed entry for `key`, opened and checked under the scope's key (envelope.ts): throws if it fails. */
-  #open(sealed: Uint8Array, key: string, entryKey: Uint8Array): CacheEntry {
-    return openEntry(sealed, key, entryKey, {
-      maxEntryTtlSeconds: this.#init.p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs,
-    });
+  /**
+   * A peer's entry for `key` (envelope.ts): a sealed one opened and checked under the scope's key; an unsealed one
+   * checked alike, taken only when this node asked for it (`plain`). Throws PeerEntryRejected if it fails.
+   */
+  #open(answer: Answer & { kind: 'entry' }, key: string, entryKey: Uint8Array, plain: boolean): CacheEntry {
+    const options = { maxEntryTtlSeconds: this.#init.p2p.maxEntryTtl, now: this.#init.now, maxClockSkewMs: this.#init.maxClockSkewMs };
+    if ('sealed' in answer) return openEntry(answer.sealed, key, entryKey, options);
+    if (!plain) throw new PeerEntryRejected('unsealed', 'an unsealed entry answered a get that did not ask for one');
+    return openPlainEntry(answer.payload, key, options);
   }
 
   /** The lease a blind owner gave this node on `client`'s stream: ended with `put` or `release` on it. */
@@ -372,12 +379,13 @@ export class Asker {
     const { id, answer } = client.requests.open(p2p.requestTimeoutMs, signal, this.#init.maxOwnerWaitMs);
     counters.count('handoffsSent');
     const proof = getProof(keys.proofKey, client.remoteChallenge, id, key, { prover: selfId, verifier: holder });
-    if (!client.channel.send({ id, key, type: 'get', proof, handoff: 1 })) client.requests.settle(id, { kind: 'closed' });
+    // The holder proved the scope (it is one of `provers`): it may answer unsealed.
+    if (!client.channel.send({ id, key, type: 'get', plain: 1, proof, handoff: 1 })) client.requests.settle(id, { kind: 'closed' });
     const result = await answer;
     if (result.kind === 'timeout') counters.count('timeouts');
     if (result.kind !== 'entry') return self;
     try {
-      const entry = this.#open(result.sealed, key, keys.entryKey);
+      const entry = this.#open(result, key, keys.entryKey, true);
       counters.count('entriesReceived');
       counters.count('handoffEntries');
       return { kind: 'entry', entry, peerId: holder };

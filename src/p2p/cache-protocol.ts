@@ -509,7 +509,7 @@ export class CacheProtocol implements Startable {
         if (session.next === client) this.#swapClient(session, client);
         return;
       case 'entry':
-        client.requests.settle(frame.id, { kind: 'entry', sealed: frame.sealed });
+        client.requests.settle(frame.id, 'sealed' in frame ? { kind: 'entry', sealed: frame.sealed } : { kind: 'entry', payload: frame.payload });
         return;
       case 'part': {
         const outcome = client.parts.receive(frame, (id) => client.requests.has(id));

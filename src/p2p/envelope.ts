@@ -20,6 +20,12 @@ import { PROTOCOL } from './wire.js';
  * A peer without the scope's entry key can neither read nor forge an entry; a peer with it cannot make us store
  * a body that does not match its digest, an entry for another key, or one that lives longer than allowed.
  *
+ * Unsealed: `openPlainEntry` takes the same payload as a CBOR map carried in the `entry` frame itself (`payload`),
+ * for an asker whose `get` asked for it (`plain`) of an owner that proved the scope to it on that stream
+ * (asking.ts): both ends hold the scope's key, and the stream between them is noise's, so the seal would only
+ * encrypt and authenticate again what noise already does between the two. Checks 2 to 6 hold the same; the body is
+ * copied out of the received frame.
+ *
  * Layout: version byte (2) | 24-byte random nonce | ciphertext | 16-byte Poly1305 tag. The plaintext is canonical
  * CBOR. Version 1 (protocol 1.4.0 and before: a 12-byte nonce, AES-256-GCM) is refused ('decrypt').
  */
@@ -35,7 +41,8 @@ const HEADER_BYTES = 1 + NONCE_BYTES;
 /** Bodies of at least this many bytes are kept as views of the decrypted payload, smaller ones are copied out of it. */
 const VIEW_BODY_FROM = 64 * 1024;
 
-export type PeerEntryRejectionReason = 'decrypt' | 'schema' | 'digest' | 'key' | 'future' | 'ttl';
+/** 'unsealed': an unsealed entry (`payload`) answered a get that did not ask for one. */
+export type PeerEntryRejectionReason = 'decrypt' | 'schema' | 'digest' | 'key' | 'future' | 'ttl' | 'unsealed';
 
 /** An entry from a peer failed verification; it was not used. `reason` says which check failed. */
 export class PeerEntryRejected extends CacheError {
@@ -140,6 +147,14 @@ function validatorForWire(value: string | undefined): string | undefined {
  * sends an entry that gets it struck; the digest covers the body only, which is sent whole.
  */
 export function sealEntry(entry: CacheEntry, key: string, entryKey: Uint8Array): Uint8Array {
+  return sealPayload(entryPayload(entry, key), key, entryKey);
+}
+
+/**
+ * The payload of `entry` as the answer for `key`: what `sealEntry` seals, and what an unsealed `entry` frame carries
+ * (`payload`) to an asker that asked for it. Trimmed to the schema as `sealEntry` says.
+ */
+export function entryPayload(entry: CacheEntry, key: string): Record<string, unknown> {
   // The fields in canonical CBOR order (by length, then bytewise: key, body, etag, digest, status, headers, storedAt,
   // expiresAt, lastModified), which the encoder then only checks instead of sorting.
   const etag = validatorForWire(entry.etag);
@@ -151,7 +166,21 @@ export function sealEntry(entry: CacheEntry, key: string, entryKey: Uint8Array):
   payload.expiresAt = entry.expiresAt;
   const lastModified = validatorForWire(entry.lastModified);
   if (lastModified !== undefined) payload.lastModified = lastModified;
-  return sealPayload(payload, key, entryKey);
+  return payload;
+}
+
+/**
+ * An upper bound of the bytes `entryPayload(entry, key)` encodes to (every character counted as 3 UTF-8 bytes, plus
+ * the map's framing): whether an unsealed answer fits in one frame is decided without encoding it.
+ */
+export function payloadBytesBound(entry: CacheEntry, key: string): number {
+  let chars = key.length + (entry.etag?.length ?? 0) + (entry.lastModified?.length ?? 0);
+  let count = 0;
+  for (const name in entry.headers) {
+    chars += name.length + (entry.headers[name]?.length ?? 0);
+    count++;
+  }
+  return entry.body.byteLength + 3 * chars + 9 * count + 256;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -222,8 +251,25 @@ export function openEntry(sealed: Uint8Array, key: string, entryKey: Uint8Array,
   } catch (err) {
     throw new PeerEntryRejected('schema', `the payload is not canonical CBOR (${err instanceof Error ? err.message.slice(0, 120) : 'decode failed'})`);
   }
-  const { key: payloadKey, entry } = toEntryPayload(decoded);
+  return checked(toEntryPayload(decoded), key, options);
+}
 
+/**
+ * Verifies an unsealed payload (the `payload` of an `entry` frame, decoded with the frame) received as the answer for
+ * `key`: checks 2 to 6 of the module guarantee, in that order. The body is copied, so the entry holds none of the
+ * received message. Throws PeerEntryRejected; never anything else.
+ */
+export function openPlainEntry(payload: unknown, key: string, options: OpenEntryOptions): CacheEntry {
+  const opened = toEntryPayload(payload);
+  // A buffer of its own (not a slice of Buffer's shared pool, nor a view of the frame): an entry lives long.
+  const body = Buffer.allocUnsafeSlow(opened.entry.body.byteLength);
+  body.set(opened.entry.body);
+  opened.entry.body = body;
+  return checked(opened, key, options);
+}
+
+/** Checks 3 to 6 of the module guarantee on a payload that passed the schema; the entry, frozen. */
+function checked({ key: payloadKey, entry }: { key: string; entry: Mutable<CacheEntry> }, key: string, options: OpenEntryOptions): CacheEntry {
   if (sha256Hex(entry.body) !== entry.digest) throw new PeerEntryRejected('digest', 'sha256 of the body does not match its digest');
   if (payloadKey !== key) throw new PeerEntryRejected('key', 'it is the answer for another cache key');
   const now = (options.now ?? Date.now)();

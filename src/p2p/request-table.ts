@@ -30,6 +30,8 @@ import type { MissReason } from './wire.js';
 
 export type Answer =
   | { readonly kind: 'entry'; readonly sealed: Uint8Array }
+  /** An unsealed entry (the `entry` frame's `payload`), to be checked by the asker (envelope.ts, openPlainEntry). */
+  | { readonly kind: 'entry'; readonly payload: Readonly<Record<string, unknown>> }
   | { readonly kind: 'miss'; readonly reason: MissReason }
   | { readonly kind: 'error'; readonly message: string }
   /** A blind owner gave this asker the key's lease (lease.ts): it fetches the key and ends lease `lease`. */

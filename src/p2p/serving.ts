@@ -4,7 +4,7 @@ import type { FleetHost } from '../cache/ports.js';
 import { parseRequestKey, type RequestKeyParts } from '../cache/request-key.js';
 import type { ResolvedP2POptions } from '../options.js';
 import { ScopeGrace } from './cold-owner.js';
-import { sealEntry } from './envelope.js';
+import { entryPayload, payloadBytesBound, sealEntry } from './envelope.js';
 import type { FrameChannel } from './frame-channel.js';
 import type { LeaseTable, LeaseWaiter } from './lease.js';
 import { errorMessage } from './limits.js';
@@ -115,11 +115,12 @@ export class OwnerServing {
     if (this.#init.stopped()) return reply({ type: 'miss', id: frame.id, reason: 'stopping' });
     // A hit in the local cache is answered at once, in this turn: no upstream request, nothing to wait for.
     const held = this.#init.host.heldEntry(frame.key, parts);
-    if (held !== undefined) return this.#sendEntry(session, server, frame.id, frame.key, held, keys.entryKey);
+    const plain = frame.plain === 1;
+    if (held !== undefined) return this.#sendEntry(session, server, frame.id, frame.key, held, keys.entryKey, plain);
     // A hand-off ask (the key's new owner asking a previous holder) is answered from the cache only: never forwarded.
     if (frame.handoff === 1) return reply({ type: 'miss', id: frame.id, reason: 'no-entry' });
     // Only the id and key go on (not the frame, whose proof may be a view of the received bytes).
-    void this.#serveLater(session, server, frame.id, frame.key, parts, keys.entryKey);
+    void this.#serveLater(session, server, frame.id, frame.key, parts, keys.entryKey, plain);
   }
 
   /** The cache now holds `scopeId`: gets waiting for it go on. */
@@ -242,7 +243,8 @@ export class OwnerServing {
   }
 
   /** Serves a get that needs the cache's asynchronous work (an upstream request, or a wait for one). */
-  async #serveLater(session: PeerSession, server: ServerSide, id: number, key: string, parts: RequestKeyParts, entryKey: Uint8Array): Promise<void> {
+  async #serveLater(session: PeerSession, server: ServerSide, id: number, key: string, parts: RequestKeyParts, entryKey: Uint8Array,
+    plain: boolean): Promise<void> {
     session.serving++;
     // While GitHub is slow (or this node's per-scope cap queues the request), tell the asker we are alive.
     const pending = { channel: server.channel, id, since: this.#init.now(), gaveUp: false };
@@ -263,16 +265,25 @@ export class OwnerServing {
       server.channel.send({ type: 'miss', id, reason: 'no-entry' });
       return;
     }
-    this.#sendEntry(session, server, id, key, entry, entryKey);
+    this.#sendEntry(session, server, id, key, entry, entryKey, plain);
   }
 
-  /** Seals `entry` as the answer to request `id` for `key`, and sends it: in one `entry`, in `part`s, or `miss too-large`. */
-  #sendEntry(session: PeerSession, server: ServerSide, id: number, key: string, entry: CacheEntry, entryKey: Uint8Array): void {
+  /**
+   * Sends `entry` as the answer to request `id` for `key`: unsealed in one `entry` when the get asked for it
+   * (`plain`, see wire.ts) and it fits in one; else sealed, in one `entry`, in `part`s, or `miss too-large`.
+   */
+  #sendEntry(session: PeerSession, server: ServerSide, id: number, key: string, entry: CacheEntry, entryKey: Uint8Array, plain = false): void {
     const { maxEntryTtl } = this.#init.p2p;
     // Askers refuse a TTL above their p2p.maxEntryTtl (and count it against us): never send one above ours.
     const maxExpiresAt = entry.storedAt + maxEntryTtl * 1000;
-    const sealed = sealEntry(entry.expiresAt > maxExpiresAt ? { ...entry, expiresAt: Math.floor(maxExpiresAt) } : entry, key, entryKey);
+    const sent = entry.expiresAt > maxExpiresAt ? { ...entry, expiresAt: Math.floor(maxExpiresAt) } : entry;
     const pieceBytes = this.#pieceBytes();
+    if (plain && payloadBytesBound(sent, key) <= pieceBytes) {
+      server.channel.send({ id, type: 'entry', payload: entryPayload(sent, key) });
+      this.#init.counters.count('requestsServed');
+      return;
+    }
+    const sealed = sealEntry(sent, key, entryKey);
     if (sealed.byteLength <= pieceBytes) {
       server.channel.send({ id, type: 'entry', sealed });
       this.#init.counters.count('requestsServed');

@@ -19,7 +19,9 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * answer goes as `part`s instead of one `entry` (serving.ts), so small answers are not stuck behind it.
  * A sealed `get` carries the key's `tag` (sealed-key.ts); an acceptor that does not hold the scope (a blind owner,
  * lease.ts) may answer it `lease`, and the opener then ends that lease with `put` (the sealed entry it fetched) or
- * `release` on the same stream.
+ * `release` on the same stream. A `get` marked `plain: 1` (only to an owner that proved the key's scope) may be
+ * answered with the entry's payload unsealed (`entry` with `payload`), since noise already protects the stream
+ * between two holders of the scope.
  *
  * Size: one unit: every frame's type, its fields and their one strict decoder belong together (a field added in
  * one place and not the other is a wire bug).
@@ -35,8 +37,9 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * `put` or `release` on its own stream (lease.ts); 1.3.0 peers strictly refuse all four. Within 1.4.0 (never
  * released before them): a `release` may say `unshareable: 1`, and a tagged `get` may say `refresh: 1`.
  * 1.5.0: entries are sealed with XChaCha20-Poly1305 (envelope version 2, 24-byte nonces, entry-aead.ts) instead of
- * AES-256-GCM; the frames are 1.4.0's. A 1.4.0 member could not open a 1.5.0 entry (nor the reverse), so the id
- * moved with it.
+ * AES-256-GCM. A 1.4.0 member could not open a 1.5.0 entry (nor the reverse), so the id moved with it. Within 1.5.0
+ * (never released before it): a `get` to an owner that proved the scope may say `plain: 1`, and the owner then
+ * answers the entry's payload unsealed in the `entry` frame (`payload` instead of `sealed`).
  */
 export const PROTOCOL = '/github-cache/1.5.0';
 /** Version number carried in `hello`. */
@@ -134,6 +137,12 @@ export interface GetFrame {
    * it kept none (a lease, or a wait behind the lease out).
    */
   readonly refresh?: 1;
+  /**
+   * 1 (present only then, and never with a sealed key): the asker takes the entry unsealed, as `payload` in the
+   * `entry` frame. It asks so only of an owner that proved the key's scope to it on this stream; the owner may answer
+   * sealed all the same (an entry too large for one frame goes sealed, in `part`s).
+   */
+  readonly plain?: 1;
 }
 
 /**
@@ -167,12 +176,13 @@ export interface ReleaseFrame {
   readonly unshareable?: 1;
 }
 
-/** The answer: a sealed entry (envelope.ts). */
-export interface EntryFrame {
-  readonly type: 'entry';
-  readonly id: number;
-  readonly sealed: Uint8Array;
-}
+/**
+ * The answer: a sealed entry (envelope.ts), or, to a `get` that asked for it (`plain`), the entry's payload unsealed
+ * (envelope.ts, `entryPayload`: a map checked by `openPlainEntry`). Exactly one of the two.
+ */
+export type EntryFrame =
+  | { readonly type: 'entry'; readonly id: number; readonly sealed: Uint8Array }
+  | { readonly type: 'entry'; readonly id: number; readonly payload: Readonly<Record<string, unknown>> };
 
 /**
  * One piece of a large answer: the sealed entry (envelope.ts) of request `id`, `size` bytes in all, sent in
@@ -243,7 +253,8 @@ export function encodeLengthPrefixedFrame(frame: Frame): Uint8Array {
 
 /** Fields a frame may carry or leave out (additions to the protocol: older frames stay valid). */
 const OPTIONAL_FIELDS: Readonly<Partial<Record<Frame['type'], readonly string[]>>> = {
-  get: ['handoff', 'tag', 'refresh'],
+  get: ['handoff', 'tag', 'refresh', 'plain'],
+  entry: ['sealed', 'payload'],
   release: ['unshareable'],
 };
 
@@ -251,7 +262,7 @@ const FIELDS: Readonly<Record<Frame['type'], readonly string[]>> = {
   hello: ['type', 'version', 'challenge', 'addrs', 'peers'],
   scopes: ['type', 'scopes', 'peers'],
   get: ['type', 'id', 'key', 'proof'],
-  entry: ['type', 'id', 'sealed'],
+  entry: ['type', 'id'],
   part: ['type', 'id', 'size', 'offset', 'bytes'],
   working: ['type', 'id'],
   miss: ['type', 'id', 'reason'],
@@ -377,10 +388,21 @@ export function decodeFrame(data: Uint8Array): Frame {
         if (get.tag === undefined) fail('refresh without tag');
         get = { ...get, refresh: 1 };
       }
+      if (Object.hasOwn(value, 'plain')) {
+        if (value.plain !== 1) fail('plain is not 1');
+        if (get.tag !== undefined) fail('plain with a sealed key');
+        get = { ...get, plain: 1 };
+      }
       return get;
     }
-    case 'entry':
-      return { type: 'entry', id: requestId(value.id), sealed: bytes(value.sealed, 'sealed') };
+    case 'entry': {
+      const id = requestId(value.id);
+      if (Object.hasOwn(value, 'sealed') === Object.hasOwn(value, 'payload')) fail('an entry carries exactly one of sealed and payload');
+      if (Object.hasOwn(value, 'sealed')) return { type: 'entry', id, sealed: bytes(value.sealed, 'sealed') };
+      // Its fields are checked by the asker (envelope.ts, openPlainEntry), which knows the entry schema.
+      if (!isMap(value.payload)) fail('payload is not a map');
+      return { type: 'entry', id, payload: value.payload };
+    }
     case 'part': {
       const size = value.size;
       const offset = value.offset;
