@@ -98,6 +98,39 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
     receiver.close();
   });
 
+  it('writes a frame sent alone at once, before the microtasks already queued; one sent behind a waiting frame, or not alone, waits for the turn\'s write', async () => {
+    const [a, b] = await streamPair({ delay: 0 });
+    const got: Frame[] = [];
+    const writes: number[] = [];
+    const send = a.send.bind(a);
+    a.send = (data) => {
+      writes.push(data.byteLength);
+      return send(data);
+    };
+    const sender = new FrameChannel(a, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: () => undefined, onClose: () => undefined });
+    const receiver = new FrameChannel(b, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: (f) => got.push(f), onClose: () => undefined });
+    const seenByQueuedMicrotask: number[] = [];
+    queueMicrotask(() => seenByQueuedMicrotask.push(writes.length));
+    expect(sender.send(frames[0]!, true)).to.equal(true);
+    expect(writes, 'written in the call').to.have.length(1);
+    // A frame waits in the queue: one sent alone after it waits too, and both leave in the turn's one write.
+    expect(sender.send(frames[1]!)).to.equal(true);
+    expect(sender.send(frames[2]!, true)).to.equal(true);
+    expect(writes).to.have.length(1);
+    await waitFor(() => got.length === 3, 'the frames');
+    expect(got).to.deep.equal(frames.slice(0, 3));
+    expect(writes).to.have.length(2);
+    expect(seenByQueuedMicrotask).to.deep.equal([1]);
+    // Without `alone`, a frame waits for the microtasks queued before it.
+    const before: number[] = [];
+    queueMicrotask(() => before.push(writes.length));
+    expect(sender.send(frames[3]!)).to.equal(true);
+    await waitFor(() => got.length === 4, 'the fourth frame');
+    expect(before).to.deep.equal([2]);
+    sender.close();
+    receiver.close();
+  });
+
   it('refuses a frame above maxFrameBytes from its prefix alone, and an unterminated prefix, as oversize', async () => {
     for (const prefix of [varint(64 * 1024 + 1), [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], [0x80, 0x80, 0x80, 0x80]]) {
       const { raw, received } = await channelPair(64 * 1024);

@@ -184,7 +184,8 @@ export class Asker {
     const get: Mutable<GetFrame> = plain ? { id, key, type: 'get', plain: 1, proof } : { id, key: sealed ?? key, type: 'get', proof };
     if (tag !== undefined) get.tag = tag;
     if (refresh) get.refresh = 1;
-    if (!client.channel.send(get)) {
+    // A lone request (none other in flight on this stream) leaves at once; others leave together after this turn.
+    if (!client.channel.send(get, client.requests.size === 1)) {
       client.requests.settle(id, { kind: 'closed' });
     }
     // A blind owner is waited for as long as it is heard from (request-table.ts): no fixed grace.

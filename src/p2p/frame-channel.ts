@@ -141,8 +141,12 @@ export class FrameChannel {
    * turn of the event loop leave in one write: one muxer frame, one encrypted message, one syscall for many
    * small answers, instead of one each. Frames queued while this channel delivers a message (answers to it)
    * leave as soon as that message has been handled.
+   *
+   * `alone`: the sender has nothing else to send with it (a request made while none other is in flight): when no
+   * frame waits and no message is being delivered, it is written now rather than after this turn's microtasks, so
+   * the work they hold (what the previous answer's callers do next) runs while the peer handles it, not before.
    */
-  send(frame: Frame): boolean {
+  send(frame: Frame, alone = false): boolean {
     if (this.#ended || this.stream.writeStatus !== 'writable') return false;
     const bytes = encodeLengthPrefixedFrame(frame);
     this.#queuedBytes += bytes.byteLength;
@@ -151,7 +155,9 @@ export class FrameChannel {
       return false;
     }
     this.#queue.push(bytes);
-    if (this.#queue.length === 1) queueMicrotask(() => this.#flush());
+    if (this.#queue.length > 1) return true;
+    if (alone && !this.#dispatching) this.#flush();
+    else queueMicrotask(() => this.#flush());
     return true;
   }
 
