@@ -39,6 +39,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.CACHE_PROXY_PORT || 8787) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # SIGTERM (docker stop) drains in-flight requests and closes the cache; allow --stop-timeout 20.
 STOPSIGNAL SIGTERM
-# --min-semi-space-size=16: docs/operations.md, "Node flags" (Node refuses it in NODE_OPTIONS).
-ENTRYPOINT ["node", "--min-semi-space-size=16", "dist/bin/cli.js"]
+# --min-semi-space-size=16 --heap-growing-percent=100: docs/operations.md, "Node flags" (Node refuses both in NODE_OPTIONS).
+ENTRYPOINT ["node", "--min-semi-space-size=16", "--heap-growing-percent=100", "dist/bin/cli.js"]
 CMD ["serve"]

@@ -41,7 +41,7 @@ describe('Dockerfile', function () {
       expect(fs.existsSync(path.join(ROOT, source)), `${source} exists`).to.equal(true);
       expect(ignored.some((pattern) => source === pattern || source.startsWith(`${pattern}/`)), `${source} is not in .dockerignore`).to.equal(false);
     }
-    expect(dockerfile()).to.match(/^ENTRYPOINT \["node", "--min-semi-space-size=16", "dist\/bin\/cli\.js"\]$/m);
+    expect(dockerfile()).to.match(/^ENTRYPOINT \["node", "--min-semi-space-size=16", "--heap-growing-percent=100", "dist\/bin\/cli\.js"\]$/m);
     expect(dockerfile()).to.match(/^USER node$/m);
   });
 
