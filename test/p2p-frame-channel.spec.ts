@@ -52,6 +52,21 @@ const frames: Frame[] = [
   { type: 'entry', id: 5, sealed: new Uint8Array(0) },
 ];
 
+/** A sending and a receiving channel over a stream pair: the frames received, and the size of each write the sender's stream took. */
+async function countedPair(): Promise<{ sender: FrameChannel; receiver: FrameChannel; got: Frame[]; writes: number[] }> {
+  const [a, b] = await streamPair({ delay: 0 });
+  const got: Frame[] = [];
+  const writes: number[] = [];
+  const send = a.send.bind(a);
+  a.send = (data) => {
+    writes.push(data.byteLength);
+    return send(data);
+  };
+  const sender = new FrameChannel(a, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: () => undefined, onClose: () => undefined });
+  const receiver = new FrameChannel(b, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: (f) => got.push(f), onClose: () => undefined });
+  return { sender, receiver, got, writes };
+}
+
 describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
   it('delivers every frame, in order, however the bytes are cut into chunks', async () => {
     const bytes = new Uint8Array(Buffer.concat(frames.map((f) => lengthPrefixed(encodeFrame(f)))));
@@ -80,16 +95,7 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
   });
 
   it('sends frames queued in one turn as one write that the other end reads back', async () => {
-    const [a, b] = await streamPair({ delay: 0 });
-    const got: Frame[] = [];
-    const writes: number[] = [];
-    const send = a.send.bind(a);
-    a.send = (data) => {
-      writes.push(data.byteLength);
-      return send(data);
-    };
-    const sender = new FrameChannel(a, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: () => undefined, onClose: () => undefined });
-    const receiver = new FrameChannel(b, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: (f) => got.push(f), onClose: () => undefined });
+    const { sender, receiver, got, writes } = await countedPair();
     for (const frame of frames) expect(sender.send(frame)).to.equal(true);
     await waitFor(() => got.length === frames.length, 'the frames');
     expect(got).to.deep.equal(frames);
@@ -99,16 +105,7 @@ describe('FrameChannel: length-prefixed frames over a libp2p stream', () => {
   });
 
   it('writes a frame sent alone at once, before the microtasks already queued; one sent behind a waiting frame, or not alone, waits for the turn\'s write', async () => {
-    const [a, b] = await streamPair({ delay: 0 });
-    const got: Frame[] = [];
-    const writes: number[] = [];
-    const send = a.send.bind(a);
-    a.send = (data) => {
-      writes.push(data.byteLength);
-      return send(data);
-    };
-    const sender = new FrameChannel(a, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: () => undefined, onClose: () => undefined });
-    const receiver = new FrameChannel(b, { maxFrameBytes: 64 * 1024, logger: new RecordingLogger(), onFrame: (f) => got.push(f), onClose: () => undefined });
+    const { sender, receiver, got, writes } = await countedPair();
     const seenByQueuedMicrotask: number[] = [];
     queueMicrotask(() => seenByQueuedMicrotask.push(writes.length));
     expect(sender.send(frames[0]!, true)).to.equal(true);

@@ -62,6 +62,12 @@ describe('PeerNetwork against a hostile member of the fleet', function () {
     return keys;
   }
 
+  /** The fields of a good entry for `key` stored at `now`, as an owner sends them (sealed or not), with `changes`. */
+  function payloadFor(key: string, now: number, changes: Record<string, unknown>): Record<string, unknown> {
+    const entry = entryFor(key, now);
+    return { key, body: entry.body, digest: entry.digest, storedAt: entry.storedAt, expiresAt: entry.expiresAt, status: 200, headers: {}, ...changes };
+  }
+
   async function goodPeerIsServed(tag: string): Promise<void> {
     const [key] = keysOwnedBy(victim.network.peerId, 1, tag);
     const answer = await good.network.fetch(key!, ANONYMOUS_SCOPE);
@@ -71,10 +77,7 @@ describe('PeerNetwork against a hostile member of the fleet', function () {
   it('rejects and counts entries with a wrong digest, a future timestamp, a huge TTL, another key, a bad schema or garbage', async () => {
     await setUp({ maxStrikes: 100 });
     const now = Date.now();
-    const payload = (key: string, changes: Record<string, unknown>): Record<string, unknown> => {
-      const entry = entryFor(key, now);
-      return { key, body: entry.body, digest: entry.digest, storedAt: entry.storedAt, expiresAt: entry.expiresAt, status: 200, headers: {}, ...changes };
-    };
+    const payload = (key: string, changes: Record<string, unknown>): Record<string, unknown> => payloadFor(key, now, changes);
     const cases: Array<{ reason: string; seal: (key: string) => Uint8Array }> = [
       { reason: 'digest', seal: (key) => sealPayload(payload(key, { digest: sha256Hex('something else') }), key, ANONYMOUS_KEY) },
       { reason: 'future', seal: (key) => sealPayload(payload(key, { storedAt: now + 600_000, expiresAt: now + 660_000 }), key, ANONYMOUS_KEY) },
@@ -98,10 +101,7 @@ describe('PeerNetwork against a hostile member of the fleet', function () {
   it('asks an owner that proved the scope for the entry unsealed; takes a good one, rejects and counts bad ones', async () => {
     await setUp({ maxStrikes: 100 });
     const now = Date.now();
-    const payload = (key: string, changes: Record<string, unknown>): Record<string, unknown> => {
-      const entry = entryFor(key, now);
-      return { key, body: entry.body, digest: entry.digest, storedAt: entry.storedAt, expiresAt: entry.expiresAt, status: 200, headers: {}, ...changes };
-    };
+    const payload = (key: string, changes: Record<string, unknown>): Record<string, unknown> => payloadFor(key, now, changes);
     const cases: Array<{ reason: string; changes: (key: string) => Record<string, unknown> }> = [
       { reason: 'digest', changes: () => ({ digest: sha256Hex('something else') }) },
       { reason: 'future', changes: () => ({ storedAt: now + 600_000, expiresAt: now + 660_000 }) },
