@@ -24,8 +24,8 @@ interface Run {
 
 const running = new Set<ChildProcess>();
 
-function spawnCli(args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnCli(args: string[], env: Record<string, string>, nodeFlags: readonly string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   child.once('exit', () => running.delete(child));
   return child;
@@ -171,8 +171,13 @@ describe('github-p2p-cache CLI', () => {
 
   describe('serve start-up', () => {
     /** Starts `serve` and resolves with its `listening` line, parsed. */
-    function listening(args: string[], extra: Record<string, string>): Promise<Record<string, unknown>> {
-      const serve = spawnCli(['serve', '--port', '0', ...args], { ...env, ...extra });
+    async function listening(args: string[], extra: Record<string, string>): Promise<Record<string, unknown>> {
+      return (await started(args, extra)).line;
+    }
+
+    /** Starts `serve` (node given `nodeFlags`) and resolves with its `listening` line, parsed, and what it wrote on stderr until then. */
+    function started(args: string[], extra: Record<string, string>, nodeFlags: readonly string[] = []): Promise<{ line: Record<string, unknown>; stderr: string }> {
+      const serve = spawnCli(['serve', '--port', '0', ...args], { ...env, ...extra }, nodeFlags);
       return new Promise((resolve, reject) => {
         let out = '';
         let err = '';
@@ -180,11 +185,26 @@ describe('github-p2p-cache CLI', () => {
         serve.stdout!.on('data', (chunk: Buffer) => {
           out += chunk.toString('utf8');
           const line = out.split('\n').find((l) => l.includes('"listening"'));
-          if (line !== undefined) resolve(JSON.parse(line) as Record<string, unknown>);
+          if (line !== undefined) resolve({ line: JSON.parse(line) as Record<string, unknown>, stderr: err });
         });
         serve.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
       });
     }
+
+    it('warns when a P2P member runs without the service\'s Node flags, naming them and how to start it; not with them, nor with P2P off', async () => {
+      const p2pOn = { CACHE_P2P_SHARED_SECRET: 'a-test-secret-of-32-characters!!' };
+      const p2pArgs = ['--persistence', 'off', '--listen-host', '127.0.0.1', '--listen-port', '0'];
+      const without = await started(p2pArgs, p2pOn);
+      expect(without.stderr).to.include('warning: Node was started without --min-semi-space-size=16 --heap-growing-percent=100')
+        .and.to.include('"Node flags"').and.to.include(`node ${SERVICE_NODE_FLAGS.join(' ')} `);
+      const withOne = await started(p2pArgs, p2pOn, ['--min-semi-space-size=16']);
+      expect(withOne.stderr).to.include('warning: Node was started without --heap-growing-percent=100:');
+      const withAll = await started(p2pArgs, p2pOn, SERVICE_NODE_FLAGS);
+      expect(withAll.stderr).to.not.include('Node was started without');
+      const p2pOff = await started(['--persistence', 'off'], {});
+      expect(p2pOff.line['p2p']).to.equal(null);
+      expect(p2pOff.stderr).to.not.include('Node was started without');
+    });
 
     it('a port in use fails before the cache directory or the SQLite file is created', async () => {
       const holder = net.createServer();

@@ -1,6 +1,7 @@
 /**
  * `serve`: the caching proxy. Guarantees: nothing listens until the options are valid (exit 2 otherwise); one
- * JSON line `{"event":"listening",...}` on stdout once it listens; a warning when it listens beyond loopback;
+ * JSON line `{"event":"listening",...}` on stdout once it listens; a warning when it listens beyond loopback, and
+ * when it runs a P2P member without the service's Node flags (bin/node-flags.ts);
  * on SIGINT/SIGTERM no new connections, in-flight requests finish, the cache is closed, then
  * `{"event":"stopped",...}` and exit 0 (1 if that fails or outlasts twice closeTimeoutMs plus 5 s); a second
  * signal exits at once with 130/143.
@@ -17,6 +18,7 @@ import { ProxyListenError, startProxy, type ProxyServer } from '../../src/proxy/
 import { getGlobalCache, shutdownGlobalCache } from '../../providers/global-cache.js';
 import { addCacheOptions, cacheOptionsFromFlags, type CacheFlags } from '../cache-flags.js';
 import { EXIT, info, keepProcessAlive, portArg, printJson, warn } from '../cli-support.js';
+import { missingNodeFlags, SERVICE_NODE_FLAGS } from '../node-flags.js';
 
 type ServeFlags = CacheFlags & {
   host: string;
@@ -110,6 +112,11 @@ async function serve(flags: ServeFlags): Promise<void> {
   const port = p2pPort(stats, resolved.p2p.listenPort);
   // cacheDir is shown only when something is kept there: the SQLite file, or the P2P identity.
   const usesCacheDir = stats.persistence === 'sqlite' || p2p !== undefined;
+  const missing = p2p === undefined ? [] : missingNodeFlags();
+  if (missing.length > 0) {
+    warn(`Node was started without ${missing.join(' ')}: a fleet member that serves peers then runs far more full GCs ` +
+      `(docs/operations.md, "Node flags"); start it as \`node ${SERVICE_NODE_FLAGS.join(' ')} ${process.argv[1] ?? 'dist/bin/cli.js'} serve\``);
+  }
   await printJson({
     event: 'listening',
     url: proxy.url,
