@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { SERVICE_NODE_FLAGS } from '../bin/node-flags.js';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import type { ResponseSource } from '../src/cache/counters.js';
@@ -31,7 +32,6 @@ import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { CHALLENGE_BYTES, getProof, proofKeyOf, verifyGetProof } from '../src/p2p/scope-proof.js';
 import { decodeFrame, encodeFrame } from '../src/p2p/wire.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
-import { SERVICE_NODE_FLAGS } from '../support/service-node-flags.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { waitFor } from '../support/wait.js';
 import { mulberry32, pool, zipfSampler } from '../support/workload.js';
@@ -668,7 +668,7 @@ interface MemberReply {
 
 /** A fleet member in a child process (support/fleet-node.ts), driven over IPC. */
 export function startMember(env: Record<string, string>) {
-  // A deployed member: started with the service's Node flags (support/service-node-flags.ts).
+  // A deployed member: started with the service's Node flags (bin/node-flags.ts).
   const child = fork(MEMBER_SCRIPT, [], {
     env: { ...process.env, ...env }, execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });

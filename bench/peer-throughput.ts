@@ -4,7 +4,7 @@
  *   npm run bench -- peer-throughput      (or: node dist/bench/peer-throughput.js [--keys 2000] [--rounds 3])
  *
  * The owner is a fleet member in a child process (support/fleet-node.ts) holding every key fresh, started with the
- * service's Node flags (support/service-node-flags.ts), as is the reference server below; the asker is a
+ * service's Node flags (bin/node-flags.ts), as is the reference server below; the asker is a
  * cache in this process meshed with it over libp2p (TCP, pnet, noise, yamux) on 127.0.0.1. A peer hit is the
  * first `cache.request` on the asker of a key the owner holds (checked: `source: 'peer'`, no upstream request).
  * At 1, 100 and 500 calls in flight: hits per second, and CPU per hit of both processes (`process.cpuUsage`
@@ -33,11 +33,11 @@ import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { SERVICE_NODE_FLAGS } from '../bin/node-flags.js';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
-import { SERVICE_NODE_FLAGS } from '../support/service-node-flags.js';
 import { pool } from '../support/workload.js';
 import { askerOfMember, keyOf, OWNER, p2pOf, processCpuUs, SECRET, startMember, TOKEN } from './p2p.js';
 import { argValue, fmt, machineLine, median, table, writeSection } from './report.js';
@@ -147,7 +147,7 @@ export async function benchPeerThroughput(): Promise<string> {
     CACHE_DIR: temp.make(), GITHUB_API_URL: fake.url, CACHE_LISTEN_PORT: '0', CACHE_P2P_SHARED_SECRET: SECRET, CACHE_BOOTSTRAP_PEERS: '',
     CACHE_MAX_ENTRIES: String(maxEntries),
   });
-  // The same Node flags as the owner (the service's: support/service-node-flags.ts), so both servers start alike.
+  // The same Node flags as the owner (the service's: bin/node-flags.ts), so both servers start alike.
   const reference = fork(SELF, ['--http-child'], { execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const referencePort = await new Promise<number>((resolve) => reference.once('message', (m: { port: number }) => resolve(m.port)));
   let asker: GitHubAPICache | undefined;

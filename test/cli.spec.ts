@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 // Importing the CLI module also makes `tsc -p tsconfig.json` compile bin/ (tsconfig's include lists no bin/).
 import { createProgram } from '../bin/cli.js';
 import { p2pPort } from '../bin/commands/serve.js';
+import { SERVICE_NODE_FLAGS } from '../bin/node-flags.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
-import { SERVICE_NODE_FLAGS } from '../support/service-node-flags.js';
 import { makeTempDir } from '../support/temp-dir.js';
 import { childEnv } from './support/child-env.js';
 

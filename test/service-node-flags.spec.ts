@@ -3,11 +3,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { SERVICE_NODE_FLAGS } from '../support/service-node-flags.js';
+import { SERVICE_NODE_FLAGS } from '../bin/node-flags.js';
 
 /**
  * The service starts Node with SERVICE_NODE_FLAGS wherever this project starts it: `npm start`, the Docker image
- * and the systemd unit in docs/operations.md (support/service-node-flags.ts says why). A start that drops them
+ * and the systemd unit in docs/operations.md (bin/node-flags.ts says why). A start that drops them
  * runs a member whose CPU per peer hit can triple after it was idle, or that runs a full GC every few hundred ms
  * while it serves one peer hit at a time.
  */
