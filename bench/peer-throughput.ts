@@ -17,14 +17,16 @@
  * The reference ("plain HTTP"): a node:http server in a child process answering each key with bytes of the size of
  * the peer's `entry` frame from a Map, fetched by undici (a keep-alive Pool of up to 16 connections) with the
  * same number of calls in flight. It is the floor of moving those bytes between two processes over HTTP/1.1;
- * it does no crypto, no proof and no cache work. Rounds alternate the two contenders; medians. Before the rows,
+ * it does no crypto, no proof and no cache work. Within each row the two contenders alternate in blocks of calls
+ * (blockCalls), so that both meet the same moment of a noisy host; each round's ratio pairs them over the same blocks,
+ * and the row reports the median of the rounds' ratios. Before the rows,
  * WARM_UP_PER_LEVEL untimed calls of each contender at each level bring both to steady state: a peer hit runs far
  * more code (libp2p's layers, the protocol) than an HTTP call, and after a shorter warm-up V8 was still optimizing
  * it, on the other CPU, during the first timed row.
  *
- * `--cpu-prof DIR` writes CPU profiles over each timed row only (not the fill or the warm-up), through node:inspector:
- * DIR/asker-peer-<in flight>-round-<n>.cpuprofile (the asker, this process), owner-peer-….cpuprofile (the owner, the
- * child) and client-http-….cpuprofile (undici).
+ * `--cpu-prof DIR` writes CPU profiles over each timed block only (not the fill or the warm-up), through node:inspector:
+ * DIR/asker-peer-<in flight>-round-<n>-block-<b>.cpuprofile (the asker, this process), owner-peer-….cpuprofile (the
+ * owner, the child) and client-http-….cpuprofile (undici).
  */
 import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -66,17 +68,49 @@ interface Run {
   ownCpuPerHitUs: number;
 }
 
-/** Runs `calls` with `inFlight` at a time; hits per second and CPU per call of this process and `pid`. */
-async function timed<T>(items: readonly T[], inFlight: number, pid: number, fn: (item: T) => Promise<void>): Promise<Run> {
+/** What a contender spent on some calls: wall time, and CPU of this process and of the other one. */
+interface Spent {
+  calls: number;
+  seconds: number;
+  ownUs: number;
+  otherUs: number;
+}
+
+const NOTHING: Spent = { calls: 0, seconds: 0, ownUs: 0, otherUs: 0 };
+
+/** Runs `items` with `inFlight` at a time; wall time and CPU of this process and of `pid`. */
+async function timed<T>(items: readonly T[], inFlight: number, pid: number, fn: (item: T) => Promise<void>): Promise<Spent> {
   const childBefore = processCpuUs(pid) ?? Number.NaN;
   const cpu = process.cpuUsage();
   const started = process.hrtime.bigint();
   await pool(items, inFlight, fn);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const used = process.cpuUsage(cpu);
-  const child = (processCpuUs(pid) ?? Number.NaN) - childBefore;
-  const own = used.user + used.system;
-  return { perSecond: items.length / seconds, cpuPerHitUs: (own + child) / items.length, ownCpuPerHitUs: own / items.length };
+  return { calls: items.length, seconds, ownUs: used.user + used.system, otherUs: (processCpuUs(pid) ?? Number.NaN) - childBefore };
+}
+
+const add = (a: Spent, b: Spent): Spent =>
+  ({ calls: a.calls + b.calls, seconds: a.seconds + b.seconds, ownUs: a.ownUs + b.ownUs, otherUs: a.otherUs + b.otherUs });
+
+const runOf = (spent: Spent): Run => ({
+  perSecond: spent.calls / spent.seconds,
+  cpuPerHitUs: (spent.ownUs + spent.otherUs) / spent.calls,
+  ownCpuPerHitUs: spent.ownUs / spent.calls,
+});
+
+/**
+ * Calls per block when the two contenders alternate within a row: at 1 in flight a row of 2,000 calls takes about a
+ * second, and the host's noise on these machines (other guests' load, vCPU wake-ups) drifts over seconds, so blocks
+ * of ~0.1 s give both contenders the same conditions. With more in flight, a block holds ten rounds of the pool so
+ * that its ramp-up and drain stay small; at 500 in flight that is the whole row.
+ */
+export const blockCalls = (inFlight: number): number => Math.max(200, inFlight * 10);
+
+/** Splits `items` into blocks of `size` (the last may be shorter). */
+function blocks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let at = 0; at < items.length; at += size) out.push(items.slice(at, at + size));
+  return out;
 }
 
 /** The fake GitHub, in a child process: serves `count` repository bodies; tells its request count when asked. */
@@ -134,7 +168,7 @@ async function httpChild(): Promise<void> {
 
 export async function benchPeerThroughput(): Promise<string> {
   const keysPerLevel = arg('keys', 2000);
-  const rounds = arg('rounds', 3);
+  const rounds = arg('rounds', 5);
   const load = loadLine();
   const temp = new TempDirs('gh-p2p-cache-bench-peer-throughput-');
   const needed = keysPerLevel * LEVELS.length * rounds;
@@ -194,20 +228,30 @@ export async function benchPeerThroughput(): Promise<string> {
       for (const level of LEVELS) {
         const keys = owned.slice(next, next + keysPerLevel);
         next += keysPerLevel;
-        if (profiler !== undefined) {
-          mkdirSync(CPU_PROF_DIR!, { recursive: true });
-          await member.startProfile();
-          await profiler.post('Profiler.start');
-        }
-        push(`peer-${level}`, await timed(keys, level, member.pid, peerHit));
-        if (profiler !== undefined) {
-          profiles.push([`asker-peer-${level}-round-${round + 1}`, (await profiler.post('Profiler.stop')).profile]);
-          await member.stopProfile(path.join(CPU_PROF_DIR!, `owner-peer-${level}-round-${round + 1}.cpuprofile`));
-        }
         const ns = Array.from({ length: keysPerLevel }, (_, i) => round * 1e6 + level * 1e4 + i);
-        await profiler?.post('Profiler.start');
-        push(`http-${level}`, await timed(ns, level, reference.pid!, plainGet));
-        if (profiler !== undefined) profiles.push([`client-http-${level}-round-${round + 1}`, (await profiler.post('Profiler.stop')).profile]);
+        // The contenders alternate block by block within the row; each block's time and CPU add up to the row's.
+        let peer = NOTHING;
+        let plain = NOTHING;
+        const size = blockCalls(level);
+        const peerBlocks = blocks(keys, size);
+        const plainBlocks = blocks(ns, size);
+        if (profiler !== undefined) mkdirSync(CPU_PROF_DIR!, { recursive: true });
+        for (const [b, block] of peerBlocks.entries()) {
+          if (profiler !== undefined) {
+            await member.startProfile();
+            await profiler.post('Profiler.start');
+          }
+          peer = add(peer, await timed(block, level, member.pid, peerHit));
+          if (profiler !== undefined) {
+            profiles.push([`asker-peer-${level}-round-${round + 1}-block-${b + 1}`, (await profiler.post('Profiler.stop')).profile]);
+            await member.stopProfile(path.join(CPU_PROF_DIR!, `owner-peer-${level}-round-${round + 1}-block-${b + 1}.cpuprofile`));
+          }
+          await profiler?.post('Profiler.start');
+          plain = add(plain, await timed(plainBlocks[b]!, level, reference.pid!, plainGet));
+          if (profiler !== undefined) profiles.push([`client-http-${level}-round-${round + 1}-block-${b + 1}`, (await profiler.post('Profiler.stop')).profile]);
+        }
+        push(`peer-${level}`, runOf(peer));
+        push(`http-${level}`, runOf(plain));
       }
     }
     if (profiler !== undefined) {
@@ -229,25 +273,31 @@ export async function benchPeerThroughput(): Promise<string> {
         const own = med(name, (r) => r.ownCpuPerHitUs);
         return `${fmt(own, 0)} / ${fmt(med(name, (r) => r.cpuPerHitUs - r.ownCpuPerHitUs), 0)}`;
       };
-      const ratio = peerRate / httpRate;
-      return [String(level), fmt(peerRate, 0), fmt(httpRate, 0), `${fmt(ratio, 2)}x`, fmt(peerCpu, 0), fmt(httpCpu, 0), `${fmt(peerCpu / httpCpu, 1)}x`,
+      // Each round's ratio pairs the two contenders over the same blocks of time; the row gives their median.
+      const paired = results.get(`peer-${level}`)!.map((peer, round) => peer.perSecond / results.get(`http-${level}`)![round]!.perSecond);
+      const ratio = median(paired);
+      return [String(level), fmt(peerRate, 0), fmt(httpRate, 0), `${fmt(ratio, 2)}x`, `${fmt(Math.min(...paired), 2)}–${fmt(Math.max(...paired), 2)}x`,
+        fmt(peerCpu, 0), fmt(httpCpu, 0), `${fmt(peerCpu / httpCpu, 1)}x`,
         split(`peer-${level}`), split(`http-${level}`), `≥ 0.6x: ${ratio >= 0.6 ? 'met' : '**missed**'}`];
     });
     const md = [
       '## Peer hits under concurrency, beside plain HTTP',
       '',
       `\`npm run bench -- peer-throughput\` · ${machineLine()} · ${keysPerLevel.toLocaleString('en-US')} distinct keys per row and round, ${rounds} rounds`,
-      `alternating the two contenders, medians, after ${WARM_UP_PER_LEVEL.toLocaleString('en-US')} untimed calls of each contender at each level (so that V8 has compiled`,
+      `(medians over the rounds), after ${WARM_UP_PER_LEVEL.toLocaleString('en-US')} untimed calls of each contender at each level (so that V8 has compiled`,
       'both paths). Peer hit: the first `cache.request` on the asker (this process) of a key the owner (a',
       `child process, support/fleet-node.ts, started as the service is: \`node ${SERVICE_NODE_FLAGS.join(' ')}\`) holds fresh, over one libp2p connection (TCP, pnet, noise, yamux) on 127.0.0.1; each answer`,
       `checked to be \`source: 'peer'\`, ${upstream} upstream requests during the rows (the fake GitHub runs in a third process). Plain HTTP: the same number of calls in flight,`,
       `undici (keep-alive Pool, up to 16 connections) fetching ${ENTRY_FRAME_BYTES.toLocaleString('en-US')} B (the size of the peer's \`entry\` frame) from a`,
       'node:http server in a child process (the same Node flags) that answers from a Map: no crypto, no proofs, no cache. CPU per hit counts both processes;',
       'the split columns give each process\'s part (medians of each, so they need not add up to the total\'s median): whichever side',
-      'is busiest bounds the rate, since each process runs its event loop on one core.',
+      'is busiest bounds the rate, since each process runs its event loop on one core. Within each row the contenders alternate in',
+      `blocks of ${LEVELS.map((level) => `${blockCalls(level).toLocaleString('en-US')} calls at ${level}`).join(', ')} in flight (at most the row), so that both meet the same`,
+      'moment of a noisy host; "peer / HTTP" is the median of the rounds\' own ratios, each over the same blocks of time (the next',
+      'column gives their spread), and the target is read from it.',
       load,
       '',
-      table(['in flight', 'peer hits/s', 'plain HTTP/s', 'peer / HTTP', 'peer CPU µs per hit', 'HTTP CPU µs per call', 'CPU ratio',
+      table(['in flight', 'peer hits/s', 'plain HTTP/s', 'peer / HTTP', 'rounds\' ratios', 'peer CPU µs per hit', 'HTTP CPU µs per call', 'CPU ratio',
         'asker / owner CPU µs', 'HTTP client / server CPU µs', 'target'], rows),
     ].join('\n');
     // Other levels than the default are a look, not the documented table (the summary reads its three rows).
