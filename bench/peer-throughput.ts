@@ -41,6 +41,7 @@ import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { pool } from '../support/workload.js';
+import { libp2pEchoPair, type EchoPair } from './libp2p-echo.js';
 import { askerOfMember, keyOf, OWNER, p2pOf, processCpuUs, SECRET, startMember, TOKEN } from './p2p.js';
 import { argValue, fmt, machineLine, median, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
@@ -53,6 +54,8 @@ const LEVELS: readonly number[] = (argValue('levels') ?? '1,100,500').split(',')
 const WARM_UP_PER_LEVEL = 1000;
 /** Bytes of the owner's `entry` frame for one repository body (measured by the peer-latency benchmark: 4,862 B). */
 const ENTRY_FRAME_BYTES = 4862;
+/** Bytes of the asker's `get` frame (the peer-latency benchmark: 180 B). */
+const GET_FRAME_BYTES = 180;
 /** `--cpu-prof DIR`: profile the asker, the owner and the HTTP client over each timed row. */
 const CPU_PROF_DIR = argValue('cpu-prof');
 
@@ -105,6 +108,33 @@ const runOf = (spent: Spent): Run => ({
  * that its ramp-up and drain stay small; at 500 in flight that is the whole row.
  */
 export const blockCalls = (inFlight: number): number => Math.max(200, inFlight * 10);
+
+/**
+ * At 1 in flight, the peer hit and plain HTTP beside the libp2p echo of the same two frames, each pair's ratio the
+ * median of the rounds' own (all three alternate block by block).
+ */
+function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (r: Run) => number) => number): string[] {
+  const pairedOf = (a: string, b: string) => {
+    const ratios = results.get(a)!.map((run, round) => run.perSecond / results.get(b)![round]!.perSecond);
+    return `${fmt(median(ratios), 2)}x (${fmt(Math.min(...ratios), 2)}–${fmt(Math.max(...ratios), 2)}x)`;
+  };
+  const row = (label: string, name: string, overEcho: string) => [label, fmt(med(name, (r) => r.perSecond), 0),
+    name === 'http-1' ? '1.00x' : pairedOf(name, 'http-1'), overEcho, fmt(med(name, (r) => r.cpuPerHitUs), 0),
+    `${fmt(med(name, (r) => r.ownCpuPerHitUs), 0)} / ${fmt(med(name, (r) => r.cpuPerHitUs - r.ownCpuPerHitUs), 0)}`];
+  return [
+    '',
+    'At 1 in flight a third contender alternates with the two, block by block: the peer hit\'s two frames',
+    `(${GET_FRAME_BYTES} B out, ${ENTRY_FRAME_BYTES.toLocaleString('en-US')} B back) echoed over libp2p as the fleet runs it (TCP, pnet and noise through libsodium, yamux with`,
+    'window updates batched; bench/libp2p-echo.ts), its server in a child process as the owner is: what the transport alone',
+    'allows, with no cache and no protocol work.',
+    '',
+    table(['at 1 in flight', 'calls/s', 'over plain HTTP (rounds\' median, spread)', 'over the libp2p echo', 'CPU µs per call', 'this process / the other, CPU µs'], [
+      row('plain HTTP (undici ↔ node:http)', 'http-1', '—'),
+      row('libp2p echo of the two frames, as the fleet runs it', 'echo-1', '1.00x'),
+      row('peer hit', 'peer-1', pairedOf('peer-1', 'echo-1')),
+    ]),
+  ];
+}
 
 /** Splits `items` into blocks of `size` (the last may be shorter). */
 function blocks<T>(items: readonly T[], size: number): T[][] {
@@ -185,7 +215,14 @@ export async function benchPeerThroughput(): Promise<string> {
   const reference = fork(SELF, ['--http-child'], { execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const referencePort = await new Promise<number>((resolve) => reference.once('message', (m: { port: number }) => resolve(m.port)));
   let asker: GitHubAPICache | undefined;
+  let echo: EchoPair | undefined;
   try {
+    // At 1 in flight, a third contender: the peer hit's two frames echoed over libp2p as the fleet runs it (pnet,
+    // fleetNoise with libsodium's ChaCha20-Poly1305, window updates batched), its server in a child process as the
+    // owner is: what the transport alone allows, beside what the peer hit gets.
+    if (LEVELS.includes(1)) {
+      echo = await libp2pEchoPair({ requestBytes: GET_FRAME_BYTES, replyBytes: ENTRY_FRAME_BYTES, batchWindowUpdates: true, fleetNoise: true, noiseCrypto: true, serverInChild: true });
+    }
     const ready = await member.ready;
     asker = await askerOfMember(fake.url, temp, member, maxEntries);
     const me = asker;
@@ -212,7 +249,9 @@ export async function benchPeerThroughput(): Promise<string> {
       const at = needed + i * WARM_UP_PER_LEVEL;
       await pool(owned.slice(at, at + WARM_UP_PER_LEVEL), level, peerHit);
       await pool(Array.from({ length: WARM_UP_PER_LEVEL }, (_, j) => -1 - i * WARM_UP_PER_LEVEL - j), level, plainGet);
+      if (level === 1 && echo !== undefined) for (let j = 0; j < WARM_UP_PER_LEVEL; j++) await echo.roundTrip();
     }
+    const echoTrip = async (): Promise<void> => echo!.roundTrip();
 
     const results = new Map<string, Run[]>();
     const push = (name: string, run: Run) => results.set(name, [...(results.get(name) ?? []), run]);
@@ -232,6 +271,7 @@ export async function benchPeerThroughput(): Promise<string> {
         // The contenders alternate block by block within the row; each block's time and CPU add up to the row's.
         let peer = NOTHING;
         let plain = NOTHING;
+        let echoed = NOTHING;
         const size = blockCalls(level);
         const peerBlocks = blocks(keys, size);
         const plainBlocks = blocks(ns, size);
@@ -249,9 +289,11 @@ export async function benchPeerThroughput(): Promise<string> {
           await profiler?.post('Profiler.start');
           plain = add(plain, await timed(plainBlocks[b]!, level, reference.pid!, plainGet));
           if (profiler !== undefined) profiles.push([`client-http-${level}-round-${round + 1}-block-${b + 1}`, (await profiler.post('Profiler.stop')).profile]);
+          if (level === 1 && echo !== undefined) echoed = add(echoed, await timed(plainBlocks[b]!, 1, echo.serverPid!, echoTrip));
         }
         push(`peer-${level}`, runOf(peer));
         push(`http-${level}`, runOf(plain));
+        if (echoed.calls > 0) push('echo-1', runOf(echoed));
       }
     }
     if (profiler !== undefined) {
@@ -262,6 +304,8 @@ export async function benchPeerThroughput(): Promise<string> {
     const upstream = (await fake.requests()) - before;
     if (upstream !== 0) throw new Error(`${upstream} upstream requests during peer hits: the owner did not hold its keys`);
     await http1.close();
+    await echo?.close();
+    echo = undefined;
 
     const med = (name: string, pick: (r: Run) => number) => median(results.get(name)!.map(pick));
     const rows = LEVELS.map((level) => {
@@ -299,11 +343,13 @@ export async function benchPeerThroughput(): Promise<string> {
       '',
       table(['in flight', 'peer hits/s', 'plain HTTP/s', 'peer / HTTP', 'rounds\' ratios', 'peer CPU µs per hit', 'HTTP CPU µs per call', 'CPU ratio',
         'asker / owner CPU µs', 'HTTP client / server CPU µs', 'target'], rows),
+      ...(results.has('echo-1') ? transportFloor(results, med) : []),
     ].join('\n');
     // Other levels than the default are a look, not the documented table (the summary reads its three rows).
     if (argValue('levels') === undefined) writeSection('peer-throughput', md);
     return md;
   } finally {
+    await echo?.close();
     await asker?.close();
     await member.stop();
     reference.send('stop');
