@@ -56,7 +56,7 @@ const WARM_UP_PER_LEVEL = 1000;
 const ENTRY_FRAME_BYTES = 4862;
 /** Bytes of the asker's `get` frame (the peer-latency benchmark: 180 B). */
 const GET_FRAME_BYTES = 180;
-/** `--cpu-prof DIR`: profile the asker, the owner and the HTTP client over each timed row. */
+/** `--cpu-prof DIR`: profile the asker, the owner and the HTTP client over each timed block. */
 const CPU_PROF_DIR = argValue('cpu-prof');
 
 function arg(name: string, fallback: number): number {
@@ -107,7 +107,7 @@ const runOf = (spent: Spent): Run => ({
  * of ~0.1 s give both contenders the same conditions. With more in flight, a block holds ten rounds of the pool so
  * that its ramp-up and drain stay small; at 500 in flight that is the whole row.
  */
-export const blockCalls = (inFlight: number): number => Math.max(200, inFlight * 10);
+const blockCalls = (inFlight: number): number => Math.max(200, inFlight * 10);
 
 /**
  * At 1 in flight, the peer hit and plain HTTP beside the libp2p echo of the same two frames, each pair's ratio the
