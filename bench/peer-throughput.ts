@@ -35,7 +35,7 @@ import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { SERVICE_NODE_FLAGS } from '../bin/node-flags.js';
+import { missingNodeFlags, SERVICE_NODE_FLAGS } from '../bin/node-flags.js';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
@@ -136,6 +136,29 @@ function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (
   ];
 }
 
+/**
+ * This benchmark in a child process started with the service's Node flags this one lacks (the same arguments);
+ * its table. Without `--heap-growing-percent=100` the asker's process (which holds every entry it gets) ran a
+ * full GC every half second or so through the timed rows, as the owner did before it had the flag.
+ */
+function withServiceFlags(missing: readonly string[]): Promise<string> {
+  const child = fork(SELF, [WITH_FLAGS, ...process.argv.slice(2)], { execArgv: [...process.execArgv, ...missing], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    let md: string | undefined;
+    child.on('message', (message: { md?: unknown }) => {
+      if (typeof message.md === 'string') md = message.md;
+    });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (code === 0 && md !== undefined) resolve(md);
+      else reject(new Error(`peer-throughput, run again with ${missing.join(' ')}, ended with ${signal ?? `exit code ${code}`}`));
+    });
+  });
+}
+
+/** Marks the run of withServiceFlags's child. */
+const WITH_FLAGS = '--with-service-flags';
+
 /** Splits `items` into blocks of `size` (the last may be shorter). */
 function blocks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
@@ -197,6 +220,10 @@ async function httpChild(): Promise<void> {
 }
 
 export async function benchPeerThroughput(): Promise<string> {
+  // The asker is a fleet member too: it runs as the service does, like the owner. Started without the service's
+  // flags (`npm run bench` runs every benchmark in one plain node), this benchmark runs itself again with them.
+  const missing = missingNodeFlags();
+  if (missing.length > 0) return withServiceFlags(missing);
   const keysPerLevel = arg('keys', 2000);
   const rounds = arg('rounds', 5);
   const load = loadLine();
@@ -330,7 +357,9 @@ export async function benchPeerThroughput(): Promise<string> {
       `\`npm run bench -- peer-throughput\` · ${machineLine()} · ${keysPerLevel.toLocaleString('en-US')} distinct keys per row and round, ${rounds} rounds`,
       `(medians over the rounds), after ${WARM_UP_PER_LEVEL.toLocaleString('en-US')} untimed calls of each contender at each level (so that V8 has compiled`,
       'both paths). Peer hit: the first `cache.request` on the asker (this process) of a key the owner (a',
-      `child process, support/fleet-node.ts, started as the service is: \`node ${SERVICE_NODE_FLAGS.join(' ')}\`) holds fresh, over one libp2p connection (TCP, pnet, noise, yamux) on 127.0.0.1; each answer`,
+      `child process, support/fleet-node.ts, started as the service is: \`node ${SERVICE_NODE_FLAGS.join(' ')}\`) holds fresh, over one libp2p connection (TCP, pnet, noise, yamux) on 127.0.0.1`,
+      '(the asker\'s process, which also runs the HTTP client and the echo\'s client, has the same flags: the benchmark starts itself again with them',
+      'when they are missing); each answer',
       `checked to be \`source: 'peer'\`, ${upstream} upstream requests during the rows (the fake GitHub runs in a third process). Plain HTTP: the same number of calls in flight,`,
       `undici (keep-alive Pool, up to 16 connections) fetching ${ENTRY_FRAME_BYTES.toLocaleString('en-US')} B (the size of the peer's \`entry\` frame) from a`,
       'node:http server in a child process (the same Node flags) that answers from a Map: no crypto, no proofs, no cache. CPU per hit counts both processes;',
@@ -362,6 +391,9 @@ if (process.argv.includes('--http-child')) {
   await httpChild();
 } else if (process.argv.includes('--fake-child')) {
   await fakeChild(Number(process.argv[process.argv.indexOf('--fake-child') + 1]));
+} else if (process.argv.includes(WITH_FLAGS)) {
+  const md = await benchPeerThroughput();
+  process.send!({ md }, () => process.disconnect());
 } else if (process.argv[1] === SELF) {
   console.log(await benchPeerThroughput());
 }
