@@ -109,14 +109,23 @@ const runOf = (spent: Spent): Run => ({
  */
 const blockCalls = (inFlight: number): number => Math.max(200, inFlight * 10);
 
+/** Each round's rate of contender `a` over contender `b`'s, both timed over the same blocks of that round. */
+function pairedRatios(results: ReadonlyMap<string, readonly Run[]>, a: string, b: string): number[] {
+  const of = results.get(b)!;
+  return results.get(a)!.map((run, round) => run.perSecond / of[round]!.perSecond);
+}
+
+/** The least and greatest of `ratios`, as a table cell. */
+const spread = (ratios: readonly number[]): string => `${fmt(Math.min(...ratios), 2)}–${fmt(Math.max(...ratios), 2)}x`;
+
 /**
  * At 1 in flight, the peer hit and plain HTTP beside the libp2p echo of the same two frames, each pair's ratio the
  * median of the rounds' own (all three alternate block by block).
  */
 function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (r: Run) => number) => number): string[] {
   const pairedOf = (a: string, b: string) => {
-    const ratios = results.get(a)!.map((run, round) => run.perSecond / results.get(b)![round]!.perSecond);
-    return `${fmt(median(ratios), 2)}x (${fmt(Math.min(...ratios), 2)}–${fmt(Math.max(...ratios), 2)}x)`;
+    const ratios = pairedRatios(results, a, b);
+    return `${fmt(median(ratios), 2)}x (${spread(ratios)})`;
   };
   const row = (label: string, name: string, overEcho: string) => [label, fmt(med(name, (r) => r.perSecond), 0),
     name === 'http-1' ? '1.00x' : pairedOf(name, 'http-1'), overEcho, fmt(med(name, (r) => r.cpuPerHitUs), 0),
@@ -345,9 +354,9 @@ export async function benchPeerThroughput(): Promise<string> {
         return `${fmt(own, 0)} / ${fmt(med(name, (r) => r.cpuPerHitUs - r.ownCpuPerHitUs), 0)}`;
       };
       // Each round's ratio pairs the two contenders over the same blocks of time; the row gives their median.
-      const paired = results.get(`peer-${level}`)!.map((peer, round) => peer.perSecond / results.get(`http-${level}`)![round]!.perSecond);
+      const paired = pairedRatios(results, `peer-${level}`, `http-${level}`);
       const ratio = median(paired);
-      return [String(level), fmt(peerRate, 0), fmt(httpRate, 0), `${fmt(ratio, 2)}x`, `${fmt(Math.min(...paired), 2)}–${fmt(Math.max(...paired), 2)}x`,
+      return [String(level), fmt(peerRate, 0), fmt(httpRate, 0), `${fmt(ratio, 2)}x`, spread(paired),
         fmt(peerCpu, 0), fmt(httpCpu, 0), `${fmt(peerCpu / httpCpu, 1)}x`,
         split(`peer-${level}`), split(`http-${level}`), `≥ 0.6x: ${ratio >= 0.6 ? 'met' : '**missed**'}`];
     });
