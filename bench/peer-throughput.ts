@@ -26,7 +26,7 @@
  *
  * `--cpu-prof DIR` writes CPU profiles over each timed block only (not the fill or the warm-up), through node:inspector:
  * DIR/asker-peer-<in flight>-round-<n>-block-<b>.cpuprofile (the asker, this process), owner-peer-….cpuprofile (the
- * owner, the child) and client-http-….cpuprofile (undici).
+ * owner, the child), client-http-….cpuprofile (undici) and, at 1 in flight, client-echo-….cpuprofile (the echo's client).
  */
 import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -42,7 +42,7 @@ import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { pool } from '../support/workload.js';
 import { libp2pEchoPair, type EchoPair } from './libp2p-echo.js';
-import { askerOfMember, keyOf, OWNER, p2pOf, processCpuUs, SECRET, startMember, TOKEN } from './p2p.js';
+import { askerOfMember, keyOf, OWNER, p2pOf, processCpuUs, schedstatsOf, SECRET, startMember, TOKEN } from './p2p.js';
 import { argValue, fmt, machineLine, median, table, writeSection } from './report.js';
 import { loadLine, repoBody } from './workload.js';
 
@@ -56,7 +56,7 @@ const WARM_UP_PER_LEVEL = 1000;
 const ENTRY_FRAME_BYTES = 4862;
 /** Bytes of the asker's `get` frame (the peer-latency benchmark: 180 B). */
 const GET_FRAME_BYTES = 180;
-/** `--cpu-prof DIR`: profile the asker, the owner and the HTTP client over each timed block. */
+/** `--cpu-prof DIR`: profile the asker, the owner, the HTTP client and the echo's client over each timed block. */
 const CPU_PROF_DIR = argValue('cpu-prof');
 
 function arg(name: string, fallback: number): number {
@@ -69,6 +69,9 @@ interface Run {
   cpuPerHitUs: number;
   /** Of cpuPerHitUs: this process's (the asker's, or the HTTP client's) part. */
   ownCpuPerHitUs: number;
+  /** µs per call this process's event loop, then the other's, spent runnable but waiting for a CPU (NaN without schedstat). */
+  ownWaitPerCallUs: number;
+  otherWaitPerCallUs: number;
 }
 
 /** What a contender spent on some calls: wall time, and CPU of this process and of the other one. */
@@ -77,28 +80,37 @@ interface Spent {
   seconds: number;
   ownUs: number;
   otherUs: number;
+  ownWaitUs: number;
+  otherWaitUs: number;
 }
 
-const NOTHING: Spent = { calls: 0, seconds: 0, ownUs: 0, otherUs: 0 };
+const NOTHING: Spent = { calls: 0, seconds: 0, ownUs: 0, otherUs: 0, ownWaitUs: 0, otherWaitUs: 0 };
 
 /** Runs `items` with `inFlight` at a time; wall time and CPU of this process and of `pid`. */
 async function timed<T>(items: readonly T[], inFlight: number, pid: number, fn: (item: T) => Promise<void>): Promise<Spent> {
+  const waited = () => [schedstatsOf('self')?.mainWaitUs ?? Number.NaN, schedstatsOf(pid)?.mainWaitUs ?? Number.NaN] as const;
+  const waitedBefore = waited();
   const childBefore = processCpuUs(pid) ?? Number.NaN;
   const cpu = process.cpuUsage();
   const started = process.hrtime.bigint();
   await pool(items, inFlight, fn);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const used = process.cpuUsage(cpu);
-  return { calls: items.length, seconds, ownUs: used.user + used.system, otherUs: (processCpuUs(pid) ?? Number.NaN) - childBefore };
+  const otherUs = (processCpuUs(pid) ?? Number.NaN) - childBefore;
+  const waitedAfter = waited();
+  return { calls: items.length, seconds, ownUs: used.user + used.system, otherUs, ownWaitUs: waitedAfter[0] - waitedBefore[0], otherWaitUs: waitedAfter[1] - waitedBefore[1] };
 }
 
 const add = (a: Spent, b: Spent): Spent =>
-  ({ calls: a.calls + b.calls, seconds: a.seconds + b.seconds, ownUs: a.ownUs + b.ownUs, otherUs: a.otherUs + b.otherUs });
+  ({ calls: a.calls + b.calls, seconds: a.seconds + b.seconds, ownUs: a.ownUs + b.ownUs, otherUs: a.otherUs + b.otherUs,
+    ownWaitUs: a.ownWaitUs + b.ownWaitUs, otherWaitUs: a.otherWaitUs + b.otherWaitUs });
 
 const runOf = (spent: Spent): Run => ({
   perSecond: spent.calls / spent.seconds,
   cpuPerHitUs: (spent.ownUs + spent.otherUs) / spent.calls,
   ownCpuPerHitUs: spent.ownUs / spent.calls,
+  ownWaitPerCallUs: spent.ownWaitUs / spent.calls,
+  otherWaitPerCallUs: spent.otherWaitUs / spent.calls,
 });
 
 /**
@@ -129,15 +141,19 @@ function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (
   };
   const row = (label: string, name: string, overEcho: string) => [label, fmt(med(name, (r) => r.perSecond), 0),
     name === 'http-1' ? '1.00x' : pairedOf(name, 'http-1'), overEcho, fmt(med(name, (r) => r.cpuPerHitUs), 0),
-    `${fmt(med(name, (r) => r.ownCpuPerHitUs), 0)} / ${fmt(med(name, (r) => r.cpuPerHitUs - r.ownCpuPerHitUs), 0)}`];
+    `${fmt(med(name, (r) => r.ownCpuPerHitUs), 0)} / ${fmt(med(name, (r) => r.cpuPerHitUs - r.ownCpuPerHitUs), 0)}`,
+    `${fmt(med(name, (r) => r.ownWaitPerCallUs), 0)} / ${fmt(med(name, (r) => r.otherWaitPerCallUs), 0)}`];
   return [
     '',
     'At 1 in flight a third contender alternates with the two, block by block: the peer hit\'s two frames',
     `(${GET_FRAME_BYTES} B out, ${ENTRY_FRAME_BYTES.toLocaleString('en-US')} B back) echoed over libp2p as the fleet runs it (TCP, pnet and noise through libsodium, yamux with`,
     'window updates batched; bench/libp2p-echo.ts), its server in a child process as the owner is: what the transport alone',
-    'allows, with no cache and no protocol work.',
+    'allows, with no cache and no protocol work. CPU is each process\'s on-CPU time (the other\'s from Linux\'s schedstat, in',
+    'ns, every thread); the last column is the time each event loop was runnable but waited for a CPU (schedstat): what a',
+    'busy host adds to the cycle, beside the work itself.',
     '',
-    table(['at 1 in flight', 'calls/s', 'over plain HTTP (rounds\' median, spread)', 'over the libp2p echo', 'CPU µs per call', 'this process / the other, CPU µs'], [
+    table(['at 1 in flight', 'calls/s', 'over plain HTTP (rounds\' median, spread)', 'over the libp2p echo', 'CPU µs per call', 'this process / the other, CPU µs',
+      'waiting for a CPU, µs per call (this / the other)'], [
       row('plain HTTP (undici ↔ node:http)', 'http-1', '—'),
       row('libp2p echo of the two frames, as the fleet runs it', 'echo-1', '1.00x'),
       row('peer hit', 'peer-1', pairedOf('peer-1', 'echo-1')),
@@ -325,7 +341,11 @@ export async function benchPeerThroughput(): Promise<string> {
           await profiler?.post('Profiler.start');
           plain = add(plain, await timed(plainBlocks[b]!, level, reference.pid!, plainGet));
           if (profiler !== undefined) profiles.push([`client-http-${level}-round-${round + 1}-block-${b + 1}`, (await profiler.post('Profiler.stop')).profile]);
-          if (level === 1 && echo !== undefined) echoed = add(echoed, await timed(plainBlocks[b]!, 1, echo.serverPid!, echoTrip));
+          if (level === 1 && echo !== undefined) {
+            await profiler?.post('Profiler.start');
+            echoed = add(echoed, await timed(plainBlocks[b]!, 1, echo.serverPid!, echoTrip));
+            if (profiler !== undefined) profiles.push([`client-echo-${level}-round-${round + 1}-block-${b + 1}`, (await profiler.post('Profiler.stop')).profile]);
+          }
         }
         push(`peer-${level}`, runOf(peer));
         push(`http-${level}`, runOf(plain));
