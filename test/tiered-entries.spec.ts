@@ -1,6 +1,7 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
+import { LRUCache } from 'lru-cache';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import type { EntryStore } from '../src/cache/entry-store.js';
 import { TieredEntries, type TieredEntriesCounters } from '../src/cache/tiered-entries.js';
@@ -69,6 +70,23 @@ class ThrowingStore implements EntryStore {
 const ALL_METHODS: readonly StoreMethod[] = [
   'get', 'touch', 'set', 'refresh', 'delete', 'deleteByPrefix', 'keysWithPrefix', 'clear', 'count', 'bytes', 'close',
 ];
+
+/** Counts lru-cache `get` calls (the memory tier's lookups) until restored. */
+function countingLruGets(): { count: number; restore(): void } {
+  const proto = LRUCache.prototype as unknown as { get: (...args: unknown[]) => unknown };
+  const original = proto.get;
+  const counter = {
+    count: 0,
+    restore: () => {
+      proto.get = original;
+    },
+  };
+  proto.get = function (this: unknown, ...args: unknown[]) {
+    counter.count++;
+    return original.apply(this, args);
+  };
+  return counter;
+}
 
 describe('TieredEntries', () => {
   let logger: RecordingLogger;
@@ -182,6 +200,25 @@ describe('TieredEntries', () => {
       t.parsed(t.read('k')!.item, parse);
       expect(parses).to.equal(2);
       expect(t.read('k')!.item.parsed).to.equal(undefined);
+    });
+    it('looks in memory once for a key it lacks when read twice in one run (a peer hit\'s two looks), again after the turn or a write', async () => {
+      const t = tiers(undefined);
+      const memoryGets = countingLruGets();
+      try {
+        expect(t.read('absent')).to.equal(undefined);
+        expect(t.read('absent')).to.equal(undefined);
+        expect(memoryGets.count).to.equal(1);
+        // A write in the same run is seen at once.
+        t.write('absent', entry('now here'));
+        expect(text(t.read('absent')?.entry.body)).to.equal('now here');
+        expect(memoryGets.count).to.equal(2);
+        expect(t.read('other')).to.equal(undefined);
+        await Promise.resolve();
+        expect(t.read('other')).to.equal(undefined);
+        expect(memoryGets.count).to.equal(4);
+      } finally {
+        memoryGets.restore();
+      }
     });
   });
 
