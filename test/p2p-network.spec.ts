@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { CacheEntry } from '../src/cache/entry.js';
+import { parseRequestKey } from '../src/cache/request-key.js';
 import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/cache/scope.js';
 import type { ResolvedP2POptions } from '../src/options.js';
 import { PeerNetwork, type PeerNetworkLimits } from '../src/p2p/peer-network.js';
@@ -92,6 +93,22 @@ describe('PeerNetwork', function () {
       const [a] = fleet;
       const key = Array.from({ length: 50 }, (_, i) => requestKey(ANONYMOUS_SCOPE, i)).find((k) => rendezvousOwner(k, ids) === a!.network.peerId)!;
       expect(await a!.network.fetch(key, ANONYMOUS_SCOPE)).to.deep.equal({ kind: 'self' });
+    });
+
+    it('take the parts a caller made the key from instead of parsing it again, and still refuse parts of another scope', async () => {
+      const upstream = new UpstreamCounter();
+      const fleet = await startFleet(2, upstream);
+      const ids = fleet.map((node) => node.network.peerId);
+      const [a, b] = fleet;
+      const keys = Array.from({ length: 50 }, (_, i) => requestKey(ANONYMOUS_SCOPE, `parts-${i}`)).filter((k) => rendezvousOwner(k, ids) === b!.network.peerId);
+      const parts = parseRequestKey(keys[0]!)!;
+      expect((await a!.network.fetch(keys[0]!, ANONYMOUS_SCOPE, undefined, { parts })).kind).to.equal('entry');
+      // The parts decide (the key is not parsed again): parts naming another scope are refused, nothing is sent.
+      const sent = a!.network.stats().requestsSent;
+      expect(await a!.network.fetch(keys[1]!, ANONYMOUS_SCOPE, undefined, { parts: { ...parseRequestKey(keys[1]!)!, scopeId: 'another-scope' } }))
+        .to.deep.equal({ kind: 'unavailable', reason: 'not a request key of this scope' });
+      expect(a!.network.stats().requestsSent).to.equal(sent);
+      expect(upstream.calls).to.equal(1);
     });
 
     it('move on at once when the owner stops mid-run: askers ask the new owner (no timeout) and every request is answered', async () => {

@@ -236,11 +236,12 @@ export class ReadThrough implements FleetHost {
     if (this.#fleet === undefined && this.#fleetStarting !== undefined) await abortable(this.#fleetStarting, shutdown);
     const fleet = this.#fleet;
     if (fleet === undefined) return undefined;
-    let answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown, asOwner ? { asOwner } : undefined);
+    const { parts } = request;
+    let answer = await fleet.fetch(request.key, parts.scopeId, shutdown, asOwner ? { asOwner, parts } : { parts });
     // A refused entry (below) is asked for once more with `refresh`: an owner that kept it blind drops it and
     // leases the key out, so this fetch is still the fleet's one fetch of it.
     if (answer.kind === 'entry' && !asOwner && this.#refuses(request, held, answer.entry)) {
-      answer = await fleet.fetch(request.key, request.parts.scopeId, shutdown, { refresh: true });
+      answer = await fleet.fetch(request.key, parts.scopeId, shutdown, { refresh: true, parts });
     }
     if (answer.kind === 'self' && answer.lease !== undefined) return answer.lease;
     if (answer.kind !== 'entry' || this.#refuses(request, held, answer.entry)) return undefined;

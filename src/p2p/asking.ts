@@ -1,5 +1,5 @@
 import type { CacheEntry } from '../cache/entry.js';
-import type { FleetAnswer, FleetLease } from '../cache/ports.js';
+import type { FleetAnswer, FleetFetchOptions, FleetLease } from '../cache/ports.js';
 import { parseRequestKey } from '../cache/request-key.js';
 import type { ResolvedP2POptions } from '../options.js';
 import { openEntry, openPlainEntry, PeerEntryRejected, sealEntry } from './envelope.js';
@@ -89,12 +89,12 @@ export interface AskerInit {
   readonly maxPutBytes: number;
 }
 
-/** How the fleet is asked: `asOwner` when this node serves the key as its owner (for a peer): only a hand-off ask. */
-export interface FetchOptions {
-  readonly asOwner?: boolean | undefined;
-  /** The caller refused the entry the owner answered before (see the module guarantee). */
-  readonly refresh?: boolean | undefined;
-}
+/**
+ * How the fleet is asked: `asOwner` when this node serves the key as its owner (for a peer): only a hand-off ask;
+ * `refresh`: the caller refused the entry the owner answered before (see the module guarantee); `parts`: the parts
+ * this node's caller made the key from, taken instead of parsing the key again.
+ */
+export type FetchOptions = FleetFetchOptions;
 
 export class Asker {
   readonly #init: AskerInit;
@@ -130,7 +130,7 @@ export class Asker {
     if (this.#init.stopped()) return { kind: 'unavailable', reason: 'the P2P host is stopped' };
     // Never send what the wire refuses: the owner would strike this (honest) node for it.
     if (!isShareableKey(key)) return { kind: 'unavailable', reason: `the key is longer than the wire allows (${WIRE_LIMITS.keyLength} characters): it stays local` };
-    const parts = parseRequestKey(key);
+    const parts = options.parts ?? parseRequestKey(key);
     if (parts === undefined || parts.scopeId !== scopeId) return { kind: 'unavailable', reason: 'not a request key of this scope' };
     const keys = claims.keysOf(scopeId);
     if (keys === undefined) return { kind: 'unavailable', reason: 'this node does not hold the scope' };

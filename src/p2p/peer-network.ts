@@ -1,5 +1,5 @@
 import '../polyfills.js';
-import type { Fleet, FleetAnswer, FleetHost, FleetStats } from '../cache/ports.js';
+import type { Fleet, FleetAnswer, FleetFetchOptions, FleetHost, FleetStats } from '../cache/ports.js';
 import { createLogger, type Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
 import { cacheProtocol, type CacheProtocol } from './cache-protocol.js';
@@ -114,7 +114,7 @@ export class PeerNetwork implements Fleet {
    * A key this node owns (or, `asOwner`, serves as owner) is first asked of its previous holder while ownership
    * moved recently (asking.ts, hand-off).
    */
-  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: { readonly asOwner?: boolean; readonly refresh?: boolean }): Promise<PeerFetchResult> {
+  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: FleetFetchOptions): Promise<PeerFetchResult> {
     return this.#protocol.fetch(key, scopeId, signal, options);
   }
 
