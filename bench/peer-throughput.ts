@@ -44,7 +44,7 @@ import { pool } from '../support/workload.js';
 import { libp2pEchoPair, type EchoPair } from './libp2p-echo.js';
 import { askerOfMember, keyOf, OWNER, p2pOf, processCpuUs, schedstatsOf, SECRET, startMember, TOKEN } from './p2p.js';
 import { argValue, fmt, machineLine, median, table, writeSection } from './report.js';
-import { loadLine, repoBody } from './workload.js';
+import { cpuIdleLine, loadLine, repoBody } from './workload.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROUTE = 'GET /repos/{owner}/{repo}';
@@ -251,7 +251,7 @@ export async function benchPeerThroughput(): Promise<string> {
   if (missing.length > 0) return withServiceFlags(missing);
   const keysPerLevel = arg('keys', 2000);
   const rounds = arg('rounds', 5);
-  const load = loadLine();
+  const load = [loadLine(), cpuIdleLine()].filter((line) => line !== '').join(' ');
   const temp = new TempDirs('gh-p2p-cache-bench-peer-throughput-');
   const needed = keysPerLevel * LEVELS.length * rounds;
   const warmUp = WARM_UP_PER_LEVEL * LEVELS.length;

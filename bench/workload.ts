@@ -3,11 +3,32 @@
  * every section prints, and a mean. The seeded PRNG, the Zipf sampler and the worker pool are shared with
  * the specs and examples in support/workload.ts.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 
 /** Other work on the machine moves these numbers; say how busy it was. */
 export function loadLine(): string {
   return `Load average at start: ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs.`;
+}
+
+/**
+ * How this machine's idle CPUs wait, where Linux says: a guest whose cpuidle driver is `haltpoll` with
+ * `guest_halt_poll_ns` 0 halts an idle vCPU at once, so every wake-up of a process that slept costs an exit to the
+ * host; the kernel's default (200,000 ns) polls first. Peer hits at 1 in flight measured on one and the other differ
+ * (docs/benchmarks.md, "Where the 1-in-flight gap lives"). Empty where the files are missing.
+ */
+export function cpuIdleLine(): string {
+  const read = (file: string): string | undefined => {
+    try {
+      return fs.readFileSync(file, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const driver = read('/sys/devices/system/cpu/cpuidle/current_driver');
+  if (driver === undefined) return '';
+  const pollNs = driver === 'haltpoll' ? read('/sys/module/haltpoll/parameters/guest_halt_poll_ns') : undefined;
+  return `CPU idle driver: ${driver}${pollNs === undefined ? '' : `, guest_halt_poll_ns ${Number(pollNs).toLocaleString('en-US')}`}.`;
 }
 
 export function mean(values: number[]): number {
