@@ -144,11 +144,6 @@ export interface FleetStats {
   portFallback: boolean;
 }
 
-/**
- * The fleet: the other members of the private network. `fetch` never throws for peer failures: it answers
- * 'self' (this node owns the key and no previous holder had it, or a blind owner gave it the key's lease: go to
- * the origin, then end the lease if there is one), 'entry' (a verified entry) or 'unavailable'.
- */
 /** How a key is asked of the fleet (see Fleet.fetch). */
 export interface FleetFetchOptions {
   readonly asOwner?: boolean | undefined;
@@ -161,6 +156,11 @@ export interface FleetFetchOptions {
   readonly parts?: RequestKeyParts | undefined;
 }
 
+/**
+ * The fleet: the other members of the private network. `fetch` never throws for peer failures: it answers
+ * 'self' (this node owns the key and no previous holder had it, or a blind owner gave it the key's lease: go to
+ * the origin, then end the lease if there is one), 'entry' (a verified entry) or 'unavailable'.
+ */
 export interface Fleet {
   /**
    * `asOwner`: this node serves the key as its owner (for a peer that asked it): the fleet only asks the key's
