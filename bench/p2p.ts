@@ -308,8 +308,8 @@ async function measureAlternating<T>(runs: Array<{ items: readonly T[]; fn: (ite
  * leave their time out: V8's and libuv's workers live as long as the process.
  */
 export function processCpuUs(pid: number): number | undefined {
-  const scheduled = schedstatsOf(pid);
-  if (scheduled !== undefined) return scheduled.onCpuUs;
+  const scheduled = threadsOnCpuUs(pid);
+  if (scheduled !== undefined) return scheduled;
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -319,26 +319,37 @@ export function processCpuUs(pid: number): number | undefined {
   }
 }
 
-/**
- * Of process `pid` (or 'self'), from Linux's schedstat: every thread's on-CPU time, and the time its main thread (the
- * event loop) spent runnable but waiting for a CPU, in µs; undefined where /proc has no schedstat.
- */
-export function schedstatsOf(pid: number | 'self'): { onCpuUs: number; mainWaitUs: number } | undefined {
+/** Fields of a schedstat file: on-CPU ns, ns runnable but waiting for a CPU, time slices. */
+function schedstat(file: string): number[] {
+  return fs.readFileSync(file, 'utf8').split(' ').map(Number);
+}
+
+/** Every thread's on-CPU time of process `pid` in µs, from Linux's schedstat; undefined where it is missing. */
+function threadsOnCpuUs(pid: number): number | undefined {
   try {
-    const read = (file: string) => fs.readFileSync(file, 'utf8').split(' ').map(Number);
-    let onCpuNs = 0;
+    let ns = 0;
     for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
       try {
-        onCpuNs += read(`/proc/${pid}/task/${tid}/schedstat`)[0]!;
+        ns += schedstat(`/proc/${pid}/task/${tid}/schedstat`)[0]!;
       } catch {
         // the thread ended
       }
     }
-    const main = read(`/proc/${pid}/schedstat`);
-    if (!Number.isFinite(onCpuNs) || !Number.isFinite(main[1])) return undefined;
-    return { onCpuUs: onCpuNs / 1000, mainWaitUs: main[1]! / 1000 };
+    return Number.isFinite(ns) ? ns / 1000 : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * How long the main thread (the event loop) of process `pid` (or 'self') has been runnable but waiting for a CPU,
+ * in µs, from Linux's schedstat; NaN where it is missing.
+ */
+export function mainThreadWaitUs(pid: number | 'self'): number {
+  try {
+    return schedstat(`/proc/${pid}/schedstat`)[1]! / 1000;
+  } catch {
+    return Number.NaN;
   }
 }
 

@@ -42,7 +42,7 @@ import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { pool } from '../support/workload.js';
 import { libp2pEchoPair, type EchoPair } from './libp2p-echo.js';
-import { askerOfMember, keyOf, OWNER, p2pOf, processCpuUs, schedstatsOf, SECRET, startMember, TOKEN } from './p2p.js';
+import { askerOfMember, keyOf, mainThreadWaitUs, OWNER, p2pOf, processCpuUs, SECRET, startMember, TOKEN } from './p2p.js';
 import { argValue, fmt, machineLine, median, table, writeSection } from './report.js';
 import { cpuIdleLine, loadLine, repoBody } from './workload.js';
 
@@ -88,7 +88,7 @@ const NOTHING: Spent = { calls: 0, seconds: 0, ownUs: 0, otherUs: 0, ownWaitUs: 
 
 /** Runs `items` with `inFlight` at a time; wall time and CPU of this process and of `pid`. */
 async function timed<T>(items: readonly T[], inFlight: number, pid: number, fn: (item: T) => Promise<void>): Promise<Spent> {
-  const waited = () => [schedstatsOf('self')?.mainWaitUs ?? Number.NaN, schedstatsOf(pid)?.mainWaitUs ?? Number.NaN] as const;
+  const waited = () => [mainThreadWaitUs('self'), mainThreadWaitUs(pid)] as const;
   const waitedBefore = waited();
   const childBefore = processCpuUs(pid) ?? Number.NaN;
   const cpu = process.cpuUsage();
