@@ -146,7 +146,9 @@ export interface FleetStats {
 
 /** How a key is asked of the fleet (see Fleet.fetch). */
 export interface FleetFetchOptions {
+  /** This node serves the key as its owner, for a peer: only a hand-off ask (see Fleet.fetch). */
   readonly asOwner?: boolean | undefined;
+  /** The caller refused the entry the fleet answered before (see Fleet.fetch). */
   readonly refresh?: boolean | undefined;
   /**
    * The parts the caller made `key` from (`formatRequestKey(parts)`): the fleet takes them instead of parsing the

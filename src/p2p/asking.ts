@@ -89,13 +89,6 @@ export interface AskerInit {
   readonly maxPutBytes: number;
 }
 
-/**
- * How the fleet is asked: `asOwner` when this node serves the key as its owner (for a peer): only a hand-off ask;
- * `refresh`: the caller refused the entry the owner answered before (see the module guarantee); `parts`: the parts
- * this node's caller made the key from, taken instead of parsing the key again.
- */
-export type FetchOptions = FleetFetchOptions;
-
 export class Asker {
   readonly #init: AskerInit;
   /** Owners that said (or showed) they do not hold a scope. */
@@ -120,12 +113,12 @@ export class Asker {
     this.#membersChangedAt = this.#init.now();
   }
 
-  fetch(key: string, scopeId: string, signal?: AbortSignal, options: FetchOptions = {}): Promise<FleetAnswer> {
+  fetch(key: string, scopeId: string, signal?: AbortSignal, options: FleetFetchOptions = {}): Promise<FleetAnswer> {
     return this.#fetch(key, scopeId, signal, options, 0);
   }
 
   /** `lost`: owners of this key that went away during this fetch (each retry has one candidate fewer). */
-  async #fetch(key: string, scopeId: string, signal: AbortSignal | undefined, options: FetchOptions, lost: number): Promise<FleetAnswer> {
+  async #fetch(key: string, scopeId: string, signal: AbortSignal | undefined, options: FleetFetchOptions, lost: number): Promise<FleetAnswer> {
     const { selfId, sessions, claims, counters, p2p } = this.#init;
     if (this.#init.stopped()) return { kind: 'unavailable', reason: 'the P2P host is stopped' };
     // Never send what the wire refuses: the owner would strike this (honest) node for it.

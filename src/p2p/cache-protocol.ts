@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { AbortOptions, Connection, Libp2pEvents, PeerId, Startable, Stream, StreamHandler, StreamHandlerOptions, TypedEventTarget } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
-import type { FleetAnswer, FleetHost } from '../cache/ports.js';
+import type { FleetAnswer, FleetFetchOptions, FleetHost } from '../cache/ports.js';
 import type { Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
-import { Asker, type FetchOptions } from './asking.js';
+import { Asker } from './asking.js';
 import { anonymousEntryKeyOf } from './fleet-keys.js';
 import { FrameChannel, type FrameViolation } from './frame-channel.js';
 import { LeaseTable } from './lease.js';
@@ -213,7 +213,7 @@ export class CacheProtocol implements Startable {
   }
 
   /** Asks the key's owner (see asking.ts). Never throws for peer failures. */
-  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: FetchOptions): Promise<FleetAnswer> {
+  fetch(key: string, scopeId: string, signal?: AbortSignal, options?: FleetFetchOptions): Promise<FleetAnswer> {
     return this.#asker.fetch(key, scopeId, signal, options);
   }
 
