@@ -2,6 +2,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { hmacSha256, useHmacImplementation, type HmacImplementation } from '../src/p2p/hmac-sha256.js';
 import { getProof, proofKeyOf, verifyGetProof } from '../src/p2p/scope-proof.js';
+import { loadSodium } from '../src/p2p/sodium.js';
 
 /**
  * HMAC-SHA256 of the scope proofs (hmac-sha256.ts): RFC 4231's test vectors and node:crypto's createHmac on random
@@ -95,6 +96,74 @@ describe('HMAC-SHA256 of the scope proofs (libsodium states and node:crypto)', (
       const proof = using(maker, () => getProof(proofKey, challenge, 7, 'GET https://api.github.com/x', parties));
       expect(using(checker, () => verifyGetProof(proofKey, challenge, 7, 'GET https://api.github.com/x', parties, proof))).to.equal(true);
       expect(using(checker, () => verifyGetProof(proofKey, challenge, 8, 'GET https://api.github.com/x', parties, proof))).to.equal(false);
+    }
+  });
+});
+
+describe('Get proofs hash what is the same on a stream once (scope-proof.ts, PrefixedHmac)', () => {
+  /** The proof's message as the protocol defines it (docs/p2p-protocol.md), built here independently of the module. */
+  function message(domain: string, challenge: Uint8Array, prover: string, verifier: string, id: number, last: string): Buffer {
+    const part = (bytes: Buffer): Buffer => Buffer.concat([Buffer.from([0, 0, 0, 0].map((_, i) => (bytes.byteLength >>> (24 - 8 * i)) & 0xff)), bytes]);
+    const idBytes = Buffer.alloc(8);
+    idBytes.writeBigUInt64BE(BigInt(id));
+    return Buffer.concat([Buffer.from(`${domain}\0`), challenge, part(Buffer.from(prover)), part(Buffer.from(verifier)), part(idBytes), part(Buffer.from(last))]);
+  }
+  const expected = (proofKey: Uint8Array, challenge: Uint8Array, id: number, key: string, prover: string, verifier: string): string =>
+    createHmac('sha256', proofKey).update(message('get opener->acceptor', challenge, prover, verifier, id, key)).digest('hex');
+
+  for (const implementation of IMPLEMENTATIONS) {
+    it(`${implementation}: every get proof is the HMAC of its whole message, as the stream, parties, key or challenge change`, () => {
+      using(implementation, () => {
+        const proofKey = proofKeyOf(new Uint8Array(randomBytes(32)));
+        const otherKey = proofKeyOf(new Uint8Array(randomBytes(32)));
+        const challenge = new Uint8Array(randomBytes(32));
+        const A = 'asker-peer-id';
+        const B = 'owner-peer-id';
+        const check = (key: Uint8Array, id: number, cacheKey: string, prover: string, verifier: string): void => {
+          const proof = getProof(key, challenge, id, cacheKey, { prover, verifier });
+          expect(Buffer.from(proof).toString('hex'), `${id} ${cacheKey} ${prover}->${verifier}`).to.equal(expected(key, challenge, id, cacheKey, prover, verifier));
+          expect(verifyGetProof(key, challenge, id, cacheKey, { prover, verifier }, proof)).to.equal(true);
+        };
+        // Many gets on one stream, keys of every length around a block, ids up to 2^32 - 1.
+        for (let i = 0; i < 70; i++) check(proofKey, i * 61_356_675, `GET https://api.github.com/${'x'.repeat(i * 3)}ü`, A, B);
+        check(proofKey, 0xffff_ffff, 'GET https://api.github.com/max', A, B);
+        // Another scope, and the parties swapped (a reflected proof), on the same stream.
+        check(otherKey, 1, 'GET https://api.github.com/a', A, B);
+        check(proofKey, 1, 'GET https://api.github.com/a', B, A);
+        expect(verifyGetProof(proofKey, challenge, 1, 'GET https://api.github.com/a', { prover: A, verifier: B },
+          getProof(proofKey, challenge, 1, 'GET https://api.github.com/a', { prover: B, verifier: A }))).to.equal(false);
+        // The challenge and the proof key changed in place: the proofs follow the new bytes.
+        challenge[0] = (challenge[0]! + 1) & 0xff;
+        check(proofKey, 2, 'GET https://api.github.com/b', A, B);
+        proofKey[5] = (proofKey[5]! + 1) & 0xff;
+        check(proofKey, 3, 'GET https://api.github.com/c', A, B);
+      });
+    });
+  }
+
+  it('hashes a get\'s id and key alone: the challenge and the peer ids once per stream and scope', () => {
+    const sodium = loadSodium() as Record<string, (...args: Uint8Array[]) => void> | null;
+    if (sodium === null) return; // the node fallback has no state to keep
+    const update = sodium.crypto_hash_sha256_update!;
+    let absorbed = 0;
+    sodium.crypto_hash_sha256_update = (state: Uint8Array, input: Uint8Array) => {
+      absorbed += input.byteLength;
+      update(state, input);
+    };
+    try {
+      using('sodium', () => {
+        const proofKey = proofKeyOf(new Uint8Array(randomBytes(32)));
+        const challenge = new Uint8Array(randomBytes(32));
+        const parties = { prover: '12D3KooWAskerAskerAskerAskerAskerAskerAskerAskerAsker', verifier: '12D3KooWOwnerOwnerOwnerOwnerOwnerOwnerOwnerOwnerOwner' };
+        const key = 'GET https://api.github.com/repos/o/r';
+        getProof(proofKey, challenge, 0, key, parties); // the stream's first get: the key's blocks and the prefix
+        absorbed = 0;
+        for (let id = 1; id <= 10; id++) getProof(proofKey, challenge, id, key, parties);
+        // Per proof: the id and key (4 + 8 + 4 + 36 bytes) into the inner hash, the 32-byte inner digest into the outer.
+        expect(absorbed / 10).to.equal(16 + key.length + 32);
+      });
+    } finally {
+      sodium.crypto_hash_sha256_update = update;
     }
   });
 });

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { rendezvousOwner, rendezvousWeight } from '../src/p2p/rendezvous.js';
+import { rendezvousOwner, rendezvousWeight, useRendezvousHashImplementation } from '../src/p2p/rendezvous.js';
+import { loadSodium } from '../src/p2p/sodium.js';
 
 const MASK64 = (1n << 64n) - 1n;
 
@@ -56,15 +57,24 @@ describe('rendezvousOwner (highest-random-weight hashing)', () => {
     expect(moved).to.be.within(750 * 0.85, 750 * 1.15);
   });
 
-  it('weighs fmix64(sha256(key)[0..8] xor sha256(peerId)[0..8]), as the protocol document states, on 20,000 pairs', () => {
-    const peers = ['12D3KooWPeer', '', 'é-peer', ...Array.from({ length: 17 }, (_, i) => `12D3KooW${'x'.repeat(i * 7)}${i}`)];
-    for (const key of keys.slice(0, 1000)) {
-      for (const peer of peers) expect(rendezvousWeight(peer, key), `${peer} ${key}`).to.equal(referenceWeight(peer, key));
-    }
-    // The values docs/p2p-protocol.md ("Ownership") gives other implementations to check against.
-    expect(rendezvousWeight('12D3KooWAlpha', keys[0]!).toString(16)).to.equal('9ffad240ce213b7b');
-    expect(rendezvousWeight('12D3KooWBravo', keys[0]!).toString(16)).to.equal('f8f07287043c83bd');
-  });
+  for (const implementation of ['auto', 'node', 'sodium'] as const) {
+    it(`weighs fmix64(sha256(key)[0..8] xor sha256(peerId)[0..8]), as the protocol document states, on 20,000 pairs (${implementation})`, function () {
+      if (implementation === 'sodium' && loadSodium() === null) this.skip();
+      const previous = useRendezvousHashImplementation(implementation);
+      try {
+        const peers = ['12D3KooWPeer', '', 'é-peer', ...Array.from({ length: 17 }, (_, i) => `12D3KooW${'x'.repeat(i * 7)}${i}`)];
+        // Keys of every length around SHA-256's block, and one with characters beyond ASCII.
+        for (const key of [...keys.slice(0, 1000), ...Array.from({ length: 140 }, (_, i) => `GET https://api.github.com/${'k'.repeat(i)}`), 'GET é/ü/😀']) {
+          for (const peer of peers) expect(rendezvousWeight(peer, key), `${peer} ${key}`).to.equal(referenceWeight(peer, key));
+        }
+        // The values docs/p2p-protocol.md ("Ownership") gives other implementations to check against.
+        expect(rendezvousWeight('12D3KooWAlpha', keys[0]!).toString(16)).to.equal('9ffad240ce213b7b');
+        expect(rendezvousWeight('12D3KooWBravo', keys[0]!).toString(16)).to.equal('f8f07287043c83bd');
+      } finally {
+        useRendezvousHashImplementation(previous);
+      }
+    });
+  }
 
   it('picks the candidate of the highest weight, the smaller id on a tie', () => {
     const many = Array.from({ length: 64 }, (_, i) => `12D3KooWMember${i}`);
