@@ -18,9 +18,9 @@ import { ImplementationChoice, sodiumWith, type Implementation } from './sodium.
  * Pure and synchronous: no I/O; the only state is the memo of the peers' P, which changes no result.
  *
  * K is hashed by libsodium's SHA-256 when the optional `sodium-native` loads, else by node:crypto's `hash`: the
- * same digest. In the flow of a peer hit (the asker's first request of a key, its process just woken) the one-shot
- * `hash` took about 6 µs of the asker's turn from an answer to its next get, libsodium's about 3.5
- * (docs/benchmarks.md, "The 1-in-flight cycle, stage by stage"); in a warm loop both take under 1 µs.
+ * same digest. In the flow of a peer hit (the asker's first request of a key, its process just woken) choosing the
+ * owner took 6.2–7.5 µs of the asker's turn with the one-shot `hash`, 5.3–6.0 with libsodium's (docs/benchmarks.md,
+ * "The 1-in-flight cycle, stage by stage"); in a warm loop both hashes take under 1 µs.
  */
 
 /** A 64-bit value as two unsigned 32-bit halves. */
