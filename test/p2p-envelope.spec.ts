@@ -60,6 +60,21 @@ describe('envelope (sealed entries on the wire)', () => {
     expect(openEntry(sealEntry(entry, key, aesKey), key, aesKey, options)).to.deep.equal(entry);
   });
 
+  it('sends an entry\'s own headers when every one passes the schema (no copy made), and a trimmed copy otherwise', () => {
+    const headers = Object.freeze({ 'content-type': 'application/json', etag: '"abc"', 'x-ratelimit-remaining': '4999' });
+    expect(entryPayload({ ...entry, headers }, key).headers).to.equal(headers);
+    // The schema as docs/p2p-protocol.md states it.
+    const passes = (name: string, value: unknown): boolean =>
+      /^[!#$%&'*+\-.^_`|~0-9a-z]{1,256}$/.test(name) && typeof value === 'string' && value.length <= 16 * 1024 && !/[\r\n\0]/.test(value);
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 257; i++) many[`x-h-${i}`] = String(i);
+    for (const odd of [{ ...headers, 'x-lines': 'a\nb' }, { ...headers, 'X-Upper': 'v' }, { ...headers, 'x-nul': 'a\0' }, many]) {
+      const sent = entryPayload({ ...entry, headers: odd }, key).headers as Record<string, string>;
+      expect(sent).to.not.equal(odd);
+      expect(sent).to.deep.equal(Object.fromEntries(Object.entries(odd).filter(([name, value]) => passes(name, value)).slice(0, 256)));
+    }
+  });
+
   it('opens an entry frozen (its headers too), without the inner key, validators only when sealed with them; any body size', () => {
     const opened = openEntry(sealEntry(entry, key, aesKey), key, aesKey, options);
     expect(Object.isFrozen(opened) && Object.isFrozen(opened.headers)).to.equal(true);
