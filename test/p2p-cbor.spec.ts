@@ -88,6 +88,26 @@ describe('CBOR of frames and payloads (cborg-compatible direct path)', () => {
     expect(direct).to.be.greaterThan(1_000);
   });
 
+  it('decodes the header names api.github.com sends (read as known strings) and names one byte off them, in any order, as cborg does', () => {
+    const names = ['connection', 'content-security-policy', 'date', 'strict-transport-security', 'x-content-type-options', 'x-frame-options',
+      'x-github-request-id', 'x-xss-protection', 'access-control-allow-origin', 'access-control-expose-headers', 'referrer-policy',
+      'x-github-media-type', 'x-oauth-scopes', 'x-accepted-oauth-scopes', 'content-length', 'content-type', 'cache-control', 'etag', 'vary',
+      'server', 'x-github-api-version-selected', 'github-authentication-token-expiration', 'last-modified', 'location', 'accept-ranges',
+      'transfer-encoding', 'link', 'content-encoding'];
+    const near = names.flatMap((name) => [`${name.slice(0, -1)}${name.endsWith('z') ? 'y' : 'z'}`, `z${name.slice(1)}`, name.toUpperCase(), `${name}x`]);
+    const random = mulberry32(11);
+    for (let round = 0; round < 50; round++) {
+      const pool = [...names, ...near].filter(() => random() < 0.4);
+      const headers: Record<string, string> = {};
+      for (const name of pool.sort(() => random() - 0.5)) headers[name] = `v-${name}`;
+      const bytes = cborgEncode({ headers, id: round });
+      const direct = decodeDirect(bytes);
+      expect(direct).to.not.equal(NOT_DIRECT);
+      expect(direct).to.deep.equal(cborgDecode(bytes, STRICT_CBOR_DECODE));
+      expect(Object.keys((direct as { headers: object }).headers)).to.deep.equal(Object.keys(cborgDecode(bytes, STRICT_CBOR_DECODE).headers as object));
+    }
+  });
+
   it('orders map keys as cborg does for maps of 0 to 40 keys, in any insertion order, ASCII or not', () => {
     const random = mulberry32(777);
     const pool = ['a', 'b', 'z', 'aa', 'ab', 'ba', 'id', 'key', 'type', 'etag', 'body', 'status', 'headers', 'sealed', 'é', 'ée', 'zz', '🚀', 'x-a', 'x-b',
