@@ -92,7 +92,12 @@ export function useHmacImplementation(implementation: HmacImplementation): HmacI
 export function hmacSha256(key: Uint8Array, message: Uint8Array): Uint8Array {
   const lib = choice.current === 'node' ? null : loaded();
   if (lib === null) return new Uint8Array(createHmac('sha256', key).update(message).digest());
-  const { inner, outer, work, innerDigest } = statesOf(lib, key);
+  const states = statesOf(lib, key);
+  return finish(lib, states, states.inner, message);
+}
+
+/** The HMAC from an inner state (the key's, or one that absorbed more after it): `message` into it, then the outer hash. */
+function finish(lib: SodiumSha256, { outer, work, innerDigest }: KeyStates, inner: Uint8Array, message: Uint8Array): Uint8Array {
   work.set(inner);
   lib.crypto_hash_sha256_update(work, message);
   lib.crypto_hash_sha256_final(work, innerDigest);
@@ -129,14 +134,6 @@ export class PrefixedHmac {
       state = { from: states, inner };
       this.#state = state;
     }
-    const { outer, work, innerDigest } = states;
-    work.set(state.inner);
-    lib.crypto_hash_sha256_update(work, rest);
-    lib.crypto_hash_sha256_final(work, innerDigest);
-    work.set(outer);
-    lib.crypto_hash_sha256_update(work, innerDigest);
-    const out = new Uint8Array(DIGEST_BYTES);
-    lib.crypto_hash_sha256_final(work, out);
-    return out;
+    return finish(lib, states, state.inner, rest);
   }
 }
