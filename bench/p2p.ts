@@ -640,9 +640,10 @@ async function runScenario(scenario: Scenario, requests: readonly string[]): Pro
 
 // ---------------------------------------------------------------- fleet helpers
 
-export async function node(githubApiUrl: string, temp: TempDirs, bootstrapPeers: string[] = [], maxEntries?: number): Promise<GitHubAPICache> {
+export async function node(githubApiUrl: string, temp: TempDirs, bootstrapPeers: string[] = [], maxEntries?: number,
+  persistence: 'auto' | 'off' = 'off'): Promise<GitHubAPICache> {
   const cache = await GitHubAPICache.create({
-    persistence: 'off',
+    persistence,
     ...(maxEntries !== undefined ? { maxEntries } : {}),
     cacheDir: temp.make(),
     githubApiUrl,
@@ -676,10 +677,11 @@ export async function shareScope(nodes: GitHubAPICache[]): Promise<void> {
  * A cache in this process bootstrapped to a member in a child process (startMember), once both are connected
  * and each has proved the token's scope to the other (both used it once).
  */
-export async function askerOfMember(githubApiUrl: string, temp: TempDirs, member: ReturnType<typeof startMember>, maxEntries: number): Promise<GitHubAPICache> {
+export async function askerOfMember(githubApiUrl: string, temp: TempDirs, member: ReturnType<typeof startMember>, maxEntries: number,
+  persistence: 'auto' | 'off' = 'off'): Promise<GitHubAPICache> {
   const ready = await member.ready;
   const childAddr = ready.p2p.listenAddrs.find((a) => a.includes('/127.0.0.1/'))!;
-  const asker = await node(githubApiUrl, temp, [childAddr], maxEntries);
+  const asker = await node(githubApiUrl, temp, [childAddr], maxEntries, persistence);
   await waitUntil(async () => (await p2pOf(asker)).connectedPeers >= 1 && (await member.stats()).p2p.connectedPeers >= 1, 'the child connected');
   await Promise.all([asker.request('GET /rate_limit', {}, { token: TOKEN }), member.request('GET /rate_limit', TOKEN)]);
   await waitUntil(async () => {

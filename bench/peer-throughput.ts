@@ -27,6 +27,10 @@
  * `--cpu-prof DIR` writes CPU profiles over each timed block only (not the fill or the warm-up), through node:inspector:
  * DIR/asker-peer-<in flight>-round-<n>-block-<b>.cpuprofile (the asker, this process), owner-peer-….cpuprofile (the
  * owner, the child), client-http-….cpuprofile (undici) and, at 1 in flight, client-echo-….cpuprofile (the echo's client).
+ *
+ * `--persistence auto`: the asker and the owner keep SQLite, as the library does by default (a key's first request
+ * looks in SQLite before it asks the fleet, and the answer is written there too); the recorded rows run memory only
+ * (`off`, the default here). A run with SQLite, like one with other levels, prints its tables without recording them.
  */
 import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -58,6 +62,12 @@ const ENTRY_FRAME_BYTES = 4862;
 const GET_FRAME_BYTES = 180;
 /** `--cpu-prof DIR`: profile the asker, the owner, the HTTP client and the echo's client over each timed block. */
 const CPU_PROF_DIR = argValue('cpu-prof');
+/** `--persistence auto|off`: the asker's and the owner's `persistence` (default off). */
+const PERSISTENCE = ((): 'auto' | 'off' => {
+  const value = argValue('persistence') ?? 'off';
+  if (value !== 'auto' && value !== 'off') throw new Error(`--persistence must be auto or off, got ${JSON.stringify(value)}`);
+  return value;
+})();
 
 function arg(name: string, fallback: number): number {
   const value = argValue(name);
@@ -251,7 +261,8 @@ export async function benchPeerThroughput(): Promise<string> {
   if (missing.length > 0) return withServiceFlags(missing);
   const keysPerLevel = arg('keys', 2000);
   const rounds = arg('rounds', 5);
-  const load = [loadLine(), cpuIdleLine()].filter((line) => line !== '').join(' ');
+  const load = [loadLine(), cpuIdleLine(), PERSISTENCE === 'off' ? '' : `Asker and owner with persistence '${PERSISTENCE}' (SQLite).`]
+    .filter((line) => line !== '').join(' ');
   const temp = new TempDirs('gh-p2p-cache-bench-peer-throughput-');
   const needed = keysPerLevel * LEVELS.length * rounds;
   const warmUp = WARM_UP_PER_LEVEL * LEVELS.length;
@@ -261,7 +272,7 @@ export async function benchPeerThroughput(): Promise<string> {
   const maxEntries = names.length + 1000;
   const member = startMember({
     CACHE_DIR: temp.make(), GITHUB_API_URL: fake.url, CACHE_LISTEN_PORT: '0', CACHE_P2P_SHARED_SECRET: SECRET, CACHE_BOOTSTRAP_PEERS: '',
-    CACHE_MAX_ENTRIES: String(maxEntries),
+    CACHE_MAX_ENTRIES: String(maxEntries), FLEET_NODE_PERSISTENCE: PERSISTENCE,
   });
   // The same Node flags as the owner (the service's: bin/node-flags.ts), so both servers start alike.
   const reference = fork(SELF, ['--http-child'], { execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
@@ -276,7 +287,7 @@ export async function benchPeerThroughput(): Promise<string> {
       echo = await libp2pEchoPair({ requestBytes: GET_FRAME_BYTES, replyBytes: ENTRY_FRAME_BYTES, batchWindowUpdates: true, fleetNoise: true, noiseCrypto: true, serverInChild: true });
     }
     const ready = await member.ready;
-    asker = await askerOfMember(fake.url, temp, member, maxEntries);
+    asker = await askerOfMember(fake.url, temp, member, maxEntries, PERSISTENCE);
     const me = asker;
     const ids = [(await p2pOf(me)).peerId, ready.p2p.peerId];
     const owned = names.filter((repo) => rendezvousOwner(keyOf(fake.url, repo), ids) === ids[1]);
@@ -404,7 +415,7 @@ export async function benchPeerThroughput(): Promise<string> {
       ...(results.has('echo-1') ? transportFloor(results, med) : []),
     ].join('\n');
     // Other levels than the default are a look, not the documented table (the summary reads its three rows).
-    if (argValue('levels') === undefined) writeSection('peer-throughput', md);
+    if (argValue('levels') === undefined && PERSISTENCE === 'off') writeSection('peer-throughput', md);
     return md;
   } finally {
     await echo?.close();

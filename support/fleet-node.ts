@@ -15,7 +15,8 @@
  * 'ready'), FLEET_NODE_CPU_PROF_DIR (each `run` is CPU-profiled, from its first request to its last answer, into
  * `<dir>/run-<pid>-<n>.cpuprofile`), FLEET_NODE_LISTEN_HOST (default 127.0.0.1; a member in a network
  * namespace of its own listens on 0.0.0.0 as a machine would), FLEET_NODE_MDNS=1 (p2p.mdns) and
- * FLEET_NODE_PEER_TIMEOUT_MS (p2p.requestTimeoutMs), FLEET_NODE_START_WAIT_MS (p2p.startWaitMs).
+ * FLEET_NODE_PEER_TIMEOUT_MS (p2p.requestTimeoutMs), FLEET_NODE_START_WAIT_MS (p2p.startWaitMs),
+ * FLEET_NODE_PERSISTENCE (the cache's `persistence`; default 'off': memory only).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -58,12 +59,19 @@ async function stopCpuProfile(session: Session, file: string): Promise<void> {
   session.disconnect();
 }
 
+/** FLEET_NODE_PERSISTENCE as the option, 'off' when unset; anything else is a mistake of the caller's. */
+function persistenceOf(value: string | undefined): 'auto' | 'required' | 'off' {
+  if (value === undefined || value === '') return 'off';
+  if (value === 'auto' || value === 'required' || value === 'off') return value;
+  throw new Error(`FLEET_NODE_PERSISTENCE must be auto, required or off, got ${JSON.stringify(value)}`);
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   let cache;
   try {
     cache = await configureCache({
-      persistence: 'off',
+      persistence: persistenceOf(env.FLEET_NODE_PERSISTENCE),
       cacheDir: env.CACHE_DIR,
       githubApiUrl: env.GITHUB_API_URL,
       p2p: {
