@@ -59,19 +59,13 @@ async function stopCpuProfile(session: Session, file: string): Promise<void> {
   session.disconnect();
 }
 
-/** FLEET_NODE_PERSISTENCE as the option, 'off' when unset; anything else is a mistake of the caller's. */
-function persistenceOf(value: string | undefined): 'auto' | 'required' | 'off' {
-  if (value === undefined || value === '') return 'off';
-  if (value === 'auto' || value === 'required' || value === 'off') return value;
-  throw new Error(`FLEET_NODE_PERSISTENCE must be auto, required or off, got ${JSON.stringify(value)}`);
-}
-
 async function main(): Promise<void> {
   const started = Date.now();
   let cache;
   try {
     cache = await configureCache({
-      persistence: persistenceOf(env.FLEET_NODE_PERSISTENCE),
+      // Checked by the cache's own option validation (CacheConfigError for anything but auto, required or off).
+      persistence: (env.FLEET_NODE_PERSISTENCE || 'off') as 'auto' | 'required' | 'off',
       cacheDir: env.CACHE_DIR,
       githubApiUrl: env.GITHUB_API_URL,
       p2p: {

@@ -53,8 +53,9 @@ const digestOut = Buffer.alloc(32);
 /** The first 8 bytes of sha256(text), big-endian. */
 function sha256Prefix(text: string): U64 {
   const lib = choice.current === 'node' ? null : loaded();
-  const digest = lib === null ? hash('sha256', text, 'buffer') : digestOut;
-  if (lib !== null) lib.crypto_hash_sha256(digestOut, Buffer.from(text, 'utf8'));
+  let digest: Buffer = digestOut;
+  if (lib === null) digest = hash('sha256', text, 'buffer');
+  else lib.crypto_hash_sha256(digestOut, Buffer.from(text, 'utf8'));
   return { hi: digest.readUInt32BE(0), lo: digest.readUInt32BE(4) };
 }
 
