@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
@@ -747,6 +748,56 @@ describe('SqliteStore', () => {
       const store = open();
       expect(store.count()).to.equal(660);
       expect(inspect(dir).entries).to.equal(660);
+    });
+
+    /** Another connection, on a thread of its own, holds the write lock of a new database for `ms`. */
+    async function holdWriteLock(ms: number): Promise<{ released: Promise<void> }> {
+      const code = `
+        const { workerData, parentPort } = require('node:worker_threads');
+        const Database = require(workerData.driver);
+        const db = new Database(workerData.file);
+        db.exec('BEGIN IMMEDIATE');
+        parentPort.postMessage('locked');
+        setTimeout(() => { db.exec('ROLLBACK'); db.close(); parentPort.postMessage('released'); }, workerData.ms);
+      `;
+      const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+      const worker = new Worker(code, { eval: true, workerData: { driver, file: path.join(dir, 'cache.sqlite'), ms } });
+      const messages: string[] = [];
+      const next = (wanted: string) =>
+        new Promise<void>((resolve, reject) => {
+          if (messages.includes(wanted)) return resolve();
+          worker.on('message', (m: string) => m === wanted && resolve());
+          worker.once('error', reject);
+        });
+      worker.on('message', (m: string) => messages.push(m));
+      await next('locked');
+      return { released: next('released').then(() => worker.terminate()).then(() => undefined) };
+    }
+
+    // Two processes opening a new database at once: the one that read its header first and then asked to turn
+    // it to WAL got SQLITE_BUSY at once (SQLite calls no busy handler for a read that wants to become a write),
+    // and the cache could not start. Now the open waits, as writes do, up to busyTimeoutMs.
+    it('opening waits for another connection creating the same database, up to busyTimeoutMs', async () => {
+      const { released } = await holdWriteLock(300);
+      const store = open({ busyTimeoutMs: 20000 });
+      store.set('k', entry('v'));
+      expect(text(store.get('k')?.body)).to.equal('v');
+      await released;
+    });
+
+    it('opening fails with CacheConfigError naming SQLITE_BUSY only once busyTimeoutMs has passed', async () => {
+      const { released } = await holdWriteLock(5000);
+      const started = Date.now();
+      let failure: unknown;
+      try {
+        open({ busyTimeoutMs: 200 });
+      } catch (err) {
+        failure = err;
+      }
+      expect(Date.now() - started).to.be.at.least(200);
+      expect(failure).to.be.instanceOf(CacheConfigError);
+      expect((failure as Error).message).to.include('SQLITE_BUSY');
+      await released;
     });
 
     it('a write blocked by another connection throws StoreError; reads keep working', () => {

@@ -2,7 +2,8 @@
  * A corrupt or foreign database file, found at open or by a later query, is moved aside to
  * `cache.sqlite.corrupt-<timestamp>` (with its -wal/-shm/-journal) under a warning naming it and replaced by a
  * fresh database, on which the failed operation runs once more; a fresh file another process already made is
- * never moved.
+ * never moved. Opening waits up to the busy timeout for other connections (another process creating the same
+ * database at the same moment), as writes do.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -171,7 +172,30 @@ function isCorruption(err: unknown): boolean {
   return code === 'SQLITE_NOTADB' || (code !== undefined && code.startsWith('SQLITE_CORRUPT'));
 }
 
+/**
+ * Opens the file, waiting up to `busyTimeoutMs` while another connection holds a lock it needs. SQLite's busy
+ * handler covers most of that wait, but not all: a connection that read the header of a new database and then
+ * asks to turn it to WAL (or to create the schema) while another does the same gets SQLITE_BUSY at once, since
+ * SQLite calls no busy handler when a read wants to become a write. Two processes starting on one cacheDir hit
+ * exactly that, so the whole open starts over after a short sleep until the timeout has passed.
+ */
 function tryOpenConnection(file: string, busyTimeoutMs: number): OpenAttempt {
+  const deadline = performance.now() + busyTimeoutMs;
+  for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+    const attempt = tryOpenConnectionOnce(file, busyTimeoutMs);
+    if (attempt.ok || !errorCode(attempt.error)?.startsWith('SQLITE_BUSY')) return attempt;
+    const left = deadline - performance.now();
+    if (left <= 0) return attempt;
+    sleepSync(Math.min(pause, left));
+  }
+}
+
+/** Blocks the thread: an open is synchronous, and already waits this way inside SQLite's busy handler. */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function tryOpenConnectionOnce(file: string, busyTimeoutMs: number): OpenAttempt {
   let db: Database.Database;
   try {
     db = new Database(file);
