@@ -28,11 +28,17 @@
  * DIR/asker-peer-<in flight>-round-<n>-block-<b>.cpuprofile (the asker, this process), owner-peer-….cpuprofile (the
  * owner, the child), client-http-….cpuprofile (undici) and, at 1 in flight, client-echo-….cpuprofile (the echo's client).
  *
+ * The fake GitHub sends the headers api.github.com puts on every answer (FakeGitHubOptions.recordedHeaders: CORS,
+ * security policy, the token's OAuth scopes, 25 headers in all), so that what the owner stores and sends per key
+ * is as large as what GitHub's answers make it; the `entry` frame's size, which the reference server and the echo
+ * answer with, is measured from an answer before the rows. `--headers minimal` runs with the fake's own smaller set
+ * (the rows recorded before 2026-12-03), printed without recording.
+ *
  * `--persistence auto`: the asker and the owner keep SQLite, as the library does by default (a key's first request
  * looks in SQLite before it asks the fleet, and the answer is written there too); the recorded rows run memory only
  * (`off`, the default here). A run with SQLite, like one with other levels, prints its tables without recording them.
  */
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { Session } from 'node:inspector/promises';
@@ -40,8 +46,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { missingNodeFlags, SERVICE_NODE_FLAGS } from '../bin/node-flags.js';
+import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import { GitHubAPICache } from '../src/github-api-cache.js';
+import { entryPayload } from '../src/p2p/envelope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
+import { encodeFrame } from '../src/p2p/wire.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { pool } from '../support/workload.js';
@@ -56,12 +65,16 @@ const ROUTE = 'GET /repos/{owner}/{repo}';
 const LEVELS: readonly number[] = (argValue('levels') ?? '1,100,500').split(',').map(Number);
 /** Untimed calls of each contender at each level before the rows. */
 const WARM_UP_PER_LEVEL = 1000;
-/** Bytes of the owner's `entry` frame for one repository body (measured by the peer-latency benchmark: 4,862 B). */
-const ENTRY_FRAME_BYTES = 4862;
 /** Bytes of the asker's `get` frame (the peer-latency benchmark: 180 B). */
 const GET_FRAME_BYTES = 180;
 /** `--cpu-prof DIR`: profile the asker, the owner, the HTTP client and the echo's client over each timed block. */
 const CPU_PROF_DIR = argValue('cpu-prof');
+/** `--headers recorded|minimal`: the fake GitHub's answer headers, as api.github.com's (default) or its own smaller set. */
+const HEADERS = ((): 'recorded' | 'minimal' => {
+  const value = argValue('headers') ?? 'recorded';
+  if (value !== 'recorded' && value !== 'minimal') throw new Error(`--headers must be recorded or minimal, got ${JSON.stringify(value)}`);
+  return value;
+})();
 /** `--persistence auto|off`: the asker's and the owner's `persistence` (default off). */
 const PERSISTENCE = ((): 'auto' | 'off' => {
   const value = argValue('persistence') ?? 'off';
@@ -144,7 +157,7 @@ const spread = (ratios: readonly number[]): string => `${fmt(Math.min(...ratios)
  * At 1 in flight, the peer hit and plain HTTP beside the libp2p echo of the same two frames, each pair's ratio the
  * median of the rounds' own (all three alternate block by block).
  */
-function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (r: Run) => number) => number): string[] {
+function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (r: Run) => number) => number, entryFrameBytes: number): string[] {
   const pairedOf = (a: string, b: string) => {
     const ratios = pairedRatios(results, a, b);
     return `${fmt(median(ratios), 2)}x (${spread(ratios)})`;
@@ -156,7 +169,7 @@ function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (
   return [
     '',
     'At 1 in flight a third contender alternates with the two, block by block: the peer hit\'s two frames',
-    `(${GET_FRAME_BYTES} B out, ${ENTRY_FRAME_BYTES.toLocaleString('en-US')} B back) echoed over libp2p as the fleet runs it (TCP, pnet and noise through libsodium, yamux with`,
+    `(${GET_FRAME_BYTES} B out, ${entryFrameBytes.toLocaleString('en-US')} B back) echoed over libp2p as the fleet runs it (TCP, pnet and noise through libsodium, yamux with`,
     'window updates batched; bench/libp2p-echo.ts), its server in a child process as the owner is: what the transport alone',
     'allows, with no cache and no protocol work. CPU is each process\'s on-CPU time (the other\'s from Linux\'s schedstat, in',
     'ns, every thread); the last column is the time each event loop was runnable but waited for a CPU (schedstat): what a',
@@ -203,7 +216,7 @@ function blocks<T>(items: readonly T[], size: number): T[][] {
 
 /** The fake GitHub, in a child process: serves `count` repository bodies; tells its request count when asked. */
 async function fakeChild(count: number): Promise<void> {
-  const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 100_000_000 } } });
+  const fake = await FakeGitHub.start({ tokens: { [TOKEN]: { rateLimit: 100_000_000 } }, recordedHeaders: HEADERS === 'recorded' });
   fake.setResource('/rate_limit', { resources: {} });
   for (let i = 0; i < count; i++) fake.setResource(`/repos/${OWNER}/${repoName(i)}`, repoBody(OWNER, repoName(i), i));
   process.send!({ url: fake.url });
@@ -211,6 +224,22 @@ async function fakeChild(count: number): Promise<void> {
     if (message === 'requests') process.send!({ requests: fake.stats.requests });
     else void fake.close().then(() => process.exit(0));
   });
+}
+
+/**
+ * Bytes of the `entry` frame the owner sends for one key: one peer hit, its answer turned back into the entry
+ * it was made from (its bytes, status and stored headers) and encoded as the owner encodes an unsealed one.
+ */
+async function measureEntryFrame(asker: GitHubAPICache, githubApiUrl: string, repo: string): Promise<number> {
+  const answer = await asker.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
+  if (answer.source !== 'peer') throw new Error(`frame size: expected a peer hit for ${repo}, got ${answer.source}`);
+  const now = Date.now();
+  const entry: CacheEntry = {
+    body: answer.bytes, digest: sha256Hex(answer.bytes), storedAt: now, expiresAt: now + 60_000, status: answer.status,
+    headers: answer.headers, etag: answer.headers.etag, lastModified: answer.headers['last-modified'],
+  };
+  const key = keyOf(githubApiUrl, repo);
+  return encodeFrame({ type: 'entry', id: 1, payload: entryPayload(entry, key) }).byteLength;
 }
 
 const repoName = (i: number): string => `tp-${i}`;
@@ -222,7 +251,7 @@ interface FakeProcess {
 }
 
 async function startFake(count: number): Promise<FakeProcess> {
-  const child = fork(SELF, ['--fake-child', String(count)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(SELF, ['--fake-child', String(count), '--headers', HEADERS], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const url = await new Promise<string>((resolve, reject) => {
     child.once('message', (m: { url: string }) => resolve(m.url));
     child.once('exit', (code) => reject(new Error(`the fake GitHub exited with ${code}`)));
@@ -237,13 +266,13 @@ async function startFake(count: number): Promise<FakeProcess> {
   };
 }
 
-/** The reference server: answers GET /k/<n> with ENTRY_FRAME_BYTES bytes from a Map. */
-async function httpChild(): Promise<void> {
+/** The reference server: answers GET /k/<n> with `bytes` bytes (the entry frame's size) from a Map. */
+async function httpChild(bytes: number): Promise<void> {
   const bodies = new Map<string, Buffer>();
   const server = http.createServer((req, res) => {
     let body = bodies.get(req.url!);
     if (body === undefined) {
-      body = Buffer.alloc(ENTRY_FRAME_BYTES, req.url!);
+      body = Buffer.alloc(bytes, req.url!);
       bodies.set(req.url!, body);
     }
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
@@ -274,25 +303,17 @@ export async function benchPeerThroughput(): Promise<string> {
     CACHE_DIR: temp.make(), GITHUB_API_URL: fake.url, CACHE_LISTEN_PORT: '0', CACHE_P2P_SHARED_SECRET: SECRET, CACHE_BOOTSTRAP_PEERS: '',
     CACHE_MAX_ENTRIES: String(maxEntries), FLEET_NODE_PERSISTENCE: PERSISTENCE,
   });
-  // The same Node flags as the owner (the service's: bin/node-flags.ts), so both servers start alike.
-  const reference = fork(SELF, ['--http-child'], { execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  const referencePort = await new Promise<number>((resolve) => reference.once('message', (m: { port: number }) => resolve(m.port)));
+  let reference: ChildProcess | undefined;
   let asker: GitHubAPICache | undefined;
   let echo: EchoPair | undefined;
   try {
-    // At 1 in flight, a third contender: the peer hit's two frames echoed over libp2p as the fleet runs it (pnet,
-    // fleetNoise with libsodium's ChaCha20-Poly1305, window updates batched), its server in a child process as the
-    // owner is: what the transport alone allows, beside what the peer hit gets.
-    if (LEVELS.includes(1)) {
-      echo = await libp2pEchoPair({ requestBytes: GET_FRAME_BYTES, replyBytes: ENTRY_FRAME_BYTES, batchWindowUpdates: true, fleetNoise: true, noiseCrypto: true, serverInChild: true });
-    }
     const ready = await member.ready;
     asker = await askerOfMember(fake.url, temp, member, maxEntries, PERSISTENCE);
     const me = asker;
     const ids = [(await p2pOf(me)).peerId, ready.p2p.peerId];
     const owned = names.filter((repo) => rendezvousOwner(keyOf(fake.url, repo), ids) === ids[1]);
-    if (owned.length < needed + warmUp) throw new Error(`only ${owned.length} keys are owned by the child`);
-    await pool(owned.slice(0, needed + warmUp), 50, async (repo) => {
+    if (owned.length < needed + warmUp + 1) throw new Error(`only ${owned.length} keys are owned by the child`);
+    await pool(owned.slice(0, needed + warmUp + 1), 50, async (repo) => {
       const reply = await member.request(`GET /repos/${OWNER}/${repo}`, TOKEN);
       if (reply.source !== 'origin') throw new Error(`owner fill: expected origin for ${repo}, got ${String(reply.source ?? reply.message)}`);
     });
@@ -300,11 +321,21 @@ export async function benchPeerThroughput(): Promise<string> {
       const answer = await me.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
       if (answer.source !== 'peer') throw new Error(`expected a peer hit for ${repo}, got ${answer.source}`);
     };
+    const entryFrameBytes = await measureEntryFrame(me, fake.url, owned[needed + warmUp]!);
+    // The same Node flags as the owner (the service's: bin/node-flags.ts), so both servers start alike.
+    reference = fork(SELF, ['--http-child', String(entryFrameBytes)], { execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const referencePort = await new Promise<number>((resolve) => reference!.once('message', (m: { port: number }) => resolve(m.port)));
+    // At 1 in flight, a third contender: the peer hit's two frames echoed over libp2p as the fleet runs it (pnet,
+    // fleetNoise with libsodium's ChaCha20-Poly1305, window updates batched), its server in a child process as the
+    // owner is: what the transport alone allows, beside what the peer hit gets.
+    if (LEVELS.includes(1)) {
+      echo = await libp2pEchoPair({ requestBytes: GET_FRAME_BYTES, replyBytes: entryFrameBytes, batchWindowUpdates: true, fleetNoise: true, noiseCrypto: true, serverInChild: true });
+    }
     const http1 = new Pool(`http://127.0.0.1:${referencePort}`, { connections: 16, keepAliveTimeout: 60_000 });
     const plainGet = async (n: number) => {
       const { statusCode, body } = await http1.request({ method: 'GET', path: `/k/${n}` });
       const bytes = await body.arrayBuffer();
-      if (statusCode !== 200 || bytes.byteLength !== ENTRY_FRAME_BYTES) throw new Error('reference server answered wrong');
+      if (statusCode !== 200 || bytes.byteLength !== entryFrameBytes) throw new Error('reference server answered wrong');
     };
     // Warm-up: both paths, untimed, at every level the rows run (JIT steady state: with 300 calls at 20 in flight,
     // V8 was still optimizing some 270 functions during the first timed row at 1 in flight, on the other CPU).
@@ -401,7 +432,7 @@ export async function benchPeerThroughput(): Promise<string> {
       '(the asker\'s process, which also runs the HTTP client and the echo\'s client, has the same flags: the benchmark starts itself again with them',
       'when they are missing); each answer',
       `checked to be \`source: 'peer'\`, ${upstream} upstream requests during the rows (the fake GitHub runs in a third process). Plain HTTP: the same number of calls in flight,`,
-      `undici (keep-alive Pool, up to 16 connections) fetching ${ENTRY_FRAME_BYTES.toLocaleString('en-US')} B (the size of the peer's \`entry\` frame) from a`,
+      `undici (keep-alive Pool, up to 16 connections) fetching ${entryFrameBytes.toLocaleString('en-US')} B (the size of the peer's \`entry\` frame) from a`,
       'node:http server in a child process (the same Node flags) that answers from a Map: no crypto, no proofs, no cache. CPU per hit counts both processes;',
       'the split columns give each process\'s part (medians of each, so they need not add up to the total\'s median): whichever side',
       'is busiest bounds the rate, since each process runs its event loop on one core. Within each row the contenders alternate in',
@@ -412,23 +443,23 @@ export async function benchPeerThroughput(): Promise<string> {
       '',
       table(['in flight', 'peer hits/s', 'plain HTTP/s', 'peer / HTTP', 'rounds\' ratios', 'peer CPU µs per hit', 'HTTP CPU µs per call', 'CPU ratio',
         'asker / owner CPU µs', 'HTTP client / server CPU µs', 'target'], rows),
-      ...(results.has('echo-1') ? transportFloor(results, med) : []),
+      ...(results.has('echo-1') ? transportFloor(results, med, entryFrameBytes) : []),
     ].join('\n');
     // Other levels than the default are a look, not the documented table (the summary reads its three rows).
-    if (argValue('levels') === undefined && PERSISTENCE === 'off') writeSection('peer-throughput', md);
+    if (argValue('levels') === undefined && PERSISTENCE === 'off' && HEADERS === 'recorded') writeSection('peer-throughput', md);
     return md;
   } finally {
     await echo?.close();
     await asker?.close();
     await member.stop();
-    reference.send('stop');
+    reference?.send('stop');
     fake.stop();
     temp.removeAll();
   }
 }
 
 if (process.argv.includes('--http-child')) {
-  await httpChild();
+  await httpChild(Number(process.argv[process.argv.indexOf('--http-child') + 1]));
 } else if (process.argv.includes('--fake-child')) {
   await fakeChild(Number(process.argv[process.argv.indexOf('--fake-child') + 1]));
 } else if (process.argv.includes(WITH_FLAGS)) {

@@ -57,6 +57,33 @@ describe('FakeGitHub (loopback stand-in for the GitHub REST API)', () => {
       expect(h.get('x-github-request-id')).to.be.a('string').and.not.equal('');
     });
 
+    it('with recordedHeaders, also sends the headers api.github.com puts on every answer, scopes only to a token', async () => {
+      const recorded = await FakeGitHub.start({ tokens: { tokenA: {} }, recordedHeaders: true });
+      try {
+        recorded.setResource(REPO, { id: 1 });
+        const authorized = await fetch(`${recorded.url}${REPO}`, { headers: { authorization: 'token tokenA' } });
+        const anonymous = await fetch(`${recorded.url}${REPO}`);
+        const plain = await get(REPO, 'tokenA');
+        for (const res of [authorized, anonymous]) {
+          expect(res.status).to.equal(200);
+          expect(res.headers.get('strict-transport-security')).to.equal('max-age=31536000; includeSubdomains; preload');
+          expect(res.headers.get('access-control-expose-headers')).to.include('X-RateLimit-Remaining');
+          expect(res.headers.get('content-security-policy')).to.equal("default-src 'none'");
+          expect(res.headers.get('x-frame-options')).to.equal('deny');
+          // Computed per answer, never the recording's.
+          expect(res.headers.get('etag')).to.not.equal('"00000000000000000000000000000000"');
+          expect(res.headers.get('date')).to.not.equal('Tue, 10 Oct 2017 16:00:00 GMT');
+        }
+        expect(authorized.headers.get('x-oauth-scopes')).to.include('repo');
+        expect(anonymous.headers.get('x-oauth-scopes')).to.equal(null);
+        const added = [...authorized.headers.keys()].filter((name) => !plain.headers.has(name));
+        expect(added).to.have.lengthOf(10);
+        expect(plain.headers.get('strict-transport-security')).to.equal(null);
+      } finally {
+        await recorded.close();
+      }
+    });
+
     it('marks anonymous answers public and charges them to the anonymous window', async () => {
       const res = await get(REPO);
       expect(res.status).to.equal(200);

@@ -17,6 +17,7 @@
  * token by its label (`tokens[token].label`, default `token#<n>`), never by the token itself.
  */
 import { FaultPlan, type FaultTarget } from './faults.js';
+import { recordedEveryAnswerHeaders } from './recorded-headers.js';
 import { FakeGitHubServer } from './server.js';
 import { ResourceStore, type CollectionOptions, type ResourceOptions } from './resources.js';
 import { RequestCounters, type FakeGitHubStats, type RequestLogEntry } from './stats.js';
@@ -42,6 +43,13 @@ export interface FakeGitHubOptions {
    * make anonymous 304s free too.
    */
   chargeAnonymousNotModified?: boolean;
+  /**
+   * Also send the headers api.github.com puts on every answer beside the ones the fake always sends (CORS,
+   * security policy, the token's OAuth scopes: ten more, about 700 bytes), with the values recorded in
+   * `@octokit/fixtures` (get-repository), so that what a cache stores and shares per answer is as large as
+   * GitHub's. Default false: the smaller set the specs read.
+   */
+  recordedHeaders?: boolean;
   /** Port to listen on; default 0 (ephemeral). */
   port?: number;
   /** IPv4 address to listen on, e.g. a bridge's address that other network namespaces reach; default 127.0.0.1. */
@@ -85,6 +93,7 @@ export class FakeGitHub {
     const counters = new RequestCounters();
     const server = await FakeGitHubServer.listen(options.port ?? 0, {
       clock, chargeAnonymousNotModified: options.chargeAnonymousNotModified ?? true, rateLimits, resources, faults, counters,
+      extraHeaders: options.recordedHeaders === true ? recordedEveryAnswerHeaders() : undefined,
     }, options.host);
     return new FakeGitHub(server, rateLimits, resources, faults, counters);
   }

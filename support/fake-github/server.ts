@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { FAULT_MESSAGES, type FaultPlan } from './faults.js';
 import { normalizePath, type ResourceRequest, type ResourceStore } from './resources.js';
+import type { ExtraHeaders } from './recorded-headers.js';
 import type { RequestCounters, RequestLogEntry } from './stats.js';
 import { SECONDARY_MESSAGE, WINDOW_MS, type RateLimits } from './tokens.js';
 
@@ -26,6 +27,8 @@ export interface ServerParts {
   resources: ResourceStore;
   faults: FaultPlan;
   counters: RequestCounters;
+  /** Headers api.github.com sends on every answer beyond the fake's own (FakeGitHubOptions.recordedHeaders). */
+  extraHeaders: ExtraHeaders | undefined;
 }
 
 /** A request as the pipeline sees it. */
@@ -274,6 +277,8 @@ export class FakeGitHubServer {
       'x-ratelimit-reset': String(reset),
       'x-ratelimit-resource': 'core',
       'x-github-request-id': `FAKE:${process.pid.toString(16).toUpperCase()}:${this.#requestSeq.toString(16).toUpperCase().padStart(6, '0')}`,
+      ...this.#parts.extraHeaders?.every,
+      ...(kind === 'token' ? this.#parts.extraHeaders?.authorized : undefined),
       ...headers,
     };
     const withBody = body !== undefined && status !== 204 && status !== 304 && ctx.method !== 'HEAD';
