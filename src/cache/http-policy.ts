@@ -33,10 +33,22 @@ export function freshnessSeconds(explicit: number | undefined, headers: Readonly
   return match ? Number(match[1]) : defaultTtl;
 }
 
-/** The entry of a text answer, fresh from `now`. */
+/**
+ * Header names by length, then as strings: the order a CBOR map's keys take on the fleet's wire (canonical CBOR,
+ * for the lowercase ASCII names HTTP has). HTTP gives no meaning to the order of different names.
+ */
+function wireOrder(a: string, b: string): number {
+  return a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The entry of a text answer, fresh from `now`. Its headers are stored in wire order: an owner sends an entry
+ * once per asker, and with GitHub's 20-odd headers in the order it sends them, each answer sorted them again.
+ */
 export function entryOf(response: OriginResponse, now: number, ttlSeconds: number): CacheEntry {
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(response.headers)) if (!UNSTORED_RESPONSE_HEADERS.test(name)) headers[name] = value;
+  const names = Object.keys(response.headers).filter((name) => !UNSTORED_RESPONSE_HEADERS.test(name)).sort(wireOrder);
+  for (const name of names) headers[name] = response.headers[name]!;
   return {
     body: response.body,
     digest: sha256Hex(response.body),

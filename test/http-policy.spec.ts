@@ -1,0 +1,42 @@
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { expect } from 'chai';
+import { entryOf } from '../src/cache/http-policy.js';
+import { encodeFrame } from '../src/p2p/wire.js';
+import { entryPayload } from '../src/p2p/envelope.js';
+
+/** The headers of api.github.com's answer to a repository GET, in the order GitHub sent them (@octokit/fixtures). */
+function recordedHeaders(): Record<string, string> {
+  const file = createRequire(import.meta.url).resolve('@octokit/fixtures/scenarios/api.github.com/get-repository/normalized-fixture.json');
+  const [first] = JSON.parse(readFileSync(file, 'utf8')) as Array<{ headers: Record<string, unknown> }>;
+  return Object.fromEntries(Object.entries(first!.headers).map(([name, value]) => [name, String(value)]));
+}
+
+/** The order the fleet's CBOR puts a map's keys in: by length, then bytewise. */
+const wireOrder = (names: string[]): string[] => [...names].sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0));
+
+describe('http-policy: the entry of an origin answer', () => {
+  it('keeps the headers of a recorded api.github.com answer, but the rate-limit counters, with their values', () => {
+    const headers = recordedHeaders();
+    const entry = entryOf({ status: 200, headers, body: Buffer.from('{}') }, 1_000, 60);
+    const kept = Object.keys(headers).filter((name) => !name.startsWith('x-ratelimit-'));
+    expect(Object.keys(entry.headers)).to.have.members(kept);
+    for (const name of kept) expect(entry.headers[name]).to.equal(headers[name]);
+    expect(entry).to.include({ status: 200, storedAt: 1_000, expiresAt: 61_000, etag: headers.etag, lastModified: headers['last-modified'] });
+  });
+
+  // An owner encodes an entry's headers as a CBOR map whose keys must be in canonical order: headers stored in
+  // GitHub's order (20-odd of them on every answer) were sorted again for every answer an owner sent.
+  it('stores the headers in the order the fleet encodes them, so that an owner sends them without sorting', () => {
+    const headers = recordedHeaders();
+    expect(Object.keys(headers)).to.not.deep.equal(wireOrder(Object.keys(headers)));
+    const entry = entryOf({ status: 200, headers, body: Buffer.from('{}') }, 1_000, 60);
+    expect(Object.keys(entry.headers)).to.deep.equal(wireOrder(Object.keys(entry.headers)));
+
+    // The frame's bytes do not depend on the order the headers were stored in.
+    const shuffled = { ...entry, headers: Object.fromEntries(Object.entries(entry.headers).reverse()) };
+    const key = 'h:https://api.github.com/repos/octokit-fixture-org/hello-world';
+    expect(Buffer.from(encodeFrame({ type: 'entry', id: 1, payload: entryPayload(entry, key) })))
+      .to.deep.equal(Buffer.from(encodeFrame({ type: 'entry', id: 1, payload: entryPayload(shuffled, key) })));
+  });
+});
