@@ -431,7 +431,9 @@ export async function benchPeerThroughput(): Promise<string> {
       `child process, support/fleet-node.ts, started as the service is: \`node ${SERVICE_NODE_FLAGS.join(' ')}\`) holds fresh, over one libp2p connection (TCP, pnet, noise, yamux) on 127.0.0.1`,
       '(the asker\'s process, which also runs the HTTP client and the echo\'s client, has the same flags: the benchmark starts itself again with them',
       'when they are missing); each answer',
-      `checked to be \`source: 'peer'\`, ${upstream} upstream requests during the rows (the fake GitHub runs in a third process). Plain HTTP: the same number of calls in flight,`,
+      `checked to be \`source: 'peer'\`, ${upstream} upstream requests during the rows (the fake GitHub runs in a third process${HEADERS === 'recorded'
+        ? ' and sends the headers api.github.com puts on every answer, as @octokit/fixtures recorded them, so the `entry` frame, measured from an answer before the rows, is as large as GitHub\'s answers make it'
+        : ', with its own smaller set of headers (`--headers minimal`)'}). Plain HTTP: the same number of calls in flight,`,
       `undici (keep-alive Pool, up to 16 connections) fetching ${entryFrameBytes.toLocaleString('en-US')} B (the size of the peer's \`entry\` frame) from a`,
       'node:http server in a child process (the same Node flags) that answers from a Map: no crypto, no proofs, no cache. CPU per hit counts both processes;',
       'the split columns give each process\'s part (medians of each, so they need not add up to the total\'s median): whichever side',
