@@ -7,8 +7,9 @@
  *   stream) and `encodeLengthPrefixedFrame` against @libp2p/utils' `LengthPrefixedDecoder` and lpStream's
  *   encoding (an unsigned varint from uint8-varint ahead of the bytes, in a Uint8ArrayList). Both sides decode
  *   and encode the frame itself with cbor.ts, so the framing is the only difference.
- * Frames: an `entry` answering with a sealed 4 KB JSON response, and a `get` (key + 32-byte proof); a chunk holds
- * one frame, as yamux delivers a lone answer, and for gets also 16, as an asker's batched writes arrive.
+ * Frames: an `entry` answering with a sealed 4 KB JSON response, an unsealed one (as between members that proved
+ * the scope) of api.github.com's recorded answer to a repository GET with its headers (@octokit/fixtures), and a
+ * `get` (key + 32-byte proof); a chunk holds one frame, as yamux delivers a lone answer, and for gets also 16, as an asker's batched writes arrive.
  * A hand-written codec is kept only where its row is at least 1.3x the library's.
  * - Crypto of a peer hit: the entry AEAD (src/p2p/entry-aead.ts, XChaCha20-Poly1305) and the get proof's HMAC
  *   (src/p2p/hmac-sha256.ts) through libsodium (sodium-native) against node:crypto, in a loop. These rows show the
@@ -25,15 +26,17 @@ import { decode as cborgDecode, encode as cborgEncode } from 'cborg';
 import { encode as encodeVarint } from 'uint8-varint';
 import { Uint8ArrayList } from 'uint8arraylist';
 import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
+import { entryOf } from '../src/cache/http-policy.js';
 import { ANONYMOUS_SCOPE } from '../src/cache/scope.js';
 import { decodeStrictCbor, encodeCbor } from '../src/p2p/cbor.js';
 import { aeadOpen, aeadSeal, useAeadImplementation, type AeadImplementation } from '../src/p2p/entry-aead.js';
-import { sealEntry } from '../src/p2p/envelope.js';
+import { entryPayload, sealEntry } from '../src/p2p/envelope.js';
 import { hmacSha256, useHmacImplementation, type HmacImplementation } from '../src/p2p/hmac-sha256.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FrameChannel } from '../src/p2p/frame-channel.js';
 import { STRICT_CBOR_DECODE } from '../src/p2p/strict-cbor.js';
 import { decodeFrame, encodeFrame, encodeLengthPrefixedFrame, type Frame } from '../src/p2p/wire.js';
+import { loadScenario } from '../support/recorded-github/scenarios.js';
 import { compare, fmt, machineLine, table, writeSection } from './report.js';
 import { repoBody } from './workload.js';
 
@@ -48,6 +51,20 @@ const KEEP_RATIO = 1.3;
 const AS_WIRE = { viewBytesFrom: 0 };
 
 const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } as never;
+
+/**
+ * An unsealed `entry` (what an owner sends an asker that proved the scope) of api.github.com's recorded answer to
+ * a repository GET (@octokit/fixtures, get-repository): its body and its headers, stored as the cache stores them.
+ */
+function recordedPlainEntry(): Frame {
+  const urls = { api: 'https://api.github.com', uploads: 'https://uploads.github.com', codeload: 'https://codeload.github.com' };
+  const [exchange] = loadScenario('get-repository', urls);
+  if (exchange === undefined) throw new Error('p2p-codec: the get-repository recording is missing');
+  const now = Date.now();
+  const entry = entryOf({ status: exchange.status, headers: { ...exchange.headers, date: new Date(now).toUTCString() }, body: exchange.body }, now, 60);
+  const key = `${ANONYMOUS_SCOPE} GET https://api.github.com${exchange.path} application/vnd.github+json`;
+  return { type: 'entry', id: 4_242, payload: entryPayload(entry, key) };
+}
 
 function realisticFrames(): { entry: Frame; get: Frame } {
   const key = `${ANONYMOUS_SCOPE} GET https://api.github.com/repos/bench/codec application/vnd.github+json`;
@@ -119,6 +136,8 @@ async function pair(what: string, iterations: number, hand: (n: number) => void,
 
 export async function benchP2pCodec(): Promise<string> {
   const { entry, get } = realisticFrames();
+  const plain = recordedPlainEntry();
+  const plainCbor = encodeCbor(plain);
   const entryCbor = encodeCbor(entry);
   const getCbor = encodeCbor(get);
   const entryWire = encodeLengthPrefixedFrame(entry);
@@ -133,6 +152,12 @@ export async function benchP2pCodec(): Promise<string> {
     await pair(`decode entry (${entryCbor.byteLength} B)`, 2_000,
       (n) => { for (let i = 0; i < n; i++) sink += decodeStrictCbor(entryCbor, AS_WIRE) === undefined ? 0 : 1; },
       (n) => { for (let i = 0; i < n; i++) sink += cborgDecode(entryCbor, STRICT_CBOR_DECODE) === undefined ? 0 : 1; }),
+    await pair(`encode unsealed entry, api.github.com's recorded answer (${plainCbor.byteLength} B)`, 2_000,
+      (n) => { for (let i = 0; i < n; i++) sink += encodeCbor(plain).byteLength; },
+      (n) => { for (let i = 0; i < n; i++) sink += cborgEncode(plain).byteLength; }),
+    await pair(`decode unsealed entry, api.github.com's recorded answer (${plainCbor.byteLength} B)`, 2_000,
+      (n) => { for (let i = 0; i < n; i++) sink += decodeStrictCbor(plainCbor, AS_WIRE) === undefined ? 0 : 1; },
+      (n) => { for (let i = 0; i < n; i++) sink += cborgDecode(plainCbor, STRICT_CBOR_DECODE) === undefined ? 0 : 1; }),
     await pair(`encode get (${getCbor.byteLength} B)`, 10_000,
       (n) => { for (let i = 0; i < n; i++) sink += encodeCbor(get).byteLength; },
       (n) => { for (let i = 0; i < n; i++) sink += cborgEncode(get).byteLength; }),
@@ -236,7 +261,8 @@ export async function benchP2pCodec(): Promise<string> {
     '## P2P codecs: hand-written against the libraries',
     '',
     `Written by \`npm run bench -- p2p-codec\` (bench/p2p-codec.ts). Median of ${ROUNDS} interleaved rounds; an \`entry\` frame carries a`,
-    'sealed 4 KB JSON response, a `get` a key and a 32-byte proof. A hand-written codec is kept only where a row reaches',
+    'sealed 4 KB JSON response (an unsealed one, as members that proved the scope send, carries api.github.com\'s recorded',
+    'answer to a repository GET with its headers, from @octokit/fixtures), a `get` a key and a 32-byte proof. A hand-written codec is kept only where a row reaches',
     `${KEEP_RATIO}x (the ratio column: the library's time over the hand-written one's).`,
     '',
     '### CBOR: src/p2p/cbor.ts against cborg (strict decoding options; cbor.ts decodes as wire.ts does, byte strings as views)',
