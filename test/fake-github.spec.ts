@@ -57,13 +57,15 @@ describe('FakeGitHub (loopback stand-in for the GitHub REST API)', () => {
       expect(h.get('x-github-request-id')).to.be.a('string').and.not.equal('');
     });
 
-    it('with recordedHeaders, also sends the headers api.github.com puts on every answer, scopes only to a token', async () => {
-      const recorded = await FakeGitHub.start({ tokens: { tokenA: {} }, recordedHeaders: true });
+    it('also sends the headers api.github.com puts on every answer (scopes only to a token), unless recordedHeaders is false', async () => {
+      const recorded = await FakeGitHub.start({ tokens: { tokenA: {} } });
+      const minimal = await FakeGitHub.start({ tokens: { tokenA: {} }, recordedHeaders: false });
       try {
         recorded.setResource(REPO, { id: 1 });
         const authorized = await fetch(`${recorded.url}${REPO}`, { headers: { authorization: 'token tokenA' } });
         const anonymous = await fetch(`${recorded.url}${REPO}`);
-        const plain = await get(REPO, 'tokenA');
+        minimal.setResource(REPO, { id: 1 });
+        const plain = await fetch(`${minimal.url}${REPO}`, { headers: { authorization: 'token tokenA' } });
         for (const res of [authorized, anonymous]) {
           expect(res.status).to.equal(200);
           expect(res.headers.get('strict-transport-security')).to.equal('max-age=31536000; includeSubdomains; preload');
@@ -81,6 +83,7 @@ describe('FakeGitHub (loopback stand-in for the GitHub REST API)', () => {
         expect(plain.headers.get('strict-transport-security')).to.equal(null);
       } finally {
         await recorded.close();
+        await minimal.close();
       }
     });
 

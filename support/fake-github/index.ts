@@ -47,7 +47,7 @@ export interface FakeGitHubOptions {
    * Also send the headers api.github.com puts on every answer beside the ones the fake always sends (CORS,
    * security policy, the token's OAuth scopes: ten more, about 700 bytes), with the values recorded in
    * `@octokit/fixtures` (get-repository), so that what a cache stores and shares per answer is as large as
-   * GitHub's. Default false: the smaller set the specs read.
+   * GitHub's. Default true; false sends only the fake's own smaller set.
    */
   recordedHeaders?: boolean;
   /** Port to listen on; default 0 (ephemeral). */
@@ -93,7 +93,7 @@ export class FakeGitHub {
     const counters = new RequestCounters();
     const server = await FakeGitHubServer.listen(options.port ?? 0, {
       clock, chargeAnonymousNotModified: options.chargeAnonymousNotModified ?? true, rateLimits, resources, faults, counters,
-      extraHeaders: options.recordedHeaders === true ? recordedEveryAnswerHeaders() : undefined,
+      extraHeaders: options.recordedHeaders === false ? undefined : recordedEveryAnswerHeaders(),
     }, options.host);
     return new FakeGitHub(server, rateLimits, resources, faults, counters);
   }
