@@ -786,7 +786,7 @@ describe('SqliteStore', () => {
     });
 
     it('opening fails with CacheConfigError naming SQLITE_BUSY only once busyTimeoutMs has passed', async () => {
-      const { released } = await holdWriteLock(5000);
+      const { released } = await holdWriteLock(1500);
       const started = Date.now();
       let failure: unknown;
       try {
