@@ -36,7 +36,7 @@ import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { FrameChannel } from '../src/p2p/frame-channel.js';
 import { STRICT_CBOR_DECODE } from '../src/p2p/strict-cbor.js';
 import { decodeFrame, encodeFrame, encodeLengthPrefixedFrame, type Frame } from '../src/p2p/wire.js';
-import { loadScenario } from '../support/recorded-github/scenarios.js';
+import { loadScenario, RECORDED_ORIGINS } from '../support/recorded-github/scenarios.js';
 import { compare, fmt, machineLine, table, writeSection } from './report.js';
 import { repoBody } from './workload.js';
 
@@ -57,8 +57,7 @@ const silent = { debug: () => undefined, info: () => undefined, warn: () => unde
  * a repository GET (@octokit/fixtures, get-repository): its body and its headers, stored as the cache stores them.
  */
 function recordedPlainEntry(): Frame {
-  const urls = { api: 'https://api.github.com', uploads: 'https://uploads.github.com', codeload: 'https://codeload.github.com' };
-  const [exchange] = loadScenario('get-repository', urls);
+  const [exchange] = loadScenario('get-repository', RECORDED_ORIGINS);
   if (exchange === undefined) throw new Error('p2p-codec: the get-repository recording is missing');
   const now = Date.now();
   const entry = entryOf({ status: exchange.status, headers: { ...exchange.headers, date: new Date(now).toUTCString() }, body: exchange.body }, now, 60);

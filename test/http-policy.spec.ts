@@ -1,15 +1,12 @@
-import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { entryOf } from '../src/cache/http-policy.js';
 import { encodeFrame } from '../src/p2p/wire.js';
 import { entryPayload } from '../src/p2p/envelope.js';
+import { loadScenario, RECORDED_ORIGINS } from '../support/recorded-github/scenarios.js';
 
 /** The headers of api.github.com's answer to a repository GET, in the order GitHub sent them (@octokit/fixtures). */
 function recordedHeaders(): Record<string, string> {
-  const file = createRequire(import.meta.url).resolve('@octokit/fixtures/scenarios/api.github.com/get-repository/normalized-fixture.json');
-  const [first] = JSON.parse(readFileSync(file, 'utf8')) as Array<{ headers: Record<string, unknown> }>;
-  return Object.fromEntries(Object.entries(first!.headers).map(([name, value]) => [name, String(value)]));
+  return { ...loadScenario('get-repository', RECORDED_ORIGINS)[0]!.headers };
 }
 
 /** The order the fleet's CBOR puts a map's keys in: by length, then bytewise. */

@@ -6,8 +6,7 @@
  * length, rate-limit counters or request id: the fake computes those); the OAuth-scope headers, which GitHub
  * sends only to a request made with a token, are apart so that anonymous answers go without them.
  */
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { loadScenario, RECORDED_ORIGINS } from '../recorded-github/scenarios.js';
 
 /** Headers to add to every answer, and to answers to requests made with a token. */
 export interface ExtraHeaders {
@@ -29,16 +28,14 @@ let loaded: ExtraHeaders | undefined;
 /** Read once from the installed fixtures; throws when the recording is missing or has none of them. */
 export function recordedEveryAnswerHeaders(): ExtraHeaders {
   if (loaded !== undefined) return loaded;
-  const file = createRequire(import.meta.url).resolve('@octokit/fixtures/scenarios/api.github.com/get-repository/normalized-fixture.json');
-  const [first] = JSON.parse(readFileSync(file, 'utf8')) as Array<{ headers: Record<string, unknown> }>;
+  const [first] = loadScenario('get-repository', RECORDED_ORIGINS);
   const every: Record<string, string> = {};
   const authorized: Record<string, string> = {};
   for (const [name, value] of Object.entries(first?.headers ?? {})) {
-    const lower = name.toLowerCase();
-    if (PER_ANSWER.has(lower)) continue;
-    (AUTHORIZED_ONLY.has(lower) ? authorized : every)[lower] = String(value);
+    if (PER_ANSWER.has(name)) continue;
+    (AUTHORIZED_ONLY.has(name) ? authorized : every)[name] = value;
   }
-  if (Object.keys(every).length === 0) throw new Error(`no headers to add in ${file}`);
+  if (Object.keys(every).length === 0) throw new Error('no headers to add in the get-repository recording');
   loaded = { every: Object.freeze(every), authorized: Object.freeze(authorized) };
   return loaded;
 }
