@@ -46,7 +46,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { missingNodeFlags, SERVICE_NODE_FLAGS } from '../bin/node-flags.js';
-import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
+import { entryOf } from '../src/cache/http-policy.js';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { entryPayload } from '../src/p2p/envelope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
@@ -228,16 +228,13 @@ async function fakeChild(count: number): Promise<void> {
 
 /**
  * Bytes of the `entry` frame the owner sends for one key: one peer hit, its answer turned back into the entry
- * it was made from (its bytes, status and stored headers) and encoded as the owner encodes an unsealed one.
+ * it was made from by the cache's own `entryOf` (its bytes, status and stored headers: not the scope's
+ * x-ratelimit-* the answer carries) and encoded as the owner encodes an unsealed one.
  */
 async function measureEntryFrame(asker: GitHubAPICache, githubApiUrl: string, repo: string): Promise<number> {
   const answer = await asker.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
   if (answer.source !== 'peer') throw new Error(`frame size: expected a peer hit for ${repo}, got ${answer.source}`);
-  const now = Date.now();
-  const entry: CacheEntry = {
-    body: answer.bytes, digest: sha256Hex(answer.bytes), storedAt: now, expiresAt: now + 60_000, status: answer.status,
-    headers: answer.headers, etag: answer.headers.etag, lastModified: answer.headers['last-modified'],
-  };
+  const entry = entryOf({ status: answer.status, headers: answer.headers, body: answer.bytes }, Date.now(), 60);
   const key = keyOf(githubApiUrl, repo);
   return encodeFrame({ type: 'entry', id: 1, payload: entryPayload(entry, key) }).byteLength;
 }
