@@ -87,7 +87,7 @@ async function runRound(pieces: boolean): Promise<Round> {
   const temp = new TempDirs('gh-p2p-cache-bench-large-');
   const limits: Partial<PeerNetworkLimits> = pieces ? {} : { largeEntryBytes: 4 * MiB };
   const p2p = {
-    enabled: true, listenPort: 0, listenHost: '127.0.0.1', bootstrapPeers: [] as string[], sharedSecret: SECRET, mdns: false, keepAlive: false,
+    enabled: true, listenPort: 0, listenHost: '127.0.0.1', bootstrapPeers: [] as string[], sharedSecret: SECRET, membership: DEFAULTS.membership, mdns: false, keepAlive: false,
     requestTimeoutMs: DEFAULTS.requestTimeoutMs, dialTimeoutMs: DEFAULTS.dialTimeoutMs, maxFrameBytes: DEFAULTS.maxFrameBytes,
     maxEntryTtl: DEFAULTS.maxEntryTtl, handoff: false, startWaitMs: 0,
   };

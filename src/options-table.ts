@@ -31,6 +31,7 @@ export const DEFAULTS = Object.freeze({
   maxEntryBytes: 10 * 1024 * 1024,
   maxParsedValues: 10_000,
   persistence: 'auto' as const,
+  membership: 'handshake' as const,
   githubApiUrl: 'https://api.github.com',
   maxRateLimitWait: 0,
   maxConcurrentPerScope: 10,
@@ -165,6 +166,7 @@ function numeric(row: {
 
 const MAX_TTL_SECONDS = 365 * 86_400;
 const PERSISTENCE_MODES = ['auto', 'required', 'off'] as const;
+const MEMBERSHIP_MODES = ['handshake', 'pnet'] as const;
 
 /** Every option, in the order `resolveOptions` reads them (the shared secret before `p2p.enabled`, which needs it). */
 export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
@@ -279,7 +281,7 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
     type: 'secret',
     accepts: 'string of at least 16 characters (e.g. `openssl rand -hex 32`)',
     defaultText: 'none',
-    doc: 'secret shared by the fleet, from which the private-network key is derived; prefer the variable: arguments show in `ps`',
+    doc: 'secret shared by the fleet: only nodes holding it connect (see `p2p.membership`); prefer the variable: arguments show in `ps`',
     parse: (value, source) => {
       if (typeof value !== 'string') throw new CacheConfigError(source.name, `expected a string, got ${show(value)}`);
       // Never echo the secret itself.
@@ -338,6 +340,19 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
     fallback: () => Object.freeze([]),
   },
   {
+    path: 'p2p.membership', env: 'CACHE_P2P_MEMBERSHIP', flag: { name: '--p2p-membership', value: '<mode>' }, type: 'choice', choices: MEMBERSHIP_MODES,
+    accepts: MEMBERSHIP_MODES.map((mode) => `\`${mode}\``).join(', '),
+    defaultText: `\`${DEFAULTS.membership}\``,
+    doc: 'how the shared secret keeps outsiders off: `handshake`: bound into every connection\'s noise handshake (a node without it fails the handshake at once); `pnet`: libp2p\'s private network, XSalsa20 over every connection beneath noise, as members before 2026-12 ran (the two modes do not connect to each other; docs/security.md)',
+    parse: (value, source) => {
+      if (!(MEMBERSHIP_MODES as readonly unknown[]).includes(value)) {
+        throw new CacheConfigError(source.name, `expected 'handshake' or 'pnet', got ${show(value)}`);
+      }
+      return value;
+    },
+    fallback: () => DEFAULTS.membership,
+  },
+  {
     path: 'p2p.mdns', type: 'boolean',
     accepts: 'boolean',
     defaultText: '`false`',
@@ -361,7 +376,7 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
   numeric({
     path: 'p2p.dialTimeoutMs', type: 'integer', unit: 'ms',
     min: 1, max: 600_000, default: DEFAULTS.dialTimeoutMs,
-    doc: 'abort a dial after this long (a wrong network key otherwise fails only after about 6 s)',
+    doc: 'abort a dial after this long (with `p2p.membership` `pnet`, a wrong shared secret otherwise fails only after about 6 s)',
   }),
   {
     ...numeric({

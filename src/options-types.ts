@@ -16,8 +16,15 @@ export interface P2POptions {
   listenHost?: string;
   /** Multiaddrs of peers to dial at start (`/ip4/10.0.0.2/tcp/9100/p2p/12D3…`). [CACHE_BOOTSTRAP_PEERS, comma-separated] Default: none. */
   bootstrapPeers?: string[];
-  /** Secret shared by the fleet; derives the private-network key. Required when enabled. [CACHE_P2P_SHARED_SECRET] */
+  /** Secret shared by the fleet; only nodes holding it connect (see `membership`). Required when enabled. [CACHE_P2P_SHARED_SECRET] */
   sharedSecret?: string;
+  /**
+   * How the shared secret keeps outsiders off. 'handshake': a key derived from it is bound into every connection's
+   * noise handshake (its prologue), so a node without it fails the handshake; 'pnet': libp2p's private network
+   * (XSalsa20 under a key derived from it, beneath noise), as members before 2026-12 ran. The two modes do not
+   * connect to each other. [CACHE_P2P_MEMBERSHIP] Default: 'handshake'.
+   */
+  membership?: 'handshake' | 'pnet';
   /** Discover peers on the LAN with mDNS. Default: false. */
   mdns?: boolean;
   /** Whether the P2P host keeps the process alive by itself (a server's listener does that anyway). Default: false; `serve` sets it. */
@@ -80,6 +87,7 @@ export interface ResolvedP2POptions {
   readonly listenHost: string;
   readonly bootstrapPeers: readonly string[];
   readonly sharedSecret: string | undefined;
+  readonly membership: 'handshake' | 'pnet';
   readonly mdns: boolean;
   readonly keepAlive: boolean;
   readonly requestTimeoutMs: number;

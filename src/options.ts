@@ -82,6 +82,7 @@ export function resolveOptions(options: CacheOptions = {}, env: NodeJS.ProcessEn
       listenHost: get('p2p.listenHost'),
       bootstrapPeers: get('p2p.bootstrapPeers'),
       sharedSecret: get('p2p.sharedSecret'),
+      membership: get('p2p.membership'),
       mdns: get('p2p.mdns'),
       keepAlive: get('p2p.keepAlive'),
       requestTimeoutMs: get('p2p.requestTimeoutMs'),

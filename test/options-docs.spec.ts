@@ -66,6 +66,7 @@ describe('options table', () => {
       'p2p.sharedSecret': ['0123456789abcdef0123', '0123456789abcdef0123'],
       'p2p.enabled': ['no', false],
       'p2p.listenPort': ['9999', 9999],
+      'p2p.membership': ['pnet', 'pnet'],
       'p2p.bootstrapPeers': ['/ip4/10.0.0.2/tcp/9100', ['/ip4/10.0.0.2/tcp/9100']],
     };
     for (const row of OPTION_TABLE) {

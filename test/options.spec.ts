@@ -8,7 +8,7 @@ describe('resolveOptions', () => {
   it('uses documented defaults with an empty environment', () => {
     const o = resolveOptions({}, {});
     expect(o).to.include({ defaultTtl: 300, maxEntries: 10_000, persistence: 'auto', githubApiUrl: 'https://api.github.com', maxConcurrentPerScope: 10, maxRateLimitWait: 0 });
-    expect(o.p2p).to.include({ enabled: false, listenPort: 9100, listenHost: '0.0.0.0', requestTimeoutMs: DEFAULTS.requestTimeoutMs });
+    expect(o.p2p).to.include({ enabled: false, listenPort: 9100, listenHost: '0.0.0.0', requestTimeoutMs: DEFAULTS.requestTimeoutMs, membership: 'handshake' });
     expect(o.cacheDir).to.match(/github-p2p-cache$/);
   });
 
@@ -21,10 +21,11 @@ describe('resolveOptions', () => {
       CACHE_LISTEN_PORT: '9200',
       CACHE_BOOTSTRAP_PEERS: '/ip4/127.0.0.1/tcp/9100/p2p/12D3KooWA, /ip4/127.0.0.2/tcp/9100',
       CACHE_P2P_SHARED_SECRET: SECRET,
+      CACHE_P2P_MEMBERSHIP: 'pnet',
       GITHUB_API_URL: 'http://127.0.0.1:3000/api/v3/',
     });
     expect(o).to.include({ cacheDir: '/tmp/x', defaultTtl: 42, maxEntries: 7, githubApiUrl: 'http://127.0.0.1:3000/api/v3' });
-    expect(o.p2p).to.include({ enabled: true, listenPort: 9200, sharedSecret: SECRET });
+    expect(o.p2p).to.include({ enabled: true, listenPort: 9200, sharedSecret: SECRET, membership: 'pnet' });
     expect(o.p2p.bootstrapPeers).to.deep.equal(['/ip4/127.0.0.1/tcp/9100/p2p/12D3KooWA', '/ip4/127.0.0.2/tcp/9100']);
   });
 
@@ -44,6 +45,8 @@ describe('resolveOptions', () => {
     ['a string where a number belongs', () => resolveOptions({ maxEntries: '5' as never }, {}), 'maxEntries', /"5"/],
     ['an unknown option', () => resolveOptions({ ttl: 5 } as never, {}), 'ttl', /unknown/],
     ['a bad GitHub URL', () => resolveOptions({}, { GITHUB_API_URL: 'not a url' }), 'GITHUB_API_URL', /not a url/],
+    ['a membership mode that does not exist', () => resolveOptions({ p2p: { membership: 'none' as never } }, {}), 'p2p.membership', /"none"/],
+    ['CACHE_P2P_MEMBERSHIP=PNET', () => resolveOptions({}, { CACHE_P2P_MEMBERSHIP: 'PNET' }), 'CACHE_P2P_MEMBERSHIP', /"PNET"/],
     ['bootstrap peers that are not multiaddrs', () => resolveOptions({}, { CACHE_BOOTSTRAP_PEERS: 'host:9100' }), 'CACHE_BOOTSTRAP_PEERS', /host:9100/],
   ];
   for (const [name, fn, option, value] of invalid) {

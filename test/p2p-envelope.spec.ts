@@ -5,7 +5,7 @@ import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
 import { ANONYMOUS_SCOPE, entryKeyOf } from '../src/cache/scope.js';
 import { entryPayload, openEntry, openPlainEntry, payloadBytesBound, PeerEntryRejected, sealEntry, sealPayload, type OpenEntryOptions } from '../src/p2p/envelope.js';
 import { decodeStrictCbor, encodeCbor } from '../src/p2p/cbor.js';
-import { anonymousEntryKeyOf, swarmKeyOf } from '../src/p2p/fleet-keys.js';
+import { anonymousEntryKeyOf, handshakePrologueOf, swarmKeyOf } from '../src/p2p/fleet-keys.js';
 import { decodeFrame, encodeFrame, PROTOCOL } from '../src/p2p/wire.js';
 import { requestKey } from './support/p2p-fixtures.js';
 import { sortsDuring } from '../support/sort-spy.js';
@@ -261,5 +261,19 @@ describe('fleet keys (derived from the shared secret)', () => {
     const anonymous = Buffer.from(anonymousEntryKeyOf(secret)).toString('hex');
     expect(anonymous).to.have.length(64);
     expect(new TextDecoder().decode(swarmKeyOf(secret))).to.not.include(anonymous);
+  });
+
+  it('give a noise prologue: a label and 32 key bytes, different per secret, holding neither the secret nor another key', () => {
+    const secret = '0123456789abcdef-secret';
+    const prologue = Buffer.from(handshakePrologueOf(secret));
+    const label = 'github-p2p-cache fleet membership v1\n';
+    expect(prologue.subarray(0, label.length).toString('utf8')).to.equal(label);
+    expect(prologue.byteLength).to.equal(label.length + 32);
+    expect(Buffer.from(handshakePrologueOf('another-secret-0123456789'))).to.not.deep.equal(prologue);
+    expect(handshakePrologueOf(secret)).to.deep.equal(handshakePrologueOf(secret));
+    const key = prologue.subarray(label.length);
+    expect(prologue.toString('latin1')).to.not.include(secret);
+    expect(key.toString('hex')).to.not.equal(Buffer.from(anonymousEntryKeyOf(secret)).toString('hex'));
+    expect(new TextDecoder().decode(swarmKeyOf(secret))).to.not.include(key.toString('hex'));
   });
 });

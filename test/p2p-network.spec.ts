@@ -1,16 +1,23 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import type { Libp2p } from '@libp2p/interface';
+import { tcp } from '@libp2p/tcp';
+import { multiaddr } from '@multiformats/multiaddr';
 import { expect } from 'chai';
+import { createLibp2p } from 'libp2p';
 import type { CacheEntry } from '../src/cache/entry.js';
 import { parseRequestKey } from '../src/cache/request-key.js';
 import { ANONYMOUS_SCOPE, scopeIdOf } from '../src/cache/scope.js';
 import type { ResolvedP2POptions } from '../src/options.js';
+import { handshakePrologueOf } from '../src/p2p/fleet-keys.js';
 import { PeerNetwork, type PeerNetworkLimits } from '../src/p2p/peer-network.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import {
   addressOf, entryFor, freePort, fullyConnected, p2pOptions, RecordingLogger, removeTmpDirs, requestKey, startNode, tmpCacheDir, UpstreamCounter, waitFor,
-  MemoryBackend, type SpecNode,
+  MemoryBackend, SHARED_SECRET, type SpecNode,
 } from './support/p2p-fixtures.js';
 
 describe('PeerNetwork', function () {
@@ -201,16 +208,67 @@ describe('PeerNetwork', function () {
     });
   });
 
-  describe('the private network', () => {
-    it('refuses a node with another shared secret: its dial is aborted by dialTimeoutMs and nothing connects', async () => {
+  describe('membership (the shared secret)', () => {
+    /** A stock libp2p node (TCP, noise, yamux; no pnet), noise's prologue set as given. */
+    async function stockNode(prologueBytes?: Uint8Array): Promise<Libp2p> {
+      const node = await createLibp2p({
+        addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()],
+        connectionEncrypters: [noise(prologueBytes === undefined ? {} : { prologueBytes })], streamMuxers: [yamux()],
+      });
+      stock.push(node);
+      return node;
+    }
+    let stock: Libp2p[] = [];
+    afterEach(async () => {
+      await Promise.all(stock.map((node) => node.stop()));
+      stock = [];
+    });
+
+    it('refuses a node with another shared secret at the handshake, and the dialler\'s warning names the cause', async () => {
       const member = await startNode();
       nodes.push(member);
-      const outsider = await startNode({ p2p: { sharedSecret: 'another-secret-entirely-0123456789', bootstrapPeers: [addressOf(member)], dialTimeoutMs: 500 } });
+      // dialTimeoutMs far above a handshake: the dial fails because the handshake does, not because it timed out.
+      const outsider = await startNode({ p2p: { sharedSecret: 'another-secret-entirely-0123456789', bootstrapPeers: [addressOf(member)], dialTimeoutMs: 15_000 } });
       nodes.push(outsider);
-      await waitFor(() => outsider.logger.warnings.some((w) => w.startsWith('could not reach bootstrap peer')), 'the outsider to give up');
+      await waitFor(() => outsider.logger.warnings.some((w) => w.startsWith('could not reach bootstrap peer')), 'the outsider to give up', 15_000);
+      const warning = outsider.logger.warnings.find((w) => w.startsWith('could not reach bootstrap peer'))!;
+      expect(warning).to.include('the noise handshake failed').and.to.include('p2p.sharedSecret').and.to.include('p2p.membership');
+      expect(warning).to.not.include(SHARED_SECRET).and.to.not.include('another-secret-entirely');
       expect(member.network.stats().peers).to.deep.equal([]);
       expect(outsider.network.stats().peers).to.deep.equal([]);
       expect(outsider.network.stats().connectedPeers).to.equal(0);
+    });
+
+    it('binds the secret into noise\'s handshake over plain TCP: a stock node with the fleet\'s prologue connects, one without it does not', async () => {
+      const member = await startNode();
+      nodes.push(member);
+      const withPrologue = await stockNode(handshakePrologueOf(SHARED_SECRET));
+      const connection = await withPrologue.dial(multiaddr(addressOf(member)), { signal: AbortSignal.timeout(15_000) });
+      expect(connection.remotePeer.toString()).to.equal(member.network.peerId);
+      const without = await stockNode();
+      let refused: unknown;
+      await without.dial(multiaddr(addressOf(member)), { signal: AbortSignal.timeout(15_000) }).catch((err: unknown) => { refused = err; });
+      expect(refused).to.be.instanceOf(Error);
+      expect((refused as Error).name).to.equal('EncryptionFailedError');
+      const otherSecret = await stockNode(handshakePrologueOf('another-secret-entirely-0123456789'));
+      refused = undefined;
+      await otherSecret.dial(multiaddr(addressOf(member)), { signal: AbortSignal.timeout(15_000) }).catch((err: unknown) => { refused = err; });
+      expect((refused as Error | undefined)?.name).to.equal('EncryptionFailedError');
+      await waitFor(() => member.network.stats().connectedPeers === 1, 'only the node with the prologue to stay connected');
+    });
+
+    it('with p2p.membership \'pnet\', members connect to each other and not to members of the default mode', async () => {
+      const upstream = new UpstreamCounter();
+      const [a, b] = await startFleet(2, upstream, { p2p: { membership: 'pnet' } }) as [SpecNode, SpecNode];
+      const ids = [a.network.peerId, b.network.peerId];
+      const key = Array.from({ length: 50 }, (_, i) => requestKey(ANONYMOUS_SCOPE, `pnet-${i}`)).find((k) => rendezvousOwner(k, ids) === b.network.peerId)!;
+      expect((await a.network.fetch(key, ANONYMOUS_SCOPE)).kind).to.equal('entry');
+      expect(upstream.calls).to.equal(1);
+      const other = await startNode({ p2p: { bootstrapPeers: [addressOf(a)], dialTimeoutMs: 15_000 } });
+      nodes.push(other);
+      await waitFor(() => other.logger.warnings.some((w) => w.startsWith('could not reach bootstrap peer')), 'the other mode\'s dial to fail', 15_000);
+      expect(other.network.stats().connectedPeers).to.equal(0);
+      expect(a.network.stats().peers.map((p) => p.id)).to.deep.equal([b.network.peerId]);
     });
   });
 

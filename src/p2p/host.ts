@@ -11,7 +11,7 @@ import { CacheConfigError, CacheError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ResolvedP2POptions } from '../options.js';
 import type { CacheProtocol, CacheProtocolComponents } from './cache-protocol.js';
-import { swarmKeyOf } from './fleet-keys.js';
+import { handshakePrologueOf, swarmKeyOf } from './fleet-keys.js';
 import { acquirePeerIdentity, type PeerIdentity } from './identity.js';
 import { hostOf, InboundGate } from './inbound-gate.js';
 import type { InvalidationComponents, InvalidationService } from './invalidation.js';
@@ -22,15 +22,17 @@ import { fleetNoise } from './noise-decoder.js';
 import { fleetPrivateNetwork, pnetCipher } from './private-network.js';
 
 /**
- * The fleet's libp2p host: assembly (private network, TCP, noise, yamux, connection gater, persistent identity,
+ * The fleet's libp2p host: assembly (TCP, noise bound to the shared secret or pnet beneath it, yamux, connection gater, persistent identity,
  * bootstrap, optional mDNS), start with port fallback, stop. The cache protocol runs in it as a service, and the
  * invalidation protocol (invalidation.ts) as another beside it.
  *
  * Guarantees:
  * - Starting completes or fails with `PeerNetworkStartError` within `startTimeoutMs`; on failure nothing is left
  *   running (a creation that finishes after the deadline is stopped) and the identity slot is free.
- * - Only members of the private network connect (pnet with the shared secret's key), and a peer the gater is told
- *   is banned is neither dialled nor accepted.
+ * - Only nodes holding the shared secret connect: with `p2p.membership` 'handshake' (the default) a key derived
+ *   from it is noise's prologue, so a node without it fails the handshake at its second message (fleet-keys.ts);
+ *   with 'pnet' the connection runs inside libp2p's private network under a key derived from it
+ *   (private-network.ts). A peer the gater is told is banned is neither dialled nor accepted.
  * - Outsiders flooding the port cannot lock members out: one host holds at most MAX_PENDING_INBOUND_PER_HOST of
  *   the MAX_PENDING_INBOUND pending inbound slots (inbound-gate.ts), each for at most twice dialTimeoutMs, and the
  *   bootstrap peers' hosts are let past the global limit, with MAX_PENDING_INBOUND_PER_KNOWN_HOST each.
@@ -250,7 +252,7 @@ export class Libp2pHost {
       await this.#keepAlive(connection.remotePeer);
       log.debug('port %d is held by peer %s; joined it', p2p.listenPort, connection.remotePeer.toString());
     } catch (err) {
-      log.warn(`port ${p2p.listenPort} is taken by a process that is not a member of this network (dialling ${addr} failed: ${errorMessage(err)}); ` +
+      log.warn(`port ${p2p.listenPort} is taken by a process that is not a member of this network (dialling ${addr} failed: ${dialProblem(err)}); ` +
         `running on port ${this.boundPort()} and reaching the fleet only through bootstrap peers. Check that it uses the same p2p.sharedSecret, or free the port.`);
     }
   }
@@ -294,8 +296,8 @@ export class Libp2pHost {
       (connection) => this.#keepAlive(connection.remotePeer),
       (err: unknown) => {
         const message = errorMessage(err);
-        if (attempt === 0) log.warn(`could not reach bootstrap peer ${raw}: ${message}${START_RETRIES > 0 ? ' (trying again)' : ''}`);
-        else log.debug('bootstrap peer %s still unreachable (attempt %d): %s', raw, attempt + 1, message);
+        if (attempt === 0) log.warn(`could not reach bootstrap peer ${raw}: ${dialProblem(err)}${START_RETRIES > 0 ? ' (trying again)' : ''}`);
+        else log.debug('bootstrap peer %s still unreachable (attempt %d): %s', raw, attempt + 1, dialProblem(err));
         if (attempt >= START_RETRIES || this.#stopping !== undefined || /\bself\b/i.test(message)) return;
         const delayMs = START_RETRY_MS * 2 ** attempt * (0.5 + Math.random());
         const timer = setTimeout(() => {
@@ -344,7 +346,7 @@ export class Libp2pHost {
           log.debug('rejoined bootstrap peer %s', raw);
           await this.#keepAlive(connection.remotePeer);
         },
-        (err: unknown) => log.debug('bootstrap peer %s still unreachable: %s', raw, errorMessage(err)),
+        (err: unknown) => log.debug('bootstrap peer %s still unreachable: %s', raw, dialProblem(err)),
       ).finally(() => this.#rejoining.delete(id)));
     }
   }
@@ -387,7 +389,13 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
   if (withPeerId.length > 0) peerDiscovery.push(bootstrap({ list: withPeerId }));
   if (mdns !== undefined) peerDiscovery.push(mdns);
   const noiseCrypto = fleetNoiseCrypto();
-  init.logger.debug('private network cipher: %s; noise ChaCha20-Poly1305: %s', pnetCipher(), noiseCrypto === undefined ? 'noise\'s own' : 'libsodium below 16 KiB');
+  const pnet = init.p2p.membership === 'pnet';
+  init.logger.debug('membership: %s; noise ChaCha20-Poly1305: %s', pnet ? `pnet (cipher: ${pnetCipher()})` : 'noise handshake prologue',
+    noiseCrypto === undefined ? 'noise\'s own' : 'libsodium below 16 KiB');
+  const noiseInit = {
+    ...(noiseCrypto === undefined ? {} : { crypto: noiseCrypto }),
+    ...(pnet ? {} : { prologueBytes: handshakePrologueOf(secret) }),
+  };
   return createLibp2p<HostServices>({
     start: false,
     privateKey: identity.privateKey,
@@ -395,12 +403,14 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
     transports: [tcp()],
     // noise, each connection reading its messages without an Error per TCP chunk (noise-decoder.ts), short
     // messages enciphered by libsodium when it loads (noise-crypto.ts).
-    connectionEncrypters: [fleetNoise({ logger: init.logger, init: noiseCrypto === undefined ? {} : { crypto: noiseCrypto } })],
+    // (p2p.membership 'handshake': the shared secret's prologue bound into each handshake, fleet-keys.ts)
+    connectionEncrypters: [fleetNoise({ logger: init.logger, init: noiseInit })],
     // Without keepAlive the muxer's own 30 s pings are off (its timer would hold the process open); libp2p's
     // connection monitor still pings every peer.
     streamMuxers: [yamux({ enableKeepAlive: init.p2p.keepAlive })],
-    // pnet's protocol with libsodium's XSalsa20, or pnet's wasm cipher kept from growing its memory (private-network.ts).
-    connectionProtector: fleetPrivateNetwork(swarmKeyOf(secret)),
+    // p2p.membership 'pnet': pnet's protocol with libsodium's XSalsa20, or pnet's wasm cipher kept from growing its
+    // memory (private-network.ts).
+    ...(pnet ? { connectionProtector: fleetPrivateNetwork(swarmKeyOf(secret)) } : {}),
     connectionGater: {
       denyDialPeer: (peer) => banned(peer.toString()),
       denyInboundConnection: (maConn) => gate.deny(maConn),
@@ -442,6 +452,18 @@ async function loadMdns(log: Logger): Promise<PeerDiscoveryFactory | undefined> 
 }
 
 /** The IP addresses of the bootstrap peers that name one (DNS names and unreadable entries are skipped). */
+/**
+ * A failed dial's reason for a log line. A noise handshake that fails to authenticate (libp2p's
+ * EncryptionFailedError) is, between fleet nodes, nearly always a peer with another shared secret or membership
+ * mode (their prologues differ): the line says so, without naming either secret.
+ */
+function dialProblem(err: unknown): string {
+  const message = errorMessage(err);
+  return (err as { name?: unknown } | null)?.name === 'EncryptionFailedError'
+    ? `the noise handshake failed (${message}): the peer does not hold this node's p2p.sharedSecret, or runs another p2p.membership`
+    : message;
+}
+
 function bootstrapHosts(peers: readonly string[]): string[] {
   const hosts = new Set<string>();
   for (const raw of peers) {

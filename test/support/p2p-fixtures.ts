@@ -28,6 +28,7 @@ export function p2pOptions(overrides: Partial<ResolvedP2POptions> = {}): Resolve
     listenHost: '127.0.0.1',
     bootstrapPeers: [],
     sharedSecret: SHARED_SECRET,
+    membership: DEFAULTS.membership,
     mdns: false,
     keepAlive: false,
     requestTimeoutMs: DEFAULTS.requestTimeoutMs,

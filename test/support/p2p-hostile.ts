@@ -4,13 +4,12 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify } from '@libp2p/identify';
 import type { Connection, Libp2p, Stream } from '@libp2p/interface';
-import { fleetPrivateNetwork } from '../../src/p2p/private-network.js';
 import { tcp } from '@libp2p/tcp';
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { ANONYMOUS_SCOPE } from '../../src/cache/scope.js';
-import { anonymousEntryKeyOf, swarmKeyOf } from '../../src/p2p/fleet-keys.js';
+import { anonymousEntryKeyOf, handshakePrologueOf } from '../../src/p2p/fleet-keys.js';
 import { CHALLENGE_BYTES, getProof, proofKeyOf, scopeClaimProof, type ProofParties } from '../../src/p2p/scope-proof.js';
 import { decodeFrame, encodeFrame, PROTOCOL, WIRE_VERSION, type Frame, type GetFrame, type ScopeClaim, type ScopesFrame } from '../../src/p2p/wire.js';
 import { SHARED_SECRET } from './p2p-fixtures.js';
@@ -52,9 +51,9 @@ export class HostilePeer {
       start: false,
       addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
       transports: [tcp()],
-      connectionEncrypters: [noise()],
+      // Admitted as the fleet's members are by default (p2p.membership 'handshake'): the secret's noise prologue.
+      connectionEncrypters: [noise({ prologueBytes: handshakePrologueOf(secret) })],
       streamMuxers: [yamux()],
-      connectionProtector: fleetPrivateNetwork(swarmKeyOf(secret)),
       services: { identify: identify() },
     });
     const peer = new HostilePeer(node);
