@@ -1,6 +1,7 @@
 /**
  * Two libp2p hosts on 127.0.0.1 built like the fleet's (TCP, noise, yamux, and pnet unless asked not to; noise as
- * shipped unless `fleetNoise`, and yamux's window updates per frame unless `batchWindowUpdates`), the
+ * shipped unless `fleetNoise`, with the shared secret's prologue if `prologue`, and yamux's window updates per
+ * frame unless `batchWindowUpdates`; AS_THE_FLEET is the fleet's default assembly), the
  * server echoing a fixed reply to each length-prefixed request on one long-lived stream: the transport floor a
  * peer hit stands on, for the benchmarks that time it. The server host is in this process, or with
  * `serverInChild` in a child process (bench/libp2p-echo-server.ts, built with the same options; its pid is on the
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import type { Libp2p, Stream } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { batchWindowUpdates } from '../src/p2p/frame-channel.js';
-import { swarmKeyOf } from '../src/p2p/fleet-keys.js';
+import { handshakePrologueOf, swarmKeyOf } from '../src/p2p/fleet-keys.js';
 import { fleetNoise, type NoiseDecoderCounts } from '../src/p2p/noise-decoder.js';
 import type { PnetCipher } from '../src/p2p/private-network.js';
 
@@ -31,7 +32,10 @@ export interface EchoPair {
 export interface EchoHostOptions {
   requestBytes: number;
   replyBytes: number;
+  /** pnet (the private network beneath noise, `p2p.membership` 'pnet'); default on, as libp2p ships it. */
   pnet?: boolean;
+  /** The shared secret's prologue in noise's handshake (`p2p.membership` 'handshake', fleet-keys.ts); default off. */
+  prologue?: boolean;
   /** pnet's XSalsa20 (private-network.ts): `native` (libsodium) or `wasm` (pnet's own, guarded); default: the fleet's choice. */
   pnetCipher?: PnetCipher;
   /** yamux's stream window (bytes); default: yamux's own. */
@@ -50,6 +54,13 @@ export interface EchoHostOptions {
   noiseCrypto?: boolean;
 }
 
+/**
+ * The transport as the fleet's hosts run it by default (host.ts with `p2p.membership` 'handshake'): no pnet, the
+ * shared secret's prologue in noise's handshake, noise through fleetNoise with libsodium's ChaCha20-Poly1305,
+ * window updates batched as FrameChannel batches them.
+ */
+export const AS_THE_FLEET = Object.freeze({ pnet: false, prologue: true, fleetNoise: true, noiseCrypto: true, batchWindowUpdates: true });
+
 /** One host of the pair, built from `opts`; `noiseCounts` counts its fleetNoise decoders. */
 export async function echoHost(opts: EchoHostOptions, noiseCounts: NoiseDecoderCounts): Promise<Libp2p> {
   await import('../src/polyfills.js'); // libp2p 3 needs Promise.withResolvers
@@ -59,7 +70,7 @@ export async function echoHost(opts: EchoHostOptions, noiseCounts: NoiseDecoderC
   ]);
   const crypto = opts.noiseCrypto === true ? fleetNoiseCrypto() : undefined;
   if (opts.noiseCrypto === true && crypto === undefined) throw new Error('noiseCrypto: sodium-native did not load');
-  const noiseInit = crypto === undefined ? {} : { crypto };
+  const noiseInit = { ...(crypto === undefined ? {} : { crypto }), ...(opts.prologue === true ? { prologueBytes: handshakePrologueOf(SECRET) } : {}) };
   const streamOptions = opts.window === undefined ? {} : { streamOptions: { initialStreamWindowSize: opts.window, maxStreamWindowSize: Math.max(opts.window, 16 * 1024 * 1024) } };
   return createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },

@@ -5,10 +5,11 @@
  * shipped (TCP + pnet + noise + yamux); the same without pnet (the pre-shared-key XSalsa20 layer); with larger
  * yamux stream windows; with yamux window updates batched as the fleet's streams batch them
  * (src/p2p/frame-channel.ts) and noise as shipped; as the fleet runs it (batched window updates, noise
- * through fleetNoise, src/p2p/noise-decoder.ts: no RangeError per chunk, per connection) with pnet's XSalsa20 in
- * libsodium (src/p2p/private-network.ts) and noise's ChaCha20-Poly1305 in libsodium below 16 KiB
- * (src/p2p/noise-crypto.ts), beside the same with noise's own ChaCha20-Poly1305, with pnet's own wasm cipher (the
- * fallback) and without pnet;
+ * through fleetNoise, src/p2p/noise-decoder.ts: no RangeError per chunk, per connection) with noise's
+ * ChaCha20-Poly1305 in libsodium below 16 KiB (src/p2p/noise-crypto.ts) and the shared secret's prologue in noise's
+ * handshake instead of pnet (`p2p.membership` 'handshake', the default), beside the same with pnet beneath noise
+ * (`p2p.membership` 'pnet': its XSalsa20 in libsodium, src/p2p/private-network.ts), with noise's own
+ * ChaCha20-Poly1305, and with pnet's own wasm cipher (the fallback);
  * and, for comparison, the proposed one-line upstream change to @libp2p/utils' LengthPrefixedDecoder (noise reads
  * its messages through it) patched into this process's prototype for its row only (see
  * installProposedDecoderFix; the library never patches it). Bodies: a repository-shaped 3.9 KiB and a 256 KiB
@@ -85,13 +86,13 @@ async function httpKeepAlive(bytes: number): Promise<Transport> {
   };
 }
 
-export function libp2p(opts: { pnet: boolean; cipher?: PnetCipher; window?: number; batch?: boolean; fleetNoise?: boolean; noiseCrypto?: boolean }): (bytes: number) => Promise<Transport> {
+export function libp2p(opts: { pnet: boolean; prologue?: boolean; cipher?: PnetCipher; window?: number; batch?: boolean; fleetNoise?: boolean; noiseCrypto?: boolean }): (bytes: number) => Promise<Transport> {
   // The connection monitor's pings time out when 1 MiB transfers keep the one event loop busy on a loaded machine,
   // and it then closes the connection mid-transfer: off here, as nothing else would notice a dead peer in this bench.
   return (bytes) => libp2pEchoPair({
     requestBytes: REQUEST_BYTES, replyBytes: bytes, pnet: opts.pnet, window: opts.window, pnetCipher: opts.cipher ?? 'wasm',
     yamuxKeepAlive: false, connectionMonitor: false, maxDataLength: 8 * 1024 * 1024, batchWindowUpdates: opts.batch === true,
-    fleetNoise: opts.fleetNoise === true, noiseCrypto: opts.noiseCrypto === true,
+    fleetNoise: opts.fleetNoise === true, noiseCrypto: opts.noiseCrypto === true, prologue: opts.prologue === true,
   });
 }
 
@@ -103,8 +104,8 @@ const VARIANTS: Variant[] = [
   { label: 'pnet, window updates batched (frame-channel.ts), noise as shipped (a RangeError per chunk)', make: libp2p({ pnet: true, batch: true }) },
   { label: 'pnet (its wasm cipher, the fallback), window updates batched, noise through fleetNoise (noise-decoder.ts)', make: libp2p({ pnet: true, batch: true, fleetNoise: true }) },
   { label: 'the same with pnet\'s XSalsa20 in libsodium (private-network.ts, `sodium-native`), noise\'s own ChaCha20-Poly1305', make: libp2p({ pnet: true, cipher: 'native', batch: true, fleetNoise: true }) },
-  { label: '**as the fleet runs it**: the same with noise\'s ChaCha20-Poly1305 in libsodium below 16 KiB (noise-crypto.ts)', make: libp2p({ pnet: true, cipher: 'native', batch: true, fleetNoise: true, noiseCrypto: true }) },
-  { label: 'the fleet\'s, without pnet', make: libp2p({ pnet: false, batch: true, fleetNoise: true, noiseCrypto: true }) },
+  { label: 'the same with noise\'s ChaCha20-Poly1305 in libsodium below 16 KiB (noise-crypto.ts): the fleet with `p2p.membership` `pnet`', make: libp2p({ pnet: true, cipher: 'native', batch: true, fleetNoise: true, noiseCrypto: true }) },
+  { label: '**as the fleet runs it** (`p2p.membership` `handshake`, the default): the same without pnet, the shared secret\'s prologue in noise\'s handshake', make: libp2p({ pnet: false, prologue: true, batch: true, fleetNoise: true, noiseCrypto: true }) },
   { label: 'batched, noise as shipped, with the proposed upstream decoder loop (prototype patched here, this row only)', make: libp2p({ pnet: true, batch: true }), decoderFix: true },
 ];
 

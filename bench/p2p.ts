@@ -35,7 +35,7 @@ import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { waitFor } from '../support/wait.js';
 import { mulberry32, pool, zipfSampler } from '../support/workload.js';
-import { libp2pEchoPair } from './libp2p-echo.js';
+import { AS_THE_FLEET, libp2pEchoPair } from './libp2p-echo.js';
 import { expectSource, fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
 import { loadLine, mean, repoBody } from './workload.js';
 
@@ -221,7 +221,7 @@ export async function benchPeerLatency(): Promise<string> {
     `requests during the two peer-hit rows: ${upstreamDuringPeerHits.join(' and ')}). A memory hit repeats those keys on the asker. Origin rows go to the`,
     `fake GitHub (in this process) with ${ORIGIN_LATENCY_MS} ms injected latency, the two in alternating blocks of 100 calls. Every path is`,
     `warmed up first (${WARM_UP_KEYS} untimed calls each). Bodies: a repository-shaped JSON of ${fmt(bodyBytes / 1024, 1)} KiB; both nodes hold the token's scope and`,
-    'proved it to each other, so the owner sends the entry unsealed in its frame (`plain`) and the asker verifies it. Two nodes meshed over libp2p (TCP, pnet, noise, yamux) on 127.0.0.1. CPU per call is the CPU time of a row over its calls, in',
+    'proved it to each other, so the owner sends the entry unsealed in its frame (`plain`) and the asker verifies it. Two nodes meshed over libp2p (TCP, noise with the shared secret\'s prologue, yamux: the default `p2p.membership`) on 127.0.0.1. CPU per call is the CPU time of a row over its calls, in',
     'every process involved (`process.cpuUsage`, and `/proc/<pid>/stat` for a child); unlike the latencies, it does not grow',
     `when other work on the machine makes the calls wait. ${load}`,
     '',
@@ -245,10 +245,10 @@ export async function benchPeerLatency(): Promise<string> {
     table(['floor', 'samples', 'p50 µs', 'p90 µs', 'p99 µs', 'mean µs', 'CPU µs per call'], [
       row('protocol work alone (crypto, CBOR; no I/O)', 'protocol').slice(0, -1),
       row('echo over raw TCP (`net`, no delay)', 'tcpEcho').slice(0, -1),
-      row('echo over libp2p (TCP + pnet + noise + yamux, `lpStream`)', 'libp2pEcho').slice(0, -1),
-      row('the same as the fleet runs it: window updates batched (frame-channel.ts), noise via fleetNoise (noise-decoder.ts) with libsodium\'s ChaCha20-Poly1305 (noise-crypto.ts)', 'libp2pEchoBatched').slice(0, -1),
+      row('echo over libp2p (TCP + pnet + noise + yamux as shipped, `lpStream`)', 'libp2pEcho').slice(0, -1),
+      row('as the fleet runs it: no pnet, the shared secret\'s prologue in noise\'s handshake (fleet-keys.ts), window updates batched (frame-channel.ts), noise via fleetNoise (noise-decoder.ts) with libsodium\'s ChaCha20-Poly1305 (noise-crypto.ts)', 'libp2pEchoBatched').slice(0, -1),
       row('echo over libp2p, server in a child process (as shipped)', 'libp2pEchoChild').slice(0, -1),
-      row('echo over libp2p, server in a child process, as the fleet runs it (window updates batched, fleetNoise, libsodium ChaCha20-Poly1305)', 'libp2pEchoChildBatched').slice(0, -1),
+      row('echo over libp2p, server in a child process, as the fleet runs it (no pnet, the prologue, window updates batched, fleetNoise, libsodium ChaCha20-Poly1305)', 'libp2pEchoChildBatched').slice(0, -1),
     ]),
     '',
     `Peer hit p50 (owner in a child process) over the libp2p echo's with its server in a child process: ${fmt(over(childP50, 'libp2pEchoChild'), 2)}x (${verdict(over(childP50, 'libp2pEchoChild'))});`,
@@ -445,14 +445,13 @@ async function tcpEcho(requestBytes: number, replyBytes: number): Promise<Floor>
 }
 
 /**
- * The same round trips over two libp2p hosts built like the fleet's (TCP, pnet, noise, yamux), one long-lived stream,
- * the server host in this process or (`serverInChild`) in a child process;
- * `asFleet`: its window updates batched as FrameChannel batches the fleet's, and noise through the fleet's
- * fleetNoise (no RangeError per chunk) with libsodium's ChaCha20-Poly1305 (noise-crypto.ts), as the fleet's hosts
- * run it; otherwise libp2p as shipped.
+ * The same round trips over two libp2p hosts, one long-lived stream, the server host in this process or
+ * (`serverInChild`) in a child process; `asFleet`: built as the fleet's hosts run by default (AS_THE_FLEET: TCP,
+ * noise with the shared secret's prologue through fleetNoise and libsodium's ChaCha20-Poly1305, yamux with its
+ * window updates batched as FrameChannel batches the fleet's); otherwise libp2p as shipped (TCP, pnet, noise, yamux).
  */
 function libp2pEcho(requestBytes: number, replyBytes: number, asFleet: boolean, serverInChild = false): Promise<Floor & { serverPid?: number }> {
-  return libp2pEchoPair({ requestBytes, replyBytes, batchWindowUpdates: asFleet, fleetNoise: asFleet, noiseCrypto: asFleet, serverInChild });
+  return libp2pEchoPair({ requestBytes, replyBytes, ...(asFleet ? AS_THE_FLEET : {}), serverInChild });
 }
 
 // ---------------------------------------------------------------- fleet ratio

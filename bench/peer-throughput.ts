@@ -5,7 +5,7 @@
  *
  * The owner is a fleet member in a child process (support/fleet-node.ts) holding every key fresh, started with the
  * service's Node flags (bin/node-flags.ts), as is the reference server below; the asker is a
- * cache in this process meshed with it over libp2p (TCP, pnet, noise, yamux) on 127.0.0.1. A peer hit is the
+ * cache in this process meshed with it over libp2p (TCP, noise, yamux; `--membership pnet`: pnet too) on 127.0.0.1. A peer hit is the
  * first `cache.request` on the asker of a key the owner holds (checked: `source: 'peer'`, no upstream request).
  * At 1, 100 and 500 calls in flight: hits per second, and CPU per hit of both processes (`process.cpuUsage`
  * here, /proc/<pid>/stat for the child).
@@ -47,6 +47,7 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { missingNodeFlags, SERVICE_NODE_FLAGS } from '../bin/node-flags.js';
 import { entryOf } from '../src/cache/http-policy.js';
+import { DEFAULTS } from '../src/options.js';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { entryPayload } from '../src/p2p/envelope.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
@@ -54,7 +55,7 @@ import { encodeFrame } from '../src/p2p/wire.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
 import { TempDirs } from '../support/temp-dir.js';
 import { pool } from '../support/workload.js';
-import { libp2pEchoPair, type EchoPair } from './libp2p-echo.js';
+import { AS_THE_FLEET, libp2pEchoPair, type EchoPair } from './libp2p-echo.js';
 import { askerOfMember, keyOf, mainThreadWaitUs, OWNER, p2pOf, processCpuUs, SECRET, startMember, TOKEN } from './p2p.js';
 import { argValue, fmt, machineLine, median, table, writeSection } from './report.js';
 import { cpuIdleLine, loadLine, repoBody } from './workload.js';
@@ -81,6 +82,22 @@ const PERSISTENCE = ((): 'auto' | 'off' => {
   if (value !== 'auto' && value !== 'off') throw new Error(`--persistence must be auto or off, got ${JSON.stringify(value)}`);
   return value;
 })();
+
+/**
+ * `--membership handshake|pnet`: the members' `p2p.membership` (default: the library's, 'handshake'), set through
+ * CACHE_P2P_MEMBERSHIP so that the owner child reads it too; the echo is built to match. 'pnet' runs the fleet as
+ * it ran before 2026-12 (printed, not recorded).
+ */
+const MEMBERSHIP = ((): 'handshake' | 'pnet' => {
+  const value = argValue('membership') ?? DEFAULTS.membership;
+  if (value !== 'handshake' && value !== 'pnet') throw new Error(`--membership must be handshake or pnet, got ${JSON.stringify(value)}`);
+  process.env.CACHE_P2P_MEMBERSHIP = value;
+  return value;
+})();
+
+/** The connection's layers, as the benchmark's text names them. */
+const TRANSPORT = MEMBERSHIP === 'pnet' ? 'TCP, pnet, noise, yamux: `p2p.membership` `pnet`' : 'TCP, noise with the shared secret\'s prologue, yamux: `p2p.membership` `handshake`, the default';
+const TRANSPORT_IN_LIBSODIUM = MEMBERSHIP === 'pnet' ? 'TCP, pnet and noise through libsodium' : 'TCP, noise with the prologue through libsodium';
 
 function arg(name: string, fallback: number): number {
   const value = argValue(name);
@@ -169,7 +186,7 @@ function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (
   return [
     '',
     'At 1 in flight a third contender alternates with the two, block by block: the peer hit\'s two frames',
-    `(${GET_FRAME_BYTES} B out, ${entryFrameBytes.toLocaleString('en-US')} B back) echoed over libp2p as the fleet runs it (TCP, pnet and noise through libsodium, yamux with`,
+    `(${GET_FRAME_BYTES} B out, ${entryFrameBytes.toLocaleString('en-US')} B back) echoed over libp2p as the fleet runs it (${TRANSPORT_IN_LIBSODIUM}, yamux with`,
     'window updates batched; bench/libp2p-echo.ts), its server in a child process as the owner is: what the transport alone',
     'allows, with no cache and no protocol work. CPU is each process\'s on-CPU time (the other\'s from Linux\'s schedstat, in',
     'ns, every thread); the last column is the time each event loop was runnable but waited for a CPU (schedstat): what a',
@@ -322,11 +339,14 @@ export async function benchPeerThroughput(): Promise<string> {
     // The same Node flags as the owner (the service's: bin/node-flags.ts), so both servers start alike.
     reference = fork(SELF, ['--http-child', String(entryFrameBytes)], { execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     const referencePort = await new Promise<number>((resolve) => reference!.once('message', (m: { port: number }) => resolve(m.port)));
-    // At 1 in flight, a third contender: the peer hit's two frames echoed over libp2p as the fleet runs it (pnet,
-    // fleetNoise with libsodium's ChaCha20-Poly1305, window updates batched), its server in a child process as the
-    // owner is: what the transport alone allows, beside what the peer hit gets.
+    // At 1 in flight, a third contender: the peer hit's two frames echoed over libp2p as the fleet runs it (noise with
+    // the shared secret's prologue, or pnet beneath it with --membership pnet; fleetNoise with libsodium's
+    // ChaCha20-Poly1305, window updates batched), its server in a child process as the owner is: what the transport
+    // alone allows, beside what the peer hit gets.
     if (LEVELS.includes(1)) {
-      echo = await libp2pEchoPair({ requestBytes: GET_FRAME_BYTES, replyBytes: entryFrameBytes, batchWindowUpdates: true, fleetNoise: true, noiseCrypto: true, serverInChild: true });
+      echo = await libp2pEchoPair({
+        requestBytes: GET_FRAME_BYTES, replyBytes: entryFrameBytes, ...AS_THE_FLEET, ...(MEMBERSHIP === 'pnet' ? { pnet: true, prologue: false } : {}), serverInChild: true,
+      });
     }
     const http1 = new Pool(`http://127.0.0.1:${referencePort}`, { connections: 16, keepAliveTimeout: 60_000 });
     const plainGet = async (n: number) => {
@@ -425,7 +445,7 @@ export async function benchPeerThroughput(): Promise<string> {
       `\`npm run bench -- peer-throughput\` · ${machineLine()} · ${keysPerLevel.toLocaleString('en-US')} distinct keys per row and round, ${rounds} rounds`,
       `(medians over the rounds), after ${WARM_UP_PER_LEVEL.toLocaleString('en-US')} untimed calls of each contender at each level (so that V8 has compiled`,
       'both paths). Peer hit: the first `cache.request` on the asker (this process) of a key the owner (a',
-      `child process, support/fleet-node.ts, started as the service is: \`node ${SERVICE_NODE_FLAGS.join(' ')}\`) holds fresh, over one libp2p connection (TCP, pnet, noise, yamux) on 127.0.0.1`,
+      `child process, support/fleet-node.ts, started as the service is: \`node ${SERVICE_NODE_FLAGS.join(' ')}\`) holds fresh, over one libp2p connection (${TRANSPORT}) on 127.0.0.1`,
       '(the asker\'s process, which also runs the HTTP client and the echo\'s client, has the same flags: the benchmark starts itself again with them',
       'when they are missing); each answer',
       `checked to be \`source: 'peer'\`, ${upstream} upstream requests during the rows (the fake GitHub runs in a third process${HEADERS === 'recorded'
@@ -445,7 +465,7 @@ export async function benchPeerThroughput(): Promise<string> {
       ...(results.has('echo-1') ? transportFloor(results, med, entryFrameBytes) : []),
     ].join('\n');
     // Other levels than the default are a look, not the documented table (the summary reads its three rows).
-    if (argValue('levels') === undefined && PERSISTENCE === 'off' && HEADERS === 'recorded') writeSection('peer-throughput', md);
+    if (argValue('levels') === undefined && PERSISTENCE === 'off' && HEADERS === 'recorded' && MEMBERSHIP === DEFAULTS.membership) writeSection('peer-throughput', md);
     return md;
   } finally {
     await echo?.close();
