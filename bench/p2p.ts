@@ -21,7 +21,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { SERVICE_NODE_FLAGS } from '../bin/node-flags.js';
-import { sha256Hex, type CacheEntry } from '../src/cache/entry.js';
+import type { CacheEntry } from '../src/cache/entry.js';
+import { entryOf } from '../src/cache/http-policy.js';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import type { ResponseSource } from '../src/cache/counters.js';
 import { DEFAULT_ACCEPT, formatRequestKey, normalizeUrl, parseRequestKey } from '../src/cache/request-key.js';
@@ -84,7 +85,7 @@ export async function benchPeerLatency(): Promise<string> {
 
   try {
     // The floors a peer hit stands on, timed in alternation with the peer hits (so all see the same machine).
-    const protocol = protocolWork(fake.url, names.slice(0, LATENCY_KEYS));
+    const protocol = await protocolWork(fake.url, names.slice(0, LATENCY_KEYS));
     floors.push(protocol);
     frameBytes = protocol.frames;
     const tcpFloor = await tcpEcho(frameBytes.request, frameBytes.reply);
@@ -220,7 +221,8 @@ export async function benchPeerLatency(): Promise<string> {
     'owner is the other node and which the owner already holds fresh (each one checked to answer `source: \'peer\'`; upstream',
     `requests during the two peer-hit rows: ${upstreamDuringPeerHits.join(' and ')}). A memory hit repeats those keys on the asker. Origin rows go to the`,
     `fake GitHub (in this process) with ${ORIGIN_LATENCY_MS} ms injected latency, the two in alternating blocks of 100 calls. Every path is`,
-    `warmed up first (${WARM_UP_KEYS} untimed calls each). Bodies: a repository-shaped JSON of ${fmt(bodyBytes / 1024, 1)} KiB; both nodes hold the token's scope and`,
+    `warmed up first (${WARM_UP_KEYS} untimed calls each). Bodies: a repository-shaped JSON of ${fmt(bodyBytes / 1024, 1)} KiB, with the headers api.github.com sends (the fake's`,
+    'default, as @octokit/fixtures recorded them; the floors below carry entries made of those answers as an owner makes them); both nodes hold the token\'s scope and',
     'proved it to each other, so the owner sends the entry unsealed in its frame (`plain`) and the asker verifies it. Two nodes meshed over libp2p (TCP, noise with the shared secret\'s prologue, yamux: the default `p2p.membership`) on 127.0.0.1. CPU per call is the CPU time of a row over its calls, in',
     'every process involved (`process.cpuUsage`, and `/proc/<pid>/stat` for a child); unlike the latencies, it does not grow',
     `when other work on the machine makes the calls wait. ${load}`,
@@ -364,22 +366,19 @@ interface Floor {
  * sides encode and decode the frames, the owner checks the proof and answers, the asker verifies the entry. Between
  * two members that proved the scope to each other (as here) the get asks for the entry unsealed (`plain`).
  */
-function protocolWork(githubApiUrl: string, repos: readonly string[]): Floor & { frames: { request: number; reply: number } } {
+async function protocolWork(githubApiUrl: string, repos: readonly string[]): Promise<Floor & { frames: { request: number; reply: number } }> {
   const entryKey = entryKeyOf(TOKEN);
   const proofKey = proofKeyOf(entryKey);
   const challenge = new Uint8Array(randomBytes(CHALLENGE_BYTES));
   const peers = ['12D3KooWAskerAskerAskerAskerAskerAskerAskerAskerAsk', '12D3KooWOwnerOwnerOwnerOwnerOwnerOwnerOwnerOwnerOwn'];
-  const now = Date.now();
-  const entries = repos.map((repo, i) => {
-    const body = JSON.stringify(repoBody(OWNER, repo, i));
-    const entry: CacheEntry = {
-      body: Buffer.from(body), digest: sha256Hex(body), storedAt: now, expiresAt: now + 60_000, status: 200, etag: `W/"${sha256Hex(repo)}"`,
-      headers: {
-        'content-type': 'application/json; charset=utf-8', 'cache-control': 'private, max-age=60, s-maxage=60', vary: 'Accept, Authorization, Accept-Encoding',
-        date: new Date(now).toUTCString(), 'x-github-media-type': 'github.v3; format=json', etag: `W/"${sha256Hex(repo)}"`, 'content-length': String(body.length),
-      },
-    };
-    return { key: keyOf(githubApiUrl, repo), entry };
+  // Each entry as an owner makes it (the cache's own entryOf) of the fake GitHub's answer for the repository, with
+  // the headers api.github.com sends (the fake's default), so that the frames weigh what a peer hit's do.
+  const entries: Array<{ key: string; entry: CacheEntry }> = [];
+  await pool(repos.map((repo, i) => ({ repo, i })), 16, async ({ repo, i }) => {
+    const response = await fetch(`${githubApiUrl}/repos/${OWNER}/${repo}`, { headers: { accept: DEFAULT_ACCEPT, authorization: `token ${TOKEN}` } });
+    const body = Buffer.from(await response.arrayBuffer());
+    if (response.status !== 200) throw new Error(`protocol work: the fake GitHub answered ${response.status} for ${repo}`);
+    entries[i] = { key: keyOf(githubApiUrl, repo), entry: entryOf({ status: response.status, headers: Object.fromEntries(response.headers), body }, Date.now(), 60) };
   });
   const frames = { request: 0, reply: 0 };
   const parties = { prover: peers[0]!, verifier: peers[1]! };
