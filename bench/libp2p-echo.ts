@@ -52,6 +52,8 @@ export interface EchoHostOptions {
   fleetNoise?: boolean;
   /** noise's ChaCha20-Poly1305 in libsodium below 16 KiB, as the fleet's hosts use it (noise-crypto.ts); default: noise's own. */
   noiseCrypto?: boolean;
+  /** With `fleetNoise`: one socket write per send (tcp-writes.ts), as the fleet's hosts; false: as @libp2p/tcp writes. Default: true. */
+  oneWritePerSend?: boolean;
 }
 
 /**
@@ -75,7 +77,7 @@ export async function echoHost(opts: EchoHostOptions, noiseCounts: NoiseDecoderC
   return createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [opts.fleetNoise === true ? fleetNoise({ counts: noiseCounts, init: noiseInit }) : noise(noiseInit)],
+    connectionEncrypters: [opts.fleetNoise === true ? fleetNoise({ counts: noiseCounts, init: noiseInit, oneWritePerSend: opts.oneWritePerSend !== false }) : noise(noiseInit)],
     streamMuxers: [yamux({ ...(opts.yamuxKeepAlive === false ? { enableKeepAlive: false } : {}), ...streamOptions })],
     ...(opts.pnet !== false ? { connectionProtector: fleetPrivateNetwork(swarmKeyOf(SECRET), opts.pnetCipher === undefined ? {} : { cipher: opts.pnetCipher }) } : {}),
     ...(opts.connectionMonitor === false ? { connectionMonitor: { enabled: false } } : {}),

@@ -86,13 +86,13 @@ async function httpKeepAlive(bytes: number): Promise<Transport> {
   };
 }
 
-export function libp2p(opts: { pnet: boolean; prologue?: boolean; cipher?: PnetCipher; window?: number; batch?: boolean; fleetNoise?: boolean; noiseCrypto?: boolean }): (bytes: number) => Promise<Transport> {
+export function libp2p(opts: { pnet: boolean; prologue?: boolean; cipher?: PnetCipher; window?: number; batch?: boolean; fleetNoise?: boolean; noiseCrypto?: boolean; oneWrite?: boolean }): (bytes: number) => Promise<Transport> {
   // The connection monitor's pings time out when 1 MiB transfers keep the one event loop busy on a loaded machine,
   // and it then closes the connection mid-transfer: off here, as nothing else would notice a dead peer in this bench.
   return (bytes) => libp2pEchoPair({
     requestBytes: REQUEST_BYTES, replyBytes: bytes, pnet: opts.pnet, window: opts.window, pnetCipher: opts.cipher ?? 'wasm',
     yamuxKeepAlive: false, connectionMonitor: false, maxDataLength: 8 * 1024 * 1024, batchWindowUpdates: opts.batch === true,
-    fleetNoise: opts.fleetNoise === true, noiseCrypto: opts.noiseCrypto === true, prologue: opts.prologue === true,
+    fleetNoise: opts.fleetNoise === true, noiseCrypto: opts.noiseCrypto === true, prologue: opts.prologue === true, oneWritePerSend: opts.oneWrite !== false,
   });
 }
 
@@ -105,7 +105,8 @@ const VARIANTS: Variant[] = [
   { label: 'pnet (its wasm cipher, the fallback), window updates batched, noise through fleetNoise (noise-decoder.ts)', make: libp2p({ pnet: true, batch: true, fleetNoise: true }) },
   { label: 'the same with pnet\'s XSalsa20 in libsodium (private-network.ts, `sodium-native`), noise\'s own ChaCha20-Poly1305', make: libp2p({ pnet: true, cipher: 'native', batch: true, fleetNoise: true }) },
   { label: 'the same with noise\'s ChaCha20-Poly1305 in libsodium below 16 KiB (noise-crypto.ts): the fleet with `p2p.membership` `pnet`', make: libp2p({ pnet: true, cipher: 'native', batch: true, fleetNoise: true, noiseCrypto: true }) },
-  { label: '**as the fleet runs it** (`p2p.membership` `handshake`, the default): the same without pnet, the shared secret\'s prologue in noise\'s handshake', make: libp2p({ pnet: false, prologue: true, batch: true, fleetNoise: true, noiseCrypto: true }) },
+  { label: 'the same without pnet, the shared secret\'s prologue in noise\'s handshake (`p2p.membership` `handshake`), each noise message in two socket writes as @libp2p/tcp makes them', make: libp2p({ pnet: false, prologue: true, batch: true, fleetNoise: true, noiseCrypto: true, oneWrite: false }) },
+  { label: '**as the fleet runs it** (`p2p.membership` `handshake`, the default): the same with one socket write per send (tcp-writes.ts)', make: libp2p({ pnet: false, prologue: true, batch: true, fleetNoise: true, noiseCrypto: true }) },
   { label: 'batched, noise as shipped, with the proposed upstream decoder loop (prototype patched here, this row only)', make: libp2p({ pnet: true, batch: true }), decoderFix: true },
 ];
 

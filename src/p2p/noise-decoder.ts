@@ -2,10 +2,12 @@ import { noise, type NoiseComponents, type NoiseExtensions, type NoiseInit } fro
 import type { ConnectionEncrypter, SecuredConnection } from '@libp2p/interface';
 import { LengthPrefixedDecoder } from '@libp2p/utils';
 import type { Logger } from '../log.js';
+import { oneWritePerSend } from './tcp-writes.js';
 
 /**
  * The fleet's noise: `@chainsafe/libp2p-noise` as is, except that each connection it secures for this library's
- * own nodes reads its messages without an Error constructed and thrown per TCP chunk.
+ * own nodes reads its messages without an Error constructed and thrown per TCP chunk, and writes each of them to
+ * its TCP socket in one write, not two (tcp-writes.ts).
  *
  * Why: noise reads its length-prefixed messages with @libp2p/utils' `LengthPrefixedDecoder`, whose `decode()`
  * loops `while (true)`: once a chunk's messages are consumed it reads the next 2-byte length prefix from the
@@ -144,6 +146,11 @@ let loggedLeftAlone = false;
 interface FleetNoiseOptions {
   /** noise's own options. */
   init?: NoiseInit;
+  /**
+   * Whether each connection handed to noise gets one socket write per send (tcp-writes.ts): noise sends every
+   * message as its length prefix and its ciphertext, which @libp2p/tcp writes one system call each. Default: true.
+   */
+  oneWritePerSend?: boolean;
   /** Where the first connection left alone is logged (debug). */
   logger?: Logger;
   /** Also counted here (the process-wide noiseDecoderCounts always are). */
@@ -170,7 +177,9 @@ function afterSecuring(secured: SecuredConnection<NoiseExtensions>, options: Fle
 
 /**
  * `noise(init)` for this library's hosts: the same encrypter, whose `secureInbound` and `secureOutbound` (own
- * properties of the instance each host gets) give every connection they secure the fast decoding (the header).
+ * properties of the instance each host gets) give every connection they secure the fast decoding (the header),
+ * and the TCP connection beneath it one socket write per send (tcp-writes.ts; `oneWritePerSend: false`: as
+ * @libp2p/tcp writes).
  */
 export function fleetNoise(options: FleetNoiseOptions = {}): (components: NoiseComponents) => ConnectionEncrypter<NoiseExtensions> {
   const make = noise(options.init);
@@ -178,10 +187,22 @@ export function fleetNoise(options: FleetNoiseOptions = {}): (components: NoiseC
     const encrypter = make(components);
     const { secureInbound, secureOutbound } = encrypter;
     if (typeof secureInbound !== 'function' || typeof secureOutbound !== 'function') return encrypter;
-    encrypter.secureInbound = async (connection, secureOptions) =>
-      afterSecuring(await secureInbound.call(encrypter, connection, secureOptions), options);
-    encrypter.secureOutbound = async (connection, secureOptions) =>
-      afterSecuring(await secureOutbound.call(encrypter, connection, secureOptions), options);
+    const beforeSecuring = (connection: unknown): void => {
+      if (options.oneWritePerSend === false) return;
+      try {
+        oneWritePerSend(connection);
+      } catch {
+        // a getter of another shape threw: leave the connection as it is
+      }
+    };
+    encrypter.secureInbound = async (connection, secureOptions) => {
+      beforeSecuring(connection);
+      return afterSecuring(await secureInbound.call(encrypter, connection, secureOptions), options);
+    };
+    encrypter.secureOutbound = async (connection, secureOptions) => {
+      beforeSecuring(connection);
+      return afterSecuring(await secureOutbound.call(encrypter, connection, secureOptions), options);
+    };
     return encrypter;
   };
 }
