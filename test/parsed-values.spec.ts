@@ -1,3 +1,4 @@
+import v8 from 'node:v8';
 import { expect } from 'chai';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
@@ -128,6 +129,28 @@ describe('parsed values (what a read parses and keeps)', () => {
       expect(readFirst.data).to.deep.equal({ i: 0, mark: MARK });
       readFirst.data = 7;
       expect(readFirst.data).to.equal(7);
+    } finally {
+      await cache.close();
+    }
+  });
+
+  it('an answer whose data is not read yet keeps fast properties, one shape for all such answers (its accessor added in place)', async () => {
+    // V8's own check of an object's representation: dictionary-mode answers were slower to make and to read.
+    v8.setFlagsFromString('--allow-natives-syntax');
+    const hasFastProperties = new Function('object', 'return %HasFastProperties(object)') as (object: object) => boolean;
+    const haveSameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
+    const cache = await GitHubAPICache.create({ persistence: 'off', githubApiUrl: github.url, maxParsedValues: 0 });
+    try {
+      const ask = (repo: string) => cache.request('GET /repos/{owner}/{repo}', { owner: 'o', repo }, { token: TOKEN });
+      const [a, b] = [await ask('r1'), await ask('r2')];
+      const [c, d] = [await ask('r1'), await ask('r2')]; // memory hits, not parsed (maxParsedValues 0)
+      for (const answer of [a, b, c, d]) {
+        expect(Object.getOwnPropertyDescriptor(answer, 'data')?.get, 'data not read yet: the accessor').to.be.a('function');
+        expect(hasFastProperties(answer), `${answer.source} answer in dictionary mode`).to.equal(true);
+      }
+      expect(haveSameMap(a, b) && haveSameMap(c, d) && haveSameMap(a, c), 'one shape').to.equal(true);
+      expect(Object.keys(a)).to.deep.equal(['status', 'headers', 'data', 'bytes', 'source', 'url']);
+      expect(a.data).to.deep.equal({ i: 1, mark: MARK });
     } finally {
       await cache.close();
     }
