@@ -22,9 +22,9 @@ import { fleetNoise } from './noise-decoder.js';
 import { fleetPrivateNetwork, pnetCipher } from './private-network.js';
 
 /**
- * The fleet's libp2p host: assembly (TCP, noise bound to the shared secret or pnet beneath it, yamux, connection gater, persistent identity,
- * bootstrap, optional mDNS), start with port fallback, stop. The cache protocol runs in it as a service, and the
- * invalidation protocol (invalidation.ts) as another beside it.
+ * The fleet's libp2p host: assembly (TCP, noise bound to the shared secret or pnet beneath it, yamux, connection
+ * gater, persistent identity, bootstrap, optional mDNS), start with port fallback, stop. The cache protocol runs
+ * in it as a service, and the invalidation protocol (invalidation.ts) as another beside it.
  *
  * Guarantees:
  * - Starting completes or fails with `PeerNetworkStartError` within `startTimeoutMs`; on failure nothing is left
@@ -451,7 +451,6 @@ async function loadMdns(log: Logger): Promise<PeerDiscoveryFactory | undefined> 
   }
 }
 
-/** The IP addresses of the bootstrap peers that name one (DNS names and unreadable entries are skipped). */
 /**
  * A failed dial's reason for a log line. A noise handshake that fails to authenticate (libp2p's
  * EncryptionFailedError) is, between fleet nodes, nearly always a peer with another shared secret or membership
@@ -464,6 +463,7 @@ function dialProblem(err: unknown): string {
     : message;
 }
 
+/** The IP addresses of the bootstrap peers that name one (DNS names and unreadable entries are skipped). */
 function bootstrapHosts(peers: readonly string[]): string[] {
   const hosts = new Set<string>();
   for (const raw of peers) {
