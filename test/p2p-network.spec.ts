@@ -268,6 +268,8 @@ describe('PeerNetwork', function () {
       nodes.push(other);
       await waitFor(() => other.logger.warnings.some((w) => w.startsWith('could not reach bootstrap peer')), 'the other mode\'s dial to fail', 15_000);
       expect(other.network.stats().connectedPeers).to.equal(0);
+      // Each says its mode in its stats (getStats().p2p, the proxy's /_cache/stats): what an operator compares.
+      expect([a.network.stats().membership, other.network.stats().membership]).to.deep.equal(['pnet', 'handshake']);
       expect(a.network.stats().peers.map((p) => p.id)).to.deep.equal([b.network.peerId]);
     });
   });

@@ -64,7 +64,7 @@ class StubFleet implements Fleet {
   stats(): FleetStats {
     return {
       peerId: 'stub', listenAddrs: [], connectedPeers: this.peers.length, peers: this.peers, requestsSent: 0, entriesReceived: 0, requestsServed: 0,
-      rejected: {}, timeouts: 0, disconnectedForAbuse: 0, boundPort: 1, portFallback: false, handoffsSent: 0, handoffEntries: 0,
+      rejected: {}, timeouts: 0, disconnectedForAbuse: 0, boundPort: 1, portFallback: false, membership: 'handshake', handoffsSent: 0, handoffEntries: 0,
       invalidationsSent: 0, invalidationsReceived: 0, invalidationsDropped: 0, leasesGranted: 0, blindServed: 0, leasesTaken: 0,
     };
   }

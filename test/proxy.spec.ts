@@ -454,7 +454,7 @@ describe('ProxyMetrics', () => {
         p2p: {
           peerId: '12D3KooWexample', listenAddrs: ['/ip4/127.0.0.1/tcp/9100'], connectedPeers: 2,
           peers: [{ id: 'a', scopes: 1 }, { id: 'b', scopes: 0 }], requestsSent: 5, entriesReceived: 4, rejected: { decrypt: 1 }, boundPort: 9100,
-          requestsServed: 0, timeouts: 0, disconnectedForAbuse: 0, handoffsSent: 0, handoffEntries: 0, portFallback: false,
+          requestsServed: 0, timeouts: 0, disconnectedForAbuse: 0, handoffsSent: 0, handoffEntries: 0, portFallback: false, membership: 'handshake' as const,
           invalidationsSent: 0, invalidationsReceived: 0, invalidationsDropped: 0, leasesGranted: 0, blindServed: 0, leasesTaken: 0,
         },
       };
@@ -465,7 +465,7 @@ describe('ProxyMetrics', () => {
       expect(body).to.include('github_cache_p2p_events_total{event="requestsSent"} 5');
       expect(body).to.include('github_cache_p2p_rejected_total{reason="decrypt"} 1');
       expect(body).not.to.include('event="boundPort"');
-      expect(p2pStatsOf(stats)).to.deep.include({ peerId: '12D3KooWexample', connectedPeers: 2 });
+      expect(p2pStatsOf(stats)).to.deep.include({ peerId: '12D3KooWexample', connectedPeers: 2, membership: 'handshake' });
       expect(p2pStatsOf(await cache.getStats())).to.equal(undefined);
     } finally {
       await cache.close();

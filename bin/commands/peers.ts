@@ -19,6 +19,7 @@ async function peers(flags: StatsFlags): Promise<void> {
   }
   await printJson({
     peerId: p2p.peerId,
+    membership: p2p.membership,
     listenAddrs: p2p.listenAddrs,
     connectedPeers: p2p.connectedPeers,
     peers: p2p.peers,

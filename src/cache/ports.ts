@@ -142,6 +142,8 @@ export interface FleetStats {
   boundPort: number;
   /** Whether the configured port was taken and an ephemeral one is used. */
   portFallback: boolean;
+  /** How the shared secret admits members (`p2p.membership`): members of the other mode never connect to this node. */
+  membership: 'handshake' | 'pnet';
 }
 
 /** How a key is asked of the fleet (see Fleet.fetch). */

@@ -205,6 +205,11 @@ export class Libp2pHost {
     return this.#portFallback;
   }
 
+  /** How the shared secret admits members on this host (`p2p.membership`). */
+  get membership(): 'handshake' | 'pnet' {
+    return this.#init.p2p.membership;
+  }
+
   /** Listen multiaddrs, with /p2p/<id>. */
   listenAddrs(): string[] {
     return this.#node.getMultiaddrs().map((ma) => ma.toString());

@@ -144,6 +144,7 @@ export class PeerNetwork implements Fleet {
       ...this.#counters.snapshot(),
       boundPort: stopped ? 0 : this.#host.boundPort(),
       portFallback: this.#host.portFallback,
+      membership: this.#host.membership,
     };
   }
 

@@ -6,6 +6,8 @@
 
 export interface P2PStatsView {
   peerId: string | undefined;
+  /** How the shared secret admits members (`handshake` or `pnet`), when reported: the other mode never connects. */
+  membership: string | undefined;
   listenAddrs: string[];
   connectedPeers: number;
   peers: Array<{ id: string; scopes?: number }>;
@@ -42,6 +44,7 @@ export function p2pStatsOf(stats: unknown): P2PStatsView | undefined {
   }
   return {
     peerId: typeof p2p['peerId'] === 'string' ? p2p['peerId'] : undefined,
+    membership: typeof p2p['membership'] === 'string' ? p2p['membership'] : undefined,
     listenAddrs: Array.isArray(p2p['listenAddrs']) ? p2p['listenAddrs'].map(String) : [],
     connectedPeers: typeof p2p['connectedPeers'] === 'number' ? p2p['connectedPeers'] : peers.length,
     peers,
