@@ -4,8 +4,9 @@ import type { ResolvedCacheOptions } from './options.js';
 
 /**
  * Starting the fleet for the composition root (src/github-api-cache.ts): the default starter loads libp2p only
- * when called (a cache without P2P never loads it) and resolves once the host listens or rejects with why it
- * did not start; `meshed` waits (bounded by a deadline) for the sessions a member's bootstrap list promises, woken by
+ * when called (a cache without P2P never loads it), one package per turn of the event loop when the node answers
+ * requests meanwhile (they are not held up behind one long synchronous load), and resolves once the host listens or rejects with
+ * why it did not start; `meshed` waits (bounded by a deadline) for the sessions a member's bootstrap list promises, woken by
  * the fleet's own session events (never a poll tick, so a wait ends in the turn the last session comes up);
  * `settlesWithin` bounds a wait on a start without leaving a timer behind.
  */
@@ -24,11 +25,43 @@ export interface CreateInternals {
   readonly startFleet?: FleetStarter | undefined;
 }
 
+/**
+ * The P2P layer's own dependencies, in the order `loadP2pInStages` imports them: packages that others need first,
+ * so that each import evaluates little besides its own package. Importing libp2p's graph (about 640 modules) is
+ * synchronous in Node 22's loader: one `import()` of the layer held the event loop for 250-300 ms, and a request
+ * answered meanwhile by GitHub (or by memory) waited for it. One package at a time, with a turn of the event loop
+ * between, the longest hold measured 59-66 ms.
+ */
+export const P2P_LOAD_STAGES: readonly string[] = Object.freeze([
+  '@libp2p/interface', '@multiformats/multiaddr', '@libp2p/crypto', '@libp2p/peer-id', '@libp2p/utils', '@chainsafe/libp2p-noise',
+  '@chainsafe/libp2p-yamux', '@libp2p/tcp', '@libp2p/identify', '@libp2p/ping', '@libp2p/bootstrap', '@libp2p/pnet', 'libp2p',
+]);
+
+/**
+ * Whether this node answers requests while its host starts, so that a long synchronous load would hold them up: a
+ * node without bootstrap peers, or with `p2p.startWaitMs` 0. A fleet member whose reads wait for its sessions
+ * (bootstrap peers and a start wait, the default) loads the layer in one go instead: its reads wait for the host
+ * anyway, and on a busy machine the staged load brought its host up later (1,069 → about 1,300 ms when three
+ * members started together on two cores), and its first answers with it.
+ */
+export function answersWhileStarting(p2p: Pick<ResolvedCacheOptions['p2p'], 'bootstrapPeers' | 'startWaitMs'>): boolean {
+  return p2p.bootstrapPeers.length === 0 || p2p.startWaitMs === 0;
+}
+
+/** Imports the P2P layer's dependencies one package at a time, letting the event loop run between them (I/O included). */
+export async function loadP2pInStages(): Promise<void> {
+  for (const name of P2P_LOAD_STAGES) {
+    await import(name);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
 /** The libp2p host with the cache protocol in it. */
 export async function startPeerNetwork(init: Parameters<FleetStarter>[0]): Promise<Fleet> {
   // Loaded on demand: a cache without P2P never loads libp2p. The polyfill goes first (Node 20 lacks
-  // Promise.withResolvers, which libp2p 3 calls).
+  // Promise.withResolvers, which libp2p 3 calls); then libp2p's graph, in stages (P2P_LOAD_STAGES).
   await import('./polyfills.js');
+  if (answersWhileStarting(init.p2p)) await loadP2pInStages();
   const { PeerNetwork } = await import('./p2p/peer-network.js');
   return PeerNetwork.start({ p2p: init.p2p, cacheDir: init.cacheDir, logger: createLogger('p2p', init.logSink), now: init.now, host: init.host });
 }

@@ -1,4 +1,9 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
+import { answersWhileStarting } from '../src/fleet-start.js';
 import { GitHubAPICache, type FleetStarter } from '../src/github-api-cache.js';
 import type { Fleet, FleetAnswer, FleetStats } from '../src/cache/ports.js';
 import { CacheClosedError, CacheConfigError } from '../src/errors.js';
@@ -7,6 +12,8 @@ import { FakeGitHub } from '../support/fake-github/index.js';
 import { CapturingSink } from '../support/recording-logger.js';
 import { waitFor } from '../support/wait.js';
 import { freePort, removeTmpDirs, tmpCacheDir } from './support/p2p-fixtures.js';
+
+const execFileAsync = promisify(execFile);
 
 /**
  * Start-up with P2P on: the cache answers while its fleet's host is still starting (held back here by an
@@ -295,5 +302,35 @@ describe('start-up with P2P on (the cache answers while its fleet starts)', func
     await closing;
     expect(fleet.stopped).to.equal(1);
     expect(await cache.p2pReady().then(() => undefined, (e: unknown) => e)).to.be.instanceOf(CacheClosedError);
+  });
+});
+
+describe('loading the P2P layer (fleet-start.ts)', function () {
+  this.timeout(30_000);
+
+  it('loads libp2p\'s graph one package per turn of the event loop, so what is answered meanwhile is not held up', async () => {
+    // A fresh process: in this one libp2p is loaded already. A ticker that re-arms itself with setImmediate counts
+    // the turns the event loop takes while loadP2pInStages runs; one synchronous import of the graph allows none.
+    const script = `
+      const { loadP2pInStages, P2P_LOAD_STAGES } = await import(${JSON.stringify(new URL('../src/fleet-start.js', import.meta.url).href)});
+      let turns = 0, loading = true;
+      const tick = () => { if (loading) { turns++; setImmediate(tick); } };
+      setImmediate(tick);
+      await loadP2pInStages();
+      loading = false;
+      process.stdout.write(JSON.stringify({ turns, stages: P2P_LOAD_STAGES.length }));
+    `;
+    const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], { cwd: path.dirname(fileURLToPath(import.meta.url)) });
+    const { turns, stages } = JSON.parse(stdout) as { turns: number; stages: number };
+    expect(stages).to.be.at.least(10);
+    expect(turns, 'turns of the event loop during the load').to.be.at.least(stages - 1);
+  });
+
+  it('loads in stages only where the node answers while its host starts: alone, or with p2p.startWaitMs 0', () => {
+    const peers = ['/ip4/10.0.0.2/tcp/9100'];
+    expect(answersWhileStarting({ bootstrapPeers: [], startWaitMs: 0 })).to.equal(true);
+    expect(answersWhileStarting({ bootstrapPeers: [], startWaitMs: 3_000 })).to.equal(true);
+    expect(answersWhileStarting({ bootstrapPeers: peers, startWaitMs: 0 })).to.equal(true);
+    expect(answersWhileStarting({ bootstrapPeers: peers, startWaitMs: 5_000 })).to.equal(false);
   });
 });
