@@ -208,7 +208,7 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
   numeric({
     path: 'maxParsedValues', type: 'integer',
     min: 0, max: 100_000_000, default: DEFAULTS.maxParsedValues,
-    doc: 'entries read through `cache.request` or `get` that keep their parsed value beside their bytes (the most recently read); each costs about 9 KB of RSS per 4 KB JSON body and saves a parse of about 40 µs per later read (bench/memory.ts); lower it where reads repeat on a small hot set; 0: parse on every read',
+    doc: 'entries read through `cache.request` or `get` that keep their parsed value beside their bytes (the most recently read); each costs about 5 KB of RSS per 4 KB JSON body and saves a parse of about 8 µs per later read on Node 22 (9 KB and 30-40 µs on Node 20; bench/memory.ts); lower it where reads repeat on a small hot set; 0: parse on every read',
   }),
   numeric({
     path: 'maxBytes', flag: { name: '--max-bytes', value: '<bytes>' }, type: 'integer', unit: 'bytes',
