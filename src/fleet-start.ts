@@ -5,10 +5,10 @@ import type { ResolvedCacheOptions } from './options.js';
 /**
  * Starting the fleet for the composition root (src/github-api-cache.ts): the default starter loads libp2p only
  * when called (a cache without P2P never loads it), one package per turn of the event loop when the node answers
- * requests meanwhile (they are not held up behind one long synchronous load), and resolves once the host listens or rejects with
- * why it did not start; `meshed` waits (bounded by a deadline) for the sessions a member's bootstrap list promises, woken by
- * the fleet's own session events (never a poll tick, so a wait ends in the turn the last session comes up);
- * `settlesWithin` bounds a wait on a start without leaving a timer behind.
+ * requests meanwhile (they are not held up behind one long synchronous load), and resolves once the host listens or
+ * rejects with why it did not start; `meshed` waits (bounded by a deadline) for the sessions a member's bootstrap
+ * list promises, woken by the fleet's own session events (never a poll tick, so a wait ends in the turn the last
+ * session comes up); `settlesWithin` bounds a wait on a start without leaving a timer behind.
  */
 
 /** What starts the fleet's host: by default the libp2p PeerNetwork, loaded on demand. */
@@ -34,7 +34,7 @@ export interface CreateInternals {
  */
 export const P2P_LOAD_STAGES: readonly string[] = Object.freeze([
   '@libp2p/interface', '@multiformats/multiaddr', '@libp2p/crypto', '@libp2p/peer-id', '@libp2p/utils', '@chainsafe/libp2p-noise',
-  '@chainsafe/libp2p-yamux', '@libp2p/tcp', '@libp2p/identify', '@libp2p/ping', '@libp2p/bootstrap', '@libp2p/pnet', 'libp2p',
+  '@chainsafe/libp2p-yamux', '@libp2p/tcp', '@libp2p/identify', '@libp2p/ping', '@libp2p/bootstrap', 'libp2p',
 ]);
 
 /**

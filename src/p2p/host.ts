@@ -19,7 +19,6 @@ import { errorMessage, type PeerNetworkLimits } from './limits.js';
 import { keepOneConnectionPerPeer } from './one-connection.js';
 import { fleetNoiseCrypto } from './noise-crypto.js';
 import { fleetNoise } from './noise-decoder.js';
-import { fleetPrivateNetwork, pnetCipher } from './private-network.js';
 
 /**
  * The fleet's libp2p host: assembly (TCP, noise bound to the shared secret or pnet beneath it, yamux, connection
@@ -394,12 +393,13 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
   if (withPeerId.length > 0) peerDiscovery.push(bootstrap({ list: withPeerId }));
   if (mdns !== undefined) peerDiscovery.push(mdns);
   const noiseCrypto = fleetNoiseCrypto();
-  const pnet = init.p2p.membership === 'pnet';
-  init.logger.debug('membership: %s; noise ChaCha20-Poly1305: %s', pnet ? `pnet (cipher: ${pnetCipher()})` : 'noise handshake prologue',
+  // pnet's code (and its ciphers) is loaded only by a node that runs it: the default membership never does.
+  const privateNetwork = init.p2p.membership === 'pnet' ? await import('./private-network.js') : undefined;
+  init.logger.debug('membership: %s; noise ChaCha20-Poly1305: %s', privateNetwork !== undefined ? `pnet (cipher: ${privateNetwork.pnetCipher()})` : 'noise handshake prologue',
     noiseCrypto === undefined ? 'noise\'s own' : 'libsodium below 16 KiB');
   const noiseInit = {
     ...(noiseCrypto === undefined ? {} : { crypto: noiseCrypto }),
-    ...(pnet ? {} : { prologueBytes: handshakePrologueOf(secret) }),
+    ...(privateNetwork !== undefined ? {} : { prologueBytes: handshakePrologueOf(secret) }),
   };
   return createLibp2p<HostServices>({
     start: false,
@@ -415,7 +415,7 @@ async function createNode(init: HostInit, identity: PeerIdentity, secret: string
     streamMuxers: [yamux({ enableKeepAlive: init.p2p.keepAlive })],
     // p2p.membership 'pnet': pnet's protocol with libsodium's XSalsa20, or pnet's wasm cipher kept from growing its
     // memory (private-network.ts).
-    ...(pnet ? { connectionProtector: fleetPrivateNetwork(swarmKeyOf(secret)) } : {}),
+    ...(privateNetwork !== undefined ? { connectionProtector: privateNetwork.fleetPrivateNetwork(swarmKeyOf(secret)) } : {}),
     connectionGater: {
       denyDialPeer: (peer) => banned(peer.toString()),
       denyInboundConnection: (maConn) => gate.deny(maConn),
