@@ -15,12 +15,16 @@ const PROTOCOL = '/github-cache-spec/tcp-writes/1.0.0';
 
 type WriteGeneric = (this: net.Socket, writev: boolean, data: unknown, encoding: string, cb: (err?: Error) => void) => unknown;
 
-/** The bytes of each write Node makes on any socket of this process while `run` runs (one entry per system call). */
-async function socketWrites(run: () => Promise<void>): Promise<Buffer[]> {
+/**
+ * The bytes of each write Node makes while `run` runs (one entry per system call), on the sockets of one
+ * connection: those with `port` at either end (any other socket a spec left open is not counted).
+ */
+async function socketWrites(port: number, run: () => Promise<void>): Promise<Buffer[]> {
   const proto = net.Socket.prototype as unknown as { _writeGeneric: WriteGeneric };
   const original = proto._writeGeneric;
   const writes: Buffer[] = [];
   proto._writeGeneric = function (writev, data, encoding, cb) {
+    if (this.localPort !== port && this.remotePort !== port) return original.call(this, writev, data, encoding, cb);
     const chunks = writev ? (data as Array<{ chunk: Uint8Array } | Uint8Array>).map((c) => ('chunk' in c ? c.chunk : c)) : [data as Uint8Array];
     writes.push(Buffer.concat(chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength))));
     return original.call(this, writev, data, encoding, cb);
@@ -67,8 +71,9 @@ describe('one socket write per send on the fleet\'s connections (tcp-writes.ts)'
   /** 100 messages of 4,900 B each way over one stream; every echo checked byte for byte. */
   async function writesOfExchange(oneWrite: boolean): Promise<Buffer[]> {
     const [client, server] = await pair(oneWrite);
-    const lp = lpStream(await client.dialProtocol(server.getMultiaddrs()[0]!, PROTOCOL));
-    return socketWrites(async () => {
+    const address = server.getMultiaddrs()[0]!;
+    const lp = lpStream(await client.dialProtocol(address, PROTOCOL));
+    return socketWrites(Number(address.getComponents().find((c) => c.name === 'tcp')!.value), async () => {
       for (let i = 0; i < 100; i++) {
         const message = randomBytes(4_900);
         await lp.write(message);
