@@ -174,7 +174,10 @@ describe('PeerNetwork', function () {
       // nodes 0 and 1 hold team A's token; node 2 only team B's
       const fleet = await startFleet(3, upstream, { tokensOf: (i) => (i < 2 ? [tokenA] : [tokenB]) });
       const [a0, a1, b] = fleet as [SpecNode, SpecNode, SpecNode];
-      await waitFor(() => a0.network.stats().peers.find((p) => p.id === a1.network.peerId)?.scopes === 2, 'team A\'s nodes to prove scope A to each other');
+      // Both directions: each of team A's nodes takes the other for a holder of scope A only once it has checked the
+      // other's proof; until then it owns every key of the scope itself (and fetches it upstream).
+      const sees = (node: SpecNode, other: SpecNode) => node.network.stats().peers.find((p) => p.id === other.network.peerId)?.scopes === 2;
+      await waitFor(() => sees(a0, a1) && sees(a1, a0), 'team A\'s nodes to prove scope A to each other');
 
       // b sees a0 and a1 share only the anonymous scope with it
       for (const peer of b.network.stats().peers) expect(peer.scopes).to.equal(1);
