@@ -32,10 +32,12 @@ async function p2pOf(cache: GitHubAPICache): Promise<FleetStats> {
 }
 
 async function node(url: string, temp: TempDirs, bootstrap: string[]): Promise<GitHubAPICache> {
-  return GitHubAPICache.create({
+  const cache = await GitHubAPICache.create({
     persistence: 'off', cacheDir: temp.make(), githubApiUrl: url, maxEntries: 10_000,
     p2p: { enabled: true, sharedSecret: SECRET, listenHost: '127.0.0.1', listenPort: 0, bootstrapPeers: bootstrap },
   });
+  await cache.p2pReady(); // without bootstrap peers create() resolves before the P2P host listens
+  return cache;
 }
 
 export async function benchInvalidation(): Promise<string> {

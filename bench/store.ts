@@ -6,8 +6,7 @@
  *   node dist/bench/store.js [--entries 100000] [--rounds 3] [--baseline <dir>] [--baseline-label <text>] [--no-write]
  *
  * `--baseline <dir>`: a build of an earlier commit (its `dist/src`), e.g.
- *   git archive <commit> src | tar -x -C /tmp/base && cd /tmp/base && ln -s <repo>/node_modules . &&
- *   echo '{"type":"module"}' > package.json && npx tsc -p <repo>/tsconfig.json --rootDir . --outDir dist src/**\/*.ts
+ *   git worktree add /tmp/base <commit> && ln -s <repo>/node_modules /tmp/base/ && (cd /tmp/base && npx tsc -p .)
  *
  * Rows:
  * - CPU per miss (user + system, the whole process) while filling to `entries` entries of 4 KB, 16 misses per
