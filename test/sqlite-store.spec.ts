@@ -640,6 +640,22 @@ describe('SqliteStore', () => {
       }
     });
 
+    it('runs no checkpoint on the event loop while its helper thread starts: the first commits after opening only grow the WAL', async function () {
+      this.timeout(30_000);
+      // Each write commits at once; 400 distinct 4 KB bodies put well over SQLite's 1,000-page automatic checkpoint
+      // into the WAL, all in this one turn, before the helper thread (started by the first commit) can be up.
+      const store = open({ maxEntries: 1_000_000, maxBytes: 1_000_000_000 });
+      const file = path.join(dir, 'cache.sqlite');
+      const before = fs.statSync(file).size;
+      const filler = 'x'.repeat(4000);
+      for (let i = 0; i < 400; i++) store.set(`k${i}`, entry(`${i}:${filler}`));
+      // A checkpoint copies the WAL's pages into the database file: on the event loop, that was a commit's 20 ms.
+      expect(fs.statSync(file).size, 'the database file grew: a commit checkpointed on the event loop').to.equal(before);
+      // Once the thread is up, it checkpoints what was committed while it started.
+      await waitFor(() => fs.statSync(file).size > before + 400 * 4000, 'the helper thread checkpointing the first commits', 20_000);
+      expect(store.count()).to.equal(400);
+    });
+
     describe('durability', () => {
       const storeUrl = new URL('../src/store/sqlite-store.js', import.meta.url).href;
 

@@ -19,6 +19,12 @@
  * redone by the next one (or by the next open). A quiet checkpoint only delays the commit of the writes made
  * while it runs (at most QUIET_MAX_MS). If the thread cannot start or fails, the connection's automatic
  * checkpoint stays (or is turned back) on.
+ *
+ * The thread starts with the first commit, and the connection stops checkpointing by itself at that moment, not
+ * when the thread is up: starting it takes some 50-150 ms (a new isolate, the driver, its own connection), and a
+ * commit that crossed 1,000 WAL pages in that window checkpointed on the event loop (after a restart, the first
+ * background slices of recency: 20 ms of wall time, 8 ms of the loop's CPU; docs/benchmarks.md, "GitHub response
+ * hit latency"). What is committed meanwhile waits in the WAL, and the thread's first checkpoint copies it.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -59,6 +65,8 @@ export class Checkpointer {
   readonly #logger: Logger;
   #worker: Worker | undefined;
   #ready = false;
+  /** A commit happened while the thread was starting: it checkpoints as soon as it is up. */
+  #committedWhileStarting = false;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** The connection whose automatic checkpoint was turned off, to turn it back on if the thread fails. */
@@ -91,7 +99,16 @@ export class Checkpointer {
   committed(db: Database.Database): void {
     if (this.#stopped) return;
     if (this.#worker === undefined) this.#start(db);
-    if (this.#timer !== undefined || !this.#ready) return;
+    if (!this.#ready) {
+      this.#committedWhileStarting = true;
+      return;
+    }
+    this.#schedule();
+  }
+
+  /** A checkpoint CHECKPOINT_DELAY_MS from now, unless one is scheduled already. */
+  #schedule(): void {
+    if (this.#timer !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#worker?.postMessage('checkpoint');
@@ -128,16 +145,18 @@ export class Checkpointer {
     }
     worker.unref();
     this.#worker = worker;
+    // From now on the thread checkpoints (turned back on if it fails: #failed).
+    try {
+      db.pragma('wal_autocheckpoint = 0');
+      this.#db = db;
+    } catch {
+      // The connection is gone (closed or replaced): nothing to hand over.
+    }
     worker.on('message', (message: unknown) => {
       if (message === 'ready') {
         if (this.#stopped || this.#worker !== worker) return;
         this.#ready = true;
-        try {
-          db.pragma('wal_autocheckpoint = 0');
-          this.#db = db;
-        } catch {
-          // The connection is gone (closed or replaced): nothing to hand over.
-        }
+        if (this.#committedWhileStarting) this.#schedule();
       } else if (typeof message === 'object' && message !== null && 'done' in message) {
         if (this.#worker !== worker) return;
         const wasQuiet = this.#quiet !== undefined;
