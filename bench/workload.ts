@@ -88,3 +88,54 @@ export function repoBody(owner: string, name: string, id: number): Record<string
     permissions: { admin: false, maintain: false, push: false, triage: false, pull: true },
   };
 }
+
+/**
+ * On-CPU ms of the calling thread (the event loop's), from /proc/thread-self/schedstat (ns); the process's CPU where
+ * that file is missing. Helper threads (V8's concurrent marking, the checkpointer) run beside the loop without
+ * stalling it, yet count in the process's CPU.
+ */
+const loopCpuNow = ((): (() => number) => {
+  try {
+    fs.readFileSync('/proc/thread-self/schedstat', 'utf8');
+    return () => Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+  }
+})();
+
+/**
+ * The longest gap between two turns of the event loop over `ms` (a timer probe), `during()` called on the first
+ * turn: in wall ms, in CPU ms of the whole process, and in on-CPU ms of the event loop's own thread (`loopCpu`).
+ */
+export async function longestStall(ms: number, during: () => void): Promise<{ wall: number; cpu: number; loopCpu: number }> {
+  let wall = 0;
+  let cpu = 0;
+  let loopCpu = 0;
+  const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+  let last = performance.now();
+  let lastCpu = cpuNow();
+  let lastLoopCpu = loopCpuNow();
+  const end = last + ms;
+  let started = false;
+  await new Promise<void>((resolve) => {
+    const probe = () => {
+      const t = performance.now();
+      const c = cpuNow();
+      const l = loopCpuNow();
+      wall = Math.max(wall, t - last);
+      cpu = Math.max(cpu, c - lastCpu);
+      loopCpu = Math.max(loopCpu, l - lastLoopCpu);
+      last = t;
+      lastCpu = c;
+      lastLoopCpu = l;
+      if (!started) {
+        started = true;
+        during();
+      }
+      if (t >= end) resolve();
+      else setTimeout(probe, 0);
+    };
+    setImmediate(probe);
+  });
+  return { wall, cpu, loopCpu };
+}
