@@ -1,5 +1,6 @@
 import { sha256Hex, viewAsBuffer, type CacheEntry } from './entry.js';
 import type { OriginResponse } from './ports.js';
+import { sharedHeaderValue } from './header-values.js';
 
 /**
  * HTTP cache policy: which answers may be stored, for how long, and with which headers. Pure functions of a
@@ -48,7 +49,8 @@ function wireOrder(a: string, b: string): number {
 export function entryOf(response: OriginResponse, now: number, ttlSeconds: number): CacheEntry {
   const headers: Record<string, string> = {};
   const names = Object.keys(response.headers).filter((name) => !UNSTORED_RESPONSE_HEADERS.test(name)).sort(wireOrder);
-  for (const name of names) headers[name] = response.headers[name]!;
+  // Values GitHub repeats on every answer are one string for all the entries that hold them (header-values.ts).
+  for (const name of names) headers[name] = sharedHeaderValue(name, response.headers[name]!);
   return {
     body: response.body,
     digest: sha256Hex(response.body),

@@ -1,5 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { sha256Hex, viewAsBuffer, type CacheEntry } from '../cache/entry.js';
+import { sharedHeaderValue } from '../cache/header-values.js';
 import { CacheError } from '../errors.js';
 import { decodeStrictCbor, withCbor } from './cbor.js';
 import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES, aeadOpen, aeadSeal } from './entry-aead.js';
@@ -222,6 +223,7 @@ function toEntryPayload(value: unknown): { key: string; entry: Mutable<CacheEntr
     const v = headers[name];
     if (!HEADER_NAME.test(name)) fail(`header name ${JSON.stringify(name.slice(0, 40))} is not a lowercase token`);
     if (typeof v !== 'string' || v.length > MAX_HEADER_VALUE || BAD_HEADER_VALUE.test(v)) fail(`header ${name} is not a single-line string`);
+    (headers as Record<string, string>)[name] = sharedHeaderValue(name, v as string);
   }
   if (etag !== undefined && (typeof etag !== 'string' || etag.length > MAX_VALIDATOR)) fail('etag is not a short string');
   if (lastModified !== undefined && (typeof lastModified !== 'string' || lastModified.length > MAX_VALIDATOR)) fail('lastModified is not a short string');

@@ -5,6 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { CacheEntry } from '../cache/entry.js';
+import { shareHeaderValues } from '../cache/header-values.js';
 import { CacheConfigError } from '../errors.js';
 
 /** The schema this code reads and writes, kept in PRAGMA user_version. */
@@ -180,7 +181,7 @@ export function rowToEntry(row: EntryRow): CacheEntry {
     storedAt: row.stored_at,
     expiresAt: row.expires_at,
     status: row.status,
-    headers: JSON.parse(row.headers) as Record<string, string>,
+    headers: shareHeaderValues(JSON.parse(row.headers) as Record<string, string>),
   };
   // Absent stays absent (no `etag: undefined` key), so an entry reads back exactly as it was written.
   if (row.etag !== null) entry.etag = row.etag;
