@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
 import { expect } from 'chai';
-import { sharedHeaderValue, shareHeaderValues, sharedHeaderValueCount } from '../src/cache/header-values.js';
+import { sha256Hex } from '../src/cache/entry.js';
+import { clearSharedHeaderValues, sharedHeaderValue, shareHeaderValues, sharedHeaderValueCount } from '../src/cache/header-values.js';
+import { openPlainEntry } from '../src/p2p/envelope.js';
+import { rowToEntry } from '../src/store/schema.js';
 
 /**
  * Runs `code` (an ES module's body) in a fresh Node process and returns what it printed on stdout, parsed as JSON.
@@ -11,7 +14,9 @@ function inChild(code: string): Promise<unknown> {
     const proc = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     proc.stdout.on('data', (chunk: Buffer) => { out += chunk.toString('utf8'); });
-    proc.once('exit', (exitCode) => {
+    proc.once('error', reject);
+    // 'close', not 'exit': stdout may still hold the last chunk when the process has exited.
+    proc.once('close', (exitCode) => {
       if (exitCode !== 0) reject(new Error(`the child exited with ${exitCode}: ${out}`));
       else resolve(JSON.parse(out));
     });
@@ -19,8 +24,10 @@ function inChild(code: string): Promise<unknown> {
 }
 
 describe('header values shared between entries', () => {
+  beforeEach(() => clearSharedHeaderValues());
+
   it('returns an equal string, keeps values that repeat, and leaves values specific to one answer out of its table', () => {
-    const before = sharedHeaderValueCount();
+    const before = 0;
     const csp = `default-src 'none' ${'a'.repeat(8)}-${Math.random()}`;
     expect(sharedHeaderValue('content-security-policy', csp)).to.equal(csp);
     expect(sharedHeaderValueCount()).to.equal(before + 1);
@@ -36,6 +43,24 @@ describe('header values shared between entries', () => {
     const headers = { 'content-type': 'application/json; charset=utf-8', etag: 'W/"1"' };
     expect(shareHeaderValues(headers)).to.equal(headers);
     expect(headers).to.deep.equal({ 'content-type': 'application/json; charset=utf-8', etag: 'W/"1"' });
+  });
+
+  it('shares the values of entries read from SQLite and of entries a peer sent, not only of answers from GitHub', () => {
+    const value = `public, max-age=60 ${Math.random()}`;
+    const row = {
+      digest: sha256Hex('{}'), body: Buffer.from('{}'), status: 200, headers: JSON.stringify({ 'cache-control': value, etag: 'W/"1"' }),
+      etag: 'W/"1"', last_modified: null, stored_at: 1, expires_at: 2,
+    };
+    expect(rowToEntry(row).headers).to.deep.equal({ 'cache-control': value, etag: 'W/"1"' });
+    expect(sharedHeaderValueCount(), 'SQLite: the repeated value is in the table, the etag is not').to.equal(1);
+    const other = `application/json ${Math.random()}`;
+    const body = Buffer.from('{"a":1}');
+    const payload = {
+      key: 'k', body, digest: sha256Hex(body), status: 200, headers: { 'content-type': other, 'x-github-request-id': 'A:B' },
+      storedAt: Date.now(), expiresAt: Date.now() + 1000,
+    };
+    expect(openPlainEntry(payload, 'k', { maxEntryTtlSeconds: 60 }).headers).to.deep.equal({ 'content-type': other, 'x-github-request-id': 'A:B' });
+    expect(sharedHeaderValueCount(), 'peer: the repeated value is in the table, the request id is not').to.equal(2);
   });
 
   it('holds a bounded table: a flood of distinct values never keeps more than 2,048 of them', () => {

@@ -656,6 +656,26 @@ describe('SqliteStore', () => {
       expect(store.count()).to.equal(400);
     });
 
+    it('runs no checkpoint on the event loop at its first commit when it opens a WAL another connection left large', () => {
+      const file = path.join(dir, 'cache.sqlite');
+      open().close();
+      // Another connection (a process that died, or another one on this cacheDir) leaves some 1,500 pages in the WAL.
+      const other = new Database(file);
+      try {
+        other.pragma('wal_autocheckpoint = 0');
+        other.exec('CREATE TABLE scratch (b BLOB)');
+        const insert = other.prepare('INSERT INTO scratch (b) VALUES (?)');
+        other.transaction(() => { for (let i = 0; i < 500; i++) insert.run(Buffer.alloc(12_000, i)); })();
+        const store = open();
+        const before = fs.statSync(file).size;
+        store.set('k', entry('v'));
+        expect(fs.statSync(file).size, 'the database file grew: the first commit checkpointed on the event loop').to.equal(before);
+        expect(text(store.get('k')?.body)).to.equal('v');
+      } finally {
+        other.close();
+      }
+    });
+
     describe('durability', () => {
       const storeUrl = new URL('../src/store/sqlite-store.js', import.meta.url).href;
 

@@ -48,3 +48,8 @@ export function shareHeaderValues(headers: Record<string, string>): Record<strin
 export function sharedHeaderValueCount(): number {
   return shared.size;
 }
+
+/** Empties the table (specs: each starts from a known count). */
+export function clearSharedHeaderValues(): void {
+  shared.clear();
+}

@@ -1,6 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { sha256Hex, viewAsBuffer, type CacheEntry } from '../cache/entry.js';
-import { sharedHeaderValue } from '../cache/header-values.js';
+import { shareHeaderValues } from '../cache/header-values.js';
 import { CacheError } from '../errors.js';
 import { decodeStrictCbor, withCbor } from './cbor.js';
 import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES, aeadOpen, aeadSeal } from './entry-aead.js';
@@ -200,7 +200,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 /**
  * Validates the decrypted payload's shape; throws PeerEntryRejected('schema'). Returns the key it names and the
  * entry as `openEntry` returns it (not frozen yet): built once, its headers the decoded map itself (a fresh object
- * of the decoder's, frozen here), its body a view of the plaintext.
+ * of the decoder's, frozen by `checked` once its values are shared), its body a view of the plaintext.
  */
 function toEntryPayload(value: unknown): { key: string; entry: Mutable<CacheEntry> } {
   const fail = (detail: string): never => {
@@ -223,7 +223,6 @@ function toEntryPayload(value: unknown): { key: string; entry: Mutable<CacheEntr
     const v = headers[name];
     if (!HEADER_NAME.test(name)) fail(`header name ${JSON.stringify(name.slice(0, 40))} is not a lowercase token`);
     if (typeof v !== 'string' || v.length > MAX_HEADER_VALUE || BAD_HEADER_VALUE.test(v)) fail(`header ${name} is not a single-line string`);
-    (headers as Record<string, string>)[name] = sharedHeaderValue(name, v as string);
   }
   if (etag !== undefined && (typeof etag !== 'string' || etag.length > MAX_VALIDATOR)) fail('etag is not a short string');
   if (lastModified !== undefined && (typeof lastModified !== 'string' || lastModified.length > MAX_VALIDATOR)) fail('lastModified is not a short string');
@@ -233,8 +232,8 @@ function toEntryPayload(value: unknown): { key: string; entry: Mutable<CacheEntr
     storedAt: storedAt as number,
     expiresAt: expiresAt as number,
     status: status as number,
-    // A plain object the decoder made for this payload alone (never a prototype but Object's): frozen as it is.
-    headers: Object.freeze(headers as Record<string, string>),
+    // A plain object the decoder made for this payload alone (never a prototype but Object's): frozen by `checked`.
+    headers: headers as Record<string, string>,
   };
   if (etag !== undefined) entry.etag = etag as string;
   if (lastModified !== undefined) entry.lastModified = lastModified as string;
@@ -292,5 +291,7 @@ function checked({ key: payloadKey, entry }: { key: string; entry: Mutable<Cache
   if (ttlMs < 0 || ttlMs > options.maxEntryTtlSeconds * 1000) {
     throw new PeerEntryRejected('ttl', `its TTL of ${ttlMs / 1000} s is outside 0..${options.maxEntryTtlSeconds} s (p2p.maxEntryTtl)`);
   }
+  // Only an entry that passed every check shares its header values (header-values.ts): refused ones never churn the table.
+  entry.headers = Object.freeze(shareHeaderValues(entry.headers as Record<string, string>));
   return Object.freeze(entry);
 }

@@ -3,7 +3,7 @@
  * run by SQLite's automatic checkpoint inside whichever commit crosses 1,000 WAL pages, it cost that commit
  * 15-25 ms of CPU (plus the sync's wait), a stall for every caller. Here a helper thread with its own connection
  * runs `PRAGMA wal_checkpoint(PASSIVE)` (which never blocks writers or readers) a moment after commits, and the
- * store's connection stops checkpointing by itself once that thread is up.
+ * store's connection does not checkpoint by itself (`handOver`, before its first commit).
  *
  * The WAL starts over only when a checkpoint has copied every frame in it and a writer then begins: under a
  * steady stream of commits (a cache filling, one group commit per turn) a checkpoint on another thread never
@@ -20,11 +20,13 @@
  * while it runs (at most QUIET_MAX_MS). If the thread cannot start or fails, the connection's automatic
  * checkpoint stays (or is turned back) on.
  *
- * The thread starts with the first commit, and the connection stops checkpointing by itself at that moment, not
+ * The thread starts with the first commit; the connection stopped checkpointing by itself before that commit, not
  * when the thread is up: starting it takes some 50-150 ms (a new isolate, the driver, its own connection), and a
  * commit that crossed 1,000 WAL pages in that window checkpointed on the event loop (after a restart, the first
  * background slices of recency: 20 ms of wall time, 8 ms of the loop's CPU; docs/benchmarks.md, "GitHub response
- * hit latency"). What is committed meanwhile waits in the WAL, and the thread's first checkpoint copies it.
+ * hit latency"), as did a first commit finding a WAL left large by a process that did not close. What is committed
+ * meanwhile waits in the WAL, and the thread's first checkpoint copies it. A thread not up within START_TIMEOUT_MS
+ * counts as failed.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -40,6 +42,9 @@ export const WAL_RESET_FRAMES = 4096;
 
 /** Longest a quiet checkpoint holds the store's commits; past it they go on (the WAL starts over another time). */
 const QUIET_MAX_MS = 100;
+
+/** Longest the thread may take to come up; past it, it is stopped and the connection checkpoints by itself again. */
+const START_TIMEOUT_MS = 10_000;
 
 const WORKER_CODE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -67,6 +72,7 @@ export class Checkpointer {
   #ready = false;
   /** A commit happened while the thread was starting: it checkpoints as soon as it is up. */
   #committedWhileStarting = false;
+  #startTimer: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** The connection whose automatic checkpoint was turned off, to turn it back on if the thread fails. */
@@ -93,6 +99,20 @@ export class Checkpointer {
     clearTimeout(this.#quiet);
     this.#quiet = undefined;
     this.#onQuietEnd?.();
+  }
+
+  /**
+   * `db`, the store's connection, checkpoints no more by itself: the thread does, from the first commit. Called
+   * before that commit; turned back if the thread cannot start or fails.
+   */
+  handOver(db: Database.Database): void {
+    if (this.#stopped || this.#db === db) return;
+    try {
+      db.pragma('wal_autocheckpoint = 0');
+      this.#db = db;
+    } catch {
+      // The connection is gone (closed or replaced): nothing to hand over.
+    }
   }
 
   /** A commit happened on `db`: checkpoint a moment later (starting the thread on first use). */
@@ -122,6 +142,8 @@ export class Checkpointer {
     this.#stopped = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#startTimer !== undefined) clearTimeout(this.#startTimer);
+    this.#startTimer = undefined;
     this.#onQuietEnd = undefined;
     this.#quietEnded();
     this.#restoreAutomatic();
@@ -140,22 +162,27 @@ export class Checkpointer {
       worker = new Worker(WORKER_CODE, { eval: true, workerData: { file: this.#file, driver } });
     } catch (err) {
       this.#stopped = true;
+      this.#restoreAutomatic();
       this.#logger.debug(`checkpoints stay on the event loop for ${this.#file}: ${describeError(err)}`);
       return;
     }
     worker.unref();
     this.#worker = worker;
-    // From now on the thread checkpoints (turned back on if it fails: #failed).
-    try {
-      db.pragma('wal_autocheckpoint = 0');
-      this.#db = db;
-    } catch {
-      // The connection is gone (closed or replaced): nothing to hand over.
-    }
+    // From now on the thread checkpoints (turned back on if it fails: #failed), if the store did not hand over yet.
+    this.handOver(db);
+    this.#startTimer = setTimeout(() => {
+      this.#startTimer = undefined;
+      if (this.#ready || this.#worker !== worker) return;
+      void worker.terminate();
+      this.#failed(worker, new Error(`the checkpoint thread was not up within ${START_TIMEOUT_MS / 1000} s`));
+    }, START_TIMEOUT_MS);
+    this.#startTimer.unref();
     worker.on('message', (message: unknown) => {
       if (message === 'ready') {
         if (this.#stopped || this.#worker !== worker) return;
         this.#ready = true;
+        clearTimeout(this.#startTimer);
+        this.#startTimer = undefined;
         if (this.#committedWhileStarting) this.#schedule();
       } else if (typeof message === 'object' && message !== null && 'done' in message) {
         if (this.#worker !== worker) return;

@@ -153,6 +153,8 @@ export class SqliteStore implements EntryStore {
       connect: () => this.#db.current('get'),
       committed: (c) => this.#checkpointer.committed(c.db),
     });
+    // Before the first commit: no commit of this connection checkpoints on the event loop (checkpointer.ts).
+    this.#checkpointer.handOver(opened.conn.db);
   }
 
   /**
