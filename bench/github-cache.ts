@@ -20,7 +20,7 @@ import { FakeGitHub } from '../support/fake-github/index.js';
 import { makeTempDir } from '../support/temp-dir.js';
 import { mulberry32, pool, shuffled, zipfSampler } from '../support/workload.js';
 import { expectSource, fmt, machineLine, median, percentile, table, timeEach, writeSection } from './report.js';
-import { loadLine, longestStall, mean, repoBody } from './workload.js';
+import { loadLine, longestStall, loopCpuSource, mean, repoBody } from './workload.js';
 
 /** A made-up token the fake accepts; never printed. */
 export const TOKEN = 'test_benchmarkTokenNotARealOne0000000000';
@@ -119,7 +119,7 @@ export async function benchHitLatency(): Promise<string> {
       '',
       `Background work after ${HIT_KEYS.toLocaleString('en-US')} memory hits (recency written to SQLite on 1 s timers): the longest event-loop`,
       `stall in the next ${fmt(RECENCY_WAIT_MS / 1000, 1)} s, median of ${HIT_ROUNDS} rounds: ${fmt(median(stallsLoopCpuMs), 1)} ms of the event loop's thread on a CPU`,
-      `(rounds: ${stallsLoopCpuMs.map((ms) => fmt(ms, 1)).join(', ')} ms; target: none over 10 ms), ${fmt(median(stallsMs), 1)} ms of wall time (rounds:`,
+      `(rounds: ${stallsLoopCpuMs.map((ms) => fmt(ms, 1)).join(', ')} ms, from ${loopCpuSource}; target: none over 10 ms), ${fmt(median(stallsMs), 1)} ms of wall time (rounds:`,
       `${stallsMs.map((ms) => fmt(ms, 1)).join(', ')} ms), which adds what ran instead of the loop: other processes, and V8's collector`,
       'threads when they outnumber the free CPUs (bench/store.ts measures the same after 100,000 hits).',
       '',

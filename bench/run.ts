@@ -49,7 +49,9 @@ const benches: Record<string, () => Promise<string>> = {
   summary: benchSummary,
 };
 
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+// Names are the arguments that are not options, nor an option's value (`--entries 100000`).
+const args = process.argv.slice(2);
+const wanted = args.filter((a, i) => !a.startsWith('-') && (a in benches || !(args[i - 1]?.startsWith('--') ?? false)));
 const names = wanted.length > 0 ? wanted : Object.keys(benches);
 for (const name of names) {
   const bench = benches[name];

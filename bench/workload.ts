@@ -90,18 +90,28 @@ export function repoBody(owner: string, name: string, id: number): Record<string
 }
 
 /**
- * On-CPU ms of the calling thread (the event loop's), from /proc/thread-self/schedstat (ns); the process's CPU where
- * that file is missing. Helper threads (V8's concurrent marking, the checkpointer) run beside the loop without
- * stalling it, yet count in the process's CPU.
+ * On-CPU ms of the calling thread (the event loop's): `process.threadCpuUsage()` (getrusage of the thread, exact to
+ * the microsecond; Node 22.19 and later), else /proc/thread-self/schedstat (which can lag by the scheduler tick the
+ * thread is in), else the whole process's CPU. Helper threads (V8's concurrent marking, the checkpointer) run beside
+ * the loop without stalling it, yet count in the process's CPU. `loopCpuSource` names the one in use.
  */
-const loopCpuNow = ((): (() => number) => {
-  try {
-    fs.readFileSync('/proc/thread-self/schedstat', 'utf8');
-    return () => Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
-  } catch {
-    return () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+const [loopCpuNow, loopCpuSourceName] = ((): [() => number, string] => {
+  const threadCpuUsage = (process as { threadCpuUsage?: () => NodeJS.CpuUsage }).threadCpuUsage;
+  if (typeof threadCpuUsage === 'function') {
+    return [() => { const u = threadCpuUsage.call(process); return (u.user + u.system) / 1000; }, 'process.threadCpuUsage()'];
   }
+  try {
+    if (Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) > 0) {
+      return [() => Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6, 'Linux schedstat'];
+    }
+  } catch {
+    // Not Linux: the process's CPU below.
+  }
+  return [() => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; }, 'the whole process (no per-thread clock here)'];
 })();
+
+/** Where `longestStall`'s `loopCpu` comes from, for the tables' prose. */
+export const loopCpuSource = loopCpuSourceName;
 
 /**
  * The longest gap between two turns of the event loop over `ms` (a timer probe), `during()` called on the first
