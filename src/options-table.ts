@@ -203,12 +203,12 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze([
   numeric({
     path: 'maxEntries', env: 'CACHE_MAX_ENTRIES', flag: { name: '--max-entries', value: '<n>' }, type: 'integer',
     min: 1, max: 100_000_000, default: DEFAULTS.maxEntries,
-    doc: 'entries kept before the least recently used is evicted; one budget for the whole cache (SQLite decides what is kept; memory follows). About 6 KB of RSS per 4 KB entry with GitHub\'s headers: 10,000 ≈ 60 MB',
+    doc: 'entries kept before the least recently used is evicted; one budget for the whole cache (SQLite decides what is kept; memory follows). About 8.5 KB of RSS per 4 KB entry with GitHub\'s headers, before any parsed value: 10,000 ≈ 85 MB (docs/operations.md, Sizing)',
   }),
   numeric({
     path: 'maxParsedValues', type: 'integer',
     min: 0, max: 100_000_000, default: DEFAULTS.maxParsedValues,
-    doc: 'entries read through `cache.request` or `get` that keep their parsed value beside their bytes (the most recently read); each costs about 5 KB of RSS per 4 KB JSON body and saves a parse of about 8 µs per later read on Node 22 (9 KB and 30-40 µs on Node 20; bench/memory.ts); lower it where reads repeat on a small hot set; 0: parse on every read',
+    doc: 'entries read through `cache.request` or `get` that keep their parsed value beside their bytes (the most recently read); each costs about 4.5 KB of RSS per 4 KB JSON body and saves a parse of about 6 µs per later read on Node 22 (9 KB and 30-40 µs on Node 20; bench/memory.ts); lower it where reads repeat on a small hot set; 0: parse on every read',
   }),
   numeric({
     path: 'maxBytes', flag: { name: '--max-bytes', value: '<bytes>' }, type: 'integer', unit: 'bytes',

@@ -51,7 +51,7 @@ export interface CacheOptions {
   defaultTtl?: number;
   /** TTL in seconds per operation (a key's part before the first `:`), merged over the built-in table. */
   ttlByOperation?: Record<string, number>;
-  /** Most entries kept; the least recently used is evicted past it. [CACHE_MAX_ENTRIES] Default: 10,000 (about 55 MB of RSS for 4 KB bodies; see docs/operations.md, Sizing). */
+  /** Most entries kept; the least recently used is evicted past it. [CACHE_MAX_ENTRIES] Default: 10,000 (about 85 MB of RSS for 4 KB bodies with GitHub's headers; see docs/operations.md, Sizing). */
   maxEntries?: number;
   /** Most bytes of bodies kept on disk. Default: 256 MiB. */
   maxBytes?: number;
