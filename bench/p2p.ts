@@ -38,7 +38,7 @@ import { waitFor } from '../support/wait.js';
 import { mulberry32, pool, zipfSampler } from '../support/workload.js';
 import { AS_THE_FLEET, libp2pEchoPair } from './libp2p-echo.js';
 import { expectSource, fmt, machineLine, percentile, table, timeEach, writeSection } from './report.js';
-import { loadLine, mean, repoBody } from './workload.js';
+import { loadLine, mean, repoBody, schedstat } from './workload.js';
 
 /** A made-up token the fake accepts; never printed. */
 export const TOKEN = 'test_benchmarkP2PTokenNotARealOne00000000';
@@ -319,11 +319,6 @@ export function processCpuUs(pid: number): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Fields of a schedstat file: on-CPU ns, ns runnable but waiting for a CPU, time slices. */
-function schedstat(file: string): number[] {
-  return fs.readFileSync(file, 'utf8').split(' ').map(Number);
 }
 
 /** Every thread's on-CPU time of process `pid` in µs, from Linux's schedstat; undefined where it is missing. */

@@ -56,7 +56,7 @@ interface ChildResult {
   rssPerEntry: number;
   stallMs: number;
   stallCpuMs: number;
-  /** The longest stall in on-CPU ms of the event loop's own thread (Linux's schedstat), else the process's CPU. */
+  /** The longest stall in on-CPU ms of the event loop's own thread (`longestStall`'s `loopCpu`). */
   stallLoopCpuMs: number;
   note: string;
 }

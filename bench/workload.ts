@@ -89,6 +89,11 @@ export function repoBody(owner: string, name: string, id: number): Record<string
   };
 }
 
+/** Fields of a schedstat file: on-CPU ns, ns runnable but waiting for a CPU, time slices. */
+export function schedstat(file: string): number[] {
+  return fs.readFileSync(file, 'utf8').split(' ').map(Number);
+}
+
 /**
  * On-CPU ms of the calling thread (the event loop's): `process.threadCpuUsage()` (getrusage of the thread, exact to
  * the microsecond; Node 22.19 and later), else /proc/thread-self/schedstat (which can lag by the scheduler tick the
@@ -101,9 +106,7 @@ const [loopCpuNow, loopCpuSourceName] = ((): [() => number, string] => {
     return [() => { const u = threadCpuUsage.call(process); return (u.user + u.system) / 1000; }, 'process.threadCpuUsage()'];
   }
   try {
-    if (Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) > 0) {
-      return [() => Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6, 'Linux schedstat'];
-    }
+    if (schedstat('/proc/thread-self/schedstat')[0]! > 0) return [() => schedstat('/proc/thread-self/schedstat')[0]! / 1e6, 'Linux schedstat'];
   } catch {
     // Not Linux: the process's CPU below.
   }

@@ -70,8 +70,6 @@ export class Checkpointer {
   readonly #logger: Logger;
   #worker: Worker | undefined;
   #ready = false;
-  /** A commit happened while the thread was starting: it checkpoints as soon as it is up. */
-  #committedWhileStarting = false;
   #startTimer: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -119,11 +117,7 @@ export class Checkpointer {
   committed(db: Database.Database): void {
     if (this.#stopped) return;
     if (this.#worker === undefined) this.#start(db);
-    if (!this.#ready) {
-      this.#committedWhileStarting = true;
-      return;
-    }
-    this.#schedule();
+    if (this.#ready) this.#schedule();
   }
 
   /** A checkpoint CHECKPOINT_DELAY_MS from now, unless one is scheduled already. */
@@ -183,7 +177,8 @@ export class Checkpointer {
         this.#ready = true;
         clearTimeout(this.#startTimer);
         this.#startTimer = undefined;
-        if (this.#committedWhileStarting) this.#schedule();
+        // The thread starts at a commit: what was committed while it started is checkpointed now.
+        this.#schedule();
       } else if (typeof message === 'object' && message !== null && 'done' in message) {
         if (this.#worker !== worker) return;
         const wasQuiet = this.#quiet !== undefined;
@@ -208,6 +203,8 @@ export class Checkpointer {
   #failed(worker: Worker, err: unknown): void {
     if (this.#worker !== worker) return;
     this.#worker = undefined;
+    clearTimeout(this.#startTimer);
+    this.#startTimer = undefined;
     this.#quietEnded();
     this.#stopped = true;
     this.#restoreAutomatic();
