@@ -15,6 +15,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { ConnectionFlood, CountingListener, heapAfterGc } from './support/p2p-attacks.js';
 import { ANONYMOUS_KEY, HostilePeer } from './support/p2p-hostile.js';
+import { HeaderTableReader } from '../src/p2p/header-table.js';
 
 /** A varint length prefix, as lpStream writes it. */
 function varint(value: number): Uint8Array {
@@ -127,6 +128,29 @@ describe('PeerNetwork against a hostile member of the fleet', function () {
     await goodPeerIsServed('after-bad-plain-entries');
   });
 
+  it('takes an owner\'s unsealed entries whose headers name pairs it defined on the stream; closes the stream of one naming a pair it did not', async () => {
+    await setUp({ maxStrikes: 100 });
+    const now = Date.now();
+    const keys = keysOwnedBy(hostile.peerId, 3, 'indexed');
+    const headersOf: unknown[][] = [
+      [['content-type', 'application/json', 1], ['x-kept', 'one', 1], ['etag', '"a"']],
+      [1, ['etag', '"b"'], 0],
+    ];
+    for (const [i, headers] of headersOf.entries()) {
+      hostile.answer = (get) => ({ type: 'entry', id: get.id, payload: payloadFor(get.key, now, { headers }) });
+      const answer = await victim.network.fetch(keys[i]!, ANONYMOUS_SCOPE);
+      expect(answer.kind, `answer ${i}`).to.equal('entry');
+      expect(answer.kind === 'entry' && Object.entries(answer.entry.headers)).to.deep.equal(
+        i === 0 ? [['content-type', 'application/json'], ['x-kept', 'one'], ['etag', '"a"']] : [['x-kept', 'one'], ['etag', '"b"'], ['content-type', 'application/json']]);
+    }
+    hostile.answer = (get) => ({ type: 'entry', id: get.id, payload: payloadFor(get.key, now, { headers: [5] }) });
+    const refused = await victim.network.fetch(keys[2]!, ANONYMOUS_SCOPE);
+    expect(refused.kind).to.equal('unavailable');
+    expect(victim.network.stats().rejected).to.deep.equal({ protocol: 1 });
+    expect(victim.network.stats().entriesReceived).to.equal(2);
+    await goodPeerIsServed('after-bad-index');
+  });
+
   it('refuses an unsealed entry from an owner that has not proved the scope (its get was sealed, not plain)', async () => {
     victim = await startNode({ tokens: [TOKEN], limits: { maxStrikes: 100 } });
     good = await startNode({ p2p: { bootstrapPeers: [addressOf(victim)] } });
@@ -155,8 +179,19 @@ describe('PeerNetwork against a hostile member of the fleet', function () {
     const plainAnswer = await asker.answerTo(1);
     expect(plainAnswer).to.have.property('type', 'entry');
     expect(plainAnswer).to.not.have.property('sealed');
-    const opened = openPlainEntry((plainAnswer as { payload: unknown }).payload, plainKey, { maxEntryTtlSeconds: 3_600 });
+    // Its headers go indexed (header-table.ts): the first answer on the stream defines the pair it will name again.
+    const table = new HeaderTableReader();
+    const payload = (plainAnswer as { payload: Record<string, unknown> }).payload;
+    expect(payload.headers).to.deep.equal([['content-type', 'application/json', 1]]);
+    const opened = openPlainEntry({ ...payload, headers: table.resolve(payload.headers as unknown[]) }, plainKey, { maxEntryTtlSeconds: 3_600 });
     expect(opened.status).to.equal(200);
+    expect(opened.headers).to.deep.equal({ 'content-type': 'application/json' });
+    const secondKey = requestKey(ANONYMOUS_SCOPE, 'plain-served-again');
+    await asker.send({ ...asker.validGet(3, secondKey), plain: 1 });
+    const second = (await asker.answerTo(3) as { payload: Record<string, unknown> }).payload;
+    expect(second.headers).to.deep.equal([0]);
+    expect(openPlainEntry({ ...second, headers: table.resolve(second.headers as unknown[]) }, secondKey, { maxEntryTtlSeconds: 3_600 }).headers)
+      .to.deep.equal({ 'content-type': 'application/json' });
     const sealedKey = requestKey(ANONYMOUS_SCOPE, 'sealed-served');
     await asker.send(asker.validGet(2, sealedKey));
     const sealedAnswer = await asker.answerTo(2);

@@ -13,7 +13,7 @@
  */
 
 /** Headers whose value differs from one answer to the next: kept as they are. */
-const ANSWER_SPECIFIC = new Set([
+export const ANSWER_SPECIFIC = new Set([
   'date', 'etag', 'last-modified', 'expires', 'age', 'content-length', 'link', 'x-github-request-id',
   'x-ratelimit-remaining', 'x-ratelimit-reset', 'x-ratelimit-used',
 ]);

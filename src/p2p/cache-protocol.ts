@@ -7,6 +7,7 @@ import type { ResolvedP2POptions } from '../options.js';
 import { Asker } from './asking.js';
 import { anonymousEntryKeyOf } from './fleet-keys.js';
 import { FrameChannel, type FrameViolation } from './frame-channel.js';
+import { HeaderTableError, HeaderTableReader, HeaderTableWriter } from './header-table.js';
 import { LeaseTable } from './lease.js';
 import { errorMessage, type PeerNetworkLimits } from './limits.js';
 import { keptConnection } from './one-connection.js';
@@ -366,6 +367,7 @@ export class CacheProtocol implements Startable {
       const challenge = new Uint8Array(randomBytes(CHALLENGE_BYTES));
       const client: ClientSide = {
         connection, challenge, remoteChallenge: undefined, claims: new Map(), verified: new Map(), requests: new RequestTable(this.#init.now),
+        headerTable: new HeaderTableReader(),
         parts: new PartedAnswers(limits.maxPartedEntryBytes, limits.maxPartedBytesPerPeer),
         leasesOut: 0, leaseEnded: () => this.#retireIfIdle(session, client),
         channel: new FrameChannel(stream, {
@@ -460,7 +462,7 @@ export class CacheProtocol implements Startable {
     const session = this.#sessions.ensure(connection.remotePeer);
     const challenge = new Uint8Array(randomBytes(CHALLENGE_BYTES));
     const server: ServerSide = {
-      connection, challenge, remoteChallenge: undefined,
+      connection, challenge, remoteChallenge: undefined, headerTable: new HeaderTableWriter(),
       channel: new FrameChannel(stream, {
         maxFrameBytes: this.#init.p2p.maxFrameBytes,
         logger: this.#log,
@@ -508,9 +510,23 @@ export class CacheProtocol implements Startable {
         this.#exchange.exchange(frame.peers);
         if (session.next === client) this.#swapClient(session, client);
         return;
-      case 'entry':
-        client.requests.settle(frame.id, 'sealed' in frame ? { kind: 'entry', sealed: frame.sealed } : { kind: 'entry', payload: frame.payload });
+      case 'entry': {
+        if ('sealed' in frame) return void client.requests.settle(frame.id, { kind: 'entry', sealed: frame.sealed });
+        // Indexed headers are resolved as they arrive, whether or not their request still waits: the stream's table
+        // has to see every definition, in order (header-table.ts).
+        const { payload } = frame;
+        if (Array.isArray(payload.headers)) {
+          try {
+            (payload as Record<string, unknown>).headers = client.headerTable.resolve(payload.headers);
+          } catch (err) {
+            if (!(err instanceof HeaderTableError)) throw err;
+            client.requests.settle(frame.id, { kind: 'error', message: `malformed headers: ${err.message}` });
+            return this.#protocolViolation(session, client.channel, err.message);
+          }
+        }
+        client.requests.settle(frame.id, { kind: 'entry', payload });
         return;
+      }
       case 'part': {
         const outcome = client.parts.receive(frame, (id) => client.requests.has(id));
         if (outcome.kind === 'done') client.requests.settle(frame.id, { kind: 'entry', sealed: outcome.sealed });

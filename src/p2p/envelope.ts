@@ -4,6 +4,7 @@ import { shareHeaderValues } from '../cache/header-values.js';
 import { CacheError } from '../errors.js';
 import { decodeStrictCbor, withCbor } from './cbor.js';
 import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES, aeadOpen, aeadSeal } from './entry-aead.js';
+import { HEADER_NAME, isResolvedHeaders, isWireHeader, MAX_HEADERS, type HeaderTableWriter } from './header-table.js';
 import { PROTOCOL } from './wire.js';
 
 /**
@@ -25,7 +26,9 @@ import { PROTOCOL } from './wire.js';
  * for an asker whose `get` asked for it (`plain`) of an owner that proved the scope to it on that stream
  * (asking.ts): both ends hold the scope's key, and the stream between them is noise's, so the seal would only
  * encrypt and authenticate again what noise already does between the two. Checks 2 to 6 hold the same; the body is
- * copied out of the received frame.
+ * copied out of the received frame. Its headers travel indexed (header-table.ts) and reach `openPlainEntry` resolved
+ * to a map by the stream's HeaderTableReader, which checked each pair against the header rules of check 2 as it built
+ * it: for such a map (`isResolvedHeaders`) check 2 does not check them again.
  *
  * Layout: version byte (2) | 24-byte random nonce | ciphertext | 16-byte Poly1305 tag. The plaintext is canonical
  * CBOR. Version 1 (protocol 1.4.0 and before: a 12-byte nonce, AES-256-GCM) is refused ('decrypt').
@@ -109,12 +112,8 @@ export function sealPayload(payload: unknown, key: string, entryKey: Uint8Array)
 const REQUIRED_FIELDS = ['key', 'body', 'digest', 'storedAt', 'expiresAt', 'status', 'headers'] as const;
 const OPTIONAL_FIELDS = ['etag', 'lastModified'] as const;
 const ALLOWED_FIELDS = new Set<string>([...REQUIRED_FIELDS, ...OPTIONAL_FIELDS]);
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]{1,256}$/;
-const MAX_HEADERS = 256;
-const MAX_HEADER_VALUE = 16 * 1024;
 const MAX_KEY = 8 * 1024;
 const MAX_VALIDATOR = 1024;
-const BAD_HEADER_VALUE = /[\r\n\0]/;
 
 /** The entry's body as the payload carries it. The one place that knows the body's type. */
 function bodyForWire(entry: CacheEntry): unknown {
@@ -141,11 +140,6 @@ function headersForWire(headers: Readonly<Record<string, string>>): Readonly<Rec
   return kept;
 }
 
-/** A header the schema accepts: a lowercase token name, a single-line string value of at most 16 KiB. */
-function isWireHeader(name: string, value: unknown): value is string {
-  return HEADER_NAME.test(name) && typeof value === 'string' && value.length <= MAX_HEADER_VALUE && !BAD_HEADER_VALUE.test(value);
-}
-
 /** A validator (etag, lastModified) the schema accepts, or undefined (left out) when it is too long. */
 function validatorForWire(value: string | undefined): string | undefined {
   return typeof value === 'string' && value.length <= MAX_VALIDATOR ? value : undefined;
@@ -162,16 +156,18 @@ export function sealEntry(entry: CacheEntry, key: string, entryKey: Uint8Array):
 
 /**
  * The payload of `entry` as the answer for `key`: what `sealEntry` seals, and what an unsealed `entry` frame carries
- * (`payload`) to an asker that asked for it. Trimmed to the schema as `sealEntry` says.
+ * (`payload`) to an asker that asked for it. Trimmed to the schema as `sealEntry` says. With `headerTable` (an
+ * unsealed answer, on the stream that writer belongs to) the headers go indexed (header-table.ts): the payload must
+ * then be sent on that stream before the writer encodes another.
  */
-export function entryPayload(entry: CacheEntry, key: string): Record<string, unknown> {
+export function entryPayload(entry: CacheEntry, key: string, headerTable?: HeaderTableWriter): Record<string, unknown> {
   // The fields in canonical CBOR order (by length, then bytewise: key, body, etag, digest, status, headers, storedAt,
   // expiresAt, lastModified), which the encoder then only checks instead of sorting.
   const etag = validatorForWire(entry.etag);
   const payload: Record<string, unknown> = etag === undefined ? { key, body: bodyForWire(entry) } : { key, body: bodyForWire(entry), etag };
   payload.digest = entry.digest;
   payload.status = entry.status;
-  payload.headers = headersForWire(entry.headers);
+  payload.headers = headerTable === undefined ? headersForWire(entry.headers) : headerTable.encode(entry.headers);
   payload.storedAt = entry.storedAt;
   payload.expiresAt = entry.expiresAt;
   const lastModified = validatorForWire(entry.lastModified);
@@ -217,12 +213,15 @@ function toEntryPayload(value: unknown): { key: string; entry: Mutable<CacheEntr
   if (!Number.isSafeInteger(expiresAt) || (expiresAt as number) < 0) fail('expiresAt is not a non-negative integer');
   if (!Number.isInteger(status) || (status as number) < 100 || (status as number) > 599) fail('status is not an HTTP status');
   if (!isPlainObject(headers)) return fail('headers is not a map');
-  const names = Object.keys(headers);
-  if (names.length > MAX_HEADERS) fail(`more than ${MAX_HEADERS} headers`);
-  for (const name of names) {
-    const v = headers[name];
-    if (!HEADER_NAME.test(name)) fail(`header name ${JSON.stringify(name.slice(0, 40))} is not a lowercase token`);
-    if (typeof v !== 'string' || v.length > MAX_HEADER_VALUE || BAD_HEADER_VALUE.test(v)) fail(`header ${name} is not a single-line string`);
+  // Headers resolved from a stream's header table (header-table.ts) were checked against these rules as they came.
+  if (!isResolvedHeaders(headers)) {
+    const names = Object.keys(headers);
+    if (names.length > MAX_HEADERS) fail(`more than ${MAX_HEADERS} headers`);
+    for (const name of names) {
+      const v = headers[name];
+      if (!HEADER_NAME.test(name)) fail(`header name ${JSON.stringify(name.slice(0, 40))} is not a lowercase token`);
+      if (!isWireHeader(name, v)) fail(`header ${name} is not a single-line string`);
+    }
   }
   if (etag !== undefined && (typeof etag !== 'string' || etag.length > MAX_VALIDATOR)) fail('etag is not a short string');
   if (lastModified !== undefined && (typeof lastModified !== 'string' || lastModified.length > MAX_VALIDATOR)) fail('lastModified is not a short string');
@@ -292,6 +291,8 @@ function checked({ key: payloadKey, entry }: { key: string; entry: Mutable<Cache
     throw new PeerEntryRejected('ttl', `its TTL of ${ttlMs / 1000} s is outside 0..${options.maxEntryTtlSeconds} s (p2p.maxEntryTtl)`);
   }
   // Only an entry that passed every check shares its header values (header-values.ts): refused ones never churn the table.
-  entry.headers = Object.freeze(shareHeaderValues(entry.headers as Record<string, string>));
+  // Resolved headers hold shared values already (the stream's table took them from it).
+  const headers = entry.headers as Record<string, string>;
+  entry.headers = Object.freeze(isResolvedHeaders(headers) ? headers : shareHeaderValues(headers));
   return Object.freeze(entry);
 }

@@ -279,7 +279,7 @@ export class OwnerServing {
     const sent = entry.expiresAt > maxExpiresAt ? { ...entry, expiresAt: Math.floor(maxExpiresAt) } : entry;
     const pieceBytes = this.#pieceBytes();
     if (plain && payloadBytesBound(sent, key) <= pieceBytes) {
-      server.channel.send({ id, type: 'entry', payload: entryPayload(sent, key) });
+      server.channel.send({ id, type: 'entry', payload: entryPayload(sent, key, server.headerTable) });
       this.#init.counters.count('requestsServed');
       return;
     }

@@ -2,6 +2,7 @@ import type { Connection, PeerId } from '@libp2p/interface';
 import type { FrameChannel } from './frame-channel.js';
 import type { RequestTable } from './request-table.js';
 import type { PartedAnswers } from './transfers.js';
+import type { HeaderTableReader, HeaderTableWriter } from './header-table.js';
 
 /**
  * The peers this node speaks the protocol with: one session per peer, holding its two directions.
@@ -33,6 +34,8 @@ export interface ClientSide {
   /** Verification results of those claims (for scopes this node holds), computed on first use. */
   verified: Map<string, boolean>;
   readonly requests: RequestTable;
+  /** The header pairs the peer defined on this stream (its unsealed entries name them by index: header-table.ts). */
+  readonly headerTable: HeaderTableReader;
   /** Large answers being received in parts. */
   readonly parts: PartedAnswers;
   /** Leases the peer handed out on this stream that are not ended yet (their put or release goes on it). */
@@ -50,6 +53,8 @@ export interface ServerSide {
   readonly challenge: Uint8Array;
   /** Its challenge: my scope claims are proved under it. */
   remoteChallenge: Uint8Array | undefined;
+  /** The header pairs defined to the peer on this stream (my unsealed entries name them by index: header-table.ts). */
+  readonly headerTable: HeaderTableWriter;
 }
 
 export interface PeerSession {

@@ -39,7 +39,8 @@ import { decodeStrictCbor, encodeCbor, encodeCborLengthPrefixed } from './cbor.j
  * 1.5.0: entries are sealed with XChaCha20-Poly1305 (envelope version 2, 24-byte nonces, entry-aead.ts) instead of
  * AES-256-GCM. A 1.4.0 member could not open a 1.5.0 entry (nor the reverse), so the id moved with it. Within 1.5.0
  * (never released before it): a `get` to an owner that proved the scope may say `plain: 1`, and the owner then
- * answers the entry's payload unsealed in the `entry` frame (`payload` instead of `sealed`).
+ * answers the entry's payload unsealed in the `entry` frame (`payload` instead of `sealed`), whose `headers` name the
+ * pairs defined before on the stream by their index (header-table.ts).
  */
 export const PROTOCOL = '/github-cache/1.5.0';
 /** Version number carried in `hello`. */
