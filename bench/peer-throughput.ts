@@ -50,6 +50,7 @@ import { entryOf } from '../src/cache/http-policy.js';
 import { DEFAULTS } from '../src/options.js';
 import { GitHubAPICache } from '../src/github-api-cache.js';
 import { entryPayload } from '../src/p2p/envelope.js';
+import { HeaderTableWriter } from '../src/p2p/header-table.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { encodeFrame } from '../src/p2p/wire.js';
 import { FakeGitHub } from '../support/fake-github/index.js';
@@ -174,7 +175,7 @@ const spread = (ratios: readonly number[]): string => `${fmt(Math.min(...ratios)
  * At 1 in flight, the peer hit and plain HTTP beside the libp2p echo of the same two frames, each pair's ratio the
  * median of the rounds' own (all three alternate block by block).
  */
-function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (r: Run) => number) => number, entryFrameBytes: number): string[] {
+function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (r: Run) => number) => number, echoFrameBytes: number): string[] {
   const pairedOf = (a: string, b: string) => {
     const ratios = pairedRatios(results, a, b);
     return `${fmt(median(ratios), 2)}x (${spread(ratios)})`;
@@ -186,7 +187,7 @@ function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (
   return [
     '',
     'At 1 in flight a third contender alternates with the two, block by block: the peer hit\'s two frames',
-    `(${GET_FRAME_BYTES} B out, ${entryFrameBytes.toLocaleString('en-US')} B back) echoed over libp2p as the fleet runs it (${TRANSPORT_IN_LIBSODIUM}, yamux with`,
+    `(${GET_FRAME_BYTES} B out, ${echoFrameBytes.toLocaleString('en-US')} B back, the entry as the stream carries it) echoed over libp2p as the fleet runs it (${TRANSPORT_IN_LIBSODIUM}, yamux with`,
     'window updates batched; bench/libp2p-echo.ts), its server in a child process as the owner is: what the transport alone',
     'allows, with no cache and no protocol work. CPU is each process\'s on-CPU time (the other\'s from Linux\'s schedstat, in',
     'ns, every thread); the last column is the time each event loop was runnable but waited for a CPU (schedstat): what a',
@@ -246,14 +247,21 @@ async function fakeChild(count: number): Promise<void> {
 /**
  * Bytes of the `entry` frame the owner sends for one key: one peer hit, its answer turned back into the entry
  * it was made from by the cache's own `entryOf` (its bytes, status and stored headers: not the scope's
- * x-ratelimit-* the answer carries) and encoded as the owner encodes an unsealed one.
+ * x-ratelimit-* the answer carries) and encoded as the owner encodes an unsealed one. `answer`: with its headers as
+ * a map (the whole answer, headers and body: what the HTTP reference moves); `onStream`: as the owner sends it once
+ * an answer before defined its repeated header pairs on the stream (header-table.ts: what the echo moves).
  */
-async function measureEntryFrame(asker: GitHubAPICache, githubApiUrl: string, repo: string): Promise<number> {
+async function measureEntryFrame(asker: GitHubAPICache, githubApiUrl: string, repo: string): Promise<{ answer: number; onStream: number }> {
   const answer = await asker.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
   if (answer.source !== 'peer') throw new Error(`frame size: expected a peer hit for ${repo}, got ${answer.source}`);
   const entry = entryOf({ status: answer.status, headers: answer.headers, body: answer.bytes }, Date.now(), 60);
   const key = keyOf(githubApiUrl, repo);
-  return encodeFrame({ type: 'entry', id: 1, payload: entryPayload(entry, key) }).byteLength;
+  const table = new HeaderTableWriter();
+  entryPayload(entry, key, table);
+  return {
+    answer: encodeFrame({ type: 'entry', id: 1, payload: entryPayload(entry, key) }).byteLength,
+    onStream: encodeFrame({ type: 'entry', id: 1, payload: entryPayload(entry, key, table) }).byteLength,
+  };
 }
 
 const repoName = (i: number): string => `tp-${i}`;
@@ -318,6 +326,8 @@ export async function benchPeerThroughput(): Promise<string> {
     CACHE_MAX_ENTRIES: String(maxEntries), FLEET_NODE_PERSISTENCE: PERSISTENCE,
   });
   let reference: ChildProcess | undefined;
+  /** Bytes of the `entry` frame as the stream carries it (repeated header pairs as indexes): what the echo sends back. */
+  let onStreamFrameBytes = 0;
   let asker: GitHubAPICache | undefined;
   let echo: EchoPair | undefined;
   try {
@@ -335,7 +345,9 @@ export async function benchPeerThroughput(): Promise<string> {
       const answer = await me.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
       if (answer.source !== 'peer') throw new Error(`expected a peer hit for ${repo}, got ${answer.source}`);
     };
-    const entryFrameBytes = await measureEntryFrame(me, fake.url, owned[needed + warmUp]!);
+    const frames = await measureEntryFrame(me, fake.url, owned[needed + warmUp]!);
+    const entryFrameBytes = frames.answer;
+    onStreamFrameBytes = frames.onStream;
     // The same Node flags as the owner (the service's: bin/node-flags.ts), so both servers start alike.
     reference = fork(SELF, ['--http-child', String(entryFrameBytes)], { execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     const referencePort = await new Promise<number>((resolve) => reference!.once('message', (m: { port: number }) => resolve(m.port)));
@@ -345,7 +357,7 @@ export async function benchPeerThroughput(): Promise<string> {
     // alone allows, beside what the peer hit gets.
     if (LEVELS.includes(1)) {
       echo = await libp2pEchoPair({
-        requestBytes: GET_FRAME_BYTES, replyBytes: entryFrameBytes, ...AS_THE_FLEET, ...(MEMBERSHIP === 'pnet' ? { pnet: true, prologue: false } : {}), serverInChild: true,
+        requestBytes: GET_FRAME_BYTES, replyBytes: onStreamFrameBytes, ...AS_THE_FLEET, ...(MEMBERSHIP === 'pnet' ? { pnet: true, prologue: false } : {}), serverInChild: true,
       });
     }
     const http1 = new Pool(`http://127.0.0.1:${referencePort}`, { connections: 16, keepAliveTimeout: 60_000 });
@@ -451,7 +463,8 @@ export async function benchPeerThroughput(): Promise<string> {
       `checked to be \`source: 'peer'\`, ${upstream} upstream requests during the rows (the fake GitHub runs in a third process${HEADERS === 'recorded'
         ? ' and sends the headers api.github.com puts on every answer, as @octokit/fixtures recorded them, so the `entry` frame, measured from an answer before the rows, is as large as GitHub\'s answers make it'
         : ', with its own smaller set of headers (`--headers minimal`)'}). Plain HTTP: the same number of calls in flight,`,
-      `undici (keep-alive Pool, up to 16 connections) fetching ${entryFrameBytes.toLocaleString('en-US')} B (the size of the peer's \`entry\` frame) from a`,
+      `undici (keep-alive Pool, up to 16 connections) fetching ${entryFrameBytes.toLocaleString('en-US')} B (the size of the peer's \`entry\` frame with its headers as a map: the`,
+      `whole answer, headers and body; on a stream whose earlier answers defined the repeated header pairs, the owner sends ${onStreamFrameBytes.toLocaleString('en-US')} B) from a`,
       'node:http server in a child process (the same Node flags) that answers from a Map: no crypto, no proofs, no cache. CPU per hit counts both processes;',
       'the split columns give each process\'s part (medians of each, so they need not add up to the total\'s median): whichever side',
       'is busiest bounds the rate, since each process runs its event loop on one core. Within each row the contenders alternate in',
@@ -462,7 +475,7 @@ export async function benchPeerThroughput(): Promise<string> {
       '',
       table(['in flight', 'peer hits/s', 'plain HTTP/s', 'peer / HTTP', 'rounds\' ratios', 'peer CPU µs per hit', 'HTTP CPU µs per call', 'CPU ratio',
         'asker / owner CPU µs', 'HTTP client / server CPU µs', 'target'], rows),
-      ...(results.has('echo-1') ? transportFloor(results, med, entryFrameBytes) : []),
+      ...(results.has('echo-1') ? transportFloor(results, med, onStreamFrameBytes) : []),
     ].join('\n');
     // Other levels than the default are a look, not the documented table (the summary reads its three rows).
     if (argValue('levels') === undefined && PERSISTENCE === 'off' && HEADERS === 'recorded' && MEMBERSHIP === DEFAULTS.membership) writeSection('peer-throughput', md);
