@@ -326,8 +326,6 @@ export async function benchPeerThroughput(): Promise<string> {
     CACHE_MAX_ENTRIES: String(maxEntries), FLEET_NODE_PERSISTENCE: PERSISTENCE,
   });
   let reference: ChildProcess | undefined;
-  /** Bytes of the `entry` frame as the stream carries it (repeated header pairs as indexes): what the echo sends back. */
-  let onStreamFrameBytes = 0;
   let asker: GitHubAPICache | undefined;
   let echo: EchoPair | undefined;
   try {
@@ -345,9 +343,8 @@ export async function benchPeerThroughput(): Promise<string> {
       const answer = await me.request(ROUTE, { owner: OWNER, repo }, { token: TOKEN });
       if (answer.source !== 'peer') throw new Error(`expected a peer hit for ${repo}, got ${answer.source}`);
     };
-    const frames = await measureEntryFrame(me, fake.url, owned[needed + warmUp]!);
-    const entryFrameBytes = frames.answer;
-    onStreamFrameBytes = frames.onStream;
+    // The whole answer (what the HTTP reference moves) and the frame as the stream carries it (what the echo moves).
+    const { answer: entryFrameBytes, onStream: onStreamFrameBytes } = await measureEntryFrame(me, fake.url, owned[needed + warmUp]!);
     // The same Node flags as the owner (the service's: bin/node-flags.ts), so both servers start alike.
     reference = fork(SELF, ['--http-child', String(entryFrameBytes)], { execArgv: [...process.execArgv, ...SERVICE_NODE_FLAGS], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     const referencePort = await new Promise<number>((resolve) => reference!.once('message', (m: { port: number }) => resolve(m.port)));

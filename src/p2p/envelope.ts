@@ -4,7 +4,7 @@ import { shareHeaderValues } from '../cache/header-values.js';
 import { CacheError } from '../errors.js';
 import { decodeStrictCbor, withCbor } from './cbor.js';
 import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES, aeadOpen, aeadSeal } from './entry-aead.js';
-import { HEADER_NAME, isResolvedHeaders, isWireHeader, MAX_HEADERS, type HeaderTableWriter } from './header-table.js';
+import { isHeaderName, isHeaderValue, isResolvedHeaders, isWireHeader, MAX_HEADERS, type HeaderTableWriter } from './header-table.js';
 import { PROTOCOL } from './wire.js';
 
 /**
@@ -219,8 +219,8 @@ function toEntryPayload(value: unknown): { key: string; entry: Mutable<CacheEntr
     if (names.length > MAX_HEADERS) fail(`more than ${MAX_HEADERS} headers`);
     for (const name of names) {
       const v = headers[name];
-      if (!HEADER_NAME.test(name)) fail(`header name ${JSON.stringify(name.slice(0, 40))} is not a lowercase token`);
-      if (!isWireHeader(name, v)) fail(`header ${name} is not a single-line string`);
+      if (!isHeaderName(name)) fail(`header name ${JSON.stringify(name.slice(0, 40))} is not a lowercase token`);
+      if (!isHeaderValue(v)) fail(`header ${name} is not a single-line string`);
     }
   }
   if (etag !== undefined && (typeof etag !== 'string' || etag.length > MAX_VALIDATOR)) fail('etag is not a short string');

@@ -35,14 +35,24 @@ export const MAX_TABLE_CHARS = 256 * 1024;
 const MAX_VALUE_CHARS = 1024;
 
 /** The entry schema's header rules (envelope.ts checks a map against the same). */
-export const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]{1,256}$/;
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]{1,256}$/;
 export const MAX_HEADERS = 256;
-export const MAX_HEADER_VALUE = 16 * 1024;
+const MAX_HEADER_VALUE = 16 * 1024;
 const BAD_HEADER_VALUE = /[\r\n\0]/;
+
+/** A header name the schema accepts: a lowercase token (never `__proto__`, which the CBOR decoder refuses too). */
+export function isHeaderName(name: string): boolean {
+  return HEADER_NAME.test(name) && name !== '__proto__';
+}
+
+/** A header value the schema accepts: a single-line string of at most 16 KiB. */
+export function isHeaderValue(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= MAX_HEADER_VALUE && !BAD_HEADER_VALUE.test(value);
+}
 
 /** A header the schema accepts: a lowercase token name, a single-line string value of at most 16 KiB. */
 export function isWireHeader(name: string, value: unknown): value is string {
-  return HEADER_NAME.test(name) && name !== '__proto__' && typeof value === 'string' && value.length <= MAX_HEADER_VALUE && !BAD_HEADER_VALUE.test(value);
+  return isHeaderName(name) && isHeaderValue(value);
 }
 
 /** A peer's indexed headers broke the encoding or the schema; the stream's table is unknown from here on. */
