@@ -28,6 +28,7 @@ import type { ResponseSource } from '../src/cache/counters.js';
 import { DEFAULT_ACCEPT, formatRequestKey, normalizeUrl, parseRequestKey } from '../src/cache/request-key.js';
 import { entryKeyOf, scopeIdOf } from '../src/cache/scope.js';
 import { entryPayload, openPlainEntry } from '../src/p2p/envelope.js';
+import { HeaderTableReader, HeaderTableWriter } from '../src/p2p/header-table.js';
 import type { PeerNetworkStats } from '../src/p2p/peer-network.js';
 import { rendezvousOwner } from '../src/p2p/rendezvous.js';
 import { CHALLENGE_BYTES, getProof, proofKeyOf, verifyGetProof } from '../src/p2p/scope-proof.js';
@@ -359,7 +360,9 @@ interface Floor {
 /**
  * The protocol's CPU work of one peer hit, without I/O: the asker picks the owner and proves the scope, both
  * sides encode and decode the frames, the owner checks the proof and answers, the asker verifies the entry. Between
- * two members that proved the scope to each other (as here) the get asks for the entry unsealed (`plain`).
+ * two members that proved the scope to each other (as here) the get asks for the entry unsealed (`plain`), and its
+ * headers go as one stream carries them (header-table.ts): the pairs that recur as indexes once defined, so the
+ * reply frame (and the echoes' reply, sized from it) weighs what a peer hit's does on a stream in use.
  */
 async function protocolWork(githubApiUrl: string, repos: readonly string[]): Promise<Floor & { frames: { request: number; reply: number } }> {
   const entryKey = entryKeyOf(TOKEN);
@@ -377,6 +380,10 @@ async function protocolWork(githubApiUrl: string, repos: readonly string[]): Pro
   });
   const frames = { request: 0, reply: 0 };
   const parties = { prover: peers[0]!, verifier: peers[1]! };
+  // One stream's header tables, as the owner's serving side and the asker's client side keep them: after the first
+  // entry the pairs that recur go as indexes, and the asker resolves each entry's headers as cache-protocol.ts does.
+  const written = new HeaderTableWriter();
+  const read = new HeaderTableReader();
   const roundTrip = (id: number) => {
     const { key, entry } = entries[id % entries.length]!;
     rendezvousOwner(key, peers);
@@ -385,10 +392,12 @@ async function protocolWork(githubApiUrl: string, repos: readonly string[]): Pro
     const asked = decodeFrame(get);
     if (asked.type !== 'get' || !verifyGetProof(proofKey, challenge, asked.id, asked.key, parties, asked.proof)) throw new Error('protocol work: bad proof');
     parseRequestKey(asked.key);
-    const reply = encodeFrame({ type: 'entry', id, payload: entryPayload(entry, asked.key) });
+    const reply = encodeFrame({ type: 'entry', id, payload: entryPayload(entry, asked.key, written) });
     const answered = decodeFrame(reply);
     if (answered.type !== 'entry' || !('payload' in answered)) throw new Error('protocol work: not an unsealed entry');
-    openPlainEntry(answered.payload, key, { maxEntryTtlSeconds: 3_600 });
+    const { payload } = answered;
+    if (Array.isArray(payload.headers)) (payload as Record<string, unknown>).headers = read.resolve(payload.headers);
+    openPlainEntry(payload, key, { maxEntryTtlSeconds: 3_600 });
     frames.request = get.byteLength;
     frames.reply = reply.byteLength;
   };
