@@ -515,14 +515,12 @@ export class CacheProtocol implements Startable {
         // Indexed headers are resolved as they arrive, whether or not their request still waits: the stream's table
         // has to see every definition, in order (header-table.ts).
         const { payload } = frame;
-        if (Array.isArray(payload.headers)) {
-          try {
-            (payload as Record<string, unknown>).headers = client.headerTable.resolve(payload.headers);
-          } catch (err) {
-            if (!(err instanceof HeaderTableError)) throw err;
-            client.requests.settle(frame.id, { kind: 'error', message: `malformed headers: ${err.message}` });
-            return this.#protocolViolation(session, client.channel, err.message);
-          }
+        try {
+          client.headerTable.resolvePayload(payload);
+        } catch (err) {
+          if (!(err instanceof HeaderTableError)) throw err;
+          client.requests.settle(frame.id, { kind: 'error', message: `malformed headers: ${err.message}` });
+          return this.#protocolViolation(session, client.channel, err.message);
         }
         client.requests.settle(frame.id, { kind: 'entry', payload });
         return;

@@ -160,6 +160,14 @@ export class HeaderTableReader {
     return out;
   }
 
+  /**
+   * Resolves an unsealed entry's payload in place, as the stream delivers it: indexed `headers` become the object
+   * `resolve` returns; headers as a map are left to the entry schema. Throws HeaderTableError.
+   */
+  resolvePayload(payload: Readonly<Record<string, unknown>>): void {
+    if (Array.isArray(payload.headers)) (payload as Record<string, unknown>).headers = this.resolve(payload.headers);
+  }
+
   /** Pairs defined so far (specs). */
   get size(): number {
     return this.#names.length;
