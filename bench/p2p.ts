@@ -378,13 +378,12 @@ async function protocolWork(githubApiUrl: string, repos: readonly string[]): Pro
     if (response.status !== 200) throw new Error(`protocol work: the fake GitHub answered ${response.status} for ${repo}`);
     entries[i] = { key: keyOf(githubApiUrl, repo), entry: entryOf({ status: response.status, headers: Object.fromEntries(response.headers), body }, Date.now(), 60) };
   });
-  const frames = { request: 0, reply: 0 };
   const parties = { prover: peers[0]!, verifier: peers[1]! };
   // One stream's header tables, as the owner's serving side and the asker's client side keep them: after the first
   // entry the pairs that recur go as indexes, and the asker resolves each entry's headers as cache-protocol.ts does.
   const written = new HeaderTableWriter();
   const read = new HeaderTableReader();
-  const roundTrip = (id: number) => {
+  const roundTrip = (id: number): { request: number; reply: number } => {
     const { key, entry } = entries[id % entries.length]!;
     rendezvousOwner(key, peers);
     parseRequestKey(key);
@@ -395,14 +394,15 @@ async function protocolWork(githubApiUrl: string, repos: readonly string[]): Pro
     const reply = encodeFrame({ type: 'entry', id, payload: entryPayload(entry, asked.key, written) });
     const answered = decodeFrame(reply);
     if (answered.type !== 'entry' || !('payload' in answered)) throw new Error('protocol work: not an unsealed entry');
-    const { payload } = answered;
-    if (Array.isArray(payload.headers)) (payload as Record<string, unknown>).headers = read.resolve(payload.headers);
-    openPlainEntry(payload, key, { maxEntryTtlSeconds: 3_600 });
-    frames.request = get.byteLength;
-    frames.reply = reply.byteLength;
+    read.resolvePayload(answered.payload);
+    openPlainEntry(answered.payload, key, { maxEntryTtlSeconds: 3_600 });
+    return { request: get.byteLength, reply: reply.byteLength };
   };
-  roundTrip(0);
-  return { roundTrip, frames, close: async () => undefined };
+  // The stream's first entry defines the recurring pairs; the second names them by index, as every later one does:
+  // the frames the echoes carry are that second one's size, of the last key (a name and an id as long as most keys').
+  roundTrip(entries.length - 2);
+  const frames = roundTrip(entries.length - 1);
+  return { roundTrip: (id) => void roundTrip(id), frames, close: async () => undefined };
 }
 
 /** Round trips of `requestBytes` out and `replyBytes` back over one loopback TCP connection (Nagle off). */
