@@ -1,7 +1,7 @@
 /**
  * Peer hits under concurrency, beside the same bodies over plain HTTP keep-alive, in one run.
  *
- *   npm run bench -- peer-throughput      (or: node dist/bench/peer-throughput.js [--keys 2000] [--rounds 3])
+ *   npm run bench -- peer-throughput      (or: node dist/bench/peer-throughput.js [--keys 2000] [--rounds 5] [--rounds-at-1 9])
  *
  * The owner is a fleet member in a child process (support/fleet-node.ts) holding every key fresh, started with the
  * service's Node flags (bin/node-flags.ts), as is the reference server below; the asker is a
@@ -65,6 +65,15 @@ const SELF = fileURLToPath(import.meta.url);
 const ROUTE = 'GET /repos/{owner}/{repo}';
 /** Calls in flight per row: `--levels 1,100,500` (the default). */
 const LEVELS: readonly number[] = (argValue('levels') ?? '1,100,500').split(',').map(Number);
+/**
+ * Rounds at 1 in flight, at least (`--rounds-at-1`; the other levels run `--rounds`, 5 by default). A round at 1 in
+ * flight was sized to take about a second (blockCalls); on a host as fast as 2026-12-04's, its 2,000 calls of each
+ * contender take a quarter of that, and single rounds of one run spread from about 0.45x to 1.2x. In 44 runs that day,
+ * the median of a run's first five rounds moved from run to run with a standard deviation of 0.055, the median of all
+ * nine with 0.033 (docs/benchmarks.md, "At 1 in flight, nine rounds"): the row is less a draw of the rounds' noise, for
+ * some 3 s more.
+ */
+const ROUNDS_AT_1 = 9;
 /** Untimed calls of each contender at each level before the rows. */
 const WARM_UP_PER_LEVEL = 1000;
 /** Bytes of the asker's `get` frame (the peer-latency benchmark: 180 B). */
@@ -199,6 +208,8 @@ function transportFloor(results: Map<string, Run[]>, med: (name: string, pick: (
       row('libp2p echo of the two frames, as the fleet runs it', 'echo-1', '1.00x'),
       row('peer hit', 'peer-1', pairedOf('peer-1', 'echo-1')),
     ]),
+    '',
+    `Each round's peer / HTTP at 1 in flight, in the order they ran: ${pairedRatios(results, 'peer-1', 'http-1').map((r) => `${fmt(r, 2)}x`).join(', ')}.`,
   ];
 }
 
@@ -312,10 +323,12 @@ export async function benchPeerThroughput(): Promise<string> {
   if (missing.length > 0) return withServiceFlags(missing);
   const keysPerLevel = arg('keys', 2000);
   const rounds = arg('rounds', 5);
+  const roundsAt1 = arg('rounds-at-1', Math.max(rounds, ROUNDS_AT_1));
+  const roundsOf = (level: number): number => (level === 1 ? roundsAt1 : rounds);
   const load = [loadLine(), cpuIdleLine(), PERSISTENCE === 'off' ? '' : `Asker and owner with persistence '${PERSISTENCE}' (SQLite).`]
     .filter((line) => line !== '').join(' ');
   const temp = new TempDirs('gh-p2p-cache-bench-peer-throughput-');
-  const needed = keysPerLevel * LEVELS.length * rounds;
+  const needed = LEVELS.reduce((sum, level) => sum + keysPerLevel * roundsOf(level), 0);
   const warmUp = WARM_UP_PER_LEVEL * LEVELS.length;
   // About half the names fall to the child by rendezvous: room for the rows and the warm-up keys, with a margin.
   const names = Array.from({ length: Math.ceil((needed + warmUp) * 2.4) }, (_, i) => repoName(i));
@@ -383,8 +396,9 @@ export async function benchPeerThroughput(): Promise<string> {
       profiler.connect();
       await profiler.post('Profiler.enable');
     }
-    for (let round = 0; round < rounds; round++) {
+    for (let round = 0; round < Math.max(...LEVELS.map(roundsOf)); round++) {
       for (const level of LEVELS) {
+        if (round >= roundsOf(level)) continue;
         const keys = owned.slice(next, next + keysPerLevel);
         next += keysPerLevel;
         const ns = Array.from({ length: keysPerLevel }, (_, i) => round * 1e6 + level * 1e4 + i);
@@ -451,7 +465,7 @@ export async function benchPeerThroughput(): Promise<string> {
     const md = [
       '## Peer hits under concurrency, beside plain HTTP',
       '',
-      `\`npm run bench -- peer-throughput\` · ${machineLine()} · ${keysPerLevel.toLocaleString('en-US')} distinct keys per row and round, ${rounds} rounds`,
+      `\`npm run bench -- peer-throughput\` · ${machineLine()} · ${keysPerLevel.toLocaleString('en-US')} distinct keys per row and round, ${rounds} rounds${LEVELS.includes(1) && roundsAt1 !== rounds ? ` (${roundsAt1} at 1 in flight)` : ''}`,
       `(medians over the rounds), after ${WARM_UP_PER_LEVEL.toLocaleString('en-US')} untimed calls of each contender at each level (so that V8 has compiled`,
       'both paths). Peer hit: the first `cache.request` on the asker (this process) of a key the owner (a',
       `child process, support/fleet-node.ts, started as the service is: \`node ${SERVICE_NODE_FLAGS.join(' ')}\`) holds fresh, over one libp2p connection (${TRANSPORT}) on 127.0.0.1`,
