@@ -66,7 +66,8 @@ const ROUTE = 'GET /repos/{owner}/{repo}';
 /** Calls in flight per row: `--levels 1,100,500` (the default). */
 const LEVELS: readonly number[] = (argValue('levels') ?? '1,100,500').split(',').map(Number);
 /**
- * Rounds at 1 in flight, at least (`--rounds-at-1`; the other levels run `--rounds`, 5 by default). A round at 1 in
+ * Rounds at 1 in flight when neither `--rounds-at-1` nor `--rounds` is given (the other levels run 5; a given `--rounds`
+ * applies to every level, so the commands docs/benchmarks.md quotes run as they ran then). A round at 1 in
  * flight was sized to take about a second (blockCalls); on a host as fast as 2026-12-04's, its 2,000 calls of each
  * contender take a quarter of that, and single rounds of one run spread from about 0.45x to 1.2x. In 44 runs that day,
  * the median of a run's first five rounds moved from run to run with a standard deviation of 0.055, the median of all
@@ -323,8 +324,9 @@ export async function benchPeerThroughput(): Promise<string> {
   if (missing.length > 0) return withServiceFlags(missing);
   const keysPerLevel = arg('keys', 2000);
   const rounds = arg('rounds', 5);
-  const roundsAt1 = arg('rounds-at-1', Math.max(rounds, ROUNDS_AT_1));
+  const roundsAt1 = arg('rounds-at-1', argValue('rounds') === undefined ? ROUNDS_AT_1 : rounds);
   const roundsOf = (level: number): number => (level === 1 ? roundsAt1 : rounds);
+  const maxRounds = Math.max(...LEVELS.map(roundsOf));
   const load = [loadLine(), cpuIdleLine(), PERSISTENCE === 'off' ? '' : `Asker and owner with persistence '${PERSISTENCE}' (SQLite).`]
     .filter((line) => line !== '').join(' ');
   const temp = new TempDirs('gh-p2p-cache-bench-peer-throughput-');
@@ -396,7 +398,7 @@ export async function benchPeerThroughput(): Promise<string> {
       profiler.connect();
       await profiler.post('Profiler.enable');
     }
-    for (let round = 0; round < Math.max(...LEVELS.map(roundsOf)); round++) {
+    for (let round = 0; round < maxRounds; round++) {
       for (const level of LEVELS) {
         if (round >= roundsOf(level)) continue;
         const keys = owned.slice(next, next + keysPerLevel);
